@@ -1,0 +1,36 @@
+--[[
+  restore.lua: give one unit of a sale back, once.
+
+  Used when an admitted request ends as a failed order, when an unpaid order is closed, and when
+  a dead-lettered entry is given up on. Idempotent: the unit comes back only if the user was still
+  among the buyers, so a retry after a crash does not give it back twice.
+
+  Steps:
+    1. SREM the user from the buyers; if they were not there, stop (already restored)
+    2. INCR stock
+    3. write the user's result (ARGV[2]: -1 for a failed order; empty leaves the result alone)
+    4. PUBLISH the goods id on the restock channel, so every edge clears its sold-out flag
+
+  KEYS (one sale's hash tag, plus the channel, which is not a key for Cluster purposes):
+    1 stock    string
+    2 buyers   set
+    3 result   string: this user's result
+  ARGV:
+    1 user id
+    2 result to write ('' = leave it)
+    3 result TTL in seconds
+    4 restock channel name
+    5 goods id (the message)
+
+  Returns 1 if the unit was given back, 0 if it had been already.
+]]
+
+if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('INCR', KEYS[1])
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1

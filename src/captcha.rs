@@ -1,0 +1,193 @@
+//! The math-expression captcha (the seeds' `VerifyCode`): `8*3-2`, answered with `22`.
+//!
+//! The expression is drawn as a PNG with a small built-in bitmap font, each glyph scaled,
+//! jittered and coloured at random, over noise dots and lines: easy for a person, not plain text
+//! for a script. The answer lives in `sk:{g:ID}:captcha:UID` for [`crate::keys::CAPTCHA_TTL`]
+//! and is deleted on first use (by `lua/issue_path.lua`).
+
+use rand::Rng;
+
+/// A captcha to show and the answer to expect.
+#[derive(Debug, Clone)]
+pub struct Captcha {
+    pub expression: String,
+    pub answer: i64,
+}
+
+impl Captcha {
+    /// Three digits 1..=9 joined by `+`, `-` or `*`, evaluated with the usual precedence.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let ops = ['+', '-', '*'];
+        let n: [i64; 3] = std::array::from_fn(|_| rng.random_range(1..=9));
+        let o: [char; 2] = std::array::from_fn(|_| ops[rng.random_range(0..ops.len())]);
+        let expression = format!("{}{}{}{}{}", n[0], o[0], n[1], o[1], n[2]);
+        let answer = evaluate(n, o);
+        Self { expression, answer }
+    }
+
+    /// The expression as a PNG image.
+    pub fn png(&self) -> Vec<u8> {
+        render(&format!("{}=?", self.expression))
+    }
+}
+
+/// Evaluates `a o1 b o2 c` with `*` binding tighter than `+`/`-`.
+fn evaluate(n: [i64; 3], o: [char; 2]) -> i64 {
+    let apply = |a: i64, op: char, b: i64| match op {
+        '+' => a + b,
+        '-' => a - b,
+        _ => a * b,
+    };
+    if o[1] == '*' && o[0] != '*' {
+        apply(n[0], o[0], n[1] * n[2])
+    } else {
+        apply(apply(n[0], o[0], n[1]), o[1], n[2])
+    }
+}
+
+const WIDTH: usize = 150;
+const HEIGHT: usize = 44;
+const SCALE: usize = 3;
+
+/// A 5×7 bitmap glyph: one byte a row, the low five bits are the pixels, left to right.
+fn glyph(c: char) -> [u8; 7] {
+    match c {
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
+        '-' => [0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00],
+        '*' => [0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x00],
+        '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
+        '?' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
+        _ => [0; 7],
+    }
+}
+
+struct Canvas {
+    px: Vec<u8>,
+}
+
+impl Canvas {
+    fn put(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
+        if (0..WIDTH as i64).contains(&x) && (0..HEIGHT as i64).contains(&y) {
+            let i = (y as usize * WIDTH + x as usize) * 3;
+            self.px[i..i + 3].copy_from_slice(&rgb);
+        }
+    }
+}
+
+fn render(text: &str) -> Vec<u8> {
+    let mut rng = rand::rng();
+    let bg = [
+        rng.random_range(225..=255),
+        rng.random_range(225..=255),
+        rng.random_range(225..=255),
+    ];
+    let mut canvas = Canvas {
+        px: bg.repeat(WIDTH * HEIGHT),
+    };
+    let dark = |rng: &mut rand::rngs::ThreadRng| -> [u8; 3] {
+        [
+            rng.random_range(0..140),
+            rng.random_range(0..140),
+            rng.random_range(0..140),
+        ]
+    };
+    // noise dots under the text
+    for _ in 0..WIDTH * HEIGHT / 12 {
+        let c = [rng.random(), rng.random(), rng.random()];
+        canvas.put(
+            rng.random_range(0..WIDTH as i64),
+            rng.random_range(0..HEIGHT as i64),
+            c,
+        );
+    }
+    // the glyphs, each with its own colour and vertical jitter
+    let advance = 6 * SCALE as i64;
+    let mut x0 = (WIDTH as i64 - advance * text.chars().count() as i64) / 2;
+    for c in text.chars() {
+        let colour = dark(&mut rng);
+        let y0 = (HEIGHT as i64 - 7 * SCALE as i64) / 2 + rng.random_range(-4..=4);
+        let lean: i64 = rng.random_range(-1..=1);
+        for (row, bits) in glyph(c).iter().enumerate() {
+            for col in 0..5 {
+                if bits & (0x10 >> col) != 0 {
+                    for dy in 0..SCALE as i64 {
+                        for dx in 0..SCALE as i64 {
+                            let y = y0 + row as i64 * SCALE as i64 + dy;
+                            let x = x0 + col * SCALE as i64 + dx + lean * (3 - row as i64) / 2;
+                            canvas.put(x, y, colour);
+                        }
+                    }
+                }
+            }
+        }
+        x0 += advance;
+    }
+    // noise lines across the text
+    for _ in 0..5 {
+        let colour = dark(&mut rng);
+        let (mut x, mut y) = (0.0f64, rng.random_range(0.0..HEIGHT as f64));
+        let slope = rng.random_range(-0.3..0.3);
+        while x < WIDTH as f64 {
+            canvas.put(x as i64, y as i64, colour);
+            x += 1.0;
+            y += slope;
+        }
+    }
+    encode_png(&canvas.px)
+}
+
+fn encode_png(rgb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, WIDTH as u32, HEIGHT as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().expect("png header to a Vec");
+    writer.write_image_data(rgb).expect("png data to a Vec");
+    writer.finish().expect("png end to a Vec");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_respected() {
+        assert_eq!(evaluate([8, 3, 2], ['*', '-']), 22);
+        assert_eq!(evaluate([2, 3, 4], ['+', '*']), 14);
+        assert_eq!(evaluate([2, 3, 4], ['-', '*']), -10);
+        assert_eq!(evaluate([2, 3, 4], ['*', '*']), 24);
+        assert_eq!(evaluate([9, 3, 4], ['-', '+']), 10);
+    }
+
+    #[test]
+    fn generated_answers_match_their_expression() {
+        for _ in 0..200 {
+            let c = Captcha::generate();
+            let b = c.expression.as_bytes();
+            let n = [b[0], b[2], b[4]].map(|d| (d - b'0') as i64);
+            assert_eq!(c.answer, evaluate(n, [b[1] as char, b[3] as char]));
+        }
+    }
+
+    #[test]
+    fn the_image_is_a_png_of_the_declared_size() {
+        let png = Captcha::generate().png();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let reader = decoder.read_info().unwrap();
+        assert_eq!(reader.info().width, WIDTH as u32);
+        assert_eq!(reader.info().height, HEIGHT as u32);
+    }
+}

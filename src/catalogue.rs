@@ -1,0 +1,168 @@
+//! Catalogue reads, cache-aside: Redis first (`cache:goods:list`, `cache:goods:ID`), MySQL on a
+//! miss, the copy stored with a TTL plus random jitter so copies do not expire together. An id
+//! that does not exist is cached as absent for a short time, so a flood of bad ids stays off MySQL.
+//!
+//! The cached copy carries the sale's window; `status` and `remainSeconds` are computed per request
+//! from it, and a detail's `stock` is the live Redis stock.
+
+use rand::Rng;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::GoodsId;
+use crate::error::AppError;
+use crate::keys;
+use crate::sale::{self, SaleRow};
+use crate::state::AppState;
+
+/// One sale as the API shows it (camelCase, as in the seeds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GoodsView {
+    pub id: i64,
+    pub name: String,
+    pub title: String,
+    pub img: String,
+    pub detail: String,
+    pub price: f64,
+    pub seckill_price: f64,
+    pub stock: i64,
+    /// Epoch milliseconds.
+    pub start_at: i64,
+    pub end_at: i64,
+}
+
+impl From<&SaleRow> for GoodsView {
+    fn from(s: &SaleRow) -> Self {
+        Self {
+            id: s.goods_id,
+            name: s.name.clone(),
+            title: s.title.clone(),
+            img: s.img.clone(),
+            detail: s.detail.clone(),
+            price: s.price,
+            seckill_price: s.seckill_price,
+            stock: s.stock as i64,
+            start_at: s.start_ms(),
+            end_at: s.end_ms(),
+        }
+    }
+}
+
+/// A detail: the sale plus where it stands now.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoodsDetail {
+    #[serde(flatten)]
+    pub goods: GoodsView,
+    /// 0 not started, 1 running, 2 ended.
+    pub status: u8,
+    /// Seconds until the start while not started, 0 while running, -1 once ended (the seeds').
+    pub remain_seconds: i64,
+    /// Seconds until the end while running (0 otherwise).
+    pub end_seconds: i64,
+}
+
+impl GoodsDetail {
+    pub fn at(goods: GoodsView, now_ms: i64) -> Self {
+        let (status, remain_seconds, end_seconds) = if now_ms < goods.start_at {
+            (0, (goods.start_at - now_ms + 999) / 1000, 0)
+        } else if now_ms < goods.end_at {
+            (1, 0, (goods.end_at - now_ms) / 1000)
+        } else {
+            (2, -1, 0)
+        };
+        Self {
+            goods,
+            status,
+            remain_seconds,
+            end_seconds,
+        }
+    }
+}
+
+fn ttl_with_jitter() -> u64 {
+    keys::CACHE_TTL.as_secs() + rand::rng().random_range(0..=keys::CACHE_JITTER.as_secs())
+}
+
+/// The sale list.
+pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
+    let mut con = state.redis.clone();
+    let key = state.keys.goods_list();
+    if let Some(json) = con.get::<_, Option<String>>(&key).await?
+        && let Ok(list) = serde_json::from_str(&json)
+    {
+        return Ok(list);
+    }
+    let list: Vec<GoodsView> = sale::all(&state.db)
+        .await?
+        .iter()
+        .map(GoodsView::from)
+        .collect();
+    let json = serde_json::to_string(&list).map_err(anyhow::Error::from)?;
+    let _: () = con.set_ex(&key, json, ttl_with_jitter()).await?;
+    Ok(list)
+}
+
+/// One sale with its status; `NotFound` if there is none (remembered for [`keys::ABSENT_TTL`]).
+pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, AppError> {
+    let mut con = state.redis.clone();
+    let key = state.keys.goods(goods);
+    let (cached, stock): (Option<String>, Option<i64>) = redis::pipe()
+        .get(&key)
+        .get(state.keys.sale(goods).stock())
+        .query_async(&mut con)
+        .await?;
+    let mut view: GoodsView = match cached.as_deref() {
+        Some(keys::ABSENT) => return Err(AppError::NotFound),
+        Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
+        None => match sale::one(&state.db, goods).await? {
+            Some(row) => {
+                let view = GoodsView::from(&row);
+                let json = serde_json::to_string(&view).map_err(anyhow::Error::from)?;
+                let _: () = con.set_ex(&key, json, ttl_with_jitter()).await?;
+                view
+            }
+            None => {
+                let _: () = con
+                    .set_ex(&key, keys::ABSENT, keys::ABSENT_TTL.as_secs())
+                    .await?;
+                return Err(AppError::NotFound);
+            }
+        },
+    };
+    if let Some(stock) = stock {
+        view.stock = stock.max(0);
+    }
+    Ok(GoodsDetail::at(view, chrono::Utc::now().timestamp_millis()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(start_at: i64, end_at: i64) -> GoodsView {
+        GoodsView {
+            id: 1,
+            name: "n".into(),
+            title: "t".into(),
+            img: String::new(),
+            detail: String::new(),
+            price: 1.0,
+            seckill_price: 0.5,
+            stock: 1,
+            start_at,
+            end_at,
+        }
+    }
+
+    #[test]
+    fn status_and_remaining_seconds() {
+        let d = GoodsDetail::at(view(10_000, 20_000), 8_500);
+        assert_eq!((d.status, d.remain_seconds), (0, 2));
+        let d = GoodsDetail::at(view(10_000, 20_000), 10_000);
+        assert_eq!((d.status, d.remain_seconds, d.end_seconds), (1, 0, 10));
+        let d = GoodsDetail::at(view(10_000, 20_000), 20_000);
+        assert_eq!((d.status, d.remain_seconds), (2, -1));
+    }
+}

@@ -1,0 +1,102 @@
+//! MySQL: the connection pool, the migrations of `sql/` (embedded at build time), and creating the
+//! database itself when it is missing.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+
+/// The embedded migrations (`sql/*.sql`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");
+
+/// A pool on `url`; connects lazily-tolerant: the first connection is made now.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to MySQL at {}", redact(url)))
+}
+
+/// Splits `mysql://user@host:port/db?x` into (`mysql://user@host:port`, `db`).
+fn split_database(url: &str) -> anyhow::Result<(&str, &str)> {
+    let (base, rest) = url
+        .rsplit_once('/')
+        .filter(|(base, _)| base.contains("://") && !base.ends_with('/'))
+        .context("the database URL names no database")?;
+    let db = rest.split('?').next().unwrap_or_default();
+    anyhow::ensure!(
+        !db.is_empty() && db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "database name {db:?} must be letters, digits and _"
+    );
+    Ok((base, db))
+}
+
+/// `CREATE DATABASE IF NOT EXISTS` for the database `url` names.
+pub async fn create_database(url: &str) -> anyhow::Result<()> {
+    let (base, db) = split_database(url)?;
+    let pool = connect(base, 1).await?;
+    // `db` was checked to be letters, digits and _ by split_database.
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4"
+    )))
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// `DROP DATABASE IF EXISTS` (tests clean up with it).
+pub async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let (base, db) = split_database(url)?;
+    let pool = connect(base, 1).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{db}`")))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Creates the database if needed and applies every pending migration.
+pub async fn migrate(url: &str) -> anyhow::Result<MySqlPool> {
+    create_database(url).await?;
+    let pool = connect(url, 4).await?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}
+
+/// The URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_split_and_checked() {
+        let (base, db) =
+            split_database("mysql://root@127.0.0.1:3306/fg_1?ssl-mode=disabled").unwrap();
+        assert_eq!((base, db), ("mysql://root@127.0.0.1:3306", "fg_1"));
+        assert!(split_database("mysql://root@127.0.0.1:3306/").is_err());
+        assert!(split_database("mysql://root@127.0.0.1:3306/a;drop").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("mysql://u:pw@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact("mysql://u@h/db"), "mysql://u@h/db");
+    }
+}

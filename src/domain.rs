@@ -1,0 +1,149 @@
+//! Domain newtypes: a value of one of these types has been validated, so the rest of the code
+//! never checks again and never mixes a user id up with a goods id.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+macro_rules! id_type {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " id: a positive integer.")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(into = "i64")]
+        pub struct $name(i64);
+
+        /// Accepts a JSON number or a numeric string (load tools often send strings).
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Repr {
+                    N(i64),
+                    S(String),
+                }
+                match Repr::deserialize(d).map_err(|_| {
+                    serde::de::Error::custom(concat!($what, " id must be a positive integer"))
+                })? {
+                    Repr::N(n) => Self::new(n),
+                    Repr::S(s) => Self::parse(&s),
+                }
+                .map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl $name {
+            pub fn new(v: i64) -> Result<Self, AppError> {
+                if v > 0 {
+                    Ok(Self(v))
+                } else {
+                    Err(AppError::BadParam(format!(
+                        "{} must be a positive integer",
+                        $what
+                    )))
+                }
+            }
+            pub fn get(self) -> i64 {
+                self.0
+            }
+            /// Parses a decimal string, as found in a path or a query.
+            pub fn parse(s: &str) -> Result<Self, AppError> {
+                let v: i64 = s.trim().parse().map_err(|_| {
+                    AppError::BadParam(format!("{} must be a positive integer", $what))
+                })?;
+                Self::new(v)
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(v: $name) -> i64 {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(GoodsId, "goods");
+id_type!(UserId, "user");
+id_type!(OrderId, "order");
+
+/// A mainland-China mobile number: 11 digits starting with 1 (the seeds' `ValidatorUtil`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mobile(String);
+
+impl Mobile {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let ok = s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit());
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(AppError::BadMobile)
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A hidden path as issued: 32 lowercase hex digits (an MD5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenPath(String);
+
+impl HiddenPath {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(AppError::BadPath)
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_positive_integers() {
+        assert_eq!(GoodsId::parse("12").unwrap().get(), 12);
+        for bad in ["0", "-1", "abc", "", "1.5", "99999999999999999999"] {
+            assert!(GoodsId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<UserId>("0").is_err());
+        assert_eq!(serde_json::from_str::<UserId>("5").unwrap().get(), 5);
+        assert_eq!(serde_json::from_str::<UserId>("\"5\"").unwrap().get(), 5);
+        assert!(serde_json::from_str::<UserId>("\"x\"").is_err());
+        assert!(serde_json::from_str::<UserId>("null").is_err());
+    }
+
+    #[test]
+    fn mobiles_are_eleven_digits_starting_with_one() {
+        assert!(Mobile::parse("13800000000").is_ok());
+        for bad in [
+            "23800000000",
+            "1380000000",
+            "138000000001",
+            "1380000000a",
+            "",
+        ] {
+            assert!(Mobile::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hidden_paths_are_md5_hex() {
+        assert!(HiddenPath::parse("0123456789abcdef0123456789abcdef").is_ok());
+        assert!(HiddenPath::parse("../etc/passwd").is_err());
+        assert!(HiddenPath::parse("0123456789ABCDEF0123456789abcdef").is_err());
+    }
+}

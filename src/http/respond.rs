@@ -1,0 +1,185 @@
+//! The envelope every JSON answer is wrapped in (`{"code": 0, "msg": "success", "data": …}`),
+//! the one place an [`AppError`] becomes a response, and the request helpers handlers share:
+//! reading a bounded JSON body, query parameters, the session token.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+use crate::session::{self, SessionUser};
+use crate::state::AppState;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// A JSON body is at most this large; anything bigger is refused unread.
+pub const MAX_BODY: usize = 16 * 1024;
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    code: i64,
+    msg: &'a str,
+    data: T,
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `200` with `data`.
+pub fn ok<T: Serialize>(data: T) -> Resp {
+    with_status(StatusCode::OK, data)
+}
+
+/// `status` with `data` in a success envelope.
+pub fn with_status<T: Serialize>(status: StatusCode, data: T) -> Resp {
+    let body = serde_json::to_vec(&Envelope {
+        code: 0,
+        msg: "success",
+        data,
+    })
+    .expect("serialising an envelope");
+    json_response(status, body)
+}
+
+/// The response for an error: its status, its code, a human message; `Retry-After` when it has
+/// one. Server errors are logged with their context and answered generically.
+pub fn error(e: AppError) -> Resp {
+    if let AppError::Internal(inner) = &e {
+        tracing::error!(error = ?inner, "request failed");
+    }
+    let data = match &e {
+        AppError::TooManyRequests { retry_after_ms } => {
+            serde_json::json!({ "retryAfterMs": retry_after_ms })
+        }
+        AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
+        _ => serde_json::Value::Null,
+    };
+    let body = serde_json::to_vec(&Envelope {
+        code: e.code(),
+        msg: &e.to_string(),
+        data,
+    })
+    .expect("serialising an envelope");
+    let mut resp = json_response(e.status(), body);
+    if let AppError::TooManyRequests { retry_after_ms } = e {
+        let secs = retry_after_ms.div_ceil(1000).max(1);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes into `T`.
+pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AppError> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len: usize = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX);
+        if len > MAX_BODY {
+            return Err(AppError::TooLarge);
+        }
+    }
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                AppError::TooLarge
+            } else {
+                AppError::BadParam("could not read the request body".into())
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadParam(format!("invalid JSON body: {e}")))
+}
+
+/// The first value of query parameter `name`, if present.
+pub fn query<B>(req: &Request<B>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A required query parameter, parsed by `parse`.
+pub fn required<B, T>(
+    req: &Request<B>,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let raw = query(req, name).ok_or_else(|| AppError::BadParam(format!("{name} is required")))?;
+    parse(&raw)
+}
+
+/// The session token: `Authorization: Bearer TOKEN`, else the `token` cookie.
+pub fn token<B>(req: &Request<B>) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(t) = auth.strip_prefix("Bearer ")
+    {
+        return Some(t.trim());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("token="))
+}
+
+/// The logged-in user, or `SessionMissing`.
+pub async fn user<B>(req: &Request<B>, state: &AppState) -> Result<SessionUser, AppError> {
+    let token = token(req).ok_or(AppError::SessionMissing)?;
+    session::get(&mut state.redis.clone(), &state.keys, token).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_bearer_or_cookie() {
+        let r = Request::builder()
+            .header("Cookie", "a=b; token=abc; c=d")
+            .body(())
+            .unwrap();
+        assert_eq!(token(&r), Some("abc"));
+        let r = Request::builder()
+            .header("Authorization", "Bearer xyz")
+            .header("Cookie", "token=abc")
+            .body(())
+            .unwrap();
+        assert_eq!(token(&r), Some("xyz"));
+        assert_eq!(token(&Request::builder().body(()).unwrap()), None);
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        let r = Request::builder()
+            .uri("/x?goodsId=5&verifyCode=-3&e=a%20b")
+            .body(())
+            .unwrap();
+        assert_eq!(query(&r, "goodsId").as_deref(), Some("5"));
+        assert_eq!(query(&r, "verifyCode").as_deref(), Some("-3"));
+        assert_eq!(query(&r, "e").as_deref(), Some("a b"));
+        assert_eq!(query(&r, "nope"), None);
+    }
+}

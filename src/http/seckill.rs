@@ -1,0 +1,187 @@
+//! The sale itself: the captcha, the hidden path, the buy, and the result the page polls.
+//!
+//! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
+//! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
+//! gone; the session is read (one `GETEX`); then `lua/admit.lua` decides everything else in one
+//! `EVALSHA`. Malformed input never reaches Redis.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use md5::{Digest, Md5};
+use redis::AsyncCommands;
+use serde::Deserialize;
+
+use super::respond::{self, Resp};
+use crate::captcha::Captcha;
+use crate::domain::{GoodsId, HiddenPath};
+use crate::error::AppError;
+use crate::keys;
+use crate::scripts::{Admission, PathIssue};
+use crate::session;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Buy {
+    goods_id: GoodsId,
+}
+
+/// Request ids: this process's random prefix and a counter (unique, and cheaper than a UUID).
+fn request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Result<Resp, AppError> {
+    let path = HiddenPath::parse(hidden)?;
+    let token = respond::token(&req).map(str::to_owned);
+    let Buy { goods_id: goods } = respond::json_body(req).await?;
+    if state.soldout.is_sold_out(goods) {
+        state.metrics.admission("sold_out_local");
+        return Err(AppError::SoldOut);
+    }
+    let token = token.ok_or(AppError::SessionMissing)?;
+    let mut con = state.redis.clone();
+    let user = session::get(&mut con, &state.keys, &token).await?;
+    let generation = state.soldout.generation(goods);
+
+    let k = state.keys.sale(goods);
+    let (meta, stock, buyers, path_key, bucket, gate, queue) = (
+        k.meta(),
+        k.stock(),
+        k.buyers(),
+        k.path(user.id),
+        k.bucket(user.id),
+        k.gate(),
+        k.queue(),
+    );
+    let uid = user.id.get().to_string();
+    let rid = request_id();
+    let reply = state
+        .scripts
+        .get()
+        .admit
+        .invoke(
+            &mut con,
+            &[&meta, &stock, &buyers, &path_key, &bucket, &gate, &queue],
+            &[&uid, path.as_str(), &rid],
+        )
+        .await
+        .inspect_err(|_| {
+            state.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+    let outcome = Admission::from_reply(reply)?;
+    state.metrics.admission(outcome.label());
+    match outcome {
+        Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
+        Admission::BadPath => Err(AppError::BadPath),
+        Admission::NotStarted { starts_in_ms } => Err(AppError::NotStarted { starts_in_ms }),
+        Admission::Ended => Err(AppError::Ended),
+        Admission::RateLimited { retry_after_ms } => {
+            Err(AppError::TooManyRequests { retry_after_ms })
+        }
+        Admission::Duplicate => Err(AppError::Duplicate),
+        Admission::SoldOut => {
+            state.soldout.mark(goods, generation);
+            Err(AppError::SoldOut)
+        }
+        Admission::NoSale => Err(AppError::NotFound),
+    }
+}
+
+/// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never
+/// admitted).
+pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
+    let user = respond::user(&req, state).await?;
+    let k = state.keys.sale(goods);
+    let (result, queued): (Option<i64>, bool) = redis::pipe()
+        .get(k.result(user.id))
+        .sismember(k.buyers(), user.id.get())
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let answer = match result {
+        Some(r) => r,
+        None if queued => 0,
+        None => -1,
+    };
+    Ok(respond::ok(answer))
+}
+
+/// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG.
+pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
+    let user = respond::user(&req, state).await?;
+    let captcha = Captcha::generate();
+    let _: () = state
+        .redis
+        .clone()
+        .set_ex(
+            state.keys.sale(goods).captcha(user.id),
+            captcha.answer,
+            keys::CAPTCHA_TTL.as_secs(),
+        )
+        .await?;
+    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from(captcha.png())));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /api/seckill/path?goodsId=&verifyCode=`: checks (and uses up) the captcha and issues the
+/// hidden path, `md5(uuid + salt)`, through `lua/issue_path.lua`.
+pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
+    let answer = match state.settings.captcha {
+        true => respond::required(&req, "verifyCode", |s| {
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| AppError::BadParam("verifyCode must be an integer".into()))
+        })?
+        .to_string(),
+        false => String::new(),
+    };
+    let user = respond::user(&req, state).await?;
+    let fresh = hex::encode(Md5::digest(format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        crate::password::CLIENT_SALT
+    )));
+    let k = state.keys.sale(goods);
+    let (captcha_key, path_key, issued, meta, stock) = (
+        k.captcha(user.id),
+        k.path(user.id),
+        k.issued(),
+        k.meta(),
+        k.stock(),
+    );
+    let ttl = keys::PATH_TTL.as_millis().to_string();
+    let checked = if state.settings.captcha { "1" } else { "0" };
+    let reply = state
+        .scripts
+        .get()
+        .issue_path
+        .invoke(
+            &mut state.redis.clone(),
+            &[&captcha_key, &path_key, &issued, &meta, &stock],
+            &[&answer, checked, &fresh, &ttl],
+        )
+        .await?;
+    match PathIssue::from_reply(reply)? {
+        PathIssue::Issued(path) => Ok(respond::ok(path)),
+        PathIssue::WrongCaptcha => Err(AppError::WrongCaptcha),
+        PathIssue::NoSale => Err(AppError::NotFound),
+        PathIssue::Ended => Err(AppError::Ended),
+        PathIssue::SoldOut => Err(AppError::SoldOut),
+        PathIssue::TooMany => Err(AppError::TooManyRequests {
+            retry_after_ms: keys::PATH_TTL.as_millis() as u64,
+        }),
+        PathIssue::NotStarted { starts_in_ms } => Err(AppError::NotStarted { starts_in_ms }),
+    }
+}

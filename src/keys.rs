@@ -1,0 +1,164 @@
+//! Every Redis key name, channel and TTL flashgate uses, declared once (the seeds' "KeyPrefix").
+//!
+//! All keys of one sale share the hash tag `{g:ID}`, so a script touching them runs on one Redis
+//! Cluster slot. The leading `sk`/`sess`/`cache` sit under a configurable namespace (empty by
+//! default), which lets parallel tests share one Redis.
+
+use std::time::Duration;
+
+use crate::domain::{GoodsId, UserId};
+
+/// A hidden path is valid this long after it is issued.
+pub const PATH_TTL: Duration = Duration::from_secs(60);
+/// A captcha answer is valid this long (and only once).
+pub const CAPTCHA_TTL: Duration = Duration::from_secs(300);
+/// A session lives this long after its last use (sliding).
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+/// A written result stays for the page to poll this long.
+pub const RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Catalogue copies live this long, plus up to `CACHE_JITTER`, so they do not all expire at once.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const CACHE_JITTER: Duration = Duration::from_secs(15);
+/// A goods id that does not exist is remembered as absent this long.
+pub const ABSENT_TTL: Duration = Duration::from_secs(30);
+/// The value cached for an absent goods id.
+pub const ABSENT: &str = "null";
+/// The consumer group every worker reads a sale's queue with.
+pub const GROUP: &str = "orders";
+
+/// The key names of one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            ns: namespace.to_string(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The keys of one sale.
+    pub fn sale(&self, goods: GoodsId) -> SaleKeys {
+        SaleKeys {
+            prefix: format!("{}sk:{{g:{}}}:", self.ns, goods.get()),
+        }
+    }
+
+    /// `sess:TOKEN`: the session (user JSON), sliding TTL.
+    pub fn session(&self, token: &str) -> String {
+        format!("{}sess:{token}", self.ns)
+    }
+
+    /// `cache:goods:list`: the cached sale list.
+    pub fn goods_list(&self) -> String {
+        format!("{}cache:goods:list", self.ns)
+    }
+
+    /// `cache:goods:ID`: one cached sale, or [`ABSENT`].
+    pub fn goods(&self, goods: GoodsId) -> String {
+        format!("{}cache:goods:{}", self.ns, goods.get())
+    }
+
+    /// The pub/sub channel a give-back is announced on (message: the goods id).
+    pub fn restock_channel(&self) -> String {
+        format!("{}sk:restock", self.ns)
+    }
+
+    /// The pub/sub channel a logout is announced on (message: the token).
+    pub fn logout_channel(&self) -> String {
+        format!("{}sess:logout", self.ns)
+    }
+
+    /// The pattern matching every key of this namespace (tests clean up with it).
+    pub fn everything(&self) -> String {
+        format!("{}*", self.ns)
+    }
+}
+
+/// The keys of one sale: `sk:{g:ID}:…`.
+#[derive(Debug, Clone)]
+pub struct SaleKeys {
+    prefix: String,
+}
+
+impl SaleKeys {
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+    /// hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst, path_cap, stock.
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+    /// string: units left.
+    pub fn stock(&self) -> String {
+        self.key("stock")
+    }
+    /// set: user ids admitted (the duplicate marker).
+    pub fn buyers(&self) -> String {
+        self.key("buyers")
+    }
+    /// string, [`PATH_TTL`]: the hidden path issued to this user.
+    pub fn path(&self, user: UserId) -> String {
+        self.key(&format!("path:{}", user.get()))
+    }
+    /// string, [`CAPTCHA_TTL`]: the captcha answer for this user.
+    pub fn captcha(&self, user: UserId) -> String {
+        self.key(&format!("captcha:{}", user.get()))
+    }
+    /// hash: this user's token bucket.
+    pub fn bucket(&self, user: UserId) -> String {
+        self.key(&format!("bucket:{}", user.get()))
+    }
+    /// hash: the sale's gate bucket.
+    pub fn gate(&self) -> String {
+        self.key("gate")
+    }
+    /// string: how many hidden paths this sale has issued (capped at path_factor × stock).
+    pub fn issued(&self) -> String {
+        self.key("issued")
+    }
+    /// stream: the admitted requests (the outbox).
+    pub fn queue(&self) -> String {
+        self.key("queue")
+    }
+    /// stream: entries given up on after too many deliveries.
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+    /// string, [`RESULT_TTL`]: order id, or -1 for failed.
+    pub fn result(&self, user: UserId) -> String {
+        self.key(&format!("result:{}", user.get()))
+    }
+    /// The pattern matching every key of this sale.
+    pub fn everything(&self) -> String {
+        self.key("*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_design_schema() {
+        let k = Keys::new("");
+        let s = k.sale(GoodsId::new(7).unwrap());
+        let u = UserId::new(42).unwrap();
+        assert_eq!(s.stock(), "sk:{g:7}:stock");
+        assert_eq!(s.path(u), "sk:{g:7}:path:42");
+        assert_eq!(s.result(u), "sk:{g:7}:result:42");
+        assert_eq!(k.session("abc"), "sess:abc");
+        assert_eq!(k.goods_list(), "cache:goods:list");
+        let t = Keys::new("t1:");
+        assert_eq!(
+            t.sale(GoodsId::new(7).unwrap()).queue(),
+            "t1:sk:{g:7}:queue"
+        );
+    }
+}

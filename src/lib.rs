@@ -1,0 +1,50 @@
+//! flashgate: a flash-sale ("seckill") admission edge.
+//!
+//! Thousands of shoppers press "buy" in the same second for a few hundred items. The edge answers
+//! each in about a millisecond by sending every admission decision through **one** atomic Redis
+//! Lua script; a worker drains the admitted requests from a Redis stream into MySQL and writes each
+//! result back to Redis, where the shopper's page polls for it. `../shared/DESIGN.md` is the design.
+//!
+//! # Layout
+//!
+//! - [`config`]: the one typed `Settings` struct (defaults < `flashgate.toml` < `FLASHGATE_*`).
+//! - [`keys`]: every Redis key name, channel and TTL, declared once.
+//! - [`domain`]: newtypes (`GoodsId`, `UserId`, `Mobile`) that validate on parse.
+//! - [`error`]: the one error type and its mapping to HTTP status + envelope code.
+//! - [`scripts`]: the Lua scripts in `lua/`, their SHA-1s, EVALSHA with NOSCRIPT reload, and the
+//!   `Outcome` enums that name their return codes.
+//! - [`password`]: the seeds' double MD5.
+//! - [`session`]: sessions in Redis with a sliding TTL.
+//! - [`captcha`]: the math-expression captcha, rendered as a noisy PNG.
+//! - [`catalogue`]: cache-aside reads of the goods in sale.
+//! - [`sale`]: loading sales into Redis (warm-up), resetting them, giving a unit back.
+//! - [`soldout`]: the local sold-out flags and the pub/sub listener that clears them.
+//! - [`db`]: the MySQL pool and the embedded migrations.
+//! - [`http`]: the hyper server, the router and one module per route family.
+//! - [`worker`]: the stream drain into MySQL, the unpaid-order closer, the RabbitMQ relay.
+//! - [`state`]: `AppState`, what handlers and worker tasks share.
+//! - [`startup`]: `Application::build` (binds, port 0 allowed) and `run` with a shutdown future.
+//! - [`cli`]: the `flashgate` subcommands (`serve`, `worker`, `all`, `migrate`, `seed`, `users`,
+//!   `reset`).
+//! - [`seed`]: demo goods, test users and their sessions.
+//! - [`metrics`]: Prometheus counters and histograms served at `/metrics`.
+
+pub mod captcha;
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod password;
+pub mod sale;
+pub mod scripts;
+pub mod seed;
+pub mod session;
+pub mod soldout;
+pub mod startup;
+pub mod state;
+pub mod worker;

@@ -1,0 +1,288 @@
+//! Sales in Redis: loading them from MySQL (warm-up), resetting one for a repeat run, and giving a
+//! unit back through `lua/restore.lua`.
+//!
+//! Warm-up writes a sale's `meta` every time (window and limits may have changed) but its `stock`
+//! only when the key is absent (`SET NX`): a restarted edge must not add back units that are
+//! admitted and still in the queue. When the stock key was absent (a new sale, or a Redis that
+//! lost its data) the buyers set is rebuilt from the live orders in MySQL, so nobody buys twice.
+
+use chrono::NaiveDateTime;
+use redis::AsyncCommands;
+use redis::aio::ConnectionLike;
+use sqlx::MySqlPool;
+
+use crate::config::Settings;
+use crate::domain::{GoodsId, UserId};
+use crate::error::AppError;
+use crate::keys::{self, Keys};
+use crate::scripts::Scripts;
+
+/// One sale as MySQL has it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SaleRow {
+    pub goods_id: i64,
+    pub name: String,
+    pub title: String,
+    pub img: String,
+    pub detail: String,
+    pub price: f64,
+    pub seckill_price: f64,
+    pub stock: i32,
+    pub initial_stock: i32,
+    pub start_at: NaiveDateTime,
+    pub end_at: NaiveDateTime,
+    pub user_rate: Option<f64>,
+    pub user_burst: Option<i32>,
+    pub gate_rate: Option<f64>,
+    pub gate_burst: Option<i32>,
+    pub path_factor: Option<i32>,
+}
+
+macro_rules! select_sales {
+    ($tail:literal) => {
+        concat!(
+            "SELECT g.id AS goods_id, g.name, g.title, g.img, g.detail, \
+     CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
+     sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
+     sg.gate_rate, sg.gate_burst, sg.path_factor \
+     FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
+            $tail
+        )
+    };
+}
+
+impl SaleRow {
+    pub fn start_ms(&self) -> i64 {
+        self.start_at.and_utc().timestamp_millis()
+    }
+    pub fn end_ms(&self) -> i64 {
+        self.end_at.and_utc().timestamp_millis()
+    }
+    pub fn goods(&self) -> GoodsId {
+        GoodsId::new(self.goods_id).expect("ids in MySQL are positive")
+    }
+}
+
+/// Every sale, by goods id.
+pub async fn all(db: &MySqlPool) -> Result<Vec<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!("ORDER BY g.id"))
+        .fetch_all(db)
+        .await
+}
+
+/// One sale, if it exists.
+pub async fn one(db: &MySqlPool, goods: GoodsId) -> Result<Option<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!("WHERE g.id = ?"))
+        .bind(goods.get())
+        .fetch_optional(db)
+        .await
+}
+
+/// Writes one sale's meta, and its stock and buyers if Redis does not have them yet.
+pub async fn load<C: ConnectionLike + Send>(
+    con: &mut C,
+    db: &MySqlPool,
+    keys: &Keys,
+    settings: &Settings,
+    sale: &SaleRow,
+) -> anyhow::Result<()> {
+    let k = keys.sale(sale.goods());
+    let factor = sale
+        .path_factor
+        .map_or(settings.path_factor as i64, i64::from);
+    let meta: [(&str, String); 8] = [
+        ("start_ms", sale.start_ms().to_string()),
+        ("end_ms", sale.end_ms().to_string()),
+        (
+            "user_rate",
+            sale.user_rate.unwrap_or(settings.user_rate).to_string(),
+        ),
+        (
+            "user_burst",
+            sale.user_burst
+                .map_or(settings.user_burst as i64, i64::from)
+                .to_string(),
+        ),
+        (
+            "gate_rate",
+            sale.gate_rate.unwrap_or(settings.gate_rate).to_string(),
+        ),
+        (
+            "gate_burst",
+            sale.gate_burst
+                .map_or(settings.gate_burst as i64, i64::from)
+                .to_string(),
+        ),
+        (
+            "path_cap",
+            (factor * sale.initial_stock as i64).max(1).to_string(),
+        ),
+        ("stock", sale.initial_stock.to_string()),
+    ];
+    let (_, fresh): ((), Option<String>) = redis::pipe()
+        .hset_multiple(k.meta(), &meta)
+        .cmd("SET")
+        .arg(k.stock())
+        .arg(sale.stock)
+        .arg("NX")
+        .query_async(con)
+        .await?;
+    if fresh.is_some() {
+        let buyers: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM seckill_order WHERE goods_id = ?")
+                .bind(sale.goods_id)
+                .fetch_all(db)
+                .await?;
+        for chunk in buyers.chunks(1000) {
+            let _: () = redis::cmd("SADD")
+                .arg(k.buyers())
+                .arg(chunk)
+                .query_async(con)
+                .await?;
+        }
+        tracing::info!(
+            goods = sale.goods_id,
+            stock = sale.stock,
+            buyers = buyers.len(),
+            "sale loaded into Redis"
+        );
+    }
+    Ok(())
+}
+
+/// Loads every sale (start-up warm-up).
+pub async fn warm_up<C: ConnectionLike + Send>(
+    con: &mut C,
+    db: &MySqlPool,
+    keys: &Keys,
+    settings: &Settings,
+) -> anyhow::Result<usize> {
+    let sales = all(db).await?;
+    for sale in &sales {
+        load(con, db, keys, settings, sale).await?;
+    }
+    Ok(sales.len())
+}
+
+/// Gives one unit of `goods` back for `user` (idempotent), writing `result` as the user's result
+/// if given. Returns whether a unit came back.
+pub async fn give_back<C: ConnectionLike + Send>(
+    con: &mut C,
+    keys: &Keys,
+    scripts: &Scripts,
+    goods: GoodsId,
+    user: UserId,
+    result: Option<i64>,
+) -> redis::RedisResult<bool> {
+    let k = keys.sale(goods);
+    let (stock, buyers, result_key) = (k.stock(), k.buyers(), k.result(user));
+    let user_arg = user.get().to_string();
+    let result_arg = result.map(|r| r.to_string()).unwrap_or_default();
+    let ttl = keys::RESULT_TTL.as_secs().to_string();
+    let channel = keys.restock_channel();
+    let goods_arg = goods.get().to_string();
+    let reply = scripts
+        .get()
+        .restore
+        .invoke(
+            con,
+            &[&stock, &buyers, &result_key],
+            &[&user_arg, &result_arg, &ttl, &channel, &goods_arg],
+        )
+        .await?;
+    Ok(matches!(reply, redis::Value::Int(1)))
+}
+
+/// Deletes every key matching `pattern` (SCAN, then DEL in batches).
+pub async fn delete_matching<C: ConnectionLike + Send + AsyncCommands>(
+    con: &mut C,
+    pattern: &str,
+) -> redis::RedisResult<usize> {
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await?;
+        if !batch.is_empty() {
+            deleted += batch.len();
+            let _: () = con.del(batch).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// A new window for a reset sale: starts this many seconds from now and lasts this long.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub starts_in_secs: i64,
+    pub lasts_secs: i64,
+}
+
+/// Restores a sale for a repeat run: its orders are deleted, MySQL stock goes back to the initial
+/// stock, every Redis key of the sale is dropped and loaded anew, and every edge clears its flag.
+/// Meant for load-test reruns while no buys for this sale are in flight.
+pub async fn reset<C: ConnectionLike + Send + AsyncCommands>(
+    con: &mut C,
+    db: &MySqlPool,
+    keys: &Keys,
+    settings: &Settings,
+    goods: GoodsId,
+    window: Option<Window>,
+) -> Result<(), AppError> {
+    let mut tx = db.begin().await?;
+    let updated = match window {
+        Some(w) => sqlx::query(
+            "UPDATE seckill_goods SET stock = initial_stock, \
+             start_at = NOW(3) + INTERVAL ? SECOND, end_at = NOW(3) + INTERVAL ? SECOND \
+             WHERE goods_id = ?",
+        )
+        .bind(w.starts_in_secs)
+        .bind(w.starts_in_secs + w.lasts_secs)
+        .bind(goods.get()),
+        None => sqlx::query("UPDATE seckill_goods SET stock = initial_stock WHERE goods_id = ?")
+            .bind(goods.get()),
+    }
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0
+        && sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM seckill_goods WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_one(&mut *tx)
+            .await?
+            == 0
+    {
+        return Err(AppError::NotFound);
+    }
+    sqlx::query("DELETE FROM seckill_order WHERE goods_id = ?")
+        .bind(goods.get())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM order_info WHERE goods_id = ?")
+        .bind(goods.get())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    delete_matching(con, &keys.sale(goods).everything()).await?;
+    let _: () = con.del(&[keys.goods(goods), keys.goods_list()]).await?;
+    let sale = one(db, goods).await?.ok_or(AppError::NotFound)?;
+    load(con, db, keys, settings, &sale).await?;
+    let _: () = con
+        .publish(keys.restock_channel(), goods.get().to_string())
+        .await?;
+    tracing::info!(
+        goods = goods.get(),
+        stock = sale.initial_stock,
+        "sale reset"
+    );
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Demo data for a laptop and for load tests: sales, test users, and their sessions.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::domain::{GoodsId, UserId};
+use crate::keys::{self, Keys};
+use crate::password;
+use crate::session::SessionUser;
+
+/// What a new sale looks like.
+#[derive(Debug, Clone)]
+pub struct NewSale {
+    pub name: String,
+    pub price: f64,
+    pub seckill_price: f64,
+    pub stock: i32,
+    pub starts_in_secs: i64,
+    pub lasts_secs: i64,
+}
+
+impl NewSale {
+    pub fn new(stock: i32, starts_in_secs: i64, lasts_secs: i64) -> Self {
+        Self {
+            name: "iPhone 15 Pro".into(),
+            price: 7999.0,
+            seckill_price: 1.0,
+            stock,
+            starts_in_secs,
+            lasts_secs,
+        }
+    }
+}
+
+/// Inserts the goods and its sale; returns the goods id.
+pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<GoodsId> {
+    anyhow::ensure!(sale.stock >= 0, "stock must be >= 0");
+    anyhow::ensure!(sale.lasts_secs > 0, "a sale must last > 0 seconds");
+    let mut tx = db.begin().await?;
+    let id = sqlx::query(
+        "INSERT INTO goods (name, title, img, detail, price, stock) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&sale.name)
+    .bind(format!("{}: flash sale, {} units", sale.name, sale.stock))
+    .bind("/img/goods.svg")
+    .bind("A demo item for flashgate. One per shopper.")
+    .bind(sale.price)
+    .bind(sale.stock)
+    .execute(&mut *tx)
+    .await?
+    .last_insert_id() as i64;
+    sqlx::query(
+        "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, end_at) \
+         VALUES (?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND, NOW(3) + INTERVAL ? SECOND)",
+    )
+    .bind(id)
+    .bind(sale.seckill_price)
+    .bind(sale.stock)
+    .bind(sale.stock)
+    .bind(sale.starts_in_secs)
+    .bind(sale.starts_in_secs + sale.lasts_secs)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(GoodsId::new(id)?)
+}
+
+/// The plain password every generated user gets.
+pub const TEST_PASSWORD: &str = "123456";
+
+/// A generated user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: UserId,
+    pub mobile: String,
+    pub token: String,
+}
+
+#[derive(Serialize)]
+struct UserRow {
+    m: String,
+    n: String,
+    p: String,
+    s: String,
+}
+
+/// Creates `count` users (password [`TEST_PASSWORD`]) and a session for each in Redis.
+pub async fn create_users<C: redis::aio::ConnectionLike + Send>(
+    db: &MySqlPool,
+    redis: &mut C,
+    keys: &Keys,
+    count: usize,
+) -> anyhow::Result<Vec<TestUser>> {
+    let client_hash = password::client_hash(TEST_PASSWORD);
+    // Mobiles 17xxxxxxxxx, numbered past the highest id so repeated runs do not collide.
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM users")
+        .fetch_one(db)
+        .await?;
+    let mut users = Vec::with_capacity(count);
+    for chunk_start in (0..count).step_by(1000) {
+        let rows: Vec<UserRow> = (chunk_start..count.min(chunk_start + 1000))
+            .map(|i| {
+                let salt = password::new_salt();
+                UserRow {
+                    m: format!("17{:09}", first + 1 + i as i64),
+                    n: format!("shopper{}", first + 1 + i as i64),
+                    p: password::server_hash(&client_hash, &salt),
+                    s: salt,
+                }
+            })
+            .collect();
+        let json = serde_json::to_string(&rows)?;
+        sqlx::query(
+            "INSERT INTO users (mobile, nickname, password, salt) SELECT j.m, j.n, j.p, j.s FROM \
+             JSON_TABLE(?, '$[*]' COLUMNS(m VARCHAR(20) PATH '$.m', n VARCHAR(64) PATH '$.n', \
+             p CHAR(32) PATH '$.p', s VARCHAR(16) PATH '$.s')) j",
+        )
+        .bind(&json)
+        .execute(db)
+        .await
+        .context("inserting users")?;
+        let mobiles: Vec<&str> = rows.iter().map(|r| r.m.as_str()).collect();
+        let created: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.mobile, u.nickname FROM users u JOIN JSON_TABLE(?, '$[*]' \
+             COLUMNS(m VARCHAR(20) PATH '$')) j ON u.mobile = j.m ORDER BY u.id",
+        )
+        .bind(serde_json::to_string(&mobiles)?)
+        .fetch_all(db)
+        .await?;
+        let mut pipe = redis::pipe();
+        for (id, mobile, nickname) in created {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let user = SessionUser {
+                id: UserId::new(id)?,
+                mobile: mobile.clone(),
+                nickname,
+            };
+            pipe.set_ex(
+                keys.session(&token),
+                serde_json::to_string(&user)?,
+                keys::SESSION_TTL.as_secs(),
+            )
+            .ignore();
+            users.push(TestUser {
+                id: user.id,
+                mobile,
+                token,
+            });
+        }
+        pipe.query_async::<()>(redis).await?;
+    }
+    Ok(users)
+}
+
+/// Writes the `userId,token` CSV load tools read.
+pub fn write_tokens(path: &std::path::Path, users: &[TestUser]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    writeln!(out, "userId,token")?;
+    for u in users {
+        writeln!(out, "{},{}", u.id, u.token)?;
+    }
+    out.flush()?;
+    Ok(())
+}

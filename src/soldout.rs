@@ -1,0 +1,142 @@
+//! The local sold-out flags (the seeds' in-memory map), and the pub/sub listener that clears them.
+//!
+//! Once a sale's stock is gone, every further buy would be one more Redis round trip answering
+//! SOLD_OUT. The edge remembers "sold out" per sale in process memory and answers from there.
+//! When a unit comes back (`lua/restore.lua` publishes the goods id on the restock channel) every
+//! edge clears its flag, so the unit can be sold again.
+//!
+//! Two guards keep a flag from outliving the stock it describes:
+//! - a *generation* per sale, bumped by every restock message: a SOLD_OUT reply only sets the flag
+//!   if no restock arrived while the script ran (the reply and the message travel on different
+//!   connections and may arrive in either order);
+//! - a flag older than [`RECHECK`] lets one request through to Redis, which re-sets it if the sale
+//!   is still gone: a missed message costs at most that long. Reconnecting the listener clears all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::domain::GoodsId;
+
+/// How long a flag is trusted before one request re-checks Redis.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Flag {
+    generation: u64,
+    sold_out_since: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct SoldOutFlags {
+    flags: RwLock<HashMap<GoodsId, Flag>>,
+}
+
+impl SoldOutFlags {
+    /// True if the sale is known to be sold out (and the knowledge is fresh).
+    pub fn is_sold_out(&self, goods: GoodsId) -> bool {
+        let flags = self.flags.read().expect("sold-out lock");
+        matches!(flags.get(&goods), Some(Flag { sold_out_since: Some(t), .. }) if t.elapsed() < RECHECK)
+    }
+
+    /// The sale's generation, to pass to [`Self::mark`] after the script answers.
+    pub fn generation(&self, goods: GoodsId) -> u64 {
+        let flags = self.flags.read().expect("sold-out lock");
+        flags.get(&goods).map_or(0, |f| f.generation)
+    }
+
+    /// Records SOLD_OUT, unless a restock arrived since `generation` was read.
+    pub fn mark(&self, goods: GoodsId, generation: u64) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        let flag = flags.entry(goods).or_default();
+        if flag.generation == generation {
+            flag.sold_out_since = Some(Instant::now());
+        }
+    }
+
+    /// A unit of this sale came back: clear the flag and start a new generation.
+    pub fn clear(&self, goods: GoodsId) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        let flag = flags.entry(goods).or_default();
+        flag.generation += 1;
+        flag.sold_out_since = None;
+    }
+
+    /// Forget every flag (the listener reconnected and may have missed messages).
+    pub fn clear_all(&self) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        for flag in flags.values_mut() {
+            flag.generation += 1;
+            flag.sold_out_since = None;
+        }
+    }
+}
+
+/// Subscribes to the restock channel and clears flags until `shutdown` fires; reconnects with a
+/// short backoff when Redis goes away.
+pub async fn listen(
+    client: redis::Client,
+    channel: String,
+    flags: Arc<SoldOutFlags>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            flags.clear_all();
+            tracing::debug!(%channel, "listening for restocks");
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let payload: String = msg.get_payload().unwrap_or_default();
+                match GoodsId::parse(&payload) {
+                    Ok(goods) => flags.clear(goods),
+                    Err(_) => tracing::warn!(%payload, "ignoring a malformed restock message"),
+                }
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::select! {
+            result = session => {
+                match result {
+                    Ok(()) => tracing::warn!("restock subscription closed; reconnecting"),
+                    Err(e) => tracing::warn!(error = %e, "restock subscription failed; reconnecting"),
+                }
+                flags.clear_all();
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(n: i64) -> GoodsId {
+        GoodsId::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_restock_during_the_script_keeps_the_flag_down() {
+        let flags = SoldOutFlags::default();
+        let before = flags.generation(g(1));
+        flags.clear(g(1)); // the restock message arrives while the script runs
+        flags.mark(g(1), before); // then the SOLD_OUT reply
+        assert!(!flags.is_sold_out(g(1)));
+        let now = flags.generation(g(1));
+        flags.mark(g(1), now);
+        assert!(flags.is_sold_out(g(1)));
+        assert!(!flags.is_sold_out(g(2)));
+        flags.clear_all();
+        assert!(!flags.is_sold_out(g(1)));
+    }
+}

@@ -1,0 +1,166 @@
+//! Start-up: connect to Redis and MySQL, load the scripts and the sales, bind the listener.
+//!
+//! `Application::build` binds (port 0 allowed) and exposes `port()`, so tests can start the real
+//! server on a random port; `run` serves until the shutdown channel turns true.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::db;
+use crate::http;
+use crate::http::static_files::Assets;
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::sale;
+use crate::scripts::Scripts;
+use crate::soldout::{self, SoldOutFlags};
+use crate::state::AppState;
+
+/// How long one Redis command may take before the edge answers 503 instead of hanging.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Opens every connection the edge and the worker need.
+pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
+    settings.validate()?;
+    let client =
+        redis::Client::open(settings.redis_url.as_str()).context("parsing the Redis URL")?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let redis = ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?;
+    let db = db::connect(&settings.database_url, 16).await?;
+    let scripts = Scripts::load(settings.lua_dir.clone())?;
+    scripts.preload(&mut redis.clone()).await?;
+    let assets = Assets::load(&settings.public_dir)?;
+    if !settings.captcha {
+        tracing::warn!(
+            "!!! CAPTCHA IS OFF: anyone with a session can fetch a hidden path. For load tests only. !!!"
+        );
+    }
+    Ok(AppState {
+        keys: Keys::new(&settings.namespace),
+        settings: Arc::new(settings),
+        redis,
+        redis_client: client,
+        db,
+        scripts: Arc::new(scripts),
+        soldout: Arc::new(SoldOutFlags::default()),
+        metrics: Arc::new(Metrics::default()),
+        assets: Arc::new(assets),
+    })
+}
+
+/// The edge, bound and warmed up, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads every sale into Redis and binds `settings.listen`.
+    pub async fn build(state: AppState) -> anyhow::Result<Self> {
+        let sales = sale::warm_up(
+            &mut state.redis.clone(),
+            &state.db,
+            &state.keys,
+            &state.settings,
+        )
+        .await?;
+        tracing::info!(sales, "warm-up done");
+        let listener = TcpListener::bind(&state.settings.listen)
+            .await
+            .with_context(|| format!("binding {}", state.settings.listen))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            listener,
+            port,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` turns true; the restock listener runs alongside.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let state = self.state;
+        tracing::info!(port = self.port, "flashgate edge listening");
+        let listener = tokio::spawn(soldout::listen(
+            state.redis_client.clone(),
+            state.keys.restock_channel(),
+            state.soldout.clone(),
+            shutdown.clone(),
+        ));
+        let mut stop = shutdown.clone();
+        http::serve(self.listener, state, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        let _ = listener.await;
+    }
+}
+
+/// A shutdown channel that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Reloads the Lua scripts on every SIGHUP.
+pub fn reload_scripts_on_hup(state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match state.scripts.reload() {
+                Ok(_) => {
+                    if let Err(e) = state.scripts.preload(&mut state.redis.clone()).await {
+                        tracing::warn!(error = %e, "scripts reloaded but SCRIPT LOAD failed (EVALSHA will retry)");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "script reload failed; keeping the old scripts")
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,104 @@
+//! Closes unpaid orders past their time (`unpaid_timeout_secs`, default 30 min) and sells their
+//! unit again.
+//!
+//! Two steps, each safe to repeat and to run on several workers at once:
+//! 1. in one MySQL transaction: mark the order closed (only if still unpaid), delete its
+//!    `seckill_order` row (so the unique index lets the unit be sold again) and put the unit back
+//!    into `seckill_goods.stock`;
+//! 2. for closed orders whose unit is not back in Redis yet: flag the order `stock_returned`
+//!    (only if it was not, so one closer wins), then `lua/restore.lua` gives the unit back in Redis
+//!    and every edge clears its sold-out flag. A crash between the two leaves a unit unsold, never
+//!    one sold twice.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{WorkerCtx, pause};
+use crate::domain::{GoodsId, UserId};
+use crate::sale;
+
+pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(ctx.state.settings.closer_interval_ms.max(50));
+    loop {
+        if let Err(e) = close_once(&ctx).await {
+            tracing::warn!(error = %format!("{e:#}"), "closing unpaid orders failed; will retry");
+        }
+        if pause(every, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// One pass of both steps; returns how many orders were closed.
+pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
+    let state = &ctx.state;
+    let db = &state.db;
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, goods_id FROM order_info WHERE status = 0 \
+         AND created_at < NOW(3) - INTERVAL ? SECOND ORDER BY created_at LIMIT 500",
+    )
+    .bind(state.settings.unpaid_timeout_secs as i64)
+    .fetch_all(db)
+    .await?;
+    let mut closed = 0;
+    for (id, goods) in due {
+        let mut tx = db.begin().await?;
+        let done = sqlx::query(
+            "UPDATE order_info SET status = 2, closed_at = NOW(3) WHERE id = ? AND status = 0",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 1 {
+            sqlx::query("DELETE FROM seckill_order WHERE order_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?")
+                .bind(goods)
+                .execute(&mut *tx)
+                .await?;
+            closed += 1;
+        }
+        tx.commit().await?;
+    }
+
+    let to_return: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, user_id, goods_id FROM order_info WHERE status = 2 AND stock_returned = 0 LIMIT 500",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut con = state.redis.clone();
+    for (id, user, goods) in to_return {
+        let won = sqlx::query(
+            "UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0",
+        )
+        .bind(id)
+        .execute(db)
+        .await?
+        .rows_affected();
+        if won == 1 {
+            sale::give_back(
+                &mut con,
+                &state.keys,
+                &state.scripts,
+                GoodsId::new(goods)?,
+                UserId::new(user)?,
+                Some(-1),
+            )
+            .await?;
+            state.metrics.closed_unpaid.fetch_add(1, Relaxed);
+            tracing::info!(
+                order = id,
+                user,
+                goods,
+                "closed an unpaid order; its unit is for sale again"
+            );
+        }
+    }
+    Ok(closed)
+}

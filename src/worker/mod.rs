@@ -1,0 +1,112 @@
+//! The worker: turns every admitted request into exactly one order or one explicit failure.
+//!
+//! - [`stream`]: per sale, a consumer-group reader of `sk:{g:ID}:queue` that writes batches to
+//!   MySQL, writes results back, then acks; stale entries of dead workers are claimed, entries
+//!   that keep failing go to the dead-letter stream with their unit given back.
+//! - [`writer`]: the MySQL transaction for one batch.
+//! - [`results`]: writing results to Redis and giving units back for failed entries.
+//! - [`closer`]: closes unpaid orders past their time and sells their unit again.
+//! - [`rabbit`]: with `queue = "rabbitmq"`, the relay (stream → RabbitMQ, with confirms) and the
+//!   consumers (RabbitMQ → MySQL, ack after commit).
+//! - [`blocking`]: the bb8 pool of connections for blocking reads.
+//!
+//! Sales are discovered from MySQL every couple of seconds; a reader task runs per sale.
+
+pub mod blocking;
+pub mod closer;
+pub mod rabbit;
+pub mod results;
+pub mod stream;
+pub mod writer;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::QueueKind;
+use crate::domain::GoodsId;
+use crate::state::AppState;
+
+/// How often the worker looks for new sales.
+const DISCOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// What every worker task of this process shares.
+pub struct WorkerCtx {
+    pub state: AppState,
+    /// This process's consumer name in every sale's group.
+    pub consumer: String,
+    pub blocking: blocking::Pool,
+}
+
+/// Runs the worker until `shutdown` turns true, then lets each task finish its batch.
+pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let consumer = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let blocking = blocking::pool(&state.settings.redis_url).await?;
+    let ctx = Arc::new(WorkerCtx {
+        state,
+        consumer,
+        blocking,
+    });
+    tracing::info!(consumer = %ctx.consumer, queue = ?ctx.state.settings.queue, "worker started");
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(closer::run(ctx.clone(), shutdown.clone()));
+    let rabbit = ctx.state.settings.queue == QueueKind::Rabbitmq;
+    if rabbit {
+        for _ in 0..ctx.state.settings.consumers.max(1) {
+            tasks.spawn(rabbit::consume(ctx.clone(), shutdown.clone()));
+        }
+    }
+
+    let mut readers: HashSet<GoodsId> = HashSet::new();
+    let mut shutdown_rx = shutdown.clone();
+    loop {
+        match crate::sale::all(&ctx.state.db).await {
+            Ok(sales) => {
+                for sale in sales {
+                    let goods = sale.goods();
+                    if readers.insert(goods) {
+                        let sink = match rabbit {
+                            true => {
+                                stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state)))
+                            }
+                            false => stream::Sink::Mysql,
+                        };
+                        tasks.spawn(stream::run(ctx.clone(), goods, sink, shutdown.clone()));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list sales (MySQL down?); retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DISCOVER_EVERY) => {}
+            _ = shutdown_rx.wait_for(|stop| *stop) => break,
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Sleeps for `d`, or less if shutdown comes first; true if shutting down.
+pub(crate) async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.wait_for(|stop| *stop) => true,
+    }
+}
+
+/// Exponential backoff: 100 ms doubling up to 5 s.
+pub(crate) fn next_backoff(d: Duration) -> Duration {
+    (d * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}

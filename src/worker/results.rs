@@ -1,0 +1,51 @@
+//! After a batch is committed: each shopper's result goes to `sk:{g:ID}:result:UID` (the order id,
+//! or -1), each failed entry's unit goes back through `lua/restore.lua`, and only then are the
+//! stream entries acked (and deleted: an acked entry is done, and the stream stays small).
+//! Every step is idempotent, so a crash anywhere here is repaired by running it again.
+
+use redis::RedisResult;
+
+use super::writer::{Admitted, Written};
+use crate::domain::GoodsId;
+use crate::keys;
+use crate::sale;
+use crate::state::AppState;
+
+/// Writes results and gives back failed units; then, if `ack` names the stream ids to settle,
+/// `XACK`s and `XDEL`s them in the same `MULTI`.
+pub async fn finish(
+    state: &AppState,
+    goods: GoodsId,
+    batch: &[Admitted],
+    written: &[Written],
+    ack: &[&str],
+) -> RedisResult<()> {
+    let mut con = state.redis.clone();
+    for (a, w) in batch.iter().zip(written) {
+        if *w == Written::Failed {
+            sale::give_back(
+                &mut con,
+                &state.keys,
+                &state.scripts,
+                goods,
+                a.user,
+                Some(-1),
+            )
+            .await?;
+        }
+    }
+    let k = state.keys.sale(goods);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (a, w) in batch.iter().zip(written) {
+        if *w != Written::Failed {
+            pipe.set_ex(k.result(a.user), w.result(), keys::RESULT_TTL.as_secs())
+                .ignore();
+        }
+    }
+    if !ack.is_empty() {
+        pipe.xack(k.queue(), keys::GROUP, ack).ignore();
+        pipe.xdel(k.queue(), ack).ignore();
+    }
+    pipe.query_async::<()>(&mut con).await
+}

@@ -1,0 +1,340 @@
+//! The Redis-stream consumer of one sale: read a batch through the consumer group, write it to
+//! MySQL in one transaction, write the results back, then ack. Never ack before commit.
+//!
+//! Faults:
+//! - MySQL down: the batch is retried with backoff and nothing is acked; meanwhile the worker
+//!   re-claims its own entries (`XCLAIM … JUSTID`, which resets their idle time without counting a
+//!   delivery) so no other worker takes them over while it is alive.
+//! - A worker that dies mid-batch: its entries stay pending; once idle longer than
+//!   `claim_idle_ms` a live worker `XCLAIM`s them (the writer recognises a replay of an entry the
+//!   dead worker had committed).
+//! - An entry delivered `max_deliveries` times (it keeps killing workers), or one that cannot be
+//!   parsed, goes to the dead-letter stream `sk:{g:ID}:dead` and its unit is given back.
+//! - Redis gone: reads fail, the reader backs off and reconnects; the stream and its pending
+//!   entries are where they were (with persistence on).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, ErrorKind, RedisResult};
+use tokio::sync::watch;
+
+use super::writer::{self, Admitted, Written};
+use super::{WorkerCtx, blocking, next_backoff, pause, rabbit, results};
+use crate::domain::{GoodsId, UserId};
+use crate::keys;
+use crate::sale;
+
+/// Where a reader sends the entries it takes from the stream.
+pub enum Sink {
+    /// Straight into MySQL (the default).
+    Mysql,
+    /// Into RabbitMQ (the relay of `queue = "rabbitmq"`); the channel is opened on first use.
+    Rabbit(Box<rabbit::Publisher>),
+}
+
+/// Runs the reader of one sale's queue until shutdown.
+pub async fn run(
+    ctx: Arc<WorkerCtx>,
+    goods: GoodsId,
+    mut sink: Sink,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::ZERO;
+    let mut last_claim = Instant::now() - Duration::from_secs(3600);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let claim_every = Duration::from_millis(ctx.state.settings.claim_idle_ms / 2)
+            .max(Duration::from_millis(100));
+        let step = async {
+            if last_claim.elapsed() >= claim_every {
+                last_claim = Instant::now();
+                claim_stale(&ctx, goods, &mut sink, &mut shutdown).await?;
+            }
+            let entries = read(&ctx, goods).await?;
+            if !entries.is_empty() {
+                process(&ctx, goods, entries, &mut sink, &mut shutdown).await?;
+            }
+            anyhow::Ok(())
+        };
+        match step.await {
+            Ok(()) => backoff = Duration::ZERO,
+            Err(e) => {
+                ctx.state.metrics.redis_errors.fetch_add(1, Relaxed);
+                backoff = next_backoff(backoff);
+                tracing::warn!(goods = goods.get(), error = %format!("{e:#}"), ?backoff, "stream reader failed; retrying");
+                if pause(backoff, &mut shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `XGROUP CREATE … 0 MKSTREAM`, tolerating an existing group.
+pub async fn ensure_group<C: redis::aio::ConnectionLike + Send>(
+    con: &mut C,
+    queue: &str,
+) -> RedisResult<()> {
+    let created: RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(queue)
+        .arg(keys::GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(con)
+        .await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// New entries for this consumer, blocking up to [`blocking::BLOCK`].
+async fn read(ctx: &WorkerCtx, goods: GoodsId) -> RedisResult<Vec<StreamId>> {
+    let queue = ctx.state.keys.sale(goods).queue();
+    let mut con =
+        ctx.blocking.get().await.map_err(|e| {
+            redis::RedisError::from((ErrorKind::Io, "blocking pool", e.to_string()))
+        })?;
+    let opts = StreamReadOptions::default()
+        .group(keys::GROUP, &ctx.consumer)
+        .count(ctx.state.settings.batch_size)
+        .block(blocking::BLOCK.as_millis() as usize);
+    let reply: RedisResult<Option<StreamReadReply>> =
+        con.xread_options(&[&queue], &[">"], &opts).await;
+    match reply {
+        Ok(r) => Ok(r
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default()),
+        Err(e) if e.code() == Some("NOGROUP") => {
+            ensure_group(&mut *con, &queue).await?;
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes over entries other consumers left idle too long; dead-letters those delivered too often.
+async fn claim_stale(
+    ctx: &WorkerCtx,
+    goods: GoodsId,
+    sink: &mut Sink,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let s = &ctx.state.settings;
+    let queue = ctx.state.keys.sale(goods).queue();
+    let mut con = ctx.state.redis.clone();
+    loop {
+        // [id, consumer, idle ms, deliveries] of entries idle at least claim_idle_ms
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&queue)
+            .arg(keys::GROUP)
+            .arg("IDLE")
+            .arg(s.claim_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(s.batch_size)
+            .query_async(&mut con)
+            .await
+            .or_else(|e| {
+                if e.code() == Some("NOGROUP") {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = pending.iter().map(|p| p.0.as_str()).collect();
+        let claimed: StreamClaim = con
+            .xclaim(&queue, keys::GROUP, &ctx.consumer, s.claim_idle_ms, &ids)
+            .await?;
+        let deliveries: std::collections::HashMap<&str, u64> =
+            pending.iter().map(|p| (p.0.as_str(), p.3 + 1)).collect();
+        let (dead, live): (Vec<StreamId>, Vec<StreamId>) = claimed
+            .ids
+            .into_iter()
+            .partition(|e| deliveries.get(e.id.as_str()).copied().unwrap_or(0) > s.max_deliveries);
+        tracing::info!(
+            goods = goods.get(),
+            claimed = live.len(),
+            dead = dead.len(),
+            "claimed stale entries"
+        );
+        for entry in dead {
+            dead_letter(ctx, goods, &entry, "too many deliveries").await?;
+        }
+        if !live.is_empty() {
+            process(ctx, goods, live, sink, shutdown).await?;
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+type StreamClaim = redis::streams::StreamClaimReply;
+
+/// Reads the user id an entry carries.
+fn parse(entry: &StreamId) -> Option<Admitted> {
+    let uid: String = entry.get("u")?;
+    Some(Admitted {
+        entry_id: entry.id.clone(),
+        user: UserId::parse(&uid).ok()?,
+    })
+}
+
+/// Moves an entry to the dead-letter stream, gives its unit back, acks it.
+async fn dead_letter(
+    ctx: &WorkerCtx,
+    goods: GoodsId,
+    entry: &StreamId,
+    reason: &str,
+) -> RedisResult<()> {
+    let state = &ctx.state;
+    let k = state.keys.sale(goods);
+    let mut con = state.redis.clone();
+    let user: String = entry.get("u").unwrap_or_default();
+    tracing::error!(goods = goods.get(), entry = %entry.id, %user, reason, "dead-lettering a queue entry");
+    let _: String = con
+        .xadd(
+            k.dead(),
+            "*",
+            &[
+                ("entry", entry.id.as_str()),
+                ("u", user.as_str()),
+                ("reason", reason),
+            ],
+        )
+        .await?;
+    if let Ok(user) = UserId::parse(&user) {
+        sale::give_back(&mut con, &state.keys, &state.scripts, goods, user, Some(-1)).await?;
+    }
+    let _: () = redis::pipe()
+        .atomic()
+        .xack(k.queue(), keys::GROUP, &[&entry.id])
+        .xdel(k.queue(), &[&entry.id])
+        .query_async(&mut con)
+        .await?;
+    state.metrics.dead_letters.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// Hands one batch to the sink, then settles it in the stream. For MySQL: write it in one
+/// transaction (retrying until it commits or shutdown), write the results, ack. For RabbitMQ:
+/// publish it and wait for the broker's confirms, then ack.
+async fn process(
+    ctx: &WorkerCtx,
+    goods: GoodsId,
+    entries: Vec<StreamId>,
+    sink: &mut Sink,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        match parse(entry) {
+            Some(a) => batch.push(a),
+            None => dead_letter(ctx, goods, entry, "malformed entry").await?,
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
+    match sink {
+        Sink::Mysql => {
+            let Some(written) = write_with_retry(ctx, goods, &batch, shutdown).await? else {
+                return Ok(()); // shutting down: the entries stay pending for the next worker
+            };
+            results::finish(&ctx.state, goods, &batch, &written, &ids).await?;
+            record(&ctx.state.metrics, &written);
+        }
+        Sink::Rabbit(publisher) => {
+            publisher.publish(goods, &batch).await?;
+            let queue = ctx.state.keys.sale(goods).queue();
+            let _: () = redis::pipe()
+                .atomic()
+                .xack(&queue, keys::GROUP, &ids)
+                .xdel(&queue, &ids)
+                .query_async(&mut ctx.state.redis.clone())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a settled batch in the metrics.
+pub(crate) fn record(m: &crate::metrics::Metrics, written: &[Written]) {
+    m.batches.fetch_add(1, Relaxed);
+    m.batch_entries.observe(written.len() as f64);
+    for w in written {
+        let c = match w {
+            Written::Order(_) => &m.orders,
+            Written::Existing(_) => &m.replays,
+            Written::Failed => &m.failed,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Commits the batch, retrying with backoff while MySQL fails; `None` if shutdown came first.
+pub(crate) async fn write_with_retry(
+    ctx: &WorkerCtx,
+    goods: GoodsId,
+    batch: &[Admitted],
+    shutdown: &mut watch::Receiver<bool>,
+) -> RedisResult<Option<Vec<Written>>> {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let started = Instant::now();
+        match writer::write_batch(&ctx.state.db, goods, batch).await {
+            Ok(written) => {
+                ctx.state
+                    .metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(Some(written));
+            }
+            Err(e) if writer::is_unique_violation(&e) => {
+                tracing::info!(
+                    goods = goods.get(),
+                    "another writer committed part of this batch; re-running it"
+                );
+            }
+            Err(e) => {
+                backoff = next_backoff(backoff);
+                tracing::warn!(goods = goods.get(), error = %e, ?backoff, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
+                if ctx.state.settings.queue == crate::config::QueueKind::Redis {
+                    keep_claimed(ctx, goods, batch).await;
+                }
+                if pause(backoff, shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Resets the idle time of entries this worker is still working on, so no one claims them.
+async fn keep_claimed(ctx: &WorkerCtx, goods: GoodsId, batch: &[Admitted]) {
+    let queue = ctx.state.keys.sale(goods).queue();
+    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
+    let touched: RedisResult<Vec<String>> = redis::cmd("XCLAIM")
+        .arg(&queue)
+        .arg(keys::GROUP)
+        .arg(&ctx.consumer)
+        .arg(0)
+        .arg(&ids)
+        .arg("JUSTID")
+        .query_async(&mut ctx.state.redis.clone())
+        .await;
+    if let Err(e) = touched {
+        tracing::debug!(error = %e, "could not refresh claimed entries");
+    }
+}

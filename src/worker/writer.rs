@@ -1,0 +1,203 @@
+//! The order writer: one MySQL transaction for a batch of admitted requests of one sale.
+//!
+//! Per batch, whatever its size, the same five statements (so each is prepared once per
+//! connection and reused; a batch's rows travel as one JSON document through `JSON_TABLE`):
+//! 1. find the requests whose (user, goods) already has an order: a replayed stream entry is
+//!    "already done" and answers with the existing order id, it does not fail the batch;
+//! 2. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n` (if MySQL has
+//!    fewer than n left, the first ones get the units and the rest fail);
+//! 3. `SELECT NEXTVAL(order_block)`: a block of 1024 order ids for this batch;
+//! 4. `INSERT … order_info` and 5. `INSERT … seckill_order`, all rows at once.
+//!
+//! The unique index on `seckill_order (user_id, goods_id)` is the last line against duplicates:
+//! if two workers race on the same entry, one commit fails with a unique violation, and the
+//! caller runs the batch again, which then finds the other's order in step 1.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::domain::{GoodsId, UserId};
+
+/// One admitted request, as the edge put it in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The stream entry id (also the order's request id: what a replay is recognised by).
+    pub entry_id: String,
+    pub user: UserId,
+}
+
+/// What became of one admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// A new order.
+    Order(i64),
+    /// The (user, goods) had an order already: this entry was a replay.
+    Existing(i64),
+    /// No unit left in MySQL: the unit must be given back in Redis and the user told -1.
+    Failed,
+}
+
+impl Written {
+    /// The value the shopper's page polls for.
+    pub fn result(self) -> i64 {
+        match self {
+            Written::Order(id) | Written::Existing(id) => id,
+            Written::Failed => -1,
+        }
+    }
+}
+
+const FIND_EXISTING: &str = "SELECT so.user_id, so.order_id FROM seckill_order so \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j ON so.user_id = j.u \
+     WHERE so.goods_id = ?";
+const TAKE_STOCK: &str =
+    "UPDATE seckill_goods SET stock = stock - ? WHERE goods_id = ? AND stock >= ?";
+const STOCK_LEFT: &str = "SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE";
+const ID_BLOCK: &str = "SELECT NEXTVAL(order_block)";
+const INSERT_ORDERS: &str = "INSERT INTO order_info \
+     (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, created_at) \
+     SELECT j.id, j.u, g.id, g.name, 1, sg.seckill_price, 0, j.r, NOW(3) \
+     FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', u BIGINT PATH '$.u', \
+          r VARCHAR(64) PATH '$.r')) j \
+     JOIN goods g ON g.id = ? JOIN seckill_goods sg ON sg.goods_id = g.id";
+const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id) \
+     SELECT j.u, j.id, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', \
+          u BIGINT PATH '$.u')) j";
+
+/// Order ids per block: `NEXTVAL(order_block) * IDS_PER_BLOCK + i`.
+pub const IDS_PER_BLOCK: i64 = 1024;
+
+#[derive(Serialize)]
+struct Row<'a> {
+    id: i64,
+    u: i64,
+    r: &'a str,
+}
+
+/// Writes a batch (at most [`IDS_PER_BLOCK`] entries) in one transaction; returns what became of
+/// each entry, in order. An `Err` means nothing was committed.
+pub async fn write_batch(
+    db: &MySqlPool,
+    goods: GoodsId,
+    batch: &[Admitted],
+) -> Result<Vec<Written>, sqlx::Error> {
+    assert!(
+        batch.len() as i64 <= IDS_PER_BLOCK,
+        "batch larger than an id block"
+    );
+    let mut tx = db.begin().await?;
+
+    let users: Vec<i64> = batch.iter().map(|a| a.user.get()).collect();
+    let existing: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(FIND_EXISTING)
+        .bind(serde_json::to_string(&users).expect("ids serialise"))
+        .bind(goods.get())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+
+    // Which entries need a new order: not ordered before, and the first of their user here.
+    let mut results: Vec<Option<Written>> = batch
+        .iter()
+        .map(|a| existing.get(&a.user.get()).map(|&id| Written::Existing(id)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut fresh: Vec<usize> = Vec::new();
+    for (i, a) in batch.iter().enumerate() {
+        if results[i].is_none() && seen.insert(a.user) {
+            fresh.push(i);
+        }
+    }
+
+    if !fresh.is_empty() {
+        let wanted = fresh.len() as i64;
+        let taken = sqlx::query(TAKE_STOCK)
+            .bind(wanted)
+            .bind(goods.get())
+            .bind(wanted)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let granted = if taken == 1 {
+            wanted
+        } else {
+            let left: i64 = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
+                .bind(goods.get())
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0)
+                .max(0) as i64;
+            let n = left.min(wanted);
+            if n > 0 {
+                sqlx::query(TAKE_STOCK)
+                    .bind(n)
+                    .bind(goods.get())
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tracing::warn!(
+                goods = goods.get(),
+                wanted,
+                left,
+                "MySQL has less stock than Redis admitted"
+            );
+            n
+        };
+        let (ordered, failed) = fresh.split_at(granted as usize);
+        for &i in failed {
+            results[i] = Some(Written::Failed);
+        }
+        if !ordered.is_empty() {
+            let block: i64 = sqlx::query_scalar(ID_BLOCK).fetch_one(&mut *tx).await?;
+            let rows: Vec<Row> = ordered
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| Row {
+                    id: block * IDS_PER_BLOCK + n as i64,
+                    u: batch[i].user.get(),
+                    r: &batch[i].entry_id,
+                })
+                .collect();
+            let json = serde_json::to_string(&rows).expect("rows serialise");
+            sqlx::query(INSERT_ORDERS)
+                .bind(&json)
+                .bind(goods.get())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(INSERT_SECKILL)
+                .bind(goods.get())
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+            for (row, &i) in rows.iter().zip(ordered) {
+                results[i] = Some(Written::Order(row.id));
+            }
+        }
+    }
+    tx.commit().await?;
+
+    // A second entry of a user within the batch answers with that user's order.
+    let by_user: HashMap<UserId, Written> = batch
+        .iter()
+        .zip(&results)
+        .filter_map(|(a, r)| r.map(|r| (a.user, r)))
+        .collect();
+    Ok(batch
+        .iter()
+        .zip(results)
+        .map(|(a, r)| {
+            r.unwrap_or_else(|| match by_user.get(&a.user) {
+                Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
+                _ => Written::Failed,
+            })
+        })
+        .collect())
+}
+
+/// True for MySQL's duplicate-key error: another writer committed the same order first.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
