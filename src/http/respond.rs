@@ -82,7 +82,7 @@ pub fn error(e: AppError) -> Resp {
     resp
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes into `T`.
+/// Reads a JSON object body of at most [`MAX_BODY`] bytes into `T`.
 pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AppError> {
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len: usize = len
@@ -105,6 +105,10 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
             }
         })?
         .to_bytes();
+    // Every body of this API is an object; serde would also read a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::BadParam("the body must be a JSON object".into()));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| AppError::BadParam(format!("invalid JSON body: {e}")))
 }

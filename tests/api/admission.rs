@@ -1,0 +1,468 @@
+//! The shopper flow through HTTP up to "queued": login, sessions, captcha, hidden path, the buy
+//! and every refusal, with the documented status and code, and nothing changed in Redis.
+
+use std::collections::HashSet;
+
+use flashgate::password;
+use flashgate::seed::TEST_PASSWORD;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, concurrently, spawn_app, spawn_with, test_settings};
+
+fn code(body: &Value) -> i64 {
+    body["code"].as_i64().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_sets_an_http_only_cookie_and_refuses_bad_credentials() {
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let good = password::client_hash(TEST_PASSWORD);
+
+    let r = app
+        .http
+        .post(app.url("/api/login"))
+        .json(&json!({ "mobile": user.mobile, "password": good }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.starts_with("token="),
+        "{cookie}"
+    );
+    let body: Value = r.json().await.unwrap();
+    let token = body["data"].as_str().unwrap().to_string();
+    // the cookie alone authenticates
+    let cookie_pair = cookie.split(';').next().unwrap().to_string();
+    let r = app
+        .http
+        .get(app.url("/api/seckill/result?goodsId=1"))
+        .header("Cookie", cookie_pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let cases = [
+        (
+            json!({ "mobile": user.mobile, "password": password::client_hash("nope") }),
+            401,
+            500215,
+        ),
+        (
+            json!({ "mobile": "17999999999", "password": good }),
+            401,
+            500214,
+        ),
+        (json!({ "mobile": "12345", "password": good }), 400, 500213),
+        (
+            json!({ "mobile": user.mobile, "password": "short" }),
+            400,
+            500101,
+        ),
+        (json!({ "mobile": user.mobile }), 400, 500101),
+        (json!("not an object"), 400, 500101),
+    ];
+    for (body, status, want) in cases {
+        let (s, b) = app.post("/api/login", "", &body).await;
+        assert_eq!((s, code(&b)), (status, want), "{body}");
+        assert!(b["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    // logout ends the session
+    let (s, _) = app.post("/api/logout", &token, &json!({})).await;
+    assert_eq!(s, 200);
+    let (s, b) = app.get("/api/seckill/result?goodsId=1", &token).await;
+    assert_eq!((s, code(&b)), (401, 500210));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_slide_their_ttl() {
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let key = app.state.keys.session(&user.token);
+    let _: () = app.redis().expire(&key, 10).await.unwrap();
+    app.get("/api/seckill/result?goodsId=1", &user.token).await;
+    let ttl: i64 = app.redis().ttl(&key).await.unwrap();
+    assert!(ttl > 1700, "session TTL was not slid: {ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
+    let app = spawn_app().await;
+    let users = app.users(4).await;
+    let (a, b) = (&users[0], &users[1]);
+    let goods = app.sale(5).await;
+    let before = app.redis_state(goods).await;
+    let buy_url = |path: &str| format!("/api/seckill/{path}/orders");
+    let body = json!({ "goodsId": goods.get() });
+
+    // no session
+    let path = app.path_for(&a.token, goods).await;
+    let (s, r) = app.post(&buy_url(&path), "", &body).await;
+    assert_eq!((s, code(&r)), (401, 500210));
+    let (s, r) = app
+        .post(&buy_url(&path), "ffffffffffffffffffffffffffffffff", &body)
+        .await;
+    assert_eq!((s, code(&r)), (401, 500210));
+    // a path that is not this user's, or not one at all
+    let (s, r) = app.buy(&b.token, &path, goods).await;
+    assert_eq!((s, code(&r)), (403, 500503));
+    let (s, r) = app.post(&buy_url("..%2F..%2Fetc"), &a.token, &body).await;
+    assert_eq!((s, code(&r)), (403, 500503));
+    // malformed bodies
+    for bad in [
+        json!({}),
+        json!({ "goodsId": -3 }),
+        json!({ "goodsId": "x" }),
+        json!({ "goodsId": 1, "extra": 1 }),
+        json!([1]),
+    ] {
+        let (s, r) = app.post(&buy_url(&path), &a.token, &bad).await;
+        assert_eq!((s, code(&r)), (400, 500101), "{bad}");
+    }
+    let r = app
+        .http
+        .post(app.url(&buy_url(&path)))
+        .bearer_auth(&a.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = app
+        .http
+        .post(app.url(&buy_url(&path)))
+        .bearer_auth(&a.token)
+        .body(vec![b' '; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // wrong method, unknown route
+    let (s, r) = app.get(&buy_url(&path), &a.token).await;
+    assert_eq!((s, code(&r)), (405, 500101));
+    let (s, r) = app.get("/api/nothing-here", &a.token).await;
+    assert_eq!((s, code(&r)), (404, 500404));
+    // a sale that does not exist
+    let (s, r) = app
+        .post(&buy_url(&path), &a.token, &json!({ "goodsId": 999999 }))
+        .await;
+    assert_eq!((s, code(&r)), (403, 500503));
+    assert_eq!(
+        app.redis_state(goods).await,
+        before,
+        "refusals changed Redis"
+    );
+
+    // duplicate: the first buy queues, the second is refused
+    let (s, r) = app.buy(&a.token, &path, goods).await;
+    assert_eq!((s, code(&r)), (202, 0));
+    let after_first = app.redis_state(goods).await;
+    assert_eq!(after_first, (4, 1, 1));
+    let (s, r) = app.buy(&a.token, &path, goods).await;
+    assert_eq!((s, code(&r)), (409, 500501));
+    // rate limited: the default bucket has a burst of 5
+    let mut limited = None;
+    for _ in 0..6 {
+        let r = app
+            .http
+            .post(app.url(&buy_url(&path)))
+            .bearer_auth(&a.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some((
+                r.headers().get("retry-after").cloned(),
+                r.json::<Value>().await.unwrap(),
+            ));
+            break;
+        }
+    }
+    let (retry_after, r) = limited.expect("never rate limited");
+    assert_eq!(code(&r), 500505);
+    assert!(retry_after.is_some(), "429 without Retry-After");
+    assert!(r["data"]["retryAfterMs"].as_u64().unwrap() > 0);
+    assert_eq!(
+        app.redis_state(goods).await,
+        after_first,
+        "refusals changed Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_started_and_ended_sales_are_refused() {
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let later = app.sale_window(5, 3600, 3600).await;
+    let over = app.sale_window(5, -7200, 3600).await;
+    for (goods, status) in [(later, 425), (over, 410)] {
+        let (s, r) = app
+            .get(&format!("/api/seckill/path?goodsId={goods}"), &user.token)
+            .await;
+        assert_eq!((s, code(&r)), (status, 500502), "path for {goods}");
+        // even holding a path (issued by hand here), the window is checked at the buy
+        let path = "0123456789abcdef0123456789abcdef";
+        let _: () = app
+            .redis()
+            .set_ex(app.state.keys.sale(goods).path(user.id), path, 60)
+            .await
+            .unwrap();
+        let before = app.redis_state(goods).await;
+        let (s, r) = app.buy(&user.token, path, goods).await;
+        assert_eq!((s, code(&r)), (status, 500502), "buy of {goods}");
+        assert_eq!(app.redis_state(goods).await, before);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
+    let app = spawn_app().await;
+    let users = app.users(3).await;
+    let goods = app.sale(1).await;
+    let paths = [
+        app.path_for(&users[0].token, goods).await,
+        app.path_for(&users[1].token, goods).await,
+        app.path_for(&users[2].token, goods).await,
+    ];
+    assert_eq!(app.buy(&users[0].token, &paths[0], goods).await.0, 202);
+    let (s, r) = app.buy(&users[1].token, &paths[1], goods).await;
+    assert_eq!((s, code(&r)), (410, 500500));
+    // now the flag answers: Redis is not asked (the refusal is counted as local)
+    let local_before = app.state.metrics.admissions[8].load(std::sync::atomic::Ordering::Relaxed);
+    let (s, r) = app.buy(&users[2].token, &paths[2], goods).await;
+    assert_eq!((s, code(&r)), (410, 500500));
+    let local_after = app.state.metrics.admissions[8].load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(local_after, local_before + 1);
+    // a path is not issued for a sold-out sale either
+    let (s, r) = app
+        .get(
+            &format!("/api/seckill/path?goodsId={goods}"),
+            &users[2].token,
+        )
+        .await;
+    assert!(s == 200 || (s, code(&r)) == (410, 500500), "{s} {r}");
+
+    // the first buyer's unit comes back: the restock message clears the flag on this edge
+    let back = flashgate::sale::give_back(
+        &mut app.redis(),
+        &app.state.keys,
+        &app.state.scripts,
+        goods,
+        users[0].id,
+        Some(-1),
+    )
+    .await
+    .unwrap();
+    assert!(back);
+    let mut queued = false;
+    for _ in 0..50 {
+        let (s, _) = app.buy(&users[2].token, &paths[2], goods).await;
+        if s == 202 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(queued, "the unit given back was never sold again");
+    assert_eq!(app.result(&users[0].token, goods).await, -1);
+    assert_eq!(app.result(&users[2].token, goods).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_captcha_is_checked_once_and_the_path_cap_holds() {
+    let mut settings = test_settings();
+    settings.captcha = true;
+    settings.path_factor = 1;
+    let app = spawn_with(settings, false).await;
+    let users = app.users(3).await;
+    let goods = app.sale(2).await; // cap: 1 × 2 paths
+    let u = &users[0];
+
+    let r = app
+        .http
+        .get(app.url(&format!("/api/seckill/captcha?goodsId={goods}")))
+        .bearer_auth(&u.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = r.bytes().await.unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    let answer: i64 = app
+        .redis()
+        .get(app.state.keys.sale(goods).captcha(u.id))
+        .await
+        .unwrap();
+
+    // a wrong answer is refused and uses the captcha up: the right one no longer works
+    let path_url = |code: i64| format!("/api/seckill/path?goodsId={goods}&verifyCode={code}");
+    let (s, r) = app.get(&path_url(answer + 1), &u.token).await;
+    assert_eq!((s, code(&r)), (400, 500504));
+    let (s, r) = app.get(&path_url(answer), &u.token).await;
+    assert_eq!((s, code(&r)), (400, 500504));
+    let (s, r) = app
+        .get(
+            &format!("/api/seckill/path?goodsId={goods}&verifyCode=abc"),
+            &u.token,
+        )
+        .await;
+    assert_eq!((s, code(&r)), (400, 500101));
+
+    // a fresh captcha, answered right, gives a path of 32 hex digits
+    let mut paths = Vec::new();
+    for user in &users {
+        app.http
+            .get(app.url(&format!("/api/seckill/captcha?goodsId={goods}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap();
+        let answer: i64 = app
+            .redis()
+            .get(app.state.keys.sale(goods).captcha(user.id))
+            .await
+            .unwrap();
+        paths.push(app.get(&path_url(answer), &user.token).await);
+    }
+    let p = paths[0].1["data"].as_str().unwrap();
+    assert_eq!(p.len(), 32);
+    assert!(p.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(paths[1].0, 200);
+    // the third shopper is over the cap of 2 paths
+    assert_eq!((paths[2].0, code(&paths[2].1)), (429, 500505));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_shoppers_three_buys_each_exactly_the_stock_is_queued() {
+    let mut settings = test_settings();
+    settings.path_factor = 30; // 2,000 shoppers for 100 units: let every one get a path
+    let app = spawn_with(settings, false).await;
+    let goods = app.sale(100).await;
+    let users = app.users(2000).await;
+    let app = std::sync::Arc::new(app);
+
+    let with_paths = concurrently(users, 64, |u| {
+        let app = app.clone();
+        async move {
+            let path = app.path_for(&u.token, goods).await;
+            (u, path)
+        }
+    })
+    .await;
+    let attempts: Vec<_> = with_paths
+        .iter()
+        .flat_map(|(u, p)| std::iter::repeat_n((u.clone(), p.clone()), 3))
+        .collect();
+    let answers = concurrently(attempts, 256, |(u, path)| {
+        let app = app.clone();
+        async move { (u.id, app.buy(&u.token, &path, goods).await) }
+    })
+    .await;
+
+    let mut queued = Vec::new();
+    for (user, (status, body)) in &answers {
+        match status {
+            202 => queued.push(*user),
+            409 | 410 => assert!([500501, 500500].contains(&code(body)), "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(queued.len(), 100, "queued");
+    let distinct: HashSet<_> = queued.iter().collect();
+    assert_eq!(distinct.len(), 100, "a user was queued twice");
+    assert_eq!(app.redis_state(goods).await, (0, 100, 100));
+    // the stream holds exactly the queued users
+    let entries: redis::streams::StreamRangeReply = app
+        .redis()
+        .xrange_all(app.state.keys.sale(goods).queue())
+        .await
+        .unwrap();
+    let in_stream: HashSet<i64> = entries
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("u").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(in_stream, queued.iter().map(|u| u.get()).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reset_restores_a_sale_and_needs_the_admin_token() {
+    let app = spawn_app().await;
+    let users = app.users(2).await;
+    let goods = app.sale(1).await;
+    let path = app.path_for(&users[0].token, goods).await;
+    assert_eq!(app.buy(&users[0].token, &path, goods).await.0, 202);
+    assert_eq!(app.redis_state(goods).await, (0, 1, 1));
+
+    let url = format!("/api/admin/sales/{goods}/reset");
+    let (s, r) = app.post(&url, &users[0].token, &json!({})).await;
+    assert_eq!((s, code(&r)), (403, 500403));
+    let (s, r) = app
+        .post("/api/admin/sales/abc/reset", ADMIN_TOKEN, &json!({}))
+        .await;
+    assert_eq!((s, code(&r)), (400, 500101));
+    let (s, r) = app
+        .post("/api/admin/sales/424242/reset", ADMIN_TOKEN, &json!({}))
+        .await;
+    assert_eq!((s, code(&r)), (404, 500404));
+    let (s, r) = app
+        .post(&url, ADMIN_TOKEN, &json!({ "startsIn": 0, "lasts": 600 }))
+        .await;
+    assert_eq!((s, code(&r)), (200, 0), "{r}");
+    assert_eq!(app.redis_state(goods).await, (1, 0, 0));
+    let path = app.path_for(&users[1].token, goods).await;
+    assert_eq!(app.buy(&users[1].token, &path, goods).await.0, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_flush_does_not_break_buying() {
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let goods = app.sale(3).await;
+    let path = app.path_for(&user.token, goods).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut app.redis())
+        .await
+        .unwrap();
+    assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_reload_from_a_directory_through_the_admin_api() {
+    let dir = std::env::temp_dir().join(format!("fg-lua-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = test_settings();
+    settings.lua_dir = Some(dir.clone());
+    let app = spawn_with(settings, false).await;
+    let (s, r) = app
+        .post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let embedded_sha = r["data"]["admit.lua"].as_str().unwrap().to_string();
+    // an SRE's edit: the same script with a comment added
+    let tuned = format!("-- tuned\n{}", include_str!("../../lua/admit.lua"));
+    std::fs::write(dir.join("admit.lua"), &tuned).unwrap();
+    let (_, r) = app
+        .post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
+        .await;
+    let tuned_sha = r["data"]["admit.lua"].as_str().unwrap();
+    assert_ne!(tuned_sha, embedded_sha);
+    assert_eq!(
+        tuned_sha,
+        flashgate::scripts::Script::new("admit.lua", tuned.clone()).sha
+    );
+    // the tuned script is the one buys now run
+    let user = &app.users(1).await[0];
+    let goods = app.sale(1).await;
+    let path = app.path_for(&user.token, goods).await;
+    assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,342 @@
+//! `spawn_app`: the real edge (and, if asked, the real worker) on a random port, against a fresh
+//! MariaDB database named by a UUID and a fresh Redis namespace; dropped, it stops them and
+//! removes the database, the keys and the RabbitMQ queue it made.
+
+use std::time::Duration;
+
+use flashgate::config::Settings;
+use flashgate::domain::GoodsId;
+use flashgate::seed::{self, NewSale, TestUser};
+use flashgate::startup::{self, Application};
+use flashgate::state::AppState;
+use flashgate::{db, sale, worker};
+use redis::AsyncCommands;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Settings for one test: its own database and namespace, captcha off, quick claims.
+pub fn test_settings() -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mysql = env_or("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306");
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        redis_url: env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379/"),
+        database_url: format!("{mysql}/fg_test_{}", &id[..16]),
+        amqp_url: env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        namespace: format!("t{}:", &id[..12]),
+        captcha: false,
+        admin_token: ADMIN_TOKEN.into(),
+        public_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/public").into(),
+        claim_idle_ms: 1000,
+        closer_interval_ms: 200,
+        ..Settings::default()
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    edge: Option<JoinHandle<()>>,
+    worker: Option<JoinHandle<anyhow::Result<()>>>,
+    worker_shutdown: Option<watch::Sender<bool>>,
+}
+
+/// The edge only.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(test_settings(), false).await
+}
+
+/// The edge and the worker.
+pub async fn spawn_app_with_worker() -> TestApp {
+    spawn_with(test_settings(), true).await
+}
+
+pub async fn spawn_with(settings: Settings, with_worker: bool) -> TestApp {
+    let _ = tracing_subscriber_init();
+    db::migrate(&settings.database_url).await.expect("migrate");
+    let state = startup::connect(settings).await.expect("connect");
+    let app = Application::build(state.clone()).await.expect("build");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = watch::channel(false);
+    let edge = tokio::spawn(app.run(rx));
+    let mut test_app = TestApp {
+        address,
+        state,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        shutdown: tx,
+        edge: Some(edge),
+        worker: None,
+        worker_shutdown: None,
+    };
+    if with_worker {
+        test_app.start_worker();
+    }
+    test_app
+}
+
+fn tracing_subscriber_init() -> Option<()> {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap())
+            .with_test_writer()
+            .try_init();
+    }
+    Some(())
+}
+
+impl TestApp {
+    /// Starts a worker in this process (a second call starts a second one: stop the first).
+    pub fn start_worker(&mut self) {
+        let (tx, rx) = watch::channel(false);
+        self.worker = Some(tokio::spawn(worker::run(self.state.clone(), rx)));
+        self.worker_shutdown = Some(tx);
+    }
+
+    /// Kills the worker abruptly (abort, not graceful): whatever it was doing stops mid-way.
+    pub async fn kill_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.abort();
+            let _ = w.await;
+        }
+        self.worker_shutdown = None;
+    }
+
+    pub fn redis(&self) -> redis::aio::ConnectionManager {
+        self.state.redis.clone()
+    }
+
+    /// A sale of `stock` units, running now for an hour, loaded into Redis.
+    pub async fn sale(&self, stock: i32) -> GoodsId {
+        self.sale_window(stock, -1, 3600).await
+    }
+
+    pub async fn sale_window(&self, stock: i32, starts_in: i64, lasts: i64) -> GoodsId {
+        let goods = seed::create_sale(&self.state.db, &NewSale::new(stock, starts_in, lasts))
+            .await
+            .unwrap();
+        let row = sale::one(&self.state.db, goods).await.unwrap().unwrap();
+        sale::load(
+            &mut self.redis(),
+            &self.state.db,
+            &self.state.keys,
+            &self.state.settings,
+            &row,
+        )
+        .await
+        .unwrap();
+        goods
+    }
+
+    pub async fn users(&self, n: usize) -> Vec<TestUser> {
+        seed::create_users(&self.state.db, &mut self.redis(), &self.state.keys, n)
+            .await
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// GET with a bearer token; (status, JSON body).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body with a bearer token; (status, JSON body).
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Fetches a hidden path (captcha off); panics if none is issued.
+    pub async fn path_for(&self, token: &str, goods: GoodsId) -> String {
+        let (status, body) = self
+            .get(&format!("/api/seckill/path?goodsId={goods}"), token)
+            .await;
+        assert_eq!(status, 200, "path: {body}");
+        body["data"].as_str().unwrap().to_string()
+    }
+
+    /// One buy through HTTP.
+    pub async fn buy(&self, token: &str, path: &str, goods: GoodsId) -> (u16, Value) {
+        self.post(
+            &format!("/api/seckill/{path}/orders"),
+            token,
+            &serde_json::json!({ "goodsId": goods.get() }),
+        )
+        .await
+    }
+
+    /// The result the page would poll.
+    pub async fn result(&self, token: &str, goods: GoodsId) -> i64 {
+        let (status, body) = self
+            .get(&format!("/api/seckill/result?goodsId={goods}"), token)
+            .await;
+        assert_eq!(status, 200, "result: {body}");
+        body["data"].as_i64().unwrap()
+    }
+
+    /// Stock, buyers and queue length of a sale in Redis.
+    pub async fn redis_state(&self, goods: GoodsId) -> (i64, i64, i64) {
+        let k = self.state.keys.sale(goods);
+        let (stock, buyers, len): (Option<i64>, i64, i64) = redis::pipe()
+            .get(k.stock())
+            .scard(k.buyers())
+            .xlen(k.queue())
+            .query_async(&mut self.redis())
+            .await
+            .unwrap();
+        (stock.unwrap_or(0), buyers, len)
+    }
+
+    /// Live orders in MySQL for a sale.
+    pub async fn orders(&self, goods: GoodsId) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM seckill_order WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_one(&self.state.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn mysql_stock(&self, goods: GoodsId) -> i64 {
+        sqlx::query_scalar::<_, i32>("SELECT stock FROM seckill_goods WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_one(&self.state.db)
+            .await
+            .unwrap() as i64
+    }
+
+    /// Waits until the queue of `goods` is drained (nothing pending, nothing unread).
+    pub async fn drained(&self, goods: GoodsId, within: Duration) {
+        let k = self.state.keys.sale(goods);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let len: i64 = self.redis().xlen(k.queue()).await.unwrap();
+            if len == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue of {goods} not drained: {len} entries left"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Checks invariants 1, 2 and 4 of DESIGN.md once drained.
+    pub async fn assert_invariants(&self, goods: GoodsId, initial: i64) {
+        let orders = self.orders(goods).await;
+        assert!(
+            orders <= initial,
+            "oversold: {orders} orders for {initial} units"
+        );
+        let dups: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT user_id FROM order_info WHERE goods_id = ? AND status <> 2 \
+             GROUP BY user_id HAVING COUNT(*) > 1) d",
+        )
+        .bind(goods.get())
+        .fetch_one(&self.state.db)
+        .await
+        .unwrap();
+        assert_eq!(dups, 0, "a user has two live orders");
+        let (stock, _, _) = self.redis_state(goods).await;
+        assert_eq!(
+            stock + orders,
+            initial,
+            "Redis stock {stock} + orders {orders} != {initial}"
+        );
+        assert_eq!(
+            self.mysql_stock(goods).await + orders,
+            initial,
+            "MySQL stock + orders"
+        );
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(tx) = &self.worker_shutdown {
+            let _ = tx.send(true);
+        }
+        if let Some(w) = &self.worker {
+            w.abort();
+        }
+        if let Some(e) = &self.edge {
+            e.abort();
+        }
+        let settings = (*self.state.settings).clone();
+        let pattern = self.state.keys.everything();
+        let queue = format!("{}flashgate.orders", self.state.keys.namespace());
+        // Clean up on a thread of its own: Drop cannot await, and the test's runtime is ending.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(client) = redis::Client::open(settings.redis_url.as_str())
+                    && let Ok(mut con) = client.get_multiplexed_async_connection().await
+                {
+                    let _ = sale::delete_matching(&mut con, &pattern).await;
+                }
+                let _ = db::drop_database(&settings.database_url).await;
+                if let Ok(conn) = lapin::Connection::connect(
+                    &settings.amqp_url,
+                    lapin::ConnectionProperties::default(),
+                )
+                .await
+                    && let Ok(ch) = conn.create_channel().await
+                {
+                    let _ = ch
+                        .queue_delete(queue.as_str().into(), Default::default())
+                        .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Runs `f` on every item with at most `limit` in flight; results in input order.
+pub async fn concurrently<T, F, Fut, R>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items.into_iter().map(f))
+        .buffered(limit)
+        .collect()
+        .await
+}

@@ -1,0 +1,413 @@
+//! The worker: every admitted request ends as exactly one order or one explicit failure, with
+//! nothing lost when a worker dies, MySQL goes away, or an entry comes twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashgate::config::QueueKind;
+use flashgate::domain::{GoodsId, UserId};
+use flashgate::seed::TestUser;
+use flashgate::worker::writer::{self, Admitted, Written};
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::helpers::{
+    TestApp, concurrently, spawn_app, spawn_app_with_worker, spawn_with, test_settings,
+};
+use crate::proxy::Proxy;
+
+/// Everyone fetches a path and buys once, all at once; returns how many were queued.
+async fn everyone_buys(app: &Arc<TestApp>, goods: GoodsId, users: &[TestUser]) -> usize {
+    let answers = concurrently(users.to_vec(), 128, |u| {
+        let app = app.clone();
+        async move {
+            // a sold-out sale issues no path: that is a sold-out answer too
+            let (status, body) = app
+                .get(&format!("/api/seckill/path?goodsId={goods}"), &u.token)
+                .await;
+            match body["data"].as_str() {
+                Some(path) if status == 200 => app.buy(&u.token, path, goods).await,
+                _ => (status, body),
+            }
+        }
+    })
+    .await;
+    answers
+        .iter()
+        .filter(|(status, body)| {
+            assert!(
+                *status == 202 || (*status == 410 && body["code"] == 500500),
+                "{status} {body}"
+            );
+            *status == 202
+        })
+        .count()
+}
+
+/// Polls every shopper's result until none is 0 (queued); returns (order ids, failures).
+async fn poll_results(app: &Arc<TestApp>, goods: GoodsId, users: &[TestUser]) -> (Vec<i64>, usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = concurrently(users.to_vec(), 128, |u| {
+            let app = app.clone();
+            async move { app.result(&u.token, goods).await }
+        })
+        .await;
+        if results.iter().all(|r| *r != 0) {
+            let orders: Vec<i64> = results.iter().copied().filter(|r| *r > 0).collect();
+            let failed = results.iter().filter(|r| **r == -1).count();
+            return (orders, failed);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "results still queued after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind) {
+    let mut settings = test_settings();
+    settings.queue = queue;
+    settings.path_factor = 20;
+    let app = Arc::new(spawn_with(settings, true).await);
+    let goods = app.sale(500).await;
+    let users = app.users(5000).await;
+
+    let queued = everyone_buys(&app, goods, &users).await;
+    assert_eq!(queued, 500);
+    let (orders, failed) = poll_results(&app, goods, &users).await;
+    assert_eq!(orders.len(), 500, "shoppers who see an order id");
+    assert_eq!(failed, 4500);
+    assert_eq!(
+        orders.iter().collect::<HashSet<_>>().len(),
+        500,
+        "order ids are distinct"
+    );
+    app.drained(goods, Duration::from_secs(30)).await;
+    assert_eq!(app.orders(goods).await, 500);
+    app.assert_invariants(goods, 500).await;
+    // every order id a shopper sees is theirs in MySQL
+    let owners: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, user_id FROM order_info WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(owners.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_shoppers_five_hundred_orders_through_the_stream() {
+    five_thousand_shoppers_for_five_hundred_units(QueueKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_shoppers_five_hundred_orders_through_rabbitmq() {
+    five_thousand_shoppers_for_five_hundred_units(QueueKind::Rabbitmq).await;
+}
+
+/// Queues one buy per user with no worker running.
+async fn queue_buys(app: &TestApp, goods: GoodsId, users: &[TestUser]) {
+    for u in users {
+        let path = app.path_for(&u.token, goods).await;
+        assert_eq!(app.buy(&u.token, &path, goods).await.0, 202);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_drain_loses_nothing() {
+    let mut settings = test_settings();
+    settings.batch_size = 5;
+    settings.path_factor = 20;
+    let mut app = spawn_with(settings, false).await;
+    let goods = app.sale(300).await;
+    let users = app.users(300).await;
+    queue_buys(&app, goods, &users).await;
+
+    app.start_worker();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = app.orders(goods).await;
+        if n >= 20 {
+            assert!(
+                n < 300,
+                "drained before it could be killed; make batches smaller"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.kill_worker().await;
+    let pending: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(app.state.keys.sale(goods).queue())
+        .arg(flashgate::keys::GROUP)
+        .query_async(&mut app.redis())
+        .await
+        .unwrap();
+    let left = app.redis_state(goods).await.2;
+    assert!(left > 0, "nothing left to recover");
+    eprintln!(
+        "killed with {} orders, {left} entries left, {} pending",
+        app.orders(goods).await,
+        pending.0
+    );
+
+    app.start_worker(); // a new consumer: it claims the dead one's entries once idle
+    app.drained(goods, Duration::from_secs(60)).await;
+    assert_eq!(app.orders(goods).await, 300);
+    app.assert_invariants(goods, 300).await;
+    for u in &users {
+        assert!(
+            app.result(&u.token, goods).await > 0,
+            "user {} has no order id",
+            u.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_unreachable_for_a_while_then_back_loses_nothing() {
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let mut settings = test_settings();
+    let direct = settings.database_url.clone();
+    settings.database_url = direct.replace("127.0.0.1:3306", &format!("127.0.0.1:{}", proxy.port));
+    settings.path_factor = 20;
+    let app = spawn_with(settings, true).await;
+    let goods = app.sale(50).await;
+    let users = app.users(50).await;
+    let direct = flashgate::db::connect(&direct, 2).await.unwrap();
+
+    proxy.cut().await;
+    // admission goes on: Redis is the gate
+    queue_buys(&app, goods, &users).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seckill_order")
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0, "orders written while MySQL was unreachable?");
+    assert_eq!(
+        app.redis_state(goods).await.2,
+        50,
+        "entries acked while MySQL was down"
+    );
+    assert_eq!(app.result(&users[0].token, goods).await, 0);
+
+    proxy.restore();
+    app.drained(goods, Duration::from_secs(60)).await;
+    assert_eq!(app.orders(goods).await, 50);
+    app.assert_invariants(goods, 50).await;
+    direct.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_entry_delivered_twice_makes_one_order() {
+    let app = spawn_app_with_worker().await;
+    let goods = app.sale(5).await;
+    let users = app.users(1).await;
+    let user = &users[0];
+    queue_buys(&app, goods, &users).await;
+    app.drained(goods, Duration::from_secs(20)).await;
+    let order = app.result(&user.token, goods).await;
+    assert!(order > 0);
+
+    // the entry comes again (a replay after a crash between commit and ack)
+    let queue = app.state.keys.sale(goods).queue();
+    let _: String = app
+        .redis()
+        .xadd(
+            &queue,
+            "*",
+            &[
+                ("u", user.id.to_string()),
+                ("r", "again".into()),
+                ("t", "0".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    app.drained(goods, Duration::from_secs(20)).await;
+    assert_eq!(app.orders(goods).await, 1);
+    assert_eq!(
+        app.result(&user.token, goods).await,
+        order,
+        "the replay answers with the same order"
+    );
+    // and it did not give a unit back
+    app.assert_invariants(goods, 5).await;
+
+    // the writer on its own: a batch written twice
+    let batch = [Admitted {
+        entry_id: "1-1".into(),
+        user: user.id,
+    }];
+    let again = writer::write_batch(&app.state.db, goods, &batch)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Written::Existing(order)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_gives_the_first_units_and_fails_the_rest_when_mysql_has_fewer() {
+    let app = spawn_app().await;
+    let goods = app.sale(2).await;
+    let batch: Vec<Admitted> = (1..=3)
+        .map(|i| Admitted {
+            entry_id: format!("1-{i}"),
+            user: UserId::new(100 + i).unwrap(),
+        })
+        .collect();
+    let written = writer::write_batch(&app.state.db, goods, &batch)
+        .await
+        .unwrap();
+    assert!(matches!(written[0], Written::Order(_)));
+    assert!(matches!(written[1], Written::Order(_)));
+    assert_eq!(written[2], Written::Failed);
+    assert_eq!(app.mysql_stock(goods).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_undeliverable_entries_are_dead_lettered_with_their_unit_back() {
+    let mut settings = test_settings();
+    settings.max_deliveries = 3;
+    let app = spawn_with(settings, false).await;
+    let goods = app.sale(5).await;
+    let users = app.users(1).await;
+    let user = &users[0];
+    queue_buys(&app, goods, &users).await; // stock 4, user a buyer, one entry
+    let k = app.state.keys.sale(goods);
+    let mut con = app.redis();
+    flashgate::worker::stream::ensure_group(&mut con, &k.queue())
+        .await
+        .unwrap();
+    // the entry keeps getting delivered to consumers that die with it
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(flashgate::keys::GROUP)
+        .arg("ghost-0")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(k.queue())
+        .arg(">")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let ids: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(k.queue())
+        .arg(flashgate::keys::GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(k.queue())
+            .arg(flashgate::keys::GROUP)
+            .arg(format!("ghost-{n}"))
+            .arg(0)
+            .arg(&ids[0].0)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    // and a malformed one arrives
+    let _: String = con
+        .xadd(k.queue(), "*", &[("u", "not-a-user")])
+        .await
+        .unwrap();
+
+    let mut app = app;
+    app.start_worker();
+    app.drained(goods, Duration::from_secs(20)).await;
+    let dead: i64 = con.xlen(k.dead()).await.unwrap();
+    assert_eq!(dead, 2);
+    assert_eq!(app.orders(goods).await, 0);
+    assert_eq!(app.result(&user.token, goods).await, -1);
+    assert_eq!(app.redis_state(goods).await.0, 5, "the unit came back");
+    app.assert_invariants(goods, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_private_payable_and_unpaid_ones_close_and_sell_again() {
+    let mut settings = test_settings();
+    settings.unpaid_timeout_secs = 1;
+    let app = spawn_with(settings, true).await;
+    let goods = app.sale(2).await;
+    let users = app.users(4).await;
+    queue_buys(&app, goods, &users[..2]).await;
+    app.drained(goods, Duration::from_secs(20)).await;
+    let paid = app.result(&users[0].token, goods).await;
+    let unpaid = app.result(&users[1].token, goods).await;
+    assert!(paid > 0 && unpaid > 0);
+
+    // own order visible, someone else's is 404, junk ids 400
+    let (s, r) = app
+        .get(&format!("/api/orders/{paid}"), &users[0].token)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(r["data"]["status"], 0);
+    assert_eq!(r["data"]["goodsId"], goods.get());
+    let (s, r) = app
+        .get(&format!("/api/orders/{paid}"), &users[1].token)
+        .await;
+    assert_eq!((s, r["code"].as_i64()), (404, Some(500404)));
+    let (s, _) = app.get("/api/orders/abc", &users[0].token).await;
+    assert_eq!(s, 400);
+    let (s, r) = app
+        .post(
+            &format!("/api/orders/{paid}/pay"),
+            &users[0].token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!((s, r["data"]["status"].as_i64()), (200, Some(1)));
+    let (s, _) = app
+        .post(
+            &format!("/api/orders/{paid}/pay"),
+            &users[1].token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // the unpaid one closes after its second and its unit is sold again
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, r) = app
+            .get(&format!("/api/orders/{unpaid}"), &users[1].token)
+            .await;
+        if r["data"]["status"] == 2 && app.redis_state(goods).await.0 == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unpaid order never closed: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, r) = app
+        .post(
+            &format!("/api/orders/{unpaid}/pay"),
+            &users[1].token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!((s, r["code"].as_i64()), (409, Some(500506)));
+    let (_, r) = app
+        .get(&format!("/api/orders/{paid}"), &users[0].token)
+        .await;
+    assert_eq!(r["data"]["status"], 1, "a paid order is never closed");
+    assert_eq!(app.mysql_stock(goods).await, 1);
+
+    queue_buys(&app, goods, &users[2..3]).await;
+    app.drained(goods, Duration::from_secs(20)).await;
+    assert!(app.result(&users[2].token, goods).await > 0);
+    assert_eq!(app.orders(goods).await, 2);
+    app.assert_invariants(goods, 2).await;
+}
