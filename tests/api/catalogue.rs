@@ -83,3 +83,83 @@ async fn health_readiness_and_metrics_answer() {
     assert!(text.contains("flashgate_admissions_total{outcome=\"queued\"}"));
     assert!(text.contains("flashgate_queue_length{goods="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_cached_revalidated_compressed_and_confined_to_public() {
+    let app = spawn_app().await;
+    // HTML: no-cache, an ETag, and 304 on a second load that sends it back
+    let r = app.http.get(app.url("/login.html")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<form"));
+    let r = app
+        .http
+        .get(app.url("/login.html"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+    // "/" is the index; a versioned asset is cached for a year, gzip when asked for
+    let r = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(app.url("/js/api.js?v=1"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=31536000")
+    );
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let gz = r.bytes().await.unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let plain = app.http.get(app.url("/js/api.js")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.bytes().await.unwrap().len() > gz.len());
+
+    // nothing outside public/: raw, encoded and backslash traversals are refused
+    for path in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/js/..%2f..%2fCargo.toml",
+        "/..%5cCargo.toml",
+        "/js/%2e%2e/%2e%2e/src/main.rs",
+    ] {
+        let status = raw_get(&app.address, path).await;
+        assert!(status == 400 || status == 404, "{path} answered {status}");
+    }
+    let r = app.http.get(app.url("/nope.html")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app.http.post(app.url("/login.html")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+/// Sends a GET with the path exactly as given (HTTP clients normalise `..` away).
+async fn raw_get(address: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

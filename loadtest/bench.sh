@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# One benchmark run on this machine, every figure next to its ceiling measured in the same run:
+#   1. ceiling: redis-benchmark running lua/admit.lua by EVALSHA (random users, huge stock)
+#   2. ceiling: the edge's /healthz under wrk (a hyper hello-world plus our router)
+#   3. the buy path over HTTP (wrk, same connection count), then 4. the sold-out path
+#   5. the worker draining the queue into MariaDB: batched vs one order per transaction
+#   6. the edge's resident memory with 10,000 idle connections open
+# then the invariants of DESIGN.md on every sale it used; any broken one fails the run.
+#
+# Usage: loadtest/bench.sh            (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=200000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-50}
+USERS=${BENCH_USERS:-200000}
+PORT=${BENCH_PORT:-18080}
+SINGLE=${BENCH_SINGLE_ORDERS:-3000}
+
+./scripts/services >/dev/null
+for tool in wrk redis-benchmark; do
+  command -v $tool >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk redis-tools >/dev/null; }
+  command -v $tool >/dev/null || { echo "bench needs $tool (apt-get install wrk redis-tools)" >&2; exit 1; }
+done
+cargo build --release -q
+bin=$PWD/target/release/flashgate
+
+work=$(mktemp -d)
+ns="bench$$:"
+db="flashgate_bench_$$"
+export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db"
+export FLASHGATE_NAMESPACE="$ns" FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT"
+export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000 FLASHGATE_LOG=warn
+export FLASHGATE_ADMIN_TOKEN=bench FLASHGATE_PATH_FACTOR=1
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null
+  mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+sql() { mariadb -uroot -h127.0.0.1 -N -B "$db" -e "$1"; }
+rcli() { redis-cli "$@"; }
+
+echo "== preparing: $USERS shoppers, sales, hidden paths"
+"$bin" migrate 2>/dev/null
+big=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+gone=$("$bin" seed --stock 0 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+single=$("$bin" seed --stock "$SINGLE" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+rbs=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null
+P=0123456789abcdef0123456789abcdef
+# every shopper holds the same hidden path for each sale (issued directly, 1 h)
+tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="$big $gone $single" '
+  BEGIN { n = split(sales, s, " ") }
+  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:path:" $1
+      printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
+  | rcli --pipe >/dev/null
+
+"$bin" serve 2>"$work/serve.log" & pids+=($!)
+serve_pid=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
+sha=$(rcli SCRIPT LOAD "$(cat lua/admit.lua)")
+k="${ns}sk:{g:$rbs}:"
+rcli SET "${k}path:bench" "$P" >/dev/null
+rb_n=$((DUR * 40000))
+echo "== 1/6 redis-benchmark -c $CONNS -P 1: EVALSHA admit.lua x $rb_n"
+rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
+  EVALSHA "$sha" 7 "${k}meta" "${k}stock" "${k}buyers" "${k}path:bench" "${k}bucket:__rand_int__" \
+  "${k}gate" "${k}queue" __rand_int__ "$P" bench "" | tail -n 1)
+rb_rps=$(echo "$rb" | awk -F'","' '{print $2}')
+rb_p50=$(echo "$rb" | awk -F'","' '{print $5}')
+rb_p99=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')
+us_per_call=$(rcli INFO commandstats | awk -F'[=,]' '/cmdstat_evalsha/ {print $6}')
+
+wrk_run() { # label, then wrk arguments; prints "rps p50ms p99ms"
+  local label=$1 out
+  shift
+  out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$@")
+  echo "$out" >"$work/wrk-$label.txt"
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+to_ms() { # wrk prints 812.00us / 1.23ms / 1.02s
+  echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
+                   /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
+                   /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
+}
+
+# --- 2. hello-world ceiling: /healthz ----------------------------------------------------------
+echo "== 2/6 wrk /healthz"
+read -r hw_rps hw_p50 hw_p99 < <(wrk_run healthz "http://127.0.0.1:$PORT/healthz" | tail -n 1)
+
+# --- 3. the buy path ---------------------------------------------------------------------------
+metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
+d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
+echo "== 3/6 wrk buy path"
+read -r buy_rps buy_p50 buy_p99 < <(TOKENS="$work/tokens.csv" GOODS=$big HIDDEN_PATH=$P \
+  wrk_run buy -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT" | tail -n 1)
+queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 ))
+dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 ))
+non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk-buy.txt"); non2xx=${non2xx:-0}
+
+# --- 4. the sold-out path ----------------------------------------------------------------------
+echo "== 4/6 wrk sold-out path"
+read -r so_rps so_p50 so_p99 < <(TOKENS="$work/tokens.csv" GOODS=$gone HIDDEN_PATH=$P \
+  wrk_run soldout -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT" | tail -n 1)
+local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
+
+# --- 5. the worker: batched, then one order per transaction -------------------------------------
+drain() { # goods, batch size -> seconds to drain
+  local goods=$1 start end
+  start=$(date +%s.%N)
+  FLASHGATE_BATCH_SIZE=$2 "$bin" worker 2>>"$work/worker.log" &
+  local wpid=$!
+  while [ "$(rcli XLEN "${ns}sk:{g:$goods}:queue")" != 0 ]; do sleep 0.05; done
+  end=$(date +%s.%N)
+  kill "$wpid"; wait "$wpid" 2>/dev/null || true
+  echo "$end $start" | awk '{printf "%.3f", $1 - $2}'
+}
+echo "== 5/6 worker drains $queued orders (batches of 500)"
+batched_s=$(drain "$big" 500)
+# queue SINGLE orders for the one-per-transaction baseline
+TOKENS="$work/tokens.csv" GOODS=$single HIDDEN_PATH=$P wrk -t1 -c10 -d2s -s loadtest/wrk/buy.lua \
+  "http://127.0.0.1:$PORT" >/dev/null
+single_q=$(rcli XLEN "${ns}sk:{g:$single}:queue")
+echo "== 5/6 worker drains $single_q orders (one per transaction)"
+single_s=$(drain "$single" 1)
+
+# --- 6. memory with 10,000 idle connections ------------------------------------------------------
+echo "== 6/6 10,000 idle connections"
+rss_before=$(ps -o rss= -p "$serve_pid")
+python3 - "$PORT" <<'PY' &
+import socket, sys, time, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+socks = []
+for _ in range(10000):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    socks.append(s)
+time.sleep(4)
+PY
+idle_pid=$!
+sleep 3
+rss_idle=$(ps -o rss= -p "$serve_pid")
+wait $idle_pid || true
+
+# --- invariants ------------------------------------------------------------------------------------
+fail=0
+check() { # goods initial
+  local g=$1 init=$2 orders dups rstock mstock
+  orders=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id=$g")
+  dups=$(sql "SELECT COUNT(*) FROM (SELECT user_id FROM seckill_order WHERE goods_id=$g GROUP BY user_id HAVING COUNT(*)>1) d")
+  rstock=$(rcli GET "${ns}sk:{g:$g}:stock")
+  mstock=$(sql "SELECT stock FROM seckill_goods WHERE goods_id=$g")
+  local ok=ok
+  [ "$orders" -le "$init" ] || { ok="OVERSOLD"; fail=1; }
+  [ "$dups" = 0 ] || { ok="DUPLICATES"; fail=1; }
+  [ $((rstock + orders)) = "$init" ] || { ok="REDIS STOCK+ORDERS != $init"; fail=1; }
+  [ $((mstock + orders)) = "$init" ] || { ok="MYSQL STOCK+ORDERS != $init"; fail=1; }
+  printf '| %-8s | %9s | %9s | %10s | %s |\n' "$g" "$init" "$orders" "$rstock" "$ok"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+per_s() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "n/a" }'; }
+batched_rate=$(per_s "$queued" "$batched_s")
+single_rate=$(per_s "$single_q" "$single_s")
+
+echo
+echo "flashgate benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -m), load generator on the same box"
+echo "connections: $CONNS, duration: ${DUR}s per wrk run"
+echo
+echo "| what | requests/s | p50 ms | p99 ms | vs ceiling |"
+echo "|---|---:|---:|---:|---|"
+echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps | $rb_p50 | $rb_p99 | — |"
+echo "| ceiling: /healthz (hello-world) | $hw_rps | $hw_p50 | $hw_p99 | — |"
+echo "| buy path | $buy_rps | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark, $(ratio "$buy_rps" "$hw_rps") hello-world |"
+echo "| sold-out path | $so_rps | $so_p50 | $so_p99 | $(ratio "$so_rps" "$hw_rps") hello-world |"
+echo
+echo "buy path outcomes: $queued queued, $dups duplicate, $non2xx non-2xx in all; admit.lua costs ${us_per_call} us/call in Redis (INFO commandstats)"
+echo "sold-out answers from the local flag: $local_hits"
+echo
+echo "| worker | orders | seconds | orders/s |"
+echo "|---|---:|---:|---:|"
+echo "| batched (500 per transaction) | $queued | $batched_s | $batched_rate |"
+echo "| one order per transaction | $single_q | $single_s | $single_rate |"
+echo "batched / single: $(ratio "$batched_rate" "$single_rate")"
+echo
+echo "edge RSS: $((rss_before / 1024)) MiB before, $((rss_idle / 1024)) MiB with 10,000 idle connections"
+echo
+echo "| goods | initial | orders | Redis stock | invariants |"
+echo "|---|---:|---:|---:|---|"
+check "$big" 100000000
+check "$gone" 0
+check "$single" "$SINGLE"
+if [ "$fail" != 0 ]; then
+  echo "INVARIANT BROKEN: see the table above" >&2
+  exit 1
+fi

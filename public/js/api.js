@@ -1,0 +1,106 @@
+// flashgate pages: the API client, human messages for every error code, and the client half of
+// the password hash. Plain JS, no build step. Every page loads this first.
+"use strict";
+
+const Flash = (() => {
+  // DESIGN.md's codes, in words a shopper understands.
+  const MESSAGES = {
+    500100: "Something went wrong on our side. Please try again.",
+    500101: "That request was not valid. Please check what you entered.",
+    500210: "Please log in first (your session may have expired).",
+    500213: "That is not a valid mobile number (11 digits starting with 1).",
+    500214: "No account has that mobile number.",
+    500215: "Wrong password.",
+    500403: "You are not allowed to do that.",
+    500404: "Not found.",
+    500500: "Sold out. Every unit has been taken.",
+    500501: "You have already bought this item: one per shopper.",
+    500502: "The sale is not running right now.",
+    500503: "Your buy link has expired. Please solve a new captcha.",
+    500504: "Wrong answer to the captcha. A new one is shown.",
+    500505: "Too many requests. Please wait a moment and try again.",
+    500506: "This order was closed because it was not paid in time.",
+  };
+
+  class ApiError extends Error {
+    constructor(code, msg, status) {
+      super(MESSAGES[code] || msg || "Request failed");
+      this.code = code;
+      this.status = status;
+    }
+  }
+
+  async function call(method, path, body) {
+    const opts = { method, headers: {}, credentials: "same-origin" };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(500100, "network error", 0);
+    }
+    let env = null;
+    try { env = await res.json(); } catch (e) { /* not JSON */ }
+    if (!env) throw new ApiError(500100, `HTTP ${res.status}`, res.status);
+    if (env.code !== 0) throw new ApiError(env.code, env.msg, res.status);
+    return env.data;
+  }
+
+  function param(name) {
+    return new URLSearchParams(location.search).get(name);
+  }
+
+  function show(el, text, kind) {
+    el.textContent = text;
+    el.className = `msg ${kind || "info"}`;
+  }
+
+  function goLogin() {
+    location.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+  }
+
+  function money(n) { return `¥${Number(n).toFixed(2)}`; }
+
+  // --- MD5 (RFC 1321), for the client half of the seeds' double hash ---------------------------
+  function md5(str) {
+    const bytes = new TextEncoder().encode(str);
+    const n = ((bytes.length + 8) >>> 6) + 1;
+    const words = new Uint32Array(n * 16);
+    for (let i = 0; i < bytes.length; i++) words[i >> 2] |= bytes[i] << ((i % 4) * 8);
+    words[bytes.length >> 2] |= 0x80 << ((bytes.length % 4) * 8);
+    words[n * 16 - 2] = (bytes.length * 8) >>> 0;
+    words[n * 16 - 1] = Math.floor(bytes.length / 0x20000000);
+    const S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+    const K = Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) >>> 0);
+    let [a0, b0, c0, d0] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for (let blk = 0; blk < n * 16; blk += 16) {
+      let [a, b, c, d] = [a0, b0, c0, d0];
+      for (let i = 0; i < 64; i++) {
+        let f, g;
+        if (i < 16) { f = (b & c) | (~b & d); g = i; }
+        else if (i < 32) { f = (d & b) | (~d & c); g = (5 * i + 1) % 16; }
+        else if (i < 48) { f = b ^ c ^ d; g = (3 * i + 5) % 16; }
+        else { f = c ^ (b | ~d); g = (7 * i) % 16; }
+        const s = S[(i >> 4) * 4 + (i % 4)];
+        const x = (a + f + K[i] + words[blk + g]) >>> 0;
+        a = d; d = c; c = b;
+        b = (b + ((x << s) | (x >>> (32 - s)))) >>> 0;
+      }
+      a0 = (a0 + a) >>> 0; b0 = (b0 + b) >>> 0; c0 = (c0 + c) >>> 0; d0 = (d0 + d) >>> 0;
+    }
+    return [a0, b0, c0, d0]
+      .map((w) => Array.from({ length: 4 }, (_, i) => ((w >>> (i * 8)) & 0xff).toString(16).padStart(2, "0")).join(""))
+      .join("");
+  }
+
+  const CLIENT_SALT = "1a2b3c4d";
+  function passwordHash(plain) {
+    const s = CLIENT_SALT;
+    return md5(s[0] + s[2] + plain + s[5] + s[4]);
+  }
+
+  return { call, param, show, goLogin, money, md5, passwordHash, ApiError, MESSAGES };
+})();

@@ -1,0 +1,128 @@
+// The sale page: countdown, captcha, buy, then poll for the result.
+//
+// The countdown starts from the server's remainSeconds (not the phone's clock); the buy button is
+// enabled only while the sale runs. A buy is: GET /api/seckill/path (checks the captcha) then
+// POST /api/seckill/{path}/orders; "queued" polls GET /api/seckill/result every 200 ms for up to
+// 30 s and ends on the order link, or on the reason it failed.
+"use strict";
+
+const POLL_EVERY_MS = 200;
+const GIVE_UP_AFTER_MS = 30000;
+
+const goodsId = Number(Flash.param("id"));
+const $ = (id) => document.getElementById(id);
+const msg = $("msg");
+let running = false;
+let busy = false;
+
+function refreshCaptcha() {
+  $("captcha").src = `/api/seckill/captcha?goodsId=${goodsId}&t=${Date.now()}`;
+  $("answer").value = "";
+}
+
+function setButton() {
+  $("buy").disabled = !running || busy;
+}
+
+async function load() {
+  if (!Number.isInteger(goodsId) || goodsId <= 0) {
+    Flash.show(msg, Flash.MESSAGES[500404], "error");
+    return;
+  }
+  try {
+    const g = await Flash.call("GET", `/api/goods/${goodsId}`);
+    document.title = `${g.name} · flashgate`;
+    $("img").src = g.img;
+    $("title").textContent = g.title;
+    $("price").textContent = Flash.money(g.seckillPrice);
+    $("was").textContent = Flash.money(g.price);
+    $("stock").textContent = g.stock;
+    countdown(g);
+  } catch (e) {
+    Flash.show(msg, e.message, "error");
+  }
+}
+
+function countdown(g) {
+  const state = $("state");
+  if (g.status === 0) {
+    let left = g.remainSeconds;
+    running = false;
+    const tick = () => {
+      if (left <= 0) { load(); return; }
+      state.textContent = `Starts in ${left} s`;
+      left -= 1;
+      setTimeout(tick, 1000);
+    };
+    tick();
+  } else if (g.status === 1) {
+    running = g.stock > 0;
+    state.textContent = g.stock > 0 ? "On sale now!" : "Sold out";
+    if (g.endSeconds > 0) setTimeout(load, g.endSeconds * 1000 + 500);
+  } else {
+    running = false;
+    state.textContent = "This sale has ended";
+  }
+  setButton();
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+async function pollResult() {
+  const started = Date.now();
+  while (Date.now() - started < GIVE_UP_AFTER_MS) {
+    const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`);
+    if (r > 0) return r;
+    if (r < 0) return -1;
+    await sleep(POLL_EVERY_MS);
+  }
+  return 0;
+}
+
+function success(orderId) {
+  msg.innerHTML = "";
+  msg.className = "msg ok";
+  msg.append("Success! Your order is placed. ");
+  const a = document.createElement("a");
+  a.href = `/order.html?id=${orderId}`;
+  a.id = "order-link";
+  a.textContent = "View and pay your order";
+  msg.appendChild(a);
+}
+
+async function buy() {
+  busy = true;
+  setButton();
+  try {
+    const answer = $("answer").value.trim();
+    const path = await Flash.call("GET", `/api/seckill/path?goodsId=${goodsId}&verifyCode=${encodeURIComponent(answer || "0")}`);
+    await Flash.call("POST", `/api/seckill/${path}/orders`, { goodsId });
+    Flash.show(msg, "Queued… your order is being placed.", "info");
+    const result = await pollResult();
+    if (result > 0) success(result);
+    else if (result < 0) Flash.show(msg, "Sorry, your order did not go through: the item sold out.", "error");
+    else Flash.show(msg, "Still processing. Check back in a minute.", "info");
+  } catch (e) {
+    if (e.code === 500210) { Flash.goLogin(); return; }
+    if (e.code === 500501) {
+      // already bought: show the order if there is one
+      const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`).catch(() => 0);
+      if (r > 0) { success(r); msg.prepend(Flash.MESSAGES[500501] + " "); } else Flash.show(msg, e.message, "error");
+    } else {
+      Flash.show(msg, e.message, "error");
+    }
+    if (e.code === 500500) { running = false; $("state").textContent = "Sold out"; }
+    refreshCaptcha();
+  } finally {
+    busy = false;
+    setButton();
+  }
+}
+
+$("captcha").addEventListener("click", refreshCaptcha);
+$("captcha").addEventListener("error", () => {
+  Flash.show(msg, Flash.MESSAGES[500210], "error");
+});
+$("buy").addEventListener("click", buy);
+refreshCaptcha();
+load();

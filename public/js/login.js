@@ -1,0 +1,23 @@
+// The login page: hashes the password with the client salt, then POST /api/login.
+"use strict";
+
+document.getElementById("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const msg = document.getElementById("msg");
+  const button = document.getElementById("submit");
+  const mobile = document.getElementById("mobile").value.trim();
+  const plain = document.getElementById("password").value;
+  if (!/^1\d{10}$/.test(mobile)) {
+    Flash.show(msg, Flash.MESSAGES[500213], "error");
+    return;
+  }
+  button.disabled = true;
+  try {
+    await Flash.call("POST", "/api/login", { mobile, password: Flash.passwordHash(plain) });
+    const next = Flash.param("next");
+    location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+  } catch (e) {
+    Flash.show(msg, e.message, "error");
+    button.disabled = false;
+  }
+});

@@ -1,0 +1,160 @@
+// The shopper's pages, end to end in headless Chromium against a real `flashgate all`:
+// log in, open a running sale, solve the captcha (answer read from Redis), buy, see "queued",
+// then the order page and pay; a second buy shows the duplicate message; another shopper sees
+// the sale sold out. Each step's screenshot goes to target/test-output/browser/.
+//
+// Needs: the flashgate binary (FLASHGATE_BIN, default target/debug/flashgate), the local services,
+// redis-cli and mariadb on PATH, Chromium at CHROMIUM (default /usr/bin/chromium).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = process.env.FLASHGATE_BIN || path.join(root, "target/debug/flashgate");
+const shots = path.join(root, "target/test-output/browser");
+const id = randomBytes(6).toString("hex");
+const ns = `e2e${id}:`;
+const db = `fg_e2e_${id}`;
+
+let server, browser, base, goods;
+let step = 0;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function env(port) {
+  return {
+    ...process.env,
+    FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
+    FLASHGATE_NAMESPACE: ns,
+    FLASHGATE_LISTEN: `127.0.0.1:${port}`,
+    FLASHGATE_CAPTCHA: "on",
+    FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
+    FLASHGATE_LOG: "warn",
+  };
+}
+
+const fg = (port, ...args) => execFileSync(bin, args, { env: env(port), encoding: "utf8" });
+const redis = (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim();
+const sql = (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim();
+
+async function shot(page, name) {
+  step += 1;
+  await page.screenshot({ path: path.join(shots, `${String(step).padStart(2, "0")}-${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fg(port, "migrate");
+  goods = fg(port, "seed", "--stock", "2", "--starts-in", "0", "--lasts", "3600").trim().split("\n").pop();
+  fg(port, "users", "--count", "2", "--out", path.join(shots, "tokens.csv"));
+  server = spawn(bin, ["all"], { env: env(port), stdio: ["ignore", "inherit", "inherit"] });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  await new Promise((r) => (server ? server.on("exit", r) : r()));
+  execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-e", `DROP DATABASE IF EXISTS \`${db}\``]);
+  const keys = redis("--scan", "--pattern", `${ns}*`).split("\n").filter(Boolean);
+  if (keys.length) execFileSync("redis-cli", ["del", ...keys]);
+});
+
+async function login(page, userId) {
+  const mobile = sql(`SELECT mobile FROM users WHERE id = ${userId}`);
+  await page.goto(`${base}/login.html`);
+  await page.fill("#mobile", mobile);
+  await page.fill("#password", "123456");
+  await shot(page, `login-user${userId}`);
+  await page.click("#submit");
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector("a.goods");
+}
+
+async function solveCaptcha(page, userId) {
+  const key = `${ns}sk:{g:${goods}}:captcha:${userId}`;
+  redis("del", key);
+  await page.click("#captcha"); // a fresh captcha: its answer is now in Redis
+  let answer = "";
+  for (let i = 0; i < 50 && !answer; i++) {
+    answer = redis("get", key);
+    if (!answer) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(answer, "the captcha answer never reached Redis");
+  await page.fill("#answer", answer);
+}
+
+test("a shopper buys, pays, cannot buy twice; the last unit goes and the sale shows sold out", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  await login(page, 1);
+  await shot(page, "sale-list");
+
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForSelector("#buy:not([disabled])");
+  const captcha = await page.$eval("#captcha", (img) => img.complete && img.naturalWidth);
+  assert.ok(captcha > 0, "the captcha image did not render");
+  await solveCaptcha(page, 1);
+  await shot(page, "sale-page-captcha-solved");
+  await page.click("#buy");
+  // queued first (the worker answers within a poll or two), then the order link
+  await page.waitForFunction(() => /Queued|Success/.test(document.querySelector("#msg").textContent));
+  await shot(page, "queued-or-placed");
+  await page.waitForSelector("#order-link", { timeout: 15000 });
+  await shot(page, "order-placed");
+
+  await page.click("#order-link");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Unpaid");
+  await shot(page, "order-page");
+  await page.click("#pay");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Paid");
+  await shot(page, "order-paid");
+
+  // the same shopper again: the duplicate message, with the way to the order
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForSelector("#buy:not([disabled])");
+  await solveCaptcha(page, 1);
+  await page.click("#buy");
+  await page.waitForFunction(() => /already bought/.test(document.querySelector("#msg").textContent));
+  assert.ok(await page.$("#order-link"), "the duplicate message links to the order");
+  await shot(page, "duplicate-refused");
+  await ctx.close();
+
+  // a second shopper takes the last unit; then the sale shows sold out
+  const ctx2 = await browser.newContext({ viewport: { width: 420, height: 800 } });
+  const page2 = await ctx2.newPage();
+  await login(page2, 2);
+  await page2.goto(`${base}/goods.html?id=${goods}`);
+  await page2.waitForSelector("#buy:not([disabled])");
+  await solveCaptcha(page2, 2);
+  await page2.click("#buy");
+  await page2.waitForSelector("#order-link", { timeout: 15000 });
+  await page2.reload();
+  await page2.waitForFunction(() => document.querySelector("#state").textContent === "Sold out");
+  assert.equal(await page2.isDisabled("#buy"), true);
+  await shot(page2, "sold-out");
+  await ctx2.close();
+});
