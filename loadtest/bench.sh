@@ -68,6 +68,7 @@ sha=$(rcli SCRIPT LOAD "$(cat lua/admit.lua)")
 k="${ns}sk:{g:$rbs}:"
 rcli SET "${k}path:bench" "$P" >/dev/null
 rb_n=$((DUR * 40000))
+rcli CONFIG RESETSTAT >/dev/null
 echo "== 1/6 redis-benchmark -c $CONNS -P 1: EVALSHA admit.lua x $rb_n"
 rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
   EVALSHA "$sha" 7 "${k}meta" "${k}stock" "${k}buyers" "${k}path:bench" "${k}bucket:__rand_int__" \
@@ -75,7 +76,8 @@ rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
 rb_rps=$(echo "$rb" | awk -F'","' '{print $2}')
 rb_p50=$(echo "$rb" | awk -F'","' '{print $5}')
 rb_p99=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')
-us_per_call=$(rcli INFO commandstats | awk -F'[=,]' '/cmdstat_evalsha/ {print $6}')
+stat_us() { rcli INFO commandstats | awk -F'[=,]' -v c="cmdstat_$1" '$1 ~ c":calls" {print $6}'; }
+rb_us=$(stat_us evalsha)
 
 wrk_run() { # label, then wrk arguments; prints "rps p50ms p99ms"
   local label=$1 out
@@ -102,9 +104,20 @@ read -r hw_rps hw_p50 hw_p99 < <(wrk_run healthz "http://127.0.0.1:$PORT/healthz
 metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
 d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system ticks
+redis_pid=$(rcli INFO server | awk -F: '/^process_id/ {print $2+0}')
+rcli CONFIG RESETSTAT >/dev/null
+e0=$(cpu "$serve_pid"); r0=$(cpu "$redis_pid")
 echo "== 3/6 wrk buy path"
+# BENCH_PERF=FILE records a CPU profile of the edge during the buy run (perf from linux-perf)
+[ -n "${BENCH_PERF:-}" ] && { perf record -F 999 -g -p "$serve_pid" -o "$BENCH_PERF" -- sleep "$DUR" >/dev/null 2>&1 & }
 read -r buy_rps buy_p50 buy_p99 < <(TOKENS="$work/tokens.csv" GOODS=$big HIDDEN_PATH=$P \
   wrk_run buy -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT" | tail -n 1)
+e1=$(cpu "$serve_pid"); r1=$(cpu "$redis_pid")
+tck=$(getconf CLK_TCK)
+edge_cpu=$(awk -v a="$e0" -v b="$e1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f%%", (b - a) / t / d * 100 }')
+redis_cpu=$(awk -v a="$r0" -v b="$r1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f%%", (b - a) / t / d * 100 }')
+buy_us=$(stat_us evalsha); getex_us=$(stat_us getex); getex_calls=$(rcli INFO commandstats | awk -F'[=,:]' '$1 == "cmdstat_getex" {print $3}')
 queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 ))
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 ))
 non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk-buy.txt"); non2xx=${non2xx:-0}
@@ -126,14 +139,19 @@ drain() { # goods, batch size -> seconds to drain
   kill "$wpid"; wait "$wpid" 2>/dev/null || true
   echo "$end $start" | awk '{printf "%.3f", $1 - $2}'
 }
-echo "== 5/6 worker drains $queued orders (batches of 500)"
-batched_s=$(drain "$big" 500)
+echo "== 5/6 worker drains $queued orders (batches of ${BENCH_BATCH:-1000})"
+BATCH=${BENCH_BATCH:-1000}
+batched_s=$(drain "$big" "$BATCH")
+# the same drain seen from MySQL: first to last commit, without the worker's start-up
+span() { sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(created_at)) / 1e6 FROM order_info WHERE goods_id = $1"; }
+batched_span=$(span "$big")
 # queue SINGLE orders for the one-per-transaction baseline
 TOKENS="$work/tokens.csv" GOODS=$single HIDDEN_PATH=$P wrk -t1 -c10 -d2s -s loadtest/wrk/buy.lua \
   "http://127.0.0.1:$PORT" >/dev/null
 single_q=$(rcli XLEN "${ns}sk:{g:$single}:queue")
 echo "== 5/6 worker drains $single_q orders (one per transaction)"
 single_s=$(drain "$single" 1)
+single_span=$(span "$single")
 
 # --- 6. memory with 10,000 idle connections ------------------------------------------------------
 echo "== 6/6 10,000 idle connections"
@@ -184,13 +202,15 @@ echo "| ceiling: /healthz (hello-world) | $hw_rps | $hw_p50 | $hw_p99 | — |"
 echo "| buy path | $buy_rps | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark, $(ratio "$buy_rps" "$hw_rps") hello-world |"
 echo "| sold-out path | $so_rps | $so_p50 | $so_p99 | $(ratio "$so_rps" "$hw_rps") hello-world |"
 echo
-echo "buy path outcomes: $queued queued, $dups duplicate, $non2xx non-2xx in all; admit.lua costs ${us_per_call} us/call in Redis (INFO commandstats)"
+echo "buy path outcomes: $queued queued, $dups duplicate, $non2xx non-2xx in all"
+echo "during the buy run: edge CPU $edge_cpu, Redis CPU $redis_cpu of one core"
+echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX: ${getex_calls:-0} calls, ${getex_us:-0} us/call"
 echo "sold-out answers from the local flag: $local_hits"
 echo
-echo "| worker | orders | seconds | orders/s |"
-echo "|---|---:|---:|---:|"
-echo "| batched (500 per transaction) | $queued | $batched_s | $batched_rate |"
-echo "| one order per transaction | $single_q | $single_s | $single_rate |"
+echo "| worker | orders | wall s (with start-up) | orders/s | first→last commit s | orders/s |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "| batched ($BATCH per transaction, ${FLASHGATE_WRITERS:-4} writers) | $queued | $batched_s | $batched_rate | $batched_span | $(per_s "$queued" "$batched_span") |"
+echo "| one order per transaction | $single_q | $single_s | $single_rate | $single_span | $(per_s "$single_q" "$single_span") |"
 echo "batched / single: $(ratio "$batched_rate" "$single_rate")"
 echo
 echo "edge RSS: $((rss_before / 1024)) MiB before, $((rss_idle / 1024)) MiB with 10,000 idle connections"

@@ -75,6 +75,8 @@ pub struct Settings {
     pub closer_interval_ms: u64,
     /// Order-writer tasks per process (RabbitMQ consumers).
     pub consumers: usize,
+    /// MySQL batches of one sale a worker writes at once (each on its own connection).
+    pub writers: usize,
 }
 
 impl Default for Settings {
@@ -95,12 +97,13 @@ impl Default for Settings {
             gate_rate: 50_000.0,
             gate_burst: 50_000,
             path_factor: 10,
-            batch_size: 500,
+            batch_size: 1000,
             claim_idle_ms: 30_000,
             max_deliveries: 5,
             unpaid_timeout_secs: 30 * 60,
             closer_interval_ms: 5_000,
             consumers: 2,
+            writers: 4,
         }
     }
 }
@@ -168,6 +171,7 @@ impl Settings {
         set(&get, "UNPAID_TIMEOUT_SECS", &mut self.unpaid_timeout_secs)?;
         set(&get, "CLOSER_INTERVAL_MS", &mut self.closer_interval_ms)?;
         set(&get, "CONSUMERS", &mut self.consumers)?;
+        set(&get, "WRITERS", &mut self.writers)?;
         self.validate()
     }
 

@@ -107,7 +107,14 @@ async function buy() {
     if (e.code === 500501) {
       // already bought: show the order if there is one
       const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`).catch(() => 0);
-      if (r > 0) { success(r); msg.prepend(Flash.MESSAGES[500501] + " "); } else Flash.show(msg, e.message, "error");
+      Flash.show(msg, e.message + " ", "error");
+      if (r > 0) {
+        const a = document.createElement("a");
+        a.href = `/order.html?id=${r}`;
+        a.id = "order-link";
+        a.textContent = "View your order";
+        msg.appendChild(a);
+      }
     } else {
       Flash.show(msg, e.message, "error");
     }

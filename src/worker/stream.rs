@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, ErrorKind, RedisResult};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::writer::{self, Admitted, Written};
 use super::{WorkerCtx, blocking, next_backoff, pause, rabbit, results};
@@ -44,8 +45,17 @@ pub async fn run(
 ) {
     let mut backoff = Duration::ZERO;
     let mut last_claim = Instant::now() - Duration::from_secs(3600);
+    // MySQL batches of this sale being written now: several overlap, each on its own connection
+    let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let writers = ctx.state.settings.writers.max(1);
     loop {
+        while let Some(done) = in_flight.try_join_next() {
+            report(goods, done);
+        }
         if *shutdown.borrow() {
+            while let Some(done) = in_flight.join_next().await {
+                report(goods, done);
+            }
             return;
         }
         let claim_every = Duration::from_millis(ctx.state.settings.claim_idle_ms / 2)
@@ -56,7 +66,20 @@ pub async fn run(
                 claim_stale(&ctx, goods, &mut sink, &mut shutdown).await?;
             }
             let entries = read(&ctx, goods).await?;
-            if !entries.is_empty() {
+            if entries.is_empty() {
+                return anyhow::Ok(());
+            }
+            if let Sink::Mysql = sink {
+                while in_flight.len() >= writers {
+                    if let Some(done) = in_flight.join_next().await {
+                        report(goods, done);
+                    }
+                }
+                let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
+                in_flight.spawn(async move {
+                    process(&ctx, goods, entries, &mut Sink::Mysql, &mut shutdown).await
+                });
+            } else {
                 process(&ctx, goods, entries, &mut sink, &mut shutdown).await?;
             }
             anyhow::Ok(())
@@ -71,6 +94,19 @@ pub async fn run(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Logs a batch task that failed: its entries stay pending and are claimed again once idle.
+fn report(goods: GoodsId, done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(goods = goods.get(), error = %format!("{e:#}"), "a batch failed; its entries will be claimed again")
+        }
+        Err(e) => {
+            tracing::error!(goods = goods.get(), error = %e, "a batch task panicked; its entries will be claimed again")
         }
     }
 }

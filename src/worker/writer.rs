@@ -1,13 +1,16 @@
 //! The order writer: one MySQL transaction for a batch of admitted requests of one sale.
 //!
-//! Per batch, whatever its size, the same five statements (so each is prepared once per
+//! Per batch, whatever its size, the same six statements (so each is prepared once per
 //! connection and reused; a batch's rows travel as one JSON document through `JSON_TABLE`):
 //! 1. find the requests whose (user, goods) already has an order: a replayed stream entry is
 //!    "already done" and answers with the existing order id, it does not fail the batch;
-//! 2. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n` (if MySQL has
-//!    fewer than n left, the first ones get the units and the rest fail);
-//! 3. `SELECT NEXTVAL(order_block)`: a block of 1024 order ids for this batch;
-//! 4. `INSERT … order_info` and 5. `INSERT … seckill_order`, all rows at once.
+//! 2. the goods' name and price (a plain read), and `SELECT NEXTVAL(order_block)`: a block of 1024
+//!    order ids for this batch;
+//! 3. `INSERT … order_info` and 4. `INSERT … seckill_order`, all rows at once;
+//! 5. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n`, last, so the
+//!    row lock every writer of the sale queues on is held only for the commit. If MySQL has fewer
+//!    than n left, the transaction is rolled back and run again locking the row first: the first
+//!    entries get the units left and the rest fail.
 //!
 //! The unique index on `seckill_order (user_id, goods_id)` is the last line against duplicates:
 //! if two workers race on the same entry, one commit fails with a unique violation, and the
@@ -56,12 +59,15 @@ const TAKE_STOCK: &str =
     "UPDATE seckill_goods SET stock = stock - ? WHERE goods_id = ? AND stock >= ?";
 const STOCK_LEFT: &str = "SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE";
 const ID_BLOCK: &str = "SELECT NEXTVAL(order_block)";
+/// A plain (consistent, non-locking) read: an `INSERT … SELECT` joining `seckill_goods` would take
+/// a shared lock on the stock row, and concurrent batches would then deadlock on the UPDATE.
+const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR) FROM goods g \
+     JOIN seckill_goods sg ON sg.goods_id = g.id WHERE g.id = ?";
 const INSERT_ORDERS: &str = "INSERT INTO order_info \
      (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, created_at) \
-     SELECT j.id, j.u, g.id, g.name, 1, sg.seckill_price, 0, j.r, NOW(3) \
+     SELECT j.id, j.u, ?, ?, 1, ?, 0, j.r, NOW(3) \
      FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', u BIGINT PATH '$.u', \
-          r VARCHAR(64) PATH '$.r')) j \
-     JOIN goods g ON g.id = ? JOIN seckill_goods sg ON sg.goods_id = g.id";
+          r VARCHAR(64) PATH '$.r')) j";
 const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id) \
      SELECT j.u, j.id, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', \
           u BIGINT PATH '$.u')) j";
@@ -87,6 +93,33 @@ pub async fn write_batch(
         batch.len() as i64 <= IDS_PER_BLOCK,
         "batch larger than an id block"
     );
+    match write(db, goods, batch, Stock::TakeLast).await? {
+        Some(written) => Ok(written),
+        // MySQL had fewer units than the batch wanted: run it again, locking the row first
+        None => Ok(write(db, goods, batch, Stock::LockFirst)
+            .await?
+            .expect("the lock-first pass always decides")),
+    }
+}
+
+/// When the transaction touches the sale's stock row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stock {
+    /// Insert the orders, then take all units at once just before COMMIT: the row lock, which
+    /// serialises every writer of the sale, is held only for the UPDATE and the commit, so
+    /// concurrent batches overlap their inserts. Gives up (rolls back, `None`) if MySQL has
+    /// fewer units than asked.
+    TakeLast,
+    /// Lock the row first, see how many units are left, order that many, fail the rest.
+    LockFirst,
+}
+
+async fn write(
+    db: &MySqlPool,
+    goods: GoodsId,
+    batch: &[Admitted],
+    mode: Stock,
+) -> Result<Option<Vec<Written>>, sqlx::Error> {
     let mut tx = db.begin().await?;
 
     let users: Vec<i64> = batch.iter().map(|a| a.user.get()).collect();
@@ -111,19 +144,12 @@ pub async fn write_batch(
         }
     }
 
-    if !fresh.is_empty() {
-        let wanted = fresh.len() as i64;
-        let taken = sqlx::query(TAKE_STOCK)
-            .bind(wanted)
-            .bind(goods.get())
-            .bind(wanted)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let granted = if taken == 1 {
-            wanted
-        } else {
-            let left: i64 = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
+    let wanted = fresh.len() as i64;
+    let granted = match mode {
+        Stock::TakeLast => wanted,
+        Stock::LockFirst if wanted == 0 => 0,
+        Stock::LockFirst => {
+            let left = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
                 .bind(goods.get())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -131,50 +157,57 @@ pub async fn write_batch(
                 .max(0) as i64;
             let n = left.min(wanted);
             if n > 0 {
-                sqlx::query(TAKE_STOCK)
-                    .bind(n)
-                    .bind(goods.get())
-                    .bind(n)
-                    .execute(&mut *tx)
-                    .await?;
+                take_stock(&mut tx, goods, n).await?;
             }
-            tracing::warn!(
-                goods = goods.get(),
-                wanted,
-                left,
-                "MySQL has less stock than Redis admitted"
-            );
+            if n < wanted {
+                tracing::warn!(
+                    goods = goods.get(),
+                    wanted,
+                    left,
+                    "MySQL has less stock than Redis admitted"
+                );
+            }
             n
-        };
-        let (ordered, failed) = fresh.split_at(granted as usize);
-        for &i in failed {
-            results[i] = Some(Written::Failed);
         }
-        if !ordered.is_empty() {
-            let block: i64 = sqlx::query_scalar(ID_BLOCK).fetch_one(&mut *tx).await?;
-            let rows: Vec<Row> = ordered
-                .iter()
-                .enumerate()
-                .map(|(n, &i)| Row {
-                    id: block * IDS_PER_BLOCK + n as i64,
-                    u: batch[i].user.get(),
-                    r: &batch[i].entry_id,
-                })
-                .collect();
-            let json = serde_json::to_string(&rows).expect("rows serialise");
-            sqlx::query(INSERT_ORDERS)
-                .bind(&json)
-                .bind(goods.get())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(INSERT_SECKILL)
-                .bind(goods.get())
-                .bind(&json)
-                .execute(&mut *tx)
-                .await?;
-            for (row, &i) in rows.iter().zip(ordered) {
-                results[i] = Some(Written::Order(row.id));
-            }
+    };
+    let (ordered, failed) = fresh.split_at(granted as usize);
+    for &i in failed {
+        results[i] = Some(Written::Failed);
+    }
+    if !ordered.is_empty() {
+        let (name, price): (String, String) = sqlx::query_as(SALE_INFO)
+            .bind(goods.get())
+            .fetch_one(&mut *tx)
+            .await?;
+        let block: i64 = sqlx::query_scalar(ID_BLOCK).fetch_one(&mut *tx).await?;
+        let rows: Vec<Row> = ordered
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| Row {
+                id: block * IDS_PER_BLOCK + n as i64,
+                u: batch[i].user.get(),
+                r: &batch[i].entry_id,
+            })
+            .collect();
+        let json = serde_json::to_string(&rows).expect("rows serialise");
+        sqlx::query(INSERT_ORDERS)
+            .bind(goods.get())
+            .bind(&name)
+            .bind(&price)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(INSERT_SECKILL)
+            .bind(goods.get())
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
+        for (row, &i) in rows.iter().zip(ordered) {
+            results[i] = Some(Written::Order(row.id));
+        }
+        if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
+            tx.rollback().await?;
+            return Ok(None);
         }
     }
     tx.commit().await?;
@@ -185,16 +218,34 @@ pub async fn write_batch(
         .zip(&results)
         .filter_map(|(a, r)| r.map(|r| (a.user, r)))
         .collect();
-    Ok(batch
-        .iter()
-        .zip(results)
-        .map(|(a, r)| {
-            r.unwrap_or_else(|| match by_user.get(&a.user) {
-                Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
-                _ => Written::Failed,
+    Ok(Some(
+        batch
+            .iter()
+            .zip(results)
+            .map(|(a, r)| {
+                r.unwrap_or_else(|| match by_user.get(&a.user) {
+                    Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
+                    _ => Written::Failed,
+                })
             })
-        })
-        .collect())
+            .collect(),
+    ))
+}
+
+/// `stock = stock - n` if at least n are left; false if not.
+async fn take_stock(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    goods: GoodsId,
+    n: i64,
+) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query(TAKE_STOCK)
+        .bind(n)
+        .bind(goods.get())
+        .bind(n)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(taken == 1)
 }
 
 /// True for MySQL's duplicate-key error: another writer committed the same order first.
