@@ -4,6 +4,22 @@
 
 use hyper::StatusCode;
 
+/// The services the edge depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Redis,
+    Mysql,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dependency::Redis => "Redis",
+            Dependency::Mysql => "MySQL",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Malformed input: a missing field, a non-numeric id, a body that is not JSON.
@@ -42,9 +58,9 @@ pub enum AppError {
     TooLarge,
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// A dependency (Redis, MySQL) is unreachable: the client may retry.
-    #[error("service temporarily unavailable")]
-    Unavailable,
+    /// A dependency is unreachable (or its circuit breaker is open): the client may retry.
+    #[error("service temporarily unavailable ({0} unreachable)")]
+    Unavailable(Dependency),
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -65,7 +81,7 @@ impl AppError {
             NotStarted { .. } => StatusCode::TOO_EARLY,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,7 +90,7 @@ impl AppError {
     pub fn code(&self) -> i64 {
         use AppError::*;
         match self {
-            Internal(_) | Unavailable => 500100,
+            Internal(_) | Unavailable(_) => 500100,
             BadParam(_) | TooLarge | MethodNotAllowed => 500101,
             SessionMissing => 500210,
             BadMobile => 500213,
@@ -101,7 +117,7 @@ impl From<redis::RedisError> for AppError {
             || e.is_unrecoverable_error()
         {
             tracing::warn!(error = %e, "redis unavailable");
-            AppError::Unavailable
+            AppError::Unavailable(Dependency::Redis)
         } else {
             AppError::Internal(anyhow::Error::new(e).context("redis"))
         }
@@ -113,7 +129,7 @@ impl From<sqlx::Error> for AppError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %e, "mysql unavailable");
-                AppError::Unavailable
+                AppError::Unavailable(Dependency::Mysql)
             }
             other => AppError::Internal(anyhow::Error::new(other).context("mysql")),
         }
@@ -156,7 +172,7 @@ mod tests {
             assert_ne!(e.code(), 0);
         }
         assert_eq!(
-            AppError::Unavailable.status(),
+            AppError::Unavailable(Dependency::Redis).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -13,6 +13,7 @@
 //! - [`error`]: the one error type and its mapping to HTTP status + envelope code.
 //! - [`scripts`]: the Lua scripts in `lua/`, their SHA-1s, EVALSHA with NOSCRIPT reload, and the
 //!   `Outcome` enums that name their return codes.
+//! - [`breaker`]: the circuit breaker in front of Redis (503 at once while it is down).
 //! - [`password`]: the seeds' double MD5.
 //! - [`session`]: sessions in Redis with a sliding TTL.
 //! - [`captcha`]: the math-expression captcha, rendered as a noisy PNG.
@@ -29,6 +30,7 @@
 //! - [`seed`]: demo goods, test users and their sessions.
 //! - [`metrics`]: Prometheus counters and histograms served at `/metrics`.
 
+pub mod breaker;
 pub mod captcha;
 pub mod catalogue;
 pub mod cli;

@@ -57,6 +57,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         soldout: Arc::new(SoldOutFlags::default()),
         metrics: Arc::new(Metrics::default()),
         assets: Arc::new(assets),
+        redis_breaker: Arc::default(),
     })
 }
 

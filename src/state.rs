@@ -5,6 +5,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use sqlx::MySqlPool;
 
+use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::http::static_files::Assets;
 use crate::keys::Keys;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,
     pub metrics: Arc<Metrics>,
+    /// Opens after repeated Redis failures, so requests fail fast instead of piling up.
+    pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
     pub assets: Arc<Assets>,
 }

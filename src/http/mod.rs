@@ -24,7 +24,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::error::AppError;
+use crate::error::{AppError, Dependency};
 use crate::state::AppState;
 pub use respond::Resp;
 
@@ -74,7 +74,19 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
 async fn handle(req: Request<Incoming>, state: AppState) -> Resp {
     let started = Instant::now();
     let family = family(req.uri().path());
-    let response = match route(req, &state).await {
+    let needs_redis = req.uri().path().starts_with("/api/");
+    let result = if needs_redis && !state.redis_breaker.allow() {
+        Err(AppError::Unavailable(Dependency::Redis))
+    } else {
+        let result = route(req, &state).await;
+        match &result {
+            Err(AppError::Unavailable(Dependency::Redis)) => state.redis_breaker.failure(),
+            _ if needs_redis => state.redis_breaker.success(),
+            _ => {}
+        }
+        result
+    };
+    let response = match result {
         Ok(resp) => resp,
         Err(e) => respond::error(e),
     };

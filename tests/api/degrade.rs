@@ -1,0 +1,77 @@
+//! Degrading instead of failing: Redis unreachable (cut through a proxy, for this test's edge
+//! only) gives 503s within a bounded time, static pages and /healthz keep answering, /readyz says
+//! why, nothing admitted before is lost, and buying resumes by itself when Redis is back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{concurrently, spawn_with, test_settings};
+use crate::proxy::Proxy;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_gives_fast_503s_and_service_resumes_when_it_returns() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut settings = test_settings();
+    settings.redis_url = format!("redis://127.0.0.1:{}/", proxy.port);
+    let app = Arc::new(spawn_with(settings, false).await);
+    let goods = app.sale(10).await;
+    let users = app.users(30).await;
+    let early = app.path_for(&users[0].token, goods).await;
+    assert_eq!(app.buy(&users[0].token, &early, goods).await.0, 202);
+    let paths = concurrently(users[1..].to_vec(), 8, |u| {
+        let app = app.clone();
+        async move { (u.clone(), app.path_for(&u.token, goods).await) }
+    })
+    .await;
+
+    proxy.cut().await;
+    let answers = concurrently(paths.clone(), 29, |(u, p)| {
+        let app = app.clone();
+        async move {
+            let started = Instant::now();
+            let (status, body) = app.buy(&u.token, &p, goods).await;
+            (status, body, started.elapsed())
+        }
+    })
+    .await;
+    for (status, body, took) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(body["code"], 500100);
+        assert!(*took < Duration::from_secs(2), "a 503 took {took:?}");
+    }
+    assert!(
+        app.state.redis_breaker.is_open(),
+        "the breaker did not open"
+    );
+    // what does not need Redis still answers
+    assert_eq!(app.get("/healthz", "").await.0, 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/login.html"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, body) = app.get("/readyz", "").await;
+    assert_eq!(status, 503);
+    assert_ne!(body["data"]["redis"], "ok");
+    assert_eq!(body["data"]["mysql"], "ok");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (u, p) = &paths[0];
+    loop {
+        let (status, body) = app.buy(&u.token, p, goods).await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "service never resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the buy admitted before the outage is still queued, next to the one after it
+    assert_eq!(app.redis_state(goods).await, (8, 2, 2));
+    assert_eq!(app.get("/readyz", "").await.0, 200);
+}
