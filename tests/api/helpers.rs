@@ -48,6 +48,8 @@ pub struct TestApp {
     edge: Option<JoinHandle<()>>,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
     worker_shutdown: Option<watch::Sender<bool>>,
+    /// Further edges and workers of the same sale data (see [`TestApp::add_edge`]).
+    extra: Vec<JoinHandle<()>>,
 }
 
 /// The edge only.
@@ -80,6 +82,7 @@ pub async fn spawn_with(settings: Settings, with_worker: bool) -> TestApp {
         edge: Some(edge),
         worker: None,
         worker_shutdown: None,
+        extra: Vec::new(),
     };
     if with_worker {
         test_app.start_worker();
@@ -112,6 +115,30 @@ impl TestApp {
             let _ = w.await;
         }
         self.worker_shutdown = None;
+    }
+
+    /// Another edge process on the same Redis, MySQL and namespace: its own connections, its own
+    /// sold-out flags. Returns its `127.0.0.1:PORT` and state; stopped with the app.
+    pub async fn add_edge(&mut self) -> (String, AppState) {
+        let state = startup::connect((*self.state.settings).clone())
+            .await
+            .expect("connect");
+        let app = Application::build(state.clone()).await.expect("build");
+        let addr = format!("127.0.0.1:{}", app.port());
+        self.extra
+            .push(tokio::spawn(app.run(self.shutdown.subscribe())));
+        (addr, state)
+    }
+
+    /// Another worker process on the same data; stopped with the app.
+    pub async fn add_worker(&mut self) {
+        let state = startup::connect((*self.state.settings).clone())
+            .await
+            .expect("connect");
+        let rx = self.shutdown.subscribe();
+        self.extra.push(tokio::spawn(async move {
+            let _ = worker::run(state, rx).await;
+        }));
     }
 
     pub fn redis(&self) -> redis::aio::ConnectionManager {
@@ -293,6 +320,9 @@ impl Drop for TestApp {
         }
         if let Some(e) = &self.edge {
             e.abort();
+        }
+        for t in &self.extra {
+            t.abort();
         }
         let settings = (*self.state.settings).clone();
         let pattern = self.state.keys.everything();

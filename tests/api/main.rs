@@ -9,5 +9,7 @@ mod catalogue;
 mod degrade;
 mod helpers;
 mod lua_admit;
+mod nginx;
 mod proxy;
+mod scale;
 mod worker;
