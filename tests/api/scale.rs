@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use crate::helpers::{concurrently, spawn_with, test_settings};
 use crate::nginx::Nginx;
 
-async fn send(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, Value) {
-    let _ = http;
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
@@ -54,7 +53,6 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
         async move {
             let http = &app.http;
             let (s, body) = send(
-                http,
                 http.get(format!("{base}/api/seckill/path?goodsId={goods}"))
                     .bearer_auth(&u.token),
             )
@@ -63,7 +61,6 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
                 return (s, body);
             };
             send(
-                http,
                 http.post(format!("{base}/api/seckill/{path}/orders"))
                     .bearer_auth(&u.token)
                     .json(&json!({ "goodsId": goods.get() })),
@@ -115,7 +112,6 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
     .unwrap();
     for edge in [&edge1, &edge2] {
         let (s, body) = send(
-            &app.http,
             app.http
                 .post(format!("http://{edge}/api/seckill/{path}/orders"))
                 .bearer_auth(&late.token)
