@@ -70,11 +70,6 @@ impl Keys {
         format!("{}sk:restock", self.ns)
     }
 
-    /// The pub/sub channel a logout is announced on (message: the token).
-    pub fn logout_channel(&self) -> String {
-        format!("{}sess:logout", self.ns)
-    }
-
     /// The pattern matching every key of this namespace (tests clean up with it).
     pub fn everything(&self) -> String {
         format!("{}*", self.ns)
