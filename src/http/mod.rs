@@ -15,9 +15,11 @@ pub mod static_files;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request};
@@ -27,6 +29,8 @@ use tokio::net::TcpListener;
 use crate::error::{AppError, Dependency};
 use crate::state::AppState;
 pub use respond::Resp;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Accepts connections until `shutdown` completes, then lets open requests finish (up to 5 s).
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
@@ -70,9 +74,50 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
     }
 }
 
+/// A request's id: the client's `X-Request-Id` if it sent a sane one (nginx can set it), else
+/// this process's random prefix and a counter (unique, and cheaper than a UUID). Every response
+/// carries it back, server errors are logged with it, and a buy stores it in its stream entry.
+#[derive(Debug, Clone)]
+pub struct RequestId(String);
+
+impl RequestId {
+    pub fn new() -> Self {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix =
+            PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+        Self(format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// The client's id, if it is 1..=64 characters of `[A-Za-z0-9._-]`.
+    fn from_client(v: &HeaderValue) -> Option<Self> {
+        let s = v.to_str().ok()?;
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        ok.then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Routes one request, times it, and turns an error into its envelope.
-async fn handle(req: Request<Incoming>, state: AppState) -> Resp {
+async fn handle(mut req: Request<Incoming>, state: AppState) -> Resp {
     let started = Instant::now();
+    let rid = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(RequestId::from_client)
+        .unwrap_or_default();
+    req.extensions_mut().insert(rid.clone());
     let family = family(req.uri().path());
     let needs_redis = req.uri().path().starts_with("/api/");
     let result = if needs_redis && !state.redis_breaker.allow() {
@@ -86,10 +131,18 @@ async fn handle(req: Request<Incoming>, state: AppState) -> Resp {
         }
         result
     };
-    let response = match result {
+    let mut response = match result {
         Ok(resp) => resp,
-        Err(e) => respond::error(e),
+        Err(e) => {
+            if let AppError::Internal(inner) = &e {
+                tracing::error!(request_id = rid.as_str(), error = ?inner, "request failed");
+            }
+            respond::error(e)
+        }
     };
+    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
+        response.headers_mut().insert(X_REQUEST_ID, v);
+    }
     state
         .metrics
         .route_latency(family, started.elapsed().as_secs_f64());

@@ -55,11 +55,8 @@ pub fn with_status<T: Serialize>(status: StatusCode, data: T) -> Resp {
 }
 
 /// The response for an error: its status, its code, a human message; `Retry-After` when it has
-/// one. Server errors are logged with their context and answered generically.
+/// one. Server errors are answered generically (the caller logs their context).
 pub fn error(e: AppError) -> Resp {
-    if let AppError::Internal(inner) = &e {
-        tracing::error!(error = ?inner, "request failed");
-    }
     let data = match &e {
         AppError::TooManyRequests { retry_after_ms } => {
             serde_json::json!({ "retryAfterMs": retry_after_ms })

@@ -5,7 +5,7 @@
 //! gone; the session is read (one `GETEX`); then `lua/admit.lua` decides everything else in one
 //! `EVALSHA`. Malformed input never reaches Redis.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use redis::AsyncCommands;
 use serde::Deserialize;
 
+use super::RequestId;
 use super::respond::{self, Resp};
 use crate::captcha::Captcha;
 use crate::domain::{GoodsId, HiddenPath};
@@ -29,17 +30,15 @@ struct Buy {
     goods_id: GoodsId,
 }
 
-/// Request ids: this process's random prefix and a counter (unique, and cheaper than a UUID).
-fn request_id() -> String {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Result<Resp, AppError> {
     let path = HiddenPath::parse(hidden)?;
     let token = respond::token(&req).map(str::to_owned);
+    // the request's id travels into the stream entry (field `r`), so a buy can be followed
+    // from the edge's response header to the queue and the worker's logs
+    let rid = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(RequestId::new, Clone::clone);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
     if state.soldout.is_sold_out(goods) {
         state.metrics.admission("sold_out_local");
@@ -61,7 +60,6 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         k.queue(),
     );
     let uid = user.id.get().to_string();
-    let rid = request_id();
     let reply = state
         .scripts
         .get()
@@ -69,7 +67,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         .invoke(
             &mut con,
             &[&meta, &stock, &buyers, &path_key, &bucket, &gate, &queue],
-            &[&uid, path.as_str(), &rid],
+            &[&uid, path.as_str(), rid.as_str()],
         )
         .await
         .inspect_err(|_| {

@@ -237,7 +237,8 @@ async fn dead_letter(
     let k = state.keys.sale(goods);
     let mut con = state.redis.clone();
     let user: String = entry.get("u").unwrap_or_default();
-    tracing::error!(goods = goods.get(), entry = %entry.id, %user, reason, "dead-lettering a queue entry");
+    let request: String = entry.get("r").unwrap_or_default();
+    tracing::error!(goods = goods.get(), entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
     let _: String = con
         .xadd(
             k.dead(),

@@ -466,3 +466,45 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
     assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buy_can_be_followed_by_its_request_id_into_the_queue() {
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let goods = app.sale(2).await;
+    let path = app.path_for(&user.token, goods).await;
+    let r = app
+        .http
+        .post(app.url(&format!("/api/seckill/{path}/orders")))
+        .bearer_auth(&user.token)
+        .header("X-Request-Id", "lb-7f3a.42")
+        .json(&json!({ "goodsId": goods.get() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-request-id"], "lb-7f3a.42");
+    let entries: redis::streams::StreamRangeReply = app
+        .redis()
+        .xrange_all(app.state.keys.sale(goods).queue())
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.ids[0].get::<String>("r").as_deref(),
+        Some("lb-7f3a.42")
+    );
+
+    // an id that is not sane is replaced by one of ours; every answer carries one
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let ours = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(ours, "bad id with spaces");
+    assert!(!ours.is_empty());
+    let again = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), ours);
+}
