@@ -144,15 +144,7 @@ pub async fn main() -> anyhow::Result<()> {
                 starts_in_secs: s,
                 lasts_secs: l,
             });
-            sale::reset(
-                &mut state.redis.clone(),
-                &state.db,
-                &state.keys,
-                &state.settings,
-                goods,
-                window,
-            )
-            .await?;
+            sale::reset(&state, goods, window).await?;
             println!("{}", goods.get());
         }
     }

@@ -37,13 +37,16 @@ pub fn new_salt() -> String {
         .collect()
 }
 
-/// Constant-time comparison of two equal-length strings.
+/// Whether `client_hash` with `salt` gives `stored` (compared in constant time).
 pub fn verify(client_hash: &str, salt: &str, stored: &str) -> bool {
     if salt.chars().count() < 6 {
         return false;
     }
-    let computed = server_hash(client_hash, salt);
-    let (a, b) = (computed.as_bytes(), stored.as_bytes());
+    constant_time_eq(server_hash(client_hash, salt).as_bytes(), stored.as_bytes())
+}
+
+/// Compares two secrets without stopping at the first difference (the length is not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

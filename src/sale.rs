@@ -16,6 +16,7 @@ use crate::domain::{GoodsId, UserId};
 use crate::error::AppError;
 use crate::keys::{self, Keys};
 use crate::scripts::Scripts;
+use crate::state::AppState;
 
 /// One sale as MySQL has it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -230,14 +231,13 @@ pub struct Window {
 /// Restores a sale for a repeat run: its orders are deleted, MySQL stock goes back to the initial
 /// stock, every Redis key of the sale is dropped and loaded anew, and every edge clears its flag.
 /// Meant for load-test reruns while no buys for this sale are in flight.
-pub async fn reset<C: ConnectionLike + Send + AsyncCommands>(
-    con: &mut C,
-    db: &MySqlPool,
-    keys: &Keys,
-    settings: &Settings,
+pub async fn reset(
+    state: &AppState,
     goods: GoodsId,
     window: Option<Window>,
 ) -> Result<(), AppError> {
+    let (db, keys, settings) = (&state.db, &state.keys, &*state.settings);
+    let con = &mut state.redis.clone();
     let mut tx = db.begin().await?;
     let updated = match window {
         Some(w) => sqlx::query(

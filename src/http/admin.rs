@@ -14,9 +14,7 @@ use crate::state::AppState;
 fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
     let want = state.settings.admin_token.as_bytes();
     let got = respond::token(req).unwrap_or_default().as_bytes();
-    let same =
-        want.len() == got.len() && want.iter().zip(got).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-    if want.is_empty() || !same {
+    if want.is_empty() || !crate::password::constant_time_eq(want, got) {
         return Err(AppError::Forbidden);
     }
     Ok(())
@@ -56,15 +54,7 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
             ));
         }
     };
-    sale::reset(
-        &mut state.redis.clone(),
-        &state.db,
-        &state.keys,
-        &state.settings,
-        goods,
-        window,
-    )
-    .await?;
+    sale::reset(state, goods, window).await?;
     Ok(respond::ok(()))
 }
 

@@ -253,12 +253,7 @@ async fn dead_letter(
     if let Ok(user) = UserId::parse(&user) {
         sale::give_back(&mut con, &state.keys, &state.scripts, goods, user, Some(-1)).await?;
     }
-    let _: () = redis::pipe()
-        .atomic()
-        .xack(k.queue(), keys::GROUP, &[&entry.id])
-        .xdel(k.queue(), &[&entry.id])
-        .query_async(&mut con)
-        .await?;
+    results::finish(state, goods, &[], &[], &[&entry.id]).await?;
     state.metrics.dead_letters.fetch_add(1, Relaxed);
     Ok(())
 }
@@ -294,13 +289,7 @@ async fn process(
         }
         Sink::Rabbit(publisher) => {
             publisher.publish(goods, &batch).await?;
-            let queue = ctx.state.keys.sale(goods).queue();
-            let _: () = redis::pipe()
-                .atomic()
-                .xack(&queue, keys::GROUP, &ids)
-                .xdel(&queue, &ids)
-                .query_async(&mut ctx.state.redis.clone())
-                .await?;
+            results::finish(&ctx.state, goods, &[], &[], &ids).await?;
         }
     }
     Ok(())
