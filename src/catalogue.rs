@@ -108,11 +108,12 @@ pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
 pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, AppError> {
     let mut con = state.redis.clone();
     let key = state.keys.goods(goods);
-    let (cached, stock): (Option<String>, Option<i64>) = redis::pipe()
-        .get(&key)
-        .get(state.keys.sale(goods).stock())
-        .query_async(&mut con)
-        .await?;
+    // two keys of different slots (on a cluster, maybe different nodes): two commands, sent
+    // together on the multiplexed connection
+    let mut con2 = con.clone();
+    let stock_key = state.keys.sale(goods).stock();
+    let (cached, stock): (Option<String>, Option<i64>) =
+        tokio::try_join!(con.get(&key), con2.get(&stock_key))?;
     let mut view: GoodsView = match cached.as_deref() {
         Some(keys::ABSENT) => return Err(AppError::NotFound),
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,

@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: the one typed `Settings` struct (defaults < `flashgate.toml` < `FLASHGATE_*`).
 //! - [`keys`]: every Redis key name, channel and TTL, declared once.
+//! - [`redis_conn`]: the Redis connection, one server or a cluster, behind one type.
 //! - [`domain`]: newtypes (`GoodsId`, `UserId`, `Mobile`) that validate on parse.
 //! - [`error`]: the one error type and its mapping to HTTP status + envelope code.
 //! - [`scripts`]: the Lua scripts in `lua/`, their SHA-1s, EVALSHA with NOSCRIPT reload, and the
@@ -42,6 +43,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod password;
+pub mod redis_conn;
 pub mod sale;
 pub mod scripts;
 pub mod seed;

@@ -194,33 +194,6 @@ pub async fn give_back<C: ConnectionLike + Send>(
     Ok(matches!(reply, redis::Value::Int(1)))
 }
 
-/// Deletes every key matching `pattern` (SCAN, then DEL in batches).
-pub async fn delete_matching<C: ConnectionLike + Send + AsyncCommands>(
-    con: &mut C,
-    pattern: &str,
-) -> redis::RedisResult<usize> {
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(con)
-            .await?;
-        if !batch.is_empty() {
-            deleted += batch.len();
-            let _: () = con.del(batch).await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
 /// A new window for a reset sale: starts this many seconds from now and lasts this long.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -272,8 +245,10 @@ pub async fn reset(
         .await?;
     tx.commit().await?;
 
-    delete_matching(con, &keys.sale(goods).everything()).await?;
-    let _: () = con.del(&[keys.goods(goods), keys.goods_list()]).await?;
+    con.delete_matching(&keys.sale(goods).everything()).await?;
+    // one DEL per key: on a cluster the two keys may live on different nodes
+    let _: () = con.del(keys.goods(goods)).await?;
+    let _: () = con.del(keys.goods_list()).await?;
     let sale = one(db, goods).await?.ok_or(AppError::NotFound)?;
     load(con, db, keys, settings, &sale).await?;
     let _: () = con

@@ -88,7 +88,7 @@ struct UserRow {
 }
 
 /// Creates `count` users (password [`TEST_PASSWORD`]) and a session for each in Redis.
-pub async fn create_users<C: redis::aio::ConnectionLike + Send>(
+pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
     db: &MySqlPool,
     redis: &mut C,
     keys: &Keys,
@@ -130,7 +130,9 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Send>(
         .bind(serde_json::to_string(&mobiles)?)
         .fetch_all(db)
         .await?;
-        let mut pipe = redis::pipe();
+        // one SET per session, sent concurrently: sessions hash to every slot of a cluster, so
+        // they cannot share one pipeline; the multiplexed connection batches them on the wire
+        let mut writes = Vec::with_capacity(created.len());
         for (id, mobile, nickname) in created {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let user = SessionUser {
@@ -138,19 +140,26 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Send>(
                 mobile: mobile.clone(),
                 nickname,
             };
-            pipe.set_ex(
-                keys.session(&token),
-                serde_json::to_string(&user)?,
-                keys::SESSION_TTL.as_secs(),
-            )
-            .ignore();
+            let mut con = redis.clone();
+            let (key, json) = (keys.session(&token), serde_json::to_string(&user)?);
+            writes.push(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(json)
+                    .arg("EX")
+                    .arg(keys::SESSION_TTL.as_secs())
+                    .query_async::<()>(&mut con)
+                    .await
+            });
             users.push(TestUser {
                 id: user.id,
                 mobile,
                 token,
             });
         }
-        pipe.query_async::<()>(redis).await?;
+        for written in futures_util::future::join_all(writes).await {
+            written?;
+        }
     }
     Ok(users)
 }

@@ -77,7 +77,7 @@ impl SoldOutFlags {
 /// Subscribes to the restock channel and clears flags until `shutdown` fires; reconnects with a
 /// short backoff when Redis goes away.
 pub async fn listen(
-    client: redis::Client,
+    target: crate::redis_conn::Target,
     channel: String,
     flags: Arc<SoldOutFlags>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -85,7 +85,7 @@ pub async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = target.pubsub_client()?.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             flags.clear_all();
             tracing::debug!(%channel, "listening for restocks");

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -17,6 +16,7 @@ use crate::http;
 use crate::http::static_files::Assets;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::redis_conn::Target;
 use crate::sale;
 use crate::scripts::Scripts;
 use crate::soldout::{self, SoldOutFlags};
@@ -28,14 +28,9 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Opens every connection the edge and the worker need.
 pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     settings.validate()?;
-    let client =
-        redis::Client::open(settings.redis_url.as_str()).context("parsing the Redis URL")?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(REDIS_TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let redis = ConnectionManager::new_with_config(client.clone(), config)
+    let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
+    let redis = target
+        .connect(REDIS_TIMEOUT)
         .await
         .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?;
     let db = db::connect(&settings.database_url, 16).await?;
@@ -51,7 +46,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         keys: Keys::new(&settings.namespace),
         settings: Arc::new(settings),
         redis,
-        redis_client: client,
+        redis_target: target,
         db,
         scripts: Arc::new(scripts),
         soldout: Arc::new(SoldOutFlags::default()),
@@ -103,7 +98,7 @@ impl Application {
         let state = self.state;
         tracing::info!(port = self.port, "flashgate edge listening");
         let listener = tokio::spawn(soldout::listen(
-            state.redis_client.clone(),
+            state.redis_target.clone(),
             state.keys.restock_channel(),
             state.soldout.clone(),
             shutdown.clone(),

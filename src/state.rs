@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use sqlx::MySqlPool;
 
 use crate::breaker::Breaker;
@@ -10,6 +9,7 @@ use crate::config::Settings;
 use crate::http::static_files::Assets;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::redis_conn::{RedisConn, Target};
 use crate::scripts::Scripts;
 use crate::soldout::SoldOutFlags;
 
@@ -17,12 +17,12 @@ use crate::soldout::SoldOutFlags;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Keys,
-    /// One multiplexed, self-reconnecting connection shared by every request: cheap to clone,
-    /// and it pipelines concurrent commands on one socket (a pool of connections was measured
-    /// at half its throughput). Blocking reads never go on it.
-    pub redis: ConnectionManager,
-    /// The client the connection came from: pub/sub and blocking readers open their own.
-    pub redis_client: redis::Client,
+    /// One multiplexed, self-reconnecting connection shared by every request (to one server or
+    /// a cluster): cheap to clone, and it pipelines concurrent commands on one socket (a pool of
+    /// connections was measured at half its throughput). Blocking reads never go on it.
+    pub redis: RedisConn,
+    /// Where Redis is: pub/sub and blocking readers open connections of their own from it.
+    pub redis_target: Target,
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,

@@ -76,6 +76,12 @@ pub fn error(e: AppError) -> Resp {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    if let AppError::TooLarge = e {
+        // the body was left unread, so this connection cannot carry another request: say so,
+        // or a client may reuse it and see it cut
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 

@@ -1,14 +1,15 @@
 //! A bb8 pool of Redis connections for blocking reads (`XREADGROUP … BLOCK`).
 //!
 //! A blocking read would stall every request sharing a multiplexed connection, so each reader
-//! checks out a connection of its own. The manager here differs from bb8-redis's in one setting:
-//! its connections wait long enough for a blocking read to return (bb8-redis's use the client's
-//! 500 ms default response timeout, shorter than a useful `BLOCK`).
+//! checks out a connection of its own (to one server or a cluster: [`Target::connect`]). These
+//! connections differ from the shared one in one setting: they wait long enough for a blocking
+//! read to return (the shared connection gives up after 500 ms, shorter than a useful `BLOCK`).
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::RedisError;
+
+use crate::redis_conn::{RedisConn, Target};
 
 /// How long a blocking read blocks for.
 pub const BLOCK: Duration = Duration::from_millis(1000);
@@ -16,20 +17,15 @@ pub const BLOCK: Duration = Duration::from_millis(1000);
 pub type Pool = bb8::Pool<Manager>;
 
 pub struct Manager {
-    client: Client,
+    target: Target,
 }
 
 impl bb8::ManageConnection for Manager {
-    type Connection = MultiplexedConnection;
+    type Connection = RedisConn;
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(BLOCK + Duration::from_secs(2)));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+        self.target.connect(BLOCK + Duration::from_secs(2)).await
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -41,10 +37,9 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
-pub async fn pool(redis_url: &str) -> anyhow::Result<Pool> {
-    let client = Client::open(redis_url)?;
-    Ok(bb8::Pool::builder()
+pub fn pool(target: Target) -> Pool {
+    bb8::Pool::builder()
         .max_size(64)
         .connection_timeout(Duration::from_secs(2))
-        .build_unchecked(Manager { client }))
+        .build_unchecked(Manager { target })
 }

@@ -48,7 +48,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let blocking = blocking::pool(&state.settings.redis_url).await?;
+    let blocking = blocking::pool(state.redis_target.clone());
     let ctx = Arc::new(WorkerCtx {
         state,
         consumer,

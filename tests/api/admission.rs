@@ -142,6 +142,8 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // its body is unread: the connection must not be reused
+    assert_eq!(r.headers().get("connection").unwrap(), "close");
     // wrong method, unknown route
     let (s, r) = app.get(&buy_url(&path), &a.token).await;
     assert_eq!((s, code(&r)), (405, 500101));

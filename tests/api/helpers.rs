@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flashgate::config::Settings;
 use flashgate::domain::GoodsId;
+use flashgate::redis_conn::{RedisConn, Target};
 use flashgate::seed::{self, NewSale, TestUser};
 use flashgate::startup::{self, Application};
 use flashgate::state::AppState;
@@ -141,7 +142,7 @@ impl TestApp {
         }));
     }
 
-    pub fn redis(&self) -> redis::aio::ConnectionManager {
+    pub fn redis(&self) -> RedisConn {
         self.state.redis.clone()
     }
 
@@ -334,10 +335,10 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(client) = redis::Client::open(settings.redis_url.as_str())
-                    && let Ok(mut con) = client.get_multiplexed_async_connection().await
+                if let Ok(target) = Target::parse(&settings.redis_url)
+                    && let Ok(mut con) = target.connect(Duration::from_secs(5)).await
                 {
-                    let _ = sale::delete_matching(&mut con, &pattern).await;
+                    let _ = con.delete_matching(&pattern).await;
                 }
                 let _ = db::drop_database(&settings.database_url).await;
                 if let Ok(conn) = lapin::Connection::connect(

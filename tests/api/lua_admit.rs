@@ -4,12 +4,12 @@
 
 use flashgate::domain::{GoodsId, UserId};
 use flashgate::keys::Keys;
+use flashgate::redis_conn::{RedisConn, Target};
 use flashgate::scripts::{Admission, Scripts};
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 
 struct Sale {
-    con: MultiplexedConnection,
+    con: RedisConn,
     keys: Keys,
     goods: GoodsId,
     scripts: Scripts,
@@ -20,8 +20,13 @@ const PATH: &str = "0123456789abcdef0123456789abcdef";
 impl Sale {
     /// A sale from t=1000 to t=100000 (ms), user bucket 1/s burst 2, gate as given.
     async fn new(stock: i64, gate_rate: f64, gate_burst: i64) -> Self {
-        let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        // one server, or the test cluster when TEST_REDIS_URL names one
+        let url = std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
+        let target = Target::parse(&url).unwrap();
+        let mut con = target
+            .connect(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
         let keys = Keys::new(&format!(
             "l{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -97,7 +102,8 @@ impl Sale {
     }
 
     async fn cleanup(mut self) {
-        flashgate::sale::delete_matching(&mut self.con, &self.keys.everything())
+        self.con
+            .delete_matching(&self.keys.everything())
             .await
             .unwrap();
     }

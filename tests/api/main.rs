@@ -6,6 +6,7 @@
 
 mod admission;
 mod catalogue;
+mod cluster;
 mod degrade;
 mod helpers;
 mod lua_admit;
