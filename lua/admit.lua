@@ -25,6 +25,8 @@
     2 hidden path sent by the client
     3 request id (opaque, carried to the worker)
     4 now in ms, optional: tests pin the clock with it; empty means Redis TIME
+    5 '1' when the edge runs this request again after moving a unit into this bucket of a
+      split sale (take.lua): its tokens were spent by the first run, so step 3 is skipped
 
   Returns {code, detail}; the codes are one table in src/scripts.rs (Outcome):
     {0, stream id}          QUEUED
@@ -82,20 +84,22 @@ local function refill(key, rate, burst)
   return tokens, math.ceil((1 - tokens) * 1000 / rate)
 end
 
-local user_rate, user_burst = tonumber(meta[3]), tonumber(meta[4])
-local gate_rate, gate_burst = tonumber(meta[5]), tonumber(meta[6])
-local user_tokens, user_wait = refill(KEYS[5], user_rate, user_burst)
-if user_wait > 0 then
-  return {4, user_wait}
+if ARGV[5] ~= '1' then
+  local user_rate, user_burst = tonumber(meta[3]), tonumber(meta[4])
+  local gate_rate, gate_burst = tonumber(meta[5]), tonumber(meta[6])
+  local user_tokens, user_wait = refill(KEYS[5], user_rate, user_burst)
+  if user_wait > 0 then
+    return {4, user_wait}
+  end
+  local gate_tokens, gate_wait = refill(KEYS[6], gate_rate, gate_burst)
+  if gate_wait > 0 then
+    return {4, gate_wait}
+  end
+  redis.call('HSET', KEYS[5], 'tokens', user_tokens - 1, 'ts', now)
+  -- a full bucket is the same as no bucket, so the key may go once it would have refilled
+  redis.call('PEXPIRE', KEYS[5], math.ceil(user_burst * 1000 / user_rate) + 1000)
+  redis.call('HSET', KEYS[6], 'tokens', gate_tokens - 1, 'ts', now)
 end
-local gate_tokens, gate_wait = refill(KEYS[6], gate_rate, gate_burst)
-if gate_wait > 0 then
-  return {4, gate_wait}
-end
-redis.call('HSET', KEYS[5], 'tokens', user_tokens - 1, 'ts', now)
--- a full bucket is the same as no bucket, so the key may go once it would have refilled
-redis.call('PEXPIRE', KEYS[5], math.ceil(user_burst * 1000 / user_rate) + 1000)
-redis.call('HSET', KEYS[6], 'tokens', gate_tokens - 1, 'ts', now)
 
 -- 4. duplicate marker: SADD answers 0 when the user is there already. Adding first and undoing
 -- on sold out costs two calls fewer on the path that matters (admission) than asking first.

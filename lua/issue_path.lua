@@ -22,6 +22,8 @@
     2 '1' if the captcha is checked, '0' if it is off
     3 the new path
     4 path TTL in ms
+    5 '1' for a split sale: this bucket's stock is not the sale's, so step 3 does not look at it
+      (the edge's sold-out flag covers the whole sale)
 ]]
 
 if ARGV[2] == '1' then
@@ -51,7 +53,7 @@ end
 if now >= tonumber(meta[2]) then
   return {3}
 end
-if tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
+if ARGV[5] ~= '1' and tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
   return {4}
 end
 if redis.call('INCR', KEYS[3]) > tonumber(meta[3]) then

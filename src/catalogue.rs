@@ -9,7 +9,7 @@ use rand::Rng;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::GoodsId;
+use crate::domain::{GoodsId, Shard};
 use crate::error::AppError;
 use crate::keys;
 use crate::sale::{self, SaleRow};
@@ -108,12 +108,20 @@ pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
 pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, AppError> {
     let mut con = state.redis.clone();
     let key = state.keys.goods(goods);
-    // two keys of different slots (on a cluster, maybe different nodes): two commands, sent
-    // together on the multiplexed connection
+    // the cached view and the stock of every bucket live in different slots (on a cluster,
+    // maybe on different nodes): one command each, sent together on the multiplexed connection
+    let buckets = state.shapes.buckets(state, goods).await?;
+    let stocks = Shard::all(goods, buckets).map(|shard| {
+        let (mut con, key) = (con.clone(), state.keys.shard(shard).stock());
+        async move { con.get::<_, Option<i64>>(key).await }
+    });
     let mut con2 = con.clone();
-    let stock_key = state.keys.sale(goods).stock();
-    let (cached, stock): (Option<String>, Option<i64>) =
-        tokio::try_join!(con.get(&key), con2.get(&stock_key))?;
+    let (cached, stocks) = tokio::join!(
+        con2.get::<_, Option<String>>(&key),
+        futures_util::future::try_join_all(stocks)
+    );
+    let (cached, stocks) = (cached?, stocks?);
+    let stock: Option<i64> = stocks.iter().copied().sum();
     let mut view: GoodsView = match cached.as_deref() {
         Some(keys::ABSENT) => return Err(AppError::NotFound),
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,

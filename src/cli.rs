@@ -38,6 +38,9 @@ enum Command {
         lasts: i64,
         #[arg(long, default_value = "iPhone 15 Pro")]
         name: String,
+        /// Split the stock into this many buckets (a hot item on a Redis Cluster; 1 = not split).
+        #[arg(long, default_value_t = 1)]
+        buckets: u16,
     },
     /// Create test users and their sessions; write a `userId,token` CSV for load tools.
     Users {
@@ -105,10 +108,12 @@ pub async fn main() -> anyhow::Result<()> {
             starts_in,
             lasts,
             name,
+            buckets,
         } => {
             let state = startup::connect(settings).await?;
             let mut new = NewSale::new(stock, starts_in, lasts);
             new.name = name;
+            new.buckets = buckets;
             let goods = seed::create_sale(&state.db, &new).await?;
             let row = sale::one(&state.db, goods).await?.expect("just created");
             sale::load(

@@ -74,6 +74,38 @@ id_type!(GoodsId, "goods");
 id_type!(UserId, "user");
 id_type!(OrderId, "order");
 
+/// The most stock buckets one sale may be split into.
+pub const MAX_BUCKETS: u16 = 64;
+
+/// One stock bucket of a sale. A sale's stock is in one bucket unless it is split (a hot item):
+/// then each bucket holds part of the stock under a hash tag of its own (see [`crate::keys`]), so
+/// one item's load spreads over the shards of a Redis Cluster. Everything about one shopper (their
+/// path, rate bucket, duplicate marker, queue entry and result) lives in their *home* bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard {
+    pub goods: GoodsId,
+    /// 0 for a sale that is not split.
+    pub bucket: u16,
+}
+
+impl Shard {
+    /// The only bucket of a sale that is not split (bucket 0 of one that is).
+    pub fn whole(goods: GoodsId) -> Self {
+        Self { goods, bucket: 0 }
+    }
+
+    /// The bucket `user`'s keys live in when the sale has `buckets` of them.
+    pub fn home(goods: GoodsId, user: UserId, buckets: u16) -> Self {
+        let bucket = (user.get() % i64::from(buckets.max(1))) as u16;
+        Self { goods, bucket }
+    }
+
+    /// Every bucket of a sale split into `buckets`.
+    pub fn all(goods: GoodsId, buckets: u16) -> impl Iterator<Item = Shard> {
+        (0..buckets.max(1)).map(move |bucket| Self { goods, bucket })
+    }
+}
+
 /// A mainland-China mobile number: 11 digits starting with 1 (the seeds' `ValidatorUtil`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mobile(String);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{GoodsId, Shard, UserId};
 
 /// A hidden path is valid this long after it is issued.
 pub const PATH_TTL: Duration = Duration::from_secs(60);
@@ -43,11 +43,26 @@ impl Keys {
         &self.ns
     }
 
-    /// The keys of one sale.
+    /// The keys of one sale (of its bucket 0, when it is split).
     pub fn sale(&self, goods: GoodsId) -> SaleKeys {
+        self.shard(Shard::whole(goods))
+    }
+
+    /// The keys of one stock bucket: `sk:{g:ID}:…` for bucket 0, `sk:{g:ID/B}:…` for bucket B of
+    /// a split sale (a hash tag of its own, so buckets spread over a cluster's slots).
+    pub fn shard(&self, shard: Shard) -> SaleKeys {
+        let (ns, id) = (&self.ns, shard.goods.get());
         SaleKeys {
-            prefix: format!("{}sk:{{g:{}}}:", self.ns, goods.get()),
+            prefix: match shard.bucket {
+                0 => format!("{ns}sk:{{g:{id}}}:"),
+                b => format!("{ns}sk:{{g:{id}/{b}}}:"),
+            },
         }
+    }
+
+    /// The pattern matching every key of buckets 1 and up of a split sale.
+    pub fn split_buckets(&self, goods: GoodsId) -> String {
+        format!("{}sk:{{g:{}/*", self.ns, goods.get())
     }
 
     /// `sess:TOKEN`: the session (user JSON), sliding TTL.
@@ -86,7 +101,8 @@ impl SaleKeys {
     fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.prefix)
     }
-    /// hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst, path_cap, stock.
+    /// hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst, path_cap, stock
+    /// (the sale's initial stock), buckets (how many the sale is split into).
     pub fn meta(&self) -> String {
         self.key("meta")
     }
@@ -150,6 +166,24 @@ mod tests {
         assert_eq!(s.result(u), "sk:{g:7}:result:42");
         assert_eq!(k.session("abc"), "sess:abc");
         assert_eq!(k.goods_list(), "cache:goods:list");
+        let g = GoodsId::new(7).unwrap();
+        assert_eq!(
+            k.shard(Shard {
+                goods: g,
+                bucket: 0
+            })
+            .stock(),
+            "sk:{g:7}:stock"
+        );
+        assert_eq!(
+            k.shard(Shard {
+                goods: g,
+                bucket: 3
+            })
+            .queue(),
+            "sk:{g:7/3}:queue"
+        );
+        assert_eq!(k.split_buckets(g), "sk:{g:7/*");
         let t = Keys::new("t1:");
         assert_eq!(
             t.sale(GoodsId::new(7).unwrap()).queue(),

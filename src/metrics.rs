@@ -74,6 +74,8 @@ pub struct Metrics {
     pub replays: AtomicU64,
     pub dead_letters: AtomicU64,
     pub closed_unpaid: AtomicU64,
+    /// Units moved between the buckets of split sales.
+    pub stock_moves: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +120,7 @@ impl Metrics {
             ("flashgate_worker_replays_total", &self.replays),
             ("flashgate_worker_dead_letters_total", &self.dead_letters),
             ("flashgate_unpaid_closed_total", &self.closed_unpaid),
+            ("flashgate_stock_moves_total", &self.stock_moves),
         ];
         for (name, c) in counters {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", c.load(Relaxed));

@@ -12,7 +12,7 @@ use redis::aio::ConnectionLike;
 use sqlx::MySqlPool;
 
 use crate::config::Settings;
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{GoodsId, MAX_BUCKETS, Shard, UserId};
 use crate::error::AppError;
 use crate::keys::{self, Keys};
 use crate::scripts::Scripts;
@@ -37,6 +37,8 @@ pub struct SaleRow {
     pub gate_rate: Option<f64>,
     pub gate_burst: Option<i32>,
     pub path_factor: Option<i32>,
+    /// How many stock buckets the sale is split into (1: not split).
+    pub stock_buckets: i16,
 }
 
 macro_rules! select_sales {
@@ -45,7 +47,7 @@ macro_rules! select_sales {
             "SELECT g.id AS goods_id, g.name, g.title, g.img, g.detail, \
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
-     sg.gate_rate, sg.gate_burst, sg.path_factor \
+     sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_buckets \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
             $tail
         )
@@ -62,6 +64,16 @@ impl SaleRow {
     pub fn goods(&self) -> GoodsId {
         GoodsId::new(self.goods_id).expect("ids in MySQL are positive")
     }
+    pub fn buckets(&self) -> u16 {
+        self.stock_buckets.clamp(1, MAX_BUCKETS as i16) as u16
+    }
+}
+
+/// Bucket `bucket`'s part of `total` units split over `buckets`: equal parts, the first
+/// `total % buckets` buckets one more.
+pub fn share(total: i64, buckets: u16, bucket: u16) -> i64 {
+    let n = i64::from(buckets.max(1));
+    total / n + i64::from(i64::from(bucket) < total % n)
 }
 
 /// Every sale, by goods id.
@@ -79,7 +91,9 @@ pub async fn one(db: &MySqlPool, goods: GoodsId) -> Result<Option<SaleRow>, sqlx
         .await
 }
 
-/// Writes one sale's meta, and its stock and buyers if Redis does not have them yet.
+/// Writes one sale's meta, and its stock and buyers if Redis does not have them yet; a split
+/// sale gets this in every bucket, each with its share of the stock and the buyers whose home it
+/// is. Each bucket's gate lets its share of the sale's rate through.
 pub async fn load<C: ConnectionLike + Send>(
     con: &mut C,
     db: &MySqlPool,
@@ -87,11 +101,17 @@ pub async fn load<C: ConnectionLike + Send>(
     settings: &Settings,
     sale: &SaleRow,
 ) -> anyhow::Result<()> {
-    let k = keys.sale(sale.goods());
+    let n = sale.buckets();
     let factor = sale
         .path_factor
         .map_or(settings.path_factor as i64, i64::from);
-    let meta: [(&str, String); 8] = [
+    let gate_rate = sale.gate_rate.unwrap_or(settings.gate_rate) / f64::from(n);
+    let gate_burst = sale
+        .gate_burst
+        .map_or(settings.gate_burst as i64, i64::from)
+        .div_euclid(i64::from(n))
+        .max(1);
+    let meta: [(&str, String); 9] = [
         ("start_ms", sale.start_ms().to_string()),
         ("end_ms", sale.end_ms().to_string()),
         (
@@ -104,37 +124,46 @@ pub async fn load<C: ConnectionLike + Send>(
                 .map_or(settings.user_burst as i64, i64::from)
                 .to_string(),
         ),
-        (
-            "gate_rate",
-            sale.gate_rate.unwrap_or(settings.gate_rate).to_string(),
-        ),
-        (
-            "gate_burst",
-            sale.gate_burst
-                .map_or(settings.gate_burst as i64, i64::from)
-                .to_string(),
-        ),
+        ("gate_rate", gate_rate.to_string()),
+        ("gate_burst", gate_burst.to_string()),
+        // every bucket may issue paths up to the whole sale's cap: shoppers need not spread
+        // evenly over the buckets
         (
             "path_cap",
             (factor * sale.initial_stock as i64).max(1).to_string(),
         ),
         ("stock", sale.initial_stock.to_string()),
+        ("buckets", n.to_string()),
     ];
-    let (_, fresh): ((), Option<String>) = redis::pipe()
-        .hset_multiple(k.meta(), &meta)
-        .cmd("SET")
-        .arg(k.stock())
-        .arg(sale.stock)
-        .arg("NX")
-        .query_async(con)
-        .await?;
-    if fresh.is_some() {
-        let buyers: Vec<i64> =
-            sqlx::query_scalar("SELECT user_id FROM seckill_order WHERE goods_id = ?")
-                .bind(sale.goods_id)
-                .fetch_all(db)
-                .await?;
-        for chunk in buyers.chunks(1000) {
+    let mut buyers: Option<Vec<i64>> = None;
+    for shard in Shard::all(sale.goods(), n) {
+        let k = keys.shard(shard);
+        let (_, fresh): ((), Option<String>) = redis::pipe()
+            .hset_multiple(k.meta(), &meta)
+            .cmd("SET")
+            .arg(k.stock())
+            .arg(share(i64::from(sale.stock), n, shard.bucket))
+            .arg("NX")
+            .query_async(con)
+            .await?;
+        if fresh.is_none() {
+            continue;
+        }
+        if buyers.is_none() {
+            buyers = Some(
+                sqlx::query_scalar("SELECT user_id FROM seckill_order WHERE goods_id = ?")
+                    .bind(sale.goods_id)
+                    .fetch_all(db)
+                    .await?,
+            );
+        }
+        let home: Vec<i64> = buyers
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&u| UserId::new(u).is_ok_and(|u| Shard::home(shard.goods, u, n) == shard))
+            .collect();
+        for chunk in home.chunks(1000) {
             let _: () = redis::cmd("SADD")
                 .arg(k.buyers())
                 .arg(chunk)
@@ -143,8 +172,9 @@ pub async fn load<C: ConnectionLike + Send>(
         }
         tracing::info!(
             goods = sale.goods_id,
-            stock = sale.stock,
-            buyers = buyers.len(),
+            bucket = shard.bucket,
+            stock = share(i64::from(sale.stock), n, shard.bucket),
+            buyers = home.len(),
             "sale loaded into Redis"
         );
     }
@@ -165,17 +195,17 @@ pub async fn warm_up<C: ConnectionLike + Send>(
     Ok(sales.len())
 }
 
-/// Gives one unit of `goods` back for `user` (idempotent), writing `result` as the user's result
-/// if given. Returns whether a unit came back.
+/// Gives one unit back to `user`'s home bucket `shard` (idempotent), writing `result` as the
+/// user's result if given. Returns whether a unit came back.
 pub async fn give_back<C: ConnectionLike + Send>(
     con: &mut C,
     keys: &Keys,
     scripts: &Scripts,
-    goods: GoodsId,
+    shard: Shard,
     user: UserId,
     result: Option<i64>,
 ) -> redis::RedisResult<bool> {
-    let k = keys.sale(goods);
+    let (goods, k) = (shard.goods, keys.shard(shard));
     let (stock, buyers, result_key) = (k.stock(), k.buyers(), k.result(user));
     let user_arg = user.get().to_string();
     let result_arg = result.map(|r| r.to_string()).unwrap_or_default();
@@ -246,6 +276,7 @@ pub async fn reset(
     tx.commit().await?;
 
     con.delete_matching(&keys.sale(goods).everything()).await?;
+    con.delete_matching(&keys.split_buckets(goods)).await?;
     // one DEL per key: on a cluster the two keys may live on different nodes
     let _: () = con.del(keys.goods(goods)).await?;
     let _: () = con.del(keys.goods_list()).await?;

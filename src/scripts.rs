@@ -57,10 +57,11 @@ impl Script {
 }
 
 /// The embedded defaults: `(file name, source)`.
-const EMBEDDED: [(&str, &str); 3] = [
+const EMBEDDED: [(&str, &str); 4] = [
     ("admit.lua", include_str!("../lua/admit.lua")),
     ("restore.lua", include_str!("../lua/restore.lua")),
     ("issue_path.lua", include_str!("../lua/issue_path.lua")),
+    ("take.lua", include_str!("../lua/take.lua")),
 ];
 
 /// One consistent set of scripts (swapped as a whole on reload).
@@ -69,6 +70,7 @@ pub struct ScriptSet {
     pub admit: Script,
     pub restore: Script,
     pub issue_path: Script,
+    pub take: Script,
 }
 
 impl ScriptSet {
@@ -81,16 +83,17 @@ impl ScriptSet {
             };
             Ok(Script::new(name, source))
         };
-        let [admit, restore, issue_path] = EMBEDDED;
+        let [admit, restore, issue_path, take] = EMBEDDED;
         Ok(Self {
             admit: read(admit)?,
             restore: read(restore)?,
             issue_path: read(issue_path)?,
+            take: read(take)?,
         })
     }
 
-    pub fn all(&self) -> [&Script; 3] {
-        [&self.admit, &self.restore, &self.issue_path]
+    pub fn all(&self) -> [&Script; 4] {
+        [&self.admit, &self.restore, &self.issue_path, &self.take]
     }
 }
 

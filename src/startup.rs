@@ -50,6 +50,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         db,
         scripts: Arc::new(scripts),
         soldout: Arc::new(SoldOutFlags::default()),
+        shapes: Arc::default(),
         metrics: Arc::new(Metrics::default()),
         assets: Arc::new(assets),
         redis_breaker: Arc::default(),

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::redis_conn::{RedisConn, Target};
 use crate::scripts::Scripts;
 use crate::soldout::SoldOutFlags;
+use crate::split::Shapes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,
+    /// How many stock buckets each sale has (hot items are split).
+    pub shapes: Arc<Shapes>,
     pub metrics: Arc<Metrics>,
     /// Opens after repeated Redis failures, so requests fail fast instead of piling up.
     pub redis_breaker: Arc<Breaker>,

@@ -9,6 +9,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::respond::{self, Resp};
+use crate::domain::Shard;
 use crate::keys;
 use crate::sale;
 use crate::state::AppState;
@@ -42,7 +43,7 @@ pub async fn readyz(state: &AppState) -> Resp {
     resp
 }
 
-/// Per-sale stream length and pending count, best effort (Redis or MySQL down leaves them out).
+/// Per-sale (per-bucket) stream length, pending count and stock, best effort (Redis or MySQL down leaves them out).
 async fn queue_gauges(state: &AppState) -> String {
     let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), sale::all(&state.db)).await
     else {
@@ -52,8 +53,11 @@ async fn queue_gauges(state: &AppState) -> String {
         "# TYPE flashgate_queue_length gauge\n# TYPE flashgate_queue_pending gauge\n# TYPE flashgate_stock gauge\n",
     );
     let mut con = state.redis.clone();
-    for s in sales {
-        let k = state.keys.sale(s.goods());
+    for shard in sales
+        .iter()
+        .flat_map(|s| Shard::all(s.goods(), s.buckets()))
+    {
+        let k = state.keys.shard(shard);
         let reply: redis::RedisResult<(i64, Option<i64>)> = redis::pipe()
             .xlen(k.queue())
             .get(k.stock())
@@ -67,9 +71,9 @@ async fn queue_gauges(state: &AppState) -> String {
             .map(|p| p.0)
             .unwrap_or(0);
         if let Ok((len, stock)) = reply {
-            let g = s.goods_id;
+            let (g, b) = (shard.goods, shard.bucket);
             out.push_str(&format!(
-                "flashgate_queue_length{{goods=\"{g}\"}} {len}\nflashgate_queue_pending{{goods=\"{g}\"}} {pending}\nflashgate_stock{{goods=\"{g}\"}} {}\n",
+                "flashgate_queue_length{{goods=\"{g}\",bucket=\"{b}\"}} {len}\nflashgate_queue_pending{{goods=\"{g}\",bucket=\"{b}\"}} {pending}\nflashgate_stock{{goods=\"{g}\",bucket=\"{b}\"}} {}\n",
                 stock.unwrap_or(0)
             ));
         }

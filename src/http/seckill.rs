@@ -3,7 +3,9 @@
 //! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
 //! gone; the session is read (one `GETEX`); then `lua/admit.lua` decides everything else in one
-//! `EVALSHA`. Malformed input never reaches Redis.
+//! `EVALSHA`. Malformed input never reaches Redis. A split sale (a hot item, [`crate::split`])
+//! runs the script in the shopper's home bucket, and only when that bucket is empty moves units
+//! over from the others.
 
 use std::sync::atomic::Ordering;
 
@@ -17,11 +19,12 @@ use serde::Deserialize;
 use super::RequestId;
 use super::respond::{self, Resp};
 use crate::captcha::Captcha;
-use crate::domain::{GoodsId, HiddenPath};
+use crate::domain::{GoodsId, HiddenPath, Shard, UserId};
 use crate::error::AppError;
 use crate::keys;
 use crate::scripts::{Admission, PathIssue};
 use crate::session;
+use crate::split;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -48,32 +51,33 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     let mut con = state.redis.clone();
     let user = session::get(&mut con, &state.keys, &token).await?;
     let generation = state.soldout.generation(goods);
+    let buckets = state.shapes.buckets(state, goods).await?;
+    let home = Shard::home(goods, user.id, buckets);
 
-    let k = state.keys.sale(goods);
-    let (meta, stock, buyers, path_key, bucket, gate, queue) = (
-        k.meta(),
-        k.stock(),
-        k.buyers(),
-        k.path(user.id),
-        k.bucket(user.id),
-        k.gate(),
-        k.queue(),
-    );
-    let uid = user.id.get().to_string();
-    let reply = state
-        .scripts
-        .get()
-        .admit
-        .invoke(
-            &mut con,
-            &[&meta, &stock, &buyers, &path_key, &bucket, &gate, &queue],
-            &[&uid, path.as_str(), rid.as_str()],
-        )
-        .await
-        .inspect_err(|_| {
-            state.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
-        })?;
-    let outcome = Admission::from_reply(reply)?;
+    let mut outcome = admit(state, home, user.id, &path, &rid, false).await?;
+    // A split sale: the home bucket is empty, so move units over from the others (see `split`)
+    // until one admits this shopper or every other bucket is empty. A unit moved in and then
+    // taken by another shopper of this bucket is still sold; the same bucket is asked again.
+    let mut everywhere = true;
+    if matches!(outcome, Admission::SoldOut) && buckets > 1 {
+        let (mut next, mut tries) = (1, 0);
+        while next < buckets && tries < 2 * buckets {
+            tries += 1;
+            let from = Shard {
+                goods,
+                bucket: (home.bucket + next) % buckets,
+            };
+            if !split::move_unit(state, from, home).await? {
+                next += 1;
+                continue;
+            }
+            outcome = admit(state, home, user.id, &path, &rid, true).await?;
+            if !matches!(outcome, Admission::SoldOut) {
+                break;
+            }
+        }
+        everywhere = next >= buckets;
+    }
     state.metrics.admission(outcome.label());
     match outcome {
         Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
@@ -85,11 +89,51 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         }
         Admission::Duplicate => Err(AppError::Duplicate),
         Admission::SoldOut => {
-            state.soldout.mark(goods, generation);
+            if everywhere {
+                state.soldout.mark(goods, generation);
+            }
             Err(AppError::SoldOut)
         }
         Admission::NoSale => Err(AppError::NotFound),
     }
+}
+
+/// One run of `lua/admit.lua` in `user`'s home bucket; `again` when it runs a second time for
+/// the same request after a unit was moved in (the rate limits were charged the first time).
+async fn admit(
+    state: &AppState,
+    home: Shard,
+    user: UserId,
+    path: &HiddenPath,
+    rid: &RequestId,
+    again: bool,
+) -> Result<Admission, AppError> {
+    let k = state.keys.shard(home);
+    let (meta, stock, buyers, path_key, bucket, gate, queue) = (
+        k.meta(),
+        k.stock(),
+        k.buyers(),
+        k.path(user),
+        k.bucket(user),
+        k.gate(),
+        k.queue(),
+    );
+    let uid = user.get().to_string();
+    let again = if again { "1" } else { "" };
+    let reply = state
+        .scripts
+        .get()
+        .admit
+        .invoke(
+            &mut state.redis.clone(),
+            &[&meta, &stock, &buyers, &path_key, &bucket, &gate, &queue],
+            &[&uid, path.as_str(), rid.as_str(), "", again],
+        )
+        .await
+        .inspect_err(|_| {
+            state.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+    Ok(Admission::from_reply(reply)?)
 }
 
 /// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never
@@ -97,7 +141,8 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
 pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
-    let k = state.keys.sale(goods);
+    let buckets = state.shapes.buckets(state, goods).await?;
+    let k = state.keys.shard(Shard::home(goods, user.id, buckets));
     let (result, queued): (Option<i64>, bool) = redis::pipe()
         .get(k.result(user.id))
         .sismember(k.buyers(), user.id.get())
@@ -116,11 +161,16 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let captcha = Captcha::generate();
+    // in the user's home bucket, beside the path it unlocks (one slot for issue_path.lua)
+    let buckets = state.shapes.buckets(state, goods).await?;
     let _: () = state
         .redis
         .clone()
         .set_ex(
-            state.keys.sale(goods).captcha(user.id),
+            state
+                .keys
+                .shard(Shard::home(goods, user.id, buckets))
+                .captcha(user.id),
             captcha.answer,
             keys::CAPTCHA_TTL.as_secs(),
         )
@@ -151,7 +201,13 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         uuid::Uuid::new_v4().simple(),
         crate::password::CLIENT_SALT
     )));
-    let k = state.keys.sale(goods);
+    let buckets = state.shapes.buckets(state, goods).await?;
+    // a split sale's bucket stock is not the sale's: the local flag says whether it is gone
+    if buckets > 1 && state.soldout.is_sold_out(goods) {
+        return Err(AppError::SoldOut);
+    }
+    let split = if buckets > 1 { "1" } else { "0" };
+    let k = state.keys.shard(Shard::home(goods, user.id, buckets));
     let (captcha_key, path_key, issued, meta, stock) = (
         k.captcha(user.id),
         k.path(user.id),
@@ -168,7 +224,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         .invoke(
             &mut state.redis.clone(),
             &[&captcha_key, &path_key, &issued, &meta, &stock],
-            &[&answer, checked, &fresh, &ttl],
+            &[&answer, checked, &fresh, &ttl, split],
         )
         .await?;
     match PathIssue::from_reply(reply)? {

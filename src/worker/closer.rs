@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{WorkerCtx, pause};
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{GoodsId, Shard, UserId};
 use crate::sale;
 
 pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
@@ -67,13 +67,15 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
 
-    let to_return: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, user_id, goods_id FROM order_info WHERE status = 2 AND stock_returned = 0 LIMIT 500",
+    let to_return: Vec<(i64, i64, i64, i16)> = sqlx::query_as(
+        "SELECT o.id, o.user_id, o.goods_id, sg.stock_buckets FROM order_info o \
+         JOIN seckill_goods sg ON sg.goods_id = o.goods_id \
+         WHERE o.status = 2 AND o.stock_returned = 0 LIMIT 500",
     )
     .fetch_all(db)
     .await?;
     let mut con = state.redis.clone();
-    for (id, user, goods) in to_return {
+    for (id, user, goods, buckets) in to_return {
         let won = sqlx::query(
             "UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0",
         )
@@ -86,7 +88,11 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
                 &mut con,
                 &state.keys,
                 &state.scripts,
-                GoodsId::new(goods)?,
+                Shard::home(
+                    GoodsId::new(goods)?,
+                    UserId::new(user)?,
+                    buckets.max(1) as u16,
+                ),
                 UserId::new(user)?,
                 Some(-1),
             )

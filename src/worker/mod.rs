@@ -10,7 +10,8 @@
 //!   consumers (RabbitMQ → MySQL, ack after commit).
 //! - [`blocking`]: the bb8 pool of connections for blocking reads.
 //!
-//! Sales are discovered from MySQL every couple of seconds; a reader task runs per sale.
+//! Sales are discovered from MySQL every couple of seconds; a reader task runs per sale (per
+//! stock bucket of a split sale: each bucket has its own queue).
 
 pub mod blocking;
 pub mod closer;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::QueueKind;
-use crate::domain::GoodsId;
+use crate::domain::Shard;
 use crate::state::AppState;
 
 /// How often the worker looks for new sales.
@@ -65,21 +66,23 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         }
     }
 
-    let mut readers: HashSet<GoodsId> = HashSet::new();
+    let mut readers: HashSet<Shard> = HashSet::new();
     let mut shutdown_rx = shutdown.clone();
     loop {
         match crate::sale::all(&ctx.state.db).await {
             Ok(sales) => {
-                for sale in sales {
-                    let goods = sale.goods();
-                    if readers.insert(goods) {
+                for shard in sales
+                    .iter()
+                    .flat_map(|s| Shard::all(s.goods(), s.buckets()))
+                {
+                    if readers.insert(shard) {
                         let sink = match rabbit {
                             true => {
                                 stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state)))
                             }
                             false => stream::Sink::Mysql,
                         };
-                        tasks.spawn(stream::run(ctx.clone(), goods, sink, shutdown.clone()));
+                        tasks.spawn(stream::run(ctx.clone(), shard, sink, shutdown.clone()));
                     }
                 }
             }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use super::writer::{self, Admitted, Written};
 use super::{WorkerCtx, next_backoff, pause, results, stream};
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{GoodsId, Shard, UserId};
 use crate::state::AppState;
 
 /// One admitted request on the wire.
@@ -34,6 +34,9 @@ use crate::state::AppState;
 struct Message {
     /// goods id
     g: i64,
+    /// the stock bucket (0 unless the sale is split), where the user's result goes
+    #[serde(default)]
+    b: u16,
     /// user id
     u: i64,
     /// the stream entry id it came from
@@ -90,21 +93,22 @@ impl Publisher {
     }
 
     /// Publishes every entry persistently; `Ok` only once the broker confirmed them all.
-    pub async fn publish(&mut self, goods: GoodsId, batch: &[Admitted]) -> anyhow::Result<()> {
-        let result = self.try_publish(goods, batch).await;
+    pub async fn publish(&mut self, shard: Shard, batch: &[Admitted]) -> anyhow::Result<()> {
+        let result = self.try_publish(shard, batch).await;
         if result.is_err() {
             self.open = None; // start over on a fresh channel next time
         }
         result
     }
 
-    async fn try_publish(&mut self, goods: GoodsId, batch: &[Admitted]) -> anyhow::Result<()> {
+    async fn try_publish(&mut self, shard: Shard, batch: &[Admitted]) -> anyhow::Result<()> {
         let queue = self.queue.clone();
         let channel = self.channel().await?;
         let mut confirms = Vec::with_capacity(batch.len());
         for a in batch {
             let body = serde_json::to_vec(&Message {
-                g: goods.get(),
+                g: shard.goods.get(),
+                b: shard.bucket,
                 u: a.user.get(),
                 e: a.entry_id.clone(),
             })?;
@@ -190,14 +194,18 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
             }
         }
         // Group by sale; a malformed message is logged and dropped (acked with the rest).
-        let mut by_sale: BTreeMap<GoodsId, Vec<Admitted>> = BTreeMap::new();
+        let mut by_sale: BTreeMap<Shard, Vec<Admitted>> = BTreeMap::new();
         for d in &deliveries {
             let parsed = serde_json::from_slice::<Message>(&d.data)
                 .ok()
-                .and_then(|m| Some((GoodsId::new(m.g).ok()?, UserId::new(m.u).ok()?, m.e)));
+                .and_then(|m| {
+                    let goods = GoodsId::new(m.g).ok()?;
+                    let shard = Shard { goods, bucket: m.b };
+                    Some((shard, UserId::new(m.u).ok()?, m.e))
+                });
             match parsed {
-                Some((goods, user, entry_id)) => by_sale
-                    .entry(goods)
+                Some((shard, user, entry_id)) => by_sale
+                    .entry(shard)
                     .or_default()
                     .push(Admitted { entry_id, user }),
                 None => {
@@ -207,9 +215,9 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
             }
         }
         let last_tag = deliveries.last().expect("at least one").delivery_tag;
-        for (goods, batch) in by_sale {
+        for (shard, batch) in by_sale {
             for chunk in batch.chunks(writer::IDS_PER_BLOCK as usize) {
-                let Some(written) = stream::write_with_retry(ctx, goods, chunk, shutdown).await?
+                let Some(written) = stream::write_with_retry(ctx, shard, chunk, shutdown).await?
                 else {
                     // shutting down before commit: hand the messages back to the broker
                     channel
@@ -223,7 +231,7 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
                         .await?;
                     return Ok(());
                 };
-                settle(ctx, goods, chunk, &written, shutdown).await?;
+                settle(ctx, shard, chunk, &written, shutdown).await?;
             }
         }
         channel
@@ -235,14 +243,14 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
 /// Writes the results of a committed batch to Redis, retrying while Redis is away.
 async fn settle(
     ctx: &WorkerCtx,
-    goods: GoodsId,
+    shard: Shard,
     batch: &[Admitted],
     written: &[Written],
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::ZERO;
     loop {
-        match results::finish(&ctx.state, goods, batch, written, &[]).await {
+        match results::finish(&ctx.state, shard, batch, written, &[]).await {
             Ok(()) => {
                 stream::record(&ctx.state.metrics, written);
                 return Ok(());

@@ -6,7 +6,7 @@
 use redis::RedisResult;
 
 use super::writer::{Admitted, Written};
-use crate::domain::GoodsId;
+use crate::domain::Shard;
 use crate::keys;
 use crate::sale;
 use crate::state::AppState;
@@ -15,7 +15,7 @@ use crate::state::AppState;
 /// `XACK`s and `XDEL`s them in the same `MULTI`.
 pub async fn finish(
     state: &AppState,
-    goods: GoodsId,
+    shard: Shard,
     batch: &[Admitted],
     written: &[Written],
     ack: &[&str],
@@ -27,14 +27,14 @@ pub async fn finish(
                 &mut con,
                 &state.keys,
                 &state.scripts,
-                goods,
+                shard,
                 a.user,
                 Some(-1),
             )
             .await?;
         }
     }
-    let k = state.keys.sale(goods);
+    let k = state.keys.shard(shard);
     let mut pipe = redis::pipe();
     pipe.atomic();
     for (a, w) in batch.iter().zip(written) {

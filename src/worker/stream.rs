@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use super::writer::{self, Admitted, Written};
 use super::{WorkerCtx, blocking, next_backoff, pause, rabbit, results};
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{Shard, UserId};
 use crate::keys;
 use crate::sale;
 
@@ -39,7 +39,7 @@ pub enum Sink {
 /// Runs the reader of one sale's queue until shutdown.
 pub async fn run(
     ctx: Arc<WorkerCtx>,
-    goods: GoodsId,
+    shard: Shard,
     mut sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -50,11 +50,11 @@ pub async fn run(
     let writers = ctx.state.settings.writers.max(1);
     loop {
         while let Some(done) = in_flight.try_join_next() {
-            report(goods, done);
+            report(shard, done);
         }
         if *shutdown.borrow() {
             while let Some(done) = in_flight.join_next().await {
-                report(goods, done);
+                report(shard, done);
             }
             return;
         }
@@ -63,24 +63,24 @@ pub async fn run(
         let step = async {
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                claim_stale(&ctx, goods, &mut sink, &mut shutdown).await?;
+                claim_stale(&ctx, shard, &mut sink, &mut shutdown).await?;
             }
-            let entries = read(&ctx, goods).await?;
+            let entries = read(&ctx, shard).await?;
             if entries.is_empty() {
                 return anyhow::Ok(());
             }
             if let Sink::Mysql = sink {
                 while in_flight.len() >= writers {
                     if let Some(done) = in_flight.join_next().await {
-                        report(goods, done);
+                        report(shard, done);
                     }
                 }
                 let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
                 in_flight.spawn(async move {
-                    process(&ctx, goods, entries, &mut Sink::Mysql, &mut shutdown).await
+                    process(&ctx, shard, entries, &mut Sink::Mysql, &mut shutdown).await
                 });
             } else {
-                process(&ctx, goods, entries, &mut sink, &mut shutdown).await?;
+                process(&ctx, shard, entries, &mut sink, &mut shutdown).await?;
             }
             anyhow::Ok(())
         };
@@ -89,7 +89,7 @@ pub async fn run(
             Err(e) => {
                 ctx.state.metrics.redis_errors.fetch_add(1, Relaxed);
                 backoff = next_backoff(backoff);
-                tracing::warn!(goods = goods.get(), error = %format!("{e:#}"), ?backoff, "stream reader failed; retrying");
+                tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %format!("{e:#}"), ?backoff, "stream reader failed; retrying");
                 if pause(backoff, &mut shutdown).await {
                     return;
                 }
@@ -99,14 +99,14 @@ pub async fn run(
 }
 
 /// Logs a batch task that failed: its entries stay pending and are claimed again once idle.
-fn report(goods: GoodsId, done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+fn report(shard: Shard, done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
     match done {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(goods = goods.get(), error = %format!("{e:#}"), "a batch failed; its entries will be claimed again")
+            tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %format!("{e:#}"), "a batch failed; its entries will be claimed again")
         }
         Err(e) => {
-            tracing::error!(goods = goods.get(), error = %e, "a batch task panicked; its entries will be claimed again")
+            tracing::error!(goods = shard.goods.get(), bucket = shard.bucket, error = %e, "a batch task panicked; its entries will be claimed again")
         }
     }
 }
@@ -131,8 +131,8 @@ pub async fn ensure_group<C: redis::aio::ConnectionLike + Send>(
 }
 
 /// New entries for this consumer, blocking up to [`blocking::BLOCK`].
-async fn read(ctx: &WorkerCtx, goods: GoodsId) -> RedisResult<Vec<StreamId>> {
-    let queue = ctx.state.keys.sale(goods).queue();
+async fn read(ctx: &WorkerCtx, shard: Shard) -> RedisResult<Vec<StreamId>> {
+    let queue = ctx.state.keys.shard(shard).queue();
     let mut con =
         ctx.blocking.get().await.map_err(|e| {
             redis::RedisError::from((ErrorKind::Io, "blocking pool", e.to_string()))
@@ -158,12 +158,12 @@ async fn read(ctx: &WorkerCtx, goods: GoodsId) -> RedisResult<Vec<StreamId>> {
 /// Takes over entries other consumers left idle too long; dead-letters those delivered too often.
 async fn claim_stale(
     ctx: &WorkerCtx,
-    goods: GoodsId,
+    shard: Shard,
     sink: &mut Sink,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let s = &ctx.state.settings;
-    let queue = ctx.state.keys.sale(goods).queue();
+    let queue = ctx.state.keys.shard(shard).queue();
     let mut con = ctx.state.redis.clone();
     loop {
         // [id, consumer, idle ms, deliveries] of entries idle at least claim_idle_ms
@@ -198,16 +198,17 @@ async fn claim_stale(
             .into_iter()
             .partition(|e| deliveries.get(e.id.as_str()).copied().unwrap_or(0) > s.max_deliveries);
         tracing::info!(
-            goods = goods.get(),
+            goods = shard.goods.get(),
+            bucket = shard.bucket,
             claimed = live.len(),
             dead = dead.len(),
             "claimed stale entries"
         );
         for entry in dead {
-            dead_letter(ctx, goods, &entry, "too many deliveries").await?;
+            dead_letter(ctx, shard, &entry, "too many deliveries").await?;
         }
         if !live.is_empty() {
-            process(ctx, goods, live, sink, shutdown).await?;
+            process(ctx, shard, live, sink, shutdown).await?;
         }
         if *shutdown.borrow() {
             return Ok(());
@@ -229,16 +230,16 @@ fn parse(entry: &StreamId) -> Option<Admitted> {
 /// Moves an entry to the dead-letter stream, gives its unit back, acks it.
 async fn dead_letter(
     ctx: &WorkerCtx,
-    goods: GoodsId,
+    shard: Shard,
     entry: &StreamId,
     reason: &str,
 ) -> RedisResult<()> {
     let state = &ctx.state;
-    let k = state.keys.sale(goods);
+    let k = state.keys.shard(shard);
     let mut con = state.redis.clone();
     let user: String = entry.get("u").unwrap_or_default();
     let request: String = entry.get("r").unwrap_or_default();
-    tracing::error!(goods = goods.get(), entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
+    tracing::error!(goods = shard.goods.get(), bucket = shard.bucket, entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
     let _: String = con
         .xadd(
             k.dead(),
@@ -251,9 +252,9 @@ async fn dead_letter(
         )
         .await?;
     if let Ok(user) = UserId::parse(&user) {
-        sale::give_back(&mut con, &state.keys, &state.scripts, goods, user, Some(-1)).await?;
+        sale::give_back(&mut con, &state.keys, &state.scripts, shard, user, Some(-1)).await?;
     }
-    results::finish(state, goods, &[], &[], &[&entry.id]).await?;
+    results::finish(state, shard, &[], &[], &[&entry.id]).await?;
     state.metrics.dead_letters.fetch_add(1, Relaxed);
     Ok(())
 }
@@ -263,7 +264,7 @@ async fn dead_letter(
 /// publish it and wait for the broker's confirms, then ack.
 async fn process(
     ctx: &WorkerCtx,
-    goods: GoodsId,
+    shard: Shard,
     entries: Vec<StreamId>,
     sink: &mut Sink,
     shutdown: &mut watch::Receiver<bool>,
@@ -272,7 +273,7 @@ async fn process(
     for entry in &entries {
         match parse(entry) {
             Some(a) => batch.push(a),
-            None => dead_letter(ctx, goods, entry, "malformed entry").await?,
+            None => dead_letter(ctx, shard, entry, "malformed entry").await?,
         }
     }
     if batch.is_empty() {
@@ -281,15 +282,15 @@ async fn process(
     let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     match sink {
         Sink::Mysql => {
-            let Some(written) = write_with_retry(ctx, goods, &batch, shutdown).await? else {
+            let Some(written) = write_with_retry(ctx, shard, &batch, shutdown).await? else {
                 return Ok(()); // shutting down: the entries stay pending for the next worker
             };
-            results::finish(&ctx.state, goods, &batch, &written, &ids).await?;
+            results::finish(&ctx.state, shard, &batch, &written, &ids).await?;
             record(&ctx.state.metrics, &written);
         }
         Sink::Rabbit(publisher) => {
-            publisher.publish(goods, &batch).await?;
-            results::finish(&ctx.state, goods, &[], &[], &ids).await?;
+            publisher.publish(shard, &batch).await?;
+            results::finish(&ctx.state, shard, &[], &[], &ids).await?;
         }
     }
     Ok(())
@@ -312,14 +313,14 @@ pub(crate) fn record(m: &crate::metrics::Metrics, written: &[Written]) {
 /// Commits the batch, retrying with backoff while MySQL fails; `None` if shutdown came first.
 pub(crate) async fn write_with_retry(
     ctx: &WorkerCtx,
-    goods: GoodsId,
+    shard: Shard,
     batch: &[Admitted],
     shutdown: &mut watch::Receiver<bool>,
 ) -> RedisResult<Option<Vec<Written>>> {
     let mut backoff = Duration::ZERO;
     loop {
         let started = Instant::now();
-        match writer::write_batch(&ctx.state.db, goods, batch).await {
+        match writer::write_batch(&ctx.state.db, shard.goods, batch).await {
             Ok(written) => {
                 ctx.state
                     .metrics
@@ -329,15 +330,16 @@ pub(crate) async fn write_with_retry(
             }
             Err(e) if writer::is_unique_violation(&e) => {
                 tracing::info!(
-                    goods = goods.get(),
+                    goods = shard.goods.get(),
+                    bucket = shard.bucket,
                     "another writer committed part of this batch; re-running it"
                 );
             }
             Err(e) => {
                 backoff = next_backoff(backoff);
-                tracing::warn!(goods = goods.get(), error = %e, ?backoff, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
+                tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %e, ?backoff, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
                 if ctx.state.settings.queue == crate::config::QueueKind::Redis {
-                    keep_claimed(ctx, goods, batch).await;
+                    keep_claimed(ctx, shard, batch).await;
                 }
                 if pause(backoff, shutdown).await {
                     return Ok(None);
@@ -348,8 +350,8 @@ pub(crate) async fn write_with_retry(
 }
 
 /// Resets the idle time of entries this worker is still working on, so no one claims them.
-async fn keep_claimed(ctx: &WorkerCtx, goods: GoodsId, batch: &[Admitted]) {
-    let queue = ctx.state.keys.sale(goods).queue();
+async fn keep_claimed(ctx: &WorkerCtx, shard: Shard, batch: &[Admitted]) {
+    let queue = ctx.state.keys.shard(shard).queue();
     let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     let touched: RedisResult<Vec<String>> = redis::cmd("XCLAIM")
         .arg(&queue)

@@ -255,7 +255,7 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
         &mut app.redis(),
         &app.state.keys,
         &app.state.scripts,
-        goods,
+        flashgate::domain::Shard::whole(goods),
         users[0].id,
         Some(-1),
     )

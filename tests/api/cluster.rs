@@ -12,13 +12,13 @@ use redis::AsyncCommands;
 
 use crate::helpers::{TestApp, concurrently, spawn_with, test_settings};
 
-fn cluster_url() -> String {
+pub fn cluster_url() -> String {
     std::env::var("TEST_CLUSTER_URL")
         .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103/".into())
 }
 
 /// A plain connection to every node of the cluster, by `host:port`.
-async fn nodes() -> HashMap<String, redis::aio::MultiplexedConnection> {
+pub async fn nodes() -> HashMap<String, redis::aio::MultiplexedConnection> {
     let url = cluster_url();
     let seed = url
         .trim_start_matches("redis+cluster://")
@@ -55,7 +55,7 @@ async fn nodes() -> HashMap<String, redis::aio::MultiplexedConnection> {
 }
 
 /// The node that holds `key`, found by asking each node for it directly.
-async fn holder(
+pub async fn holder(
     nodes: &mut HashMap<String, redis::aio::MultiplexedConnection>,
     key: &str,
 ) -> String {

@@ -13,4 +13,5 @@ mod lua_admit;
 mod nginx;
 mod proxy;
 mod scale;
+mod split;
 mod worker;

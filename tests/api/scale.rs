@@ -128,7 +128,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
             &mut app.redis(),
             &app.state.keys,
             &app.state.scripts,
-            goods,
+            flashgate::domain::Shard::whole(goods),
             buyer,
             None
         )

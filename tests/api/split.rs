@@ -1,0 +1,173 @@
+//! A hot item split into stock buckets (`src/split.rs`): shoppers crowd one bucket, units move
+//! over from the others, and the whole stock sells, exactly, on one Redis and on the cluster.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use flashgate::domain::{GoodsId, Shard};
+use flashgate::sale;
+use flashgate::seed::{self, NewSale};
+use redis::AsyncCommands;
+
+use crate::cluster::{cluster_url, holder, nodes};
+use crate::helpers::{TestApp, concurrently, spawn_with, test_settings};
+
+const STOCK: i32 = 1000;
+const BUCKETS: u16 = 4;
+
+async fn split_sale(app: &TestApp) -> GoodsId {
+    let mut new = NewSale::new(STOCK, -1, 3600);
+    new.buckets = BUCKETS;
+    let goods = seed::create_sale(&app.state.db, &new).await.unwrap();
+    let row = sale::one(&app.state.db, goods).await.unwrap().unwrap();
+    sale::load(
+        &mut app.redis(),
+        &app.state.db,
+        &app.state.keys,
+        &app.state.settings,
+        &row,
+    )
+    .await
+    .unwrap();
+    goods
+}
+
+async fn bucket_stocks(app: &TestApp, goods: GoodsId) -> Vec<i64> {
+    let mut out = Vec::new();
+    for shard in Shard::all(goods, BUCKETS) {
+        let s: Option<i64> = app
+            .redis()
+            .get(app.state.keys.shard(shard).stock())
+            .await
+            .unwrap();
+        out.push(s.unwrap_or(0));
+    }
+    out
+}
+
+/// 1,000 units over 4 buckets of 250; 1,200 shoppers, 1,000 of them at home in bucket 0,
+/// 150 in bucket 1, none in bucket 2, 50 in bucket 3; every tenth one presses twice.
+async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (TestApp, GoodsId) {
+    let mut settings = test_settings();
+    settings.redis_url = redis_url;
+    let app = spawn_with(settings, true).await;
+    let goods = split_sale(&app).await;
+    assert_eq!(bucket_stocks(&app, goods).await, vec![250; 4]);
+
+    let users = app.users(4000).await;
+    let home = |u: &flashgate::seed::TestUser| Shard::home(goods, u.id, BUCKETS).bucket;
+    let mut shoppers = Vec::new();
+    for (bucket, count) in [(0, 1000), (1, 150), (2, 0), (3, 50)] {
+        shoppers.extend(
+            users
+                .iter()
+                .filter(|u| home(u) == bucket)
+                .take(count)
+                .cloned(),
+        );
+    }
+    assert_eq!(shoppers.len(), 1200);
+
+    let app = Arc::new(app);
+    let answers = concurrently(
+        shoppers.iter().cloned().enumerate().collect(),
+        96,
+        |(i, u)| {
+            let app = app.clone();
+            async move {
+                let (s, body) = app
+                    .get(&format!("/api/seckill/path?goodsId={goods}"), &u.token)
+                    .await;
+                let Some(path) = body["data"].as_str().filter(|_| s == 200) else {
+                    return vec![s];
+                };
+                let presses = if i % 10 == 0 { 2 } else { 1 };
+                let mut got = Vec::new();
+                for _ in 0..presses {
+                    got.push(app.buy(&u.token, path, goods).await.0);
+                }
+                got
+            }
+        },
+    )
+    .await;
+    let all: Vec<u16> = answers.iter().flatten().copied().collect();
+    let mut by_status = std::collections::BTreeMap::new();
+    for s in &all {
+        *by_status.entry(*s).or_insert(0) += 1;
+    }
+    let queued = all.iter().filter(|&&s| s == 202).count();
+    assert_eq!(queued, STOCK as usize, "answers by status: {by_status:?}");
+    assert!(
+        all.iter().all(|s| [202, 409, 410].contains(s)),
+        "answers by status: {by_status:?}"
+    );
+    // nobody was admitted twice
+    for a in &answers {
+        assert!(a.iter().filter(|&&s| s == 202).count() <= 1);
+    }
+    assert_eq!(
+        bucket_stocks(&app, goods).await,
+        vec![0; 4],
+        "stock left unsold"
+    );
+    assert!(
+        app.state.metrics.stock_moves.load(Relaxed) >= 550,
+        "bucket 0's shoppers bought at least 550 units moved in from elsewhere"
+    );
+
+    for shard in Shard::all(goods, BUCKETS) {
+        let queue = app.state.keys.shard(shard).queue();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while app.redis().xlen::<_, i64>(&queue).await.unwrap() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{queue} not drained"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(app.orders(goods).await, STOCK as i64);
+    assert_eq!(app.mysql_stock(goods).await, 0);
+    let dups: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) - COUNT(DISTINCT user_id) FROM order_info WHERE goods_id = ?",
+    )
+    .bind(goods.get())
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(dups, 0);
+    // a bucket-0 shopper who got a moved unit sees their order, as anyone does
+    let buyer = shoppers
+        .iter()
+        .zip(&answers)
+        .filter(|(u, a)| home(u) == 0 && a.contains(&202))
+        .map(|(u, _)| u)
+        .next_back()
+        .unwrap();
+    assert!(app.result(&buyer.token, goods).await > 0);
+    // and the detail page shows the sum of the buckets
+    let (s, body) = app.get(&format!("/api/goods/{goods}"), "").await;
+    assert_eq!((s, body["data"]["stock"].as_i64()), (200, Some(0)));
+    (Arc::try_unwrap(app).ok().unwrap(), goods)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_sale_sells_its_whole_stock_to_skewed_shoppers() {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
+    skewed_shoppers_buy_exactly_the_whole_stock(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_split_sale_spreads_over_nodes_and_sells_out() {
+    let (app, goods) = skewed_shoppers_buy_exactly_the_whole_stock(cluster_url()).await;
+    // its buckets sit on more than one node
+    let mut nodes = nodes().await;
+    let mut on = BTreeSet::new();
+    for shard in Shard::all(goods, BUCKETS) {
+        on.insert(holder(&mut nodes, &app.state.keys.shard(shard).meta()).await);
+    }
+    assert!(on.len() >= 2, "all buckets on one node: {on:?}");
+}
