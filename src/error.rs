@@ -115,6 +115,11 @@ impl From<redis::RedisError> for AppError {
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_unrecoverable_error()
+            // a server that is loading its data, or a cluster that is failing over
+            || matches!(
+                e.code(),
+                Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
+            )
         {
             tracing::warn!(error = %e, "redis unavailable");
             AppError::Unavailable(Dependency::Redis)

@@ -12,6 +12,7 @@ mod helpers;
 mod lua_admit;
 mod nginx;
 mod proxy;
+mod restart;
 mod scale;
 mod split;
 mod worker;
