@@ -15,6 +15,7 @@ pub mod static_files;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // one shared copy: a request clones a pointer, not the state's strings and handles
+    let state = Arc::new(state);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -110,7 +113,7 @@ impl Default for RequestId {
 }
 
 /// Routes one request, times it, and turns an error into its envelope.
-async fn handle(mut req: Request<Incoming>, state: AppState) -> Resp {
+async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Resp {
     let started = Instant::now();
     let rid = req
         .headers()
