@@ -151,6 +151,18 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (Test
     // and the detail page shows the sum of the buckets
     let (s, body) = app.get(&format!("/api/goods/{goods}"), "").await;
     assert_eq!((s, body["data"]["stock"].as_i64()), (200, Some(0)));
+
+    // a reset for a repeat run gives every bucket its share again
+    let (s, body) = app
+        .post(
+            &format!("/api/admin/sales/{goods}/reset"),
+            crate::helpers::ADMIN_TOKEN,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(bucket_stocks(&app, goods).await, vec![250; 4]);
+    assert_eq!(app.orders(goods).await, 0);
     (Arc::try_unwrap(app).ok().unwrap(), goods)
 }
 
