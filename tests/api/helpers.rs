@@ -152,9 +152,13 @@ impl TestApp {
     }
 
     pub async fn sale_window(&self, stock: i32, starts_in: i64, lasts: i64) -> GoodsId {
-        let goods = seed::create_sale(&self.state.db, &NewSale::new(stock, starts_in, lasts))
+        self.create_sale(&NewSale::new(stock, starts_in, lasts))
             .await
-            .unwrap();
+    }
+
+    /// Any sale, created in MySQL and loaded into Redis.
+    pub async fn create_sale(&self, new: &NewSale) -> GoodsId {
+        let goods = seed::create_sale(&self.state.db, new).await.unwrap();
         let row = sale::one(&self.state.db, goods).await.unwrap().unwrap();
         sale::load(
             &mut self.redis(),

@@ -7,8 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use flashgate::domain::{GoodsId, Shard};
-use flashgate::sale;
-use flashgate::seed::{self, NewSale};
+use flashgate::seed::NewSale;
 use redis::AsyncCommands;
 
 use crate::cluster::{cluster_url, holder, nodes};
@@ -20,18 +19,7 @@ const BUCKETS: u16 = 4;
 async fn split_sale(app: &TestApp) -> GoodsId {
     let mut new = NewSale::new(STOCK, -1, 3600);
     new.buckets = BUCKETS;
-    let goods = seed::create_sale(&app.state.db, &new).await.unwrap();
-    let row = sale::one(&app.state.db, goods).await.unwrap().unwrap();
-    sale::load(
-        &mut app.redis(),
-        &app.state.db,
-        &app.state.keys,
-        &app.state.settings,
-        &row,
-    )
-    .await
-    .unwrap();
-    goods
+    app.create_sale(&new).await
 }
 
 async fn bucket_stocks(app: &TestApp, goods: GoodsId) -> Vec<i64> {
