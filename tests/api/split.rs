@@ -22,9 +22,9 @@ async fn split_sale(app: &TestApp) -> GoodsId {
     app.create_sale(&new).await
 }
 
-async fn bucket_stocks(app: &TestApp, goods: GoodsId) -> Vec<i64> {
+async fn bucket_stocks(app: &TestApp, goods: GoodsId, buckets: u16) -> Vec<i64> {
     let mut out = Vec::new();
-    for shard in Shard::all(goods, BUCKETS) {
+    for shard in Shard::all(goods, buckets) {
         let s: Option<i64> = app
             .redis()
             .get(app.state.keys.shard(shard).stock())
@@ -42,7 +42,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (Test
     settings.redis_url = redis_url;
     let app = spawn_with(settings, true).await;
     let goods = split_sale(&app).await;
-    assert_eq!(bucket_stocks(&app, goods).await, vec![250; 4]);
+    assert_eq!(bucket_stocks(&app, goods, BUCKETS).await, vec![250; 4]);
 
     let users = app.users(4000).await;
     let home = |u: &flashgate::seed::TestUser| Shard::home(goods, u.id, BUCKETS).bucket;
@@ -97,7 +97,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (Test
         assert!(a.iter().filter(|&&s| s == 202).count() <= 1);
     }
     assert_eq!(
-        bucket_stocks(&app, goods).await,
+        bucket_stocks(&app, goods, BUCKETS).await,
         vec![0; 4],
         "stock left unsold"
     );
@@ -149,7 +149,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (Test
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(bucket_stocks(&app, goods).await, vec![250; 4]);
+    assert_eq!(bucket_stocks(&app, goods, BUCKETS).await, vec![250; 4]);
     assert_eq!(app.orders(goods).await, 0);
     (Arc::try_unwrap(app).ok().unwrap(), goods)
 }
@@ -170,4 +170,40 @@ async fn on_a_cluster_a_split_sale_spreads_over_nodes_and_sells_out() {
         on.insert(holder(&mut nodes, &app.state.keys.shard(shard).meta()).await);
     }
     assert!(on.len() >= 2, "all buckets on one node: {on:?}");
+}
+
+#[tokio::test]
+async fn an_unpaid_order_of_a_split_sale_gives_its_unit_back_to_the_buyers_home_bucket() {
+    let mut settings = test_settings();
+    settings.unpaid_timeout_secs = 1;
+    let app = spawn_with(settings, true).await;
+    let mut new = NewSale::new(2, -1, 3600);
+    new.buckets = 2;
+    let goods = app.create_sale(&new).await;
+    let users = app.users(4).await;
+    // a shopper at home in bucket 1 buys both its unit and, moved over, bucket 0's
+    let home1: Vec<_> = users
+        .iter()
+        .filter(|u| Shard::home(goods, u.id, 2).bucket == 1)
+        .take(2)
+        .collect();
+    assert_eq!(home1.len(), 2);
+    for u in &home1 {
+        let path = app.path_for(&u.token, goods).await;
+        assert_eq!(app.buy(&u.token, &path, goods).await.0, 202);
+    }
+    assert_eq!(bucket_stocks(&app, goods, 2).await, vec![0, 0]);
+    // nobody pays: both close, both units go back to bucket 1, where their buyers live,
+    // and the buyers may buy again
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bucket_stocks(&app, goods, 2).await != vec![0, 2] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "units never came back: {:?}",
+            bucket_stocks(&app, goods, 2).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let path = app.path_for(&home1[0].token, goods).await;
+    assert_eq!(app.buy(&home1[0].token, &path, goods).await.0, 202);
 }
