@@ -63,6 +63,11 @@ impl Sale {
     }
 
     async fn admit(&mut self, user: i64, path: &str, now: i64) -> Admission {
+        self.admit_run(user, path, now, "").await
+    }
+
+    /// `again` is ARGV[5]: "1" when the edge runs a request again after moving a unit in.
+    async fn admit_run(&mut self, user: i64, path: &str, now: i64, again: &str) -> Admission {
         let k = self.keys.sale(self.goods);
         let u = UserId::new(user).unwrap();
         let keys = [
@@ -82,7 +87,7 @@ impl Sale {
             .invoke(
                 &mut self.con,
                 &keys,
-                &[&user.to_string(), path, "req-1", &now.to_string()],
+                &[&user.to_string(), path, "req-1", &now.to_string(), again],
             )
             .await
             .unwrap();
@@ -363,5 +368,55 @@ async fn without_a_pinned_clock_the_script_uses_redis_time() {
         .await
         .unwrap();
     assert_eq!(Admission::from_reply(reply).unwrap(), Admission::Ended);
+    sale.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_run_again_after_a_move_is_not_charged_to_the_buckets_twice() {
+    // burst 2 for the user: spend both tokens on refusals (no stock), then move a unit in
+    let mut sale = Sale::new(0, 1000.0, 1000).await;
+    sale.give_path(4).await;
+    assert_eq!(sale.admit(4, PATH, 2000).await, Admission::SoldOut);
+    assert_eq!(sale.admit(4, PATH, 2000).await, Admission::SoldOut);
+    assert!(matches!(
+        sale.admit(4, PATH, 2000).await,
+        Admission::RateLimited { .. }
+    ));
+    let k = sale.keys.sale(sale.goods);
+    let bucket = k.bucket(UserId::new(4).unwrap());
+    let before: Vec<Option<String>> = sale.con.hmget(&bucket, &["tokens", "ts"]).await.unwrap();
+    let _: () = sale.con.incr(k.stock(), 1).await.unwrap();
+    // a run again skips step 3: the empty bucket does not refuse it, and it spends nothing
+    assert!(queued(&sale.admit_run(4, PATH, 2000, "1").await));
+    let after: Vec<Option<String>> = sale.con.hmget(&bucket, &["tokens", "ts"]).await.unwrap();
+    assert_eq!(before, after);
+    assert_eq!(sale.state().await, (0, 1, 1));
+    // every other step still holds: a second run again is a duplicate
+    assert_eq!(
+        sale.admit_run(4, PATH, 2000, "1").await,
+        Admission::Duplicate
+    );
+    sale.cleanup().await;
+}
+
+#[tokio::test]
+async fn take_moves_one_unit_out_of_a_bucket_and_never_below_zero() {
+    let mut sale = Sale::new(2, 1000.0, 1000).await;
+    let stock = sale.keys.sale(sale.goods).stock();
+    let take = sale.scripts.get().take.clone();
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let reply = take.invoke(&mut sale.con, &[&stock], &[]).await.unwrap();
+        taken.push(redis::from_redis_value::<i64>(reply).unwrap());
+    }
+    assert_eq!(taken, vec![1, 1, 0]);
+    let left: i64 = sale.con.get(&stock).await.unwrap();
+    assert_eq!(left, 0);
+    // a bucket that was never loaded has nothing to give
+    let missing = sale.keys.sale(GoodsId::new(99).unwrap()).stock();
+    let reply = take.invoke(&mut sale.con, &[&missing], &[]).await.unwrap();
+    assert_eq!(redis::from_redis_value::<i64>(reply).unwrap(), 0);
+    let exists: bool = sale.con.exists(&missing).await.unwrap();
+    assert!(!exists);
     sale.cleanup().await;
 }
