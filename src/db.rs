@@ -52,6 +52,20 @@ pub async fn create_database(url: &str) -> anyhow::Result<()> {
 pub async fn drop_database(url: &str) -> anyhow::Result<()> {
     let (base, db) = split_database(url)?;
     let pool = connect(base, 1).await?;
+    // End every other session still in it first: one left inside a transaction (a test's worker
+    // stopped mid-batch) holds metadata locks that DROP DATABASE would wait on for good.
+    let others: Vec<u64> = sqlx::query_scalar(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(db)
+    .fetch_all(&pool)
+    .await?;
+    for id in others {
+        // it may have ended meanwhile
+        let _ = sqlx::query(AssertSqlSafe(format!("KILL {id}")))
+            .execute(&pool)
+            .await;
+    }
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{db}`")))
         .execute(&pool)
         .await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use flashgate::config::QueueKind;
 use flashgate::domain::{GoodsId, Shard};
 use flashgate::seed::NewSale;
 use redis::AsyncCommands;
@@ -37,9 +38,13 @@ async fn bucket_stocks(app: &TestApp, goods: GoodsId, buckets: u16) -> Vec<i64> 
 
 /// 1,000 units over 4 buckets of 250; 1,200 shoppers, 1,000 of them at home in bucket 0,
 /// 150 in bucket 1, none in bucket 2, 50 in bucket 3; every tenth one presses twice.
-async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (TestApp, GoodsId) {
+async fn skewed_shoppers_buy_exactly_the_whole_stock(
+    redis_url: String,
+    queue: QueueKind,
+) -> (TestApp, GoodsId) {
     let mut settings = test_settings();
     settings.redis_url = redis_url;
+    settings.queue = queue;
     let app = spawn_with(settings, true).await;
     let goods = split_sale(&app).await;
     assert_eq!(bucket_stocks(&app, goods, BUCKETS).await, vec![250; 4]);
@@ -157,12 +162,19 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(redis_url: String) -> (Test
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_sale_sells_its_whole_stock_to_skewed_shoppers() {
     let url = std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
-    skewed_shoppers_buy_exactly_the_whole_stock(url).await;
+    skewed_shoppers_buy_exactly_the_whole_stock(url, QueueKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_sale_sells_out_through_rabbitmq_too() {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
+    skewed_shoppers_buy_exactly_the_whole_stock(url, QueueKind::Rabbitmq).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_a_split_sale_spreads_over_nodes_and_sells_out() {
-    let (app, goods) = skewed_shoppers_buy_exactly_the_whole_stock(cluster_url()).await;
+    let (app, goods) =
+        skewed_shoppers_buy_exactly_the_whole_stock(cluster_url(), QueueKind::Redis).await;
     // its buckets sit on more than one node
     let mut nodes = nodes().await;
     let mut on = BTreeSet::new();
