@@ -122,6 +122,12 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // through RabbitMQ the stream empties before the consumers commit: wait for MySQL too
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while app.orders(goods).await < STOCK as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "orders not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(app.orders(goods).await, STOCK as i64);
     assert_eq!(app.mysql_stock(goods).await, 0);
     let dups: i64 = sqlx::query_scalar(
@@ -140,7 +146,14 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
         .map(|(u, _)| u)
         .next_back()
         .unwrap();
-    assert!(app.result(&buyer.token, goods).await > 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.result(&buyer.token, goods).await <= 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result for a buyer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // and the detail page shows the sum of the buckets
     let (s, body) = app.get(&format!("/api/goods/{goods}"), "").await;
     assert_eq!((s, body["data"]["stock"].as_i64()), (200, Some(0)));
