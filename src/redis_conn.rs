@@ -59,10 +59,6 @@ impl Target {
         Ok(Self::Single(url.to_string()))
     }
 
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
-
     /// A self-reconnecting connection whose commands give up after `response_timeout`.
     pub async fn connect(&self, response_timeout: Duration) -> RedisResult<RedisConn> {
         match self {

@@ -138,11 +138,12 @@ pub async fn load<C: ConnectionLike + Send>(
     let mut buyers: Option<Vec<i64>> = None;
     for shard in Shard::all(sale.goods(), n) {
         let k = keys.shard(shard);
+        let stock = share(i64::from(sale.stock), n, shard.bucket);
         let (_, fresh): ((), Option<String>) = redis::pipe()
             .hset_multiple(k.meta(), &meta)
             .cmd("SET")
             .arg(k.stock())
-            .arg(share(i64::from(sale.stock), n, shard.bucket))
+            .arg(stock)
             .arg("NX")
             .query_async(con)
             .await?;
@@ -173,7 +174,7 @@ pub async fn load<C: ConnectionLike + Send>(
         tracing::info!(
             goods = sale.goods_id,
             bucket = shard.bucket,
-            stock = share(i64::from(sale.stock), n, shard.bucket),
+            stock,
             buyers = home.len(),
             "sale loaded into Redis"
         );
@@ -291,4 +292,22 @@ pub async fn reset(
         "sale reset"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        assert_eq!(
+            (0..4).map(|b| share(10, 4, b)).collect::<Vec<_>>(),
+            [3, 3, 2, 2]
+        );
+        assert_eq!((0..1).map(|b| share(7, 1, b)).collect::<Vec<_>>(), [7]);
+        assert_eq!(
+            (0..3).map(|b| share(2, 3, b)).collect::<Vec<_>>(),
+            [1, 1, 0]
+        );
+    }
 }
