@@ -91,7 +91,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system ticks
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 redis_pid=$(rcli INFO server | awk -F: '/^process_id/ {print $2+0}')
 tck=$(getconf CLK_TCK)
-sha=$(rcli SCRIPT LOAD "$(cat lua/admit.lua)")
+sha=$(rcli SCRIPT LOAD "$(cat lua/codes.lua lua/admit.lua)")
 k="${ns}sk:{g:$rbs}:"
 rcli SET "${k}path:bench" "$P" >/dev/null
 rb_n=$((DUR * 40000))

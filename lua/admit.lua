@@ -25,18 +25,19 @@
     2 hidden path sent by the client
     3 request id (opaque, carried to the worker)
     4 now in ms, optional: tests pin the clock with it; empty means Redis TIME
-    5 '1' when the edge runs this request again after moving a unit into this bucket of a
+    5 '1' when the edge runs this request again after moving a unit into this shard of a
       split sale (take.lua): its tokens were spent by the first run, so step 3 is skipped
 
-  Returns {code, detail}; the codes are one table in src/scripts.rs (Outcome):
-    {0, stream id}          QUEUED
-    {1}                     BAD_PATH
-    {2, ms until start}     NOT_STARTED
-    {3}                     ENDED
-    {4, retry after ms}     RATE_LIMITED
-    {5}                     DUPLICATE
-    {6}                     SOLD_OUT
-    {7}                     NO_SALE      (meta missing: the sale was never loaded)
+  Returns {code, detail}; the codes are the shared table of lua/codes.lua (`Code` in
+  src/scripts.rs, decoded into `Admission`):
+    {OK, stream id}                  admitted (QUEUED)
+    {BAD_PATH}
+    {NOT_STARTED, ms until start}
+    {ENDED}
+    {RATE_LIMITED, retry after ms}
+    {DUPLICATE}
+    {SOLD_OUT}
+    {NO_SALE}                        meta missing: the sale was never loaded
 ]]
 
 local uid = ARGV[1]
@@ -44,14 +45,14 @@ local uid = ARGV[1]
 -- 1. hidden path
 local issued = redis.call('GET', KEYS[4])
 if (not issued) or issued ~= ARGV[2] then
-  return {1}
+  return {BAD_PATH}
 end
 
 -- 2. sale window
 local meta = redis.call('HMGET', KEYS[1], 'start_ms', 'end_ms', 'user_rate', 'user_burst',
   'gate_rate', 'gate_burst')
 if not meta[1] then
-  return {7}
+  return {NO_SALE}
 end
 local now
 if ARGV[4] and ARGV[4] ~= '' then
@@ -61,10 +62,10 @@ else
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 if now < tonumber(meta[1]) then
-  return {2, tonumber(meta[1]) - now}
+  return {NOT_STARTED, tonumber(meta[1]) - now}
 end
 if now >= tonumber(meta[2]) then
-  return {3}
+  return {ENDED}
 end
 
 -- 3. token buckets: refill by elapsed time, capped at burst; a request costs one token.
@@ -89,11 +90,11 @@ if ARGV[5] ~= '1' then
   local gate_rate, gate_burst = tonumber(meta[5]), tonumber(meta[6])
   local user_tokens, user_wait = refill(KEYS[5], user_rate, user_burst)
   if user_wait > 0 then
-    return {4, user_wait}
+    return {RATE_LIMITED, user_wait}
   end
   local gate_tokens, gate_wait = refill(KEYS[6], gate_rate, gate_burst)
   if gate_wait > 0 then
-    return {4, gate_wait}
+    return {RATE_LIMITED, gate_wait}
   end
   redis.call('HSET', KEYS[5], 'tokens', user_tokens - 1, 'ts', now)
   -- a full bucket is the same as no bucket, so the key may go once it would have refilled
@@ -104,16 +105,16 @@ end
 -- 4. duplicate marker: SADD answers 0 when the user is there already. Adding first and undoing
 -- on sold out costs two calls fewer on the path that matters (admission) than asking first.
 if redis.call('SADD', KEYS[3], uid) == 0 then
-  return {5}
+  return {DUPLICATE}
 end
 
 -- 5. stock: take a unit; if there was none, put everything back as it was
 if redis.call('DECR', KEYS[2]) < 0 then
   redis.call('INCR', KEYS[2])
   redis.call('SREM', KEYS[3], uid)
-  return {6}
+  return {SOLD_OUT}
 end
 
 -- 6. admit
 local id = redis.call('XADD', KEYS[7], '*', 'u', uid, 'r', ARGV[3], 't', now)
-return {0, id}
+return {OK, id}

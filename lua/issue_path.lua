@@ -1,15 +1,15 @@
 --[[
   issue_path.lua: check the captcha and hand this user a hidden path for this sale.
 
-  Steps:
+  Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/scripts.rs):
     1. if the captcha is on: the stored answer exists and equals ARGV[1]; it is deleted either
-       way (single use)                                                else {1} WRONG_CAPTCHA
-    2. a path this user already holds is handed back as it is           {0, path}
-    3. the sale is loaded, running, and has stock                       else {2} NO_SALE,
-                                                {6, ms to start} NOT_STARTED, {3} ENDED, {4} SOLD_OUT
-    4. the sale has issued fewer than its cap of paths (a multiple of
-       its stock: the seeds' "gate")                                    else {5} TOO_MANY
-    5. SET the new path with its TTL                                    {0, path}
+       way (single use)                                           else {WRONG_CAPTCHA}
+    2. a path this user already holds is handed back as it is      {OK, path}
+    3. the sale is loaded, running, and has stock                  else {NO_SALE},
+                                 {NOT_STARTED, ms to start}, {ENDED}, {SOLD_OUT}
+    4. the sale has issued fewer than its cap of paths (path
+       factor x stock)                                             else {TOO_MANY_PATHS}
+    5. SET the new path with its TTL                               {OK, path}
 
   KEYS (one sale's hash tag):
     1 captcha  string: the answer, this user
@@ -22,7 +22,7 @@
     2 '1' if the captcha is checked, '0' if it is off
     3 the new path
     4 path TTL in ms
-    5 '1' for a split sale: this bucket's stock is not the sale's, so step 3 does not look at it
+    5 '1' for a split sale: this shard's stock is not the sale's, so step 3 does not look at it
       (the edge's sold-out flag covers the whole sale)
 ]]
 
@@ -32,32 +32,32 @@ if ARGV[2] == '1' then
     redis.call('DEL', KEYS[1])
   end
   if (not answer) or answer ~= ARGV[1] then
-    return {1}
+    return {WRONG_CAPTCHA}
   end
 end
 
 local held = redis.call('GET', KEYS[2])
 if held then
-  return {0, held}
+  return {OK, held}
 end
 
 local meta = redis.call('HMGET', KEYS[4], 'start_ms', 'end_ms', 'path_cap')
 if not meta[1] then
-  return {2}
+  return {NO_SALE}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now < tonumber(meta[1]) then
-  return {6, tonumber(meta[1]) - now}
+  return {NOT_STARTED, tonumber(meta[1]) - now}
 end
 if now >= tonumber(meta[2]) then
-  return {3}
+  return {ENDED}
 end
 if ARGV[5] ~= '1' and tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
-  return {4}
+  return {SOLD_OUT}
 end
 if redis.call('INCR', KEYS[3]) > tonumber(meta[3]) then
-  return {5}
+  return {TOO_MANY_PATHS}
 end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
-return {0, ARGV[3]}
+return {OK, ARGV[3]}

@@ -22,15 +22,15 @@
     4 restock channel name
     5 goods id (the message)
 
-  Returns 1 if the unit was given back, 0 if it had been already.
+  Returns {OK} if the unit was given back, {NOT_A_BUYER} if it had been already (lua/codes.lua).
 ]]
 
 if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then
-  return 0
+  return {NOT_A_BUYER}
 end
 redis.call('INCR', KEYS[1])
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
+return {OK}

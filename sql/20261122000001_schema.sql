@@ -42,9 +42,17 @@ CREATE TABLE seckill_goods (
     CONSTRAINT ck_seckill_stock CHECK (stock >= 0)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
--- Order ids are handed out by the worker in blocks: NEXTVAL(order_block) * 1024 + i, i < 1024,
--- so a batch needs one cheap statement for all its ids and the ids are known before the INSERT.
-CREATE SEQUENCE order_block START WITH 1 INCREMENT BY 1 CACHE 100;
+-- Order ids are handed out by the worker in blocks of 1024: block * 1024 + i, i < 1024, so a batch
+-- needs one cheap statement for all its ids and the ids are known before the INSERT. The block
+-- counter is this one-row table, bumped with `UPDATE ... SET next_block = LAST_INSERT_ID(next_block
+-- + 1)` in a statement of its own (autocommit), so the row lock lasts one statement, not a batch;
+-- LAST_INSERT_ID(expr) makes the new value this connection's to read. Portable: MySQL 8 and
+-- MariaDB alike (MariaDB's SEQUENCE, used before, does not exist in MySQL).
+CREATE TABLE order_block (
+    id          TINYINT NOT NULL PRIMARY KEY,
+    next_block  BIGINT  NOT NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+INSERT INTO order_block (id, next_block) VALUES (1, 0);
 
 -- status: 0 unpaid, 1 paid, 2 closed (unpaid past its time; stock given back), 3 refunded.
 CREATE TABLE order_info (

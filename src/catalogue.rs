@@ -108,10 +108,10 @@ pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
 pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, AppError> {
     let mut con = state.redis.clone();
     let key = state.keys.goods(goods);
-    // the cached view and the stock of every bucket live in different slots (on a cluster,
+    // the cached view and the stock of every shard live in different slots (on a cluster,
     // maybe on different nodes): one command each, sent together on the multiplexed connection
-    let buckets = state.shapes.buckets(state, goods).await?;
-    let stocks = Shard::all(goods, buckets).map(|shard| {
+    let shards = state.shards(goods).await?;
+    let stocks = Shard::all(goods, shards).map(|shard| {
         let (mut con, key) = (con.clone(), state.keys.shard(shard).stock());
         async move { con.get::<_, Option<i64>>(key).await }
     });

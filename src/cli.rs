@@ -38,9 +38,10 @@ enum Command {
         lasts: i64,
         #[arg(long, default_value = "iPhone 15 Pro")]
         name: String,
-        /// Split the stock into this many buckets (a hot item on a Redis Cluster; 1 = not split).
-        #[arg(long, default_value_t = 1)]
-        buckets: u16,
+        /// Split the stock into this many shards (a hot item on a Redis Cluster; 1 = not split).
+        /// (`--buckets` is the old name, still accepted.)
+        #[arg(long, alias = "buckets", default_value_t = 1)]
+        shards: u16,
     },
     /// Create test users and their sessions; write a `userId,token` CSV for load tools.
     Users {
@@ -108,12 +109,12 @@ pub async fn main() -> anyhow::Result<()> {
             starts_in,
             lasts,
             name,
-            buckets,
+            shards,
         } => {
             let state = startup::connect(settings).await?;
             let mut new = NewSale::new(stock, starts_in, lasts);
             new.name = name;
-            new.buckets = buckets;
+            new.shards = shards;
             let goods = seed::create_sale(&state.db, &new).await?;
             let row = sale::one(&state.db, goods).await?.expect("just created");
             sale::load(

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+
 use serde::{Deserialize, Serialize};
 
 /// Where admitted requests travel from the Redis stream to the order writer.
@@ -18,6 +20,7 @@ pub enum QueueKind {
     /// Workers read the stream with a consumer group and write MySQL directly.
     Redis,
     /// A relay moves stream entries into a durable RabbitMQ queue; consumers write MySQL.
+    #[serde(alias = "amqp")]
     Rabbitmq,
 }
 
@@ -48,10 +51,12 @@ pub struct Settings {
     /// Prepended to every Redis key and channel (empty by default): lets tests share one Redis.
     pub namespace: String,
     /// `on` or `off`: off skips the captcha (for load tests) and says so loudly in the log.
+    #[serde(deserialize_with = "switch")]
     pub captcha: bool,
     /// Bearer token for `/api/admin/*`; empty disables the admin API.
     pub admin_token: String,
     /// A directory whose `*.lua` files replace the embedded scripts of the same name.
+    #[serde(deserialize_with = "optional_path")]
     pub lua_dir: Option<PathBuf>,
     /// The shopper's static pages.
     pub public_dir: PathBuf,
@@ -108,71 +113,66 @@ impl Default for Settings {
     }
 }
 
-/// Parses `on`/`off` (and the usual true/false spellings).
-fn parse_switch(s: &str) -> anyhow::Result<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" | "yes" => Ok(true),
-        "off" | "false" | "0" | "no" => Ok(false),
-        other => anyhow::bail!("expected on or off, got {other:?}"),
+/// Reads `captcha`: a boolean, or `on`/`off` (and the usual spellings) from a variable.
+fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        B(bool),
+        S(String),
+    }
+    match Repr::deserialize(d)? {
+        Repr::B(b) => Ok(b),
+        Repr::S(s) => match s.to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => Ok(true),
+            "off" | "false" | "0" | "no" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "expected on or off, got {other:?}"
+            ))),
+        },
     }
 }
+
+/// Reads an optional path: an empty value means none.
+fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()).map(PathBuf::from))
+}
+
+/// The prefix of every setting's environment variable.
+pub const ENV_PREFIX: &str = "FLASHGATE_";
 
 impl Settings {
     /// Defaults, then `flashgate.toml` (or the file `FLASHGATE_CONFIG` names), then the environment.
     pub fn load() -> anyhow::Result<Self> {
         let path = std::env::var("FLASHGATE_CONFIG").unwrap_or_else(|_| "flashgate.toml".into());
-        let mut settings = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("reading {path}"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
-        };
-        settings.apply_env(|name| std::env::var(name).ok())?;
-        Ok(settings)
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(&path)),
+        )
     }
 
-    /// Overrides each field whose `FLASHGATE_*` variable `get` returns.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        fn set<T: FromStr>(
-            get: &impl Fn(&str) -> Option<String>,
-            name: &str,
-            field: &mut T,
-        ) -> anyhow::Result<()>
-        where
-            T::Err: std::fmt::Display,
-        {
-            let var = format!("FLASHGATE_{name}");
-            if let Some(v) = get(&var) {
-                *field = v.parse().map_err(|e| anyhow::anyhow!("{var}={v:?}: {e}"))?;
-            }
-            Ok(())
+    /// The fields' names, as in `flashgate.toml`; each one's variable is `FLASHGATE_` + it in
+    /// capitals. Derived from the struct, so a new field is a new variable with nothing to add.
+    pub fn field_names() -> Vec<String> {
+        match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => unreachable!("Settings serialises to an object"),
         }
-        set(&get, "LISTEN", &mut self.listen)?;
-        set(&get, "REDIS_URL", &mut self.redis_url)?;
-        set(&get, "DATABASE_URL", &mut self.database_url)?;
-        set(&get, "AMQP_URL", &mut self.amqp_url)?;
-        set(&get, "QUEUE", &mut self.queue)?;
-        set(&get, "NAMESPACE", &mut self.namespace)?;
-        if let Some(v) = get("FLASHGATE_CAPTCHA") {
-            self.captcha = parse_switch(&v).context("FLASHGATE_CAPTCHA")?;
-        }
-        set(&get, "ADMIN_TOKEN", &mut self.admin_token)?;
-        if let Some(v) = get("FLASHGATE_LUA_DIR") {
-            self.lua_dir = (!v.is_empty()).then(|| PathBuf::from(v));
-        }
-        set(&get, "PUBLIC_DIR", &mut self.public_dir)?;
-        set(&get, "USER_RATE", &mut self.user_rate)?;
-        set(&get, "USER_BURST", &mut self.user_burst)?;
-        set(&get, "GATE_RATE", &mut self.gate_rate)?;
-        set(&get, "GATE_BURST", &mut self.gate_burst)?;
-        set(&get, "PATH_FACTOR", &mut self.path_factor)?;
-        set(&get, "BATCH_SIZE", &mut self.batch_size)?;
-        set(&get, "CLAIM_IDLE_MS", &mut self.claim_idle_ms)?;
-        set(&get, "MAX_DELIVERIES", &mut self.max_deliveries)?;
-        set(&get, "UNPAID_TIMEOUT_SECS", &mut self.unpaid_timeout_secs)?;
-        set(&get, "CLOSER_INTERVAL_MS", &mut self.closer_interval_ms)?;
-        set(&get, "CONSUMERS", &mut self.consumers)?;
-        set(&get, "WRITERS", &mut self.writers)?;
-        self.validate()
+    }
+
+    /// `base` (defaults and file), then the `FLASHGATE_*` variables of the fields, checked.
+    /// Other `FLASHGATE_*` variables (`FLASHGATE_LOG`, `FLASHGATE_THREADS`, …) are not settings
+    /// of this struct and are left to whoever reads them.
+    pub fn from_figment(base: Figment) -> anyhow::Result<Self> {
+        let fields = Self::field_names();
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(move |key| fields.iter().any(|f| key.as_str().eq_ignore_ascii_case(f)));
+        let settings: Settings = base.merge(env).extract().map_err(|e| {
+            // figment's message names the field and where its value came from
+            anyhow::anyhow!("{}", e.to_string().replace("\n", "; "))
+        })?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     /// Refuses settings that would make the scripts divide by zero or the worker spin.
@@ -194,43 +194,73 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
+    use figment::Jail;
 
-    #[test]
-    fn env_overrides_defaults() {
-        let mut s = Settings::default();
-        s.apply_env(|k| match k {
-            "FLASHGATE_CAPTCHA" => Some("off".into()),
-            "FLASHGATE_QUEUE" => Some("rabbitmq".into()),
-            "FLASHGATE_BATCH_SIZE" => Some("250".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert!(!s.captcha);
-        assert_eq!(s.queue, QueueKind::Rabbitmq);
-        assert_eq!(s.batch_size, 250);
-        assert_eq!(s.listen, "127.0.0.1:8080");
+    fn defaults() -> Figment {
+        Figment::from(Serialized::defaults(Settings::default()))
     }
 
     #[test]
-    fn bad_values_are_refused_with_the_variable_name() {
-        let mut s = Settings::default();
-        let err = s
-            .apply_env(|k| (k == "FLASHGATE_BATCH_SIZE").then(|| "lots".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("FLASHGATE_BATCH_SIZE"), "{err}");
-        let err = s
-            .apply_env(|k| (k == "FLASHGATE_USER_RATE").then(|| "0".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("user_rate"), "{err}");
+    fn env_overrides_defaults_and_other_flashgate_variables_are_left_alone() {
+        Jail::expect_with(|jail| {
+            jail.set_env("FLASHGATE_CAPTCHA", "off");
+            jail.set_env("FLASHGATE_QUEUE", "rabbitmq");
+            jail.set_env("FLASHGATE_BATCH_SIZE", "250");
+            jail.set_env("FLASHGATE_LUA_DIR", "");
+            jail.set_env("FLASHGATE_THREADS", "3"); // read by main, not a setting
+            let s = Settings::from_figment(defaults()).unwrap();
+            assert!(!s.captcha);
+            assert_eq!(s.queue, QueueKind::Rabbitmq);
+            assert_eq!(s.batch_size, 250);
+            assert_eq!(s.lua_dir, None);
+            assert_eq!(s.listen, "127.0.0.1:8080");
+            Ok(())
+        });
     }
 
     #[test]
-    fn toml_file_fields_match_the_struct() {
-        let s: Settings = toml::from_str("captcha = false\nnamespace = \"x:\"").unwrap();
-        assert!(!s.captcha);
-        assert_eq!(s.namespace, "x:");
-        assert!(toml::from_str::<Settings>("nonsense = 1").is_err());
+    fn bad_values_are_refused_with_the_variable_or_setting_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("FLASHGATE_BATCH_SIZE", "lots");
+            let err = Settings::from_figment(defaults()).unwrap_err().to_string();
+            assert!(
+                err.contains("BATCH_SIZE") && err.contains("FLASHGATE_"),
+                "{err}"
+            );
+            jail.set_env("FLASHGATE_BATCH_SIZE", "100");
+            jail.set_env("FLASHGATE_USER_RATE", "0");
+            let err = Settings::from_figment(defaults()).unwrap_err().to_string();
+            assert!(err.contains("user_rate"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_file_comes_between_defaults_and_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "flashgate.toml",
+                "captcha = false\nnamespace = \"x:\"\nwriters = 2",
+            )?;
+            jail.set_env("FLASHGATE_WRITERS", "3");
+            let s = Settings::from_figment(defaults().merge(Toml::file("flashgate.toml"))).unwrap();
+            assert!(!s.captcha);
+            assert_eq!(s.namespace, "x:");
+            assert_eq!(s.writers, 3);
+            jail.create_file("bad.toml", "nonsense = 1")?;
+            assert!(Settings::from_figment(defaults().merge(Toml::file("bad.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_field_has_a_variable() {
+        let names = Settings::field_names();
+        assert!(names.contains(&"redis_url".to_string()));
+        assert!(names.contains(&"lua_dir".to_string()));
+        assert_eq!(names.len(), 22);
     }
 }

@@ -74,35 +74,57 @@ id_type!(GoodsId, "goods");
 id_type!(UserId, "user");
 id_type!(OrderId, "order");
 
-/// The most stock buckets one sale may be split into.
-pub const MAX_BUCKETS: u16 = 64;
+/// Where an order is in its life; stored in `order_info.status` as this small integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[repr(i8)]
+#[serde(into = "i8")]
+pub enum OrderStatus {
+    /// Written by the worker; the shopper has not paid yet.
+    Unpaid = 0,
+    /// Paid (simulated).
+    Paid = 1,
+    /// Unpaid past its time: closed, and its unit given back to the sale.
+    Closed = 2,
+    /// Refunded (reserved: nothing sets it yet).
+    Refunded = 3,
+}
 
-/// One stock bucket of a sale. A sale's stock is in one bucket unless it is split (a hot item):
-/// then each bucket holds part of the stock under a hash tag of its own (see [`crate::keys`]), so
-/// one item's load spreads over the shards of a Redis Cluster. Everything about one shopper (their
-/// path, rate bucket, duplicate marker, queue entry and result) lives in their *home* bucket.
+impl From<OrderStatus> for i8 {
+    fn from(s: OrderStatus) -> i8 {
+        s as i8
+    }
+}
+
+/// The most stock shards one sale may be split into.
+pub const MAX_SHARDS: u16 = 64;
+
+/// One stock shard of a sale. A sale's stock is in one shard unless it is split (a hot item):
+/// then each shard holds part of the stock under a hash tag of its own (see [`crate::keys`]), so
+/// one item's load spreads over the nodes of a Redis Cluster. Everything about one shopper (their
+/// path, token bucket, duplicate marker, queue entry and result) lives in their *home* shard.
+/// ("Shard" always means this; "bucket" always means a rate limit's token bucket.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shard {
     pub goods: GoodsId,
     /// 0 for a sale that is not split.
-    pub bucket: u16,
+    pub index: u16,
 }
 
 impl Shard {
-    /// The only bucket of a sale that is not split (bucket 0 of one that is).
+    /// The only shard of a sale that is not split (shard 0 of one that is).
     pub fn whole(goods: GoodsId) -> Self {
-        Self { goods, bucket: 0 }
+        Self { goods, index: 0 }
     }
 
-    /// The bucket `user`'s keys live in when the sale has `buckets` of them.
-    pub fn home(goods: GoodsId, user: UserId, buckets: u16) -> Self {
-        let bucket = (user.get() % i64::from(buckets.max(1))) as u16;
-        Self { goods, bucket }
+    /// The shard `user`'s keys live in when the sale has `shards` of them.
+    pub fn home(goods: GoodsId, user: UserId, shards: u16) -> Self {
+        let index = (user.get() % i64::from(shards.max(1))) as u16;
+        Self { goods, index }
     }
 
-    /// Every bucket of a sale split into `buckets`.
-    pub fn all(goods: GoodsId, buckets: u16) -> impl Iterator<Item = Shard> {
-        (0..buckets.max(1)).map(move |bucket| Self { goods, bucket })
+    /// Every shard of a sale split into `shards`.
+    pub fn all(goods: GoodsId, shards: u16) -> impl Iterator<Item = Shard> {
+        (0..shards.max(1)).map(move |index| Self { goods, index })
     }
 }
 

@@ -43,25 +43,25 @@ impl Keys {
         &self.ns
     }
 
-    /// The keys of one sale (of its bucket 0, when it is split).
+    /// The keys of one sale (of its shard 0, when it is split).
     pub fn sale(&self, goods: GoodsId) -> SaleKeys {
         self.shard(Shard::whole(goods))
     }
 
-    /// The keys of one stock bucket: `sk:{g:ID}:…` for bucket 0, `sk:{g:ID/B}:…` for bucket B of
-    /// a split sale (a hash tag of its own, so buckets spread over a cluster's slots).
+    /// The keys of one stock shard: `sk:{g:ID}:…` for shard 0, `sk:{g:ID/S}:…` for shard S of
+    /// a split sale (a hash tag of its own, so shards spread over a cluster's slots).
     pub fn shard(&self, shard: Shard) -> SaleKeys {
         let (ns, id) = (&self.ns, shard.goods.get());
         SaleKeys {
-            prefix: match shard.bucket {
+            prefix: match shard.index {
                 0 => format!("{ns}sk:{{g:{id}}}:"),
                 b => format!("{ns}sk:{{g:{id}/{b}}}:"),
             },
         }
     }
 
-    /// The pattern matching every key of buckets 1 and up of a split sale.
-    pub fn split_buckets(&self, goods: GoodsId) -> String {
+    /// The pattern matching every key of shards 1 and up of a split sale.
+    pub fn split_shards(&self, goods: GoodsId) -> String {
         format!("{}sk:{{g:{}/*", self.ns, goods.get())
     }
 
@@ -102,7 +102,7 @@ impl SaleKeys {
         format!("{}{rest}", self.prefix)
     }
     /// hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst, path_cap, stock
-    /// (the sale's initial stock), buckets (how many the sale is split into).
+    /// (the sale's initial stock), shards (how many stock shards the sale is split into).
     pub fn meta(&self) -> String {
         self.key("meta")
     }
@@ -150,6 +150,20 @@ impl SaleKeys {
     pub fn everything(&self) -> String {
         self.key("*")
     }
+
+    /// The `KEYS` of `lua/admit.lua` for `user`, in the script's order: meta, stock, buyers,
+    /// path, bucket, gate, queue. The one place they are put together.
+    pub fn admit(&self, user: UserId) -> [String; 7] {
+        [
+            self.meta(),
+            self.stock(),
+            self.buyers(),
+            self.path(user),
+            self.bucket(user),
+            self.gate(),
+            self.queue(),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -168,22 +182,14 @@ mod tests {
         assert_eq!(k.goods_list(), "cache:goods:list");
         let g = GoodsId::new(7).unwrap();
         assert_eq!(
-            k.shard(Shard {
-                goods: g,
-                bucket: 0
-            })
-            .stock(),
+            k.shard(Shard { goods: g, index: 0 }).stock(),
             "sk:{g:7}:stock"
         );
         assert_eq!(
-            k.shard(Shard {
-                goods: g,
-                bucket: 3
-            })
-            .queue(),
+            k.shard(Shard { goods: g, index: 3 }).queue(),
             "sk:{g:7/3}:queue"
         );
-        assert_eq!(k.split_buckets(g), "sk:{g:7/*");
+        assert_eq!(k.split_shards(g), "sk:{g:7/*");
         let t = Keys::new("t1:");
         assert_eq!(
             t.sale(GoodsId::new(7).unwrap()).queue(),

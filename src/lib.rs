@@ -20,7 +20,7 @@
 //! - [`captcha`]: the math-expression captcha, rendered as a noisy PNG.
 //! - [`catalogue`]: cache-aside reads of the goods in sale.
 //! - [`sale`]: loading sales into Redis (warm-up), resetting them, giving a unit back.
-//! - [`split`]: hot items: a sale's stock split over buckets, and moving units between them.
+//! - [`split`]: hot items: a sale's stock split over shards, and moving units between them.
 //! - [`soldout`]: the local sold-out flags and the pub/sub listener that clears them.
 //! - [`db`]: the MySQL pool and the embedded migrations.
 //! - [`http`]: the hyper server, the router and one module per route family.
@@ -45,6 +45,7 @@ pub mod keys;
 pub mod metrics;
 pub mod password;
 pub mod redis_conn;
+pub mod retry;
 pub mod sale;
 pub mod scripts;
 pub mod seed;

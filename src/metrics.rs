@@ -1,50 +1,29 @@
-//! Prometheus metrics, kept in atomics and rendered as text at `GET /metrics`.
+//! Prometheus metrics, kept by `prometheus-client` and served at `GET /metrics` in the
+//! OpenMetrics text format.
 //!
-//! Hand-rolled on purpose: a handful of counters and fixed-bucket histograms that the buy path
-//! updates with one relaxed atomic add each, no locks and no allocation.
+//! The buy path touches only handles taken once at start-up: a [`Counter`] is one relaxed atomic
+//! add, a [`Histogram`] one uncontended lock around a few adds. Per-label handles (one per
+//! admission outcome, one per route) are looked up in a fixed array, never in a map. The per-sale
+//! gauges (queue backlog, stock, drift) are read from Redis and MySQL when scraped (see
+//! `http::ops`) and rendered with [`SaleGauges`].
+//!
+//! Every name below is one the Grafana dashboard (`deploy/grafana/`) may query; a test checks the
+//! dashboard against a live `/metrics`.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// Latency bucket bounds, in seconds.
-const BUCKETS: [f64; 12] = [
+/// Latency histogram bounds, in seconds.
+const LATENCY_BOUNDS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-
-/// A histogram with [`BUCKETS`]: per-bucket counts, the sum in microseconds, the count.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    sum_us: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, seconds: f64) {
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.sum_us.fetch_add((seconds * 1e6) as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += n.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-    }
-}
+/// Entries-per-batch histogram bounds.
+const BATCH_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0];
 
 /// The route families latency is kept for.
 pub const ROUTES: [&str; 7] = ["buy", "path", "result", "goods", "auth", "static", "other"];
@@ -60,29 +39,191 @@ pub const OUTCOMES: [&str; 9] = [
     "no_sale",
     "sold_out_local",
 ];
+/// Why the edge cut a client off (issue: slow and greedy clients).
+pub const CUTOFFS: [&str; 4] = ["header_timeout", "idle_timeout", "body_timeout", "too_many"];
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// Every process-wide metric, registered once.
+#[derive(Debug)]
 pub struct Metrics {
-    pub admissions: [AtomicU64; OUTCOMES.len()],
-    pub latency: [Histogram; ROUTES.len()],
-    pub redis_errors: AtomicU64,
-    pub batches: AtomicU64,
+    registry: Registry,
+    admissions: [Counter; OUTCOMES.len()],
+    latency: [Histogram; ROUTES.len()],
+    cutoffs: [Counter; CUTOFFS.len()],
+    /// Redis commands that failed (the buy path's script calls, the worker's stream reads).
+    pub redis_errors: Counter,
+    /// 1 while the breaker in front of Redis is open (answering 503 without trying).
+    pub breaker_open: Gauge,
+    /// Failed logins refused because a mobile or an address is over its limit.
+    pub logins_throttled: Counter,
+    /// Connections open on the edge now.
+    pub connections: Gauge,
+    pub batches: Counter,
     pub batch_entries: Histogram,
     pub commit_seconds: Histogram,
-    pub orders: AtomicU64,
-    pub failed: AtomicU64,
-    pub replays: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub closed_unpaid: AtomicU64,
-    /// Units moved between the buckets of split sales.
-    pub stock_moves: AtomicU64,
+    pub orders: Counter,
+    pub failed: Counter,
+    pub replays: Counter,
+    pub dead_letters: Counter,
+    /// Writes a worker gave up because another worker had claimed the entries (the fence).
+    pub fenced: Counter,
+    pub closed_unpaid: Counter,
+    /// Units moved between the shards of split sales.
+    pub stock_moves: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("flashgate");
+        let admissions = Family::<Outcome, Counter>::default();
+        registry.register(
+            "admissions",
+            "Buy requests decided, by outcome",
+            admissions.clone(),
+        );
+        let latency =
+            Family::<Route, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BOUNDS));
+        registry.register(
+            "request_seconds",
+            "Time to answer a request, by route family",
+            latency.clone(),
+        );
+        let cutoffs = Family::<Reason, Counter>::default();
+        registry.register(
+            "connections_cut",
+            "Connections the edge closed on a slow or greedy client, by reason",
+            cutoffs.clone(),
+        );
+        let m = Self {
+            admissions: OUTCOMES
+                .map(|outcome| admissions.get_or_create(&Outcome { outcome }).clone()),
+            latency: ROUTES.map(|route| latency.get_or_create(&Route { route }).clone()),
+            cutoffs: CUTOFFS.map(|reason| cutoffs.get_or_create(&Reason { reason }).clone()),
+            redis_errors: Counter::default(),
+            breaker_open: Gauge::default(),
+            logins_throttled: Counter::default(),
+            connections: Gauge::default(),
+            batches: Counter::default(),
+            batch_entries: Histogram::new(BATCH_BOUNDS),
+            commit_seconds: Histogram::new(LATENCY_BOUNDS),
+            orders: Counter::default(),
+            failed: Counter::default(),
+            replays: Counter::default(),
+            dead_letters: Counter::default(),
+            fenced: Counter::default(),
+            closed_unpaid: Counter::default(),
+            stock_moves: Counter::default(),
+            registry,
+        };
+        m.register_the_rest()
+    }
+
+    fn register_the_rest(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "redis_errors",
+            "Redis commands that failed",
+            self.redis_errors.clone(),
+        );
+        r.register(
+            "redis_breaker_open",
+            "1 while the circuit breaker in front of Redis is open",
+            self.breaker_open.clone(),
+        );
+        r.register(
+            "logins_throttled",
+            "Logins refused because the mobile or the address is over its failure limit",
+            self.logins_throttled.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Connections open on the edge",
+            self.connections.clone(),
+        );
+        r.register(
+            "worker_batches",
+            "Batches committed to MySQL",
+            self.batches.clone(),
+        );
+        r.register(
+            "worker_batch_entries",
+            "Queue entries per committed batch",
+            self.batch_entries.clone(),
+        );
+        r.register(
+            "worker_commit_seconds",
+            "Time to write and commit one batch",
+            self.commit_seconds.clone(),
+        );
+        r.register("worker_orders", "Orders written", self.orders.clone());
+        r.register(
+            "worker_failed",
+            "Admitted requests that ended failed (unit given back)",
+            self.failed.clone(),
+        );
+        r.register(
+            "worker_replays",
+            "Queue entries that already had their order (a replay after a crash)",
+            self.replays.clone(),
+        );
+        r.register(
+            "worker_dead_letters",
+            "Queue entries given up on (dead-lettered, unit given back)",
+            self.dead_letters.clone(),
+        );
+        r.register(
+            "worker_fenced",
+            "Batches not committed because another worker had claimed their entries",
+            self.fenced.clone(),
+        );
+        r.register(
+            "unpaid_closed",
+            "Unpaid orders closed past their time (unit sold again)",
+            self.closed_unpaid.clone(),
+        );
+        r.register(
+            "stock_moves",
+            "Units moved between the shards of split sales",
+            self.stock_moves.clone(),
+        );
+        self
+    }
+
     pub fn admission(&self, outcome: &str) {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.admissions[i].fetch_add(1, Relaxed);
+            self.admissions[i].inc();
         }
+    }
+
+    /// How many buys ended with `outcome` so far (tests and the console read it).
+    pub fn admissions_of(&self, outcome: &str) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.admissions[i].get())
+    }
+
+    /// How many buys were decided so far, whatever the outcome.
+    pub fn admissions_all(&self) -> u64 {
+        self.admissions.iter().map(Counter::get).sum()
     }
 
     pub fn route_latency(&self, route: &str, seconds: f64) {
@@ -93,43 +234,90 @@ impl Metrics {
         self.latency[i].observe(seconds);
     }
 
-    /// The Prometheus text exposition; `extra` is appended (per-sale gauges read from Redis).
-    pub fn render(&self, extra: &str) -> String {
+    /// Counts a connection cut off for `reason` (one of [`CUTOFFS`]).
+    pub fn cut_off(&self, reason: &str) {
+        if let Some(i) = CUTOFFS.iter().position(|r| *r == reason) {
+            self.cutoffs[i].inc();
+        }
+    }
+
+    /// The text exposition: these metrics, then the per-sale gauges given.
+    pub fn render(&self, sales: &SaleGauges) -> String {
         let mut out = String::new();
-        out.push_str("# TYPE flashgate_admissions_total counter\n");
-        for (o, n) in OUTCOMES.iter().zip(&self.admissions) {
-            let _ = writeln!(
-                out,
-                "flashgate_admissions_total{{outcome=\"{o}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        out.push_str("# TYPE flashgate_request_seconds histogram\n");
-        for (r, h) in ROUTES.iter().zip(&self.latency) {
-            h.render(
-                &mut out,
-                "flashgate_request_seconds",
-                &format!("route=\"{r}\""),
-            );
-        }
-        let counters = [
-            ("flashgate_redis_errors_total", &self.redis_errors),
-            ("flashgate_worker_batches_total", &self.batches),
-            ("flashgate_worker_orders_total", &self.orders),
-            ("flashgate_worker_failed_total", &self.failed),
-            ("flashgate_worker_replays_total", &self.replays),
-            ("flashgate_worker_dead_letters_total", &self.dead_letters),
-            ("flashgate_unpaid_closed_total", &self.closed_unpaid),
-            ("flashgate_stock_moves_total", &self.stock_moves),
-        ];
-        for (name, c) in counters {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", c.load(Relaxed));
-        }
-        out.push_str("# TYPE flashgate_worker_commit_seconds histogram\n");
-        self.commit_seconds
-            .render(&mut out, "flashgate_worker_commit_seconds", "");
-        out.push_str(extra);
+        encode_registry(&mut out, &self.registry).expect("writing to a String");
+        encode_registry(&mut out, &sales.registry).expect("writing to a String");
+        encode_eof(&mut out).expect("writing to a String");
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    goods: i64,
+    shard: u16,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GoodsLabels {
+    goods: i64,
+}
+
+/// The per-sale gauges of one scrape, read from Redis and MySQL at that moment.
+#[derive(Debug)]
+pub struct SaleGauges {
+    registry: Registry,
+    queue_length: Family<ShardLabels, Gauge>,
+    queue_pending: Family<ShardLabels, Gauge>,
+    stock: Family<ShardLabels, Gauge>,
+    drift: Family<GoodsLabels, Gauge>,
+}
+
+impl Default for SaleGauges {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("flashgate");
+        let (queue_length, queue_pending, stock, drift) = Default::default();
+        let families: [(&str, &str, &Family<ShardLabels, Gauge>); 3] = [
+            (
+                "queue_length",
+                "Entries in a shard's queue (unread + pending)",
+                &queue_length,
+            ),
+            (
+                "queue_pending",
+                "Entries read by a worker and not yet acked",
+                &queue_pending,
+            ),
+            ("stock", "Units left in a shard's Redis stock", &stock),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "stock_drift",
+            "At rest (queues drained): MySQL stock minus Redis stock over all shards; 0 when they agree",
+            Family::<GoodsLabels, Gauge>::clone(&drift),
+        );
+        Self {
+            registry,
+            queue_length,
+            queue_pending,
+            stock,
+            drift,
+        }
+    }
+}
+
+impl SaleGauges {
+    /// One shard's queue length, pending count and stock.
+    pub fn shard(&self, goods: i64, shard: u16, length: i64, pending: i64, stock: i64) {
+        let l = ShardLabels { goods, shard };
+        self.queue_length.get_or_create(&l).set(length);
+        self.queue_pending.get_or_create(&l).set(pending);
+        self.stock.get_or_create(&l).set(stock);
+    }
+
+    /// One sale's drift at rest.
+    pub fn drift(&self, goods: i64, drift: i64) {
+        self.drift.get_or_create(&GoodsLabels { goods }).set(drift);
     }
 }
 
@@ -138,15 +326,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn histograms_are_cumulative_and_counters_end_in_total() {
         let m = Metrics::default();
         m.route_latency("buy", 0.0004);
         m.route_latency("buy", 0.003);
         m.admission("queued");
-        let text = m.render("");
-        assert!(text.contains("flashgate_request_seconds_bucket{route=\"buy\",le=\"0.0005\"} 1"));
-        assert!(text.contains("flashgate_request_seconds_bucket{route=\"buy\",le=\"0.005\"} 2"));
+        m.batch_entries.observe(40.0);
+        let text = m.render(&SaleGauges::default());
+        assert!(
+            text.contains("flashgate_request_seconds_bucket{le=\"0.0005\",route=\"buy\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("flashgate_request_seconds_bucket{le=\"0.005\",route=\"buy\"} 2"));
         assert!(text.contains("flashgate_request_seconds_count{route=\"buy\"} 2"));
         assert!(text.contains("flashgate_admissions_total{outcome=\"queued\"} 1"));
+        assert!(text.contains("flashgate_worker_batch_entries_bucket{le=\"50.0\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn sale_gauges_carry_goods_and_shard() {
+        let g = SaleGauges::default();
+        g.shard(7, 1, 3, 2, 40);
+        g.drift(7, 0);
+        let text = Metrics::default().render(&g);
+        assert!(
+            text.contains("flashgate_queue_length{goods=\"7\",shard=\"1\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("flashgate_stock{goods=\"7\",shard=\"1\"} 40"));
+        assert!(text.contains("flashgate_stock_drift{goods=\"7\"} 0"));
     }
 }

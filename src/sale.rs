@@ -12,7 +12,7 @@ use redis::aio::ConnectionLike;
 use sqlx::MySqlPool;
 
 use crate::config::Settings;
-use crate::domain::{GoodsId, MAX_BUCKETS, Shard, UserId};
+use crate::domain::{GoodsId, MAX_SHARDS, Shard, UserId};
 use crate::error::AppError;
 use crate::keys::{self, Keys};
 use crate::scripts::Scripts;
@@ -37,8 +37,8 @@ pub struct SaleRow {
     pub gate_rate: Option<f64>,
     pub gate_burst: Option<i32>,
     pub path_factor: Option<i32>,
-    /// How many stock buckets the sale is split into (1: not split).
-    pub stock_buckets: i16,
+    /// How many stock shards the sale is split into (1: not split).
+    pub stock_shards: i16,
 }
 
 macro_rules! select_sales {
@@ -47,7 +47,7 @@ macro_rules! select_sales {
             "SELECT g.id AS goods_id, g.name, g.title, g.img, g.detail, \
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
-     sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_buckets \
+     sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
             $tail
         )
@@ -64,16 +64,16 @@ impl SaleRow {
     pub fn goods(&self) -> GoodsId {
         GoodsId::new(self.goods_id).expect("ids in MySQL are positive")
     }
-    pub fn buckets(&self) -> u16 {
-        self.stock_buckets.clamp(1, MAX_BUCKETS as i16) as u16
+    pub fn shards(&self) -> u16 {
+        self.stock_shards.clamp(1, MAX_SHARDS as i16) as u16
     }
 }
 
-/// Bucket `bucket`'s part of `total` units split over `buckets`: equal parts, the first
-/// `total % buckets` buckets one more.
-pub fn share(total: i64, buckets: u16, bucket: u16) -> i64 {
-    let n = i64::from(buckets.max(1));
-    total / n + i64::from(i64::from(bucket) < total % n)
+/// Shard `index`'s part of `total` units split over `shards`: equal parts, the first
+/// `total % shards` shards one more.
+pub fn share(total: i64, shards: u16, index: u16) -> i64 {
+    let n = i64::from(shards.max(1));
+    total / n + i64::from(i64::from(index) < total % n)
 }
 
 /// Every sale, by goods id.
@@ -91,17 +91,11 @@ pub async fn one(db: &MySqlPool, goods: GoodsId) -> Result<Option<SaleRow>, sqlx
         .await
 }
 
-/// Writes one sale's meta, and its stock and buyers if Redis does not have them yet; a split
-/// sale gets this in every bucket, each with its share of the stock and the buyers whose home it
-/// is. Each bucket's gate lets its share of the sale's rate through.
-pub async fn load<C: ConnectionLike + Send>(
-    con: &mut C,
-    db: &MySqlPool,
-    keys: &Keys,
-    settings: &Settings,
-    sale: &SaleRow,
-) -> anyhow::Result<()> {
-    let n = sale.buckets();
+/// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
+/// else the configured defaults), its path cap, its initial stock and its shard count. Each
+/// shard's gate lets its share of the sale's rate through.
+fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 9] {
+    let n = sale.shards();
     let factor = sale
         .path_factor
         .map_or(settings.path_factor as i64, i64::from);
@@ -111,34 +105,45 @@ pub async fn load<C: ConnectionLike + Send>(
         .map_or(settings.gate_burst as i64, i64::from)
         .div_euclid(i64::from(n))
         .max(1);
-    let meta: [(&str, String); 9] = [
+    let user_rate = sale.user_rate.unwrap_or(settings.user_rate);
+    let user_burst = sale
+        .user_burst
+        .map_or(settings.user_burst as i64, i64::from);
+    [
         ("start_ms", sale.start_ms().to_string()),
         ("end_ms", sale.end_ms().to_string()),
-        (
-            "user_rate",
-            sale.user_rate.unwrap_or(settings.user_rate).to_string(),
-        ),
-        (
-            "user_burst",
-            sale.user_burst
-                .map_or(settings.user_burst as i64, i64::from)
-                .to_string(),
-        ),
+        ("user_rate", user_rate.to_string()),
+        ("user_burst", user_burst.to_string()),
         ("gate_rate", gate_rate.to_string()),
         ("gate_burst", gate_burst.to_string()),
-        // every bucket may issue paths up to the whole sale's cap: shoppers need not spread
-        // evenly over the buckets
+        // every shard may issue paths up to the whole sale's cap: shoppers need not spread
+        // evenly over the shards
         (
             "path_cap",
             (factor * sale.initial_stock as i64).max(1).to_string(),
         ),
         ("stock", sale.initial_stock.to_string()),
-        ("buckets", n.to_string()),
-    ];
+        ("shards", n.to_string()),
+    ]
+}
+
+/// Writes one sale's meta, and its stock and buyers if Redis does not have them yet; a split
+/// sale gets this in every shard, each with its share of the stock and the buyers whose home it
+/// is.
+pub async fn load<C: ConnectionLike + Send>(
+    con: &mut C,
+    db: &MySqlPool,
+    keys: &Keys,
+    settings: &Settings,
+    sale: &SaleRow,
+) -> anyhow::Result<()> {
+    let n = sale.shards();
+    let meta = meta_fields(settings, sale);
+    // read from MySQL only if some shard's stock was absent, and then once for all shards
     let mut buyers: Option<Vec<i64>> = None;
     for shard in Shard::all(sale.goods(), n) {
         let k = keys.shard(shard);
-        let stock = share(i64::from(sale.stock), n, shard.bucket);
+        let stock = share(i64::from(sale.stock), n, shard.index);
         let (_, fresh): ((), Option<String>) = redis::pipe()
             .hset_multiple(k.meta(), &meta)
             .cmd("SET")
@@ -173,7 +178,7 @@ pub async fn load<C: ConnectionLike + Send>(
         }
         tracing::info!(
             goods = sale.goods_id,
-            bucket = shard.bucket,
+            shard = shard.index,
             stock,
             buyers = home.len(),
             "sale loaded into Redis"
@@ -196,7 +201,7 @@ pub async fn warm_up<C: ConnectionLike + Send>(
     Ok(sales.len())
 }
 
-/// Gives one unit back to `user`'s home bucket `shard` (idempotent), writing `result` as the
+/// Gives one unit back to `user`'s home shard `shard` (idempotent), writing `result` as the
 /// user's result if given. Returns whether a unit came back.
 pub async fn give_back<C: ConnectionLike + Send>(
     con: &mut C,
@@ -222,7 +227,15 @@ pub async fn give_back<C: ConnectionLike + Send>(
             &[&user_arg, &result_arg, &ttl, &channel, &goods_arg],
         )
         .await?;
-    Ok(matches!(reply, redis::Value::Int(1)))
+    crate::scripts::decode_done("restore.lua", reply, crate::scripts::Code::NotABuyer).map_err(
+        |e| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "restore.lua",
+                format!("{e:#}"),
+            ))
+        },
+    )
 }
 
 /// A new window for a reset sale: starts this many seconds from now and lasts this long.
@@ -277,7 +290,7 @@ pub async fn reset(
     tx.commit().await?;
 
     con.delete_matching(&keys.sale(goods).everything()).await?;
-    con.delete_matching(&keys.split_buckets(goods)).await?;
+    con.delete_matching(&keys.split_shards(goods)).await?;
     // one DEL per key: on a cluster the two keys may live on different nodes
     let _: () = con.del(keys.goods(goods)).await?;
     let _: () = con.del(keys.goods_list()).await?;

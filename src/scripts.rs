@@ -6,8 +6,12 @@
 //!
 //! The edge computes each script's SHA-1 itself and calls `EVALSHA`; when Redis answers NOSCRIPT
 //! (its script cache is per node and is lost on restart, flush or failover) it sends `SCRIPT LOAD`
-//! and tries once more. A script's return codes are one enum here ([`Admission`], [`PathIssue`]),
-//! decoded in one place each.
+//! and tries once more.
+//!
+//! Every script answers with the codes of one table, `lua/codes.lua`, which is put in front of
+//! each script when it is loaded (so a script's SHA-1 is that of the two together). The same
+//! table is [`Code`] here; a test holds them equal. Each script's answer is decoded in one place:
+//! [`Admission`], [`PathIssue`], [`decode_done`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +60,9 @@ impl Script {
     }
 }
 
+/// The shared table of return codes, put in front of every script.
+const CODES: (&str, &str) = ("codes.lua", include_str!("../lua/codes.lua"));
+
 /// The embedded defaults: `(file name, source)`.
 const EMBEDDED: [(&str, &str); 4] = [
     ("admit.lua", include_str!("../lua/admit.lua")),
@@ -75,13 +82,16 @@ pub struct ScriptSet {
 
 impl ScriptSet {
     fn read(dir: Option<&Path>) -> anyhow::Result<Self> {
-        let read = |(name, embedded): (&'static str, &str)| -> anyhow::Result<Script> {
-            let source = match dir.map(|d| d.join(name)) {
+        let text = |(name, embedded): (&'static str, &str)| -> anyhow::Result<String> {
+            match dir.map(|d| d.join(name)) {
                 Some(path) if path.exists() => std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-                _ => embedded.to_string(),
-            };
-            Ok(Script::new(name, source))
+                    .with_context(|| format!("reading {}", path.display())),
+                _ => Ok(embedded.to_string()),
+            }
+        };
+        let codes = text(CODES)?;
+        let read = |file: (&'static str, &str)| -> anyhow::Result<Script> {
+            Ok(Script::new(file.0, format!("{codes}\n{}", text(file)?)))
         };
         let [admit, restore, issue_path, take] = EMBEDDED;
         Ok(Self {
@@ -150,18 +160,66 @@ fn log_set(set: &ScriptSet, dir: Option<&Path>) {
     }
 }
 
+/// The return codes of every script: `lua/codes.lua`, the same names and numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Code {
+    Ok = 0,
+    BadPath = 1,
+    NotStarted = 2,
+    Ended = 3,
+    RateLimited = 4,
+    Duplicate = 5,
+    SoldOut = 6,
+    NoSale = 7,
+    WrongCaptcha = 8,
+    TooManyPaths = 9,
+    NotABuyer = 10,
+}
+
+impl Code {
+    /// Every code with its name in `lua/codes.lua`.
+    pub const ALL: [(Code, &'static str); 11] = [
+        (Code::Ok, "OK"),
+        (Code::BadPath, "BAD_PATH"),
+        (Code::NotStarted, "NOT_STARTED"),
+        (Code::Ended, "ENDED"),
+        (Code::RateLimited, "RATE_LIMITED"),
+        (Code::Duplicate, "DUPLICATE"),
+        (Code::SoldOut, "SOLD_OUT"),
+        (Code::NoSale, "NO_SALE"),
+        (Code::WrongCaptcha, "WRONG_CAPTCHA"),
+        (Code::TooManyPaths, "TOO_MANY_PATHS"),
+        (Code::NotABuyer, "NOT_A_BUYER"),
+    ];
+
+    fn from_i64(n: i64) -> Option<Code> {
+        Self::ALL.iter().map(|(c, _)| *c).find(|c| *c as i64 == n)
+    }
+}
+
 /// Reads `{code, detail?}` from a script's reply.
-fn code_and_detail(reply: Value) -> anyhow::Result<(i64, Option<Value>)> {
+fn code_and_detail(reply: Value) -> anyhow::Result<(Code, Option<Value>)> {
     let Value::Array(mut items) = reply else {
         anyhow::bail!("script reply is not an array: {reply:?}");
     };
     anyhow::ensure!(!items.is_empty(), "script reply is empty");
     let detail = (items.len() > 1).then(|| items.remove(1));
     let code = match items.remove(0) {
-        Value::Int(c) => c,
+        Value::Int(c) => Code::from_i64(c).ok_or_else(|| anyhow::anyhow!("unknown code {c}"))?,
         other => anyhow::bail!("script code is not an integer: {other:?}"),
     };
     Ok((code, detail))
+}
+
+/// Decodes a yes/no script (`restore.lua`, `take.lua`): `{OK}` is true, `{no}` false, anything
+/// else an error (a malformed reply never passes for an answer).
+pub fn decode_done(script: &str, reply: Value, no: Code) -> anyhow::Result<bool> {
+    match code_and_detail(reply).with_context(|| format!("{script} answered"))? {
+        (Code::Ok, _) => Ok(true),
+        (c, _) if c == no => Ok(false),
+        (c, _) => anyhow::bail!("{script} answered {c:?}"),
+    }
 }
 
 fn detail_int(detail: Option<Value>) -> i64 {
@@ -186,21 +244,21 @@ fn detail_string(detail: Option<Value>) -> anyhow::Result<String> {
 /// What `lua/admit.lua` answered: one variant per return code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// 0: admitted; the request is in the queue under this stream id.
+    /// OK: admitted; the request is in the queue under this stream id.
     Queued { entry_id: String },
-    /// 1: the hidden path is missing, expired or not this user's.
+    /// BAD_PATH: the hidden path is missing, expired or not this user's.
     BadPath,
-    /// 2: the sale starts in this many ms.
+    /// NOT_STARTED: the sale starts in this many ms.
     NotStarted { starts_in_ms: i64 },
-    /// 3: the sale is over.
+    /// ENDED: the sale is over.
     Ended,
-    /// 4: a token bucket is empty; one token comes back in this many ms.
+    /// RATE_LIMITED: a token bucket is empty; one token comes back in this many ms.
     RateLimited { retry_after_ms: u64 },
-    /// 5: this user was admitted already.
+    /// DUPLICATE: this user was admitted already.
     Duplicate,
-    /// 6: no stock left.
+    /// SOLD_OUT: no stock left.
     SoldOut,
-    /// 7: the sale was never loaded into Redis.
+    /// NO_SALE: the sale was never loaded into Redis.
     NoSale,
 }
 
@@ -208,21 +266,21 @@ impl Admission {
     pub fn from_reply(reply: Value) -> anyhow::Result<Self> {
         let (code, detail) = code_and_detail(reply)?;
         Ok(match code {
-            0 => Self::Queued {
+            Code::Ok => Self::Queued {
                 entry_id: detail_string(detail)?,
             },
-            1 => Self::BadPath,
-            2 => Self::NotStarted {
+            Code::BadPath => Self::BadPath,
+            Code::NotStarted => Self::NotStarted {
                 starts_in_ms: detail_int(detail),
             },
-            3 => Self::Ended,
-            4 => Self::RateLimited {
+            Code::Ended => Self::Ended,
+            Code::RateLimited => Self::RateLimited {
                 retry_after_ms: detail_int(detail).max(1) as u64,
             },
-            5 => Self::Duplicate,
-            6 => Self::SoldOut,
-            7 => Self::NoSale,
-            other => anyhow::bail!("admit.lua returned unknown code {other}"),
+            Code::Duplicate => Self::Duplicate,
+            Code::SoldOut => Self::SoldOut,
+            Code::NoSale => Self::NoSale,
+            other => anyhow::bail!("admit.lua returned {other:?}, not one of its codes"),
         })
     }
 
@@ -244,19 +302,19 @@ impl Admission {
 /// What `lua/issue_path.lua` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathIssue {
-    /// 0: this path is the user's for [`crate::keys::PATH_TTL`].
+    /// OK: this path is the user's for [`crate::keys::PATH_TTL`].
     Issued(String),
-    /// 1: the captcha answer is wrong, or there was none.
+    /// WRONG_CAPTCHA: the captcha answer is wrong, or there was none.
     WrongCaptcha,
-    /// 2: the sale was never loaded.
+    /// NO_SALE: the sale was never loaded.
     NoSale,
-    /// 3: the sale is over.
+    /// ENDED: the sale is over.
     Ended,
-    /// 4: no stock left.
+    /// SOLD_OUT: no stock left.
     SoldOut,
-    /// 5: the sale has issued as many paths as its cap allows.
+    /// TOO_MANY_PATHS: the sale has issued as many paths as its cap allows.
     TooMany,
-    /// 6: the sale starts in this many ms.
+    /// NOT_STARTED: the sale starts in this many ms.
     NotStarted { starts_in_ms: i64 },
 }
 
@@ -264,16 +322,16 @@ impl PathIssue {
     pub fn from_reply(reply: Value) -> anyhow::Result<Self> {
         let (code, detail) = code_and_detail(reply)?;
         Ok(match code {
-            0 => Self::Issued(detail_string(detail)?),
-            1 => Self::WrongCaptcha,
-            2 => Self::NoSale,
-            3 => Self::Ended,
-            4 => Self::SoldOut,
-            5 => Self::TooMany,
-            6 => Self::NotStarted {
+            Code::Ok => Self::Issued(detail_string(detail)?),
+            Code::WrongCaptcha => Self::WrongCaptcha,
+            Code::NoSale => Self::NoSale,
+            Code::Ended => Self::Ended,
+            Code::SoldOut => Self::SoldOut,
+            Code::TooManyPaths => Self::TooMany,
+            Code::NotStarted => Self::NotStarted {
                 starts_in_ms: detail_int(detail),
             },
-            other => anyhow::bail!("issue_path.lua returned unknown code {other}"),
+            other => anyhow::bail!("issue_path.lua returned {other:?}, not one of its codes"),
         })
     }
 }
@@ -310,16 +368,51 @@ mod tests {
     }
 
     #[test]
+    fn the_lua_code_table_and_the_rust_one_are_the_same() {
+        let lua: Vec<(String, i64)> = CODES
+            .1
+            .lines()
+            .filter_map(|l| l.strip_prefix("local "))
+            .map(|l| {
+                let (name, rest) = l.split_once(" = ").expect("local NAME = N");
+                let n = rest.split_whitespace().next().unwrap().parse().unwrap();
+                (name.trim().to_string(), n)
+            })
+            .collect();
+        let rust: Vec<(String, i64)> = Code::ALL
+            .iter()
+            .map(|(c, name)| (name.to_string(), *c as i64))
+            .collect();
+        assert_eq!(lua, rust);
+        // and every script is sent with the table in front of it
+        for s in Scripts::load(None).unwrap().get().all() {
+            assert!(s.source.starts_with(CODES.1), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn yes_no_replies_decode_and_nothing_else_passes() {
+        let ok = Value::Array(vec![Value::Int(0)]);
+        let no = Value::Array(vec![Value::Int(Code::NotABuyer as i64)]);
+        assert!(decode_done("restore.lua", ok, Code::NotABuyer).unwrap());
+        assert!(!decode_done("restore.lua", no, Code::NotABuyer).unwrap());
+        assert!(decode_done("restore.lua", Value::Int(1), Code::NotABuyer).is_err());
+        let other = Value::Array(vec![Value::Int(Code::SoldOut as i64)]);
+        assert!(decode_done("restore.lua", other, Code::NotABuyer).is_err());
+    }
+
+    #[test]
     fn a_directory_overrides_one_script_and_keeps_the_rest() {
         let dir = std::env::temp_dir().join(format!("fg-lua-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("restore.lua"), "return 0").unwrap();
         let scripts = Scripts::load(Some(dir.clone())).unwrap();
-        assert_eq!(scripts.get().restore.source, "return 0");
-        assert_eq!(scripts.get().admit.source, EMBEDDED[0].1);
+        assert!(scripts.get().restore.source.ends_with("\nreturn 0"));
+        assert!(scripts.get().admit.source.ends_with(EMBEDDED[0].1));
         std::fs::write(dir.join("restore.lua"), "return 2").unwrap();
         scripts.reload().unwrap();
-        assert_eq!(scripts.get().restore.source, "return 2");
+        assert!(scripts.get().restore.source.ends_with("\nreturn 2"));
+        assert!(scripts.get().restore.source.starts_with(CODES.1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

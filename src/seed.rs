@@ -20,8 +20,8 @@ pub struct NewSale {
     pub stock: i32,
     pub starts_in_secs: i64,
     pub lasts_secs: i64,
-    /// How many stock buckets the sale is split into (1: not split; see `domain::Shard`).
-    pub buckets: u16,
+    /// How many stock shards the sale is split into (1: not split; see `domain::Shard`).
+    pub shards: u16,
 }
 
 impl NewSale {
@@ -33,7 +33,7 @@ impl NewSale {
             stock,
             starts_in_secs,
             lasts_secs,
-            buckets: 1,
+            shards: 1,
         }
     }
 }
@@ -43,9 +43,9 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
     anyhow::ensure!(sale.stock >= 0, "stock must be >= 0");
     anyhow::ensure!(sale.lasts_secs > 0, "a sale must last > 0 seconds");
     anyhow::ensure!(
-        (1..=crate::domain::MAX_BUCKETS).contains(&sale.buckets),
-        "buckets must be 1 to {}",
-        crate::domain::MAX_BUCKETS
+        (1..=crate::domain::MAX_SHARDS).contains(&sale.shards),
+        "shards must be 1 to {}",
+        crate::domain::MAX_SHARDS
     );
     let mut tx = db.begin().await?;
     let id = sqlx::query(
@@ -62,7 +62,7 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
     .last_insert_id() as i64;
     sqlx::query(
         "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, end_at, \
-         stock_buckets) VALUES (?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND, NOW(3) + INTERVAL ? SECOND, ?)",
+         stock_shards) VALUES (?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND, NOW(3) + INTERVAL ? SECOND, ?)",
     )
     .bind(id)
     .bind(sale.seckill_price)
@@ -70,7 +70,7 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
     .bind(sale.stock)
     .bind(sale.starts_in_secs)
     .bind(sale.starts_in_secs + sale.lasts_secs)
-    .bind(sale.buckets)
+    .bind(sale.shards)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

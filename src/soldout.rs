@@ -82,7 +82,7 @@ pub async fn listen(
     flags: Arc<SoldOutFlags>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::listener();
     loop {
         let session = async {
             let mut pubsub = target.pubsub_client()?.get_async_pubsub().await?;
@@ -110,10 +110,9 @@ pub async fn listen(
             _ = shutdown.changed() => return,
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

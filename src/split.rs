@@ -1,56 +1,64 @@
-//! Hot items: a sale whose stock is split over several buckets ([`Shard`]).
+//! Hot items: a sale whose stock is split over several shards ([`Shard`]).
 //!
 //! On a Redis Cluster all of a sale's keys share one hash tag, hence one slot, hence one node: a
-//! single hot item would load one shard while the others idle. Split into N buckets, each under a
+//! single hot item would load one node while the others idle. Split into N shards, each under a
 //! hash tag of its own (`sk:{g:ID}`, `sk:{g:ID/1}`, …), the item's load spreads over N slots.
-//! Everything about one shopper (path, rate bucket, duplicate marker, queue entry, result) lives
-//! in their *home* bucket, `user id mod N`, so `lua/admit.lua` still runs on one slot and a
+//! Everything about one shopper (path, token bucket, duplicate marker, queue entry, result) lives
+//! in their *home* shard, `user id mod N`, so `lua/admit.lua` still runs on one slot and a
 //! shopper still cannot buy twice.
 //!
-//! Shoppers need not spread evenly, so a home bucket may run dry while others still hold units.
-//! Then the edge *moves* a unit: `lua/take.lua` takes one from another bucket, an `INCR` puts it
-//! in the home bucket, and admit.lua runs again there (without charging the rate limits twice).
-//! Only when every other bucket is empty is the answer SOLD_OUT, so no unit stays unsold while
+//! Shoppers need not spread evenly, so a home shard may run dry while others still hold units.
+//! Then the edge *moves* a unit: `lua/take.lua` takes one from another shard, an `INCR` puts it
+//! in the home shard, and admit.lua runs again there (without charging the rate limits twice).
+//! Only when every other shard is empty is the answer SOLD_OUT, so no unit stays unsold while
 //! anyone still asks. A move spans two slots, so it is two steps; it runs in a task of its own,
 //! which a shopper hanging up cannot cancel half-way. Only an edge process dying between the two
 //! steps can lose a unit (never sell one twice); it is logged if Redis fails between them.
 //!
-//! How many buckets a sale has is in its meta (`buckets`), remembered here for [`SHAPE_TTL`].
+//! How many shards a sale has is in its meta (`shards`), remembered here for [`SHAPE_TTL`].
 
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ConstantBuilder};
 use redis::AsyncCommands;
 
-use crate::domain::{GoodsId, MAX_BUCKETS, Shard};
+use crate::domain::{GoodsId, MAX_SHARDS, Shard};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::redis_conn::RedisConn;
+use crate::scripts::{Code, Scripts, decode_done};
 
-/// How long the edge trusts the bucket count it read for a sale.
+/// How long the edge trusts the shard count it read for a sale.
 pub const SHAPE_TTL: Duration = Duration::from_secs(10);
 
-/// Each sale's bucket count, as last read from Redis.
+/// Each sale's shard count, as last read from Redis.
 #[derive(Debug, Default)]
 pub struct Shapes {
     known: RwLock<HashMap<GoodsId, (u16, Instant)>>,
 }
 
 impl Shapes {
-    /// How many buckets `goods` has (1 for a sale that is not split, or not loaded).
-    pub async fn buckets(&self, state: &AppState, goods: GoodsId) -> Result<u16, AppError> {
+    /// How many shards `goods` has (1 for a sale that is not split, or not loaded).
+    pub async fn shards(
+        &self,
+        redis: &RedisConn,
+        keys: &Keys,
+        goods: GoodsId,
+    ) -> Result<u16, AppError> {
         if let Some(&(n, at)) = self.known.read().expect("shapes lock").get(&goods)
             && at.elapsed() < SHAPE_TTL
         {
             return Ok(n);
         }
-        let meta = state.keys.sale(goods).meta();
-        let read: Option<u16> = state.redis.clone().hget(&meta, "buckets").await?;
+        let meta = keys.sale(goods).meta();
+        let read: Option<u16> = redis.clone().hget(&meta, "shards").await?;
         let Some(n) = read else {
             return Ok(1); // not loaded: admit.lua answers NO_SALE; nothing to remember
         };
-        let n = n.clamp(1, MAX_BUCKETS);
+        let n = n.clamp(1, MAX_SHARDS);
         self.known
             .write()
             .expect("shapes lock")
@@ -59,49 +67,64 @@ impl Shapes {
     }
 }
 
-/// Moves one unit from bucket `from` to bucket `to`; false if `from` had none.
-pub async fn move_unit(state: &AppState, from: Shard, to: Shard) -> Result<bool, AppError> {
-    let state = state.clone();
-    // a task of its own: dropping the request must not stop a move between its two steps
-    let task = tokio::spawn(async move {
-        let (from_stock, to_stock) = (state.keys.shard(from).stock(), state.keys.shard(to).stock());
-        let mut con = state.redis.clone();
-        let taken = state
+/// What moving a unit needs: a Redis connection, the key names, the scripts, the metrics.
+#[derive(Clone)]
+pub struct Mover {
+    pub redis: RedisConn,
+    pub keys: Keys,
+    pub scripts: Arc<Scripts>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Mover {
+    /// Moves one unit from shard `from` to shard `to`; false if `from` had none.
+    pub async fn move_unit(&self, from: Shard, to: Shard) -> Result<bool, AppError> {
+        let this = self.clone();
+        // a task of its own: dropping the request must not stop a move between its two steps
+        tokio::spawn(async move { this.move_now(from, to).await })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("moving a unit: {e}")))?
+    }
+
+    async fn move_now(&self, from: Shard, to: Shard) -> Result<bool, AppError> {
+        let (from_stock, to_stock) = (self.keys.shard(from).stock(), self.keys.shard(to).stock());
+        let mut con = self.redis.clone();
+        let taken = self
             .scripts
             .get()
             .take
             .invoke(&mut con, &[&from_stock], &[])
             .await?;
-        if !matches!(taken, redis::Value::Int(1)) {
+        if !decode_done("take.lua", taken, Code::SoldOut)? {
             return Ok(false);
         }
+        // three tries to put it in `to`, then one to put it back where it came from
+        let mut pauses = ConstantBuilder::default()
+            .with_delay(Duration::from_millis(50))
+            .with_max_times(3)
+            .build();
         let mut last = None;
-        for (attempt, key) in [&to_stock, &to_stock, &to_stock, &from_stock]
-            .into_iter()
-            .enumerate()
-        {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
-            }
+        for key in [&to_stock, &to_stock, &to_stock, &from_stock] {
             match con.incr::<_, _, i64>(key, 1).await {
                 Ok(_) if key == &to_stock => {
-                    state.metrics.stock_moves.fetch_add(1, Relaxed);
+                    self.metrics.stock_moves.inc();
                     return Ok(true);
                 }
                 Ok(_) => return Ok(false), // put back where it came from
                 Err(e) => last = Some(e),
             }
+            if let Some(pause) = pauses.next() {
+                tokio::time::sleep(pause).await;
+            }
         }
         let e = last.expect("an error");
         tracing::error!(
             goods = from.goods.get(),
-            from = from.bucket,
-            to = to.bucket,
+            from = from.index,
+            to = to.index,
             error = %e,
-            "a unit taken from one bucket could be put in neither: INCR {to_stock} by hand"
+            "a unit taken from one shard could be put in neither: INCR {to_stock} by hand"
         );
         Err(AppError::from(e))
-    });
-    task.await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("moving a unit: {e}")))?
+    }
 }

@@ -27,11 +27,31 @@ pub struct AppState {
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,
-    /// How many stock buckets each sale has (hot items are split).
+    /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
     pub metrics: Arc<Metrics>,
     /// Opens after repeated Redis failures, so requests fail fast instead of piling up.
     pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
     pub assets: Arc<Assets>,
+}
+
+impl AppState {
+    /// How many stock shards `goods` has (see [`crate::split`]).
+    pub async fn shards(
+        &self,
+        goods: crate::domain::GoodsId,
+    ) -> Result<u16, crate::error::AppError> {
+        self.shapes.shards(&self.redis, &self.keys, goods).await
+    }
+
+    /// What moving units between a split sale's shards needs.
+    pub fn mover(&self) -> crate::split::Mover {
+        crate::split::Mover {
+            redis: self.redis.clone(),
+            keys: self.keys.clone(),
+            scripts: self.scripts.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }

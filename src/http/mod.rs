@@ -243,7 +243,7 @@ async fn route(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppErro
         ["readyz"] => Ok(ops::readyz(state).await),
         ["metrics"] => Ok(ops::metrics(state).await),
         ["api", ..] => Err(AppError::NotFound),
-        _ => static_files::serve(req, state).await,
+        _ => static_files::serve(req, &state.assets).await,
     }
 }
 

@@ -11,6 +11,7 @@ use hyper::{Response, StatusCode};
 use super::respond::{self, Resp};
 use crate::domain::Shard;
 use crate::keys;
+use crate::metrics::SaleGauges;
 use crate::sale;
 use crate::state::AppState;
 
@@ -43,50 +44,56 @@ pub async fn readyz(state: &AppState) -> Resp {
     resp
 }
 
-/// Per-sale (per-bucket) stream length, pending count and stock, best effort (Redis or MySQL down leaves them out).
-async fn queue_gauges(state: &AppState) -> String {
+/// Per-shard queue length, pending count and stock, and each sale's drift at rest, best effort
+/// (Redis or MySQL down leaves them out). Drift is MySQL's stock minus the sum of the shards'
+/// Redis stock, reported only when every shard's queue is empty: while entries are in flight the
+/// two differ by design (Redis has handed out units MySQL has not written yet).
+async fn sale_gauges(state: &AppState) -> SaleGauges {
+    let gauges = SaleGauges::default();
     let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), sale::all(&state.db)).await
     else {
-        return String::new();
+        return gauges;
     };
-    let mut out = String::from(
-        "# TYPE flashgate_queue_length gauge\n# TYPE flashgate_queue_pending gauge\n# TYPE flashgate_stock gauge\n",
-    );
     let mut con = state.redis.clone();
-    for shard in sales
-        .iter()
-        .flat_map(|s| Shard::all(s.goods(), s.buckets()))
-    {
-        let k = state.keys.shard(shard);
-        let reply: redis::RedisResult<(i64, Option<i64>)> = redis::pipe()
-            .xlen(k.queue())
-            .get(k.stock())
-            .query_async(&mut con)
-            .await;
-        let pending: i64 = redis::cmd("XPENDING")
-            .arg(k.queue())
-            .arg(keys::GROUP)
-            .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(&mut con)
-            .await
-            .map(|p| p.0)
-            .unwrap_or(0);
-        if let Ok((len, stock)) = reply {
-            let (g, b) = (shard.goods, shard.bucket);
-            out.push_str(&format!(
-                "flashgate_queue_length{{goods=\"{g}\",bucket=\"{b}\"}} {len}\nflashgate_queue_pending{{goods=\"{g}\",bucket=\"{b}\"}} {pending}\nflashgate_stock{{goods=\"{g}\",bucket=\"{b}\"}} {}\n",
-                stock.unwrap_or(0)
-            ));
+    for sale in &sales {
+        let (mut redis_stock, mut in_queue, mut complete) = (0, 0, true);
+        for shard in Shard::all(sale.goods(), sale.shards()) {
+            let k = state.keys.shard(shard);
+            let reply: redis::RedisResult<(i64, Option<i64>)> = redis::pipe()
+                .xlen(k.queue())
+                .get(k.stock())
+                .query_async(&mut con)
+                .await;
+            let pending: i64 = redis::cmd("XPENDING")
+                .arg(k.queue())
+                .arg(keys::GROUP)
+                .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(&mut con)
+                .await
+                .map(|p| p.0)
+                .unwrap_or(0);
+            match reply {
+                Ok((len, stock)) => {
+                    let stock = stock.unwrap_or(0);
+                    gauges.shard(sale.goods_id, shard.index, len, pending, stock);
+                    redis_stock += stock;
+                    in_queue += len;
+                }
+                Err(_) => complete = false,
+            }
+        }
+        if complete && in_queue == 0 {
+            gauges.drift(sale.goods_id, i64::from(sale.stock) - redis_stock);
         }
     }
-    out
+    gauges
 }
 
 pub async fn metrics(state: &AppState) -> Resp {
-    let text = state.metrics.render(&queue_gauges(state).await);
+    let text = state.metrics.render(&sale_gauges(state).await);
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     resp
 }

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::respond::{self, Resp};
-use crate::domain::OrderId;
+use crate::domain::{OrderId, OrderStatus};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -21,8 +21,8 @@ pub struct OrderView {
     pub goods_name: String,
     pub goods_count: i32,
     pub goods_price: f64,
-    /// 0 unpaid, 1 paid, 2 closed.
-    pub status: i8,
+    /// 0 unpaid, 1 paid, 2 closed ([`OrderStatus`]).
+    pub status: OrderStatus,
     #[serde(serialize_with = "epoch_ms")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "opt_epoch_ms")]
@@ -63,13 +63,17 @@ pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
 pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     let id = OrderId::parse(id)?;
     let user = respond::user(&req, state).await?;
-    sqlx::query("UPDATE order_info SET status = 1, paid_at = NOW(3) WHERE id = ? AND user_id = ? AND status = 0")
-        .bind(id.get())
-        .bind(user.id.get())
-        .execute(&state.db)
-        .await?;
+    sqlx::query(
+        "UPDATE order_info SET status = ?, paid_at = NOW(3) WHERE id = ? AND user_id = ? AND status = ?",
+    )
+    .bind(OrderStatus::Paid)
+    .bind(id.get())
+    .bind(user.id.get())
+    .bind(OrderStatus::Unpaid)
+    .execute(&state.db)
+    .await?;
     let order = own_order(state, id, user.id.get()).await?;
-    if order.status != 1 {
+    if order.status != OrderStatus::Paid {
         return Err(AppError::OrderClosed);
     }
     Ok(respond::ok(order))

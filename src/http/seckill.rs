@@ -4,10 +4,8 @@
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
 //! gone; the session is read (one `GETEX`); then `lua/admit.lua` decides everything else in one
 //! `EVALSHA`. Malformed input never reaches Redis. A split sale (a hot item, [`crate::split`])
-//! runs the script in the shopper's home bucket, and only when that bucket is empty moves units
+//! runs the script in the shopper's home shard, and only when that shard is empty moves units
 //! over from the others.
-
-use std::sync::atomic::Ordering;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -24,7 +22,6 @@ use crate::error::AppError;
 use crate::keys;
 use crate::scripts::{Admission, PathIssue};
 use crate::session;
-use crate::split;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -51,23 +48,23 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     let mut con = state.redis.clone();
     let user = session::get(&mut con, &state.keys, &token).await?;
     let generation = state.soldout.generation(goods);
-    let buckets = state.shapes.buckets(state, goods).await?;
-    let home = Shard::home(goods, user.id, buckets);
+    let shards = state.shards(goods).await?;
+    let home = Shard::home(goods, user.id, shards);
 
     let mut outcome = admit(state, home, user.id, &path, &rid, false).await?;
-    // A split sale: the home bucket is empty, so move units over from the others (see `split`)
-    // until one admits this shopper or every other bucket is empty. A unit moved in and then
-    // taken by another shopper of this bucket is still sold; the same bucket is asked again.
+    // A split sale: the home shard is empty, so move units over from the others (see `split`)
+    // until one admits this shopper or every other shard is empty. A unit moved in and then
+    // taken by another shopper of this shard is still sold; the same shard is asked again.
     let mut everywhere = true;
-    if matches!(outcome, Admission::SoldOut) && buckets > 1 {
+    if matches!(outcome, Admission::SoldOut) && shards > 1 {
         let (mut next, mut tries) = (1, 0);
-        while next < buckets && tries < 2 * buckets {
+        while next < shards && tries < 2 * shards {
             tries += 1;
             let from = Shard {
                 goods,
-                bucket: (home.bucket + next) % buckets,
+                index: (home.index + next) % shards,
             };
-            if !split::move_unit(state, from, home).await? {
+            if !state.mover().move_unit(from, home).await? {
                 next += 1;
                 continue;
             }
@@ -76,7 +73,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
                 break;
             }
         }
-        everywhere = next >= buckets;
+        everywhere = next >= shards;
     }
     state.metrics.admission(outcome.label());
     match outcome {
@@ -98,7 +95,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
 }
 
-/// One run of `lua/admit.lua` in `user`'s home bucket; `again` when it runs a second time for
+/// One run of `lua/admit.lua` in `user`'s home shard; `again` when it runs a second time for
 /// the same request after a unit was moved in (the rate limits were charged the first time).
 async fn admit(
     state: &AppState,
@@ -108,16 +105,7 @@ async fn admit(
     rid: &RequestId,
     again: bool,
 ) -> Result<Admission, AppError> {
-    let k = state.keys.shard(home);
-    let (meta, stock, buyers, path_key, bucket, gate, queue) = (
-        k.meta(),
-        k.stock(),
-        k.buyers(),
-        k.path(user),
-        k.bucket(user),
-        k.gate(),
-        k.queue(),
-    );
+    let keys = state.keys.shard(home).admit(user);
     let uid = user.get().to_string();
     let again = if again { "1" } else { "" };
     let reply = state
@@ -126,12 +114,12 @@ async fn admit(
         .admit
         .invoke(
             &mut state.redis.clone(),
-            &[&meta, &stock, &buyers, &path_key, &bucket, &gate, &queue],
+            &keys.each_ref().map(String::as_str),
             &[&uid, path.as_str(), rid.as_str(), "", again],
         )
         .await
         .inspect_err(|_| {
-            state.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+            state.metrics.redis_errors.inc();
         })?;
     Ok(Admission::from_reply(reply)?)
 }
@@ -141,8 +129,8 @@ async fn admit(
 pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
-    let buckets = state.shapes.buckets(state, goods).await?;
-    let k = state.keys.shard(Shard::home(goods, user.id, buckets));
+    let shards = state.shards(goods).await?;
+    let k = state.keys.shard(Shard::home(goods, user.id, shards));
     let (result, queued): (Option<i64>, bool) = redis::pipe()
         .get(k.result(user.id))
         .sismember(k.buyers(), user.id.get())
@@ -161,15 +149,15 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let captcha = Captcha::generate();
-    // in the user's home bucket, beside the path it unlocks (one slot for issue_path.lua)
-    let buckets = state.shapes.buckets(state, goods).await?;
+    // in the user's home shard, beside the path it unlocks (one slot for issue_path.lua)
+    let shards = state.shards(goods).await?;
     let _: () = state
         .redis
         .clone()
         .set_ex(
             state
                 .keys
-                .shard(Shard::home(goods, user.id, buckets))
+                .shard(Shard::home(goods, user.id, shards))
                 .captcha(user.id),
             captcha.answer,
             keys::CAPTCHA_TTL.as_secs(),
@@ -201,13 +189,13 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         uuid::Uuid::new_v4().simple(),
         crate::password::CLIENT_SALT
     )));
-    let buckets = state.shapes.buckets(state, goods).await?;
-    // a split sale's bucket stock is not the sale's: the local flag says whether it is gone
-    if buckets > 1 && state.soldout.is_sold_out(goods) {
+    let shards = state.shards(goods).await?;
+    // a split sale's shard stock is not the sale's: the local flag says whether it is gone
+    if shards > 1 && state.soldout.is_sold_out(goods) {
         return Err(AppError::SoldOut);
     }
-    let split = if buckets > 1 { "1" } else { "0" };
-    let k = state.keys.shard(Shard::home(goods, user.id, buckets));
+    let split = if shards > 1 { "1" } else { "0" };
+    let k = state.keys.shard(Shard::home(goods, user.id, shards));
     let (captcha_key, path_key, issued, meta, stock) = (
         k.captcha(user.id),
         k.path(user.id),

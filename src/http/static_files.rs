@@ -18,7 +18,6 @@ use sha1::{Digest, Sha1};
 
 use super::respond::Resp;
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// One file, ready to send.
 #[derive(Debug)]
@@ -122,7 +121,7 @@ impl Assets {
     }
 }
 
-pub async fn serve<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn serve<B>(req: Request<B>, assets: &Assets) -> Result<Resp, AppError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(AppError::MethodNotAllowed);
     }
@@ -134,7 +133,7 @@ pub async fn serve<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppErro
             "path leaves the public directory".into(),
         ));
     }
-    let asset = state.assets.find(&decoded).ok_or(AppError::NotFound)?;
+    let asset = assets.find(&decoded).ok_or(AppError::NotFound)?;
 
     let cache = if asset.content_type.starts_with("text/html") {
         "no-cache"

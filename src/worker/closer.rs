@@ -11,13 +11,12 @@
 //!    one sold twice.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{WorkerCtx, pause};
-use crate::domain::{GoodsId, Shard, UserId};
+use crate::domain::{GoodsId, OrderStatus, Shard, UserId};
 use crate::sale;
 
 pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
@@ -37,9 +36,10 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     let state = &ctx.state;
     let db = &state.db;
     let due: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, goods_id FROM order_info WHERE status = 0 \
+        "SELECT id, goods_id FROM order_info WHERE status = ? \
          AND created_at < NOW(3) - INTERVAL ? SECOND ORDER BY created_at LIMIT 500",
     )
+    .bind(OrderStatus::Unpaid)
     .bind(state.settings.unpaid_timeout_secs as i64)
     .fetch_all(db)
     .await?;
@@ -47,9 +47,11 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     for (id, goods) in due {
         let mut tx = db.begin().await?;
         let done = sqlx::query(
-            "UPDATE order_info SET status = 2, closed_at = NOW(3) WHERE id = ? AND status = 0",
+            "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
         )
+        .bind(OrderStatus::Closed)
         .bind(id)
+        .bind(OrderStatus::Unpaid)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -68,14 +70,15 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     }
 
     let to_return: Vec<(i64, i64, i64, i16)> = sqlx::query_as(
-        "SELECT o.id, o.user_id, o.goods_id, sg.stock_buckets FROM order_info o \
+        "SELECT o.id, o.user_id, o.goods_id, sg.stock_shards FROM order_info o \
          JOIN seckill_goods sg ON sg.goods_id = o.goods_id \
-         WHERE o.status = 2 AND o.stock_returned = 0 LIMIT 500",
+         WHERE o.status = ? AND o.stock_returned = 0 LIMIT 500",
     )
+    .bind(OrderStatus::Closed)
     .fetch_all(db)
     .await?;
     let mut con = state.redis.clone();
-    for (id, user, goods, buckets) in to_return {
+    for (id, user, goods, shards) in to_return {
         let won = sqlx::query(
             "UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0",
         )
@@ -91,13 +94,13 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
                 Shard::home(
                     GoodsId::new(goods)?,
                     UserId::new(user)?,
-                    buckets.max(1) as u16,
+                    shards.max(1) as u16,
                 ),
                 UserId::new(user)?,
                 Some(-1),
             )
             .await?;
-            state.metrics.closed_unpaid.fetch_add(1, Relaxed);
+            state.metrics.closed_unpaid.inc();
             tracing::info!(
                 order = id,
                 user,

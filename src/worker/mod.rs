@@ -11,10 +11,11 @@
 //! - [`blocking`]: the bb8 pool of connections for blocking reads.
 //!
 //! Sales are discovered from MySQL every couple of seconds; a reader task runs per sale (per
-//! stock bucket of a split sale: each bucket has its own queue).
+//! stock shard of a split sale: each shard has its own queue).
 
 pub mod blocking;
 pub mod closer;
+pub mod commit;
 pub mod rabbit;
 pub mod results;
 pub mod stream;
@@ -71,10 +72,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     loop {
         match crate::sale::all(&ctx.state.db).await {
             Ok(sales) => {
-                for shard in sales
-                    .iter()
-                    .flat_map(|s| Shard::all(s.goods(), s.buckets()))
-                {
+                for shard in sales.iter().flat_map(|s| Shard::all(s.goods(), s.shards())) {
                     if readers.insert(shard) {
                         let sink = match rabbit {
                             true => {
@@ -107,9 +105,4 @@ pub(crate) async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> 
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.wait_for(|stop| *stop) => true,
     }
-}
-
-/// Exponential backoff: 100 ms doubling up to 5 s.
-pub(crate) fn next_backoff(d: Duration) -> Duration {
-    (d * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }

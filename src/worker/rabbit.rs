@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -25,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::writer::{self, Admitted, Written};
-use super::{WorkerCtx, next_backoff, pause, results, stream};
+use super::{WorkerCtx, commit, pause, results};
 use crate::domain::{GoodsId, Shard, UserId};
+use crate::retry::Backoff;
 use crate::state::AppState;
 
 /// One admitted request on the wire.
@@ -34,7 +34,7 @@ use crate::state::AppState;
 struct Message {
     /// goods id
     g: i64,
-    /// the stock bucket (0 unless the sale is split), where the user's result goes
+    /// the stock shard (0 unless the sale is split), where the user's result goes
     #[serde(default)]
     b: u16,
     /// user id
@@ -108,7 +108,7 @@ impl Publisher {
         for a in batch {
             let body = serde_json::to_vec(&Message {
                 g: shard.goods.get(),
-                b: shard.bucket,
+                b: shard.index,
                 u: a.user.get(),
                 e: a.entry_id.clone(),
             })?;
@@ -142,14 +142,14 @@ impl Publisher {
 
 /// A consumer: until shutdown, takes batches from the queue and writes them; reconnects on error.
 pub async fn consume(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::worker();
     loop {
         match consume_once(&ctx, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
-                backoff = next_backoff(backoff);
-                tracing::warn!(error = %format!("{e:#}"), ?backoff, "RabbitMQ consumer failed; reconnecting");
-                if pause(backoff, &mut shutdown).await {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %format!("{e:#}"), ?wait, "RabbitMQ consumer failed; reconnecting");
+                if pause(wait, &mut shutdown).await {
                     return;
                 }
             }
@@ -200,7 +200,7 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
                 .ok()
                 .and_then(|m| {
                     let goods = GoodsId::new(m.g).ok()?;
-                    let shard = Shard { goods, bucket: m.b };
+                    let shard = Shard { goods, index: m.b };
                     Some((shard, UserId::new(m.u).ok()?, m.e))
                 });
             match parsed {
@@ -209,7 +209,7 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
                     .or_default()
                     .push(Admitted { entry_id, user }),
                 None => {
-                    state.metrics.dead_letters.fetch_add(1, Relaxed);
+                    state.metrics.dead_letters.inc();
                     tracing::error!(payload = %String::from_utf8_lossy(&d.data), "dropping a malformed RabbitMQ message");
                 }
             }
@@ -217,7 +217,7 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
         let last_tag = deliveries.last().expect("at least one").delivery_tag;
         for (shard, batch) in by_sale {
             for chunk in batch.chunks(writer::IDS_PER_BLOCK as usize) {
-                let Some(written) = stream::write_with_retry(ctx, shard, chunk, shutdown).await?
+                let Some(written) = commit::write_with_retry(ctx, shard, chunk, shutdown).await?
                 else {
                     // shutting down before commit: hand the messages back to the broker
                     channel
@@ -248,17 +248,17 @@ async fn settle(
     written: &[Written],
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::worker();
     loop {
         match results::finish(&ctx.state, shard, batch, written, &[]).await {
             Ok(()) => {
-                stream::record(&ctx.state.metrics, written);
+                commit::record(&ctx.state.metrics, written);
                 return Ok(());
             }
             Err(e) => {
-                backoff = next_backoff(backoff);
-                tracing::warn!(error = %e, ?backoff, "writing results to Redis failed; retrying");
-                if pause(backoff, shutdown).await {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, ?wait, "writing results to Redis failed; retrying");
+                if pause(wait, shutdown).await {
                     anyhow::bail!("shutdown while writing results");
                 }
             }

@@ -14,7 +14,6 @@
 //!   entries are where they were (with persistence on).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
@@ -22,10 +21,11 @@ use redis::{AsyncCommands, ErrorKind, RedisResult};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::writer::{self, Admitted, Written};
-use super::{WorkerCtx, blocking, next_backoff, pause, rabbit, results};
+use super::writer::Admitted;
+use super::{WorkerCtx, blocking, commit, pause, rabbit, results};
 use crate::domain::{Shard, UserId};
 use crate::keys;
+use crate::retry::Backoff;
 use crate::sale;
 
 /// Where a reader sends the entries it takes from the stream.
@@ -43,7 +43,7 @@ pub async fn run(
     mut sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::worker();
     let mut last_claim = Instant::now() - Duration::from_secs(3600);
     // MySQL batches of this sale being written now: several overlap, each on its own connection
     let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -85,12 +85,15 @@ pub async fn run(
             anyhow::Ok(())
         };
         match step.await {
-            Ok(()) => backoff = Duration::ZERO,
+            Ok(()) => backoff.reset(),
             Err(e) => {
-                ctx.state.metrics.redis_errors.fetch_add(1, Relaxed);
-                backoff = next_backoff(backoff);
-                tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %format!("{e:#}"), ?backoff, "stream reader failed; retrying");
-                if pause(backoff, &mut shutdown).await {
+                // only Redis's own errors count as such (a RabbitMQ publish can fail here too)
+                if e.chain().any(|c| c.is::<redis::RedisError>()) {
+                    ctx.state.metrics.redis_errors.inc();
+                }
+                let wait = backoff.next_delay();
+                tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %format!("{e:#}"), ?wait, "stream reader failed; retrying");
+                if pause(wait, &mut shutdown).await {
                     return;
                 }
             }
@@ -103,10 +106,10 @@ fn report(shard: Shard, done: Result<anyhow::Result<()>, tokio::task::JoinError>
     match done {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %format!("{e:#}"), "a batch failed; its entries will be claimed again")
+            tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %format!("{e:#}"), "a batch failed; its entries will be claimed again")
         }
         Err(e) => {
-            tracing::error!(goods = shard.goods.get(), bucket = shard.bucket, error = %e, "a batch task panicked; its entries will be claimed again")
+            tracing::error!(goods = shard.goods.get(), shard = shard.index, error = %e, "a batch task panicked; its entries will be claimed again")
         }
     }
 }
@@ -199,7 +202,7 @@ async fn claim_stale(
             .partition(|e| deliveries.get(e.id.as_str()).copied().unwrap_or(0) > s.max_deliveries);
         tracing::info!(
             goods = shard.goods.get(),
-            bucket = shard.bucket,
+            shard = shard.index,
             claimed = live.len(),
             dead = dead.len(),
             "claimed stale entries"
@@ -239,7 +242,7 @@ async fn dead_letter(
     let mut con = state.redis.clone();
     let user: String = entry.get("u").unwrap_or_default();
     let request: String = entry.get("r").unwrap_or_default();
-    tracing::error!(goods = shard.goods.get(), bucket = shard.bucket, entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
+    tracing::error!(goods = shard.goods.get(), shard = shard.index, entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
     let _: String = con
         .xadd(
             k.dead(),
@@ -255,7 +258,7 @@ async fn dead_letter(
         sale::give_back(&mut con, &state.keys, &state.scripts, shard, user, Some(-1)).await?;
     }
     results::finish(state, shard, &[], &[], &[&entry.id]).await?;
-    state.metrics.dead_letters.fetch_add(1, Relaxed);
+    state.metrics.dead_letters.inc();
     Ok(())
 }
 
@@ -282,11 +285,12 @@ async fn process(
     let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     match sink {
         Sink::Mysql => {
-            let Some(written) = write_with_retry(ctx, shard, &batch, shutdown).await? else {
+            let Some(written) = commit::write_with_retry(ctx, shard, &batch, shutdown).await?
+            else {
                 return Ok(()); // shutting down: the entries stay pending for the next worker
             };
             results::finish(&ctx.state, shard, &batch, &written, &ids).await?;
-            record(&ctx.state.metrics, &written);
+            commit::record(&ctx.state.metrics, &written);
         }
         Sink::Rabbit(publisher) => {
             publisher.publish(shard, &batch).await?;
@@ -294,75 +298,4 @@ async fn process(
         }
     }
     Ok(())
-}
-
-/// Counts a settled batch in the metrics.
-pub(crate) fn record(m: &crate::metrics::Metrics, written: &[Written]) {
-    m.batches.fetch_add(1, Relaxed);
-    m.batch_entries.observe(written.len() as f64);
-    for w in written {
-        let c = match w {
-            Written::Order(_) => &m.orders,
-            Written::Existing(_) => &m.replays,
-            Written::Failed => &m.failed,
-        };
-        c.fetch_add(1, Relaxed);
-    }
-}
-
-/// Commits the batch, retrying with backoff while MySQL fails; `None` if shutdown came first.
-pub(crate) async fn write_with_retry(
-    ctx: &WorkerCtx,
-    shard: Shard,
-    batch: &[Admitted],
-    shutdown: &mut watch::Receiver<bool>,
-) -> RedisResult<Option<Vec<Written>>> {
-    let mut backoff = Duration::ZERO;
-    loop {
-        let started = Instant::now();
-        match writer::write_batch(&ctx.state.db, shard.goods, batch).await {
-            Ok(written) => {
-                ctx.state
-                    .metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                return Ok(Some(written));
-            }
-            Err(e) if writer::is_unique_violation(&e) => {
-                tracing::info!(
-                    goods = shard.goods.get(),
-                    bucket = shard.bucket,
-                    "another writer committed part of this batch; re-running it"
-                );
-            }
-            Err(e) => {
-                backoff = next_backoff(backoff);
-                tracing::warn!(goods = shard.goods.get(), bucket = shard.bucket, error = %e, ?backoff, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
-                if ctx.state.settings.queue == crate::config::QueueKind::Redis {
-                    keep_claimed(ctx, shard, batch).await;
-                }
-                if pause(backoff, shutdown).await {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-}
-
-/// Resets the idle time of entries this worker is still working on, so no one claims them.
-async fn keep_claimed(ctx: &WorkerCtx, shard: Shard, batch: &[Admitted]) {
-    let queue = ctx.state.keys.shard(shard).queue();
-    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
-    let touched: RedisResult<Vec<String>> = redis::cmd("XCLAIM")
-        .arg(&queue)
-        .arg(keys::GROUP)
-        .arg(&ctx.consumer)
-        .arg(0)
-        .arg(&ids)
-        .arg("JUSTID")
-        .query_async(&mut ctx.state.redis.clone())
-        .await;
-    if let Err(e) = touched {
-        tracing::debug!(error = %e, "could not refresh claimed entries");
-    }
 }

@@ -4,8 +4,9 @@
 //! connection and reused; a batch's rows travel as one JSON document through `JSON_TABLE`):
 //! 1. find the requests whose (user, goods) already has an order: a replayed stream entry is
 //!    "already done" and answers with the existing order id, it does not fail the batch;
-//! 2. the goods' name and price (a plain read), and `SELECT NEXTVAL(order_block)`: a block of 1024
-//!    order ids for this batch;
+//! 2. the goods' name and price (a plain read); the batch's 1024 order ids come from a block taken
+//!    before the transaction (`order_block`, bumped with `LAST_INSERT_ID(expr)`: portable to MySQL 8
+//!    and MariaDB, and its row lock lasts one autocommit statement, not a batch);
 //! 3. `INSERT … order_info` and 4. `INSERT … seckill_order`, all rows at once;
 //! 5. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n`, last, so the
 //!    row lock every writer of the sale queues on is held only for the commit. If MySQL has fewer
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::MySqlPool;
 
-use crate::domain::{GoodsId, UserId};
+use crate::domain::{GoodsId, OrderStatus, UserId};
 
 /// One admitted request, as the edge put it in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,27 +53,30 @@ impl Written {
     }
 }
 
-const FIND_EXISTING: &str = "SELECT so.user_id, so.order_id FROM seckill_order so \
+pub const FIND_EXISTING: &str = "SELECT so.user_id, so.order_id FROM seckill_order so \
      JOIN JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j ON so.user_id = j.u \
      WHERE so.goods_id = ?";
-const TAKE_STOCK: &str =
+pub const TAKE_STOCK: &str =
     "UPDATE seckill_goods SET stock = stock - ? WHERE goods_id = ? AND stock >= ?";
-const STOCK_LEFT: &str = "SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE";
-const ID_BLOCK: &str = "SELECT NEXTVAL(order_block)";
+pub const STOCK_LEFT: &str = "SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE";
+/// One statement, autocommitted: the new block number becomes this connection's
+/// `LAST_INSERT_ID()`, which the driver returns with the result (no second round trip).
+pub const ID_BLOCK: &str =
+    "UPDATE order_block SET next_block = LAST_INSERT_ID(next_block + 1) WHERE id = 1";
 /// A plain (consistent, non-locking) read: an `INSERT … SELECT` joining `seckill_goods` would take
 /// a shared lock on the stock row, and concurrent batches would then deadlock on the UPDATE.
-const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR) FROM goods g \
+pub const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR) FROM goods g \
      JOIN seckill_goods sg ON sg.goods_id = g.id WHERE g.id = ?";
-const INSERT_ORDERS: &str = "INSERT INTO order_info \
+pub const INSERT_ORDERS: &str = "INSERT INTO order_info \
      (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, created_at) \
-     SELECT j.id, j.u, ?, ?, 1, ?, 0, j.r, NOW(3) \
+     SELECT j.id, j.u, ?, ?, 1, ?, ?, j.r, NOW(3) \
      FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', u BIGINT PATH '$.u', \
           r VARCHAR(64) PATH '$.r')) j";
-const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id) \
+pub const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id) \
      SELECT j.u, j.id, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', \
           u BIGINT PATH '$.u')) j";
 
-/// Order ids per block: `NEXTVAL(order_block) * IDS_PER_BLOCK + i`.
+/// Order ids per block: `block * IDS_PER_BLOCK + i`.
 pub const IDS_PER_BLOCK: i64 = 1024;
 
 #[derive(Serialize)]
@@ -114,96 +118,32 @@ enum Stock {
     LockFirst,
 }
 
+/// One pass of the transaction described in the module comment.
 async fn write(
     db: &MySqlPool,
     goods: GoodsId,
     batch: &[Admitted],
     mode: Stock,
 ) -> Result<Option<Vec<Written>>, sqlx::Error> {
+    // a block taken and then rolled back is simply skipped: ids need not be dense
+    let block = allocate_block(db).await?;
     let mut tx = db.begin().await?;
-
-    let users: Vec<i64> = batch.iter().map(|a| a.user.get()).collect();
-    let existing: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(FIND_EXISTING)
-        .bind(serde_json::to_string(&users).expect("ids serialise"))
-        .bind(goods.get())
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-
-    // Which entries need a new order: not ordered before, and the first of their user here.
-    let mut results: Vec<Option<Written>> = batch
-        .iter()
-        .map(|a| existing.get(&a.user.get()).map(|&id| Written::Existing(id)))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut fresh: Vec<usize> = Vec::new();
-    for (i, a) in batch.iter().enumerate() {
-        if results[i].is_none() && seen.insert(a.user) {
-            fresh.push(i);
-        }
-    }
+    let existing = find_existing(&mut tx, goods, batch).await?;
+    let (mut results, fresh) = plan(batch, &existing);
 
     let wanted = fresh.len() as i64;
     let granted = match mode {
         Stock::TakeLast => wanted,
-        Stock::LockFirst if wanted == 0 => 0,
-        Stock::LockFirst => {
-            let left = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
-                .bind(goods.get())
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0)
-                .max(0) as i64;
-            let n = left.min(wanted);
-            if n > 0 {
-                take_stock(&mut tx, goods, n).await?;
-            }
-            if n < wanted {
-                tracing::warn!(
-                    goods = goods.get(),
-                    wanted,
-                    left,
-                    "MySQL has less stock than Redis admitted"
-                );
-            }
-            n
-        }
+        Stock::LockFirst => grant_what_is_left(&mut tx, goods, wanted).await?,
     };
     let (ordered, failed) = fresh.split_at(granted as usize);
     for &i in failed {
         results[i] = Some(Written::Failed);
     }
     if !ordered.is_empty() {
-        let (name, price): (String, String) = sqlx::query_as(SALE_INFO)
-            .bind(goods.get())
-            .fetch_one(&mut *tx)
-            .await?;
-        let block: i64 = sqlx::query_scalar(ID_BLOCK).fetch_one(&mut *tx).await?;
-        let rows: Vec<Row> = ordered
-            .iter()
-            .enumerate()
-            .map(|(n, &i)| Row {
-                id: block * IDS_PER_BLOCK + n as i64,
-                u: batch[i].user.get(),
-                r: &batch[i].entry_id,
-            })
-            .collect();
-        let json = serde_json::to_string(&rows).expect("rows serialise");
-        sqlx::query(INSERT_ORDERS)
-            .bind(goods.get())
-            .bind(&name)
-            .bind(&price)
-            .bind(&json)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(INSERT_SECKILL)
-            .bind(goods.get())
-            .bind(&json)
-            .execute(&mut *tx)
-            .await?;
-        for (row, &i) in rows.iter().zip(ordered) {
-            results[i] = Some(Written::Order(row.id));
+        let ids = insert_orders(&mut tx, goods, block, batch, ordered).await?;
+        for (id, &i) in ids.into_iter().zip(ordered) {
+            results[i] = Some(Written::Order(id));
         }
         if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
             tx.rollback().await?;
@@ -211,25 +151,134 @@ async fn write(
         }
     }
     tx.commit().await?;
+    Ok(Some(settle(batch, results)))
+}
 
-    // A second entry of a user within the batch answers with that user's order.
+/// A fresh block of [`IDS_PER_BLOCK`] order ids (its number; ids are `block * 1024 + i`).
+pub async fn allocate_block(db: &MySqlPool) -> Result<i64, sqlx::Error> {
+    let done = sqlx::query(ID_BLOCK).execute(db).await?;
+    if done.rows_affected() != 1 {
+        return Err(sqlx::Error::RowNotFound); // the one row of order_block is missing
+    }
+    Ok(done.last_insert_id() as i64)
+}
+
+/// The order id of every user of the batch who has one for this sale already.
+async fn find_existing(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    goods: GoodsId,
+    batch: &[Admitted],
+) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    let users: Vec<i64> = batch.iter().map(|a| a.user.get()).collect();
+    Ok(sqlx::query_as::<_, (i64, i64)>(FIND_EXISTING)
+        .bind(serde_json::to_string(&users).expect("ids serialise"))
+        .bind(goods.get())
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Each entry's result where it is known already (a replay), and the entries that need a new
+/// order: not ordered before, and the first of their user in this batch.
+fn plan(batch: &[Admitted], existing: &HashMap<i64, i64>) -> (Vec<Option<Written>>, Vec<usize>) {
+    let results: Vec<Option<Written>> = batch
+        .iter()
+        .map(|a| existing.get(&a.user.get()).map(|&id| Written::Existing(id)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let fresh = (0..batch.len())
+        .filter(|&i| results[i].is_none() && seen.insert(batch[i].user))
+        .collect();
+    (results, fresh)
+}
+
+/// Locks the stock row and takes as many of `wanted` units as are left; how many it took.
+async fn grant_what_is_left(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    goods: GoodsId,
+    wanted: i64,
+) -> Result<i64, sqlx::Error> {
+    if wanted == 0 {
+        return Ok(0);
+    }
+    let left = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
+        .bind(goods.get())
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0)
+        .max(0) as i64;
+    let n = left.min(wanted);
+    if n > 0 {
+        take_stock(tx, goods, n).await?;
+    }
+    if n < wanted {
+        tracing::warn!(
+            goods = goods.get(),
+            wanted,
+            left,
+            "MySQL has less stock than Redis admitted"
+        );
+    }
+    Ok(n)
+}
+
+/// Inserts one order per entry of `ordered` (indexes into `batch`); returns their ids in order.
+async fn insert_orders(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    goods: GoodsId,
+    block: i64,
+    batch: &[Admitted],
+    ordered: &[usize],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let (name, price): (String, String) = sqlx::query_as(SALE_INFO)
+        .bind(goods.get())
+        .fetch_one(&mut **tx)
+        .await?;
+    let rows: Vec<Row> = ordered
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| Row {
+            id: block * IDS_PER_BLOCK + n as i64,
+            u: batch[i].user.get(),
+            r: &batch[i].entry_id,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).expect("rows serialise");
+    sqlx::query(INSERT_ORDERS)
+        .bind(goods.get())
+        .bind(&name)
+        .bind(&price)
+        .bind(OrderStatus::Unpaid)
+        .bind(&json)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(INSERT_SECKILL)
+        .bind(goods.get())
+        .bind(&json)
+        .execute(&mut **tx)
+        .await?;
+    Ok(rows.iter().map(|r| r.id).collect())
+}
+
+/// Every entry's final result: a second entry of a user within the batch answers with that
+/// user's order.
+fn settle(batch: &[Admitted], results: Vec<Option<Written>>) -> Vec<Written> {
     let by_user: HashMap<UserId, Written> = batch
         .iter()
         .zip(&results)
         .filter_map(|(a, r)| r.map(|r| (a.user, r)))
         .collect();
-    Ok(Some(
-        batch
-            .iter()
-            .zip(results)
-            .map(|(a, r)| {
-                r.unwrap_or_else(|| match by_user.get(&a.user) {
-                    Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
-                    _ => Written::Failed,
-                })
+    batch
+        .iter()
+        .zip(results)
+        .map(|(a, r)| {
+            r.unwrap_or_else(|| match by_user.get(&a.user) {
+                Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
+                _ => Written::Failed,
             })
-            .collect(),
-    ))
+        })
+        .collect()
 }
 
 /// `stock = stock - n` if at least n are left; false if not.

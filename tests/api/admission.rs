@@ -236,10 +236,10 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
     let (s, r) = app.buy(&users[1].token, &paths[1], goods).await;
     assert_eq!((s, code(&r)), (410, 500500));
     // now the flag answers: Redis is not asked (the refusal is counted as local)
-    let local_before = app.state.metrics.admissions[8].load(std::sync::atomic::Ordering::Relaxed);
+    let local_before = app.state.metrics.admissions_of("sold_out_local");
     let (s, r) = app.buy(&users[2].token, &paths[2], goods).await;
     assert_eq!((s, code(&r)), (410, 500500));
-    let local_after = app.state.metrics.admissions[8].load(std::sync::atomic::Ordering::Relaxed);
+    let local_after = app.state.metrics.admissions_of("sold_out_local");
     assert_eq!(local_after, local_before + 1);
     // a path is not issued for a sold-out sale either
     let (s, r) = app
@@ -449,23 +449,35 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
         .await;
     assert_eq!(s, 200);
     let embedded_sha = r["data"]["admit.lua"].as_str().unwrap().to_string();
-    // an SRE's edit: the same script with a comment added
-    let tuned = format!("-- tuned\n{}", include_str!("../../lua/admit.lua"));
+    // an SRE's edit: the same script, but each queue entry also carries `tuned 1`
+    let embedded = include_str!("../../lua/admit.lua");
+    let tuned = embedded.replace("'t', now)", "'t', now, 'tuned', '1')");
+    assert_ne!(tuned, embedded, "the edit must change the script");
     std::fs::write(dir.join("admit.lua"), &tuned).unwrap();
     let (_, r) = app
         .post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
         .await;
     let tuned_sha = r["data"]["admit.lua"].as_str().unwrap();
     assert_ne!(tuned_sha, embedded_sha);
+    let codes = include_str!("../../lua/codes.lua");
     assert_eq!(
         tuned_sha,
-        flashgate::scripts::Script::new("admit.lua", tuned.clone()).sha
+        flashgate::scripts::Script::new("admit.lua", format!("{codes}\n{tuned}")).sha
     );
-    // the tuned script is the one buys now run
+    // the tuned script is the one buys now run: the queue entry carries its mark
     let user = &app.users(1).await[0];
     let goods = app.sale(1).await;
     let path = app.path_for(&user.token, goods).await;
     assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
+    let queue = app.state.keys.sale(goods).queue();
+    let entries: redis::streams::StreamRangeReply = app.redis().xrange_all(&queue).await.unwrap();
+    assert_eq!(entries.ids.len(), 1);
+    let mark: Option<String> = entries.ids[0].get("tuned");
+    assert_eq!(
+        mark.as_deref(),
+        Some("1"),
+        "the entry was not written by the tuned script"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -5,7 +5,7 @@
 use flashgate::domain::{GoodsId, UserId};
 use flashgate::keys::Keys;
 use flashgate::redis_conn::{RedisConn, Target};
-use flashgate::scripts::{Admission, Scripts};
+use flashgate::scripts::{Admission, Code, Scripts, decode_done};
 use redis::AsyncCommands;
 
 struct Sale {
@@ -68,17 +68,7 @@ impl Sale {
 
     /// `again` is ARGV[5]: "1" when the edge runs a request again after moving a unit in.
     async fn admit_run(&mut self, user: i64, path: &str, now: i64, again: &str) -> Admission {
-        let k = self.keys.sale(self.goods);
-        let u = UserId::new(user).unwrap();
-        let keys = [
-            k.meta(),
-            k.stock(),
-            k.buyers(),
-            k.path(u),
-            k.bucket(u),
-            k.gate(),
-            k.queue(),
-        ];
+        let keys = self.keys.sale(self.goods).admit(UserId::new(user).unwrap());
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let reply = self
             .scripts
@@ -348,17 +338,7 @@ async fn without_a_pinned_clock_the_script_uses_redis_time() {
         sale.admit(6, PATH, 0).await,
         Admission::NotStarted { starts_in_ms: 1000 }
     );
-    let k = sale.keys.sale(sale.goods);
-    let u = UserId::new(6).unwrap();
-    let keys = [
-        k.meta(),
-        k.stock(),
-        k.buyers(),
-        k.path(u),
-        k.bucket(u),
-        k.gate(),
-        k.queue(),
-    ];
+    let keys = sale.keys.sale(sale.goods).admit(UserId::new(6).unwrap());
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let reply = sale
         .scripts
@@ -400,22 +380,22 @@ async fn a_run_again_after_a_move_is_not_charged_to_the_buckets_twice() {
 }
 
 #[tokio::test]
-async fn take_moves_one_unit_out_of_a_bucket_and_never_below_zero() {
+async fn take_moves_one_unit_out_of_a_shard_and_never_below_zero() {
     let mut sale = Sale::new(2, 1000.0, 1000).await;
     let stock = sale.keys.sale(sale.goods).stock();
     let take = sale.scripts.get().take.clone();
     let mut taken = Vec::new();
     for _ in 0..3 {
         let reply = take.invoke(&mut sale.con, &[&stock], &[]).await.unwrap();
-        taken.push(redis::from_redis_value::<i64>(reply).unwrap());
+        taken.push(decode_done("take.lua", reply, Code::SoldOut).unwrap());
     }
-    assert_eq!(taken, vec![1, 1, 0]);
+    assert_eq!(taken, vec![true, true, false]);
     let left: i64 = sale.con.get(&stock).await.unwrap();
     assert_eq!(left, 0);
-    // a bucket that was never loaded has nothing to give
+    // a shard that was never loaded has nothing to give
     let missing = sale.keys.sale(GoodsId::new(99).unwrap()).stock();
     let reply = take.invoke(&mut sale.con, &[&missing], &[]).await.unwrap();
-    assert_eq!(redis::from_redis_value::<i64>(reply).unwrap(), 0);
+    assert!(!decode_done("take.lua", reply, Code::SoldOut).unwrap());
     let exists: bool = sale.con.exists(&missing).await.unwrap();
     assert!(!exists);
     sale.cleanup().await;

@@ -1,9 +1,8 @@
-//! A hot item split into stock buckets (`src/split.rs`): shoppers crowd one bucket, units move
+//! A hot item split into stock shards (`src/split.rs`): shoppers crowd one shard, units move
 //! over from the others, and the whole stock sells, exactly, on one Redis and on the cluster.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use flashgate::config::QueueKind;
@@ -15,17 +14,17 @@ use crate::cluster::{cluster_url, holder, nodes};
 use crate::helpers::{TestApp, concurrently, spawn_with, test_settings};
 
 const STOCK: i32 = 1000;
-const BUCKETS: u16 = 4;
+const SHARDS: u16 = 4;
 
 async fn split_sale(app: &TestApp) -> GoodsId {
     let mut new = NewSale::new(STOCK, -1, 3600);
-    new.buckets = BUCKETS;
+    new.shards = SHARDS;
     app.create_sale(&new).await
 }
 
-async fn bucket_stocks(app: &TestApp, goods: GoodsId, buckets: u16) -> Vec<i64> {
+async fn shard_stocks(app: &TestApp, goods: GoodsId, shards: u16) -> Vec<i64> {
     let mut out = Vec::new();
-    for shard in Shard::all(goods, buckets) {
+    for shard in Shard::all(goods, shards) {
         let s: Option<i64> = app
             .redis()
             .get(app.state.keys.shard(shard).stock())
@@ -36,8 +35,8 @@ async fn bucket_stocks(app: &TestApp, goods: GoodsId, buckets: u16) -> Vec<i64> 
     out
 }
 
-/// 1,000 units over 4 buckets of 250; 1,200 shoppers, 1,000 of them at home in bucket 0,
-/// 150 in bucket 1, none in bucket 2, 50 in bucket 3; every tenth one presses twice.
+/// 1,000 units over 4 shards of 250; 1,200 shoppers, 1,000 of them at home in shard 0,
+/// 150 in shard 1, none in shard 2, 50 in shard 3; every tenth one presses twice.
 async fn skewed_shoppers_buy_exactly_the_whole_stock(
     redis_url: String,
     queue: QueueKind,
@@ -47,16 +46,16 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
     settings.queue = queue;
     let app = spawn_with(settings, true).await;
     let goods = split_sale(&app).await;
-    assert_eq!(bucket_stocks(&app, goods, BUCKETS).await, vec![250; 4]);
+    assert_eq!(shard_stocks(&app, goods, SHARDS).await, vec![250; 4]);
 
     let users = app.users(4000).await;
-    let home = |u: &flashgate::seed::TestUser| Shard::home(goods, u.id, BUCKETS).bucket;
+    let home = |u: &flashgate::seed::TestUser| Shard::home(goods, u.id, SHARDS).index;
     let mut shoppers = Vec::new();
-    for (bucket, count) in [(0, 1000), (1, 150), (2, 0), (3, 50)] {
+    for (shard, count) in [(0, 1000), (1, 150), (2, 0), (3, 50)] {
         shoppers.extend(
             users
                 .iter()
-                .filter(|u| home(u) == bucket)
+                .filter(|u| home(u) == shard)
                 .take(count)
                 .cloned(),
         );
@@ -102,16 +101,16 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
         assert!(a.iter().filter(|&&s| s == 202).count() <= 1);
     }
     assert_eq!(
-        bucket_stocks(&app, goods, BUCKETS).await,
+        shard_stocks(&app, goods, SHARDS).await,
         vec![0; 4],
         "stock left unsold"
     );
     assert!(
-        app.state.metrics.stock_moves.load(Relaxed) >= 550,
-        "bucket 0's shoppers bought at least 550 units moved in from elsewhere"
+        app.state.metrics.stock_moves.get() >= 550,
+        "shard 0's shoppers bought at least 550 units moved in from elsewhere"
     );
 
-    for shard in Shard::all(goods, BUCKETS) {
+    for shard in Shard::all(goods, SHARDS) {
         let queue = app.state.keys.shard(shard).queue();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while app.redis().xlen::<_, i64>(&queue).await.unwrap() > 0 {
@@ -138,7 +137,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
     .await
     .unwrap();
     assert_eq!(dups, 0);
-    // a bucket-0 shopper who got a moved unit sees their order, as anyone does
+    // a shard-0 shopper who got a moved unit sees their order, as anyone does
     let buyer = shoppers
         .iter()
         .zip(&answers)
@@ -154,11 +153,11 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // and the detail page shows the sum of the buckets
+    // and the detail page shows the sum of the shards
     let (s, body) = app.get(&format!("/api/goods/{goods}"), "").await;
     assert_eq!((s, body["data"]["stock"].as_i64()), (200, Some(0)));
 
-    // a reset for a repeat run gives every bucket its share again
+    // a reset for a repeat run gives every shard its share again
     let (s, body) = app
         .post(
             &format!("/api/admin/sales/{goods}/reset"),
@@ -167,7 +166,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(bucket_stocks(&app, goods, BUCKETS).await, vec![250; 4]);
+    assert_eq!(shard_stocks(&app, goods, SHARDS).await, vec![250; 4]);
     assert_eq!(app.orders(goods).await, 0);
     (Arc::try_unwrap(app).ok().unwrap(), goods)
 }
@@ -188,28 +187,28 @@ async fn a_split_sale_sells_out_through_rabbitmq_too() {
 async fn on_a_cluster_a_split_sale_spreads_over_nodes_and_sells_out() {
     let (app, goods) =
         skewed_shoppers_buy_exactly_the_whole_stock(cluster_url(), QueueKind::Redis).await;
-    // its buckets sit on more than one node
+    // its shards sit on more than one node
     let mut nodes = nodes().await;
     let mut on = BTreeSet::new();
-    for shard in Shard::all(goods, BUCKETS) {
+    for shard in Shard::all(goods, SHARDS) {
         on.insert(holder(&mut nodes, &app.state.keys.shard(shard).meta()).await);
     }
-    assert!(on.len() >= 2, "all buckets on one node: {on:?}");
+    assert!(on.len() >= 2, "all shards on one node: {on:?}");
 }
 
 #[tokio::test]
-async fn an_unpaid_order_of_a_split_sale_gives_its_unit_back_to_the_buyers_home_bucket() {
+async fn an_unpaid_order_of_a_split_sale_gives_its_unit_back_to_the_buyers_home_shard() {
     let mut settings = test_settings();
     settings.unpaid_timeout_secs = 1;
     let app = spawn_with(settings, true).await;
     let mut new = NewSale::new(2, -1, 3600);
-    new.buckets = 2;
+    new.shards = 2;
     let goods = app.create_sale(&new).await;
     let users = app.users(4).await;
-    // a shopper at home in bucket 1 buys both its unit and, moved over, bucket 0's
+    // a shopper at home in shard 1 buys both its unit and, moved over, shard 0's
     let home1: Vec<_> = users
         .iter()
-        .filter(|u| Shard::home(goods, u.id, 2).bucket == 1)
+        .filter(|u| Shard::home(goods, u.id, 2).index == 1)
         .take(2)
         .collect();
     assert_eq!(home1.len(), 2);
@@ -217,15 +216,15 @@ async fn an_unpaid_order_of_a_split_sale_gives_its_unit_back_to_the_buyers_home_
         let path = app.path_for(&u.token, goods).await;
         assert_eq!(app.buy(&u.token, &path, goods).await.0, 202);
     }
-    assert_eq!(bucket_stocks(&app, goods, 2).await, vec![0, 0]);
-    // nobody pays: both close, both units go back to bucket 1, where their buyers live,
+    assert_eq!(shard_stocks(&app, goods, 2).await, vec![0, 0]);
+    // nobody pays: both close, both units go back to shard 1, where their buyers live,
     // and the buyers may buy again
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while bucket_stocks(&app, goods, 2).await != vec![0, 2] {
+    while shard_stocks(&app, goods, 2).await != vec![0, 2] {
         assert!(
             tokio::time::Instant::now() < deadline,
             "units never came back: {:?}",
-            bucket_stocks(&app, goods, 2).await
+            shard_stocks(&app, goods, 2).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,0 +1,85 @@
+//! Committing one batch: the MySQL write with its retries, the entries kept claimed while MySQL
+//! is away, and the batch counted in the metrics. Shared by the stream reader (`stream`) and the
+//! RabbitMQ consumers (`rabbit`), which both end in the same transaction.
+
+use std::time::Instant;
+
+use redis::RedisResult;
+use tokio::sync::watch;
+
+use super::writer::{self, Admitted, Written};
+use super::{WorkerCtx, pause};
+use crate::domain::Shard;
+use crate::keys;
+use crate::retry::Backoff;
+
+/// Counts a settled batch in the metrics.
+pub fn record(m: &crate::metrics::Metrics, written: &[Written]) {
+    m.batches.inc();
+    m.batch_entries.observe(written.len() as f64);
+    for w in written {
+        let c = match w {
+            Written::Order(_) => &m.orders,
+            Written::Existing(_) => &m.replays,
+            Written::Failed => &m.failed,
+        };
+        c.inc();
+    }
+}
+
+/// Commits the batch, retrying with backoff while MySQL fails; `None` if shutdown came first.
+pub async fn write_with_retry(
+    ctx: &WorkerCtx,
+    shard: Shard,
+    batch: &[Admitted],
+    shutdown: &mut watch::Receiver<bool>,
+) -> RedisResult<Option<Vec<Written>>> {
+    let mut backoff = Backoff::worker();
+    loop {
+        let started = Instant::now();
+        match writer::write_batch(&ctx.state.db, shard.goods, batch).await {
+            Ok(written) => {
+                ctx.state
+                    .metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(Some(written));
+            }
+            Err(e) if writer::is_unique_violation(&e) => {
+                tracing::info!(
+                    goods = shard.goods.get(),
+                    shard = shard.index,
+                    "another writer committed part of this batch; re-running it"
+                );
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %e, ?wait, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
+                if ctx.state.settings.queue == crate::config::QueueKind::Redis {
+                    keep_claimed(ctx, shard, batch).await;
+                }
+                if pause(wait, shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Resets the idle time of entries this worker is still working on, so no one claims them.
+async fn keep_claimed(ctx: &WorkerCtx, shard: Shard, batch: &[Admitted]) {
+    let queue = ctx.state.keys.shard(shard).queue();
+    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
+    let touched: RedisResult<Vec<String>> = redis::cmd("XCLAIM")
+        .arg(&queue)
+        .arg(keys::GROUP)
+        .arg(&ctx.consumer)
+        .arg(0)
+        .arg(&ids)
+        .arg("JUSTID")
+        .query_async(&mut ctx.state.redis.clone())
+        .await;
+    if let Err(e) = touched {
+        tracing::debug!(error = %e, "could not refresh claimed entries");
+    }
+}
