@@ -111,16 +111,7 @@ impl AppError {
 
 impl From<redis::RedisError> for AppError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_timeout()
-            || e.is_unrecoverable_error()
-            // a server that is loading its data, or a cluster that is failing over
-            || matches!(
-                e.code(),
-                Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
-            )
-        {
+        if crate::redis_conn::is_unavailable(&e) {
             tracing::warn!(error = %e, "redis unavailable");
             AppError::Unavailable(Dependency::Redis)
         } else {

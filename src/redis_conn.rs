@@ -11,6 +11,7 @@
 //! Pub/sub needs no cluster client: a `PUBLISH` on any node of a cluster reaches the subscribers
 //! of every node, so [`Target::pubsub_client`] opens a plain client on the first seed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +20,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::breaker::Breaker;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,9 +72,9 @@ impl Target {
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
                 let client = redis::Client::open(url.as_str())?;
-                Ok(RedisConn::Single(
+                Ok(RedisConn::new(Inner::Single(
                     ConnectionManager::new_with_config(client, config).await?,
-                ))
+                )))
             }
             Self::Cluster(seeds) => {
                 let client = ClusterClient::builder(seeds.iter().map(String::as_str))
@@ -79,7 +82,9 @@ impl Target {
                     .response_timeout(response_timeout)
                     .retries(2)
                     .build()?;
-                Ok(RedisConn::Cluster(client.get_async_connection().await?))
+                Ok(RedisConn::new(Inner::Cluster(
+                    client.get_async_connection().await?,
+                )))
             }
         }
     }
@@ -94,18 +99,72 @@ impl Target {
 }
 
 /// A connection to one server or to a cluster; cheap to clone, multiplexed either way.
+///
+/// With a [`Breaker`] attached ([`RedisConn::with_breaker`]) every command's outcome is reported
+/// to it: an answer from Redis (even an error answer such as NOSCRIPT) is a success, an I/O
+/// error, a timeout or a server that cannot serve (LOADING, CLUSTERDOWN…) a failure. So the
+/// breaker hears real Redis outcomes only, never a request that did not reach Redis.
 #[derive(Clone)]
-pub enum RedisConn {
+pub struct RedisConn {
+    inner: Inner,
+    breaker: Option<Arc<Breaker>>,
+}
+
+#[derive(Clone)]
+enum Inner {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
+/// Whether a Redis error means Redis cannot serve now (rather than an answer it gave).
+pub fn is_unavailable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        // a server that is loading its data, or a cluster that is failing over
+        || matches!(
+            e.code(),
+            Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
+        )
+}
+
+impl RedisConn {
+    fn new(inner: Inner) -> Self {
+        Self {
+            inner,
+            breaker: None,
+        }
+    }
+
+    /// The same connection, reporting every outcome to `breaker`.
+    pub fn with_breaker(mut self, breaker: Arc<Breaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    fn heard<T>(breaker: &Option<Arc<Breaker>>, result: &RedisResult<T>) {
+        if let Some(b) = breaker {
+            match result {
+                Err(e) if is_unavailable(e) => b.failure(),
+                _ => b.success(),
+            }
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
+        let breaker = self.breaker.clone();
+        let sent = match &mut self.inner {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+        };
+        Box::pin(async move {
+            let result = sent.await;
+            Self::heard(&breaker, &result);
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -114,16 +173,22 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
+        let breaker = self.breaker.clone();
+        let sent = match &mut self.inner {
+            Inner::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        };
+        Box::pin(async move {
+            let result = sent.await;
+            Self::heard(&breaker, &result);
+            result
+        })
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -142,8 +207,8 @@ impl RedisConn {
             c
         };
         let mut found = Vec::new();
-        match self {
-            Self::Single(con) => {
+        match &mut self.inner {
+            Inner::Single(con) => {
                 let mut cursor = 0;
                 loop {
                     let (next, batch): (u64, Vec<String>) = scan(cursor).query_async(con).await?;
@@ -154,7 +219,7 @@ impl RedisConn {
                     cursor = next;
                 }
             }
-            Self::Cluster(con) => {
+            Inner::Cluster(con) => {
                 // The first SCAN goes to every primary and answers per node address; each node
                 // is then followed on its own cursor.
                 let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));

@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::db;
 use crate::http;
@@ -29,10 +30,13 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     settings.validate()?;
     let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
+    let breaker = Arc::new(Breaker::default());
+    // every command on the shared connection reports its outcome to the breaker
     let redis = target
         .connect(REDIS_TIMEOUT)
         .await
-        .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?;
+        .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?
+        .with_breaker(breaker.clone());
     let db = db::connect(&settings.database_url, 16).await?;
     let scripts = Scripts::load(settings.lua_dir.clone())?;
     scripts.preload(&mut redis.clone()).await?;
@@ -53,7 +57,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         shapes: Arc::default(),
         metrics: Arc::new(Metrics::default()),
         assets: Arc::new(assets),
-        redis_breaker: Arc::default(),
+        redis_breaker: breaker,
     })
 }
 

@@ -123,16 +123,12 @@ async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Resp {
     req.extensions_mut().insert(rid.clone());
     let family = family(req.uri().path());
     let needs_redis = req.uri().path().starts_with("/api/");
+    // the breaker itself hears every Redis command's outcome (see `RedisConn`); here it only
+    // keeps requests that would need Redis from trying while it is open
     let result = if needs_redis && !state.redis_breaker.allow() {
         Err(AppError::Unavailable(Dependency::Redis))
     } else {
-        let result = route(req, &state).await;
-        match &result {
-            Err(AppError::Unavailable(Dependency::Redis)) => state.redis_breaker.failure(),
-            _ if needs_redis => state.redis_breaker.success(),
-            _ => {}
-        }
-        result
+        route(req, &state).await
     };
     let mut response = match result {
         Ok(resp) => resp,

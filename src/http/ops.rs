@@ -89,6 +89,11 @@ async fn sale_gauges(state: &AppState) -> SaleGauges {
 }
 
 pub async fn metrics(state: &AppState) -> Resp {
+    // the breaker's state as of this scrape
+    state
+        .metrics
+        .breaker_open
+        .set(i64::from(state.redis_breaker.is_open()));
     let text = state.metrics.render(&sale_gauges(state).await);
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(

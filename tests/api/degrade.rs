@@ -75,3 +75,38 @@ async fn redis_going_away_gives_fast_503s_and_service_resumes_when_it_returns() 
     assert_eq!(app.redis_state(goods).await, (8, 2, 2));
     assert_eq!(app.get("/readyz", "").await.0, 200);
 }
+
+/// The breaker counts Redis's own outcomes, not answers that never touched Redis: bad requests
+/// (400) between failing buys must not reset its count, or an attacker's junk would keep a dead
+/// Redis's breaker shut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_never_reach_redis_do_not_keep_the_breaker_closed() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut settings = test_settings();
+    settings.redis_url = format!("redis://127.0.0.1:{}/", proxy.port);
+    let app = spawn_with(settings, false).await;
+    let goods = app.sale(10).await;
+    let user = &app.users(1).await[0];
+    let path = app.path_for(&user.token, goods).await;
+
+    proxy.cut().await;
+    for round in 0..flashgate::breaker::TRIP_AFTER {
+        assert!(
+            !app.state.redis_breaker.is_open(),
+            "open after {round} failures"
+        );
+        let (status, body) = app.buy(&user.token, &path, goods).await;
+        assert_eq!(status, 503, "{body}");
+        // a malformed hidden path: refused (403) before any Redis call
+        let (status, body) = app.buy(&user.token, "not-a-path", goods).await;
+        assert!(
+            status == 403 || (status == 503 && app.state.redis_breaker.is_open()),
+            "{status} {body}"
+        );
+    }
+    assert!(
+        app.state.redis_breaker.is_open(),
+        "bad requests between the failures kept the breaker closed"
+    );
+    proxy.restore();
+}
