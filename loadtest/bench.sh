@@ -32,7 +32,7 @@ db="flashgate_bench_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db"
 export FLASHGATE_NAMESPACE="$ns" FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT"
 export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000 FLASHGATE_LOG=warn
-export FLASHGATE_ADMIN_TOKEN=bench FLASHGATE_PATH_FACTOR=1
+export FLASHGATE_ADMIN_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') FLASHGATE_PATH_FACTOR=1
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

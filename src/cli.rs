@@ -94,7 +94,12 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::Worker => {
             let state = startup::connect(settings).await?;
-            worker::run(state, startup::shutdown_on_signals()).await?;
+            let shutdown = startup::shutdown_on_signals();
+            let ops = startup::serve_worker_ops(&state, shutdown.clone()).await?;
+            worker::run(state, shutdown).await?;
+            if let Some(ops) = ops {
+                let _ = ops.await;
+            }
         }
         Command::All => {
             let state = startup::connect(settings).await?;

@@ -82,6 +82,33 @@ pub struct Settings {
     pub consumers: usize,
     /// MySQL batches of one sale a worker writes at once (each on its own connection).
     pub writers: usize,
+    /// Where the admin API (`/api/admin/*`, plus `/healthz`, `/readyz`, `/metrics`) listens:
+    /// its own address, loopback by default, never the public one; `off` turns it off. It is
+    /// also off while `admin_token` is empty.
+    pub admin_listen: String,
+    /// A client must send a whole request header within this many ms of its first byte.
+    pub header_timeout_ms: u64,
+    /// A connection with no request in progress is closed after this many ms.
+    pub idle_timeout_ms: u64,
+    /// A request body must arrive within this many ms (else 408 and the connection is closed).
+    pub body_timeout_ms: u64,
+    /// Open connections per listener; past this a new connection is closed at once.
+    pub max_connections: usize,
+    /// Addresses (or CIDR ranges) of proxies whose `X-Forwarded-For` is believed, comma
+    /// separated (nginx's address, e.g. `127.0.0.1`); empty trusts no one.
+    pub trusted_proxies: String,
+    /// Failed logins allowed per mobile within `login_window_secs`; then 429 until it passes.
+    pub login_fails_per_mobile: u32,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_fails_per_address: u32,
+    /// The window failed logins are counted over, in seconds.
+    pub login_window_secs: u64,
+    /// Where `flashgate worker` serves `/healthz`, `/readyz` and `/metrics` (for Prometheus);
+    /// `off` (the default) serves nothing. (`serve` and `all` serve them on `listen`.)
+    pub worker_listen: String,
+    /// Set when the edge is served over TLS (by a proxy in front): the session cookie then
+    /// carries `Secure`, so a browser never sends it over plain HTTP.
+    pub cookie_secure: bool,
 }
 
 impl Default for Settings {
@@ -109,6 +136,17 @@ impl Default for Settings {
             closer_interval_ms: 5_000,
             consumers: 2,
             writers: 4,
+            admin_listen: "127.0.0.1:9180".into(),
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            body_timeout_ms: 10_000,
+            max_connections: 25_000,
+            trusted_proxies: String::new(),
+            login_fails_per_mobile: 5,
+            login_fails_per_address: 50,
+            login_window_secs: 900,
+            cookie_secure: false,
+            worker_listen: "off".into(),
         }
     }
 }
@@ -137,6 +175,45 @@ fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     Ok(s.filter(|s| !s.is_empty()).map(PathBuf::from))
+}
+
+/// Tokens that are somebody's example, not a secret.
+const PLACEHOLDER_TOKENS: [&str; 9] = [
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "admin",
+    "password",
+    "token",
+    "example",
+    "replace-me",
+];
+
+/// The admin token, if set, must be a real secret: 32 characters or more, not a placeholder
+/// (nor one padded out with repeats of itself), not one character repeated.
+fn check_admin_token(token: &str) -> anyhow::Result<()> {
+    if token.is_empty() {
+        return Ok(()); // admin API off
+    }
+    let lower = token.to_ascii_lowercase();
+    anyhow::ensure!(
+        token.chars().count() >= 32,
+        "admin_token is shorter than 32 characters: generate one (openssl rand -hex 32)"
+    );
+    let placeholder = PLACEHOLDER_TOKENS.iter().any(|p| {
+        lower.contains(p)
+            && lower
+                .replace(p, "")
+                .trim_matches(['-', '_', '0', '1'])
+                .is_empty()
+    });
+    let one_char = lower.chars().all(|c| lower.starts_with(c));
+    anyhow::ensure!(
+        !placeholder && !one_char,
+        "admin_token is a placeholder, not a secret: generate one (openssl rand -hex 32)"
+    );
+    Ok(())
 }
 
 /// The prefix of every setting's environment variable.
@@ -175,6 +252,14 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Where the admin API listens, if it is on (a token is set and `admin_listen` is not `off`).
+    pub fn admin_address(&self) -> Option<&str> {
+        let off = self.admin_token.is_empty()
+            || self.admin_listen.is_empty()
+            || self.admin_listen.eq_ignore_ascii_case("off");
+        (!off).then_some(self.admin_listen.as_str())
+    }
+
     /// Refuses settings that would make the scripts divide by zero or the worker spin.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.user_rate > 0.0, "user_rate must be > 0");
@@ -185,6 +270,28 @@ impl Settings {
             (1..=1000).contains(&self.batch_size),
             "batch_size must be 1..=1000"
         );
+        for (name, ms) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+        ] {
+            anyhow::ensure!(ms >= 100, "{name} must be >= 100");
+        }
+        anyhow::ensure!(self.max_connections >= 1, "max_connections must be >= 1");
+        anyhow::ensure!(
+            self.login_fails_per_mobile >= 1 && self.login_fails_per_address >= 1,
+            "login_fails_per_mobile and login_fails_per_address must be >= 1"
+        );
+        crate::http::proxy::Trusted::parse(&self.trusted_proxies)?;
+        check_admin_token(&self.admin_token)?;
+        if let Some(admin) = self.admin_address() {
+            // (two `:0` addresses are two different free ports)
+            anyhow::ensure!(
+                admin != self.listen || admin.ends_with(":0"),
+                "admin_listen must not be the public address {}",
+                self.listen
+            );
+        }
         anyhow::ensure!(
             !self.namespace.contains(['{', '}']),
             "namespace must not contain braces (they would break the hash tags)"
@@ -257,10 +364,33 @@ mod tests {
     }
 
     #[test]
+    fn weak_admin_tokens_refuse_to_start() {
+        let with = |token: &str| {
+            let s = Settings {
+                admin_token: token.into(),
+                ..Settings::default()
+            };
+            s.validate()
+        };
+        assert!(with("").is_ok(), "no token: admin API off");
+        assert!(with("change-me").is_err());
+        assert!(with("short-but-random-9f8e7d").is_err());
+        assert!(with("change-me-change-me-change-me-change-me").is_err());
+        assert!(with(&"a".repeat(40)).is_err());
+        assert!(with("8f14e45fceea167a5a36dedd4bea2543f2a8d6c1").is_ok());
+        let same = Settings {
+            admin_token: "8f14e45fceea167a5a36dedd4bea2543f2a8d6c1".into(),
+            admin_listen: "127.0.0.1:8080".into(),
+            ..Settings::default()
+        };
+        assert!(same.validate().is_err(), "admin on the public address");
+    }
+
+    #[test]
     fn every_field_has_a_variable() {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 22);
+        assert_eq!(names.len(), 33);
     }
 }

@@ -56,6 +56,12 @@ pub enum AppError {
     OrderClosed,
     #[error("request body too large")]
     TooLarge,
+    #[error("too many failed logins; try again after the wait given")]
+    TooManyLogins { retry_after_ms: u64 },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("the body must be JSON, sent as Content-Type: application/json")]
+    NotJson,
     #[error("method not allowed")]
     MethodNotAllowed,
     /// A dependency is unreachable (or its circuit breaker is open): the client may retry.
@@ -80,7 +86,9 @@ impl AppError {
             SoldOut | Ended => StatusCode::GONE,
             NotStarted { .. } => StatusCode::TOO_EARLY,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            TooManyRequests { .. } | TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,7 +99,7 @@ impl AppError {
         use AppError::*;
         match self {
             Internal(_) | Unavailable(_) => 500100,
-            BadParam(_) | TooLarge | MethodNotAllowed => 500101,
+            BadParam(_) | TooLarge | BodyTimeout | NotJson | MethodNotAllowed => 500101,
             SessionMissing => 500210,
             BadMobile => 500213,
             MobileNotFound => 500214,
@@ -103,7 +111,7 @@ impl AppError {
             NotStarted { .. } | Ended => 500502,
             BadPath => 500503,
             WrongCaptcha => 500504,
-            TooManyRequests { .. } => 500505,
+            TooManyRequests { .. } | TooManyLogins { .. } => 500505,
             OrderClosed => 500506,
         }
     }
@@ -160,6 +168,9 @@ mod tests {
             AppError::NotFound,
             AppError::Forbidden,
             AppError::TooLarge,
+            AppError::TooManyLogins { retry_after_ms: 5 },
+            AppError::BodyTimeout,
+            AppError::NotJson,
             AppError::OrderClosed,
             AppError::MethodNotAllowed,
         ];

@@ -70,6 +70,17 @@ impl Keys {
         format!("{}sess:{token}", self.ns)
     }
 
+    /// `login:fail:m:MOBILE`: failed logins of this mobile in the current window
+    /// (see [`crate::login_guard`]; expires with the window).
+    pub fn login_failures_mobile(&self, mobile: &str) -> String {
+        format!("{}login:fail:m:{mobile}", self.ns)
+    }
+
+    /// `login:fail:a:ADDRESS`: failed logins from this client address in the current window.
+    pub fn login_failures_address(&self, address: std::net::IpAddr) -> String {
+        format!("{}login:fail:a:{address}", self.ns)
+    }
+
     /// `cache:goods:list`: the cached sale list.
     pub fn goods_list(&self) -> String {
         format!("{}cache:goods:list", self.ns)

@@ -42,6 +42,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod login_guard;
 pub mod metrics;
 pub mod password;
 pub mod redis_conn;

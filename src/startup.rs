@@ -14,6 +14,7 @@ use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::db;
 use crate::http;
+use crate::http::routes::Surface;
 use crate::http::static_files::Assets;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
@@ -46,6 +47,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
             "!!! CAPTCHA IS OFF: anyone with a session can fetch a hidden path. For load tests only. !!!"
         );
     }
+    let settings_proxies = settings.trusted_proxies.clone();
     Ok(AppState {
         keys: Keys::new(&settings.namespace),
         settings: Arc::new(settings),
@@ -58,6 +60,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         metrics: Arc::new(Metrics::default()),
         assets: Arc::new(assets),
         redis_breaker: breaker,
+        proxies: Arc::new(crate::http::proxy::Trusted::parse(&settings_proxies)?),
     })
 }
 
@@ -65,6 +68,8 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    /// The admin API's own listener (never the public one), if it is on.
+    admin: Option<(TcpListener, u16)>,
     state: AppState,
 }
 
@@ -83,15 +88,31 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", state.settings.listen))?;
         let port = listener.local_addr()?.port();
+        let admin = match state.settings.admin_address() {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin listener {addr}"))?;
+                let p = l.local_addr()?.port();
+                Some((l, p))
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             port,
+            admin,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's port, if the admin API is on.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(_, p)| *p)
     }
 
     pub fn state(&self) -> &AppState {
@@ -108,13 +129,55 @@ impl Application {
             state.soldout.clone(),
             shutdown.clone(),
         ));
-        let mut stop = shutdown.clone();
-        http::serve(self.listener, state, async move {
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
-        })
+        };
+        let admin = self.admin.map(|(admin, port)| {
+            tracing::info!(port, "flashgate admin API listening");
+            tokio::spawn(http::serve(
+                admin,
+                state.clone(),
+                Surface::Admin,
+                stopped(shutdown.clone()),
+            ))
+        });
+        http::serve(
+            self.listener,
+            state,
+            Surface::Public,
+            stopped(shutdown.clone()),
+        )
         .await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         let _ = listener.await;
     }
+}
+
+/// For `flashgate worker`: `/healthz`, `/readyz` and `/metrics` on `worker_listen`, unless it
+/// is `off`, so Prometheus can scrape a worker that runs on its own.
+pub async fn serve_worker_ops(
+    state: &AppState,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let addr = state.settings.worker_listen.clone();
+    if addr.is_empty() || addr.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding worker_listen {addr}"))?;
+    tracing::info!(%addr, "worker metrics listening");
+    let mut stop = shutdown;
+    Ok(Some(tokio::spawn(http::serve(
+        listener,
+        state.clone(),
+        Surface::Ops,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))))
 }
 
 /// A shutdown channel that turns true on Ctrl-C or SIGTERM.

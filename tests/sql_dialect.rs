@@ -73,7 +73,13 @@ fn every_migration_parses_as_mysql() {
 /// line continuations joined. Format strings (`{…}`) are skipped: they are not sent as written.
 fn sql_literals(source: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let starts = ["\"SELECT ", "\"UPDATE ", "\"INSERT ", "\"DELETE ", "\"CREATE "];
+    let starts = [
+        "\"SELECT ",
+        "\"UPDATE ",
+        "\"INSERT ",
+        "\"DELETE ",
+        "\"CREATE ",
+    ];
     let mut rest = source;
     while let Some(at) = starts.iter().filter_map(|s| rest.find(s)).min() {
         let body = &rest[at + 1..];
@@ -109,7 +115,10 @@ fn every_sql_string_in_the_code_parses_as_mysql() {
         }
     }
     // the writer's six statements alone are more than this
-    assert!(checked >= 30, "only {checked} SQL strings found: is the scan broken?");
+    assert!(
+        checked >= 30,
+        "only {checked} SQL strings found: is the scan broken?"
+    );
 }
 
 #[test]

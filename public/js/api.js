@@ -3,7 +3,7 @@
 "use strict";
 
 const Flash = (() => {
-  // DESIGN.md's codes, in words a shopper understands.
+  // The API's codes (docs/api.md), in words a shopper understands.
   const MESSAGES = {
     500100: "Something went wrong on our side. Please try again.",
     500101: "That request was not valid. Please check what you entered.",
@@ -23,18 +23,21 @@ const Flash = (() => {
   };
 
   class ApiError extends Error {
-    constructor(code, msg, status) {
+    constructor(code, msg, status, data) {
       super(MESSAGES[code] || msg || "Request failed");
       this.code = code;
       this.status = status;
+      this.data = data;
     }
   }
 
   async function call(method, path, body) {
     const opts = { method, headers: {}, credentials: "same-origin" };
-    if (body !== undefined) {
+    // every state-changing call is JSON, even without a body: the edge refuses anything else
+    // (what a cross-site form could send), see docs/api.md
+    if (body !== undefined || method !== "GET") {
       opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(body);
+      opts.body = JSON.stringify(body === undefined ? {} : body);
     }
     let res;
     try {
@@ -45,7 +48,7 @@ const Flash = (() => {
     let env = null;
     try { env = await res.json(); } catch (e) { /* not JSON */ }
     if (!env) throw new ApiError(500100, `HTTP ${res.status}`, res.status);
-    if (env.code !== 0) throw new ApiError(env.code, env.msg, res.status);
+    if (env.code !== 0) throw new ApiError(env.code, env.msg, res.status, env.data);
     return env.data;
   }
 

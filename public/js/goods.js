@@ -127,8 +127,19 @@ async function buy() {
 }
 
 $("captcha").addEventListener("click", refreshCaptcha);
+// The captcha needs a session: logged out, its request fails. Show no broken image then, but
+// why, and the way to log in.
 $("captcha").addEventListener("error", () => {
-  Flash.show(msg, Flash.MESSAGES[500210], "error");
+  $("captcha").parentElement.classList.add("hidden");
+  Flash.show(msg, Flash.MESSAGES[500210] + " ", "error");
+  const a = document.createElement("a");
+  a.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+  a.id = "login-to-buy";
+  a.textContent = "Log in";
+  msg.appendChild(a);
+});
+$("captcha").addEventListener("load", () => {
+  $("captcha").parentElement.classList.remove("hidden");
 });
 $("buy").addEventListener("click", buy);
 refreshCaptcha();

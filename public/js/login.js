@@ -17,7 +17,14 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
     const next = Flash.param("next");
     location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
   } catch (e) {
-    Flash.show(msg, e.message, "error");
+    if (e.status === 429 && e.data && e.data.retryAfterMs) {
+      // failed logins are limited per number and per address: say so plainly, with the wait
+      const minutes = Math.ceil(e.data.retryAfterMs / 60000);
+      const wait = minutes <= 1 ? "a minute" : `${minutes} minutes`;
+      Flash.show(msg, `Too many failed logins. For your account's safety, logging in is paused: try again in ${wait}.`, "error");
+    } else {
+      Flash.show(msg, e.message, "error");
+    }
     button.disabled = false;
   }
 });

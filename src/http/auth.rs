@@ -2,7 +2,10 @@
 //!
 //! The page hashes the password once with the client salt; the server hashes that again with the
 //! user's own salt and compares ([`crate::password`]). A session token goes back both in the body
-//! (for load tools) and as an HttpOnly cookie (for the pages).
+//! (for load tools) and as an HttpOnly cookie (for the pages). Failed logins are limited per
+//! mobile and per client address ([`crate::login_guard`]).
+
+use std::time::Duration;
 
 use hyper::Request;
 use hyper::body::Incoming;
@@ -13,6 +16,7 @@ use super::respond::{self, Resp};
 use crate::domain::{Mobile, UserId};
 use crate::error::AppError;
 use crate::keys;
+use crate::login_guard;
 use crate::password;
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
@@ -34,6 +38,7 @@ struct UserRow {
 }
 
 pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let client = respond::client_address(&req, state);
     let body: Login = respond::json_body(req).await?;
     let mobile = Mobile::parse(&body.mobile)?;
     if body.password.len() != 32 || !body.password.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -41,19 +46,37 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
             "password must be the page's 32-hex-digit hash".into(),
         ));
     }
-    let row: UserRow =
+    let s = &state.settings;
+    let limits = login_guard::Limits {
+        per_mobile: s.login_fails_per_mobile,
+        per_address: s.login_fails_per_address,
+        window: Duration::from_secs(s.login_window_secs),
+    };
+    let guard = login_guard::Guard::new(&state.redis, &state.keys, limits, &mobile, client);
+    if let Err(e) = guard.check().await {
+        if let AppError::TooManyLogins { .. } = e {
+            state.metrics.logins_throttled.inc();
+        }
+        return Err(e);
+    }
+    let row: Option<UserRow> =
         sqlx::query_as("SELECT id, nickname, password, salt FROM users WHERE mobile = ?")
             .bind(mobile.as_str())
             .fetch_optional(&state.db)
-            .await?
-            .ok_or(AppError::MobileNotFound)?;
+            .await?;
+    let Some(row) = row else {
+        guard.failed().await?;
+        return Err(AppError::MobileNotFound);
+    };
     if !password::verify(
         &body.password.to_ascii_lowercase(),
         &row.salt,
         &row.password,
     ) {
+        guard.failed().await?;
         return Err(AppError::WrongPassword);
     }
+    guard.succeeded().await?;
     let user = SessionUser {
         id: UserId::new(row.id)?,
         mobile: mobile.as_str().to_string(),
@@ -62,8 +85,9 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
     let token = session::create(&mut state.redis.clone(), &state.keys, &user).await?;
     let mut resp = respond::ok(&token);
     let cookie = format!(
-        "token={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        keys::SESSION_TTL.as_secs()
+        "token={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        keys::SESSION_TTL.as_secs(),
+        secure(state)
     );
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -72,14 +96,30 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
     Ok(resp)
 }
 
+/// `; Secure` when the edge is served over TLS (`cookie_secure`): the browser then never sends
+/// the session over plain HTTP.
+fn secure(state: &AppState) -> &'static str {
+    if state.settings.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// Ends the session. State-changing, so JSON only (see `respond::json_body` on forgery).
 pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    respond::require_json(&req)?;
     if let Some(token) = respond::token(&req) {
         session::delete(&mut state.redis.clone(), &state.keys, token).await?;
     }
     let mut resp = respond::ok(());
+    let cookie = format!(
+        "token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(state)
+    );
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
     );
     Ok(resp)
 }

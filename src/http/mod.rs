@@ -1,20 +1,27 @@
 //! The HTTP edge: a lean hyper 1.x server and its router.
 //!
-//! Every route is one match arm in [`route`]; each family of routes lives in its own module.
+//! Every route is one row of the table in [`routes`] and one arm in [`route`]; each family of
+//! routes lives in its own module. Two listeners may run: the public one (shoppers) and the
+//! admin one (operators), each serving its own [`Surface`]. Slow and greedy clients are cut off
+//! by [`conn`].
 //! Handlers return `Result<Response, AppError>`; [`respond::error`] turns an error into its status
 //! and envelope, in one place. Shutdown is a parameter of [`serve`], so tests start and stop it.
 
 pub mod admin;
 pub mod auth;
+pub mod conn;
 pub mod goods;
 pub mod ops;
 pub mod orders;
+pub mod proxy;
 pub mod respond;
+pub mod routes;
 pub mod seckill;
 pub mod static_files;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,17 +37,39 @@ use tokio::net::TcpListener;
 use crate::error::{AppError, Dependency};
 use crate::state::AppState;
 pub use respond::Resp;
+use routes::{Found, Route, Surface};
+
+/// The address the request's connection came from (the proxy's, behind nginx).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub IpAddr);
+
+/// How long a handler may wait for the request's body (`body_timeout_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Accepts connections until `shutdown` completes, then lets open requests finish (up to 5 s).
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
+/// Accepts connections on `listener` until `shutdown` completes, serving the routes of `surface`,
+/// then lets open requests finish (up to 5 s). Each connection is held to the limits of
+/// [`conn`]; past `max_connections` open ones, a new one is closed at once.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    surface: Surface,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let limits = conn::Limits {
+        header: Duration::from_millis(state.settings.header_timeout_ms),
+        idle: Duration::from_millis(state.settings.idle_timeout_ms),
+        body: Duration::from_millis(state.settings.body_timeout_ms),
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.settings.max_connections));
     // one shared copy: a request clones a pointer, not the state's strings and handles
     let state = Arc::new(state);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -52,20 +81,44 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             },
             _ = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            state.metrics.cut_off("too_many");
+            drop(stream); // closed at once: the cap is what keeps the rest served
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(req, state).await) }
-        });
-        let conn = http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+        let phase = conn::Phase::new();
+        let service = {
+            let (state, phase) = (state.clone(), phase.clone());
+            service_fn(move |req| {
+                let (state, phase) = (state.clone(), phase.clone());
+                phase.request_started();
+                async move {
+                    let resp = handle(req, state, surface, peer.ip(), limits.body).await;
+                    phase.request_done();
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let conn = http1::Builder::new().keep_alive(true).serve_connection(
+            TokioIo::new(conn::Watched::new(stream, phase.clone())),
+            service,
+        );
         let conn = graceful.watch(conn);
+        let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            state.metrics.connections.inc();
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                reason = phase.watch(limits) => {
+                    state.metrics.cut_off(reason);
+                    tracing::debug!(%peer, reason, "cut a connection off");
+                }
             }
+            state.metrics.connections.dec();
+            drop(slot);
         });
     }
     drop(listener);
@@ -113,7 +166,13 @@ impl Default for RequestId {
 }
 
 /// Routes one request, times it, and turns an error into its envelope.
-async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Resp {
+async fn handle(
+    mut req: Request<Incoming>,
+    state: Arc<AppState>,
+    surface: Surface,
+    peer: IpAddr,
+    body_timeout: Duration,
+) -> Resp {
     let started = Instant::now();
     let rid = req
         .headers()
@@ -121,15 +180,20 @@ async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Resp {
         .and_then(RequestId::from_client)
         .unwrap_or_default();
     req.extensions_mut().insert(rid.clone());
-    let family = family(req.uri().path());
+    req.extensions_mut().insert(Peer(peer));
+    req.extensions_mut().insert(BodyTimeout(body_timeout));
+    let family = family(surface, req.method(), req.uri().path());
     let needs_redis = req.uri().path().starts_with("/api/");
     // the breaker itself hears every Redis command's outcome (see `RedisConn`); here it only
     // keeps requests that would need Redis from trying while it is open
     let result = if needs_redis && !state.redis_breaker.allow() {
         Err(AppError::Unavailable(Dependency::Redis))
     } else {
-        route(req, &state).await
+        route(req, &state, surface).await
     };
+    if let Err(AppError::BodyTimeout) = result {
+        state.metrics.cut_off("body_timeout"); // answered 408 with `Connection: close`
+    }
     let mut response = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -148,106 +212,46 @@ async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Resp {
     response
 }
 
-/// The metrics label of a path.
-fn family(path: &str) -> &'static str {
-    if path.starts_with("/api/seckill/") {
-        if path.ends_with("/orders") {
-            "buy"
-        } else if path.starts_with("/api/seckill/result") {
-            "result"
-        } else {
-            "path"
-        }
-    } else if path.starts_with("/api/goods") {
-        "goods"
-    } else if path.starts_with("/api/log") {
-        "auth"
-    } else if path.starts_with("/api/")
-        || path.starts_with("/healthz")
-        || path.starts_with("/readyz")
-        || path.starts_with("/metrics")
-    {
-        "other"
-    } else {
-        "static"
-    }
-}
-
-async fn route(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+/// Routes one request of `surface` to its handler (see [`routes`] for the table).
+async fn route(
+    req: Request<Incoming>,
+    state: &AppState,
+    surface: Surface,
+) -> Result<Resp, AppError> {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
-    let m = &method;
-    match segments.as_slice() {
-        ["api", "seckill", hidden, "orders"] => {
-            only(m, Method::POST)
-                .map(|_| seckill::buy(req, state, hidden))?
-                .await
+    let (route, params) = match routes::find(surface, req.method(), &path) {
+        Found::Route(route, params) => (route, params),
+        Found::WrongMethod => return Err(AppError::MethodNotAllowed),
+        Found::None if path.starts_with("/api/") || surface != Surface::Public => {
+            return Err(AppError::NotFound);
         }
-        ["api", "seckill", "result"] => {
-            only(m, Method::GET)
-                .map(|_| seckill::result(req, state))?
-                .await
-        }
-        ["api", "seckill", "path"] => {
-            only(m, Method::GET)
-                .map(|_| seckill::path(req, state))?
-                .await
-        }
-        ["api", "seckill", "captcha"] => {
-            only(m, Method::GET)
-                .map(|_| seckill::captcha(req, state))?
-                .await
-        }
-        ["api", "login"] => {
-            only(m, Method::POST)
-                .map(|_| auth::login(req, state))?
-                .await
-        }
-        ["api", "logout"] => {
-            only(m, Method::POST)
-                .map(|_| auth::logout(req, state))?
-                .await
-        }
-        ["api", "goods"] => only(m, Method::GET).map(|_| goods::list(state))?.await,
-        ["api", "goods", id] => {
-            only(m, Method::GET)
-                .map(|_| goods::detail(state, id))?
-                .await
-        }
-        ["api", "orders", id] => {
-            only(m, Method::GET)
-                .map(|_| orders::get(req, state, id))?
-                .await
-        }
-        ["api", "orders", id, "pay"] => {
-            only(m, Method::POST)
-                .map(|_| orders::pay(req, state, id))?
-                .await
-        }
-        ["api", "admin", "sales", id, "reset"] => {
-            only(m, Method::POST)
-                .map(|_| admin::reset(req, state, id))?
-                .await
-        }
-        ["api", "admin", "scripts", "reload"] => {
-            only(m, Method::POST)
-                .map(|_| admin::reload_scripts(req, state))?
-                .await
-        }
-        ["healthz"] => Ok(ops::healthz()),
-        ["readyz"] => Ok(ops::readyz(state).await),
-        ["metrics"] => Ok(ops::metrics(state).await),
-        ["api", ..] => Err(AppError::NotFound),
-        _ => static_files::serve(req, &state.assets).await,
+        Found::None => return static_files::serve(req, &state.assets).await,
+    };
+    let param = params.first().copied().unwrap_or_default();
+    match route {
+        Route::Login => auth::login(req, state).await,
+        Route::Logout => auth::logout(req, state).await,
+        Route::GoodsList => goods::list(state).await,
+        Route::GoodsDetail => goods::detail(state, param).await,
+        Route::Captcha => seckill::captcha(req, state).await,
+        Route::Path => seckill::path(req, state).await,
+        Route::Buy => seckill::buy(req, state, param).await,
+        Route::Result => seckill::result(req, state).await,
+        Route::Order => orders::get(req, state, param).await,
+        Route::Pay => orders::pay(req, state, param).await,
+        Route::AdminResetSale => admin::reset(req, state, param).await,
+        Route::AdminReloadScripts => admin::reload_scripts(req, state).await,
+        Route::Healthz => Ok(ops::healthz()),
+        Route::Readyz => Ok(ops::readyz(state).await),
+        Route::Metrics => Ok(ops::metrics(state).await),
     }
 }
 
-/// Refuses any method but `want` with 405.
-fn only(got: &Method, want: Method) -> Result<(), AppError> {
-    if *got == want {
-        Ok(())
-    } else {
-        Err(AppError::MethodNotAllowed)
+/// The metrics label of a request: its route's family, or `static` for the pages.
+fn family(surface: Surface, method: &Method, path: &str) -> &'static str {
+    match routes::find(surface, method, path) {
+        Found::Route(route, _) => route.family(),
+        _ if path.starts_with("/api/") => "other",
+        _ => "static",
     }
 }

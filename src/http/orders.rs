@@ -61,6 +61,7 @@ pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
 
 /// Marks an unpaid order paid (simulated payment). Paying twice is fine; a closed order is 409.
 pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    respond::require_json(&req)?;
     let id = OrderId::parse(id)?;
     let user = respond::user(&req, state).await?;
     sqlx::query(

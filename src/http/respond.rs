@@ -58,7 +58,8 @@ pub fn with_status<T: Serialize>(status: StatusCode, data: T) -> Resp {
 /// one. Server errors are answered generically (the caller logs their context).
 pub fn error(e: AppError) -> Resp {
     let data = match &e {
-        AppError::TooManyRequests { retry_after_ms } => {
+        AppError::TooManyRequests { retry_after_ms }
+        | AppError::TooManyLogins { retry_after_ms } => {
             serde_json::json!({ "retryAfterMs": retry_after_ms })
         }
         AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
@@ -71,12 +72,14 @@ pub fn error(e: AppError) -> Resp {
     })
     .expect("serialising an envelope");
     let mut resp = json_response(e.status(), body);
-    if let AppError::TooManyRequests { retry_after_ms } = e {
+    if let AppError::TooManyRequests { retry_after_ms }
+    | AppError::TooManyLogins { retry_after_ms } = e
+    {
         let secs = retry_after_ms.div_ceil(1000).max(1);
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if let AppError::TooLarge = e {
+    if let AppError::TooLarge | AppError::BodyTimeout = e {
         // the body was left unread, so this connection cannot carry another request: say so,
         // or a client may reuse it and see it cut
         resp.headers_mut()
@@ -85,8 +88,45 @@ pub fn error(e: AppError) -> Resp {
     resp
 }
 
-/// Reads a JSON object body of at most [`MAX_BODY`] bytes into `T`.
+/// Refuses (415) a request not declared `Content-Type: application/json`: every state-changing
+/// route calls this (through [`json_body`] when it has a body), see there why.
+pub fn require_json<B>(req: &Request<B>) -> Result<(), AppError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(AppError::NotJson)
+    }
+}
+
+/// The client's address: the connection's peer, or what a trusted proxy says it saw.
+pub fn client_address<B>(req: &Request<B>, state: &AppState) -> std::net::IpAddr {
+    let peer = req
+        .extensions()
+        .get::<super::Peer>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
+    state.proxies.client(peer, req.headers())
+}
+
+/// Reads a JSON object body of at most [`MAX_BODY`] bytes into `T`, within the request's
+/// [`BodyTimeout`](super::BodyTimeout).
+///
+/// The body must be declared `Content-Type: application/json`. This is the edge's defence
+/// against cross-site request forgery: a page on another site can make a browser post a form
+/// (`application/x-www-form-urlencoded`, `multipart/form-data`) or `text/plain` with the
+/// shopper's cookie, but not `application/json`, which needs a CORS preflight this edge never
+/// grants. So a state-changing request that is not JSON is refused (415) before anything else.
 pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AppError> {
+    require_json(&req)?;
+    let limit = req
+        .extensions()
+        .get::<super::BodyTimeout>()
+        .map_or(std::time::Duration::from_secs(10), |t| t.0);
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len: usize = len
             .to_str()
@@ -97,9 +137,10 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
             return Err(AppError::TooLarge);
         }
     }
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let read = Limited::new(req.into_body(), MAX_BODY).collect();
+    let bytes = tokio::time::timeout(limit, read)
         .await
+        .map_err(|_| AppError::BodyTimeout)?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 AppError::TooLarge

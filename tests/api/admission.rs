@@ -128,6 +128,7 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         .http
         .post(app.url(&buy_url(&path)))
         .bearer_auth(&a.token)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -137,6 +138,7 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         .http
         .post(app.url(&buy_url(&path)))
         .bearer_auth(&a.token)
+        .header("content-type", "application/json")
         .body(vec![b' '; 100_000])
         .send()
         .await
@@ -404,18 +406,18 @@ async fn admin_reset_restores_a_sale_and_needs_the_admin_token() {
     assert_eq!(app.redis_state(goods).await, (0, 1, 1));
 
     let url = format!("/api/admin/sales/{goods}/reset");
-    let (s, r) = app.post(&url, &users[0].token, &json!({})).await;
+    let (s, r) = app.admin_post(&url, &users[0].token, &json!({})).await;
     assert_eq!((s, code(&r)), (403, 500403));
     let (s, r) = app
-        .post("/api/admin/sales/abc/reset", ADMIN_TOKEN, &json!({}))
+        .admin_post("/api/admin/sales/abc/reset", ADMIN_TOKEN, &json!({}))
         .await;
     assert_eq!((s, code(&r)), (400, 500101));
     let (s, r) = app
-        .post("/api/admin/sales/424242/reset", ADMIN_TOKEN, &json!({}))
+        .admin_post("/api/admin/sales/424242/reset", ADMIN_TOKEN, &json!({}))
         .await;
     assert_eq!((s, code(&r)), (404, 500404));
     let (s, r) = app
-        .post(&url, ADMIN_TOKEN, &json!({ "startsIn": 0, "lasts": 600 }))
+        .admin_post(&url, ADMIN_TOKEN, &json!({ "startsIn": 0, "lasts": 600 }))
         .await;
     assert_eq!((s, code(&r)), (200, 0), "{r}");
     assert_eq!(app.redis_state(goods).await, (1, 0, 0));
@@ -445,7 +447,7 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
     settings.lua_dir = Some(dir.clone());
     let app = spawn_with(settings, false).await;
     let (s, r) = app
-        .post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
+        .admin_post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
         .await;
     assert_eq!(s, 200);
     let embedded_sha = r["data"]["admit.lua"].as_str().unwrap().to_string();
@@ -455,7 +457,7 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
     assert_ne!(tuned, embedded, "the edit must change the script");
     std::fs::write(dir.join("admit.lua"), &tuned).unwrap();
     let (_, r) = app
-        .post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
+        .admin_post("/api/admin/scripts/reload", ADMIN_TOKEN, &json!({}))
         .await;
     let tuned_sha = r["data"]["admit.lua"].as_str().unwrap();
     assert_ne!(tuned_sha, embedded_sha);

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-9f2c4e7a1b3d5f6081a2b3c4d5e6f708";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -34,6 +34,7 @@ pub fn test_settings() -> Settings {
         namespace: format!("t{}:", &id[..12]),
         captcha: false,
         admin_token: ADMIN_TOKEN.into(),
+        admin_listen: "127.0.0.1:0".into(),
         public_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/public").into(),
         claim_idle_ms: 1000,
         closer_interval_ms: 200,
@@ -43,6 +44,8 @@ pub fn test_settings() -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The admin listener (`http://127.0.0.1:PORT`), when the admin API is on.
+    pub admin_address: Option<String>,
     pub state: AppState,
     pub http: reqwest::Client,
     shutdown: watch::Sender<bool>,
@@ -69,10 +72,12 @@ pub async fn spawn_with(settings: Settings, with_worker: bool) -> TestApp {
     let state = startup::connect(settings).await.expect("connect");
     let app = Application::build(state.clone()).await.expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = app.admin_port().map(|p| format!("http://127.0.0.1:{p}"));
     let (tx, rx) = watch::channel(false);
     let edge = tokio::spawn(app.run(rx));
     let mut test_app = TestApp {
         address,
+        admin_address,
         state,
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -188,6 +193,21 @@ impl TestApp {
             .http
             .get(self.url(path))
             .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body with a bearer token to the admin listener; (status, JSON body).
+    pub async fn admin_post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let base = self.admin_address.as_deref().expect("the admin API is off");
+        let r = self
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(body)
             .send()
             .await
             .unwrap();

@@ -45,6 +45,31 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
             .unwrap()
             .starts_with("nginx")
     );
+    // nginx's public port gives out neither the operators' API nor the metrics
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/admin/scripts/reload"),
+        (reqwest::Method::POST, "/api/admin/sales/1/reset"),
+        (reqwest::Method::GET, "/metrics"),
+        (reqwest::Method::GET, "/readyz"),
+    ] {
+        let r = app
+            .http
+            .request(method, format!("{}{path}", nginx.address))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path} through nginx");
+    }
+    let r = app
+        .http
+        .get(format!("{}/healthz", nginx.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let base = nginx.address.clone();
     let answers = concurrently(users.clone(), 128, |u| {

@@ -159,7 +159,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
 
     // a reset for a repeat run gives every shard its share again
     let (s, body) = app
-        .post(
+        .admin_post(
             &format!("/api/admin/sales/{goods}/reset"),
             crate::helpers::ADMIN_TOKEN,
             &serde_json::json!({}),

@@ -158,3 +158,40 @@ test("a shopper buys, pays, cannot buy twice; the last unit goes and the sale sh
   await shot(page2, "sold-out");
   await ctx2.close();
 });
+
+test("logged out, the sale page shows no broken captcha but why and a way to log in", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForSelector("#login-to-buy");
+  assert.match(await page.textContent("#msg"), /log in first/i);
+  assert.equal(await page.isVisible("#captcha"), false, "a broken captcha image is shown");
+  await shot(page, "logged-out-sale-page");
+  await page.click("#login-to-buy");
+  await page.waitForSelector("form#login");
+  assert.match(page.url(), /\/login\.html\?next=%2Fgoods\.html/);
+  await ctx.close();
+});
+
+test("too many wrong passwords: the login page says plainly that it is paused and for how long", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  const mobile = sql("SELECT mobile FROM users WHERE id = 2");
+  await page.goto(`${base}/login.html`);
+  await page.fill("#mobile", mobile);
+  // five wrong passwords are refused one by one; the sixth try is paused (429)
+  const statuses = [];
+  for (let i = 0; i < 6; i++) {
+    await page.fill("#password", `wrong-${i}`);
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith("/api/login")),
+      page.click("#submit"),
+    ]);
+    statuses.push(resp.status());
+    await page.waitForSelector("#submit:not([disabled])");
+  }
+  assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
+  assert.match(await page.textContent("#msg"), /Too many failed logins.*try again in/);
+  await shot(page, "login-throttled");
+  await ctx.close();
+});

@@ -1,0 +1,222 @@
+//! Guarding connections against slow and greedy clients.
+//!
+//! A client that opens a connection and sends half a request header, or nothing at all, holds a
+//! socket, a task and some memory for as long as the server lets it; a few thousand such
+//! clients are a cheap denial of service ("slowloris"). Each connection is therefore served next
+//! to a *watchdog* that knows which phase the connection is in and cuts it off when the phase
+//! lasts too long:
+//!
+//! - **idle**: between requests (or after accepting, before the first byte): at most
+//!   `idle_timeout_ms`;
+//! - **head**: from the first byte of a request until its header is complete (hyper calls the
+//!   service): at most `header_timeout_ms`;
+//! - **busy**: a request is being answered. Its body is read under `body_timeout_ms` by the
+//!   handler (`respond::json_body`), which answers 408 and closes the connection.
+//!
+//! The phase is kept in a few atomics shared by the socket wrapper ([`Watched`], which sees bytes
+//! arrive), the service (which sees a request start and end) and the watchdog, which sleeps until
+//! the current phase's deadline (woken early when the phase changes) and then either cuts the
+//! connection or sleeps again. Open connections are capped (`max_connections`): past the cap a
+//! new connection is closed at once. Every cut is counted in `flashgate_connections_cut_total`
+//! by reason.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// The limits one connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header: Duration,
+    pub idle: Duration,
+    pub body: Duration,
+}
+
+/// What the socket, the service and the watchdog of one connection share.
+#[derive(Debug)]
+pub struct Phase {
+    born: Instant,
+    /// ms since `born` when the connection last became idle (accepted, or a response done).
+    idle_since: AtomicU64,
+    /// ms since `born` + 1 when the first byte of the current request arrived; 0 if none yet.
+    head_since: AtomicU64,
+    /// A request is being answered.
+    busy: AtomicBool,
+    changed: Notify,
+}
+
+impl Phase {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            born: Instant::now(),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// Bytes arrived: if the connection was idle, a request's head has begun.
+    fn bytes_arrived(&self) {
+        if !self.busy.load(Relaxed) && self.head_since.load(Relaxed) == 0 {
+            self.head_since.store(self.now_ms() + 1, Relaxed);
+            self.changed.notify_one();
+        }
+    }
+
+    /// hyper parsed a request's head and called the service.
+    pub fn request_started(&self) {
+        self.busy.store(true, Relaxed);
+        self.head_since.store(0, Relaxed);
+    }
+
+    /// The service answered; the connection waits for the next request.
+    pub fn request_done(&self) {
+        self.idle_since.store(self.now_ms(), Relaxed);
+        self.busy.store(false, Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// Returns when the connection has overstayed a phase, with the reason to count.
+    pub async fn watch(&self, limits: Limits) -> &'static str {
+        loop {
+            let now = self.now_ms();
+            let deadline = if self.busy.load(Relaxed) {
+                None // the handler bounds the body; the rest is our own work
+            } else {
+                match self.head_since.load(Relaxed) {
+                    0 => Some((
+                        self.idle_since.load(Relaxed) + limits.idle.as_millis() as u64,
+                        "idle_timeout",
+                    )),
+                    since => Some((
+                        since - 1 + limits.header.as_millis() as u64,
+                        "header_timeout",
+                    )),
+                }
+            };
+            match deadline {
+                Some((at, reason)) if at <= now => return reason,
+                Some((at, _)) => {
+                    let wait = Duration::from_millis(at - now);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.changed.notified() => {}
+                    }
+                }
+                None => self.changed.notified().await,
+            }
+        }
+    }
+}
+
+/// A socket that tells its [`Phase`] when bytes arrive.
+pub struct Watched<S> {
+    inner: S,
+    phase: Arc<Phase>,
+}
+
+impl<S> Watched<S> {
+    pub fn new(inner: S, phase: Arc<Phase>) -> Self {
+        Self { inner, phase }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.phase.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        header: Duration::from_millis(1000),
+        idle: Duration::from_millis(3000),
+        body: Duration::from_millis(1000),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_cut_after_the_idle_limit() {
+        let phase = Phase::new();
+        let started = tokio::time::Instant::now();
+        assert_eq!(phase.watch(LIMITS).await, "idle_timeout");
+        assert!(started.elapsed() >= Duration::from_millis(3000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_header_is_cut_after_the_header_limit() {
+        let phase = Phase::new();
+        let watch = {
+            let p = phase.clone();
+            tokio::spawn(async move { p.watch(LIMITS).await })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        phase.bytes_arrived();
+        assert_eq!(watch.await.unwrap(), "header_timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_is_left_alone_and_idles_again_after() {
+        let phase = Phase::new();
+        phase.bytes_arrived();
+        phase.request_started();
+        let watch = {
+            let p = phase.clone();
+            tokio::spawn(async move { p.watch(LIMITS).await })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!watch.is_finished(), "a request being answered was cut");
+        phase.request_done();
+        assert_eq!(watch.await.unwrap(), "idle_timeout");
+    }
+}

@@ -1,0 +1,212 @@
+//! The route table: every route the edge answers, once, as data.
+//!
+//! A [`Route`] has a method, a path template in OpenAPI's form (`/api/orders/{id}`) and the
+//! listener it is served on ([`Surface`]). [`find`] matches a request against the table; the
+//! router (`http::route`) dispatches on the [`Route`] it gets. `docs/openapi.yaml` documents the
+//! same table, and a test holds the two equal, so neither can drift.
+
+use hyper::Method;
+
+/// Which listener serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The shoppers' API, on `FLASHGATE_LISTEN` (behind nginx in production).
+    Public,
+    /// The operators' API, on `FLASHGATE_ADMIN_LISTEN` only (loopback by default).
+    Admin,
+    /// Health and metrics, on both listeners (for probes and Prometheus; nginx does not proxy
+    /// them from its public port).
+    Ops,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Login,
+    Logout,
+    GoodsList,
+    GoodsDetail,
+    Captcha,
+    Path,
+    Buy,
+    Result,
+    Order,
+    Pay,
+    AdminResetSale,
+    AdminReloadScripts,
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Route {
+    pub const ALL: [Route; 15] = [
+        Route::Login,
+        Route::Logout,
+        Route::GoodsList,
+        Route::GoodsDetail,
+        Route::Captcha,
+        Route::Path,
+        Route::Buy,
+        Route::Result,
+        Route::Order,
+        Route::Pay,
+        Route::AdminResetSale,
+        Route::AdminReloadScripts,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+    ];
+
+    /// Method, path template, surface.
+    pub fn spec(self) -> (Method, &'static str, Surface) {
+        use Surface::*;
+        match self {
+            Route::Login => (Method::POST, "/api/login", Public),
+            Route::Logout => (Method::POST, "/api/logout", Public),
+            Route::GoodsList => (Method::GET, "/api/goods", Public),
+            Route::GoodsDetail => (Method::GET, "/api/goods/{id}", Public),
+            Route::Captcha => (Method::GET, "/api/seckill/captcha", Public),
+            Route::Path => (Method::GET, "/api/seckill/path", Public),
+            Route::Buy => (Method::POST, "/api/seckill/{path}/orders", Public),
+            Route::Result => (Method::GET, "/api/seckill/result", Public),
+            Route::Order => (Method::GET, "/api/orders/{id}", Public),
+            Route::Pay => (Method::POST, "/api/orders/{id}/pay", Public),
+            Route::AdminResetSale => (Method::POST, "/api/admin/sales/{id}/reset", Admin),
+            Route::AdminReloadScripts => (Method::POST, "/api/admin/scripts/reload", Admin),
+            Route::Healthz => (Method::GET, "/healthz", Ops),
+            Route::Readyz => (Method::GET, "/readyz", Ops),
+            Route::Metrics => (Method::GET, "/metrics", Ops),
+        }
+    }
+
+    pub fn method(self) -> Method {
+        self.spec().0
+    }
+    pub fn template(self) -> &'static str {
+        self.spec().1
+    }
+    pub fn surface(self) -> Surface {
+        self.spec().2
+    }
+
+    /// The metrics label of the route's family (`flashgate_request_seconds{route=…}`).
+    pub fn family(self) -> &'static str {
+        match self {
+            Route::Buy => "buy",
+            Route::Result => "result",
+            Route::Path | Route::Captcha => "path",
+            Route::GoodsList | Route::GoodsDetail => "goods",
+            Route::Login | Route::Logout => "auth",
+            _ => "other",
+        }
+    }
+
+    /// The template's `{…}` segments filled from `path`, if `path` has the template's shape.
+    fn matches(self, path: &str) -> Option<Vec<&str>> {
+        let want = self.template().trim_start_matches('/').split('/');
+        let got: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let want: Vec<&str> = want.collect();
+        if want.len() != got.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (w, g) in want.iter().zip(&got) {
+            if w.starts_with('{') {
+                if g.is_empty() {
+                    return None;
+                }
+                params.push(*g);
+            } else if w != g {
+                return None;
+            }
+        }
+        Some(params)
+    }
+}
+
+/// What the table says of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'p> {
+    /// This route, with its path parameters in template order.
+    Route(Route, Vec<&'p str>),
+    /// The path is a route's, on this surface, but not for this method.
+    WrongMethod,
+    /// No route of this surface has this path.
+    None,
+}
+
+/// Looks `method path` up among the routes served on `surface` (and the ops routes).
+pub fn find<'p>(surface: Surface, method: &Method, path: &'p str) -> Found<'p> {
+    let mut path_known = false;
+    for route in Route::ALL {
+        let served = route.surface() == surface || route.surface() == Surface::Ops;
+        if !served {
+            continue;
+        }
+        if let Some(params) = route.matches(path) {
+            if route.method() == *method {
+                return Found::Route(route, params);
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Found::WrongMethod
+    } else {
+        Found::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_find_their_route_and_parameters() {
+        assert_eq!(
+            find(Surface::Public, &Method::POST, "/api/seckill/abc/orders"),
+            Found::Route(Route::Buy, vec!["abc"])
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::GET, "/api/seckill/result"),
+            Found::Route(Route::Result, vec![])
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::GET, "/api/seckill/abc/orders"),
+            Found::WrongMethod
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::GET, "/api/orders/"),
+            Found::None
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::GET, "/index.html"),
+            Found::None
+        );
+        // the admin routes are not on the public surface, the ops routes are on both
+        assert_eq!(
+            find(Surface::Public, &Method::POST, "/api/admin/scripts/reload"),
+            Found::None
+        );
+        assert_eq!(
+            find(Surface::Admin, &Method::POST, "/api/admin/scripts/reload"),
+            Found::Route(Route::AdminReloadScripts, vec![])
+        );
+        assert_eq!(
+            find(Surface::Admin, &Method::GET, "/metrics"),
+            Found::Route(Route::Metrics, vec![])
+        );
+        assert_eq!(
+            find(Surface::Admin, &Method::GET, "/api/goods"),
+            Found::None
+        );
+    }
+
+    #[test]
+    fn no_two_routes_share_a_method_and_a_template() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Route::ALL {
+            assert!(seen.insert((r.method(), r.template())), "{r:?}");
+        }
+    }
+}
