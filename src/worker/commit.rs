@@ -7,7 +7,7 @@ use std::time::Instant;
 use redis::RedisResult;
 use tokio::sync::watch;
 
-use super::writer::{self, Admitted, Written};
+use super::writer::{self, Admitted, Batch, Holder, Written};
 use super::{WorkerCtx, pause};
 use crate::domain::Shard;
 use crate::keys;
@@ -27,23 +27,38 @@ pub fn record(m: &crate::metrics::Metrics, written: &[Written]) {
     }
 }
 
-/// Commits the batch, retrying with backoff while MySQL fails; `None` if shutdown came first.
+/// Commits the batch, retrying with backoff while MySQL fails. `None` if it must be left as it
+/// is: shutdown came first, or another worker took the batch over (the fence moved: then this
+/// worker learns its new epoch, and the entries are the other worker's to settle).
 pub async fn write_with_retry(
     ctx: &WorkerCtx,
     shard: Shard,
     batch: &[Admitted],
+    holder: Option<Holder<'_>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> RedisResult<Option<Vec<Written>>> {
     let mut backoff = Backoff::worker();
     loop {
         let started = Instant::now();
-        match writer::write_batch(&ctx.state.db, shard.goods, batch).await {
-            Ok(written) => {
+        match writer::write_batch(&ctx.state.db, shard.goods, batch, holder).await {
+            Ok(Batch::Written(written)) => {
                 ctx.state
                     .metrics
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 return Ok(Some(written));
+            }
+            Ok(Batch::Fenced) => {
+                ctx.state.metrics.fenced.inc();
+                let epoch = ctx.fence.refresh(&ctx.state.db).await.ok();
+                tracing::warn!(
+                    goods = shard.goods.get(),
+                    shard = shard.index,
+                    entries = batch.len(),
+                    ?epoch,
+                    "another worker took this batch over while it waited; not committed"
+                );
+                return Ok(None);
             }
             Err(e) if writer::is_unique_violation(&e) => {
                 tracing::info!(

@@ -16,6 +16,7 @@
 pub mod blocking;
 pub mod closer;
 pub mod commit;
+pub mod fence;
 pub mod rabbit;
 pub mod results;
 pub mod stream;
@@ -40,6 +41,8 @@ pub struct WorkerCtx {
     pub state: AppState,
     /// This process's consumer name in every sale's group.
     pub consumer: String,
+    /// This consumer's fence (see [`fence`]): the epoch its batches are read under.
+    pub fence: fence::Fence,
     pub blocking: blocking::Pool,
 }
 
@@ -51,9 +54,11 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let blocking = blocking::pool(state.redis_target.clone());
+    let fence = fence::Fence::register(&state.db, &consumer).await?;
     let ctx = Arc::new(WorkerCtx {
         state,
         consumer,
+        fence,
         blocking,
     });
     tracing::info!(consumer = %ctx.consumer, queue = ?ctx.state.settings.queue, "worker started");

@@ -217,7 +217,8 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
         let last_tag = deliveries.last().expect("at least one").delivery_tag;
         for (shard, batch) in by_sale {
             for chunk in batch.chunks(writer::IDS_PER_BLOCK as usize) {
-                let Some(written) = commit::write_with_retry(ctx, shard, chunk, shutdown).await?
+                let Some(written) =
+                    commit::write_with_retry(ctx, shard, chunk, None, shutdown).await?
                 else {
                     // shutting down before commit: hand the messages back to the broker
                     channel

@@ -21,8 +21,8 @@ use redis::{AsyncCommands, ErrorKind, RedisResult};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::writer::Admitted;
-use super::{WorkerCtx, blocking, commit, pause, rabbit, results};
+use super::writer::{Admitted, Holder, Written};
+use super::{WorkerCtx, blocking, commit, fence, pause, rabbit, results};
 use crate::domain::{Shard, UserId};
 use crate::keys;
 use crate::retry::Backoff;
@@ -65,6 +65,8 @@ pub async fn run(
                 last_claim = Instant::now();
                 claim_stale(&ctx, shard, &mut sink, &mut shutdown).await?;
             }
+            // the fence epoch held while these entries are ours (see `fence`)
+            let epoch = ctx.fence.epoch();
             let entries = read(&ctx, shard).await?;
             if entries.is_empty() {
                 return anyhow::Ok(());
@@ -77,10 +79,10 @@ pub async fn run(
                 }
                 let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
                 in_flight.spawn(async move {
-                    process(&ctx, shard, entries, &mut Sink::Mysql, &mut shutdown).await
+                    process(&ctx, shard, entries, epoch, &mut Sink::Mysql, &mut shutdown).await
                 });
             } else {
-                process(&ctx, shard, entries, &mut sink, &mut shutdown).await?;
+                process(&ctx, shard, entries, epoch, &mut sink, &mut shutdown).await?;
             }
             anyhow::Ok(())
         };
@@ -170,7 +172,7 @@ async fn claim_stale(
     let mut con = ctx.state.redis.clone();
     loop {
         // [id, consumer, idle ms, deliveries] of entries idle at least claim_idle_ms
-        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        let pending: Vec<Pending> = redis::cmd("XPENDING")
             .arg(&queue)
             .arg(keys::GROUP)
             .arg("IDLE")
@@ -187,9 +189,13 @@ async fn claim_stale(
                     Err(e)
                 }
             })?;
+        // fence off every other owner first; an owner still inside a transaction keeps its
+        // entries this round (it is alive and working)
+        let pending = fence_owners(ctx, pending).await?;
         if pending.is_empty() {
             return Ok(());
         }
+        let epoch = ctx.fence.epoch();
         let ids: Vec<&str> = pending.iter().map(|p| p.0.as_str()).collect();
         let claimed: StreamClaim = con
             .xclaim(&queue, keys::GROUP, &ctx.consumer, s.claim_idle_ms, &ids)
@@ -208,10 +214,10 @@ async fn claim_stale(
             "claimed stale entries"
         );
         for entry in dead {
-            dead_letter(ctx, shard, &entry, "too many deliveries").await?;
+            give_up_on(ctx, shard, &entry).await?;
         }
         if !live.is_empty() {
-            process(ctx, shard, live, sink, shutdown).await?;
+            process(ctx, shard, live, epoch, sink, shutdown).await?;
         }
         if *shutdown.borrow() {
             return Ok(());
@@ -221,6 +227,33 @@ async fn claim_stale(
 
 type StreamClaim = redis::streams::StreamClaimReply;
 
+/// `(entry id, owner, idle ms, deliveries)`, as XPENDING lists them.
+type Pending = (String, String, u64, u64);
+
+/// Bumps the fence of every owner of `pending`, this worker too (its own writer tasks may be the
+/// ones stalled); keeps the entries of the owners it could fence, all of them unless one is still
+/// inside a transaction.
+async fn fence_owners(ctx: &WorkerCtx, pending: Vec<Pending>) -> anyhow::Result<Vec<Pending>> {
+    if ctx.state.settings.queue != crate::config::QueueKind::Redis {
+        return Ok(pending); // the relay writes no MySQL: nothing to fence
+    }
+    let owners: std::collections::BTreeSet<&str> = pending.iter().map(|p| p.1.as_str()).collect();
+    let mut busy = std::collections::BTreeSet::new();
+    for owner in owners {
+        if !fence::bump(&ctx.state.db, owner).await? {
+            tracing::info!(%owner, "a worker is still inside a transaction; its entries wait");
+            busy.insert(owner.to_string());
+        } else if owner == ctx.consumer {
+            // our own stale batches are fenced now; what we claim is read under the new epoch
+            ctx.fence.refresh(&ctx.state.db).await?;
+        }
+    }
+    Ok(pending
+        .into_iter()
+        .filter(|p| !busy.contains(&p.1))
+        .collect())
+}
+
 /// Reads the user id an entry carries.
 fn parse(entry: &StreamId) -> Option<Admitted> {
     let uid: String = entry.get("u")?;
@@ -228,6 +261,30 @@ fn parse(entry: &StreamId) -> Option<Admitted> {
         entry_id: entry.id.clone(),
         user: UserId::parse(&uid).ok()?,
     })
+}
+
+/// An entry delivered too often: if its order was committed after all (its worker stalled
+/// between commit and ack, and is fenced off now), it is settled as that order; else it is
+/// dead-lettered and its unit given back.
+async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::Result<()> {
+    if let Some(admitted) = parse(entry) {
+        let order: Option<i64> = sqlx::query_scalar(
+            "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ?",
+        )
+        .bind(admitted.user.get())
+        .bind(shard.goods.get())
+        .fetch_optional(&ctx.state.db)
+        .await?;
+        if let Some(order) = order {
+            let written = [Written::Existing(order)];
+            let id = [admitted.entry_id.as_str()];
+            results::finish(&ctx.state, shard, &[admitted.clone()], &written, &id).await?;
+            commit::record(&ctx.state.metrics, &written);
+            return Ok(());
+        }
+    }
+    dead_letter(ctx, shard, entry, "too many deliveries").await?;
+    Ok(())
 }
 
 /// Moves an entry to the dead-letter stream, gives its unit back, acks it.
@@ -269,6 +326,7 @@ async fn process(
     ctx: &WorkerCtx,
     shard: Shard,
     entries: Vec<StreamId>,
+    epoch: i64,
     sink: &mut Sink,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -285,9 +343,15 @@ async fn process(
     let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     match sink {
         Sink::Mysql => {
-            let Some(written) = commit::write_with_retry(ctx, shard, &batch, shutdown).await?
+            let holder = Holder {
+                consumer: &ctx.consumer,
+                epoch,
+            };
+            let Some(written) =
+                commit::write_with_retry(ctx, shard, &batch, Some(holder), shutdown).await?
             else {
-                return Ok(()); // shutting down: the entries stay pending for the next worker
+                // shutting down, or taken over: the entries stay pending for their owner
+                return Ok(());
             };
             results::finish(&ctx.state, shard, &batch, &written, &ids).await?;
             commit::record(&ctx.state.metrics, &written);

@@ -13,6 +13,9 @@
 //!    than n left, the transaction is rolled back and run again locking the row first: the first
 //!    entries get the units left and the rest fail.
 //!
+//! Before all of it, the fence ([`super::fence`]): the transaction reads this worker's epoch under a
+//! shared lock and commits only if no other worker has taken the batch over.
+//!
 //! The unique index on `seckill_order (user_id, goods_id)` is the last line against duplicates:
 //! if two workers race on the same entry, one commit fails with a unique violation, and the
 //! caller runs the batch again, which then finds the other's order in step 1.
@@ -22,6 +25,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::MySqlPool;
 
+use super::fence::{self, Checked};
 use crate::domain::{GoodsId, OrderStatus, UserId};
 
 /// One admitted request, as the edge put it in the stream.
@@ -86,24 +90,51 @@ struct Row<'a> {
     r: &'a str,
 }
 
+/// Who may commit a batch: the consumer that read it, with the fence epoch it held then
+/// (see [`super::fence`]). `None` writes unfenced (RabbitMQ consumers, whose broker redelivers
+/// only after the consumer's channel is gone).
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub consumer: &'a str,
+    pub epoch: i64,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batch {
+    /// Committed: each entry's outcome, in order.
+    Written(Vec<Written>),
+    /// Not committed: another worker had taken the entries over (the fence moved).
+    Fenced,
+}
+
 /// Writes a batch (at most [`IDS_PER_BLOCK`] entries) in one transaction; returns what became of
 /// each entry, in order. An `Err` means nothing was committed.
 pub async fn write_batch(
     db: &MySqlPool,
     goods: GoodsId,
     batch: &[Admitted],
-) -> Result<Vec<Written>, sqlx::Error> {
+    holder: Option<Holder<'_>>,
+) -> Result<Batch, sqlx::Error> {
     assert!(
         batch.len() as i64 <= IDS_PER_BLOCK,
         "batch larger than an id block"
     );
-    match write(db, goods, batch, Stock::TakeLast).await? {
-        Some(written) => Ok(written),
+    match write(db, goods, batch, holder, Stock::TakeLast).await? {
+        Pass::Done(batch) => Ok(batch),
         // MySQL had fewer units than the batch wanted: run it again, locking the row first
-        None => Ok(write(db, goods, batch, Stock::LockFirst)
-            .await?
-            .expect("the lock-first pass always decides")),
+        Pass::NotEnoughStock => match write(db, goods, batch, holder, Stock::LockFirst).await? {
+            Pass::Done(batch) => Ok(batch),
+            Pass::NotEnoughStock => unreachable!("the lock-first pass always decides"),
+        },
     }
+}
+
+/// One pass of the transaction.
+enum Pass {
+    Done(Batch),
+    /// `TakeLast` found fewer units than it needed, and rolled back.
+    NotEnoughStock,
 }
 
 /// When the transaction touches the sale's stock row.
@@ -123,11 +154,18 @@ async fn write(
     db: &MySqlPool,
     goods: GoodsId,
     batch: &[Admitted],
+    holder: Option<Holder<'_>>,
     mode: Stock,
-) -> Result<Option<Vec<Written>>, sqlx::Error> {
+) -> Result<Pass, sqlx::Error> {
     // a block taken and then rolled back is simply skipped: ids need not be dense
     let block = allocate_block(db).await?;
     let mut tx = db.begin().await?;
+    if let Some(h) = holder
+        && fence::check(&mut tx, h.consumer, h.epoch).await? == Checked::Fenced
+    {
+        tx.rollback().await?;
+        return Ok(Pass::Done(Batch::Fenced));
+    }
     let existing = find_existing(&mut tx, goods, batch).await?;
     let (mut results, fresh) = plan(batch, &existing);
 
@@ -147,11 +185,11 @@ async fn write(
         }
         if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Pass::NotEnoughStock);
         }
     }
     tx.commit().await?;
-    Ok(Some(settle(batch, results)))
+    Ok(Pass::Done(Batch::Written(settle(batch, results))))
 }
 
 /// A fresh block of [`IDS_PER_BLOCK`] order ids (its number; ids are `block * 1024 + i`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use flashgate::config::QueueKind;
 use flashgate::domain::{GoodsId, UserId};
 use flashgate::seed::TestUser;
-use flashgate::worker::writer::{self, Admitted, Written};
+use flashgate::worker::writer::{self, Admitted, Batch, Holder, Written};
 use redis::AsyncCommands;
 use serde_json::json;
 
@@ -46,7 +46,13 @@ async fn everyone_buys(app: &Arc<TestApp>, goods: GoodsId, users: &[TestUser]) -
 }
 
 /// Polls every shopper's result until none is 0 (queued); returns (order ids, failures).
-async fn poll_results(app: &Arc<TestApp>, goods: GoodsId, users: &[TestUser]) -> (Vec<i64>, usize) {
+/// Polls every shopper's result until none is "queued": `(user id, order id)` of those who see
+/// an order, and how many see a failure.
+async fn poll_results(
+    app: &Arc<TestApp>,
+    goods: GoodsId,
+    users: &[TestUser],
+) -> (Vec<(i64, i64)>, usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let results = concurrently(users.to_vec(), 128, |u| {
@@ -55,7 +61,12 @@ async fn poll_results(app: &Arc<TestApp>, goods: GoodsId, users: &[TestUser]) ->
         })
         .await;
         if results.iter().all(|r| *r != 0) {
-            let orders: Vec<i64> = results.iter().copied().filter(|r| *r > 0).collect();
+            let orders: Vec<(i64, i64)> = users
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| **r > 0)
+                .map(|(u, r)| (u.id.get(), *r))
+                .collect();
             let failed = results.iter().filter(|r| **r == -1).count();
             return (orders, failed);
         }
@@ -81,7 +92,7 @@ async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind) {
     assert_eq!(orders.len(), 500, "shoppers who see an order id");
     assert_eq!(failed, 4500);
     assert_eq!(
-        orders.iter().collect::<HashSet<_>>().len(),
+        orders.iter().map(|(_, o)| o).collect::<HashSet<_>>().len(),
         500,
         "order ids are distinct"
     );
@@ -89,13 +100,22 @@ async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind) {
     assert_eq!(app.orders(goods).await, 500);
     app.assert_invariants(goods, 500).await;
     // every order id a shopper sees is theirs in MySQL
-    let owners: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, user_id FROM order_info WHERE goods_id = ?")
+    let owners: std::collections::HashMap<i64, i64> =
+        sqlx::query_as::<_, (i64, i64)>("SELECT id, user_id FROM order_info WHERE goods_id = ?")
             .bind(goods.get())
             .fetch_all(&app.state.db)
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .collect();
     assert_eq!(owners.len(), 500);
+    for (user, order) in &orders {
+        assert_eq!(
+            owners.get(order),
+            Some(user),
+            "user {user} was shown order {order}, which is not theirs"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,10 +264,10 @@ async fn the_same_entry_delivered_twice_makes_one_order() {
         entry_id: "1-1".into(),
         user: user.id,
     }];
-    let again = writer::write_batch(&app.state.db, goods, &batch)
+    let again = writer::write_batch(&app.state.db, goods, &batch, None)
         .await
         .unwrap();
-    assert_eq!(again, vec![Written::Existing(order)]);
+    assert_eq!(again, Batch::Written(vec![Written::Existing(order)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,9 +280,12 @@ async fn writer_gives_the_first_units_and_fails_the_rest_when_mysql_has_fewer() 
             user: UserId::new(100 + i).unwrap(),
         })
         .collect();
-    let written = writer::write_batch(&app.state.db, goods, &batch)
+    let Batch::Written(written) = writer::write_batch(&app.state.db, goods, &batch, None)
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("an unfenced write is never fenced")
+    };
     assert!(matches!(written[0], Written::Order(_)));
     assert!(matches!(written[1], Written::Order(_)));
     assert_eq!(written[2], Written::Failed);
@@ -410,4 +433,100 @@ async fn orders_are_private_payable_and_unpaid_ones_close_and_sell_again() {
     assert!(app.result(&users[2].token, goods).await > 0);
     assert_eq!(app.orders(goods).await, 2);
     app.assert_invariants(goods, 2).await;
+}
+
+/// The fence: two workers whose batches stall inside their transactions (the test holds the sale's
+/// stock row locked) far past the claim time, with `max_deliveries` 1 so that any claim would
+/// dead-letter. Each entry must end with exactly one outcome: an order, or a unit given back,
+/// never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stalled_inside_a_batch_past_the_claim_time_is_fenced_one_outcome_per_entry() {
+    let mut settings = test_settings();
+    settings.claim_idle_ms = 300;
+    settings.max_deliveries = 1;
+    settings.batch_size = 5;
+    let mut app = spawn_with(settings, false).await;
+    let goods = app.sale(20).await;
+    let users = app.users(20).await;
+
+    // stall every writer of this sale: hold its stock row in a transaction of our own
+    let mut blocker = app.state.db.begin().await.unwrap();
+    sqlx::query("SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE")
+        .bind(goods.get())
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    queue_buys(&app, goods, &users).await;
+    app.add_worker().await;
+    app.add_worker().await;
+    // long past the claim time: the claimers run, and find owners inside transactions
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let dead: i64 = app
+        .redis()
+        .xlen(app.state.keys.sale(goods).dead())
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 0,
+        "entries of a live, stalled worker were dead-lettered"
+    );
+    blocker.rollback().await.unwrap();
+
+    app.drained(goods, Duration::from_secs(20)).await;
+    let orders = app.orders(goods).await;
+    let dead: i64 = app
+        .redis()
+        .xlen(app.state.keys.sale(goods).dead())
+        .await
+        .unwrap();
+    assert_eq!(orders + dead, 20, "every entry has an outcome");
+    // one outcome each: an order's buyer got no unit back, a dead letter's buyer has no order
+    app.assert_invariants(goods, 20).await;
+    let app = Arc::new(app);
+    let (shown, _) = poll_results(&app, goods, &users).await;
+    assert_eq!(
+        shown.len() as i64,
+        orders,
+        "results {shown:?} disagree with {orders} orders"
+    );
+}
+
+/// The writer on its own: a batch held under an epoch that has since been bumped (another worker
+/// took it over) is not committed; under the current epoch it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_before_a_takeover_is_not_committed() {
+    use flashgate::worker::fence::{self, Fence};
+    let app = spawn_app().await;
+    let goods = app.sale(3).await;
+    let fence = Fence::register(&app.state.db, "stalled-worker")
+        .await
+        .unwrap();
+    let held = fence.epoch();
+    let batch = [Admitted {
+        entry_id: "1-1".into(),
+        user: UserId::new(7).unwrap(),
+    }];
+    // another worker takes the entries over
+    assert!(fence::bump(&app.state.db, "stalled-worker").await.unwrap());
+    let stale = Holder {
+        consumer: "stalled-worker",
+        epoch: held,
+    };
+    let r = writer::write_batch(&app.state.db, goods, &batch, Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(r, Batch::Fenced);
+    assert_eq!(app.orders(goods).await, 0);
+    assert_eq!(app.mysql_stock(goods).await, 3);
+    // after learning its new epoch, its next batches commit
+    let now = fence.refresh(&app.state.db).await.unwrap();
+    assert_eq!(now, held + 1);
+    let fresh = Holder {
+        consumer: "stalled-worker",
+        epoch: now,
+    };
+    let r = writer::write_batch(&app.state.db, goods, &batch, Some(fresh))
+        .await
+        .unwrap();
+    assert!(matches!(r, Batch::Written(ref w) if matches!(w[0], Written::Order(_))));
 }
