@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# A fault drill anyone can run: a sale with a separate edge and worker process; while shoppers
+# buy, the worker and the edge are killed with SIGKILL and started again, MariaDB is restarted
+# (when this machine runs it locally and we are root), and RabbitMQ too when the queue is
+# RabbitMQ; then the queue drains and the invariants are checked and printed:
+#   - orders in MySQL = units Redis handed out (initial - Redis stock)
+#   - nobody has two orders
+#   - MySQL stock + orders = initial
+#   - lost: shoppers told 202 "queued" who have neither an order nor a "failed" result: 0
+# Exit status 0 only if every invariant holds.
+#
+# The shoppers arrive evenly over the drill and the stock is most of them, so the sale is still
+# selling when each fault hits.
+#
+# Usage: loadtest/chaos.sh            (CHAOS_STOCK=1200 CHAOS_SHOPPERS=1500 CHAOS_SECONDS=20)
+#        CHAOS_SHORT=1 loadtest/chaos.sh   (the short form CI runs: 500 units, 600 shoppers, 10 s)
+#        CHAOS_QUEUE=rabbitmq ...     (through RabbitMQ, which is then restarted as well)
+#        FLASHGATE_BIN=path           (default target/debug/flashgate, built if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${CHAOS_SHORT:-}" = 1 ]; then
+  STOCK=${CHAOS_STOCK:-500} SHOPPERS=${CHAOS_SHOPPERS:-600} SECONDS_=${CHAOS_SECONDS:-10}
+else
+  STOCK=${CHAOS_STOCK:-1200} SHOPPERS=${CHAOS_SHOPPERS:-1500} SECONDS_=${CHAOS_SECONDS:-20}
+fi
+QUEUE=${CHAOS_QUEUE:-redis}
+PORT=${CHAOS_PORT:-18380}
+
+./scripts/services >/dev/null
+bin=${FLASHGATE_BIN:-$PWD/target/debug/flashgate}
+[ -x "$bin" ] || cargo build -q
+work=$(mktemp -d)
+id=$$
+ns="chaos$id:"
+db="fg_chaos_$id"
+export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESPACE="$ns"
+export FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_QUEUE="$QUEUE"
+export FLASHGATE_LOG=warn FLASHGATE_CLAIM_IDLE_MS=2000 FLASHGATE_ADMIN_TOKEN=
+export FLASHGATE_USER_RATE=20 FLASHGATE_USER_BURST=20
+
+edge_pid="" worker_pid=""
+say() { printf '[chaos %5.1fs] %s\n' "$(awk "BEGIN { print $(date +%s.%N) - $t0 }")" "$*"; }
+start_edge() { "$bin" serve 2>>"$work/edge.log" & edge_pid=$!; }
+start_worker() { "$bin" worker 2>>"$work/worker.log" & worker_pid=$!; }
+cleanup() {
+  kill -9 "$edge_pid" "$worker_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null || true
+  mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+  if [ -n "${KEEP_LOGS:-}" ]; then echo "logs: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+sql() { mariadb -uroot -h127.0.0.1 -N -B "$db" -e "$1"; }
+up() { for _ in $(seq 200); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+
+t0=$(date +%s.%N)
+"$bin" migrate 2>/dev/null
+goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+"$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null
+start_edge; start_worker; up
+say "sale $goods: $STOCK units, $SHOPPERS shoppers, queue=$QUEUE, edge pid $edge_pid, worker pid $worker_pid"
+
+# The shoppers: each asks for a path and buys, retrying while the edge is down or busy, until
+# answered (202 or a final refusal) or the drill's time is up. One line each: user status.
+python3 - "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" >"$work/answers" <<'PY' &
+import csv, json, sys, threading, time, urllib.request, urllib.error
+tokens, port, goods, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+base = f"http://127.0.0.1:{port}"
+users = list(csv.DictReader(open(tokens)))
+deadline = time.time() + seconds
+out, lock = [], threading.Lock()
+
+def call(method, path, token, body=None):
+    req = urllib.request.Request(base + path, method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=3) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        try: return e.code, json.load(e)
+        except Exception: return e.code, {}
+    except Exception:
+        return 0, {}  # edge down: connection refused or reset
+
+def shopper(u):
+    status = 0
+    while time.time() < deadline:
+        s, b = call("GET", f"/api/seckill/path?goodsId={goods}", u["token"])
+        if s == 200:
+            status, _ = call("POST", f"/api/seckill/{b['data']}/orders", u["token"], {"goodsId": goods})
+            if status in (202, 409, 410):
+                break
+        elif s in (409, 410):
+            status = s
+            break
+        time.sleep(0.2)
+    with lock:
+        out.append(f"{u['userId']} {status}")
+
+def worker(chunk):
+    for u in chunk:
+        shopper(u)
+        time.sleep(pace)  # spread the shoppers evenly over the drill
+
+THREADS = 16
+pace = seconds * 0.9 / (len(users) / THREADS)
+threads = [threading.Thread(target=worker, args=(users[i::THREADS],)) for i in range(THREADS)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("\n".join(out))
+PY
+shoppers=$!
+
+# The faults, while they buy.
+step=$(awk "BEGIN { print $SECONDS_ / 6 }")
+stock_now() { redis-cli get "${ns}sk:{g:$goods}:stock"; }
+sleep "$step"; stock_at_first=$(stock_now)
+say "kill -9 worker $worker_pid ($stock_at_first units left)"; kill -9 "$worker_pid"; wait "$worker_pid" 2>/dev/null || true
+sleep "$step"; start_worker; say "worker started again: $worker_pid"
+sleep "$step"; say "kill -9 edge $edge_pid ($(stock_now) units left)"; kill -9 "$edge_pid"; wait "$edge_pid" 2>/dev/null || true
+sleep 0.5; start_edge; up && say "edge started again: $edge_pid"
+sleep "$step"
+stock_at_last=$(stock_now)
+if [ "$(id -u)" = 0 ] && command -v mariadb-admin >/dev/null \
+  && pgrep -x mariadbd >/dev/null && [ -x /usr/sbin/mariadbd ]; then
+  say "restarting MariaDB ($stock_at_last units left)"
+  mariadb-admin -uroot -h127.0.0.1 shutdown 2>/dev/null || true
+  while pgrep -x mariadbd >/dev/null; do sleep 0.1; done
+  ./scripts/services >/dev/null 2>&1
+  say "MariaDB is back"
+else
+  say "MariaDB: not a local server we can restart here; skipped"
+fi
+if [ "$QUEUE" = rabbitmq ]; then
+  if command -v rabbitmqctl >/dev/null && rabbitmqctl -q stop_app >/dev/null 2>&1; then
+    say "RabbitMQ app stopped"; sleep 1
+    rabbitmqctl -q start_app >/dev/null && say "RabbitMQ app started again"
+  else
+    say "RabbitMQ: rabbitmqctl cannot restart it here; skipped"
+  fi
+fi
+wait "$shoppers"
+say "shoppers done: $(wc -l <"$work/answers") answered"
+
+# Drain: every queue entry written (or given up on) by the worker.
+queue="${ns}sk:{g:$goods}:queue"
+for _ in $(seq 600); do
+  [ "$(redis-cli xlen "$queue")" = 0 ] && break
+  sleep 0.1
+done
+left=$(redis-cli xlen "$queue")
+# through RabbitMQ the stream empties before the consumers commit: wait for MySQL to catch up
+# with what Redis handed out (or give up after 30 s and let the check below say so)
+for _ in $(seq 300); do
+  [ "$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id = $goods")" = \
+    "$((STOCK - $(redis-cli get "${ns}sk:{g:$goods}:stock")))" ] && break
+  sleep 0.1
+done
+say "queue drained ($left left)"
+
+# The invariants.
+redis_stock=$(redis-cli get "${ns}sk:{g:$goods}:stock")
+orders=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id = $goods")
+twice=$(sql "SELECT COUNT(*) FROM (SELECT user_id FROM order_info WHERE goods_id = $goods AND status <> 2 GROUP BY user_id HAVING COUNT(*) > 1) d")
+mysql_stock=$(sql "SELECT stock FROM seckill_goods WHERE goods_id = $goods")
+queued=$(awk '$2 == 202' "$work/answers" | wc -l)
+lost=0
+while read -r user status; do
+  [ "$status" = 202 ] || continue
+  has=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id = $goods AND user_id = $user")
+  result=$(redis-cli get "${ns}sk:{g:$goods}:result:$user")
+  if [ "$has" = 0 ] && [ "$result" != "-1" ]; then lost=$((lost + 1)); fi
+done <"$work/answers"
+handed_out=$((STOCK - redis_stock))
+failures=0
+check() { # name ok detail
+  printf '  %-44s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
+  [ "$2" = 1 ] || failures=$((failures + 1))
+}
+echo
+echo "chaos drill: $STOCK units, $SHOPPERS shoppers, $queued told \"queued\", queue=$QUEUE"
+check "the faults hit while the sale was selling" "$([ "$stock_at_last" -gt 0 ] && [ "$stock_at_first" -lt "$STOCK" ] && echo 1)" "$stock_at_first and $stock_at_last units left at the first and last fault"
+check "queue drained" "$([ "$left" = 0 ] && echo 1)" "$left entries left"
+check "orders = units Redis handed out" "$([ "$orders" = "$handed_out" ] && echo 1)" "$orders orders, $handed_out handed out"
+check "nobody twice" "$([ "$twice" = 0 ] && echo 1)" "$twice duplicated"
+check "MySQL stock + orders = initial" "$([ $((mysql_stock + orders)) = "$STOCK" ] && echo 1)" "$mysql_stock + $orders = $((mysql_stock + orders))"
+check "every \"queued\" shopper has an outcome" "$([ "$lost" = 0 ] && echo 1)" "$lost lost"
+check "no oversell" "$([ "$orders" -le "$STOCK" ] && echo 1)" "$orders <= $STOCK"
+echo "lost: $lost, duplicated: $twice"
+[ "$failures" = 0 ]
