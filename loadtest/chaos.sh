@@ -174,10 +174,10 @@ while read -r user status; do
   if [ "$has" = 0 ] && [ "$result" != "-1" ]; then lost=$((lost + 1)); fi
 done <"$work/answers"
 handed_out=$((STOCK - redis_stock))
-failures=0
+failures=0 passes=0
 check() { # name ok detail
-  printf '  %-44s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
-  [ "$2" = 1 ] || failures=$((failures + 1))
+  printf '  %-46s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
+  if [ "$2" = 1 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); fi
 }
 echo
 echo "chaos drill: $STOCK units, $SHOPPERS shoppers, $queued told \"queued\", queue=$QUEUE"
@@ -189,4 +189,5 @@ check "MySQL stock + orders = initial" "$([ $((mysql_stock + orders)) = "$STOCK"
 check "every \"queued\" shopper has an outcome" "$([ "$lost" = 0 ] && echo 1)" "$lost lost"
 check "no oversell" "$([ "$orders" -le "$STOCK" ] && echo 1)" "$orders <= $STOCK"
 echo "lost: $lost, duplicated: $twice"
+echo "chaos: $passes passed, $failures failed"
 [ "$failures" = 0 ]
