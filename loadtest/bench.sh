@@ -6,7 +6,7 @@
 #   (1-4 run BENCH_ROUNDS times, interleaved, and are quoted as medians), 3b. k6 at a steady rate
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
-# then the invariants of DESIGN.md on every sale it used; any broken one fails the run.
+# then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
 #
 # Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=200000 BENCH_ROUNDS=3)
 set -euo pipefail

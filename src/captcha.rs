@@ -1,4 +1,4 @@
-//! The math-expression captcha (the seeds' `VerifyCode`): `8*3-2`, answered with `22`.
+//! The math-expression captcha: `8*3-2`, answered with `22`.
 //!
 //! The expression is drawn as a PNG with a small built-in bitmap font, each glyph scaled,
 //! jittered and coloured at random, over noise dots and lines: easy for a person, not plain text

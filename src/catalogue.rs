@@ -15,7 +15,7 @@ use crate::keys;
 use crate::sale::{self, SaleRow};
 use crate::state::AppState;
 
-/// One sale as the API shows it (camelCase, as in the seeds).
+/// One sale as the API shows it (camelCase field names, docs/api.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GoodsView {
@@ -57,7 +57,7 @@ pub struct GoodsDetail {
     pub goods: GoodsView,
     /// 0 not started, 1 running, 2 ended.
     pub status: u8,
-    /// Seconds until the start while not started, 0 while running, -1 once ended (the seeds').
+    /// Seconds until the start while not started, 0 while running, -1 once ended.
     pub remain_seconds: i64,
     /// Seconds until the end while running (0 otherwise).
     pub end_seconds: i64,

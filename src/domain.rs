@@ -128,7 +128,7 @@ impl Shard {
     }
 }
 
-/// A mainland-China mobile number: 11 digits starting with 1 (the seeds' `ValidatorUtil`).
+/// A mainland-China mobile number: 11 digits starting with 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mobile(String);
 

@@ -1,5 +1,5 @@
 //! The one error type of the HTTP API, and its mapping to an HTTP status and an envelope code
-//! (the seeds' `CodeMsg`). Every refusal the edge gives goes through [`AppError::status`] and
+//! (the codes of docs/api.md). Every refusal the edge gives goes through [`AppError::status`] and
 //! [`AppError::code`]; nothing else picks a status.
 
 use hyper::StatusCode;
@@ -94,7 +94,7 @@ impl AppError {
         }
     }
 
-    /// The envelope's `code` (DESIGN.md, "HTTP API").
+    /// The envelope's `code` (docs/api.md, "Codes").
     pub fn code(&self) -> i64 {
         use AppError::*;
         match self {

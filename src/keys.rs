@@ -1,4 +1,4 @@
-//! Every Redis key name, channel and TTL flashgate uses, declared once (the seeds' "KeyPrefix").
+//! Every Redis key name, channel and TTL flashgate uses, declared once (docs/keys.md lists them).
 //!
 //! All keys of one sale share the hash tag `{g:ID}`, so a script touching them runs on one Redis
 //! Cluster slot. The leading `sk`/`sess`/`cache` sit under a configurable namespace (empty by

@@ -1,4 +1,5 @@
-//! The seeds' double MD5.
+//! The login's double MD5: the page hashes the password with a fixed client salt, the server
+//! hashes that again with the user's own salt (docs/api.md, "Login").
 //!
 //! The page sends `md5(s[0] + s[2] + plain + s[5] + s[4])` with the fixed client salt
 //! [`CLIENT_SALT`]; the server stores `md5(s'[0] + s'[2] + thatHash + s'[5] + s'[4])` with a
@@ -55,7 +56,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_hash_matches_the_seeds() {
+    fn client_hash_matches_the_documented_formula() {
         // md5("12" + "123456" + "c3") computed independently with `printf 12123456c3 | md5sum`.
         assert_eq!(client_hash("123456"), "d3b1294a61a07da9b49b6e22b2cbd7f9");
     }

@@ -1,7 +1,8 @@
 //! The Redis connection: one server or a Redis Cluster, behind one type.
 //!
 //! `FLASHGATE_REDIS_URL` names either one server (`redis://host:port/db`) or a cluster, as
-//! `redis+cluster://host1:port1,host2:port2/` or as several `redis://` seeds separated by commas.
+//! `redis+cluster://host1:port1,host2:port2/` or as several `redis://` seed nodes (the nodes
+//! the client first asks for the cluster's layout) separated by commas.
 //! [`RedisConn`] implements redis-rs's `ConnectionLike`, so every command and script call in
 //! flashgate is written once and runs on both. That works because every multi-key command,
 //! script and `MULTI` flashgate sends stays inside one hash tag (a sale's `{g:ID}`, see

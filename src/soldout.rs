@@ -1,4 +1,4 @@
-//! The local sold-out flags (the seeds' in-memory map), and the pub/sub listener that clears them.
+//! The local sold-out flags (an in-memory map per edge), and the pub/sub listener that clears them.
 //!
 //! Once a sale's stock is gone, every further buy would be one more Redis round trip answering
 //! SOLD_OUT. The edge remembers "sold out" per sale in process memory and answers from there.

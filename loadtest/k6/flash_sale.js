@@ -23,9 +23,14 @@ const POLL = __ENV.POLL !== "0";
 const HIDDEN_PATH = __ENV.HIDDEN_PATH || "";
 const P99_MS = Number(__ENV.P99_MS || 50);
 
-// `flashgate users --out tokens.csv`: a `userId,token` header, then one shopper a line.
+// `flashgate users --out tokens.csv`: a `userId,token` header, then one shopper a line. k6 opens
+// a relative path from this script's folder, not the shell's: resolve it against the shell's
+// working directory (k6 passes the environment, PWD included), so `-e TOKENS=tokens.csv` means
+// the file the shell sees.
+const TOKENS = __ENV.TOKENS || "tokens.csv";
+const TOKENS_PATH = TOKENS.startsWith("/") || !__ENV.PWD ? TOKENS : `${__ENV.PWD}/${TOKENS}`;
 const shoppers = new SharedArray("shoppers", () =>
-  open(__ENV.TOKENS || "tokens.csv")
+  open(TOKENS_PATH)
     .split("\n")
     .slice(1)
     .filter((l) => l.trim() !== "")

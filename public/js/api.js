@@ -67,7 +67,7 @@ const Flash = (() => {
 
   function money(n) { return `¥${Number(n).toFixed(2)}`; }
 
-  // --- MD5 (RFC 1321), for the client half of the seeds' double hash ---------------------------
+  // --- MD5 (RFC 1321), for the client half of the login's double hash (docs/api.md) ---------------------------
   function md5(str) {
     const bytes = new TextEncoder().encode(str);
     const n = ((bytes.length + 8) >>> 6) + 1;

@@ -1,4 +1,4 @@
-//! RabbitMQ, as in the seeds (`queue = "rabbitmq"`).
+//! RabbitMQ, the optional bus (`queue = "rabbitmq"`).
 //!
 //! The Redis stream stays the atomic hand-off from the admission script (Lua cannot publish to
 //! RabbitMQ): it is the outbox. The **relay** ([`Publisher`], used by the stream reader) moves

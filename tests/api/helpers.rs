@@ -304,7 +304,7 @@ impl TestApp {
         }
     }
 
-    /// Checks invariants 1, 2 and 4 of DESIGN.md once drained.
+    /// Checks invariants 1, 2 and 4 of docs/invariants.md once drained.
     pub async fn assert_invariants(&self, goods: GoodsId, initial: i64) {
         let orders = self.orders(goods).await;
         assert!(

@@ -13,6 +13,7 @@ mod helpers;
 mod lua_admit;
 mod nginx;
 mod observability;
+mod openapi;
 mod proxy;
 mod restart;
 mod scale;
