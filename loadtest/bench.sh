@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # One benchmark run on this machine, every figure next to its ceiling measured in the same run:
-#   1. ceiling: redis-benchmark running lua/admit.lua by EVALSHA (random users, huge stock)
+#   1. ceiling: redis-benchmark running lua/admit.lua by EVALSHA, one shopper a call (random
+#      users, huge stock)
 #   2. ceiling: the edge's /healthz under wrk (a hyper hello-world plus our router)
-#   3. the buy path over HTTP (wrk, same connection count), then 4. the sold-out path
-#   (1-4 run BENCH_ROUNDS times, interleaved, and are quoted as medians), 3b. k6 at a steady rate
+#   3. the buy path over HTTP (wrk, same connection count) on two edges side by side: one with
+#      FLASHGATE_ADMIT_BATCH=1 (a call per buy) and one with the default (coalesced), each on a
+#      fresh sale; with the average batch size seen and Redis CPU per admitted buy; then the same
+#      two with one connection (no concurrency: what coalescing costs a lone buy), 4. the sold-out
+#      path (1-4 run BENCH_ROUNDS times, interleaved, and are quoted as medians), 3b. k6 at a
+#      steady offered rate (constant-arrival-rate, default 2,000/s for 30 s) on the default edge
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
 # then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
@@ -48,8 +53,8 @@ rcli() { redis-cli "$@"; }
 echo "== preparing: $USERS shoppers, sales, hidden paths"
 "$bin" migrate 2>/dev/null
 ROUNDS=${BENCH_ROUNDS:-3}
-bigs=()
-for _ in $(seq "$ROUNDS"); do
+bigs=()  # per round: coalesced buy, single buy, coalesced one-connection, single one-connection
+for _ in $(seq $((ROUNDS * 4))); do
   bigs+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
 big=${bigs[0]}
@@ -67,13 +72,24 @@ tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${bigs[*
 
 "$bin" serve 2>"$work/serve.log" & pids+=($!)
 serve_pid=$!
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# the same edge with every buy alone, side by side (its own port, no admin listener)
+PORT1=$((PORT + 1))
+FLASHGATE_ADMIT_BATCH=1 FLASHGATE_LISTEN="127.0.0.1:$PORT1" FLASHGATE_ADMIN_LISTEN=off \
+  "$bin" serve 2>"$work/serve1.log" & pids+=($!)
+serve1_pid=$!
+for port in "$PORT" "$PORT1"; do
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+done
 
 stat_us() { rcli INFO commandstats | awk -F'[=,]' -v c="cmdstat_$1" '$1 ~ c":calls" {print $6}'; }
 wrk_run() { # label, then wrk arguments; prints "rps p50ms p99ms"
-  local label=$1 out
-  shift
-  out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$@")
+  wrk_conns "$CONNS" "$@"
+}
+wrk_conns() { # connections label, then wrk arguments
+  local conns=$1 label=$2 out threads=2
+  shift 2
+  [ "$conns" = 1 ] && threads=1
+  out=$(wrk -t"$threads" -c"$conns" -d"${DUR}s" --latency "$@")
   echo "$out" >"$work/wrk-$label.txt"
   local rps p50 p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -86,7 +102,7 @@ to_ms() { # wrk prints 812.00us / 1.23ms / 1.02s
                    /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
                    /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
 }
-metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -fsS "http://127.0.0.1:${2:-$PORT}/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system ticks
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 redis_pid=$(rcli INFO server | awk -F: '/^process_id/ {print $2+0}')
@@ -94,19 +110,33 @@ tck=$(getconf CLK_TCK)
 sha=$(rcli SCRIPT LOAD "$(cat lua/codes.lua lua/admit.lua)")
 k="${ns}sk:{g:$rbs}:"
 rcli SET "${k}path:bench" "$P" >/dev/null
+# one buy run on an edge: "rps p50 p99 redis-cpu-us-per-admitted-buy batch-size"
+buy_run() { # label port goods connections
+  local label=$1 port=$2 g=$3 conns=$4 q0 q1 n0 n1 c0 c1 r0 r1 out
+  q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
+  n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
+  r0=$(cpu "$redis_pid")
+  out=$(CONNS=$conns TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P \
+    wrk_conns "$conns" "$label" -s loadtest/wrk/buy.lua "http://127.0.0.1:$port" | tail -n 1)
+  r1=$(cpu "$redis_pid")
+  q1=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
+  n1=$(metric flashgate_admit_batch_size_sum "$port"); c1=$(metric flashgate_admit_batch_size_count "$port")
+  echo "$out $(awk -v a="$r0" -v b="$r1" -v t="$tck" -v q="$((q1 - q0))" 'BEGIN { if (q > 0) printf "%.1f", (b - a) / t / q * 1e6; else print "n/a" }') $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }')"
+}
 rb_n=$((DUR * 40000))
 q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
 d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
 R_RB=() R_RB50=() R_RB99=() R_HW=() R_HW50=() R_HW99=() R_BUY=() R_BUY50=() R_BUY99=()
 R_SO=() R_SO50=() R_SO99=() R_ECPU=() R_RCPU=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
+R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
 rcli CONFIG RESETSTAT >/dev/null
 echo "== round $round/$ROUNDS: redis-benchmark -c $CONNS -P 1: EVALSHA admit.lua x $rb_n"
 rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
-  EVALSHA "$sha" 7 "${k}meta" "${k}stock" "${k}buyers" "${k}path:bench" "${k}bucket:__rand_int__" \
-  "${k}gate" "${k}queue" __rand_int__ "$P" bench "" | tail -n 1)
+  EVALSHA "$sha" 7 "${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue" "${k}path:bench" \
+  "${k}bucket:__rand_int__" "" __rand_int__ "$P" bench "" | tail -n 1)
 R_RB+=("$(echo "$rb" | awk -F'","' '{print $2}')")
 R_RB50+=("$(echo "$rb" | awk -F'","' '{print $5}')")
 R_RB99+=("$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')")
@@ -117,20 +147,27 @@ echo "== round $round/$ROUNDS: wrk /healthz"
 read -r a b c < <(wrk_run healthz "http://127.0.0.1:$PORT/healthz" | tail -n 1)
 R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c")
 
-# --- 3. the buy path: a fresh sale each round, so every round buys for new shoppers ------------
-goods=${bigs[$((round - 1))]}
+# --- 3. the buy path: fresh sales each round, so every round buys for new shoppers ------------
+goods=${bigs[$(((round - 1) * 4))]}
 rcli CONFIG RESETSTAT >/dev/null
 e0=$(cpu "$serve_pid"); r0=$(cpu "$redis_pid")
-echo "== round $round/$ROUNDS: wrk buy path (goods $goods)"
+echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
 # BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf)
 [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && { perf record -F 999 -g -p "$serve_pid" -o "$BENCH_PERF" -- sleep "$DUR" >/dev/null 2>&1 & }
-read -r a b c < <(TOKENS="$work/tokens.csv" GOODS=$goods HIDDEN_PATH=$P \
-  wrk_run buy -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT" | tail -n 1)
-R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c")
+read -r a b c d f < <(buy_run buy "$PORT" "$goods" "$CONNS")
+R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_RUS+=("$d") R_BATCH+=("$f")
 e1=$(cpu "$serve_pid"); r1=$(cpu "$redis_pid")
 R_ECPU+=("$(awk -v a="$e0" -v b="$e1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
 R_RCPU+=("$(awk -v a="$r0" -v b="$r1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
+echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
+read -r a b c d f < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS")
+R_B1+=("$a") R_B150+=("$b") R_B199+=("$c") R_RUS1+=("$d")
+echo "== round $round/$ROUNDS: one connection, coalesced and one call per buy"
+read -r a b c d f < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1)
+R_C1+=("$b")
+read -r a b c d f < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1)
+R_C1S+=("$b")
 
 # --- 4. the sold-out path ----------------------------------------------------------------------
 echo "== round $round/$ROUNDS: wrk sold-out path"
@@ -142,11 +179,14 @@ done
 rb_rps=$(median "${R_RB[@]}") rb_p50=$(median "${R_RB50[@]}") rb_p99=$(median "${R_RB99[@]}")
 hw_rps=$(median "${R_HW[@]}") hw_p50=$(median "${R_HW50[@]}") hw_p99=$(median "${R_HW99[@]}")
 buy_rps=$(median "${R_BUY[@]}") buy_p50=$(median "${R_BUY50[@]}") buy_p99=$(median "${R_BUY99[@]}")
+b1_rps=$(median "${R_B1[@]}") b1_p50=$(median "${R_B150[@]}") b1_p99=$(median "${R_B199[@]}")
+rus=$(median "${R_RUS[@]}") rus1=$(median "${R_RUS1[@]}") batch=$(median "${R_BATCH[@]}")
+c1_p50=$(median "${R_C1[@]}") c1s_p50=$(median "${R_C1S[@]}")
 so_rps=$(median "${R_SO[@]}") so_p50=$(median "${R_SO50[@]}") so_p99=$(median "${R_SO99[@]}")
 edge_cpu="$(median "${R_ECPU[@]}")%" redis_cpu="$(median "${R_RCPU[@]}")%"
 rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(median "${R_GETEXUS[@]}")
-queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 ))
-dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 ))
+queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") ))
+dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 + $(metric 'flashgate_admissions_total{outcome="duplicate"}' "$PORT1") ))
 local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
 ratios() { # per-round ratios a[i]/b[i], joined with " / "
   local -n xs=$1 ys=$2; local out=() i
@@ -155,11 +195,12 @@ ratios() { # per-round ratios a[i]/b[i], joined with " / "
 }
 
 # --- 3b. k6 at a steady offered rate (constant-arrival-rate does not hide queueing) -------------
-K6_RATE=${BENCH_K6_RATE:-20000}
+K6_RATE=${BENCH_K6_RATE:-2000}
+K6_DUR=${BENCH_K6_DURATION:-30}
 if command -v k6 >/dev/null; then
   echo "== 3b k6 constant-arrival-rate $K6_RATE buys/s"
   k6 run -q -e BASE="http://127.0.0.1:$PORT" -e GOODS="$big" -e TOKENS="$work/tokens.csv" \
-    -e SCENARIO=steady -e RATE="$K6_RATE" -e DURATION="${DUR}s" -e HIDDEN_PATH="$P" -e POLL=0 \
+    -e SCENARIO=steady -e RATE="$K6_RATE" -e DURATION="${K6_DUR}s" -e HIDDEN_PATH="$P" -e POLL=0 \
     -e VUS=400 -e MAX_VUS=2000 -e P99_MS=5 -e SUMMARY="$work/k6.json" loadtest/k6/flash_sale.js \
     >"$work/k6.txt" 2>&1 || true
   k6_line=$(python3 - "$work/k6.json" <<'PY'
@@ -253,11 +294,14 @@ echo "| what | requests/s | p50 ms | p99 ms | vs ceiling |"
 echo "|---|---:|---:|---:|---|"
 echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps [$(IFS=/; echo "${R_RB[*]}")] | $rb_p50 | $rb_p99 | — |"
 echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] | $hw_p50 | $hw_p99 | — |"
-echo "| buy path | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
-echo "| buy path, k6 steady $K6_RATE/s offered | $k6_rps | $k6_p50 | $k6_p99 | $k6_dropped iterations dropped (k6 could not start them); bar p99 <= 5 ms |"
+echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
+echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
+echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
 echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
 echo
 echo "buy path outcomes over all rounds: $queued queued, $dups duplicate"
+echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
+echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"
 echo "during the buy run: edge CPU $edge_cpu, Redis CPU $redis_cpu of one core"
 echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX ${getex_us:-0} us/call"
 echo "sold-out answers from the local flag: $local_hits"

@@ -103,6 +103,10 @@ pub struct Settings {
     pub login_fails_per_address: u32,
     /// The window failed logins are counted over, in seconds.
     pub login_window_secs: u64,
+    /// Most buys of one sale shard decided in one `lua/admit.lua` call: buys that arrive while a
+    /// call for their shard is in flight go together in the next (see `admission`); 1 sends
+    /// every buy alone.
+    pub admit_batch: usize,
     /// Where `flashgate worker` serves `/healthz`, `/readyz` and `/metrics` (for Prometheus);
     /// `off` (the default) serves nothing. (`serve` and `all` serve them on `listen`.)
     pub worker_listen: String,
@@ -147,6 +151,7 @@ impl Default for Settings {
             login_window_secs: 900,
             cookie_secure: false,
             worker_listen: "off".into(),
+            admit_batch: 32,
         }
     }
 }
@@ -279,6 +284,10 @@ impl Settings {
         }
         anyhow::ensure!(self.max_connections >= 1, "max_connections must be >= 1");
         anyhow::ensure!(
+            (1..=256).contains(&self.admit_batch),
+            "admit_batch must be 1..=256"
+        );
+        anyhow::ensure!(
             self.login_fails_per_mobile >= 1 && self.login_fails_per_address >= 1,
             "login_fails_per_mobile and login_fails_per_address must be >= 1"
         );
@@ -391,6 +400,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 33);
+        assert_eq!(names.len(), 34);
     }
 }

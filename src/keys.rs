@@ -162,18 +162,21 @@ impl SaleKeys {
         self.key("*")
     }
 
-    /// The `KEYS` of `lua/admit.lua` for `user`, in the script's order: meta, stock, buyers,
-    /// path, bucket, gate, queue. The one place they are put together.
-    pub fn admit(&self, user: UserId) -> [String; 7] {
-        [
+    /// The `KEYS` of `lua/admit.lua` for `users`, in the script's order: meta, stock, buyers,
+    /// gate, queue, then each user's path and bucket. The one place they are put together.
+    pub fn admit(&self, users: impl IntoIterator<Item = UserId>) -> Vec<String> {
+        let mut keys = vec![
             self.meta(),
             self.stock(),
             self.buyers(),
-            self.path(user),
-            self.bucket(user),
             self.gate(),
             self.queue(),
-        ]
+        ];
+        for user in users {
+            keys.push(self.path(user));
+            keys.push(self.bucket(user));
+        }
+        keys
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`error`]: the one error type and its mapping to HTTP status + envelope code.
 //! - [`scripts`]: the Lua scripts in `lua/`, their SHA-1s, EVALSHA with NOSCRIPT reload, and the
 //!   one table of return codes every script shares (`Code`).
+//! - [`admission`]: coalesced admission: the buys of one shard share `lua/admit.lua` calls.
 //! - [`breaker`]: the circuit breaker in front of Redis (503 at once while it is down).
 //! - [`retry`]: the backoff policies of the retry loops.
 //! - [`password`]: the login's double MD5 (a client round, then a salted server round).
@@ -37,6 +38,7 @@
 //! - [`seed`]: demo goods, test users and their sessions.
 //! - [`metrics`]: Prometheus counters and histograms served at `/metrics`.
 
+pub mod admission;
 pub mod breaker;
 pub mod captcha;
 pub mod catalogue;

@@ -22,6 +22,8 @@ use prometheus_client::registry::Registry;
 const LATENCY_BOUNDS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+/// Shoppers-per-admission-call histogram bounds.
+const ADMIT_BOUNDS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Entries-per-batch histogram bounds.
 const BATCH_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0];
 
@@ -70,6 +72,8 @@ pub struct Metrics {
     pub logins_throttled: Counter,
     /// Connections open on the edge now.
     pub connections: Gauge,
+    /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
+    pub admit_batch_size: Histogram,
     pub batches: Counter,
     pub batch_entries: Histogram,
     pub commit_seconds: Histogram,
@@ -121,6 +125,7 @@ impl Metrics {
             breaker_open: Gauge::default(),
             logins_throttled: Counter::default(),
             connections: Gauge::default(),
+            admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
             batch_entries: Histogram::new(BATCH_BOUNDS),
             commit_seconds: Histogram::new(LATENCY_BOUNDS),
@@ -157,6 +162,11 @@ impl Metrics {
             "connections_open",
             "Connections open on the edge",
             self.connections.clone(),
+        );
+        r.register(
+            "admit_batch_size",
+            "Shoppers decided per admit.lua call (coalesced admission)",
+            self.admit_batch_size.clone(),
         );
         r.register(
             "worker_batches",

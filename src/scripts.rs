@@ -263,6 +263,21 @@ pub enum Admission {
 }
 
 impl Admission {
+    /// One reply per shopper, as `lua/admit.lua` answers a call for `n` of them. Anything else
+    /// (another count, a malformed element) is an error: never taken for an answer.
+    pub fn from_batch_reply(reply: Value, n: usize) -> anyhow::Result<Vec<Self>> {
+        let Value::Array(items) = reply else {
+            anyhow::bail!("admit.lua reply is not an array: {reply:?}");
+        };
+        anyhow::ensure!(
+            items.len() == n,
+            "admit.lua answered {} outcomes for {n} shoppers",
+            items.len()
+        );
+        items.into_iter().map(Self::from_reply).collect()
+    }
+
+    /// One shopper's reply, `{code, detail?}`.
     pub fn from_reply(reply: Value) -> anyhow::Result<Self> {
         let (code, detail) = code_and_detail(reply)?;
         Ok(match code {

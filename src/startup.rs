@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admission::Admitter;
 use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::db;
@@ -48,16 +49,27 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         );
     }
     let settings_proxies = settings.trusted_proxies.clone();
+    let scripts = Arc::new(scripts);
+    let metrics = Arc::new(Metrics::default());
+    let keys = Keys::new(&settings.namespace);
+    let admitter = Arc::new(Admitter::new(
+        redis.clone(),
+        keys.clone(),
+        scripts.clone(),
+        metrics.clone(),
+        settings.admit_batch,
+    ));
     Ok(AppState {
-        keys: Keys::new(&settings.namespace),
+        admitter,
+        keys,
         settings: Arc::new(settings),
         redis,
         redis_target: target,
         db,
-        scripts: Arc::new(scripts),
+        scripts,
         soldout: Arc::new(SoldOutFlags::default()),
         shapes: Arc::default(),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         assets: Arc::new(assets),
         redis_breaker: breaker,
         proxies: Arc::new(crate::http::proxy::Trusted::parse(&settings_proxies)?),

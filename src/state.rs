@@ -34,6 +34,8 @@ pub struct AppState {
     pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
     pub assets: Arc<Assets>,
+    /// Decides buys through `lua/admit.lua`, coalescing those of one shard.
+    pub admitter: Arc<crate::admission::Admitter>,
     /// The proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub proxies: Arc<crate::http::proxy::Trusted>,
 }

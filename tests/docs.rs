@@ -15,7 +15,11 @@ fn module_files() -> BTreeSet<String> {
             if p.is_dir() {
                 walk(&p, out);
             } else if p.extension().is_some_and(|x| x == "rs") {
-                let rel = p.strip_prefix(ROOT).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(ROOT)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if rel != "src/main.rs" && rel != "src/lib.rs" {
                     out.insert(rel);
                 }
@@ -40,12 +44,19 @@ fn the_crate_map_names_every_top_level_module_and_no_other() {
         .filter_map(|l| l.strip_prefix("//! - [`"))
         .map(|l| l.split('`').next().unwrap().to_string())
         .collect();
-    assert_eq!(declared, mapped, "src/lib.rs: `pub mod` lines vs the Layout list");
+    assert_eq!(
+        declared, mapped,
+        "src/lib.rs: `pub mod` lines vs the Layout list"
+    );
     let on_disk: BTreeSet<String> = module_files()
         .iter()
         .map(|f| {
             let f = f.trim_start_matches("src/");
-            f.split('/').next().unwrap().trim_end_matches(".rs").to_string()
+            f.split('/')
+                .next()
+                .unwrap()
+                .trim_end_matches(".rs")
+                .to_string()
         })
         .collect();
     assert_eq!(declared, on_disk, "src/lib.rs vs the files in src/");
@@ -59,7 +70,11 @@ fn the_architecture_doc_lists_every_module_file_and_no_other() {
         .filter_map(|l| l.strip_prefix("| `src/"))
         .map(|l| format!("src/{}", l.split('`').next().unwrap()))
         .collect();
-    assert_eq!(listed, module_files(), "docs/architecture.md's module table vs src/");
+    assert_eq!(
+        listed,
+        module_files(),
+        "docs/architecture.md's module table vs src/"
+    );
 }
 
 #[test]
@@ -68,7 +83,10 @@ fn nothing_in_the_repository_points_outside_it() {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if matches!(name.as_str(), ".git" | "target" | "node_modules" | "Cargo.lock") {
+            if matches!(
+                name.as_str(),
+                ".git" | "target" | "node_modules" | "Cargo.lock"
+            ) {
                 continue;
             }
             if p.is_dir() {
@@ -76,7 +94,10 @@ fn nothing_in_the_repository_points_outside_it() {
             } else if let Ok(text) = std::fs::read_to_string(&p) {
                 for (i, line) in text.lines().enumerate() {
                     // the founding brief lived beside the repository, in a folder named shared
-                    if line.contains("../shared") || line.contains("shared/DESIGN") || line.contains("shared/STYLE") {
+                    if line.contains("../shared")
+                        || line.contains("shared/DESIGN")
+                        || line.contains("shared/STYLE")
+                    {
                         hits.push(format!("{}:{}: {line}", p.display(), i + 1));
                     }
                 }
@@ -95,6 +116,9 @@ fn every_setting_is_in_the_runbook() {
     let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/operations.md")).unwrap();
     for name in flashgate::config::Settings::field_names() {
         let var = format!("FLASHGATE_{}", name.to_uppercase());
-        assert!(doc.contains(&format!("`{var}`")), "{var} is not in docs/operations.md");
+        assert!(
+            doc.contains(&format!("`{var}`")),
+            "{var} is not in docs/operations.md"
+        );
     }
 }

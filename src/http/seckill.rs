@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::RequestId;
 use super::respond::{self, Resp};
+use crate::admission::Shopper;
 use crate::captcha::Captcha;
 use crate::domain::{GoodsId, HiddenPath, Shard, UserId};
 use crate::error::AppError;
@@ -95,8 +96,9 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
 }
 
-/// One run of `lua/admit.lua` in `user`'s home shard; `again` when it runs a second time for
-/// the same request after a unit was moved in (the rate limits were charged the first time).
+/// One decision of `lua/admit.lua` in `user`'s home shard (coalesced with other buys of that
+/// shard, see [`crate::admission`]); `again` when it runs a second time for the same request after
+/// a unit was moved in (the rate limits were charged the first time).
 async fn admit(
     state: &AppState,
     home: Shard,
@@ -105,23 +107,13 @@ async fn admit(
     rid: &RequestId,
     again: bool,
 ) -> Result<Admission, AppError> {
-    let keys = state.keys.shard(home).admit(user);
-    let uid = user.get().to_string();
-    let again = if again { "1" } else { "" };
-    let reply = state
-        .scripts
-        .get()
-        .admit
-        .invoke(
-            &mut state.redis.clone(),
-            &keys.each_ref().map(String::as_str),
-            &[&uid, path.as_str(), rid.as_str(), "", again],
-        )
-        .await
-        .inspect_err(|_| {
-            state.metrics.redis_errors.inc();
-        })?;
-    Ok(Admission::from_reply(reply)?)
+    let shopper = Shopper {
+        user,
+        path: path.clone(),
+        request_id: rid.as_str().to_string(),
+        again,
+    };
+    state.admitter.admit(home, shopper).await
 }
 
 /// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never

@@ -278,7 +278,14 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
         if let Some(order) = order {
             let written = [Written::Existing(order)];
             let id = [admitted.entry_id.as_str()];
-            results::finish(&ctx.state, shard, std::slice::from_ref(&admitted), &written, &id).await?;
+            results::finish(
+                &ctx.state,
+                shard,
+                std::slice::from_ref(&admitted),
+                &written,
+                &id,
+            )
+            .await?;
             commit::record(&ctx.state.metrics, &written);
             return Ok(());
         }

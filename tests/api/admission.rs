@@ -346,8 +346,26 @@ async fn the_captcha_is_checked_once_and_the_path_cap_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_shoppers_three_buys_each_exactly_the_stock_is_queued() {
+    let batches = three_buys_each(flashgate::config::Settings::default().admit_batch).await;
+    assert!(
+        batches.1 > batches.0,
+        "no buys were coalesced: {batches:?} (calls, shoppers)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_shoppers_three_buys_each_without_coalescing() {
+    let (calls, shoppers) = three_buys_each(1).await;
+    assert_eq!(calls, shoppers, "admit_batch 1 sends every buy alone");
+}
+
+/// 2,000 shoppers, three buys each, 100 units, with `admit_batch` as given: exactly the stock is
+/// queued, to distinct shoppers, and the stream holds them. Returns (admit.lua calls, shoppers
+/// decided in them), from `flashgate_admit_batch_size`.
+async fn three_buys_each(admit_batch: usize) -> (u64, u64) {
     let mut settings = test_settings();
     settings.path_factor = 30; // 2,000 shoppers for 100 units: let every one get a path
+    settings.admit_batch = admit_batch;
     let app = spawn_with(settings, false).await;
     let goods = app.sale(100).await;
     let users = app.users(2000).await;
@@ -395,6 +413,17 @@ async fn two_thousand_shoppers_three_buys_each_exactly_the_stock_is_queued() {
         .map(|e| e.get::<String>("u").unwrap().parse().unwrap())
         .collect();
     assert_eq!(in_stream, queued.iter().map(|u| u.get()).collect());
+    let text = app.state.metrics.render(&Default::default());
+    let read = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+            .unwrap()
+    };
+    (
+        read("flashgate_admit_batch_size_count "),
+        read("flashgate_admit_batch_size_sum "),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,4 +553,55 @@ async fn a_buy_can_be_followed_by_its_request_id_into_the_queue() {
     assert!(!ours.is_empty());
     let again = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), ours);
+}
+
+/// A shopper who hangs up while their buy waits in a coalesced batch is still decided, in full:
+/// the call runs in a task of its own. Here many shoppers send and drop at once; every unit the
+/// script handed out is in the stream with its buyer, and Redis stock + buyers = the stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_who_hang_up_mid_batch_are_still_decided_whole() {
+    let mut settings = test_settings();
+    settings.path_factor = 30;
+    let app = spawn_with(settings, false).await;
+    let goods = app.sale(50).await;
+    let users = app.users(200).await;
+    let app = std::sync::Arc::new(app);
+    let with_paths = concurrently(users, 64, |u| {
+        let app = app.clone();
+        async move {
+            let path = app.path_for(&u.token, goods).await;
+            (u, path)
+        }
+    })
+    .await;
+    // each request is abandoned a moment after it is sent
+    let hasty = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(2))
+        .build()
+        .unwrap();
+    concurrently(with_paths.clone(), 200, |(u, path)| {
+        let (app, hasty) = (app.clone(), hasty.clone());
+        async move {
+            let _ = hasty
+                .post(app.url(&format!("/api/seckill/{path}/orders")))
+                .bearer_auth(&u.token)
+                .json(&json!({ "goodsId": goods.get() }))
+                .send()
+                .await;
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (stock, buyers, queued) = app.redis_state(goods).await;
+    assert_eq!(
+        stock + buyers,
+        50,
+        "a unit or a buyer mark was left half done"
+    );
+    assert_eq!(buyers, queued, "every buyer's entry is in the queue");
+    // and those who asked again get a real answer: admitted earlier (409) or not (a decision)
+    for (u, path) in with_paths.iter().take(20) {
+        let (s, _) = app.buy(&u.token, path, goods).await;
+        assert!([202, 409, 410].contains(&s), "{s}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `lua/admit.lua` on its own: EVALSHA with keys and arguments, no HTTP, the clock pinned by
-//! ARGV[4]. Each case sets a sale up in its own namespace and checks the answer and what the
-//! script left in Redis.
+//! ARGV[1]. Each case sets a sale up in its own namespace and checks the answer and what the
+//! script left in Redis. The batch cases run the same shoppers one call each on one sale and in
+//! one call on a twin sale, and compare outcomes and every key.
 
 use flashgate::domain::{GoodsId, UserId};
 use flashgate::keys::Keys;
@@ -66,22 +67,40 @@ impl Sale {
         self.admit_run(user, path, now, "").await
     }
 
-    /// `again` is ARGV[5]: "1" when the edge runs a request again after moving a unit in.
+    /// `again` is a shopper's fourth argument: "1" when the edge runs a request again after
+    /// moving a unit in.
     async fn admit_run(&mut self, user: i64, path: &str, now: i64, again: &str) -> Admission {
-        let keys = self.keys.sale(self.goods).admit(UserId::new(user).unwrap());
+        let mut one = self.admit_batch(&[(user, path, again)], now).await;
+        one.remove(0)
+    }
+
+    /// One call deciding `shoppers` (user, path sent, again) in order; `now` < 0 means Redis TIME.
+    async fn admit_batch(&mut self, shoppers: &[(i64, &str, &str)], now: i64) -> Vec<Admission> {
+        let users = shoppers.iter().map(|s| UserId::new(s.0).unwrap());
+        let keys = self.keys.sale(self.goods).admit(users);
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut args = vec![if now < 0 {
+            String::new()
+        } else {
+            now.to_string()
+        }];
+        for (user, path, again) in shoppers {
+            args.extend([
+                user.to_string(),
+                path.to_string(),
+                format!("req-{user}"),
+                again.to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = self
             .scripts
             .get()
             .admit
-            .invoke(
-                &mut self.con,
-                &keys,
-                &[&user.to_string(), path, "req-1", &now.to_string(), again],
-            )
+            .invoke(&mut self.con, &keys, &args)
             .await
             .unwrap();
-        Admission::from_reply(reply).unwrap()
+        Admission::from_batch_reply(reply, shoppers.len()).unwrap()
     }
 
     /// (stock, buyers, queue length)
@@ -224,7 +243,7 @@ async fn a_queued_entry_carries_user_request_and_time() {
     let e = &entries.ids[0];
     assert_eq!(e.id, entry_id);
     assert_eq!(e.get::<String>("u").as_deref(), Some("9"));
-    assert_eq!(e.get::<String>("r").as_deref(), Some("req-1"));
+    assert_eq!(e.get::<String>("r").as_deref(), Some("req-9"));
     assert_eq!(e.get::<String>("t").as_deref(), Some("5000"));
     sale.cleanup().await;
 }
@@ -338,16 +357,8 @@ async fn without_a_pinned_clock_the_script_uses_redis_time() {
         sale.admit(6, PATH, 0).await,
         Admission::NotStarted { starts_in_ms: 1000 }
     );
-    let keys = sale.keys.sale(sale.goods).admit(UserId::new(6).unwrap());
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let reply = sale
-        .scripts
-        .get()
-        .admit
-        .invoke(&mut sale.con, &keys, &["6", PATH, "r", ""])
-        .await
-        .unwrap();
-    assert_eq!(Admission::from_reply(reply).unwrap(), Admission::Ended);
+    let reply = sale.admit_batch(&[(6, PATH, "")], -1).await;
+    assert_eq!(reply, vec![Admission::Ended]);
     sale.cleanup().await;
 }
 
@@ -398,5 +409,291 @@ async fn take_moves_one_unit_out_of_a_shard_and_never_below_zero() {
     assert!(!decode_done("take.lua", reply, Code::SoldOut).unwrap());
     let exists: bool = sale.con.exists(&missing).await.unwrap();
     assert!(!exists);
+    sale.cleanup().await;
+}
+
+/// Every key of a sale's namespace as text, to compare two sales key by key: strings, hashes and
+/// sets by content, a bucket's TTL as present or not, and a stream by its entries' fields in
+/// order (their ids are Redis's clock, not the script's).
+async fn dump(sale: &mut Sale) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let prefix = sale.keys.namespace().to_string();
+    let keys = sale.con.scan_match(&sale.keys.everything()).await.unwrap();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut sale.con)
+            .await
+            .unwrap();
+        let value = match kind.as_str() {
+            "string" => sale.con.get::<_, String>(&key).await.unwrap(),
+            "hash" => {
+                let h: std::collections::BTreeMap<String, String> =
+                    sale.con.hgetall(&key).await.unwrap();
+                format!("{h:?}")
+            }
+            "set" => {
+                let m: std::collections::BTreeSet<String> = sale.con.smembers(&key).await.unwrap();
+                format!("{m:?}")
+            }
+            "stream" => {
+                let r: redis::streams::StreamRangeReply = sale.con.xrange_all(&key).await.unwrap();
+                let fields: Vec<(Option<String>, Option<String>, Option<String>)> = r
+                    .ids
+                    .iter()
+                    .map(|e| (e.get("u"), e.get("r"), e.get("t")))
+                    .collect();
+                format!("{fields:?}")
+            }
+            other => panic!("unexpected key type {other} for {key}"),
+        };
+        let ttl: i64 = sale.con.pttl(&key).await.unwrap();
+        let key = key.trim_start_matches(&prefix).to_string();
+        out.insert(key, format!("{value} ttl={}", ttl > 0));
+    }
+    out
+}
+
+/// One table case: the sale, who holds a path, who bought before, and the shoppers in order.
+struct Batch {
+    name: &'static str,
+    stock: i64,
+    gate: (f64, i64),
+    /// users holding the hidden path
+    paths: &'static [i64],
+    /// users already among the buyers
+    buyers: &'static [i64],
+    /// (user, path sent is the right one, again)
+    shoppers: &'static [(i64, bool, bool)],
+    now: i64,
+    /// false: the sale's meta is removed (never loaded)
+    loaded: bool,
+}
+
+async fn run_case(
+    case: &Batch,
+    batched: bool,
+) -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let mut sale = Sale::new(case.stock, case.gate.0, case.gate.1).await;
+    for u in case.paths {
+        sale.give_path(*u).await;
+    }
+    let k = sale.keys.sale(sale.goods);
+    for u in case.buyers {
+        let _: () = sale.con.sadd(k.buyers(), *u).await.unwrap();
+    }
+    if !case.loaded {
+        let _: () = sale.con.del(k.meta()).await.unwrap();
+    }
+    const WRONG: &str = "ffffffffffffffffffffffffffffffff";
+    let shoppers: Vec<(i64, &str, &str)> = case
+        .shoppers
+        .iter()
+        .map(|&(u, right, again)| {
+            (
+                u,
+                if right { PATH } else { WRONG },
+                if again { "1" } else { "" },
+            )
+        })
+        .collect();
+    let outcomes = if batched {
+        sale.admit_batch(&shoppers, case.now).await
+    } else {
+        let mut all = Vec::new();
+        for s in &shoppers {
+            all.extend(sale.admit_batch(std::slice::from_ref(s), case.now).await);
+        }
+        all
+    };
+    // a queued outcome's stream id is Redis's clock: compare what it says, not the id
+    let outcomes = outcomes.iter().map(|o| o.label().to_string()).collect();
+    let keys = dump(&mut sale).await;
+    sale.cleanup().await;
+    (outcomes, keys)
+}
+
+#[tokio::test]
+async fn a_batch_decides_exactly_as_the_same_shoppers_one_call_each() {
+    let cases = [
+        Batch {
+            name: "duplicates inside one batch",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1, 2],
+            buyers: &[],
+            shoppers: &[
+                (1, true, false),
+                (2, true, false),
+                (1, true, false),
+                (2, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "the stock runs out mid-batch, then a buyer comes back",
+            stock: 2,
+            gate: (1000.0, 1000),
+            paths: &[1, 2, 3, 4],
+            buyers: &[],
+            shoppers: &[
+                (1, true, false),
+                (2, true, false),
+                (3, true, false),
+                (1, true, false),
+                (4, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "a user runs out of tokens mid-batch",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[7],
+            buyers: &[],
+            shoppers: &[
+                (7, true, false),
+                (7, true, false),
+                (7, true, false),
+                (7, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "the sale gate runs out mid-batch",
+            stock: 10,
+            gate: (0.001, 3),
+            paths: &[1, 2, 3, 4, 5],
+            buyers: &[],
+            shoppers: &[
+                (1, true, false),
+                (2, true, false),
+                (3, true, false),
+                (4, true, false),
+                (5, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "bad paths among good ones",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1, 3],
+            buyers: &[],
+            shoppers: &[
+                (1, false, false),
+                (2, true, false),
+                (3, true, false),
+                (1, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "before the window",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1, 2],
+            buyers: &[],
+            shoppers: &[(1, true, false), (2, false, false)],
+            now: 999,
+            loaded: true,
+        },
+        Batch {
+            name: "the window's first ms",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1, 2],
+            buyers: &[],
+            shoppers: &[(1, true, false), (2, true, false)],
+            now: 1000,
+            loaded: true,
+        },
+        Batch {
+            name: "the window's last ms and its end",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1],
+            buyers: &[],
+            shoppers: &[(1, true, false)],
+            now: 99_999,
+            loaded: true,
+        },
+        Batch {
+            name: "after the window",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1],
+            buyers: &[],
+            shoppers: &[(1, true, false), (1, false, false)],
+            now: 100_000,
+            loaded: true,
+        },
+        Batch {
+            name: "a sale that does not exist",
+            stock: 10,
+            gate: (1000.0, 1000),
+            paths: &[1, 2],
+            buyers: &[],
+            shoppers: &[(1, true, false), (2, false, false)],
+            now: 5000,
+            loaded: false,
+        },
+        Batch {
+            name: "sold out already, earlier buyers and new ones",
+            stock: 0,
+            gate: (1000.0, 1000),
+            paths: &[1, 2, 3],
+            buyers: &[2],
+            shoppers: &[
+                (1, true, false),
+                (2, true, false),
+                (3, true, false),
+                (1, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
+        Batch {
+            name: "a run again after a move skips the buckets",
+            stock: 1,
+            gate: (0.001, 1),
+            paths: &[1, 2],
+            buyers: &[],
+            shoppers: &[(1, true, false), (2, true, false), (2, true, true)],
+            now: 5000,
+            loaded: true,
+        },
+    ];
+    for case in &cases {
+        let (one_by_one, singles) = run_case(case, false).await;
+        let (together, batch) = run_case(case, true).await;
+        assert_eq!(together, one_by_one, "{}: outcomes", case.name);
+        assert_eq!(batch, singles, "{}: Redis afterwards", case.name);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_answers_one_outcome_per_shopper_in_order() {
+    let mut sale = Sale::new(1, 1000.0, 1000).await;
+    for u in [1, 2] {
+        sale.give_path(u).await;
+    }
+    let out = sale
+        .admit_batch(
+            &[(1, PATH, ""), (2, PATH, ""), (3, PATH, ""), (1, PATH, "")],
+            5000,
+        )
+        .await;
+    assert!(queued(&out[0]));
+    assert_eq!(
+        &out[1..],
+        &[Admission::SoldOut, Admission::BadPath, Admission::Duplicate]
+    );
+    assert_eq!(sale.state().await, (0, 1, 1));
     sale.cleanup().await;
 }

@@ -36,8 +36,14 @@ fn every_route_is_documented_and_every_documented_route_exists() {
     let documented = documented(&doc);
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(undocumented.is_empty(), "routes missing from docs/openapi.yaml: {undocumented:?}");
-    assert!(unrouted.is_empty(), "documented but not routed: {unrouted:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from docs/openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "documented but not routed: {unrouted:?}"
+    );
     // and the admin routes say they need the admin token
     for r in Route::ALL.iter().filter(|r| r.surface() == Surface::Admin) {
         let op = &doc["paths"][r.template()][r.method().as_str().to_lowercase()];

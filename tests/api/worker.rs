@@ -78,9 +78,10 @@ async fn poll_results(
     }
 }
 
-async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind) {
+async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind, admit_batch: usize) {
     let mut settings = test_settings();
     settings.queue = queue;
+    settings.admit_batch = admit_batch;
     settings.path_factor = 20;
     let app = Arc::new(spawn_with(settings, true).await);
     let goods = app.sale(500).await;
@@ -120,12 +121,17 @@ async fn five_thousand_shoppers_for_five_hundred_units(queue: QueueKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_shoppers_five_hundred_orders_through_the_stream() {
-    five_thousand_shoppers_for_five_hundred_units(QueueKind::Redis).await;
+    five_thousand_shoppers_for_five_hundred_units(QueueKind::Redis, 32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_shoppers_five_hundred_orders_without_coalescing() {
+    five_thousand_shoppers_for_five_hundred_units(QueueKind::Redis, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_shoppers_five_hundred_orders_through_rabbitmq() {
-    five_thousand_shoppers_for_five_hundred_units(QueueKind::Rabbitmq).await;
+    five_thousand_shoppers_for_five_hundred_units(QueueKind::Rabbitmq, 32).await;
 }
 
 /// Queues one buy per user with no worker running.

@@ -1,0 +1,202 @@
+//! Coalesced admission: the buys of one sale shard that arrive while a call for that shard is in
+//! flight go together in the next `lua/admit.lua` call.
+//!
+//! Redis spends most of an admission's CPU on what every call pays once (the call itself, the
+//! sale's meta, `TIME`, the gate bucket), so deciding several shoppers per call multiplies what
+//! one Redis core can admit (docs/capacity.md). The batching is *natural*: no timer, no waiting
+//! when the sale is quiet. Per shard there is a *lane*: a list of waiting buys and whether a call
+//! is running. A buy joins the list; if no call is running it starts a driver task, which takes
+//! up to `admit_batch` waiting buys, makes one call, hands each buy its outcome, and repeats while
+//! buys are waiting. A lone buy goes alone, at once; under load each call carries the buys that
+//! arrived during the previous one.
+//!
+//! The driver is a task of its own, so a shopper who hangs up mid-batch does not cancel anyone's
+//! decision: theirs is still made, and simply not read. A Redis error fails every buy of that
+//! call as a single call's error would (503 when Redis cannot serve); a reply that does not hold
+//! one outcome per shopper fails them all loudly, never passing for "queued". `admit_batch = 1`
+//! sends every buy alone, without lanes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::domain::{HiddenPath, Shard, UserId};
+use crate::error::{AppError, Dependency};
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::redis_conn::{RedisConn, is_unavailable};
+use crate::scripts::{Admission, Scripts};
+
+/// One shopper to decide.
+#[derive(Debug, Clone)]
+pub struct Shopper {
+    pub user: UserId,
+    pub path: HiddenPath,
+    /// Carried into the queue entry (field `r`).
+    pub request_id: String,
+    /// A run again after a unit was moved into this shard (its tokens were spent already).
+    pub again: bool,
+}
+
+/// Why a whole call failed; every buy of it gets the same answer.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// Redis could not serve: 503, as for a single call.
+    Unavailable,
+    /// Anything else (an error answer, a malformed reply): 500, logged with its cause.
+    Internal(Arc<String>),
+}
+
+impl From<Failure> for AppError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Unavailable => AppError::Unavailable(Dependency::Redis),
+            Failure::Internal(why) => AppError::Internal(anyhow::anyhow!("admission: {why}")),
+        }
+    }
+}
+
+struct Job {
+    shopper: Shopper,
+    answer: oneshot::Sender<Result<Admission, Failure>>,
+}
+
+/// One shard's waiting buys, and whether a driver is running for it.
+#[derive(Default)]
+struct Lane {
+    waiting: Vec<Job>,
+    running: bool,
+}
+
+/// Decides buys through `lua/admit.lua`, coalescing those of one shard.
+pub struct Admitter {
+    redis: RedisConn,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+    metrics: Arc<Metrics>,
+    /// Most shoppers in one call (`admit_batch`); 1 sends each buy alone.
+    cap: usize,
+    lanes: Mutex<HashMap<Shard, Arc<Mutex<Lane>>>>,
+}
+
+impl Admitter {
+    pub fn new(
+        redis: RedisConn,
+        keys: Keys,
+        scripts: Arc<Scripts>,
+        metrics: Arc<Metrics>,
+        cap: usize,
+    ) -> Self {
+        Self {
+            redis,
+            keys,
+            scripts,
+            metrics,
+            cap: cap.max(1),
+            lanes: Mutex::default(),
+        }
+    }
+
+    /// Decides `shopper` in `shard`. A run again after a move goes alone: it is rare, and its
+    /// shard has just run dry.
+    pub async fn admit(
+        self: &Arc<Self>,
+        shard: Shard,
+        shopper: Shopper,
+    ) -> Result<Admission, AppError> {
+        if self.cap == 1 || shopper.again {
+            let mut outcome = self.call(shard, std::slice::from_ref(&shopper)).await?;
+            return Ok(outcome.remove(0));
+        }
+        let lane = self.lane(shard);
+        let (answer, outcome) = oneshot::channel();
+        let start = {
+            let mut l = lane.lock().expect("lane lock");
+            l.waiting.push(Job { shopper, answer });
+            !std::mem::replace(&mut l.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drive(shard, lane));
+        }
+        match outcome.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(AppError::Internal(anyhow::anyhow!(
+                "the admission task ended without an answer"
+            ))),
+        }
+    }
+
+    fn lane(&self, shard: Shard) -> Arc<Mutex<Lane>> {
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .entry(shard)
+            .or_default()
+            .clone()
+    }
+
+    /// Runs calls for `shard` while buys are waiting, up to `cap` a call.
+    async fn drive(self: Arc<Self>, shard: Shard, lane: Arc<Mutex<Lane>>) {
+        loop {
+            let jobs: Vec<Job> = {
+                let mut l = lane.lock().expect("lane lock");
+                if l.waiting.is_empty() {
+                    l.running = false;
+                    return;
+                }
+                let take = l.waiting.len().min(self.cap);
+                l.waiting.drain(..take).collect()
+            };
+            let shoppers: Vec<Shopper> = jobs.iter().map(|j| j.shopper.clone()).collect();
+            match self.call(shard, &shoppers).await {
+                Ok(outcomes) => {
+                    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = job.answer.send(Ok(outcome)); // a shopper who left: no one reads it
+                    }
+                }
+                Err(failure) => {
+                    for job in jobs {
+                        let _ = job.answer.send(Err(failure.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `EVALSHA` of admit.lua for `shoppers` of `shard`: one outcome each, in order.
+    async fn call(&self, shard: Shard, shoppers: &[Shopper]) -> Result<Vec<Admission>, Failure> {
+        let keys = self
+            .keys
+            .shard(shard)
+            .admit(shoppers.iter().map(|s| s.user));
+        let mut args: Vec<String> = Vec::with_capacity(1 + 4 * shoppers.len());
+        args.push(String::new()); // now: Redis TIME
+        for s in shoppers {
+            args.push(s.user.get().to_string());
+            args.push(s.path.as_str().to_string());
+            args.push(s.request_id.clone());
+            args.push(if s.again { "1" } else { "" }.to_string());
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.metrics.admit_batch_size.observe(shoppers.len() as f64);
+        let reply = self
+            .scripts
+            .get()
+            .admit
+            .invoke(&mut self.redis.clone(), &keys, &args)
+            .await
+            .map_err(|e| {
+                self.metrics.redis_errors.inc();
+                if is_unavailable(&e) {
+                    tracing::warn!(error = %e, "redis unavailable");
+                    Failure::Unavailable
+                } else {
+                    Failure::Internal(Arc::new(e.to_string()))
+                }
+            })?;
+        Admission::from_batch_reply(reply, shoppers.len())
+            .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))
+    }
+}
