@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -182,14 +182,20 @@ async fn handle(
     req.extensions_mut().insert(rid.clone());
     req.extensions_mut().insert(Peer(peer));
     req.extensions_mut().insert(BodyTimeout(body_timeout));
-    let family = family(surface, req.method(), req.uri().path());
+    // the route is looked up once: for the metrics label here, and to dispatch
+    let (found, family) = match routes::find(surface, req.method(), req.uri().path()) {
+        Found::Route(route, param) => (Some((route, param.map(str::to_owned))), route.family()),
+        Found::WrongMethod => (None, "other"),
+        Found::None if req.uri().path().starts_with("/api/") => (None, "other"),
+        Found::None => (None, "static"),
+    };
     let needs_redis = req.uri().path().starts_with("/api/");
     // the breaker itself hears every Redis command's outcome (see `RedisConn`); here it only
     // keeps requests that would need Redis from trying while it is open
     let result = if needs_redis && !state.redis_breaker.allow() {
         Err(AppError::Unavailable(Dependency::Redis))
     } else {
-        route(req, &state, surface).await
+        route(req, &state, surface, found).await
     };
     if let Err(AppError::BodyTimeout) = result {
         state.metrics.cut_off("body_timeout"); // answered 408 with `Connection: close`
@@ -212,22 +218,24 @@ async fn handle(
     response
 }
 
-/// Routes one request of `surface` to its handler (see [`routes`] for the table).
+/// Routes one request of `surface` to its handler: `found` is its row of the table (see
+/// [`routes`]) with the path parameter, or `None` if no route of this surface has that method
+/// and path.
 async fn route(
     req: Request<Incoming>,
     state: &AppState,
     surface: Surface,
+    found: Option<(Route, Option<String>)>,
 ) -> Result<Resp, AppError> {
-    let path = req.uri().path().to_string();
-    let (route, params) = match routes::find(surface, req.method(), &path) {
-        Found::Route(route, params) => (route, params),
-        Found::WrongMethod => return Err(AppError::MethodNotAllowed),
-        Found::None if path.starts_with("/api/") || surface != Surface::Public => {
-            return Err(AppError::NotFound);
-        }
-        Found::None => return static_files::serve(req, &state.assets).await,
+    let Some((route, param)) = found else {
+        let path = req.uri().path();
+        return match routes::find(surface, req.method(), path) {
+            Found::WrongMethod => Err(AppError::MethodNotAllowed),
+            _ if path.starts_with("/api/") || surface != Surface::Public => Err(AppError::NotFound),
+            _ => static_files::serve(req, &state.assets).await,
+        };
     };
-    let param = params.first().copied().unwrap_or_default();
+    let param = param.as_deref().unwrap_or_default();
     match route {
         Route::Login => auth::login(req, state).await,
         Route::Logout => auth::logout(req, state).await,
@@ -244,14 +252,5 @@ async fn route(
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(state).await),
         Route::Metrics => Ok(ops::metrics(state).await),
-    }
-}
-
-/// The metrics label of a request: its route's family, or `static` for the pages.
-fn family(surface: Surface, method: &Method, path: &str) -> &'static str {
-    match routes::find(surface, method, path) {
-        Found::Route(route, _) => route.family(),
-        _ if path.starts_with("/api/") => "other",
-        _ => "static",
     }
 }

@@ -101,34 +101,31 @@ impl Route {
         }
     }
 
-    /// The template's `{…}` segments filled from `path`, if `path` has the template's shape.
-    fn matches(self, path: &str) -> Option<Vec<&str>> {
-        let want = self.template().trim_start_matches('/').split('/');
-        let got: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let want: Vec<&str> = want.collect();
-        if want.len() != got.len() {
-            return None;
-        }
-        let mut params = Vec::new();
-        for (w, g) in want.iter().zip(&got) {
+    /// The template's `{…}` segment (every route has at most one) filled from the path's
+    /// `segments`, if they have the template's shape: `Some(None)` for a route without one.
+    fn matches<'p>(self, segments: &[&'p str]) -> Option<Option<&'p str>> {
+        let mut want = self.template().trim_start_matches('/').split('/');
+        let mut param = None;
+        for got in segments {
+            let w = want.next()?;
             if w.starts_with('{') {
-                if g.is_empty() {
+                if got.is_empty() {
                     return None;
                 }
-                params.push(*g);
-            } else if w != g {
+                param = Some(*got);
+            } else if w != *got {
                 return None;
             }
         }
-        Some(params)
+        want.next().is_none().then_some(param)
     }
 }
 
 /// What the table says of a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'p> {
-    /// This route, with its path parameters in template order.
-    Route(Route, Vec<&'p str>),
+    /// This route, with its path parameter if it has one.
+    Route(Route, Option<&'p str>),
     /// The path is a route's, on this surface, but not for this method.
     WrongMethod,
     /// No route of this surface has this path.
@@ -137,15 +134,26 @@ pub enum Found<'p> {
 
 /// Looks `method path` up among the routes served on `surface` (and the ops routes).
 pub fn find<'p>(surface: Surface, method: &Method, path: &'p str) -> Found<'p> {
+    // split once; at most five segments in any route, so more cannot match
+    let mut segments = [""; 6];
+    let mut n = 0;
+    for seg in path.trim_start_matches('/').split('/') {
+        if n == segments.len() {
+            return Found::None;
+        }
+        segments[n] = seg;
+        n += 1;
+    }
+    let segments = &segments[..n];
     let mut path_known = false;
     for route in Route::ALL {
         let served = route.surface() == surface || route.surface() == Surface::Ops;
         if !served {
             continue;
         }
-        if let Some(params) = route.matches(path) {
+        if let Some(param) = route.matches(segments) {
             if route.method() == *method {
-                return Found::Route(route, params);
+                return Found::Route(route, param);
             }
             path_known = true;
         }
@@ -165,11 +173,11 @@ mod tests {
     fn requests_find_their_route_and_parameters() {
         assert_eq!(
             find(Surface::Public, &Method::POST, "/api/seckill/abc/orders"),
-            Found::Route(Route::Buy, vec!["abc"])
+            Found::Route(Route::Buy, Some("abc"))
         );
         assert_eq!(
             find(Surface::Public, &Method::GET, "/api/seckill/result"),
-            Found::Route(Route::Result, vec![])
+            Found::Route(Route::Result, None)
         );
         assert_eq!(
             find(Surface::Public, &Method::GET, "/api/seckill/abc/orders"),
@@ -190,11 +198,11 @@ mod tests {
         );
         assert_eq!(
             find(Surface::Admin, &Method::POST, "/api/admin/scripts/reload"),
-            Found::Route(Route::AdminReloadScripts, vec![])
+            Found::Route(Route::AdminReloadScripts, None)
         );
         assert_eq!(
             find(Surface::Admin, &Method::GET, "/metrics"),
-            Found::Route(Route::Metrics, vec![])
+            Found::Route(Route::Metrics, None)
         );
         assert_eq!(
             find(Surface::Admin, &Method::GET, "/api/goods"),
