@@ -116,26 +116,10 @@ pub async fn main() -> anyhow::Result<()> {
             name,
             shards,
         } => {
-            let state = startup::connect(settings).await?;
             let mut new = NewSale::new(stock, starts_in, lasts);
             new.name = name;
             new.shards = shards;
-            let goods = seed::create_sale(&state.db, &new).await?;
-            let row = sale::one(&state.db, goods).await?.expect("just created");
-            sale::load(
-                &mut state.redis.clone(),
-                &state.db,
-                &state.keys,
-                &state.settings,
-                &row,
-            )
-            .await?;
-            let _: () = redis::cmd("DEL")
-                .arg(state.keys.goods_list())
-                .query_async(&mut state.redis.clone())
-                .await?;
-            tracing::info!(goods = goods.get(), stock, starts_in, lasts, "sale created");
-            println!("{}", goods.get());
+            seed_sale(settings, &new).await?;
         }
         Command::Users { count, out } => {
             let state = startup::connect(settings).await?;
@@ -159,5 +143,28 @@ pub async fn main() -> anyhow::Result<()> {
             println!("{}", goods.get());
         }
     }
+    Ok(())
+}
+
+/// `flashgate seed`: creates the sale in MySQL, loads it into Redis, drops the cached list, and
+/// prints its goods id alone on the last line (scripts read it from there).
+async fn seed_sale(settings: Settings, new: &NewSale) -> anyhow::Result<()> {
+    let state = startup::connect(settings).await?;
+    let goods = seed::create_sale(&state.db, new).await?;
+    let row = sale::one(&state.db, goods).await?.expect("just created");
+    sale::load(
+        &mut state.redis.clone(),
+        &state.db,
+        &state.keys,
+        &state.settings,
+        &row,
+    )
+    .await?;
+    let _: () = redis::cmd("DEL")
+        .arg(state.keys.goods_list())
+        .query_async(&mut state.redis.clone())
+        .await?;
+    tracing::info!(goods = goods.get(), stock = new.stock, "sale created");
+    println!("{}", goods.get());
     Ok(())
 }
