@@ -43,6 +43,8 @@ pub struct WorkerCtx {
     pub consumer: String,
     /// This consumer's fence (see [`fence`]): the epoch its batches are read under.
     pub fence: fence::Fence,
+    /// Stream entries a task of this process is writing now: the claimer leaves them alone.
+    pub writing: std::sync::Mutex<HashSet<String>>,
     pub blocking: blocking::Pool,
 }
 
@@ -59,6 +61,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         state,
         consumer,
         fence,
+        writing: Default::default(),
         blocking,
     });
     tracing::info!(consumer = %ctx.consumer, queue = ?ctx.state.settings.queue, "worker started");

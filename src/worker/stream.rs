@@ -48,6 +48,9 @@ pub async fn run(
     // MySQL batches of this sale being written now: several overlap, each on its own connection
     let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let writers = ctx.state.settings.writers.max(1);
+    // with MySQL as the sink, claims run in a task of their own, so waiting on another worker's
+    // fence never slows this reader down
+    let mut claimer: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         while let Some(done) = in_flight.try_join_next() {
             report(shard, done);
@@ -63,7 +66,22 @@ pub async fn run(
         let step = async {
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                claim_stale(&ctx, shard, &mut sink, &mut shutdown).await?;
+                match sink {
+                    Sink::Mysql => {
+                        if claimer.as_ref().is_none_or(|c| c.is_finished()) {
+                            let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
+                            claimer = Some(tokio::spawn(async move {
+                                let mut sink = Sink::Mysql;
+                                if let Err(e) =
+                                    claim_stale(&ctx, shard, &mut sink, &mut shutdown).await
+                                {
+                                    tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %format!("{e:#}"), "claiming stale entries failed; trying again later");
+                                }
+                            }));
+                        }
+                    }
+                    Sink::Rabbit(_) => claim_stale(&ctx, shard, &mut sink, &mut shutdown).await?,
+                }
             }
             // the fence epoch held while these entries are ours (see `fence`)
             let epoch = ctx.fence.epoch();
@@ -189,6 +207,14 @@ async fn claim_stale(
                     Err(e)
                 }
             })?;
+        // entries this process is writing now are not stale, only slow: leave them to their task
+        let pending: Vec<Pending> = {
+            let busy = ctx.writing.lock().expect("writing lock");
+            pending
+                .into_iter()
+                .filter(|p| !busy.contains(&p.0))
+                .collect()
+        };
         // fence off every other owner first; an owner still inside a transaction keeps its
         // entries this round (it is alive and working)
         let pending = fence_owners(ctx, pending).await?;
@@ -227,25 +253,53 @@ async fn claim_stale(
 
 type StreamClaim = redis::streams::StreamClaimReply;
 
+/// Marks entries as being written by a task of this process for as long as it lives (dropped on
+/// return, error or panic alike).
+struct Writing<'a> {
+    ctx: &'a WorkerCtx,
+    ids: Vec<String>,
+}
+
+impl<'a> Writing<'a> {
+    fn new(ctx: &'a WorkerCtx, ids: &[&str]) -> Self {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        ctx.writing
+            .lock()
+            .expect("writing lock")
+            .extend(ids.iter().cloned());
+        Self { ctx, ids }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut w = self.ctx.writing.lock().expect("writing lock");
+        for id in &self.ids {
+            w.remove(id);
+        }
+    }
+}
+
 /// `(entry id, owner, idle ms, deliveries)`, as XPENDING lists them.
 type Pending = (String, String, u64, u64);
 
-/// Bumps the fence of every owner of `pending`, this worker too (its own writer tasks may be the
-/// ones stalled); keeps the entries of the owners it could fence, all of them unless one is still
-/// inside a transaction.
+/// Bumps the fence of every other owner of `pending`; keeps the entries of the owners it could
+/// fence, all of them unless one is still inside a transaction. This worker's own entries need no
+/// fence: none of its tasks is writing them (those were left out before).
 async fn fence_owners(ctx: &WorkerCtx, pending: Vec<Pending>) -> anyhow::Result<Vec<Pending>> {
     if ctx.state.settings.queue != crate::config::QueueKind::Redis {
         return Ok(pending); // the relay writes no MySQL: nothing to fence
     }
-    let owners: std::collections::BTreeSet<&str> = pending.iter().map(|p| p.1.as_str()).collect();
+    let owners: std::collections::BTreeSet<&str> = pending
+        .iter()
+        .map(|p| p.1.as_str())
+        .filter(|o| *o != ctx.consumer)
+        .collect();
     let mut busy = std::collections::BTreeSet::new();
     for owner in owners {
         if !fence::bump(&ctx.state.db, owner).await? {
             tracing::info!(%owner, "a worker is still inside a transaction; its entries wait");
             busy.insert(owner.to_string());
-        } else if owner == ctx.consumer {
-            // our own stale batches are fenced now; what we claim is read under the new epoch
-            ctx.fence.refresh(&ctx.state.db).await?;
         }
     }
     Ok(pending
@@ -350,6 +404,8 @@ async fn process(
     let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     match sink {
         Sink::Mysql => {
+            // these entries are this task's until it returns (the claimer leaves them alone)
+            let _writing = Writing::new(ctx, &ids);
             let holder = Holder {
                 consumer: &ctx.consumer,
                 epoch,
