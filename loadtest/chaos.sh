@@ -174,6 +174,8 @@ while read -r user status; do
   if [ "$has" = 0 ] && [ "$result" != "-1" ]; then lost=$((lost + 1)); fi
 done <"$work/answers"
 handed_out=$((STOCK - redis_stock))
+# the audit (flashgate audit): every unit accounted for between Redis and MySQL, unit by unit
+audit_out=$("$bin" audit "$goods" 2>/dev/null) && audit_ok=1 || audit_ok=0
 failures=0 passes=0
 check() { # name ok detail
   printf '  %-46s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
@@ -188,6 +190,7 @@ check "nobody twice" "$([ "$twice" = 0 ] && echo 1)" "$twice duplicated"
 check "MySQL stock + orders = initial" "$([ $((mysql_stock + orders)) = "$STOCK" ] && echo 1)" "$mysql_stock + $orders = $((mysql_stock + orders))"
 check "every \"queued\" shopper has an outcome" "$([ "$lost" = 0 ] && echo 1)" "$lost lost"
 check "no oversell" "$([ "$orders" -le "$STOCK" ] && echo 1)" "$orders <= $STOCK"
+check "the audit is clean" "$audit_ok" "$(echo "$audit_out" | head -n 1 | cut -c1-90)"
 echo "lost: $lost, duplicated: $twice"
 echo "chaos: $passes passed, $failures failed"
 [ "$failures" = 0 ]

@@ -19,9 +19,12 @@
     4. SADD the user to the buyers; already there                     else DUPLICATE
     5. DECR stock; it went below zero (undone with INCR + SREM)        else SOLD_OUT
     6. XADD the request to the queue                                   QUEUED (OK)
+  and once per call, if any shopper was admitted: HINCRBY meta admitted by their number (the
+  sale's running count of admissions, read by the operators' live view).
 
   KEYS (all share the shard's hash tag {g:ID} or {g:ID/S}, so this runs on Redis Cluster):
-    1 meta     hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst
+    1 meta     hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst (read);
+               admitted (counted up)
     2 stock    string: units left
     3 buyers   set: user ids admitted (the duplicate marker)
     4 gate     hash: the shard's token bucket (tokens, ts)
@@ -83,6 +86,7 @@ local buckets = {}
 -- once this call saw the stock at zero nothing in it raises the stock again, so a later new
 -- buyer's SADD, DECR, INCR, SREM would change nothing: SISMEMBER tells DUPLICATE from SOLD_OUT
 local sold_out = false
+local admitted = 0
 
 for i = 1, n do
   local uid, path, rid, again = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i], ARGV[4 * i + 1]
@@ -153,6 +157,7 @@ for i = 1, n do
     else
       -- 6. admit
       reply = {OK, redis.call('XADD', KEYS[5], '*', 'u', uid, 'r', rid, 't', now)}
+      admitted = admitted + 1
     end
   end
   replies[i] = reply
@@ -160,5 +165,8 @@ end
 
 if gate_spent then
   redis.call('HSET', KEYS[4], 'tokens', gate_tokens, 'ts', gate_ts)
+end
+if admitted > 0 then
+  redis.call('HINCRBY', KEYS[1], 'admitted', admitted)
 end
 return replies

@@ -4,9 +4,10 @@
   Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/scripts.rs):
     1. if the captcha is on: the stored answer exists and equals ARGV[1]; it is deleted either
        way (single use)                                           else {WRONG_CAPTCHA}
-    2. a path this user already holds is handed back as it is      {OK, path}
-    3. the sale is loaded, running, and has stock                  else {NO_SALE},
-                                 {NOT_STARTED, ms to start}, {ENDED}, {SOLD_OUT}
+    2. the sale is loaded and running                              else {NO_SALE},
+                                              {NOT_STARTED, ms to start}, {ENDED}
+    3. a path this user already holds is handed back as it is      {OK, path}
+       and else the sale has stock                                 else {SOLD_OUT}
     4. the sale has issued fewer than its cap of paths (path
        factor x stock)                                             else {TOO_MANY_PATHS}
     5. SET the new path with its TTL                               {OK, path}
@@ -36,11 +37,6 @@ if ARGV[2] == '1' then
   end
 end
 
-local held = redis.call('GET', KEYS[2])
-if held then
-  return {OK, held}
-end
-
 local meta = redis.call('HMGET', KEYS[4], 'start_ms', 'end_ms', 'path_cap')
 if not meta[1] then
   return {NO_SALE}
@@ -52,6 +48,12 @@ if now < tonumber(meta[1]) then
 end
 if now >= tonumber(meta[2]) then
   return {ENDED}
+end
+-- a path already issued is handed back as it is (only inside the window: a sale that ended or
+-- was cancelled hands out none)
+local held = redis.call('GET', KEYS[2])
+if held then
+  return {OK, held}
 end
 if ARGV[5] ~= '1' and tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
   return {SOLD_OUT}

@@ -10,17 +10,21 @@
     2. INCR stock
     3. write the user's result (ARGV[2]: -1 for a failed order; empty leaves the result alone)
     4. PUBLISH the goods id on the restock channel, so every edge clears its sold-out flag
+    5. HINCRBY meta by one in the field ARGV[6] names (failed, dead_lettered or closed: why units
+       came back, counted for the operators' live view)
 
   KEYS (one sale's hash tag, plus the channel, which is not a key for Cluster purposes):
     1 stock    string
     2 buyers   set
     3 result   string: this user's result
+    4 meta     hash: the shard's meta (its counters)
   ARGV:
     1 user id
     2 result to write ('' = leave it)
     3 result TTL in seconds
     4 restock channel name
     5 goods id (the message)
+    6 the meta counter to count this in
 
   Returns {OK} if the unit was given back, {NOT_A_BUYER} if it had been already (lua/codes.lua).
 ]]
@@ -33,4 +37,5 @@ if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
 return {OK}

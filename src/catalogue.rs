@@ -30,6 +30,9 @@ pub struct GoodsView {
     /// Epoch milliseconds.
     pub start_at: i64,
     pub end_at: i64,
+    /// When the sale's waiting room opens (epoch ms); absent: the sale has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_opens_at: Option<i64>,
 }
 
 impl From<&SaleRow> for GoodsView {
@@ -45,6 +48,9 @@ impl From<&SaleRow> for GoodsView {
             stock: s.stock as i64,
             start_at: s.start_ms(),
             end_at: s.end_ms(),
+            room_opens_at: s
+                .room_opens_secs
+                .map(|secs| s.start_ms() - i64::from(secs.max(0)) * 1000),
         }
     }
 }
@@ -162,6 +168,7 @@ mod tests {
             stock: 1,
             start_at,
             end_at,
+            room_opens_at: None,
         }
     }
 

@@ -50,6 +50,22 @@ enum Command {
         #[arg(long, default_value = "tokens.csv")]
         out: PathBuf,
     },
+    /// Manage sales: the admin API's sale operations, for scripts and CI (JSON in and out).
+    Sale {
+        #[command(subcommand)]
+        op: SaleOp,
+    },
+    /// Audit one sale or all at rest: Redis against MySQL, unit by unit; exits 1 on a finding.
+    Audit {
+        /// The sale (all sales when left out).
+        goods_id: Option<String>,
+        /// Mend Redis from MySQL where that is safe (the sale at rest), and say what changed.
+        #[arg(long)]
+        fix: bool,
+        /// Print the full reports as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore a sale for a repeat run (orders deleted, stock back, Redis reloaded).
     Reset {
         goods_id: String,
@@ -60,6 +76,165 @@ enum Command {
         #[arg(long, requires = "starts_in")]
         lasts: Option<i64>,
     },
+}
+
+/// `flashgate sale …`: each takes and prints what the admin API does.
+#[derive(Subcommand)]
+enum SaleOp {
+    /// Create a sale; prints it as JSON. The body of `POST /api/admin/sales`, given as JSON text,
+    /// `@file` or `-` (stdin); `--starts-in`/`--lasts` (seconds from now) may stand in for
+    /// `startAt`/`endAt`.
+    Create {
+        #[arg(long)]
+        json: String,
+        #[arg(long, requires = "lasts")]
+        starts_in: Option<i64>,
+        #[arg(long, requires = "starts_in")]
+        lasts: Option<i64>,
+    },
+    /// Every sale with its phase and live state (newest first).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One sale with its phase and live state.
+    Show { goods_id: String },
+    /// Change a sale: the body of `PATCH /api/admin/sales/{id}` (JSON text, `@file` or `-`).
+    Update {
+        goods_id: String,
+        #[arg(long)]
+        json: String,
+    },
+    /// Cancel a scheduled or live sale: admissions stop at once; admitted orders are kept.
+    Cancel { goods_id: String },
+}
+
+/// JSON text, `@file`, or `-` for stdin.
+fn json_arg<T: serde::de::DeserializeOwned>(arg: &str) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let text = match arg {
+        "-" => std::io::read_to_string(std::io::stdin())?,
+        a if a.starts_with('@') => {
+            std::fs::read_to_string(&a[1..]).with_context(|| format!("reading {}", &a[1..]))?
+        }
+        a => a.to_string(),
+    };
+    serde_json::from_str(&text).context("the JSON given")
+}
+
+/// An admin operation's refusal as the CLI says it: the API's code and message.
+fn refused(e: crate::error::AppError) -> anyhow::Error {
+    match e {
+        crate::error::AppError::Internal(inner) => inner,
+        e => anyhow::anyhow!("{} (code {})", e, e.code()),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn sale_op(settings: Settings, op: SaleOp) -> anyhow::Result<()> {
+    use crate::{live, manage};
+    let state = startup::connect(settings).await?;
+    let goods = |id: &str| GoodsId::parse(id).map_err(refused);
+    let goods = match op {
+        SaleOp::Create {
+            json,
+            starts_in,
+            lasts,
+        } => {
+            let mut body: serde_json::Value = json_arg(&json)?;
+            if let (Some(s), Some(l), Some(obj)) = (starts_in, lasts, body.as_object_mut()) {
+                let now = chrono::Utc::now().timestamp_millis();
+                obj.insert("startAt".into(), (now + s * 1000).into());
+                obj.insert("endAt".into(), (now + (s + l) * 1000).into());
+            }
+            let spec: manage::SaleSpec = serde_json::from_value(body)?;
+            manage::create(&state, &spec).await.map_err(refused)?
+        }
+        SaleOp::List { limit } => {
+            return print_json(&live::list(&state, limit).await.map_err(refused)?);
+        }
+        SaleOp::Show { goods_id } => goods(&goods_id)?,
+        SaleOp::Update { goods_id, json } => {
+            let g = goods(&goods_id)?;
+            let patch: manage::SalePatch = json_arg(&json)?;
+            manage::update(&state, g, &patch).await.map_err(refused)?;
+            g
+        }
+        SaleOp::Cancel { goods_id } => {
+            let g = goods(&goods_id)?;
+            manage::cancel(&state, g).await.map_err(refused)?;
+            g
+        }
+    };
+    print_json(&live::view(&state, goods).await.map_err(refused)?)
+}
+
+/// `flashgate audit`: one line per sale and one per finding (or the JSON reports); true if
+/// every sale audited is clean.
+async fn audit(
+    settings: Settings,
+    goods_id: Option<String>,
+    fix: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let state = startup::connect(settings).await?;
+    let ids = match goods_id {
+        Some(id) => vec![GoodsId::parse(&id).map_err(refused)?],
+        None => sale::all(&state.db)
+            .await?
+            .iter()
+            .map(|s| s.goods())
+            .collect(),
+    };
+    let mut all_clean = true;
+    for goods in ids {
+        let report = match fix {
+            true => crate::audit::fix(&state, goods).await,
+            false => crate::audit::audit(&state, goods).await,
+        }
+        .map_err(refused)?;
+        all_clean &= report.clean;
+        if json {
+            print_json(&report)?;
+            continue;
+        }
+        let verdict = match (report.at_rest, report.clean) {
+            (false, _) => "NOT AT REST (queue not drained; try again)",
+            (true, true) => "clean",
+            (true, false) => "DRIFT",
+        };
+        println!(
+            "sale {goods}: {verdict}: initial {} = redis {} + in flight {} + orders {} - given back {} (drift {:+}); mysql stock {} (drift {:+}); buyers redis {} / mysql {} / in flight {}",
+            report.initial_stock,
+            report.redis_stock,
+            report.in_flight,
+            report.orders,
+            report.units_returned,
+            report.stock_drift,
+            report.mysql_stock,
+            report.mysql_stock_drift,
+            report.redis_buyers,
+            report.mysql_buyers,
+            report.in_flight_buyers,
+        );
+        for f in &report.findings {
+            println!(
+                "  {}: {} [keys: {}] [rows: {}]",
+                f.kind,
+                f.message,
+                f.keys.join(" "),
+                f.rows.join("; ")
+            );
+        }
+        for r in &report.repairs {
+            println!("  fixed: {r}");
+        }
+    }
+    Ok(all_clean)
 }
 
 fn init_tracing() {
@@ -127,6 +302,16 @@ pub async fn main() -> anyhow::Result<()> {
                 seed::create_users(&state.db, &mut state.redis.clone(), &state.keys, count).await?;
             seed::write_tokens(&out, &users)?;
             tracing::info!(count = users.len(), out = %out.display(), "users and sessions created");
+        }
+        Command::Sale { op } => sale_op(settings, op).await?,
+        Command::Audit {
+            goods_id,
+            fix,
+            json,
+        } => {
+            if !audit(settings, goods_id, fix, json).await? {
+                std::process::exit(1);
+            }
         }
         Command::Reset {
             goods_id,

@@ -68,6 +68,8 @@ pub struct Settings {
     pub gate_burst: u32,
     /// A sale issues at most `path_factor × stock` hidden paths.
     pub path_factor: u32,
+    /// A waiting room's let-through rate (tickets per second) for sales that set none.
+    pub room_rate: f64,
     /// Entries a worker takes from a stream in one read (and writes in one transaction).
     pub batch_size: usize,
     /// A pending entry idle this long (ms) is claimed by another worker.
@@ -133,6 +135,7 @@ impl Default for Settings {
             gate_rate: 50_000.0,
             gate_burst: 50_000,
             path_factor: 10,
+            room_rate: 200.0,
             batch_size: 1000,
             claim_idle_ms: 30_000,
             max_deliveries: 5,
@@ -400,6 +403,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 34);
+        assert_eq!(names.len(), 35);
     }
 }

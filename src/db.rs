@@ -1,11 +1,12 @@
-//! MySQL: the connection pool, the migrations of `sql/` (embedded at build time), and creating the
-//! database itself when it is missing.
+//! MySQL: the connection pool, the migrations of `sql/` (embedded at build time), creating the
+//! database itself when it is missing, and [`begin`], where every transaction starts.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::{MySql, Transaction};
 
 /// The embedded migrations (`sql/*.sql`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");
@@ -18,6 +19,36 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<MySqlPoo
         .connect(url)
         .await
         .with_context(|| format!("connecting to MySQL at {}", redact(url)))
+}
+
+/// Begins a transaction that a cancelled caller cannot leave open.
+///
+/// sqlx counts a transaction as open only once MySQL has answered its `BEGIN`. A caller dropped
+/// while waiting for that answer (an aborted task, a client that hung up, a `select!` that took
+/// the other branch) leaves the session inside a transaction nothing rolls back, and the pool
+/// lends that connection to the next borrower: its autocommit statements then keep their row
+/// locks until the connection happens to begin a transaction again. One such connection held
+/// `order_block`'s row for every other worker until MySQL's 50 s lock wait ran out. Here `BEGIN`
+/// runs in a task of its own ([`uncancelled`]): it finishes even if the caller is gone, and the
+/// transaction it hands to nobody is dropped, which sqlx does roll back. Every transaction in
+/// `src/` starts here.
+pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::Error> {
+    let db = db.clone();
+    uncancelled(async move { db.begin().await }).await
+}
+
+/// Runs `work` to its end on a task of its own, even if the caller is dropped meanwhile: for a
+/// few statements that must not be cut half-way on a pooled connection (see [`begin`]).
+pub async fn uncancelled<T, F>(work: F) -> Result<T, sqlx::Error>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(sqlx::Error::PoolClosed), // the runtime is shutting down
+    }
 }
 
 /// Splits `mysql://user@host:port/db?x` into (`mysql://user@host:port`, `db`).

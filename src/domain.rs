@@ -95,6 +95,21 @@ impl From<OrderStatus> for i8 {
     }
 }
 
+impl TryFrom<i8> for OrderStatus {
+    type Error = i8;
+    fn try_from(v: i8) -> Result<Self, i8> {
+        [
+            OrderStatus::Unpaid,
+            OrderStatus::Paid,
+            OrderStatus::Closed,
+            OrderStatus::Refunded,
+        ]
+        .into_iter()
+        .find(|s| *s as i8 == v)
+        .ok_or(v)
+    }
+}
+
 /// The most stock shards one sale may be split into.
 pub const MAX_SHARDS: u16 = 64;
 

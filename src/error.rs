@@ -67,6 +67,18 @@ pub enum AppError {
     /// A dependency is unreachable (or its circuit breaker is open): the client may retry.
     #[error("service temporarily unavailable ({0} unreachable)")]
     Unavailable(Dependency),
+    /// A sale with a waiting room: this shopper's ticket is not through yet (or there is none).
+    #[error("it is not your turn yet: wait in the waiting room")]
+    NotYourTurn { position: Option<i64> },
+    /// A sale with a waiting room has let through as many shoppers as it can serve.
+    #[error("the waiting room has let through as many shoppers as this sale can serve")]
+    RoomFull,
+    /// A sale's settings break one of the rules of sale management (`crate::manage`).
+    #[error("{}", .0.message())]
+    Invalid(SaleRule),
+    /// A change a sale cannot take in its current phase (`crate::manage`).
+    #[error("{}", .0.message())]
+    Refused(Refusal),
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -77,14 +89,15 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         use AppError::*;
         match self {
-            BadParam(_) | BadMobile | WrongCaptcha => StatusCode::BAD_REQUEST,
+            BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) => StatusCode::BAD_REQUEST,
+            Refused(_) => StatusCode::CONFLICT,
             SessionMissing | MobileNotFound | WrongPassword => StatusCode::UNAUTHORIZED,
             Forbidden | BadPath => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Duplicate | OrderClosed => StatusCode::CONFLICT,
-            SoldOut | Ended => StatusCode::GONE,
-            NotStarted { .. } => StatusCode::TOO_EARLY,
+            SoldOut | Ended | RoomFull => StatusCode::GONE,
+            NotStarted { .. } | NotYourTurn { .. } => StatusCode::TOO_EARLY,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,6 +126,188 @@ impl AppError {
             WrongCaptcha => 500504,
             TooManyRequests { .. } | TooManyLogins { .. } => 500505,
             OrderClosed => 500506,
+            NotYourTurn { .. } => 500507,
+            RoomFull => 500508,
+            Invalid(rule) => 500700 + *rule as i64,
+            Refused(why) => 500750 + *why as i64,
+        }
+    }
+}
+
+/// The rules a sale's settings must keep, each with its own envelope code (500700 + its number)
+/// and the request field it is about. Checked by `crate::manage` on create and on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleRule {
+    /// `name`: 1 to 64 characters.
+    Name = 0,
+    /// `title`: 1 to 255 characters.
+    Title = 1,
+    /// `detail`: at most 10,000 characters.
+    Detail = 2,
+    /// `imageUrl`: at most 255 characters, a site path (`/img/x.png`) or an http(s) URL, no
+    /// spaces, quotes or angle brackets.
+    ImageUrl = 3,
+    /// `price`: more than 0, at most 99,999,999.99, at most two decimals.
+    Price = 4,
+    /// `salePrice`: the same as `price`.
+    SalePrice = 5,
+    /// `salePrice` is at most `price`.
+    SalePriceAbovePrice = 6,
+    /// `stock`: 1 to 1,000,000 units.
+    Stock = 7,
+    /// `endAt` is after `startAt`.
+    EndBeforeStart = 8,
+    /// `endAt` is in the future.
+    EndInPast = 9,
+    /// `shards`: 1 to 64, and at most the stock.
+    Shards = 10,
+    /// `userRate` and `gateRate`: more than 0, at most 1,000,000 per second.
+    Rate = 11,
+    /// `userBurst` and `gateBurst`: 1 to 1,000,000.
+    Burst = 12,
+    /// `pathFactor`: 1 to 100.
+    PathFactor = 13,
+    /// `addStock`: 1 to 1,000,000, and the stock after it at most 1,000,000.
+    AddStock = 14,
+    /// `startAt`, `endAt`: epoch milliseconds between 2000 and 2100.
+    Time = 15,
+    /// A change that changes nothing.
+    NothingToChange = 16,
+    /// `roomOpensBefore`: 1 to 86,400 seconds; `roomRate`: more than 0, at most 1,000,000.
+    Room = 17,
+}
+
+impl SaleRule {
+    pub const ALL: [SaleRule; 18] = [
+        SaleRule::Name,
+        SaleRule::Title,
+        SaleRule::Detail,
+        SaleRule::ImageUrl,
+        SaleRule::Price,
+        SaleRule::SalePrice,
+        SaleRule::SalePriceAbovePrice,
+        SaleRule::Stock,
+        SaleRule::EndBeforeStart,
+        SaleRule::EndInPast,
+        SaleRule::Shards,
+        SaleRule::Rate,
+        SaleRule::Burst,
+        SaleRule::PathFactor,
+        SaleRule::AddStock,
+        SaleRule::Time,
+        SaleRule::NothingToChange,
+        SaleRule::Room,
+    ];
+
+    /// The request field the rule is about (the console marks it).
+    pub fn field(self) -> &'static str {
+        use SaleRule::*;
+        match self {
+            Name => "name",
+            Title => "title",
+            Detail => "detail",
+            ImageUrl => "imageUrl",
+            Price => "price",
+            SalePrice | SalePriceAbovePrice => "salePrice",
+            Stock => "stock",
+            EndBeforeStart | EndInPast | Time => "endAt",
+            Shards => "shards",
+            Rate => "userRate",
+            Burst => "userBurst",
+            PathFactor => "pathFactor",
+            AddStock => "addStock",
+            NothingToChange => "",
+            Room => "roomOpensBefore",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        use SaleRule::*;
+        match self {
+            Name => "name must be 1 to 64 characters",
+            Title => "title must be 1 to 255 characters",
+            Detail => "detail must be at most 10000 characters",
+            ImageUrl => {
+                "imageUrl must be a site path (/img/x.png) or an http(s) URL of at most 255 \
+                 characters, without spaces, quotes or angle brackets"
+            }
+            Price => "price must be more than 0 and at most 99999999.99, with at most two decimals",
+            SalePrice => {
+                "salePrice must be more than 0 and at most 99999999.99, with at most two decimals"
+            }
+            SalePriceAbovePrice => "salePrice must not be above price",
+            Stock => "stock must be 1 to 1000000 units",
+            EndBeforeStart => "endAt must be after startAt",
+            EndInPast => "endAt must be in the future",
+            Shards => "shards must be 1 to 64, and at most the stock",
+            Rate => "userRate and gateRate must be more than 0 and at most 1000000 per second",
+            Burst => "userBurst and gateBurst must be 1 to 1000000",
+            PathFactor => "pathFactor must be 1 to 100",
+            AddStock => "addStock must be 1 to 1000000, and the stock after it at most 1000000",
+            Time => "startAt and endAt must be epoch milliseconds between the years 2000 and 2100",
+            NothingToChange => "the change names no field to change",
+            Room => {
+                "roomOpensBefore must be 1 to 86400 seconds, and roomRate more than 0 and at most \
+                 1000000 per second"
+            }
+        }
+    }
+}
+
+/// Why a sale refuses a change in its phase (409, code 500750 + its number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The sale ended or was cancelled: it takes no more changes.
+    SaleOver = 0,
+    /// `name`, `price`, `salePrice`, `startAt`, `shards` and the waiting room are fixed once
+    /// the sale is live: orders carry the name and price, shoppers are already spread over the
+    /// shards, and a room's rate decides positions already shown.
+    FixedOnceLive = 1,
+    /// A live sale's end may only move later (cancel stops it now).
+    EndEarlierOnceLive = 2,
+    /// A live sale's stock is only added to (`addStock`); setting it could undercut what is sold.
+    StockOnceLive = 3,
+    /// The sale went live while the change was being made; nothing was changed.
+    WentLive = 4,
+    /// The audit mends Redis only at rest: the sale's queue still has entries, or it moved
+    /// while the audit read it.
+    NotAtRest = 5,
+    /// MySQL disagrees with itself (its stock, its order rows, its duplicate markers): the
+    /// audit will not realign Redis to a MySQL that needs a person first.
+    MysqlDisagrees = 6,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::SaleOver,
+        Refusal::FixedOnceLive,
+        Refusal::EndEarlierOnceLive,
+        Refusal::StockOnceLive,
+        Refusal::WentLive,
+        Refusal::NotAtRest,
+        Refusal::MysqlDisagrees,
+    ];
+
+    pub fn message(self) -> &'static str {
+        use Refusal::*;
+        match self {
+            SaleOver => "the sale has ended or was cancelled; it takes no more changes",
+            FixedOnceLive => {
+                "name, price, salePrice, startAt, shards and the waiting room are fixed once the \
+                 sale is live"
+            }
+            EndEarlierOnceLive => {
+                "a live sale's end may only move later; cancel the sale to stop it now"
+            }
+            StockOnceLive => "a live sale's stock can only grow: send addStock instead of stock",
+            WentLive => "the sale went live while the change was made; nothing was changed",
+            NotAtRest => {
+                "the sale is not at rest (its queue is not drained); the audit mends Redis only \
+                 at rest: try again once the worker has written every order"
+            }
+            MysqlDisagrees => {
+                "MySQL disagrees with itself (see the findings); mend MySQL first, then Redis"
+            }
         }
     }
 }
@@ -173,11 +368,20 @@ mod tests {
             AppError::NotJson,
             AppError::OrderClosed,
             AppError::MethodNotAllowed,
-        ];
+            AppError::NotYourTurn { position: Some(3) },
+            AppError::RoomFull,
+        ]
+        .into_iter()
+        .chain(SaleRule::ALL.map(AppError::Invalid))
+        .chain(Refusal::ALL.map(AppError::Refused));
+        let mut codes = std::collections::HashSet::new();
         for e in all {
             assert!(e.status().is_client_error(), "{e:?}");
             assert_ne!(e.code(), 0);
+            codes.insert(e.code());
         }
+        // every sale rule and refusal has a code of its own
+        assert!(codes.len() >= SaleRule::ALL.len() + Refusal::ALL.len());
         assert_eq!(
             AppError::Unavailable(Dependency::Redis).status(),
             StatusCode::SERVICE_UNAVAILABLE

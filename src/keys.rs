@@ -25,6 +25,8 @@ pub const ABSENT_TTL: Duration = Duration::from_secs(30);
 pub const ABSENT: &str = "null";
 /// The consumer group every worker reads a sale's queue with.
 pub const GROUP: &str = "orders";
+/// How long a sale's per-second counts (`tally`) are kept: the live view's window.
+pub const TALLY_TTL: Duration = Duration::from_secs(3600);
 
 /// The key names of one namespace.
 #[derive(Debug, Clone, Default)]
@@ -156,6 +158,28 @@ impl SaleKeys {
     /// string, [`RESULT_TTL`]: order id, or -1 for failed.
     pub fn result(&self, user: UserId) -> String {
         self.key(&format!("result:{}", user.get()))
+    }
+    /// hash, [`TALLY_TTL`]: the sale's counts in one minute (`minute` since the epoch), field
+    /// `SECOND:series` (see `crate::tally`). Sale-wide: kept in shard 0's hash tag.
+    pub fn tally(&self, minute: i64) -> String {
+        self.key(&format!("tally:{minute}"))
+    }
+    /// sorted set: the waiting room's line, user id -> draw or arrival score (`lua/room.lua`).
+    /// Sale-wide: kept in shard 0's hash tag.
+    pub fn room_line(&self) -> String {
+        self.key("room:line")
+    }
+    /// string: the room's latecomer counter.
+    pub fn room_seq(&self) -> String {
+        self.key("room:seq")
+    }
+    /// string: set when a split sale is sold out everywhere, so the room tells its line.
+    pub fn room_soldout(&self) -> String {
+        self.key("room:soldout")
+    }
+    /// set: tickets already seen through the room (each counted once in the metrics).
+    pub fn room_through(&self) -> String {
+        self.key("room:through")
     }
     /// The pattern matching every key of this sale.
     pub fn everything(&self) -> String {

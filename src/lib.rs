@@ -28,17 +28,23 @@
 //! - [`sale`]: loading sales into Redis (warm-up), resetting them, giving a unit back.
 //! - [`split`]: hot items: a sale's stock split over shards, and moving units between them.
 //! - [`soldout`]: the local sold-out flags and the pub/sub listener that clears them.
+//! - [`manage`]: sale management: create, change, cancel, and the rules a change must keep.
+//! - [`live`]: a sale's phase and live state for the operators (Redis and MySQL, now).
+//! - [`tally`]: per-sale, per-second counts for the console's chart.
+//! - [`room`]: the waiting room: a fair draw at the start, then a line let through at a rate.
+//! - [`audit`]: the reconciliation of Redis against MySQL, its repair, the worker's drift gauge.
 //! - [`db`]: the MySQL pool and the embedded migrations.
 //! - [`http`]: the hyper server, the route table, connection guards, one module per route family.
 //! - [`worker`]: the stream drain into MySQL, the fence, the unpaid-order closer, RabbitMQ.
 //! - [`state`]: `AppState`, what handlers and worker tasks share.
 //! - [`startup`]: `Application::build` (binds, port 0 allowed) and `run` with a shutdown future.
 //! - [`cli`]: the `flashgate` subcommands (`serve`, `worker`, `all`, `migrate`, `seed`, `users`,
-//!   `reset`).
+//!   `sale`, `audit`, `reset`).
 //! - [`seed`]: demo goods, test users and their sessions.
 //! - [`metrics`]: Prometheus counters and histograms served at `/metrics`.
 
 pub mod admission;
+pub mod audit;
 pub mod breaker;
 pub mod captcha;
 pub mod catalogue;
@@ -49,11 +55,14 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod live;
 pub mod login_guard;
+pub mod manage;
 pub mod metrics;
 pub mod password;
 pub mod redis_conn;
 pub mod retry;
+pub mod room;
 pub mod sale;
 pub mod scripts;
 pub mod seed;
@@ -62,4 +71,5 @@ pub mod soldout;
 pub mod split;
 pub mod startup;
 pub mod state;
+pub mod tally;
 pub mod worker;

@@ -24,11 +24,15 @@ const LATENCY_BOUNDS: [f64; 12] = [
 ];
 /// Shoppers-per-admission-call histogram bounds.
 const ADMIT_BOUNDS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Waiting-room wait histogram bounds, seconds.
+const ROOM_WAIT_BOUNDS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 /// Entries-per-batch histogram bounds.
 const BATCH_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0];
 
 /// The route families latency is kept for.
-pub const ROUTES: [&str; 7] = ["buy", "path", "result", "goods", "auth", "static", "other"];
+pub const ROUTES: [&str; 8] = [
+    "buy", "path", "room", "result", "goods", "auth", "static", "other",
+];
 /// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the local flag.
 pub const OUTCOMES: [&str; 9] = [
     "queued",
@@ -86,6 +90,12 @@ pub struct Metrics {
     pub closed_unpaid: Counter,
     /// Units moved between the shards of split sales.
     pub stock_moves: Counter,
+    /// Waiting-room tickets seen through, each once (`crate::room`).
+    pub room_let_through: Counter,
+    /// Their wait: from the start (from joining, for a latecomer) to their turn.
+    pub room_wait: Histogram,
+    /// Each sale's stock drift, as the worker's audit last found it at rest (`crate::audit`).
+    drift: Family<GoodsLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -136,6 +146,9 @@ impl Metrics {
             fenced: Counter::default(),
             closed_unpaid: Counter::default(),
             stock_moves: Counter::default(),
+            drift: Family::default(),
+            room_let_through: Counter::default(),
+            room_wait: Histogram::new(ROOM_WAIT_BOUNDS),
             registry,
         };
         m.register_the_rest()
@@ -167,6 +180,24 @@ impl Metrics {
             "admit_batch_size",
             "Shoppers decided per admit.lua call (coalesced admission)",
             self.admit_batch_size.clone(),
+        );
+        r.register(
+            "stock_drift",
+            "At rest (queues drained), Redis stock minus what the audit's equation says it \
+             should be (initial - in flight - orders + units given back); 0 when every unit is \
+             accounted for. Set by the worker's audit every few seconds",
+            self.drift.clone(),
+        );
+        r.register(
+            "room_let_through",
+            "Waiting-room tickets let through (each counted once, when first seen through)",
+            self.room_let_through.clone(),
+        );
+        r.register(
+            "room_wait_seconds",
+            "Waiting-room wait of the tickets let through: from the start, or from joining for a \
+             latecomer, to their turn",
+            self.room_wait.clone(),
         );
         r.register(
             "worker_batches",
@@ -251,6 +282,11 @@ impl Metrics {
         }
     }
 
+    /// One sale's stock drift at rest, as the audit found it.
+    pub fn drift(&self, goods: i64, drift: i64) {
+        self.drift.get_or_create(&GoodsLabels { goods }).set(drift);
+    }
+
     /// The text exposition: these metrics, then the per-sale gauges given.
     pub fn render(&self, sales: &SaleGauges) -> String {
         let mut out = String::new();
@@ -278,13 +314,13 @@ pub struct SaleGauges {
     queue_length: Family<ShardLabels, Gauge>,
     queue_pending: Family<ShardLabels, Gauge>,
     stock: Family<ShardLabels, Gauge>,
-    drift: Family<GoodsLabels, Gauge>,
+    room_size: Family<GoodsLabels, Gauge>,
 }
 
 impl Default for SaleGauges {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("flashgate");
-        let (queue_length, queue_pending, stock, drift) = Default::default();
+        let (queue_length, queue_pending, stock, room_size) = Default::default();
         let families: [(&str, &str, &Family<ShardLabels, Gauge>); 3] = [
             (
                 "queue_length",
@@ -302,16 +338,16 @@ impl Default for SaleGauges {
             registry.register(name, help, family.clone());
         }
         registry.register(
-            "stock_drift",
-            "At rest (queues drained): MySQL stock minus Redis stock over all shards; 0 when they agree",
-            Family::<GoodsLabels, Gauge>::clone(&drift),
+            "room_size",
+            "Tickets in a sale's waiting room",
+            Family::<GoodsLabels, Gauge>::clone(&room_size),
         );
         Self {
             registry,
             queue_length,
             queue_pending,
             stock,
-            drift,
+            room_size,
         }
     }
 }
@@ -325,9 +361,11 @@ impl SaleGauges {
         self.stock.get_or_create(&l).set(stock);
     }
 
-    /// One sale's drift at rest.
-    pub fn drift(&self, goods: i64, drift: i64) {
-        self.drift.get_or_create(&GoodsLabels { goods }).set(drift);
+    /// How many tickets a sale's waiting room holds.
+    pub fn room(&self, goods: i64, size: i64) {
+        self.room_size
+            .get_or_create(&GoodsLabels { goods })
+            .set(size);
     }
 }
 
@@ -358,13 +396,14 @@ mod tests {
     fn sale_gauges_carry_goods_and_shard() {
         let g = SaleGauges::default();
         g.shard(7, 1, 3, 2, 40);
-        g.drift(7, 0);
-        let text = Metrics::default().render(&g);
+        let m = Metrics::default();
+        m.drift(7, -2);
+        let text = m.render(&g);
         assert!(
             text.contains("flashgate_queue_length{goods=\"7\",shard=\"1\"} 3"),
             "{text}"
         );
         assert!(text.contains("flashgate_stock{goods=\"7\",shard=\"1\"} 40"));
-        assert!(text.contains("flashgate_stock_drift{goods=\"7\"} 0"));
+        assert!(text.contains("flashgate_stock_drift{goods=\"7\"} -2"));
     }
 }

@@ -39,6 +39,12 @@ pub struct SaleRow {
     pub path_factor: Option<i32>,
     /// How many stock shards the sale is split into (1: not split).
     pub stock_shards: i16,
+    /// When an operator cancelled the sale (`None`: not cancelled).
+    pub cancelled_at: Option<NaiveDateTime>,
+    /// The waiting room opens this many seconds before the start (`None`: no room).
+    pub room_opens_secs: Option<i32>,
+    /// The room's let-through rate per second (`None`: the setting).
+    pub room_rate: Option<f64>,
 }
 
 macro_rules! select_sales {
@@ -47,7 +53,8 @@ macro_rules! select_sales {
             "SELECT g.id AS goods_id, g.name, g.title, g.img, g.detail, \
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
-     sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards \
+     sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
+     sg.room_opens_secs, sg.room_rate \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
             $tail
         )
@@ -55,11 +62,22 @@ macro_rules! select_sales {
 }
 
 impl SaleRow {
+    /// When admissions open, as enforced: a sale cancelled before its start opens and closes at
+    /// the cancellation (so it reads as over, not as coming).
     pub fn start_ms(&self) -> i64 {
-        self.start_at.and_utc().timestamp_millis()
+        self.start_at
+            .and_utc()
+            .timestamp_millis()
+            .min(self.end_ms())
     }
+    /// When admissions close, as enforced: the end, or the cancellation if that came first.
     pub fn end_ms(&self) -> i64 {
-        self.end_at.and_utc().timestamp_millis()
+        let end = self.end_at.and_utc().timestamp_millis();
+        self.cancelled_ms().map_or(end, |c| end.min(c))
+    }
+    /// When the sale was cancelled, in epoch ms.
+    pub fn cancelled_ms(&self) -> Option<i64> {
+        self.cancelled_at.map(|c| c.and_utc().timestamp_millis())
     }
     pub fn goods(&self) -> GoodsId {
         GoodsId::new(self.goods_id).expect("ids in MySQL are positive")
@@ -94,7 +112,7 @@ pub async fn one(db: &MySqlPool, goods: GoodsId) -> Result<Option<SaleRow>, sqlx
 /// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
 /// else the configured defaults), its path cap, its initial stock and its shard count. Each
 /// shard's gate lets its share of the sale's rate through.
-fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 9] {
+fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 11] {
     let n = sale.shards();
     let factor = sale
         .path_factor
@@ -124,6 +142,17 @@ fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 
         ),
         ("stock", sale.initial_stock.to_string()),
         ("shards", n.to_string()),
+        // the waiting room (lua/room.lua): when it opens (-1: no room) and its rate
+        (
+            "room_opens_ms",
+            sale.room_opens_secs
+                .map_or(-1, |s| sale.start_ms() - i64::from(s.max(0)) * 1000)
+                .to_string(),
+        ),
+        (
+            "room_rate",
+            sale.room_rate.unwrap_or(settings.room_rate).to_string(),
+        ),
     ]
 }
 
@@ -201,20 +230,44 @@ pub async fn warm_up<C: ConnectionLike + Send>(
     Ok(sales.len())
 }
 
-/// Gives one unit back to `user`'s home shard `shard` (idempotent), writing `result` as the
-/// user's result if given. Returns whether a unit came back.
+/// Why a unit goes back to Redis; each reason has its counter in the shard's meta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveBack {
+    /// The worker could not make the order (the shopper's result becomes -1).
+    Failed,
+    /// The entry kept failing and went to the dead-letter stream (result -1).
+    DeadLettered,
+    /// The order was closed unpaid (result -1: the page shows it as lost).
+    Closed,
+    /// The audit found the unit held by a buyer with no order (`crate::audit::fix`).
+    Mended,
+}
+
+impl GiveBack {
+    /// The meta field that counts units given back for this reason.
+    pub fn counter(self) -> &'static str {
+        match self {
+            GiveBack::Failed => "failed",
+            GiveBack::DeadLettered => "dead_lettered",
+            GiveBack::Closed => "closed",
+            GiveBack::Mended => "mended",
+        }
+    }
+}
+
+/// Gives one unit back to `user`'s home shard `shard` (idempotent), writing -1 as the user's
+/// result and counting it under `why`. Returns whether a unit came back.
 pub async fn give_back<C: ConnectionLike + Send>(
     con: &mut C,
     keys: &Keys,
     scripts: &Scripts,
     shard: Shard,
     user: UserId,
-    result: Option<i64>,
+    why: GiveBack,
 ) -> redis::RedisResult<bool> {
     let (goods, k) = (shard.goods, keys.shard(shard));
-    let (stock, buyers, result_key) = (k.stock(), k.buyers(), k.result(user));
+    let (stock, buyers, result_key, meta) = (k.stock(), k.buyers(), k.result(user), k.meta());
     let user_arg = user.get().to_string();
-    let result_arg = result.map(|r| r.to_string()).unwrap_or_default();
     let ttl = keys::RESULT_TTL.as_secs().to_string();
     let channel = keys.restock_channel();
     let goods_arg = goods.get().to_string();
@@ -223,8 +276,8 @@ pub async fn give_back<C: ConnectionLike + Send>(
         .restore
         .invoke(
             con,
-            &[&stock, &buyers, &result_key],
-            &[&user_arg, &result_arg, &ttl, &channel, &goods_arg],
+            &[&stock, &buyers, &result_key, &meta],
+            &[&user_arg, "-1", &ttl, &channel, &goods_arg, why.counter()],
         )
         .await?;
     crate::scripts::decode_done("restore.lua", reply, crate::scripts::Code::NotABuyer).map_err(
@@ -255,7 +308,7 @@ pub async fn reset(
 ) -> Result<(), AppError> {
     let (db, keys, settings) = (&state.db, &state.keys, &*state.settings);
     let con = &mut state.redis.clone();
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let updated = match window {
         Some(w) => sqlx::query(
             "UPDATE seckill_goods SET stock = initial_stock, \

@@ -64,11 +64,13 @@ impl Script {
 const CODES: (&str, &str) = ("codes.lua", include_str!("../lua/codes.lua"));
 
 /// The embedded defaults: `(file name, source)`.
-const EMBEDDED: [(&str, &str); 4] = [
+const EMBEDDED: [(&str, &str); 6] = [
     ("admit.lua", include_str!("../lua/admit.lua")),
     ("restore.lua", include_str!("../lua/restore.lua")),
     ("issue_path.lua", include_str!("../lua/issue_path.lua")),
     ("take.lua", include_str!("../lua/take.lua")),
+    ("mend.lua", include_str!("../lua/mend.lua")),
+    ("room.lua", include_str!("../lua/room.lua")),
 ];
 
 /// One consistent set of scripts (swapped as a whole on reload).
@@ -78,6 +80,8 @@ pub struct ScriptSet {
     pub restore: Script,
     pub issue_path: Script,
     pub take: Script,
+    pub mend: Script,
+    pub room: Script,
 }
 
 impl ScriptSet {
@@ -93,17 +97,26 @@ impl ScriptSet {
         let read = |file: (&'static str, &str)| -> anyhow::Result<Script> {
             Ok(Script::new(file.0, format!("{codes}\n{}", text(file)?)))
         };
-        let [admit, restore, issue_path, take] = EMBEDDED;
+        let [admit, restore, issue_path, take, mend, room] = EMBEDDED;
         Ok(Self {
             admit: read(admit)?,
             restore: read(restore)?,
             issue_path: read(issue_path)?,
             take: read(take)?,
+            mend: read(mend)?,
+            room: read(room)?,
         })
     }
 
-    pub fn all(&self) -> [&Script; 4] {
-        [&self.admit, &self.restore, &self.issue_path, &self.take]
+    pub fn all(&self) -> [&Script; 6] {
+        [
+            &self.admit,
+            &self.restore,
+            &self.issue_path,
+            &self.take,
+            &self.mend,
+            &self.room,
+        ]
     }
 }
 
@@ -175,11 +188,16 @@ pub enum Code {
     WrongCaptcha = 8,
     TooManyPaths = 9,
     NotABuyer = 10,
+    Changed = 11,
+    NoRoom = 12,
+    InRoom = 13,
+    Waiting = 14,
+    NoTicket = 15,
 }
 
 impl Code {
     /// Every code with its name in `lua/codes.lua`.
-    pub const ALL: [(Code, &'static str); 11] = [
+    pub const ALL: [(Code, &'static str); 16] = [
         (Code::Ok, "OK"),
         (Code::BadPath, "BAD_PATH"),
         (Code::NotStarted, "NOT_STARTED"),
@@ -191,6 +209,11 @@ impl Code {
         (Code::WrongCaptcha, "WRONG_CAPTCHA"),
         (Code::TooManyPaths, "TOO_MANY_PATHS"),
         (Code::NotABuyer, "NOT_A_BUYER"),
+        (Code::Changed, "CHANGED"),
+        (Code::NoRoom, "NO_ROOM"),
+        (Code::InRoom, "IN_ROOM"),
+        (Code::Waiting, "WAITING"),
+        (Code::NoTicket, "NO_TICKET"),
     ];
 
     fn from_i64(n: i64) -> Option<Code> {
@@ -347,6 +370,73 @@ impl PathIssue {
                 starts_in_ms: detail_int(detail),
             },
             other => anyhow::bail!("issue_path.lua returned {other:?}, not one of its codes"),
+        })
+    }
+}
+
+/// What `lua/room.lua` answered about one ticket: one variant per return code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAnswer {
+    /// OK: let through; `wait_ms` from the start (or from joining, for a latecomer) to its
+    /// turn; `first` the first time this ticket is seen through.
+    Through { wait_ms: i64, first: bool },
+    /// WAITING: in line, `position` (1 = next), `wait_ms` to its turn, of `size`, with
+    /// `through` let through so far.
+    Waiting {
+        position: i64,
+        wait_ms: i64,
+        size: i64,
+        through: i64,
+    },
+    /// IN_ROOM: joined before the start; the draw is at the start.
+    InRoom { starts_in_ms: i64, size: i64 },
+    /// TOO_MANY_PATHS: behind the sale's path cap: this ticket will not get through.
+    Full,
+    /// SOLD_OUT: the sale sold out while this ticket waited.
+    SoldOut,
+    /// NOT_STARTED: the room opens in this many ms.
+    NotOpen { opens_in_ms: i64 },
+    /// ENDED: the sale is over.
+    Ended,
+    /// NO_TICKET: this shopper has not joined.
+    NoTicket,
+    /// NO_ROOM: the sale has no waiting room.
+    NoRoom,
+    /// NO_SALE: the sale was never loaded.
+    NoSale,
+}
+
+impl RoomAnswer {
+    pub fn from_reply(reply: Value) -> anyhow::Result<Self> {
+        let Value::Array(items) = reply else {
+            anyhow::bail!("room.lua reply is not an array: {reply:?}");
+        };
+        let mut it = items.into_iter();
+        let (code, _) = code_and_detail(Value::Array(it.next().into_iter().collect()))?;
+        let mut int = || detail_int(it.next());
+        Ok(match code {
+            Code::Ok => Self::Through {
+                wait_ms: int(),
+                first: int() == 1,
+            },
+            Code::Waiting => Self::Waiting {
+                position: int(),
+                wait_ms: int(),
+                size: int(),
+                through: int(),
+            },
+            Code::InRoom => Self::InRoom {
+                starts_in_ms: int(),
+                size: int(),
+            },
+            Code::TooManyPaths => Self::Full,
+            Code::SoldOut => Self::SoldOut,
+            Code::NotStarted => Self::NotOpen { opens_in_ms: int() },
+            Code::Ended => Self::Ended,
+            Code::NoTicket => Self::NoTicket,
+            Code::NoRoom => Self::NoRoom,
+            Code::NoSale => Self::NoSale,
+            other => anyhow::bail!("room.lua returned {other:?}, not one of its codes"),
         })
     }
 }

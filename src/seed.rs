@@ -47,7 +47,7 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         "shards must be 1 to {}",
         crate::domain::MAX_SHARDS
     );
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let id = sqlx::query(
         "INSERT INTO goods (name, title, img, detail, price, stock) VALUES (?, ?, ?, ?, ?, ?)",
     )

@@ -74,12 +74,14 @@ impl SoldOutFlags {
     }
 }
 
-/// Subscribes to the restock channel and clears flags until `shutdown` fires; reconnects with a
-/// short backoff when Redis goes away.
+/// Subscribes to the restock channel and, for each goods id heard (a unit came back, or an
+/// operator changed the sale), clears its flag and forgets its shard count, until `shutdown`
+/// fires; reconnects with a short backoff when Redis goes away.
 pub async fn listen(
     target: crate::redis_conn::Target,
     channel: String,
     flags: Arc<SoldOutFlags>,
+    shapes: Arc<crate::split::Shapes>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = crate::retry::Backoff::listener();
@@ -93,7 +95,10 @@ pub async fn listen(
             while let Some(msg) = messages.next().await {
                 let payload: String = msg.get_payload().unwrap_or_default();
                 match GoodsId::parse(&payload) {
-                    Ok(goods) => flags.clear(goods),
+                    Ok(goods) => {
+                        flags.clear(goods);
+                        shapes.forget(goods);
+                    }
                     Err(_) => tracing::warn!(%payload, "ignoring a malformed restock message"),
                 }
             }

@@ -15,7 +15,8 @@
 //! which a shopper hanging up cannot cancel half-way. Only an edge process dying between the two
 //! steps can lose a unit (never sell one twice); it is logged if Redis fails between them.
 //!
-//! How many shards a sale has is in its meta (`shards`), remembered here for [`SHAPE_TTL`].
+//! How many shards a sale has is in its meta (`shards`), remembered here for [`SHAPE_TTL`]
+//! (with whether it has a waiting room: [`Shape`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -34,13 +35,61 @@ use crate::scripts::{Code, Scripts, decode_done};
 /// How long the edge trusts the shard count it read for a sale.
 pub const SHAPE_TTL: Duration = Duration::from_secs(10);
 
-/// Each sale's shard count, as last read from Redis.
+/// What the edge remembers of a sale's shape: its shard count and whether it has a waiting
+/// room (`crate::room`), read from its meta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub shards: u16,
+    pub room: bool,
+    /// The sale is loaded (its meta exists).
+    pub loaded: bool,
+}
+
+/// Each sale's shape, as last read from Redis.
 #[derive(Debug, Default)]
 pub struct Shapes {
-    known: RwLock<HashMap<GoodsId, (u16, Instant)>>,
+    known: RwLock<HashMap<GoodsId, (Shape, Instant)>>,
 }
 
 impl Shapes {
+    /// The shape of `goods` (1 shard and no room for a sale that is not loaded).
+    pub async fn shape(
+        &self,
+        redis: &RedisConn,
+        keys: &Keys,
+        goods: GoodsId,
+    ) -> Result<Shape, AppError> {
+        if let Some(&(shape, at)) = self.known.read().expect("shapes lock").get(&goods)
+            && at.elapsed() < SHAPE_TTL
+        {
+            return Ok(shape);
+        }
+        let meta = keys.sale(goods).meta();
+        let (shards, room): (Option<u16>, Option<i64>) = redis::cmd("HMGET")
+            .arg(&meta)
+            .arg(&["shards", "room_opens_ms"])
+            .query_async(&mut redis.clone())
+            .await?;
+        let Some(n) = shards else {
+            // not loaded: the scripts answer NO_SALE; nothing to remember
+            return Ok(Shape {
+                shards: 1,
+                room: false,
+                loaded: false,
+            });
+        };
+        let shape = Shape {
+            shards: n.clamp(1, MAX_SHARDS),
+            room: room.is_some_and(|r| r >= 0),
+            loaded: true,
+        };
+        self.known
+            .write()
+            .expect("shapes lock")
+            .insert(goods, (shape, Instant::now()));
+        Ok(shape)
+    }
+
     /// How many shards `goods` has (1 for a sale that is not split, or not loaded).
     pub async fn shards(
         &self,
@@ -48,22 +97,12 @@ impl Shapes {
         keys: &Keys,
         goods: GoodsId,
     ) -> Result<u16, AppError> {
-        if let Some(&(n, at)) = self.known.read().expect("shapes lock").get(&goods)
-            && at.elapsed() < SHAPE_TTL
-        {
-            return Ok(n);
-        }
-        let meta = keys.sale(goods).meta();
-        let read: Option<u16> = redis.clone().hget(&meta, "shards").await?;
-        let Some(n) = read else {
-            return Ok(1); // not loaded: admit.lua answers NO_SALE; nothing to remember
-        };
-        let n = n.clamp(1, MAX_SHARDS);
-        self.known
-            .write()
-            .expect("shapes lock")
-            .insert(goods, (n, Instant::now()));
-        Ok(n)
+        Ok(self.shape(redis, keys, goods).await?.shards)
+    }
+
+    /// Forgets what was read for `goods` (its sale changed: see `crate::manage`).
+    pub fn forget(&self, goods: GoodsId) {
+        self.known.write().expect("shapes lock").remove(&goods);
     }
 }
 

@@ -69,7 +69,9 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         scripts,
         soldout: Arc::new(SoldOutFlags::default()),
         shapes: Arc::default(),
+        split_stock: Arc::default(),
         metrics,
+        tally: Arc::default(),
         assets: Arc::new(assets),
         redis_breaker: breaker,
         proxies: Arc::new(crate::http::proxy::Trusted::parse(&settings_proxies)?),
@@ -139,6 +141,13 @@ impl Application {
             state.redis_target.clone(),
             state.keys.restock_channel(),
             state.soldout.clone(),
+            state.shapes.clone(),
+            shutdown.clone(),
+        ));
+        let tally = tokio::spawn(crate::tally::flush_every_second(
+            state.tally.clone(),
+            state.redis.clone(),
+            state.keys.clone(),
             shutdown.clone(),
         ));
         let stopped = |mut stop: watch::Receiver<bool>| async move {
@@ -164,6 +173,7 @@ impl Application {
             let _ = admin.await;
         }
         let _ = listener.await;
+        let _ = tally.await;
     }
 }
 

@@ -29,7 +29,11 @@ pub struct AppState {
     pub soldout: Arc<SoldOutFlags>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
+    /// A split sale's total stock, added up for its waiting room (see [`crate::room`]).
+    pub split_stock: Arc<crate::room::SplitStock>,
     pub metrics: Arc<Metrics>,
+    /// Per-sale, per-second counts for the operators' live view, flushed to Redis each second.
+    pub tally: Arc<crate::tally::Tally>,
     /// Opens after repeated Redis failures, so requests fail fast instead of piling up.
     pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
@@ -47,6 +51,14 @@ impl AppState {
         goods: crate::domain::GoodsId,
     ) -> Result<u16, crate::error::AppError> {
         self.shapes.shards(&self.redis, &self.keys, goods).await
+    }
+
+    /// The shape of `goods`: shards and waiting room (see [`crate::split::Shape`]).
+    pub async fn shape(
+        &self,
+        goods: crate::domain::GoodsId,
+    ) -> Result<crate::split::Shape, crate::error::AppError> {
+        self.shapes.shape(&self.redis, &self.keys, goods).await
     }
 
     /// What moving units between a split sale's shards needs.

@@ -20,6 +20,8 @@ const Flash = (() => {
     500504: "Wrong answer to the captcha. A new one is shown.",
     500505: "Too many requests. Please wait a moment and try again.",
     500506: "This order was closed because it was not paid in time.",
+    500507: "It is not your turn yet: please wait in the waiting room.",
+    500508: "The waiting room has let through as many shoppers as this sale can serve. Sorry!",
   };
 
   class ApiError extends Error {

@@ -1,4 +1,10 @@
-// The sale page: countdown, captcha, buy, then poll for the result.
+// The sale page: countdown, the waiting room if the sale has one, captcha, buy, then poll for
+// the result.
+//
+// A sale with a waiting room (roomOpensAt): the page joins the room (POST /api/seckill/room)
+// and polls GET /api/seckill/room when the answer says (nextPollMs), showing the position, the
+// estimated wait and a progress bar; the captcha and the buy button appear when the ticket is
+// let through. Before the start nobody has a position: the order is drawn at the start.
 //
 // The countdown starts from the server's remainSeconds (not the phone's clock); the buy button is
 // enabled only while the sale runs. A buy is: GET /api/seckill/path (checks the captcha) then
@@ -37,10 +43,94 @@ async function load() {
     $("price").textContent = Flash.money(g.seckillPrice);
     $("was").textContent = Flash.money(g.price);
     $("stock").textContent = g.stock;
+    if (g.roomOpensAt && g.status !== 2 && !through) {
+      $("buy-box").classList.add("hidden");
+      show("room", true);
+      await roomStep("POST");
+      return;
+    }
     countdown(g);
   } catch (e) {
     Flash.show(msg, e.message, "error");
   }
+}
+
+// ---- the waiting room ----
+
+let through = false;
+const show = (id, on) => $(id).classList.toggle("hidden", !on);
+const secs = (ms) => Math.max(1, Math.ceil(ms / 1000));
+
+async function roomStep(method) {
+  let r;
+  try {
+    r = method === "POST"
+      ? await Flash.call("POST", "/api/seckill/room", { goodsId })
+      : await Flash.call("GET", `/api/seckill/room?goodsId=${goodsId}`);
+  } catch (e) {
+    if (e.code === 500210) { $("room-state").textContent = Flash.MESSAGES[500210]; loginLink($("room-detail")); return; }
+    $("room-state").textContent = e.message;
+    setTimeout(() => roomStep("GET"), 2000);
+    return;
+  }
+  const state = $("room-state"), detail = $("room-detail"), fill = $("room-fill");
+  state.dataset.state = r.state;
+  switch (r.state) {
+    case "not_open":
+      state.textContent = `The waiting room opens in ${secs(r.opensInMs)} s`;
+      detail.textContent = "Keep this page open: it joins by itself.";
+      setTimeout(() => roomStep("POST"), r.nextPollMs);
+      return;
+    case "in_room":
+      state.textContent = `You are in the waiting room. The sale starts in ${secs(r.startsInMs)} s.`;
+      detail.textContent = `${r.roomSize} shoppers are here. At the start everyone who is in the room ` +
+        "is put in a random order: joining early or late before the start makes no difference.";
+      fill.style.width = "0%";
+      setTimeout(() => roomStep("GET"), r.nextPollMs);
+      return;
+    case "waiting":
+      state.textContent = `You are number ${r.position} in line`;
+      detail.textContent = `About ${secs(r.waitMs)} s to your turn. ${r.through} of ${r.roomSize} shoppers let through so far.`;
+      state.dataset.position = r.position;
+      fill.style.width = `${Math.round((100 * r.through) / (r.through + r.position))}%`;
+      setTimeout(() => roomStep("GET"), r.nextPollMs);
+      return;
+    case "through":
+      fill.style.width = "100%";
+      state.textContent = "It is your turn! Solve the captcha and buy.";
+      detail.textContent = "";
+      through = true;
+      $("buy-box").classList.remove("hidden");
+      refreshCaptcha();
+      load();
+      return;
+    case "no_room":
+      through = true;
+      show("room", false);
+      $("buy-box").classList.remove("hidden");
+      load();
+      return;
+    case "no_ticket":
+      roomStep("POST");
+      return;
+    default: // sold_out, full, ended
+      state.textContent = {
+        sold_out: Flash.MESSAGES[500500],
+        full: Flash.MESSAGES[500508],
+        ended: "This sale has ended",
+      }[r.state] || r.state;
+      detail.textContent = "";
+      $("state").textContent = r.state === "sold_out" ? "Sold out" : "";
+  }
+}
+
+function loginLink(el) {
+  el.textContent = "";
+  const a = document.createElement("a");
+  a.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+  a.id = "login-to-buy";
+  a.textContent = "Log in";
+  el.appendChild(a);
 }
 
 function countdown(g) {

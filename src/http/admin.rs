@@ -1,8 +1,10 @@
-//! The admin API, behind `Authorization: Bearer ADMIN_TOKEN` (disabled when no token is set):
+//! The admin API, behind `Authorization: Bearer ADMIN_TOKEN` (disabled when no token is set),
+//! served on the admin listener only: sale management (`crate::manage`), the live view
+//! (`crate::live`), the per-second counts (`crate::tally`), the audit (`crate::audit`),
 //! resetting a sale for a repeat load test, and reloading the Lua scripts.
 
-use hyper::Request;
 use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use super::respond::{self, Resp};
@@ -56,6 +58,67 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
     };
     sale::reset(state, goods, window).await?;
     Ok(respond::ok(()))
+}
+
+/// `GET /api/admin/sales[?limit=N]`: every sale with its phase and live state, newest first
+/// (at most `limit`, default 100).
+pub async fn list(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let limit = respond::count_or(&req, "limit", 100, 1..=1000)?;
+    Ok(respond::ok(crate::live::list(state, limit).await?))
+}
+
+/// `POST /api/admin/sales`: creates a sale; `201` with its view.
+pub async fn create(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let spec: crate::manage::SaleSpec = respond::json_body(req).await?;
+    let goods = crate::manage::create(state, &spec).await?;
+    let view = crate::live::view(state, goods).await?;
+    Ok(respond::with_status(StatusCode::CREATED, view))
+}
+
+/// `GET /api/admin/sales/{id}`: one sale with its phase and live state.
+pub async fn show(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let goods = GoodsId::parse(id)?;
+    Ok(respond::ok(crate::live::view(state, goods).await?))
+}
+
+/// `PATCH /api/admin/sales/{id}`: changes what the sale's phase allows; the view after.
+pub async fn update(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let goods = GoodsId::parse(id)?;
+    let patch: crate::manage::SalePatch = respond::json_body(req).await?;
+    crate::manage::update(state, goods, &patch).await?;
+    Ok(respond::ok(crate::live::view(state, goods).await?))
+}
+
+/// `POST /api/admin/sales/{id}/cancel`: stops the sale on every edge; the view after.
+pub async fn cancel(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    respond::require_json(&req)?;
+    let goods = GoodsId::parse(id)?;
+    crate::manage::cancel(state, goods).await?;
+    Ok(respond::ok(crate::live::view(state, goods).await?))
+}
+
+/// `GET /api/admin/sales/{id}/audit`: the audit's report (`crate::audit`); it changes nothing.
+pub async fn audit(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let goods = GoodsId::parse(id)?;
+    Ok(respond::ok(crate::audit::audit(state, goods).await?))
+}
+
+/// `GET /api/admin/sales/{id}/series[?seconds=N]`: the last N seconds (default 300, at most
+/// 3600) of admissions by outcome and orders written, one number per second.
+pub async fn series(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+    check_admin(&req, state)?;
+    let goods = GoodsId::parse(id)?;
+    let seconds = respond::count_or(&req, "seconds", 300, 1..=3600)?;
+    let con = &mut state.redis.clone();
+    Ok(respond::ok(
+        crate::tally::read(con, &state.keys, goods, seconds).await?,
+    ))
 }
 
 /// `POST /api/admin/scripts/reload`: re-reads `lua_dir` and answers each script's SHA-1.

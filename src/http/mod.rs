@@ -231,7 +231,12 @@ async fn route(
         let path = req.uri().path();
         return match routes::find(surface, req.method(), path) {
             Found::WrongMethod => Err(AppError::MethodNotAllowed),
-            _ if path.starts_with("/api/") || surface != Surface::Public => Err(AppError::NotFound),
+            // pages on the public and admin listeners, not on a worker's ops listener
+            _ if path.starts_with("/api/") || surface == Surface::Ops => Err(AppError::NotFound),
+            // the console's pages only where its API is: on the admin listener
+            _ if surface == Surface::Public && static_files::is_console(path) => {
+                Err(AppError::NotFound)
+            }
             _ => static_files::serve(req, &state.assets).await,
         };
     };
@@ -244,9 +249,18 @@ async fn route(
         Route::Captcha => seckill::captcha(req, state).await,
         Route::Path => seckill::path(req, state).await,
         Route::Buy => seckill::buy(req, state, param).await,
+        Route::RoomJoin => seckill::room_join(req, state).await,
+        Route::RoomLook => seckill::room_look(req, state).await,
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,
         Route::Pay => orders::pay(req, state, param).await,
+        Route::AdminListSales => admin::list(req, state).await,
+        Route::AdminCreateSale => admin::create(req, state).await,
+        Route::AdminShowSale => admin::show(req, state, param).await,
+        Route::AdminUpdateSale => admin::update(req, state, param).await,
+        Route::AdminCancelSale => admin::cancel(req, state, param).await,
+        Route::AdminAuditSale => admin::audit(req, state, param).await,
+        Route::AdminSaleSeries => admin::series(req, state, param).await,
         Route::AdminResetSale => admin::reset(req, state, param).await,
         Route::AdminReloadScripts => admin::reload_scripts(req, state).await,
         Route::Healthz => Ok(ops::healthz()),

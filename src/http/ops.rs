@@ -10,7 +10,6 @@ use hyper::{Response, StatusCode};
 
 use super::respond::{self, Resp};
 use crate::domain::Shard;
-use crate::keys;
 use crate::metrics::SaleGauges;
 use crate::sale;
 use crate::state::AppState;
@@ -44,10 +43,8 @@ pub async fn readyz(state: &AppState) -> Resp {
     resp
 }
 
-/// Per-shard queue length, pending count and stock, and each sale's drift at rest, best effort
-/// (Redis or MySQL down leaves them out). Drift is MySQL's stock minus the sum of the shards'
-/// Redis stock, reported only when every shard's queue is empty: while entries are in flight the
-/// two differ by design (Redis has handed out units MySQL has not written yet).
+/// Per-shard queue length, pending count and stock, best effort (Redis or MySQL down leaves
+/// them out). The stock drift is not read here: the worker's audit sets it (`crate::audit`).
 async fn sale_gauges(state: &AppState) -> SaleGauges {
     let gauges = SaleGauges::default();
     let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), sale::all(&state.db)).await
@@ -56,33 +53,18 @@ async fn sale_gauges(state: &AppState) -> SaleGauges {
     };
     let mut con = state.redis.clone();
     for sale in &sales {
-        let (mut redis_stock, mut in_queue, mut complete) = (0, 0, true);
-        for shard in Shard::all(sale.goods(), sale.shards()) {
-            let k = state.keys.shard(shard);
-            let reply: redis::RedisResult<(i64, Option<i64>)> = redis::pipe()
-                .xlen(k.queue())
-                .get(k.stock())
-                .query_async(&mut con)
-                .await;
-            let pending: i64 = redis::cmd("XPENDING")
-                .arg(k.queue())
-                .arg(keys::GROUP)
-                .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(&mut con)
+        if sale.room_opens_secs.is_some()
+            && let Ok(size) = redis::cmd("ZCARD")
+                .arg(state.keys.sale(sale.goods()).room_line())
+                .query_async::<i64>(&mut con)
                 .await
-                .map(|p| p.0)
-                .unwrap_or(0);
-            match reply {
-                Ok((len, stock)) => {
-                    let stock = stock.unwrap_or(0);
-                    gauges.shard(sale.goods_id, shard.index, len, pending, stock);
-                    redis_stock += stock;
-                    in_queue += len;
-                }
-                Err(_) => complete = false,
-            }
+        {
+            gauges.room(sale.goods_id, size);
         }
-        if complete && in_queue == 0 {
-            gauges.drift(sale.goods_id, i64::from(sale.stock) - redis_stock);
+        for shard in Shard::all(sale.goods(), sale.shards()) {
+            if let Ok(s) = crate::live::shard_state(&mut con, &state.keys, shard).await {
+                gauges.shard(sale.goods_id, shard.index, s.backlog, s.pending, s.stock);
+            }
         }
     }
     gauges

@@ -63,6 +63,8 @@ pub fn error(e: AppError) -> Resp {
             serde_json::json!({ "retryAfterMs": retry_after_ms })
         }
         AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
+        AppError::Invalid(rule) => serde_json::json!({ "field": rule.field() }),
+        AppError::NotYourTurn { position } => serde_json::json!({ "position": position }),
         _ => serde_json::Value::Null,
     };
     let body = serde_json::to_vec(&Envelope {
@@ -173,6 +175,29 @@ pub fn required<B, T>(
 ) -> Result<T, AppError> {
     let raw = query(req, name).ok_or_else(|| AppError::BadParam(format!("{name} is required")))?;
     parse(&raw)
+}
+
+/// An optional count in the query: `default` when absent, a 400 unless it is in `range`.
+pub fn count_or<B>(
+    req: &Request<B>,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, AppError> {
+    match query(req, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                AppError::BadParam(format!(
+                    "{name} must be {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
+    }
 }
 
 /// The session token: `Authorization: Bearer TOKEN`, else the `token` cookie.

@@ -43,13 +43,15 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     let Buy { goods_id: goods } = respond::json_body(req).await?;
     if state.soldout.is_sold_out(goods) {
         state.metrics.admission("sold_out_local");
+        state.tally.count(goods, "sold_out_local", 1);
         return Err(AppError::SoldOut);
     }
     let token = token.ok_or(AppError::SessionMissing)?;
     let mut con = state.redis.clone();
     let user = session::get(&mut con, &state.keys, &token).await?;
     let generation = state.soldout.generation(goods);
-    let shards = state.shards(goods).await?;
+    let shape = state.shape(goods).await?;
+    let shards = shape.shards;
     let home = Shard::home(goods, user.id, shards);
 
     let mut outcome = admit(state, home, user.id, &path, &rid, false).await?;
@@ -77,6 +79,10 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         everywhere = next >= shards;
     }
     state.metrics.admission(outcome.label());
+    // counted per sale only for a sale that exists: an unknown goods id writes nothing
+    if shape.loaded {
+        state.tally.count(goods, outcome.label(), 1);
+    }
     match outcome {
         Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
         Admission::BadPath => Err(AppError::BadPath),
@@ -114,6 +120,33 @@ async fn admit(
         again,
     };
     state.admitter.admit(home, shopper).await
+}
+
+/// `POST /api/seckill/room` `{goodsId}`: joins the sale's waiting room (a second join keeps the
+/// first ticket) and says where the ticket stands (`crate::room::View`).
+pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let token = respond::token(&req).map(str::to_owned);
+    let Buy { goods_id: goods } = respond::json_body(req).await?;
+    let token = token.ok_or(AppError::SessionMissing)?;
+    let user = session::get(&mut state.redis.clone(), &state.keys, &token).await?;
+    let shape = state.shape(goods).await?;
+    let answer = crate::room::call(state, goods, shape, user.id, true).await?;
+    if answer == crate::scripts::RoomAnswer::NoSale {
+        return Err(AppError::NotFound);
+    }
+    Ok(respond::ok(crate::room::View::from(answer)))
+}
+
+/// `GET /api/seckill/room?goodsId=`: where this shopper's ticket stands, and when to ask again.
+pub async fn room_look(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
+    let user = respond::user(&req, state).await?;
+    let shape = state.shape(goods).await?;
+    let answer = crate::room::call(state, goods, shape, user.id, false).await?;
+    if answer == crate::scripts::RoomAnswer::NoSale {
+        return Err(AppError::NotFound);
+    }
+    Ok(respond::ok(crate::room::View::from(answer)))
 }
 
 /// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never
@@ -181,10 +214,15 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         uuid::Uuid::new_v4().simple(),
         crate::password::CLIENT_SALT
     )));
-    let shards = state.shards(goods).await?;
+    let shape = state.shape(goods).await?;
+    let shards = shape.shards;
     // a split sale's shard stock is not the sale's: the local flag says whether it is gone
     if shards > 1 && state.soldout.is_sold_out(goods) {
         return Err(AppError::SoldOut);
+    }
+    // a sale with a waiting room: only a ticket that is through gets a path
+    if shape.room {
+        crate::room::require_turn(state, goods, shape, user.id).await?;
     }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));

@@ -121,6 +121,15 @@ impl Assets {
     }
 }
 
+/// The operators' console (`public/admin.html` and its script): served on the admin listener
+/// only, beside the admin API it calls.
+pub fn is_console(path: &str) -> bool {
+    matches!(
+        path.trim_start_matches('/'),
+        "admin" | "admin.html" | "js/admin.js"
+    )
+}
+
 pub async fn serve<B>(req: Request<B>, assets: &Assets) -> Result<Resp, AppError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(AppError::MethodNotAllowed);

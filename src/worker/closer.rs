@@ -45,7 +45,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .await?;
     let mut closed = 0;
     for (id, goods) in due {
-        let mut tx = db.begin().await?;
+        let mut tx = crate::db::begin(db).await?;
         let done = sqlx::query(
             "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
         )
@@ -97,7 +97,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
                     shards.max(1) as u16,
                 ),
                 UserId::new(user)?,
-                Some(-1),
+                sale::GiveBack::Closed,
             )
             .await?;
             state.metrics.closed_unpaid.inc();

@@ -13,8 +13,16 @@ use crate::domain::Shard;
 use crate::keys;
 use crate::retry::Backoff;
 
-/// Counts a settled batch in the metrics.
-pub fn record(m: &crate::metrics::Metrics, written: &[Written]) {
+/// Counts a settled batch of `goods` in the metrics, and its new orders in the sale's tally.
+pub fn record(state: &crate::state::AppState, goods: crate::domain::GoodsId, written: &[Written]) {
+    let m = &state.metrics;
+    let new = written
+        .iter()
+        .filter(|w| matches!(w, Written::Order(_)))
+        .count();
+    if new > 0 {
+        state.tally.count(goods, crate::tally::WRITTEN, new as u64);
+    }
     m.batches.inc();
     m.batch_entries.observe(written.len() as f64);
     for w in written {

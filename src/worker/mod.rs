@@ -10,8 +10,10 @@
 //!   consumers (RabbitMQ → MySQL, ack after commit).
 //! - [`blocking`]: the bb8 pool of connections for blocking reads.
 //!
-//! Sales are discovered from MySQL every couple of seconds; a reader task runs per sale (per
-//! stock shard of a split sale: each shard has its own queue).
+//! Sales are discovered from MySQL every couple of seconds (one seen for the first time is
+//! loaded into Redis); a reader task runs per sale (per stock shard of a split sale: each shard
+//! has its own queue). The audit (`crate::audit`) and the per-second counts (`crate::tally`)
+//! run alongside.
 
 pub mod blocking;
 pub mod closer;
@@ -68,7 +70,18 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
 
     let mut tasks = JoinSet::new();
     tasks.spawn(closer::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::tally::flush_every_second(
+        ctx.state.tally.clone(),
+        ctx.state.redis.clone(),
+        ctx.state.keys.clone(),
+        shutdown.clone(),
+    ));
     let rabbit = ctx.state.settings.queue == QueueKind::Rabbitmq;
+    if !rabbit {
+        // in rabbitmq mode units in flight sit in the broker too, where the audit cannot see
+        // them per sale: the audit is left to the operator (docs/operations.md)
+        tasks.spawn(crate::audit::run(ctx.state.clone(), shutdown.clone()));
+    }
     if rabbit {
         for _ in 0..ctx.state.settings.consumers.max(1) {
             tasks.spawn(rabbit::consume(ctx.clone(), shutdown.clone()));
@@ -76,10 +89,28 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     }
 
     let mut readers: HashSet<Shard> = HashSet::new();
+    let mut loaded: HashSet<crate::domain::GoodsId> = HashSet::new();
     let mut shutdown_rx = shutdown.clone();
     loop {
         match crate::sale::all(&ctx.state.db).await {
             Ok(sales) => {
+                // a sale seen for the first time is loaded into Redis (as an edge does at
+                // start-up): one created while Redis was away is served once it is back
+                for sale in &sales {
+                    if loaded.contains(&sale.goods()) {
+                        continue;
+                    }
+                    let st = &ctx.state;
+                    let con = &mut st.redis.clone();
+                    match crate::sale::load(con, &st.db, &st.keys, &st.settings, sale).await {
+                        Ok(()) => {
+                            loaded.insert(sale.goods());
+                        }
+                        Err(e) => {
+                            tracing::warn!(goods = sale.goods_id, error = %e, "cannot load a sale; retrying")
+                        }
+                    }
+                }
                 for shard in sales.iter().flat_map(|s| Shard::all(s.goods(), s.shards())) {
                     if readers.insert(shard) {
                         let sink = match rabbit {

@@ -253,7 +253,7 @@ async fn settle(
     loop {
         match results::finish(&ctx.state, shard, batch, written, &[]).await {
             Ok(()) => {
-                commit::record(&ctx.state.metrics, written);
+                commit::record(&ctx.state, shard.goods, written);
                 return Ok(());
             }
             Err(e) => {

@@ -29,7 +29,7 @@ pub async fn finish(
                 &state.scripts,
                 shard,
                 a.user,
-                Some(-1),
+                sale::GiveBack::Failed,
             )
             .await?;
         }

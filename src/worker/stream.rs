@@ -340,7 +340,7 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
                 &id,
             )
             .await?;
-            commit::record(&ctx.state.metrics, &written);
+            commit::record(&ctx.state, shard.goods, &written);
             return Ok(());
         }
     }
@@ -373,7 +373,15 @@ async fn dead_letter(
         )
         .await?;
     if let Ok(user) = UserId::parse(&user) {
-        sale::give_back(&mut con, &state.keys, &state.scripts, shard, user, Some(-1)).await?;
+        sale::give_back(
+            &mut con,
+            &state.keys,
+            &state.scripts,
+            shard,
+            user,
+            sale::GiveBack::DeadLettered,
+        )
+        .await?;
     }
     results::finish(state, shard, &[], &[], &[&entry.id]).await?;
     state.metrics.dead_letters.inc();
@@ -417,7 +425,7 @@ async fn process(
                 return Ok(());
             };
             results::finish(&ctx.state, shard, &batch, &written, &ids).await?;
-            commit::record(&ctx.state.metrics, &written);
+            commit::record(&ctx.state, shard.goods, &written);
         }
         Sink::Rabbit(publisher) => {
             publisher.publish(shard, &batch).await?;

@@ -161,6 +161,14 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         before,
         "refusals changed Redis"
     );
+    // not even the per-second counts (flushed each second) for the sale that does not exist
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let stray: Vec<String> = app
+        .redis()
+        .keys(format!("{}sk:{{g:999999}}*", app.state.keys.namespace()))
+        .await
+        .unwrap();
+    assert!(stray.is_empty(), "{stray:?}");
 
     // duplicate: the first buy queues, the second is refused
     let (s, r) = app.buy(&a.token, &path, goods).await;
@@ -260,7 +268,7 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
         &app.state.scripts,
         flashgate::domain::Shard::whole(goods),
         users[0].id,
-        Some(-1),
+        flashgate::sale::GiveBack::Failed,
     )
     .await
     .unwrap();

@@ -69,7 +69,15 @@ pub async fn spawn_app_with_worker() -> TestApp {
 pub async fn spawn_with(settings: Settings, with_worker: bool) -> TestApp {
     let _ = tracing_subscriber_init();
     db::migrate(&settings.database_url).await.expect("migrate");
-    let state = startup::connect(settings).await.expect("connect");
+    let url = settings.database_url.clone();
+    let state = match startup::connect(settings).await {
+        Ok(state) => state,
+        Err(e) => {
+            // no TestApp will drop it: the database goes now
+            let _ = db::drop_database(&url).await;
+            panic!("connect: {e:#}");
+        }
+    };
     let app = Application::build(state.clone()).await.expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
     let admin_address = app.admin_port().map(|p| format!("http://127.0.0.1:{p}"));
@@ -110,7 +118,14 @@ impl TestApp {
     /// Starts a worker in this process (a second call starts a second one: stop the first).
     pub fn start_worker(&mut self) {
         let (tx, rx) = watch::channel(false);
-        self.worker = Some(tokio::spawn(worker::run(self.state.clone(), rx)));
+        let state = self.state.clone();
+        self.worker = Some(tokio::spawn(async move {
+            let ended = worker::run(state, rx).await;
+            if let Err(e) = &ended {
+                eprintln!("the worker stopped with an error: {e:#}");
+            }
+            ended
+        }));
         self.worker_shutdown = Some(tx);
     }
 
@@ -189,9 +204,15 @@ impl TestApp {
 
     /// GET with a bearer token; (status, JSON body).
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.get_at(&self.address, path, token).await
+    }
+
+    /// GET with a bearer token from the edge at `base` (`http://127.0.0.1:PORT`, this app's or
+    /// another's); (status, JSON body).
+    pub async fn get_at(&self, base: &str, path: &str, token: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(self.url(path))
+            .get(format!("{base}{path}"))
             .bearer_auth(token)
             .send()
             .await
@@ -215,11 +236,34 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any method to the admin listener with the admin token, with a JSON body if given;
+    /// (status, JSON body).
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let base = self.admin_address.as_deref().expect("the admin API is off");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(ADMIN_TOKEN);
+        req = match body {
+            Some(b) => req.json(b),
+            None => req.header("content-type", "application/json"),
+        };
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// POST a JSON body with a bearer token; (status, JSON body).
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.post_at(&self.address, path, token, body).await
+    }
+
+    /// POST a JSON body with a bearer token to the edge at `base`; (status, JSON body).
+    pub async fn post_at(&self, base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http
-            .post(self.url(path))
+            .post(format!("{base}{path}"))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -381,6 +425,22 @@ impl Drop for TestApp {
         .join()
         .ok();
     }
+}
+
+/// For the script tests (no app): a Redis connection (one server, or the test cluster when
+/// TEST_REDIS_URL names one) and key names under a fresh namespace starting with `prefix`.
+pub async fn script_redis(prefix: &str) -> (RedisConn, flashgate::keys::Keys) {
+    let url = env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379/");
+    let con = Target::parse(&url)
+        .unwrap()
+        .connect(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    (
+        con,
+        flashgate::keys::Keys::new(&format!("{prefix}{}:", &id[..12])),
+    )
 }
 
 /// Runs `f` on every item with at most `limit` in flight; results in input order.

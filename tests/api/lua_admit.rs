@@ -5,7 +5,7 @@
 
 use flashgate::domain::{GoodsId, UserId};
 use flashgate::keys::Keys;
-use flashgate::redis_conn::{RedisConn, Target};
+use flashgate::redis_conn::RedisConn;
 use flashgate::scripts::{Admission, Code, Scripts, decode_done};
 use redis::AsyncCommands;
 
@@ -21,17 +21,7 @@ const PATH: &str = "0123456789abcdef0123456789abcdef";
 impl Sale {
     /// A sale from t=1000 to t=100000 (ms), user bucket 1/s burst 2, gate as given.
     async fn new(stock: i64, gate_rate: f64, gate_burst: i64) -> Self {
-        // one server, or the test cluster when TEST_REDIS_URL names one
-        let url = std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
-        let target = Target::parse(&url).unwrap();
-        let mut con = target
-            .connect(std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
-        let keys = Keys::new(&format!(
-            "l{}:",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ));
+        let (mut con, keys) = crate::helpers::script_redis("l").await;
         let goods = GoodsId::new(1).unwrap();
         let k = keys.sale(goods);
         let _: () = redis::pipe()

@@ -5,17 +5,22 @@
 //! the tests run in parallel and leave nothing behind.
 
 mod admission;
+mod audit;
 mod catalogue;
 mod cluster;
+mod db;
 mod degrade;
 mod hardening;
 mod helpers;
 mod lua_admit;
+mod lua_room;
+mod manage;
 mod nginx;
 mod observability;
 mod openapi;
 mod proxy;
 mod restart;
+mod room;
 mod scale;
 mod split;
 mod worker;

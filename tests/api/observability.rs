@@ -50,6 +50,16 @@ async fn every_metric_the_dashboard_queries_is_exposed_by_a_live_edge_and_worker
     assert!(wanted.len() >= 15, "the dashboard queries only {wanted:?}");
     let app = spawn_app_with_worker().await;
     let goods = app.sale(2).await;
+    // and a sale with a waiting room, whose size the edge reports
+    let start = chrono::Utc::now().timestamp_millis() + 600_000;
+    let room_sale = serde_json::json!({
+        "name": "Room", "title": "Room", "price": 2, "salePrice": 1, "stock": 5,
+        "startAt": start, "endAt": start + 3_600_000, "roomOpensBefore": 3600,
+    });
+    let (s, r) = app
+        .admin("POST", "/api/admin/sales", Some(&room_sale))
+        .await;
+    assert_eq!(s, 201, "{r}");
     let users = app.users(2).await;
     for u in &users {
         let path = app.path_for(&u.token, goods).await;

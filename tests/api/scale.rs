@@ -45,10 +45,14 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
             .unwrap()
             .starts_with("nginx")
     );
-    // nginx's public port gives out neither the operators' API nor the metrics
+    // nginx's public port gives out neither the operators' API and console nor the metrics
     for (method, path) in [
         (reqwest::Method::POST, "/api/admin/scripts/reload"),
         (reqwest::Method::POST, "/api/admin/sales/1/reset"),
+        (reqwest::Method::GET, "/api/admin/sales"),
+        (reqwest::Method::GET, "/admin.html"),
+        (reqwest::Method::GET, "/admin"),
+        (reqwest::Method::GET, "/js/admin.js"),
         (reqwest::Method::GET, "/metrics"),
         (reqwest::Method::GET, "/readyz"),
     ] {
@@ -153,7 +157,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
             &app.state.scripts,
             flashgate::domain::Shard::whole(goods),
             buyer,
-            None
+            flashgate::sale::GiveBack::Closed
         )
         .await
         .unwrap()

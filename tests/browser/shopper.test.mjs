@@ -1,38 +1,23 @@
 // The shopper's pages, end to end in headless Chromium against a real `flashgate all`:
 // log in, open a running sale, solve the captcha (answer read from Redis), buy, see "queued",
 // then the order page and pay; a second buy shows the duplicate message; another shopper sees
-// the sale sold out. Each step's screenshot goes to target/test-output/browser/.
+// the sale sold out. Each step's screenshot goes to target/test-output/browser/ (shopper-*.png).
 //
 // Needs: the flashgate binary (FLASHGATE_BIN, default target/debug/flashgate), the local services,
 // redis-cli and mariadb on PATH, Chromium at CHROMIUM (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
-import { createServer } from "node:net";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = process.env.FLASHGATE_BIN || path.join(root, "target/debug/flashgate");
-const shots = path.join(root, "target/test-output/browser");
 const id = randomBytes(6).toString("hex");
 const ns = `e2e${id}:`;
 const db = `fg_e2e_${id}`;
 
 let server, browser, base, goods;
-let step = 0;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+const shot = screenshots("shopper");
 
 function env(port) {
   return {
@@ -50,38 +35,17 @@ const fg = (port, ...args) => execFileSync(bin, args, { env: env(port), encoding
 const redis = (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim();
 const sql = (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim();
 
-async function shot(page, name) {
-  step += 1;
-  await page.screenshot({ path: path.join(shots, `${String(step).padStart(2, "0")}-${name}.png`), fullPage: true });
-}
-
 before(async () => {
-  mkdirSync(shots, { recursive: true });
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   fg(port, "migrate");
   goods = fg(port, "seed", "--stock", "2", "--starts-in", "0", "--lasts", "3600").trim().split("\n").pop();
   fg(port, "users", "--count", "2", "--out", path.join(shots, "tokens.csv"));
-  server = spawn(bin, ["all"], { env: env(port), stdio: ["ignore", "inherit", "inherit"] });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  server = await startServer(env(port), `${base}/healthz`);
+  browser = await launchBrowser();
 });
 
-after(async () => {
-  await browser?.close();
-  server?.kill("SIGTERM");
-  await new Promise((r) => (server ? server.on("exit", r) : r()));
-  execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-e", `DROP DATABASE IF EXISTS \`${db}\``]);
-  const keys = redis("--scan", "--pattern", `${ns}*`).split("\n").filter(Boolean);
-  if (keys.length) execFileSync("redis-cli", ["del", ...keys]);
-});
+after(() => cleanUp({ browser, server, db, ns }));
 
 async function login(page, userId) {
   const mobile = sql(`SELECT mobile FROM users WHERE id = ${userId}`);

@@ -1,0 +1,261 @@
+//! A sale as operators see it: its settings, its phase, and its live state read from Redis and
+//! MySQL at the moment of asking (`GET /api/admin/sales[/{id}]`, `flashgate sale list|show`).
+//!
+//! Where each figure comes from:
+//! - stock left per shard: each shard's `stock` key;
+//! - admitted, failed, dead-lettered, closed: counters in each shard's `meta`, counted by the
+//!   scripts themselves (`admit.lua` counts admissions, `restore.lua` counts units given back
+//!   by reason), so they are exact and survive any process;
+//! - backlog and pending: each shard's queue (`XLEN`, `XPENDING`); dead letters: `XLEN` of the
+//!   dead-letter stream;
+//! - orders written, unpaid, paid, closed: MySQL, by status;
+//! - the phase: the window and cancellation from MySQL, "sold out" from Redis.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use serde::Serialize;
+
+use crate::domain::{GoodsId, OrderStatus, Shard};
+use crate::error::AppError;
+use crate::keys::{self, Keys};
+use crate::manage::SaleSpec;
+use crate::sale::{self, SaleRow};
+use crate::state::AppState;
+
+/// Where a sale is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before its start.
+    Scheduled,
+    /// Admitting shoppers.
+    Live,
+    /// In its window, no stock left in any shard (a restock reopens it).
+    SoldOut,
+    /// Past its end.
+    Ended,
+    /// Stopped by an operator.
+    Cancelled,
+}
+
+/// The phase of `row` at `now_ms`; `stock_left` (all shards, from Redis) tells sold out from
+/// live, `None` when unknown (then a sale in its window reads as live).
+pub fn phase_of(row: &SaleRow, stock_left: Option<i64>, now_ms: i64) -> Phase {
+    if row.cancelled_at.is_some() {
+        Phase::Cancelled
+    } else if now_ms >= row.end_ms() {
+        Phase::Ended
+    } else if now_ms < row.start_ms() {
+        Phase::Scheduled
+    } else if stock_left == Some(0) {
+        Phase::SoldOut
+    } else {
+        Phase::Live
+    }
+}
+
+/// One shard's live figures from Redis.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardState {
+    pub stock: i64,
+    pub admitted: i64,
+    pub failed: i64,
+    pub dead_lettered: i64,
+    pub closed: i64,
+    /// Queue entries not yet acked (pending included).
+    pub backlog: i64,
+    /// Entries delivered to a worker and not yet acked.
+    pub pending: i64,
+    pub dead_letters: i64,
+}
+
+/// Reads one shard's figures.
+pub async fn shard_state<C: ConnectionLike + Send>(
+    con: &mut C,
+    keys: &Keys,
+    shard: Shard,
+) -> redis::RedisResult<ShardState> {
+    let k = keys.shard(shard);
+    let (stock, counters, backlog, dead_letters): (Option<i64>, [Option<i64>; 4], i64, i64) =
+        redis::pipe()
+            .get(k.stock())
+            .cmd("HMGET")
+            .arg(k.meta())
+            .arg(&["admitted", "failed", "dead_lettered", "closed"])
+            .xlen(k.queue())
+            .xlen(k.dead())
+            .query_async(con)
+            .await?;
+    // no group yet (no worker has read the queue): nothing is pending
+    let pending = redis::cmd("XPENDING")
+        .arg(k.queue())
+        .arg(keys::GROUP)
+        .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(con)
+        .await
+        .map_or(0, |p| p.0);
+    let [admitted, failed, dead_lettered, closed] = counters.map(Option::unwrap_or_default);
+    Ok(ShardState {
+        stock: stock.unwrap_or(0),
+        admitted,
+        failed,
+        dead_lettered,
+        closed,
+        backlog,
+        pending,
+        dead_letters,
+    })
+}
+
+/// A sale's orders in MySQL, by status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCounts {
+    /// Every order written for the sale, whatever became of it.
+    pub written: i64,
+    pub unpaid: i64,
+    pub paid: i64,
+    pub closed: i64,
+    pub refunded: i64,
+}
+
+pub async fn order_counts(db: &sqlx::MySqlPool, goods: GoodsId) -> sqlx::Result<OrderCounts> {
+    let rows: Vec<(i8, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM order_info WHERE goods_id = ? GROUP BY status",
+    )
+    .bind(goods.get())
+    .fetch_all(db)
+    .await?;
+    let mut c = OrderCounts::default();
+    for (status, n) in rows {
+        c.written += n;
+        match OrderStatus::try_from(status) {
+            Ok(OrderStatus::Unpaid) => c.unpaid += n,
+            Ok(OrderStatus::Paid) => c.paid += n,
+            Ok(OrderStatus::Closed) => c.closed += n,
+            Ok(OrderStatus::Refunded) => c.refunded += n,
+            Err(_) => {}
+        }
+    }
+    Ok(c)
+}
+
+/// A sale's live state: Redis per shard and summed, MySQL's orders and stock.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveState {
+    pub stock_left: i64,
+    pub shards: Vec<ShardState>,
+    pub admitted: i64,
+    pub failed: i64,
+    pub dead_lettered: i64,
+    pub backlog: i64,
+    pub pending: i64,
+    pub dead_letters: i64,
+    pub orders: OrderCounts,
+    /// MySQL's `seckill_goods.stock`: units not in a live order, as the worker counts them.
+    pub mysql_stock: i64,
+    /// The waiting room, if the sale has one.
+    pub room: Option<RoomState>,
+}
+
+/// A sale's waiting room now.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// Tickets in it.
+    pub size: i64,
+    /// Tickets let through so far: min(path cap, size, (now − start) × rate).
+    pub through: i64,
+}
+
+/// The room of the sale in `row` now (`lua/room.lua` computes the same `through`).
+async fn room_state(
+    state: &AppState,
+    row: &SaleRow,
+    now_ms: i64,
+) -> redis::RedisResult<Option<RoomState>> {
+    if row.room_opens_secs.is_none() {
+        return Ok(None);
+    }
+    let k = state.keys.sale(row.goods());
+    let (size, cap, rate): (i64, Option<i64>, Option<f64>) = redis::pipe()
+        .zcard(k.room_line())
+        .hget(k.meta(), "path_cap")
+        .hget(k.meta(), "room_rate")
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let elapsed = (now_ms - row.start_ms()).max(0) as f64;
+    let by_time = (elapsed * rate.unwrap_or(0.0) / 1000.0).floor() as i64;
+    Ok(Some(RoomState {
+        size,
+        through: by_time.min(cap.unwrap_or(0)).min(size),
+    }))
+}
+
+/// One sale for the operators: its settings, phase and live state.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaleView {
+    pub goods_id: GoodsId,
+    #[serde(flatten)]
+    pub spec: SaleSpec,
+    pub cancelled_at: Option<i64>,
+    pub phase: Phase,
+    pub live: LiveState,
+}
+
+/// Reads the live state of the sale in `row`.
+pub async fn view_of(state: &AppState, row: &SaleRow) -> Result<SaleView, AppError> {
+    let con = &mut state.redis.clone();
+    let mut shards = Vec::new();
+    for shard in Shard::all(row.goods(), row.shards()) {
+        shards.push(shard_state(con, &state.keys, shard).await?);
+    }
+    let sum = |f: fn(&ShardState) -> i64| shards.iter().map(f).sum::<i64>();
+    let live = LiveState {
+        stock_left: sum(|s| s.stock),
+        admitted: sum(|s| s.admitted),
+        failed: sum(|s| s.failed),
+        dead_lettered: sum(|s| s.dead_lettered),
+        backlog: sum(|s| s.backlog),
+        pending: sum(|s| s.pending),
+        dead_letters: sum(|s| s.dead_letters),
+        orders: order_counts(&state.db, row.goods()).await?,
+        mysql_stock: i64::from(row.stock),
+        room: room_state(state, row, chrono::Utc::now().timestamp_millis()).await?,
+        shards,
+    };
+    Ok(SaleView {
+        goods_id: row.goods(),
+        spec: SaleSpec::from_row(row),
+        cancelled_at: row.cancelled_ms(),
+        phase: phase_of(
+            row,
+            Some(live.stock_left),
+            chrono::Utc::now().timestamp_millis(),
+        ),
+        live,
+    })
+}
+
+/// One sale's view; `NotFound` if there is none.
+pub async fn view(state: &AppState, goods: GoodsId) -> Result<SaleView, AppError> {
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    view_of(state, &row).await
+}
+
+/// Every sale's view, newest first, at most `limit`.
+pub async fn list(state: &AppState, limit: usize) -> Result<Vec<SaleView>, AppError> {
+    let rows = tokio::time::timeout(Duration::from_secs(5), sale::all(&state.db))
+        .await
+        .map_err(|_| AppError::Unavailable(crate::error::Dependency::Mysql))??;
+    let mut views = Vec::new();
+    for row in rows.iter().rev().take(limit) {
+        views.push(view_of(state, row).await?);
+    }
+    Ok(views)
+}

@@ -1,0 +1,594 @@
+//! Sale management: what an operator does to a sale (create it, change it, cancel it) and the
+//! rules that keep every change from breaking an invariant.
+//!
+//! MySQL is the source: each operation writes MySQL first, in one transaction whose `UPDATE` is
+//! guarded by the phase the change was checked against (so a sale that goes live meanwhile is
+//! not changed as if it were still scheduled), then brings Redis in line, then drops the cached
+//! catalogue entries and announces the goods id on the restock channel, so every edge clears its
+//! sold-out flag and forgets the sale's shard count. Edges and workers need no restart: edges
+//! read a sale's window and limits from its Redis meta, workers find new sales every 2 s.
+//!
+//! What may change when (the phase is `crate::live::Phase`):
+//! - scheduled: anything; the sale's stock is laid out again in Redis if its stock or shards
+//!   change (a waiting room's tickets stay).
+//! - live or sold out: only what cannot break an invariant: a later end, more stock
+//!   (`addStock`, a restock: the units go to the shards, a sold-out sale reopens), the rates and
+//!   path factor, and the words and picture. Name and prices are copied into orders, the start
+//!   has passed, and shoppers are spread over the shards, so those are fixed
+//!   ([`Refusal::FixedOnceLive`]).
+//! - ended or cancelled: nothing ([`Refusal::SaleOver`]).
+//!
+//! Cancelling stops admissions at once on every edge (they all read the same meta) and keeps
+//! the orders already admitted: the worker still writes every queued entry.
+
+use chrono::{DateTime, NaiveDateTime};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{GoodsId, MAX_SHARDS};
+use crate::error::{AppError, Refusal, SaleRule};
+use crate::live::Phase;
+use crate::sale::{self, SaleRow, share};
+use crate::state::AppState;
+
+/// The most units one sale may have.
+pub const MAX_STOCK: i64 = 1_000_000;
+
+/// Everything that defines a sale: the body of `POST /api/admin/sales`, and a sale as it stands.
+/// Times are epoch milliseconds; the optional limits fall back to the configured defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaleSpec {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub detail: String,
+    /// A site path or an http(s) URL; the demo picture when left out.
+    #[serde(default = "default_image")]
+    pub image_url: String,
+    pub price: f64,
+    pub sale_price: f64,
+    pub stock: i64,
+    pub start_at: i64,
+    pub end_at: i64,
+    /// Stock shards (hot items): 1 = not split.
+    #[serde(default = "one")]
+    pub shards: i64,
+    pub user_rate: Option<f64>,
+    pub user_burst: Option<i64>,
+    pub gate_rate: Option<f64>,
+    pub gate_burst: Option<i64>,
+    pub path_factor: Option<i64>,
+    /// A waiting room opens this many seconds before the start (absent: no room).
+    pub room_opens_before: Option<i64>,
+    /// The room's let-through rate per second (absent: the setting).
+    pub room_rate: Option<f64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn default_image() -> String {
+    "/img/goods.svg".into()
+}
+
+/// The body of `PATCH /api/admin/sales/{id}`: the fields to change, and `addStock` to restock.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SalePatch {
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub detail: Option<String>,
+    pub image_url: Option<String>,
+    pub price: Option<f64>,
+    pub sale_price: Option<f64>,
+    pub stock: Option<i64>,
+    pub add_stock: Option<i64>,
+    pub start_at: Option<i64>,
+    pub end_at: Option<i64>,
+    pub shards: Option<i64>,
+    pub user_rate: Option<f64>,
+    pub user_burst: Option<i64>,
+    pub gate_rate: Option<f64>,
+    pub gate_burst: Option<i64>,
+    pub path_factor: Option<i64>,
+    pub room_opens_before: Option<i64>,
+    pub room_rate: Option<f64>,
+}
+
+/// Epoch ms of 2000-01-01 and 2100-01-01: the range a sale's times must be in.
+const TIME_RANGE: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
+fn money_ok(v: f64) -> bool {
+    v.is_finite() && v > 0.0 && v <= 99_999_999.99 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6
+}
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn image_ok(url: &str) -> bool {
+    let clean = !url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\"'<>\\`".contains(c));
+    let shape = url.is_empty()
+        || (url.starts_with('/') && !url.starts_with("//"))
+        || url.starts_with("https://")
+        || url.starts_with("http://");
+    chars(url) <= 255 && clean && shape
+}
+
+impl SaleSpec {
+    /// Checks every rule, in the order of [`SaleRule`]; the first broken one is the answer.
+    /// `now_ms` is for "the end is in the future".
+    pub fn check(&self, now_ms: i64) -> Result<(), SaleRule> {
+        let room_ok = self
+            .room_opens_before
+            .is_none_or(|s| (1..=86_400).contains(&s))
+            && self
+                .room_rate
+                .is_none_or(|r| r.is_finite() && r > 0.0 && r <= 1e6);
+        let rules: [(bool, SaleRule); 16] = [
+            ((1..=64).contains(&chars(self.name.trim())), SaleRule::Name),
+            (
+                (1..=255).contains(&chars(self.title.trim())),
+                SaleRule::Title,
+            ),
+            (chars(&self.detail) <= 10_000, SaleRule::Detail),
+            (image_ok(&self.image_url), SaleRule::ImageUrl),
+            (money_ok(self.price), SaleRule::Price),
+            (money_ok(self.sale_price), SaleRule::SalePrice),
+            (self.sale_price <= self.price, SaleRule::SalePriceAbovePrice),
+            ((1..=MAX_STOCK).contains(&self.stock), SaleRule::Stock),
+            (
+                TIME_RANGE.contains(&self.start_at) && TIME_RANGE.contains(&self.end_at),
+                SaleRule::Time,
+            ),
+            (self.end_at > self.start_at, SaleRule::EndBeforeStart),
+            (self.end_at > now_ms, SaleRule::EndInPast),
+            (
+                (1..=i64::from(MAX_SHARDS)).contains(&self.shards) && self.shards <= self.stock,
+                SaleRule::Shards,
+            ),
+            (
+                [self.user_rate, self.gate_rate]
+                    .iter()
+                    .flatten()
+                    .all(|r| r.is_finite() && *r > 0.0 && *r <= 1e6),
+                SaleRule::Rate,
+            ),
+            (
+                [self.user_burst, self.gate_burst]
+                    .iter()
+                    .flatten()
+                    .all(|b| (1..=1_000_000).contains(b)),
+                SaleRule::Burst,
+            ),
+            (
+                self.path_factor.is_none_or(|f| (1..=100).contains(&f)),
+                SaleRule::PathFactor,
+            ),
+            (room_ok, SaleRule::Room),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, rule)) => Err(*rule),
+            None => Ok(()),
+        }
+    }
+
+    /// The sale as MySQL has it.
+    pub fn from_row(row: &SaleRow) -> Self {
+        Self {
+            name: row.name.clone(),
+            title: row.title.clone(),
+            detail: row.detail.clone(),
+            image_url: row.img.clone(),
+            price: row.price,
+            sale_price: row.seckill_price,
+            stock: i64::from(row.initial_stock),
+            start_at: row.start_at.and_utc().timestamp_millis(),
+            end_at: row.end_at.and_utc().timestamp_millis(),
+            shards: i64::from(row.stock_shards),
+            user_rate: row.user_rate,
+            user_burst: row.user_burst.map(i64::from),
+            gate_rate: row.gate_rate,
+            gate_burst: row.gate_burst.map(i64::from),
+            path_factor: row.path_factor.map(i64::from),
+            room_opens_before: row.room_opens_secs.map(i64::from),
+            room_rate: row.room_rate,
+        }
+    }
+}
+
+impl SalePatch {
+    /// `spec` with this patch applied (`addStock` added to the stock), and whether anything
+    /// changed. The fields fixed once a sale is live are listed in `fixed_changed`.
+    fn apply(&self, spec: &SaleSpec) -> Result<Applied, SaleRule> {
+        let mut next = spec.clone();
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    next.$field = v.clone();
+                }
+            )*};
+        }
+        macro_rules! set_some {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    next.$field = Some(v);
+                }
+            )*};
+        }
+        set!(
+            name, title, detail, image_url, price, sale_price, stock, start_at, end_at, shards
+        );
+        set_some!(
+            user_rate,
+            user_burst,
+            gate_rate,
+            gate_burst,
+            path_factor,
+            room_opens_before,
+            room_rate
+        );
+        let add = self.add_stock.unwrap_or(0);
+        if self.add_stock.is_some() {
+            if !(1..=MAX_STOCK).contains(&add) || next.stock + add > MAX_STOCK {
+                return Err(SaleRule::AddStock);
+            }
+            next.stock += add;
+        }
+        if next == *spec {
+            return Err(SaleRule::NothingToChange);
+        }
+        let fixed_changed = next.name != spec.name
+            || next.price != spec.price
+            || next.sale_price != spec.sale_price
+            || next.start_at != spec.start_at
+            || next.shards != spec.shards
+            || next.room_opens_before != spec.room_opens_before
+            || next.room_rate != spec.room_rate;
+        Ok(Applied {
+            stock_set: self.stock.is_some_and(|s| s != spec.stock),
+            fixed_changed,
+            add,
+            next,
+        })
+    }
+}
+
+/// A patch applied to a sale's spec.
+struct Applied {
+    next: SaleSpec,
+    /// `addStock`: units to add to a live sale.
+    add: i64,
+    /// `stock` was sent, with a new value.
+    stock_set: bool,
+    /// A field fixed once live changed.
+    fixed_changed: bool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn datetime(ms: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_millis(ms)
+        .expect("checked against TIME_RANGE")
+        .naive_utc()
+}
+
+/// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
+pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppError> {
+    spec.check(now_ms()).map_err(AppError::Invalid)?;
+    let mut tx = crate::db::begin(&state.db).await?;
+    let id = sqlx::query(
+        "INSERT INTO goods (name, title, img, detail, price, stock) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(spec.name.trim())
+    .bind(spec.title.trim())
+    .bind(&spec.image_url)
+    .bind(&spec.detail)
+    .bind(spec.price)
+    .bind(spec.stock)
+    .execute(&mut *tx)
+    .await?
+    .last_insert_id() as i64;
+    sqlx::query(
+        "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, \
+         end_at, stock_shards, user_rate, user_burst, gate_rate, gate_burst, path_factor, \
+         room_opens_secs, room_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(spec.sale_price)
+    .bind(spec.stock)
+    .bind(spec.stock)
+    .bind(datetime(spec.start_at))
+    .bind(datetime(spec.end_at))
+    .bind(spec.shards)
+    .bind(spec.user_rate)
+    .bind(spec.user_burst)
+    .bind(spec.gate_rate)
+    .bind(spec.gate_burst)
+    .bind(spec.path_factor)
+    .bind(spec.room_opens_before)
+    .bind(spec.room_rate)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let goods = GoodsId::new(id)?;
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let con = &mut state.redis.clone();
+    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
+    announce(state, goods).await?;
+    tracing::info!(goods = id, stock = spec.stock, name = %spec.name, "sale created");
+    Ok(goods)
+}
+
+/// Changes a sale as `patch` says, if its phase allows it (see the module comment).
+pub async fn update(state: &AppState, goods: GoodsId, patch: &SalePatch) -> Result<(), AppError> {
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let spec = SaleSpec::from_row(&row);
+    let applied = patch.apply(&spec).map_err(AppError::Invalid)?;
+    let now = now_ms();
+    let phase = crate::live::phase_of(&row, None, now);
+    let scheduled = allowed_in(phase, &spec, &applied).map_err(AppError::Refused)?;
+    let next = &applied.next;
+    next.check(now).map_err(AppError::Invalid)?;
+
+    let mut tx = crate::db::begin(&state.db).await?;
+    // the guard: the phase this change was checked against still holds (scheduled: not
+    // started yet; live: not ended yet), so a sale that went live meanwhile is left alone
+    let changed = sqlx::query(
+        "UPDATE seckill_goods SET seckill_price = ?, stock = stock + ?, initial_stock = ?, \
+         start_at = ?, end_at = ?, stock_shards = ?, user_rate = ?, user_burst = ?, \
+         gate_rate = ?, gate_burst = ?, path_factor = ?, room_opens_secs = ?, room_rate = ? \
+         WHERE goods_id = ? \
+         AND cancelled_at IS NULL AND ((? AND start_at > NOW(3)) OR (NOT ? AND end_at > NOW(3)))",
+    )
+    .bind(next.sale_price)
+    .bind(next.stock - spec.stock)
+    .bind(next.stock)
+    .bind(datetime(next.start_at))
+    .bind(datetime(next.end_at))
+    .bind(next.shards)
+    .bind(next.user_rate)
+    .bind(next.user_burst)
+    .bind(next.gate_rate)
+    .bind(next.gate_burst)
+    .bind(next.path_factor)
+    .bind(next.room_opens_before)
+    .bind(next.room_rate)
+    .bind(goods.get())
+    .bind(scheduled)
+    .bind(scheduled)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        let why = if scheduled {
+            Refusal::WentLive
+        } else {
+            Refusal::SaleOver
+        };
+        return Err(AppError::Refused(why));
+    }
+    sqlx::query(
+        "UPDATE goods SET name = ?, title = ?, img = ?, detail = ?, price = ? WHERE id = ?",
+    )
+    .bind(next.name.trim())
+    .bind(next.title.trim())
+    .bind(&next.image_url)
+    .bind(&next.detail)
+    .bind(next.price)
+    .bind(goods.get())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let con = &mut state.redis.clone();
+    if scheduled && (next.stock != spec.stock || next.shards != spec.shards) {
+        // before the start nothing is admitted: the stock is laid out again from MySQL (shard
+        // 0's stock key goes, and every other shard whole); shard 0's other keys stay, among
+        // them a waiting room's line of tickets
+        let _: () = con.del(state.keys.sale(goods).stock()).await?;
+        con.delete_matching(&state.keys.split_shards(goods)).await?;
+    } else if applied.add > 0 {
+        restock(state, &row, applied.add).await?;
+    }
+    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
+    announce(state, goods).await?;
+    tracing::info!(goods = goods.get(), ?phase, "sale changed");
+    Ok(())
+}
+
+/// Whether `applied` may be made to `spec` in `phase`; `Ok(true)` if the sale is scheduled
+/// (anything goes), `Ok(false)` if it is live (the change keeps to what a live sale takes).
+fn allowed_in(phase: Phase, spec: &SaleSpec, applied: &Applied) -> Result<bool, Refusal> {
+    match phase {
+        Phase::Ended | Phase::Cancelled => Err(Refusal::SaleOver),
+        Phase::Scheduled => Ok(true),
+        Phase::Live | Phase::SoldOut if applied.fixed_changed => Err(Refusal::FixedOnceLive),
+        Phase::Live | Phase::SoldOut if applied.stock_set => Err(Refusal::StockOnceLive),
+        Phase::Live | Phase::SoldOut if applied.next.end_at < spec.end_at => {
+            Err(Refusal::EndEarlierOnceLive)
+        }
+        Phase::Live | Phase::SoldOut => Ok(false),
+    }
+}
+
+/// Puts `add` new units into a live sale's shards, each its share.
+async fn restock(state: &AppState, row: &SaleRow, add: i64) -> Result<(), AppError> {
+    let n = row.shards();
+    let con = &mut state.redis.clone();
+    for shard in crate::domain::Shard::all(row.goods(), n) {
+        let units = share(add, n, shard.index);
+        if units > 0 {
+            let _: i64 = con.incr(state.keys.shard(shard).stock(), units).await?;
+        }
+    }
+    tracing::info!(goods = row.goods_id, add, "sale restocked");
+    Ok(())
+}
+
+/// Cancels a scheduled or live sale: admissions stop at once on every edge; admitted orders are
+/// kept. Cancelling a cancelled sale again applies it to Redis again (a retry after Redis was
+/// away); an ended sale is refused.
+pub async fn cancel(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.cancelled_at.is_none() {
+        let changed = sqlx::query(
+            "UPDATE seckill_goods SET cancelled_at = NOW(3) \
+             WHERE goods_id = ? AND cancelled_at IS NULL AND end_at > NOW(3)",
+        )
+        .bind(goods.get())
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(AppError::Refused(Refusal::SaleOver));
+        }
+    }
+    let row = sale::one(&state.db, goods)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let con = &mut state.redis.clone();
+    // the meta's window now ends at the cancellation: admit.lua answers ENDED from here on
+    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
+    announce(state, goods).await?;
+    tracing::info!(goods = goods.get(), "sale cancelled");
+    Ok(())
+}
+
+/// Drops the cached catalogue entries of `goods` and tells every edge the sale changed.
+async fn announce(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
+    let con = &mut state.redis.clone();
+    // one DEL per key: on a cluster the two keys may live on different nodes
+    let _: () = con.del(state.keys.goods(goods)).await?;
+    let _: () = con.del(state.keys.goods_list()).await?;
+    // a restock reopens a split sale's waiting room too
+    let _: () = con.del(state.keys.sale(goods).room_soldout()).await?;
+    let _: () = con
+        .publish(state.keys.restock_channel(), goods.get().to_string())
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn spec() -> SaleSpec {
+        SaleSpec {
+            name: "Phone".into(),
+            title: "A phone".into(),
+            detail: String::new(),
+            image_url: "/img/goods.svg".into(),
+            price: 100.0,
+            sale_price: 1.0,
+            stock: 10,
+            start_at: NOW + 60_000,
+            end_at: NOW + 3_600_000,
+            shards: 1,
+            user_rate: None,
+            user_burst: None,
+            gate_rate: None,
+            gate_burst: None,
+            path_factor: None,
+            room_opens_before: None,
+            room_rate: None,
+        }
+    }
+
+    #[test]
+    fn each_rule_is_caught_by_its_own_code() {
+        assert_eq!(spec().check(NOW), Ok(()));
+        type Breaker = fn(&mut SaleSpec);
+        let cases: Vec<(Breaker, SaleRule)> = vec![
+            (|s| s.name = " ".into(), SaleRule::Name),
+            (|s| s.name = "x".repeat(65), SaleRule::Name),
+            (|s| s.title = String::new(), SaleRule::Title),
+            (|s| s.detail = "x".repeat(10_001), SaleRule::Detail),
+            (
+                |s| s.image_url = "javascript:alert(1)".into(),
+                SaleRule::ImageUrl,
+            ),
+            (|s| s.image_url = "/a b.png".into(), SaleRule::ImageUrl),
+            (
+                |s| s.image_url = "//evil.example/x.png".into(),
+                SaleRule::ImageUrl,
+            ),
+            (|s| s.price = 0.0, SaleRule::Price),
+            (|s| s.price = 1.001, SaleRule::Price),
+            (|s| s.sale_price = f64::NAN, SaleRule::SalePrice),
+            (|s| s.sale_price = 101.0, SaleRule::SalePriceAbovePrice),
+            (|s| s.stock = 0, SaleRule::Stock),
+            (|s| s.stock = MAX_STOCK + 1, SaleRule::Stock),
+            (|s| s.start_at = 5, SaleRule::Time),
+            (|s| s.end_at = s.start_at, SaleRule::EndBeforeStart),
+            (
+                |s| {
+                    s.start_at = NOW - 20;
+                    s.end_at = NOW - 10
+                },
+                SaleRule::EndInPast,
+            ),
+            (|s| s.shards = 0, SaleRule::Shards),
+            (|s| s.shards = 11, SaleRule::Shards),
+            (|s| s.user_rate = Some(0.0), SaleRule::Rate),
+            (|s| s.gate_rate = Some(f64::INFINITY), SaleRule::Rate),
+            (|s| s.gate_burst = Some(0), SaleRule::Burst),
+            (|s| s.path_factor = Some(101), SaleRule::PathFactor),
+            (|s| s.room_opens_before = Some(0), SaleRule::Room),
+            (|s| s.room_rate = Some(-1.0), SaleRule::Room),
+        ];
+        for (break_it, rule) in cases {
+            let mut s = spec();
+            break_it(&mut s);
+            assert_eq!(s.check(NOW), Err(rule), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_patch_knows_what_it_changes() {
+        let base = spec();
+        let empty = SalePatch::default();
+        assert!(matches!(empty.apply(&base), Err(SaleRule::NothingToChange)));
+        let same = SalePatch {
+            stock: Some(10),
+            ..Default::default()
+        };
+        assert!(matches!(same.apply(&base), Err(SaleRule::NothingToChange)));
+        let restock = SalePatch {
+            add_stock: Some(5),
+            ..Default::default()
+        };
+        let a = restock.apply(&base).unwrap();
+        assert_eq!(
+            (a.next.stock, a.add, a.stock_set, a.fixed_changed),
+            (15, 5, false, false)
+        );
+        let price = SalePatch {
+            price: Some(90.0),
+            ..Default::default()
+        };
+        assert!(price.apply(&base).unwrap().fixed_changed);
+        let too_much = SalePatch {
+            add_stock: Some(MAX_STOCK),
+            ..Default::default()
+        };
+        assert!(matches!(too_much.apply(&base), Err(SaleRule::AddStock)));
+    }
+}

@@ -1,0 +1,247 @@
+//! The waiting room: a fair first second (`lua/room.lua` holds the whole rule).
+//!
+//! A sale may open a room some seconds before its start (`roomOpensBefore`). Shoppers who open
+//! the sale page then join it (`POST /api/seckill/room`) and get one ticket each; at the start
+//! the early joiners' order is a random draw (the edge draws each ticket's number when it is
+//! made, and nobody sees an order before the start), latecomers queue behind in arrival order.
+//! Tickets go through at the sale's room rate and only as many as its path cap; the page polls
+//! `GET /api/seckill/room` for its position and wait, which only ever go down, and the answer
+//! says when to poll next. Only a ticket that is through gets a hidden path ([`require_turn`]).
+//!
+//! Every edge computes the same line from Redis alone: the room's keys sit under the sale's
+//! shard 0 hash tag (also for a split sale), and how many tickets are through is a function of
+//! Redis time, so there is nothing to coordinate. A sale that is not split tells its line it is
+//! sold out from shard 0's stock, in the script; a split one from a key the edges keep in step
+//! with the sum of its shards ([`SplitStock`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use crate::domain::{GoodsId, Shard, UserId};
+use crate::error::AppError;
+use crate::scripts::RoomAnswer;
+use crate::split::Shape;
+use crate::state::AppState;
+
+/// Scores of early joiners are drawn below this (2^52: exact in a double, as Redis stores it).
+const DRAW_BELOW: u64 = 1 << 52;
+
+/// How soon a waiting page polls again at most: a sale that sells out tells its line within
+/// this time.
+pub const POLL_WAITING_MS: i64 = 1000;
+/// How soon a page in the room before the start polls again at most (it polls at the start).
+pub const POLL_BEFORE_START_MS: i64 = 5000;
+
+/// How often an edge adds up a split sale's stock for its room (see [`SplitStock`]).
+pub const SPLIT_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A split sale's room cannot see the other shards' stock (they are other Redis slots), so
+/// each edge adds them up at most every [`SPLIT_CHECK_EVERY`] per sale, while someone asks,
+/// and sets or clears the room's sold-out key (`room:soldout`) to match.
+#[derive(Debug, Default)]
+pub struct SplitStock {
+    checked: Mutex<HashMap<GoodsId, Instant>>,
+}
+
+impl SplitStock {
+    async fn refresh(&self, state: &AppState, goods: GoodsId, shards: u16) -> Result<(), AppError> {
+        {
+            let mut checked = self.checked.lock().expect("split stock lock");
+            match checked.get(&goods) {
+                Some(at) if at.elapsed() < SPLIT_CHECK_EVERY => return Ok(()),
+                _ => checked.insert(goods, Instant::now()),
+            };
+        }
+        let con = &mut state.redis.clone();
+        let mut total = 0;
+        for shard in Shard::all(goods, shards) {
+            let left: Option<i64> = con.get(state.keys.shard(shard).stock()).await?;
+            total += left.unwrap_or(0).max(0);
+        }
+        let key = state.keys.sale(goods).room_soldout();
+        if total == 0 {
+            let _: () = con.set(&key, 1).await?;
+        } else {
+            let _: () = con.del(&key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Joins the room of `goods` (or looks, with `join` false) as `user`; `shape` is the sale's, as
+/// the caller read it.
+pub async fn call(
+    state: &AppState,
+    goods: GoodsId,
+    shape: Shape,
+    user: UserId,
+    join: bool,
+) -> Result<RoomAnswer, AppError> {
+    if shape.room && shape.shards > 1 {
+        state
+            .split_stock
+            .refresh(state, goods, shape.shards)
+            .await?;
+    }
+    let k = state.keys.sale(goods);
+    // a look draws nothing: the script reads its ARGV[3] only for a new ticket
+    let (mode, draw) = match join {
+        true => ("join", rand::rng().random_range(0..DRAW_BELOW).to_string()),
+        false => ("look", String::new()),
+    };
+    let split = if shape.shards > 1 { "1" } else { "0" };
+    let reply = state
+        .scripts
+        .get()
+        .room
+        .invoke(
+            &mut state.redis.clone(),
+            &[
+                &k.meta(),
+                &k.room_line(),
+                &k.room_seq(),
+                &k.stock(),
+                &k.room_soldout(),
+                &k.room_through(),
+            ],
+            &[mode, &user.get().to_string(), &draw, split, ""],
+        )
+        .await?;
+    let answer = RoomAnswer::from_reply(reply)?;
+    if let RoomAnswer::Through {
+        wait_ms,
+        first: true,
+    } = answer
+    {
+        state.metrics.room_let_through.inc();
+        state.metrics.room_wait.observe(wait_ms as f64 / 1000.0);
+    }
+    Ok(answer)
+}
+
+/// For the hidden path: refuses a shopper of a sale with a room whose ticket is not through.
+pub async fn require_turn(
+    state: &AppState,
+    goods: GoodsId,
+    shape: Shape,
+    user: UserId,
+) -> Result<(), AppError> {
+    match call(state, goods, shape, user, false).await? {
+        RoomAnswer::Through { .. } | RoomAnswer::NoRoom => Ok(()),
+        RoomAnswer::Waiting { position, .. } => Err(AppError::NotYourTurn {
+            position: Some(position),
+        }),
+        RoomAnswer::InRoom { .. } | RoomAnswer::NoTicket | RoomAnswer::NotOpen { .. } => {
+            Err(AppError::NotYourTurn { position: None })
+        }
+        RoomAnswer::Full => Err(AppError::RoomFull),
+        RoomAnswer::SoldOut => Err(AppError::SoldOut),
+        RoomAnswer::Ended => Err(AppError::Ended),
+        RoomAnswer::NoSale => Err(AppError::NotFound),
+    }
+}
+
+/// What the page is told about its ticket (`GET`/`POST /api/seckill/room`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct View {
+    /// `no_room`, `not_open`, `no_ticket`, `in_room` (before the draw), `waiting`, `through`,
+    /// `full` (behind the sale's cap: will not get through), `sold_out`, `ended`.
+    pub state: &'static str,
+    /// 1 = next; only while waiting.
+    pub position: Option<i64>,
+    /// Until this ticket's turn (ms), while waiting.
+    pub wait_ms: Option<i64>,
+    /// Tickets in the room.
+    pub room_size: Option<i64>,
+    /// Tickets let through so far.
+    pub through: Option<i64>,
+    /// Until the start (ms), in the room before it; until the room opens, before that.
+    pub starts_in_ms: Option<i64>,
+    pub opens_in_ms: Option<i64>,
+    /// When to ask again (ms); absent when there is nothing more to wait for.
+    pub next_poll_ms: Option<i64>,
+}
+
+impl From<RoomAnswer> for View {
+    fn from(a: RoomAnswer) -> Self {
+        let mut v = View {
+            state: "",
+            position: None,
+            wait_ms: None,
+            room_size: None,
+            through: None,
+            starts_in_ms: None,
+            opens_in_ms: None,
+            next_poll_ms: None,
+        };
+        match a {
+            RoomAnswer::Through { .. } => v.state = "through",
+            RoomAnswer::Waiting {
+                position,
+                wait_ms,
+                size,
+                through,
+            } => {
+                v.state = "waiting";
+                (v.position, v.wait_ms) = (Some(position), Some(wait_ms));
+                (v.room_size, v.through) = (Some(size), Some(through));
+                v.next_poll_ms = Some(wait_ms.clamp(100, POLL_WAITING_MS));
+            }
+            RoomAnswer::InRoom { starts_in_ms, size } => {
+                v.state = "in_room";
+                (v.starts_in_ms, v.room_size) = (Some(starts_in_ms), Some(size));
+                v.next_poll_ms = Some(starts_in_ms.clamp(100, POLL_BEFORE_START_MS));
+            }
+            RoomAnswer::NotOpen { opens_in_ms } => {
+                v.state = "not_open";
+                v.opens_in_ms = Some(opens_in_ms);
+                v.next_poll_ms = Some(opens_in_ms.clamp(100, 10 * POLL_BEFORE_START_MS));
+            }
+            RoomAnswer::Full => v.state = "full",
+            RoomAnswer::SoldOut => v.state = "sold_out",
+            RoomAnswer::Ended => v.state = "ended",
+            RoomAnswer::NoTicket => v.state = "no_ticket",
+            RoomAnswer::NoRoom => v.state = "no_room",
+            RoomAnswer::NoSale => v.state = "no_sale",
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_page_polls_within_a_second_and_at_its_turn() {
+        let v = View::from(RoomAnswer::Waiting {
+            position: 40,
+            wait_ms: 9000,
+            size: 100,
+            through: 3,
+        });
+        assert_eq!((v.state, v.next_poll_ms), ("waiting", Some(1000)));
+        let soon = View::from(RoomAnswer::Waiting {
+            position: 1,
+            wait_ms: 250,
+            size: 100,
+            through: 3,
+        });
+        assert_eq!(soon.next_poll_ms, Some(250));
+        let before = View::from(RoomAnswer::InRoom {
+            starts_in_ms: 60_000,
+            size: 7,
+        });
+        assert_eq!(
+            (before.state, before.position, before.next_poll_ms),
+            ("in_room", None, Some(5000))
+        );
+        assert_eq!(View::from(RoomAnswer::SoldOut).next_poll_ms, None);
+    }
+}

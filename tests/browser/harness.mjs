@@ -1,0 +1,62 @@
+// What the browser tests share: a free port, a real `flashgate all` started and waited for,
+// Debian's Chromium launched headless, numbered screenshots, and the clean-up of the test's
+// database and Redis keys.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const bin = process.env.FLASHGATE_BIN || path.join(root, "target/debug/flashgate");
+export const shots = path.join(root, "target/test-output/browser");
+mkdirSync(shots, { recursive: true });
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/// `flashgate all` with `env`, once `health` (a /healthz URL) answers.
+export async function startServer(env, health) {
+  const server = spawn(bin, ["all"], { env, stdio: ["ignore", "inherit", "inherit"] });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(health)).ok) break; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return server;
+}
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/// A screenshot function whose files are `PREFIX-NN-name.png`, numbered in order.
+export function screenshots(prefix) {
+  let step = 0;
+  return async (page, name) => {
+    step += 1;
+    const file = `${prefix}-${String(step).padStart(2, "0")}-${name}.png`;
+    await page.screenshot({ path: path.join(shots, file), fullPage: true });
+  };
+}
+
+/// Stops the browser and the server, drops the database and the Redis namespace.
+export async function cleanUp({ browser, server, db, ns }) {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  await new Promise((r) => (server ? server.on("exit", r) : r()));
+  execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-e", `DROP DATABASE IF EXISTS \`${db}\``]);
+  const keys = execFileSync("redis-cli", ["--scan", "--pattern", `${ns}*`], { encoding: "utf8" })
+    .split("\n").filter(Boolean);
+  for (let i = 0; i < keys.length; i += 500) execFileSync("redis-cli", ["del", ...keys.slice(i, i + 500)]);
+}

@@ -1,0 +1,113 @@
+// The waiting room on the sale page, end to end in headless Chromium against a real
+// `flashgate all`: a shopper opens the page before the start and is in the room (no position
+// before the draw); at the start a latecomer queues behind everyone who was there, sees their
+// position move up (never back), is let through, and buys. Screenshots: room-*.png in
+// target/test-output/browser/.
+//
+// Needs what shopper.test.mjs needs (FLASHGATE_BIN, the local services, CHROMIUM).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
+
+const id = randomBytes(6).toString("hex");
+const ns = `room${id}:`;
+const db = `fg_room_${id}`;
+const EARLY = 30; // shoppers in the room before the start, besides the browser's
+const RATE = 4; // tickets let through per second
+
+let server, browser, base, goods, tokens, startsAt;
+
+
+let port;
+const env = () => ({
+  ...process.env,
+  FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
+  FLASHGATE_NAMESPACE: ns,
+  FLASHGATE_LISTEN: `127.0.0.1:${port}`,
+  FLASHGATE_ADMIN_TOKEN: "",
+  FLASHGATE_CAPTCHA: "off",
+  FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
+  FLASHGATE_LOG: "warn",
+});
+const fg = (...args) => execFileSync(bin, args, { env: env(), encoding: "utf8" });
+
+const shot = screenshots("room");
+
+before(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fg("migrate");
+  fg("users", "--count", String(EARLY + 2), "--out", path.join(shots, "room-tokens.csv"));
+  tokens = readFileSync(path.join(shots, "room-tokens.csv"), "utf8").trim().split("\n").slice(1)
+    .map((l) => l.split(",")[1]);
+  const sale = JSON.parse(fg("sale", "create", "--starts-in", "12", "--lasts", "3600", "--json", JSON.stringify({
+    name: "Fair phone", title: "A phone, sold fairly", price: 999, salePrice: 1, stock: 50,
+    pathFactor: 10, roomOpensBefore: 600, roomRate: RATE,
+  })));
+  goods = sale.goodsId;
+  startsAt = sale.startAt;
+  server = await startServer(env(), `${base}/healthz`);
+  browser = await launchBrowser();
+});
+
+after(() => cleanUp({ browser, server, db, ns }));
+
+async function shopperPage(token) {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 900 } });
+  await ctx.addCookies([{ name: "token", value: token, url: base }]);
+  return { ctx, page: await ctx.newPage() };
+}
+
+const roomState = (page) => page.$eval("#room-state", (e) => e.dataset.state || "");
+
+test("in the room before the start, then a latecomer moves up, is let through and buys", async () => {
+  // an early shopper in the browser, and EARLY more through the API
+  const early = await shopperPage(tokens[0]);
+  await early.page.goto(`${base}/goods.html?id=${goods}`);
+  await early.page.waitForFunction(() => document.querySelector("#room-state").dataset.state === "in_room");
+  assert.match(await early.page.textContent("#room-state"), /You are in the waiting room/);
+  assert.equal(await early.page.isVisible("#buy"), false, "no buy button before the turn");
+  await shot(early.page, "in-room-before-the-start");
+  await Promise.all(tokens.slice(2).map((t) => fetch(`${base}/api/seckill/room`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ goodsId: goods }),
+  })));
+
+  // the latecomer opens the page after the start: behind all EARLY + 1 who were in the room
+  await new Promise((r) => setTimeout(r, Math.max(0, startsAt - Date.now()) + 200));
+  const late = await shopperPage(tokens[1]);
+  await late.page.goto(`${base}/goods.html?id=${goods}`);
+  await late.page.waitForFunction(() => document.querySelector("#room-state").dataset.state === "waiting");
+  const positions = [];
+  let taken = 0;
+  for (let i = 0; i < 200; i++) {
+    const state = await roomState(late.page);
+    if (state === "through") break;
+    const pos = Number(await late.page.$eval("#room-state", (e) => e.dataset.position));
+    if (!positions.length || pos !== positions[positions.length - 1]) {
+      positions.push(pos);
+      if (taken < 2 && positions.length % 3 === 1) { await shot(late.page, `waiting-position-${pos}`); taken += 1; }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(positions.length >= 3, `the position moved up: ${positions}`);
+  assert.ok(positions[0] >= 20, `a latecomer starts behind the room: ${positions}`);
+  for (let i = 1; i < positions.length; i++) assert.ok(positions[i] < positions[i - 1], `went backwards: ${positions}`);
+
+  await late.page.waitForSelector("#buy:not([disabled])", { timeout: 20000 });
+  assert.match(await late.page.textContent("#room-state"), /your turn/);
+  await shot(late.page, "let-through");
+  await late.page.fill("#answer", "0");
+  await late.page.click("#buy");
+  await late.page.waitForSelector("#order-link", { timeout: 15000 });
+  await shot(late.page, "bought");
+  // the early shopper was let through too, earlier (the whole room went before the latecomer)
+  assert.equal(await roomState(early.page), "through");
+  await early.ctx.close();
+  await late.ctx.close();
+});
