@@ -49,8 +49,8 @@ pub async fn run(
     let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let writers = ctx.state.settings.writers.max(1);
     // with MySQL as the sink, claims run in a task of their own, so waiting on another worker's
-    // fence never slows this reader down
-    let mut claimer: Option<tokio::task::JoinHandle<()>> = None;
+    // fence never slows this reader down; it ends with the reader (see `Claimer`)
+    let mut claimer: Option<Claimer> = None;
     loop {
         while let Some(done) = in_flight.try_join_next() {
             report(shard, done);
@@ -58,6 +58,9 @@ pub async fn run(
         if *shutdown.borrow() {
             while let Some(done) = in_flight.join_next().await {
                 report(shard, done);
+            }
+            if let Some(mut c) = claimer.take() {
+                let _ = (&mut c.0).await; // it finishes the batch it is writing, as the rest do
             }
             return;
         }
@@ -68,16 +71,16 @@ pub async fn run(
                 last_claim = Instant::now();
                 match sink {
                     Sink::Mysql => {
-                        if claimer.as_ref().is_none_or(|c| c.is_finished()) {
+                        if claimer.as_ref().is_none_or(|c| c.0.is_finished()) {
                             let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
-                            claimer = Some(tokio::spawn(async move {
+                            claimer = Some(Claimer(tokio::spawn(async move {
                                 let mut sink = Sink::Mysql;
                                 if let Err(e) =
                                     claim_stale(&ctx, shard, &mut sink, &mut shutdown).await
                                 {
                                     tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %format!("{e:#}"), "claiming stale entries failed; trying again later");
                                 }
-                            }));
+                            })));
                         }
                     }
                     Sink::Rabbit(_) => claim_stale(&ctx, shard, &mut sink, &mut shutdown).await?,
@@ -118,6 +121,16 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// The reader's claim task, stopped when the reader is: a worker that is killed (its tasks
+/// aborted) leaves no claimer behind working under its name.
+struct Claimer(tokio::task::JoinHandle<()>);
+
+impl Drop for Claimer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
