@@ -5,7 +5,7 @@
 //! At rest (every shard's queue empty) these hold for a sale (docs/invariants.md, 4):
 //! - **stock**: initial stock = Redis stock (all shards) + units in flight (queue entries) +
 //!   orders in MySQL (every `order_info` row) − units given back (closed orders whose unit went
-//!   back to Redis, `stock_returned = 1`). `stockDrift` is Redis stock minus what the equation
+//!   back to Redis: `stock_returned = 1`, or listed in the shard's `given_back` set). `stockDrift` is Redis stock minus what the equation
 //!   says it should be: positive, Redis would sell units MySQL has no room for; negative, units
 //!   are lost (never sold).
 //! - **MySQL stock**: `seckill_goods.stock` = initial stock − live orders (`seckill_order` rows).
@@ -95,6 +95,8 @@ struct ShardReading {
     backlog: i64,
     buyers: BTreeSet<i64>,
     in_flight: Vec<i64>,
+    /// Closed orders whose unit `restore.lua` has given back to this shard.
+    given_back: BTreeSet<i64>,
 }
 
 impl ShardReading {
@@ -117,9 +119,11 @@ async fn read_shard(
         .xlen(k.queue())
         .query_async(con)
         .await?;
-    let (mut buyers, mut in_flight) = (BTreeSet::new(), Vec::new());
+    let (mut buyers, mut in_flight, mut given_back) =
+        (BTreeSet::new(), Vec::new(), BTreeSet::new());
     if full {
         buyers = con.smembers(k.buyers()).await?;
+        given_back = con.smembers(k.given_back()).await?;
         if backlog > 0 {
             let entries: redis::streams::StreamRangeReply = con.xrange_all(k.queue()).await?;
             in_flight = entries
@@ -136,7 +140,22 @@ async fn read_shard(
         backlog,
         buyers,
         in_flight,
+        given_back,
     })
+}
+
+/// Whether `order` is closed and its unit back in Redis: noted in MySQL (`stock_returned`), or
+/// given back and not noted yet (the closer gives back first, then notes it).
+fn unit_back(order: &(i64, i64, i8, bool), given_back: &BTreeSet<i64>) -> bool {
+    order.2 == OrderStatus::Closed as i8 && (order.3 || given_back.contains(&order.0))
+}
+
+/// Every shard's `given_back` set, together.
+fn given_back(redis: &[ShardReading]) -> BTreeSet<i64> {
+    redis
+        .iter()
+        .flat_map(|s| s.given_back.iter().copied())
+        .collect()
 }
 
 async fn read_redis(
@@ -232,11 +251,8 @@ fn compare(
     };
     let redis_stock: i64 = redis.iter().map(|s| s.stock).sum();
     let in_flight: i64 = redis.iter().map(|s| s.backlog).sum();
-    let returned = mysql
-        .orders
-        .iter()
-        .filter(|o| o.2 == OrderStatus::Closed as i8 && o.3)
-        .count() as i64;
+    let back = given_back(redis);
+    let returned = mysql.orders.iter().filter(|o| unit_back(o, &back)).count() as i64;
     let orders = mysql.orders.len() as i64;
     let expected = mysql.initial_stock - in_flight - orders + returned;
     let live_orders = mysql.markers.len() as i64;
@@ -333,8 +349,9 @@ fn buyer_findings(
         mysql.orders.iter().map(|o| (o.0, o)).collect();
     // buyers MySQL accounts for: live markers, and closed orders whose unit is not back yet
     let mut expected: BTreeSet<i64> = mysql.markers.iter().map(|m| m.1).collect();
+    let back = given_back(redis);
     for o in &mysql.orders {
-        if o.2 == OrderStatus::Closed as i8 && !o.3 {
+        if o.2 == OrderStatus::Closed as i8 && !unit_back(o, &back) {
             expected.insert(o.1);
         }
     }

@@ -151,6 +151,11 @@ impl SaleKeys {
     pub fn queue(&self) -> String {
         self.key("queue")
     }
+    /// set: ids of closed orders whose unit has been given back (`lua/restore.lua`: once per
+    /// order, however often the closer retries).
+    pub fn given_back(&self) -> String {
+        self.key("given_back")
+    }
     /// stream: entries given up on after too many deliveries.
     pub fn dead(&self) -> String {
         self.key("dead")

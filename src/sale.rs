@@ -237,8 +237,9 @@ pub enum GiveBack {
     Failed,
     /// The entry kept failing and went to the dead-letter stream (result -1).
     DeadLettered,
-    /// The order was closed unpaid (result -1: the page shows it as lost).
-    Closed,
+    /// This order was closed unpaid (result -1: the page shows it as lost). Given back once per
+    /// order, even if its buyer has bought again since (the order id is noted in `given_back`).
+    Closed { order: i64 },
     /// The audit found the unit held by a buyer with no order (`crate::audit::fix`).
     Mended,
 }
@@ -249,7 +250,7 @@ impl GiveBack {
         match self {
             GiveBack::Failed => "failed",
             GiveBack::DeadLettered => "dead_lettered",
-            GiveBack::Closed => "closed",
+            GiveBack::Closed { .. } => "closed",
             GiveBack::Mended => "mended",
         }
     }
@@ -265,20 +266,26 @@ pub async fn give_back<C: ConnectionLike + Send>(
     user: UserId,
     why: GiveBack,
 ) -> redis::RedisResult<bool> {
-    let (goods, k) = (shard.goods, keys.shard(shard));
-    let (stock, buyers, result_key, meta) = (k.stock(), k.buyers(), k.result(user), k.meta());
-    let user_arg = user.get().to_string();
-    let ttl = keys::RESULT_TTL.as_secs().to_string();
-    let channel = keys.restock_channel();
-    let goods_arg = goods.get().to_string();
+    let k = keys.shard(shard);
+    let mut script_keys = vec![k.stock(), k.buyers(), k.result(user), k.meta()];
+    let mut args = vec![
+        user.get().to_string(),
+        "-1".into(),
+        keys::RESULT_TTL.as_secs().to_string(),
+        keys.restock_channel(),
+        shard.goods.get().to_string(),
+        why.counter().into(),
+    ];
+    if let GiveBack::Closed { order } = why {
+        script_keys.push(k.given_back());
+        args.push(order.to_string());
+    }
+    let script_keys: Vec<&str> = script_keys.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let reply = scripts
         .get()
         .restore
-        .invoke(
-            con,
-            &[&stock, &buyers, &result_key, &meta],
-            &[&user_arg, "-1", &ttl, &channel, &goods_arg, why.counter()],
-        )
+        .invoke(con, &script_keys, &args)
         .await?;
     crate::scripts::decode_done("restore.lua", reply, crate::scripts::Code::NotABuyer).map_err(
         |e| {

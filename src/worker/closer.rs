@@ -5,10 +5,12 @@
 //! 1. in one MySQL transaction: mark the order closed (only if still unpaid), delete its
 //!    `seckill_order` row (so the unique index lets the unit be sold again) and put the unit back
 //!    into `seckill_goods.stock`;
-//! 2. for closed orders whose unit is not back in Redis yet: flag the order `stock_returned`
-//!    (only if it was not, so one closer wins), then `lua/restore.lua` gives the unit back in Redis
-//!    and every edge clears its sold-out flag. A crash between the two leaves a unit unsold, never
-//!    one sold twice.
+//! 2. for closed orders whose unit is not back in Redis yet: `lua/restore.lua` gives the unit
+//!    back in Redis (every edge clears its sold-out flag), then the order is flagged
+//!    `stock_returned`. The script notes the order id and gives each closed order's unit back
+//!    once, however often it is asked (even if the buyer has bought again meanwhile), so a crash
+//!    or a Redis error between the two is simply retried on the next pass: nothing is lost and
+//!    nothing is given back twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,32 +81,27 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .await?;
     let mut con = state.redis.clone();
     for (id, user, goods, shards) in to_return {
-        let won = sqlx::query(
-            "UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0",
+        let (goods, user) = (GoodsId::new(goods)?, UserId::new(user)?);
+        let home = Shard::home(goods, user, shards.max(1) as u16);
+        let came_back = sale::give_back(
+            &mut con,
+            &state.keys,
+            &state.scripts,
+            home,
+            user,
+            sale::GiveBack::Closed { order: id },
         )
-        .bind(id)
-        .execute(db)
-        .await?
-        .rows_affected();
-        if won == 1 {
-            sale::give_back(
-                &mut con,
-                &state.keys,
-                &state.scripts,
-                Shard::home(
-                    GoodsId::new(goods)?,
-                    UserId::new(user)?,
-                    shards.max(1) as u16,
-                ),
-                UserId::new(user)?,
-                sale::GiveBack::Closed,
-            )
+        .await?;
+        sqlx::query("UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0")
+            .bind(id)
+            .execute(db)
             .await?;
+        if came_back {
             state.metrics.closed_unpaid.inc();
             tracing::info!(
                 order = id,
-                user,
-                goods,
+                user = user.get(),
+                goods = goods.get(),
                 "closed an unpaid order; its unit is for sale again"
             );
         }

@@ -110,3 +110,63 @@ async fn requests_that_never_reach_redis_do_not_keep_the_breaker_closed() {
     );
     proxy.restore();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_order_closed_while_redis_is_away_gets_its_unit_back_once_it_returns() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut settings = test_settings();
+    settings.redis_url = format!("redis://127.0.0.1:{}/", proxy.port);
+    settings.unpaid_timeout_secs = 3;
+    let app = spawn_with(settings, true).await;
+    let goods = app.sale(1).await;
+    let users = app.users(1).await;
+    let u = &users[0];
+    let path = app.path_for(&u.token, goods).await;
+    assert_eq!(app.buy(&u.token, &path, goods).await.0, 202);
+    app.drained(goods, Duration::from_secs(20)).await;
+    let order = app.result(&u.token, goods).await;
+    assert!(order > 0);
+
+    proxy.cut().await; // the worker's closer closes the order in MySQL but cannot reach Redis
+    let row = |order: i64| {
+        let db = app.state.db.clone();
+        async move {
+            sqlx::query_as::<_, (i8, i8)>(
+                "SELECT status, stock_returned FROM order_info WHERE id = ?",
+            )
+            .bind(order)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while row(order).await.0 != 2 {
+        assert!(Instant::now() < deadline, "the order was never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // several closer passes
+    assert_eq!(
+        row(order).await,
+        (2, 0),
+        "noted as given back while Redis could not take it"
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while row(order).await.1 != 1 {
+        assert!(Instant::now() < deadline, "the unit never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // more passes give nothing back again
+    let (stock, buyers, _) = app.redis_state(goods).await;
+    assert_eq!((stock, buyers), (1, 0), "the unit is back, once");
+    let closed: i64 = redis::cmd("HGET")
+        .arg(app.state.keys.sale(goods).meta())
+        .arg("closed")
+        .query_async(&mut app.redis())
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    assert_eq!(app.mysql_stock(goods).await, 1);
+}

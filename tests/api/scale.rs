@@ -157,7 +157,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
             &app.state.scripts,
             flashgate::domain::Shard::whole(goods),
             buyer,
-            flashgate::sale::GiveBack::Closed
+            flashgate::sale::GiveBack::Failed
         )
         .await
         .unwrap()

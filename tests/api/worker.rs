@@ -536,3 +536,88 @@ async fn a_batch_read_before_a_takeover_is_not_committed() {
         .unwrap();
     assert!(matches!(r, Batch::Written(ref w) if matches!(w[0], Written::Order(_))));
 }
+
+/// `order_info.stock_returned` of an order: whether the closer has noted its unit as back.
+async fn stock_returned(app: &TestApp, order: i64) -> bool {
+    let noted: i8 = sqlx::query_scalar("SELECT stock_returned FROM order_info WHERE id = ?")
+        .bind(order)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    noted == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_before_it_was_noted() {
+    // the default unpaid timeout (30 min): only the order closed by hand below is closed
+    let mut app = spawn_with(test_settings(), false).await;
+    let goods = app.sale(1).await;
+    let users = app.users(1).await;
+    let u = &users[0];
+    app.start_worker();
+    queue_buys(&app, goods, &users).await;
+    app.drained(goods, Duration::from_secs(20)).await;
+    let first = app.result(&u.token, goods).await;
+    assert!(first > 0);
+    app.kill_worker().await;
+
+    // a closer closed the order and gave its unit back, then died before noting it in MySQL
+    let mut tx = flashgate::db::begin(&app.state.db).await.unwrap();
+    for (sql, id) in [
+        (
+            "UPDATE order_info SET status = 2, closed_at = NOW(3) WHERE id = ?",
+            first,
+        ),
+        ("DELETE FROM seckill_order WHERE order_id = ?", first),
+        (
+            "UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?",
+            goods.get(),
+        ),
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let give_back = || async {
+        flashgate::sale::give_back(
+            &mut app.redis(),
+            &app.state.keys,
+            &app.state.scripts,
+            flashgate::domain::Shard::whole(goods),
+            u.id,
+            flashgate::sale::GiveBack::Closed { order: first },
+        )
+        .await
+        .unwrap()
+    };
+    assert!(give_back().await, "the unit came back");
+    assert!(!give_back().await, "a second give-back of one order");
+    assert_eq!(app.redis_state(goods).await.0, 1);
+    // given back and not noted yet: the audit counts the unit as back all the same
+    let report = flashgate::audit::audit(&app.state, goods).await.unwrap();
+    assert!(report.clean, "{report:#?}");
+
+    // the same shopper buys the unit again, then a closer runs again over the closed order
+    queue_buys(&app, goods, &users).await;
+    app.start_worker();
+    app.drained(goods, Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !stock_returned(&app, first).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closer never noted the closed order"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = app.result(&u.token, goods).await;
+    assert!(second > 0 && second != first, "the new order: {second}");
+    let (stock, buyers, _) = app.redis_state(goods).await;
+    assert_eq!(
+        (stock, buyers),
+        (0, 1),
+        "the unit went back a second time, under the new order"
+    );
+    assert_eq!(app.orders(goods).await, 1);
+    app.assert_invariants(goods, 1).await;
+    let report = flashgate::audit::audit(&app.state, goods).await.unwrap();
+    assert!(report.clean, "{report:#?}");
+}
