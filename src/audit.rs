@@ -5,9 +5,9 @@
 //! At rest (every shard's queue empty) these hold for a sale (docs/invariants.md, 4):
 //! - **stock**: initial stock = Redis stock (all shards) + units in flight (queue entries) +
 //!   orders in MySQL (every `order_info` row) − units given back (closed orders whose unit went
-//!   back to Redis: `stock_returned = 1`, or listed in the shard's `given_back` set). `stockDrift` is Redis stock minus what the equation
-//!   says it should be: positive, Redis would sell units MySQL has no room for; negative, units
-//!   are lost (never sold).
+//!   back to Redis: `stock_returned = 1`, or listed in the shard's `given_back` set).
+//!   `stockDrift` is Redis stock minus what the equation says it should be: positive, Redis
+//!   would sell units MySQL has no room for; negative, units are lost (never sold).
 //! - **MySQL stock**: `seckill_goods.stock` = initial stock − live orders (`seckill_order` rows).
 //! - **buyers**: Redis buyers = MySQL buyers (`seckill_order`, plus closed orders whose unit is
 //!   not back yet) + buyers in flight. A buyer in Redis with no order holds a unit nobody will
