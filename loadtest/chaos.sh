@@ -48,6 +48,9 @@ cleanup() {
   wait 2>/dev/null || true
   redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null || true
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+  if [ "$QUEUE" = rabbitmq ] && command -v rabbitmqctl >/dev/null; then
+    rabbitmqctl -q delete_queue "${ns}flashgate.orders" >/dev/null 2>&1 || true
+  fi
   if [ -n "${KEEP_LOGS:-}" ]; then echo "logs: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
