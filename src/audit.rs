@@ -182,9 +182,7 @@ struct MysqlReading {
 }
 
 async fn read_mysql(state: &AppState, goods: GoodsId) -> Result<MysqlReading, AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let orders: Vec<(i64, i64, i8, i8)> = sqlx::query_as(
         "SELECT id, user_id, status, stock_returned FROM order_info WHERE goods_id = ? ORDER BY id",
     )
@@ -210,9 +208,7 @@ async fn read_mysql(state: &AppState, goods: GoodsId) -> Result<MysqlReading, Ap
 
 /// Audits one sale (see the module comment).
 pub async fn audit(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     audit_row(state, &row).await
 }
 
@@ -417,9 +413,7 @@ const MYSQL_SIDE: [&str; 3] = ["mysql_stock_drift", "marker_without_order", "dou
 /// Audits `goods`, mends Redis from MySQL if that is safe, and audits again: the report after,
 /// with what was changed in `repairs`. Refused while the sale is not at rest.
 pub async fn fix(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let before = audit_row(state, &row).await?;
     if !before.at_rest {
         return Err(AppError::Refused(Refusal::NotAtRest));

@@ -186,6 +186,18 @@ impl SaleKeys {
     pub fn room_through(&self) -> String {
         self.key("room:through")
     }
+    /// The `KEYS` of `lua/room.lua`, in the script's order: meta, line, seq, stock, soldout,
+    /// through. The one place they are put together.
+    pub fn room(&self) -> [String; 6] {
+        [
+            self.meta(),
+            self.room_line(),
+            self.room_seq(),
+            self.stock(),
+            self.room_soldout(),
+            self.room_through(),
+        ]
+    }
     /// The pattern matching every key of this sale.
     pub fn everything(&self) -> String {
         self.key("*")

@@ -242,9 +242,7 @@ pub async fn view_of(state: &AppState, row: &SaleRow) -> Result<SaleView, AppErr
 
 /// One sale's view; `NotFound` if there is none.
 pub async fn view(state: &AppState, goods: GoodsId) -> Result<SaleView, AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     view_of(state, &row).await
 }
 

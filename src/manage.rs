@@ -98,7 +98,7 @@ pub struct SalePatch {
 }
 
 /// Epoch ms of 2000-01-01 and 2100-01-01: the range a sale's times must be in.
-const TIME_RANGE: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+pub(crate) const TIME_RANGE: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
 
 fn money_ok(v: f64) -> bool {
     v.is_finite() && v > 0.0 && v <= 99_999_999.99 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6
@@ -279,10 +279,13 @@ fn datetime(ms: i64) -> NaiveDateTime {
         .naive_utc()
 }
 
-/// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
-pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppError> {
-    spec.check(now_ms()).map_err(AppError::Invalid)?;
-    let mut tx = crate::db::begin(&state.db).await?;
+/// Writes `spec` as a new sale (its `goods` and `seckill_goods` rows) in `tx`, unchecked;
+/// returns the goods id. `create` checks it first; the demo seeder (`crate::seed`) checks less
+/// (an empty or already started sale is fine there), but its times are in [`TIME_RANGE`].
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+    spec: &SaleSpec,
+) -> Result<i64, sqlx::Error> {
     let id = sqlx::query(
         "INSERT INTO goods (name, title, img, detail, price, stock) VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -292,7 +295,7 @@ pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppErr
     .bind(&spec.detail)
     .bind(spec.price)
     .bind(spec.stock)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .last_insert_id() as i64;
     sqlx::query(
@@ -314,13 +317,19 @@ pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppErr
     .bind(spec.path_factor)
     .bind(spec.room_opens_before)
     .bind(spec.room_rate)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
+    Ok(id)
+}
+
+/// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
+pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppError> {
+    spec.check(now_ms()).map_err(AppError::Invalid)?;
+    let mut tx = crate::db::begin(&state.db).await?;
+    let id = insert(&mut tx, spec).await?;
     tx.commit().await?;
     let goods = GoodsId::new(id)?;
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let con = &mut state.redis.clone();
     sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
     announce(state, goods).await?;
@@ -330,9 +339,7 @@ pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppErr
 
 /// Changes a sale as `patch` says, if its phase allows it (see the module comment).
 pub async fn update(state: &AppState, goods: GoodsId, patch: &SalePatch) -> Result<(), AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let spec = SaleSpec::from_row(&row);
     let applied = patch.apply(&spec).map_err(AppError::Invalid)?;
     let now = now_ms();
@@ -391,9 +398,7 @@ pub async fn update(state: &AppState, goods: GoodsId, patch: &SalePatch) -> Resu
     .await?;
     tx.commit().await?;
 
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let con = &mut state.redis.clone();
     if scheduled && (next.stock != spec.stock || next.shards != spec.shards) {
         // before the start nothing is admitted: the stock is laid out again from MySQL (shard
@@ -443,9 +448,7 @@ async fn restock(state: &AppState, row: &SaleRow, add: i64) -> Result<(), AppErr
 /// kept. Cancelling a cancelled sale again applies it to Redis again (a retry after Redis was
 /// away); an ended sale is refused.
 pub async fn cancel(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     if row.cancelled_at.is_none() {
         let changed = sqlx::query(
             "UPDATE seckill_goods SET cancelled_at = NOW(3) \
@@ -459,9 +462,7 @@ pub async fn cancel(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
             return Err(AppError::Refused(Refusal::SaleOver));
         }
     }
-    let row = sale::one(&state.db, goods)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = sale::existing(&state.db, goods).await?;
     let con = &mut state.redis.clone();
     // the meta's window now ends at the cancellation: admit.lua answers ENDED from here on
     sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;

@@ -88,7 +88,7 @@ pub async fn call(
             .refresh(state, goods, shape.shards)
             .await?;
     }
-    let k = state.keys.sale(goods);
+    let keys = state.keys.sale(goods).room();
     // a look draws nothing: the script reads its ARGV[3] only for a new ticket
     let (mode, draw) = match join {
         true => ("join", rand::rng().random_range(0..DRAW_BELOW).to_string()),
@@ -101,14 +101,7 @@ pub async fn call(
         .room
         .invoke(
             &mut state.redis.clone(),
-            &[
-                &k.meta(),
-                &k.room_line(),
-                &k.room_seq(),
-                &k.stock(),
-                &k.room_soldout(),
-                &k.room_through(),
-            ],
+            &keys.each_ref().map(String::as_str),
             &[mode, &user.get().to_string(), &draw, split, ""],
         )
         .await?;

@@ -109,6 +109,11 @@ pub async fn one(db: &MySqlPool, goods: GoodsId) -> Result<Option<SaleRow>, sqlx
         .await
 }
 
+/// One sale that must exist: `NotFound` (404) if it does not.
+pub async fn existing(db: &MySqlPool, goods: GoodsId) -> Result<SaleRow, AppError> {
+    one(db, goods).await?.ok_or(AppError::NotFound)
+}
+
 /// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
 /// else the configured defaults), its path cap, its initial stock and its shard count. Each
 /// shard's gate lets its share of the sale's rate through.
@@ -354,7 +359,7 @@ pub async fn reset(
     // one DEL per key: on a cluster the two keys may live on different nodes
     let _: () = con.del(keys.goods(goods)).await?;
     let _: () = con.del(keys.goods_list()).await?;
-    let sale = one(db, goods).await?.ok_or(AppError::NotFound)?;
+    let sale = existing(db, goods).await?;
     load(con, db, keys, settings, &sale).await?;
     let _: () = con
         .publish(keys.restock_channel(), goods.get().to_string())

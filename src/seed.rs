@@ -8,6 +8,7 @@ use sqlx::MySqlPool;
 
 use crate::domain::{GoodsId, UserId};
 use crate::keys::{self, Keys};
+use crate::manage::{SaleSpec, TIME_RANGE};
 use crate::password;
 use crate::session::SessionUser;
 
@@ -47,32 +48,33 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         "shards must be 1 to {}",
         crate::domain::MAX_SHARDS
     );
+    let start_at = chrono::Utc::now().timestamp_millis() + sale.starts_in_secs * 1000;
+    let end_at = start_at + sale.lasts_secs * 1000;
+    anyhow::ensure!(
+        TIME_RANGE.contains(&start_at) && TIME_RANGE.contains(&end_at),
+        "the sale must start and end between 2000 and 2100"
+    );
+    let spec = SaleSpec {
+        name: sale.name.clone(),
+        title: format!("{}: flash sale, {} units", sale.name, sale.stock),
+        detail: "A demo item for flashgate. One per shopper.".into(),
+        image_url: "/img/goods.svg".into(),
+        price: sale.price,
+        sale_price: sale.seckill_price,
+        stock: i64::from(sale.stock),
+        start_at,
+        end_at,
+        shards: i64::from(sale.shards),
+        user_rate: None,
+        user_burst: None,
+        gate_rate: None,
+        gate_burst: None,
+        path_factor: None,
+        room_opens_before: None,
+        room_rate: None,
+    };
     let mut tx = crate::db::begin(db).await?;
-    let id = sqlx::query(
-        "INSERT INTO goods (name, title, img, detail, price, stock) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&sale.name)
-    .bind(format!("{}: flash sale, {} units", sale.name, sale.stock))
-    .bind("/img/goods.svg")
-    .bind("A demo item for flashgate. One per shopper.")
-    .bind(sale.price)
-    .bind(sale.stock)
-    .execute(&mut *tx)
-    .await?
-    .last_insert_id() as i64;
-    sqlx::query(
-        "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, end_at, \
-         stock_shards) VALUES (?, ?, ?, ?, NOW(3) + INTERVAL ? SECOND, NOW(3) + INTERVAL ? SECOND, ?)",
-    )
-    .bind(id)
-    .bind(sale.seckill_price)
-    .bind(sale.stock)
-    .bind(sale.stock)
-    .bind(sale.starts_in_secs)
-    .bind(sale.starts_in_secs + sale.lasts_secs)
-    .bind(sale.shards)
-    .execute(&mut *tx)
-    .await?;
+    let id = crate::manage::insert(&mut tx, &spec).await?;
     tx.commit().await?;
     Ok(GoodsId::new(id)?)
 }

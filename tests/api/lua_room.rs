@@ -54,21 +54,14 @@ impl Room {
         now: i64,
         split: bool,
     ) -> RoomAnswer {
-        let k = self.keys.sale(self.goods);
+        let keys = self.keys.sale(self.goods).room();
         let reply = self
             .scripts
             .get()
             .room
             .invoke(
                 &mut self.con,
-                &[
-                    &k.meta(),
-                    &k.room_line(),
-                    &k.room_seq(),
-                    &k.stock(),
-                    &k.room_soldout(),
-                    &k.room_through(),
-                ],
+                &keys.each_ref().map(String::as_str),
                 &[
                     if join { "join" } else { "look" },
                     &user.to_string(),
