@@ -94,9 +94,10 @@ fn nothing_in_the_repository_points_outside_it() {
             } else if let Ok(text) = std::fs::read_to_string(&p) {
                 for (i, line) in text.lines().enumerate() {
                     // the founding brief lived beside the repository, in a folder named shared
-                    if line.contains("../shared")
-                        || line.contains("shared/DESIGN")
-                        || line.contains("shared/STYLE")
+                    // (spelled in pieces here, so this file does not match itself)
+                    if line.contains(&["..", "/shared"].concat())
+                        || line.contains(&["shared", "/DESIGN"].concat())
+                        || line.contains(&["shared", "/STYLE"].concat())
                     {
                         hits.push(format!("{}:{}: {line}", p.display(), i + 1));
                     }
@@ -106,8 +107,6 @@ fn nothing_in_the_repository_points_outside_it() {
     }
     let mut hits = Vec::new();
     walk(Path::new(ROOT), &mut hits);
-    // this file names the pattern it looks for
-    hits.retain(|h| !h.contains("tests/docs.rs"));
     assert!(hits.is_empty(), "{hits:#?}");
 }
 
