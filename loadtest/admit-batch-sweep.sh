@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 "$bin" migrate 2>/dev/null
-"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null
+"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 P=0123456789abcdef0123456789abcdef
 n_caps=$(wc -w <<<"$CAPS")
 sales=()

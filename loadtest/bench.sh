@@ -61,7 +61,7 @@ big=${bigs[0]}
 gone=$("$bin" seed --stock 0 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 single=$("$bin" seed --stock "$SINGLE" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 rbs=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
-"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null
+"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 P=0123456789abcdef0123456789abcdef
 # every shopper holds the same hidden path for each sale (issued directly, 1 h)
 tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${bigs[*]} $gone $single" '

@@ -60,7 +60,7 @@ up() { for _ in $(seq 200); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/
 t0=$(date +%s.%N)
 "$bin" migrate 2>/dev/null
 goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
-"$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null
+"$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 start_edge; start_worker; up
 say "sale $goods: $STOCK units, $SHOPPERS shoppers, queue=$QUEUE, edge pid $edge_pid, worker pid $worker_pid"
 

@@ -36,7 +36,7 @@ trap cleanup EXIT
 
 echo "== preparing: $USERS shoppers, a room before its start, a room with everyone in line"
 "$bin" migrate 2>/dev/null
-"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null
+"$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 sale() { # starts-in, then the JSON's extra fields; prints the goods id
   "$bin" sale create --starts-in "$1" --lasts 7200 --json "{\"name\": \"Room bench\", \"title\": \"Room bench\",
     \"price\": 2, \"salePrice\": 1, \"stock\": 1000000, \"pathFactor\": 1, \"roomOpensBefore\": 86400, $2}" \

@@ -41,7 +41,7 @@
       sale (take.lua): its tokens were spent by the first run, so step 3 is skipped
 
   Returns one reply per shopper, in order: {{code, detail}, ...}, with the codes of
-  lua/codes.lua (decoded by `Admission` in src/scripts.rs):
+  lua/codes.lua (decoded by `Admission` in src/admission/scripts.rs):
     {OK, stream id}                  admitted (QUEUED)
     {BAD_PATH}
     {NO_SALE}                        meta missing: the sale was never loaded

@@ -1,9 +1,9 @@
 --[[
   codes.lua: the return codes every script answers with, one table for all of them.
 
-  flashgate puts this file in front of each script when it loads it (src/scripts.rs), so every
+  flashgate puts this file in front of each script when it loads it (src/admission/scripts.rs), so every
   script sees these names; the SHA-1 the edge calls is that of the two together. The same table
-  is `Code` in src/scripts.rs, and a test holds the two equal. Running a script by hand
+  is `Code` in src/admission/scripts.rs, and a test holds the two equal. Running a script by hand
   (redis-cli, redis-benchmark) means sending this file and the script as one text:
     redis-cli SCRIPT LOAD "$(cat lua/codes.lua lua/admit.lua)"
 ]]

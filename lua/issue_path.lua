@@ -1,7 +1,7 @@
 --[[
   issue_path.lua: check the captcha and hand this user a hidden path for this sale.
 
-  Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/scripts.rs):
+  Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/admission/scripts.rs):
     1. if the captcha is on: the stored answer exists and equals ARGV[1]; it is deleted either
        way (single use)                                           else {WRONG_CAPTCHA}
     2. the sale is loaded and running                              else {NO_SALE},

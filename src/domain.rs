@@ -114,7 +114,7 @@ impl TryFrom<i8> for OrderStatus {
 pub const MAX_SHARDS: u16 = 64;
 
 /// One stock shard of a sale. A sale's stock is in one shard unless it is split (a hot item):
-/// then each shard holds part of the stock under a hash tag of its own (see [`crate::keys`]), so
+/// then each shard holds part of the stock under a hash tag of its own (see [`crate::plumbing::keys`]), so
 /// one item's load spreads over the nodes of a Redis Cluster. Everything about one shopper (their
 /// path, token bucket, duplicate marker, queue entry and result) lives in their *home* shard.
 /// ("Shard" always means this; "bucket" always means a rate limit's token bucket.)

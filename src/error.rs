@@ -73,10 +73,10 @@ pub enum AppError {
     /// A sale with a waiting room has let through as many shoppers as it can serve.
     #[error("the waiting room has let through as many shoppers as this sale can serve")]
     RoomFull,
-    /// A sale's settings break one of the rules of sale management (`crate::manage`).
+    /// A sale's settings break one of the rules of sale management (`crate::sales::manage`).
     #[error("{}", .0.message())]
     Invalid(SaleRule),
-    /// A change a sale cannot take in its current phase (`crate::manage`).
+    /// A change a sale cannot take in its current phase (`crate::sales::manage`).
     #[error("{}", .0.message())]
     Refused(Refusal),
     /// Anything unexpected; the context is logged, the client sees a generic message.
@@ -135,7 +135,7 @@ impl AppError {
 }
 
 /// The rules a sale's settings must keep, each with its own envelope code (500700 + its number)
-/// and the request field it is about. Checked by `crate::manage` on create and on every change.
+/// and the request field it is about. Checked by `crate::sales::manage` on create and on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaleRule {
     /// `name`: 1 to 64 characters.
@@ -314,7 +314,7 @@ impl Refusal {
 
 impl From<redis::RedisError> for AppError {
     fn from(e: redis::RedisError) -> Self {
-        if crate::redis_conn::is_unavailable(&e) {
+        if crate::plumbing::redis_conn::is_unavailable(&e) {
             tracing::warn!(error = %e, "redis unavailable");
             AppError::Unavailable(Dependency::Redis)
         } else {

@@ -10,19 +10,20 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admission::Admitter;
-use crate::breaker::Breaker;
-use crate::config::Settings;
-use crate::db;
+use crate::admission::coalesce::Admitter;
+use crate::admission::room::Room;
+use crate::admission::scripts::Scripts;
+use crate::admission::soldout::{self, SoldOutFlags};
 use crate::http;
 use crate::http::routes::Surface;
 use crate::http::static_files::Assets;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::redis_conn::Target;
-use crate::sale;
-use crate::scripts::Scripts;
-use crate::soldout::{self, SoldOutFlags};
+use crate::plumbing::breaker::Breaker;
+use crate::plumbing::config::Settings;
+use crate::plumbing::db;
+use crate::plumbing::keys::Keys;
+use crate::plumbing::metrics::Metrics;
+use crate::plumbing::redis_conn::Target;
+use crate::sales::store;
 use crate::state::AppState;
 
 /// How long one Redis command may take before the edge answers 503 instead of hanging.
@@ -59,6 +60,12 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         metrics.clone(),
         settings.admit_batch,
     ));
+    let room = Arc::new(Room::new(
+        redis.clone(),
+        keys.clone(),
+        scripts.clone(),
+        metrics.clone(),
+    ));
     Ok(AppState {
         admitter,
         keys,
@@ -69,7 +76,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         scripts,
         soldout: Arc::new(SoldOutFlags::default()),
         shapes: Arc::default(),
-        split_stock: Arc::default(),
+        room,
         metrics,
         tally: Arc::default(),
         assets: Arc::new(assets),
@@ -90,7 +97,7 @@ pub struct Application {
 impl Application {
     /// Loads every sale into Redis and binds `settings.listen`.
     pub async fn build(state: AppState) -> anyhow::Result<Self> {
-        let sales = sale::warm_up(
+        let sales = store::warm_up(
             &mut state.redis.clone(),
             &state.db,
             &state.keys,
@@ -144,7 +151,7 @@ impl Application {
             state.shapes.clone(),
             shutdown.clone(),
         ));
-        let tally = tokio::spawn(crate::tally::flush_every_second(
+        let tally = tokio::spawn(crate::operators::tally::flush_every_second(
             state.tally.clone(),
             state.redis.clone(),
             state.keys.clone(),

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use sqlx::MySqlPool;
 
-use crate::breaker::Breaker;
-use crate::config::Settings;
+use crate::admission::scripts::Scripts;
+use crate::admission::soldout::SoldOutFlags;
+use crate::admission::split::Shapes;
 use crate::http::static_files::Assets;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::redis_conn::{RedisConn, Target};
-use crate::scripts::Scripts;
-use crate::soldout::SoldOutFlags;
-use crate::split::Shapes;
+use crate::plumbing::breaker::Breaker;
+use crate::plumbing::config::Settings;
+use crate::plumbing::keys::Keys;
+use crate::plumbing::metrics::Metrics;
+use crate::plumbing::redis_conn::{RedisConn, Target};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,23 +29,23 @@ pub struct AppState {
     pub soldout: Arc<SoldOutFlags>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
-    /// A split sale's total stock, added up for its waiting room (see [`crate::room`]).
-    pub split_stock: Arc<crate::room::SplitStock>,
+    /// The waiting rooms: joins and looks (see [`crate::admission::room`]).
+    pub room: Arc<crate::admission::room::Room>,
     pub metrics: Arc<Metrics>,
     /// Per-sale, per-second counts for the operators' live view, flushed to Redis each second.
-    pub tally: Arc<crate::tally::Tally>,
+    pub tally: Arc<crate::operators::tally::Tally>,
     /// Opens after repeated Redis failures, so requests fail fast instead of piling up.
     pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
     pub assets: Arc<Assets>,
     /// Decides buys through `lua/admit.lua`, coalescing those of one shard.
-    pub admitter: Arc<crate::admission::Admitter>,
+    pub admitter: Arc<crate::admission::coalesce::Admitter>,
     /// The proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub proxies: Arc<crate::http::proxy::Trusted>,
 }
 
 impl AppState {
-    /// How many stock shards `goods` has (see [`crate::split`]).
+    /// How many stock shards `goods` has (see [`crate::admission::split`]).
     pub async fn shards(
         &self,
         goods: crate::domain::GoodsId,
@@ -53,17 +53,28 @@ impl AppState {
         self.shapes.shards(&self.redis, &self.keys, goods).await
     }
 
-    /// The shape of `goods`: shards and waiting room (see [`crate::split::Shape`]).
+    /// The shape of `goods`: shards and waiting room (see [`crate::admission::split::Shape`]).
     pub async fn shape(
         &self,
         goods: crate::domain::GoodsId,
-    ) -> Result<crate::split::Shape, crate::error::AppError> {
+    ) -> Result<crate::admission::split::Shape, crate::error::AppError> {
         self.shapes.shape(&self.redis, &self.keys, goods).await
     }
 
+    /// What sale code (management, the audit, the live view) is given: the stores, not the edge.
+    pub fn stores(&self) -> crate::sales::stores::Stores {
+        crate::sales::stores::Stores {
+            db: self.db.clone(),
+            redis: self.redis.clone(),
+            keys: self.keys.clone(),
+            scripts: self.scripts.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
     /// What moving units between a split sale's shards needs.
-    pub fn mover(&self) -> crate::split::Mover {
-        crate::split::Mover {
+    pub fn mover(&self) -> crate::admission::split::Mover {
+        crate::admission::split::Mover {
             redis: self.redis.clone(),
             keys: self.keys.clone(),
             scripts: self.scripts.clone(),

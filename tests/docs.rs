@@ -113,7 +113,7 @@ fn nothing_in_the_repository_points_outside_it() {
 #[test]
 fn every_setting_is_in_the_runbook() {
     let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/operations.md")).unwrap();
-    for name in flashgate::config::Settings::field_names() {
+    for name in flashgate::plumbing::config::Settings::field_names() {
         let var = format!("FLASHGATE_{}", name.to_uppercase());
         assert!(
             doc.contains(&format!("`{var}`")),

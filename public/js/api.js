@@ -107,5 +107,19 @@ const Flash = (() => {
     return md5(s[0] + s[2] + plain + s[5] + s[4]);
   }
 
-  return { call, param, show, goLogin, money, md5, passwordHash, ApiError, MESSAGES };
+  // Whether this browser logged in. The session token is an HttpOnly cookie the page cannot read,
+  // so the login page leaves this mark and logging out (or a 500210 "log in first") clears it;
+  // it only chooses "Log in" or "Log out" in the header, the server decides everything else.
+  const MARK = "flashgate.loggedIn";
+  function loggedIn(yes) {
+    try {
+      if (yes === true) localStorage.setItem(MARK, "1");
+      else if (yes === false) localStorage.removeItem(MARK);
+      return localStorage.getItem(MARK) === "1";
+    } catch (e) {
+      return false;
+    }
+  }
+
+  return { call, param, show, goLogin, money, md5, passwordHash, loggedIn, ApiError, MESSAGES };
 })();

@@ -221,6 +221,8 @@ $("captcha").addEventListener("click", refreshCaptcha);
 // why, and the way to log in.
 $("captcha").addEventListener("error", () => {
   $("captcha").parentElement.classList.add("hidden");
+  $("captcha-label").classList.add("hidden");
+  Flash.loggedIn(false);
   Flash.show(msg, Flash.MESSAGES[500210] + " ", "error");
   const a = document.createElement("a");
   a.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
@@ -230,6 +232,7 @@ $("captcha").addEventListener("error", () => {
 });
 $("captcha").addEventListener("load", () => {
   $("captcha").parentElement.classList.remove("hidden");
+  $("captcha-label").classList.remove("hidden");
 });
 $("buy").addEventListener("click", buy);
 refreshCaptcha();

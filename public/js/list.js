@@ -31,8 +31,17 @@ function saleState(g, now) {
   }
 })();
 
-document.getElementById("logout").addEventListener("click", async (ev) => {
-  ev.preventDefault();
-  try { await Flash.call("POST", "/api/logout"); } catch (e) { /* logged out either way */ }
-  location.href = "/login.html";
-});
+// A visitor who has not logged in is offered "Log in", a shopper who has "Log out".
+const account = document.getElementById("logout");
+if (Flash.loggedIn()) {
+  account.addEventListener("click", async (ev) => {
+    ev.preventDefault();
+    try { await Flash.call("POST", "/api/logout"); } catch (e) { /* logged out either way */ }
+    Flash.loggedIn(false);
+    location.href = "/login.html";
+  });
+} else {
+  account.id = "login";
+  account.textContent = "Log in";
+  account.href = "/login.html";
+}

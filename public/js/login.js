@@ -14,6 +14,7 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
   button.disabled = true;
   try {
     await Flash.call("POST", "/api/login", { mobile, password: Flash.passwordHash(plain) });
+    Flash.loggedIn(true);
     const next = Flash.param("next");
     location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
   } catch (e) {

@@ -1,6 +1,6 @@
 //! The admin API, behind `Authorization: Bearer ADMIN_TOKEN` (disabled when no token is set),
-//! served on the admin listener only: sale management (`crate::manage`), the live view
-//! (`crate::live`), the per-second counts (`crate::tally`), the audit (`crate::audit`),
+//! served on the admin listener only: sale management (`crate::sales::manage`), the live view
+//! (`crate::operators::live`), the per-second counts (`crate::operators::tally`), the audit (`crate::operators::audit`),
 //! resetting a sale for a repeat load test, and reloading the Lua scripts.
 
 use hyper::body::Incoming;
@@ -10,13 +10,13 @@ use serde::Deserialize;
 use super::respond::{self, Resp};
 use crate::domain::GoodsId;
 use crate::error::AppError;
-use crate::sale::{self, Window};
+use crate::sales::store::{self, Window};
 use crate::state::AppState;
 
 fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
     let want = state.settings.admin_token.as_bytes();
     let got = respond::token(req).unwrap_or_default().as_bytes();
-    if want.is_empty() || !crate::password::constant_time_eq(want, got) {
+    if want.is_empty() || !crate::accounts::password::constant_time_eq(want, got) {
         return Err(AppError::Forbidden);
     }
     Ok(())
@@ -56,7 +56,7 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
             ));
         }
     };
-    sale::reset(state, goods, window).await?;
+    store::reset(&state.stores(), goods, window).await?;
     Ok(respond::ok(()))
 }
 
@@ -65,15 +65,17 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
 pub async fn list(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let limit = respond::count_or(&req, "limit", 100, 1..=1000)?;
-    Ok(respond::ok(crate::live::list(state, limit).await?))
+    Ok(respond::ok(
+        crate::operators::live::list(&state.stores(), limit).await?,
+    ))
 }
 
 /// `POST /api/admin/sales`: creates a sale; `201` with its view.
 pub async fn create(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
-    let spec: crate::manage::SaleSpec = respond::json_body(req).await?;
-    let goods = crate::manage::create(state, &spec).await?;
-    let view = crate::live::view(state, goods).await?;
+    let spec: crate::sales::manage::SaleSpec = respond::json_body(req).await?;
+    let goods = crate::sales::manage::create(&state.stores(), &spec).await?;
+    let view = crate::operators::live::view(&state.stores(), goods).await?;
     Ok(respond::with_status(StatusCode::CREATED, view))
 }
 
@@ -81,16 +83,20 @@ pub async fn create(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
 pub async fn show(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
-    Ok(respond::ok(crate::live::view(state, goods).await?))
+    Ok(respond::ok(
+        crate::operators::live::view(&state.stores(), goods).await?,
+    ))
 }
 
 /// `PATCH /api/admin/sales/{id}`: changes what the sale's phase allows; the view after.
 pub async fn update(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
-    let patch: crate::manage::SalePatch = respond::json_body(req).await?;
-    crate::manage::update(state, goods, &patch).await?;
-    Ok(respond::ok(crate::live::view(state, goods).await?))
+    let patch: crate::sales::manage::SalePatch = respond::json_body(req).await?;
+    crate::sales::manage::update(&state.stores(), goods, &patch).await?;
+    Ok(respond::ok(
+        crate::operators::live::view(&state.stores(), goods).await?,
+    ))
 }
 
 /// `POST /api/admin/sales/{id}/cancel`: stops the sale on every edge; the view after.
@@ -98,15 +104,19 @@ pub async fn cancel(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
     check_admin(&req, state)?;
     respond::require_json(&req)?;
     let goods = GoodsId::parse(id)?;
-    crate::manage::cancel(state, goods).await?;
-    Ok(respond::ok(crate::live::view(state, goods).await?))
+    crate::sales::manage::cancel(&state.stores(), goods).await?;
+    Ok(respond::ok(
+        crate::operators::live::view(&state.stores(), goods).await?,
+    ))
 }
 
-/// `GET /api/admin/sales/{id}/audit`: the audit's report (`crate::audit`); it changes nothing.
+/// `GET /api/admin/sales/{id}/audit`: the audit's report (`crate::operators::audit`); it changes nothing.
 pub async fn audit(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
-    Ok(respond::ok(crate::audit::audit(state, goods).await?))
+    Ok(respond::ok(
+        crate::operators::audit::audit(&state.stores(), goods).await?,
+    ))
 }
 
 /// `GET /api/admin/sales/{id}/series[?seconds=N]`: the last N seconds (default 300, at most
@@ -117,7 +127,7 @@ pub async fn series(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
     let seconds = respond::count_or(&req, "seconds", 300, 1..=3600)?;
     let con = &mut state.redis.clone();
     Ok(respond::ok(
-        crate::tally::read(con, &state.keys, goods, seconds).await?,
+        crate::operators::tally::read(con, &state.keys, goods, seconds).await?,
     ))
 }
 

@@ -1,9 +1,9 @@
 //! `POST /api/login` and `POST /api/logout`.
 //!
 //! The page hashes the password once with the client salt; the server hashes that again with the
-//! user's own salt and compares ([`crate::password`]). A session token goes back both in the body
+//! user's own salt and compares ([`crate::accounts::password`]). A session token goes back both in the body
 //! (for load tools) and as an HttpOnly cookie (for the pages). Failed logins are limited per
-//! mobile and per client address ([`crate::login_guard`]).
+//! mobile and per client address ([`crate::accounts::login_guard`]).
 
 use std::time::Duration;
 
@@ -13,12 +13,12 @@ use hyper::header::{self, HeaderValue};
 use serde::Deserialize;
 
 use super::respond::{self, Resp};
+use crate::accounts::login_guard;
+use crate::accounts::password;
+use crate::accounts::session::{self, SessionUser};
 use crate::domain::{Mobile, UserId};
 use crate::error::AppError;
-use crate::keys;
-use crate::login_guard;
-use crate::password;
-use crate::session::{self, SessionUser};
+use crate::plumbing::keys;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

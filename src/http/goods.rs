@@ -1,9 +1,9 @@
-//! `GET /api/goods` and `GET /api/goods/{id}`: the catalogue, through [`crate::catalogue`].
+//! `GET /api/goods` and `GET /api/goods/{id}`: the catalogue, through [`crate::sales::catalogue`].
 
 use super::respond::{self, Resp};
-use crate::catalogue;
 use crate::domain::GoodsId;
 use crate::error::AppError;
+use crate::sales::catalogue;
 use crate::state::AppState;
 
 pub async fn list(state: &AppState) -> Result<Resp, AppError> {

@@ -10,8 +10,8 @@ use hyper::{Response, StatusCode};
 
 use super::respond::{self, Resp};
 use crate::domain::Shard;
-use crate::metrics::SaleGauges;
-use crate::sale;
+use crate::plumbing::metrics::SaleGauges;
+use crate::sales::store;
 use crate::state::AppState;
 
 pub fn healthz() -> Resp {
@@ -44,10 +44,10 @@ pub async fn readyz(state: &AppState) -> Resp {
 }
 
 /// Per-shard queue length, pending count and stock, best effort (Redis or MySQL down leaves
-/// them out). The stock drift is not read here: the worker's audit sets it (`crate::audit`).
+/// them out). The stock drift is not read here: the worker's audit sets it (`crate::operators::audit`).
 async fn sale_gauges(state: &AppState) -> SaleGauges {
     let gauges = SaleGauges::default();
-    let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), sale::all(&state.db)).await
+    let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), store::all(&state.db)).await
     else {
         return gauges;
     };
@@ -62,7 +62,7 @@ async fn sale_gauges(state: &AppState) -> SaleGauges {
             gauges.room(sale.goods_id, size);
         }
         for shard in Shard::all(sale.goods(), sale.shards()) {
-            if let Ok(s) = crate::live::shard_state(&mut con, &state.keys, shard).await {
+            if let Ok(s) = crate::operators::live::shard_state(&mut con, &state.keys, shard).await {
                 gauges.shard(sale.goods_id, shard.index, s.backlog, s.pending, s.stock);
             }
         }

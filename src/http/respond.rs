@@ -10,8 +10,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::accounts::session::{self, SessionUser};
 use crate::error::AppError;
-use crate::session::{self, SessionUser};
 use crate::state::AppState;
 
 pub type Resp = Response<Full<Bytes>>;

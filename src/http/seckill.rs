@@ -3,7 +3,7 @@
 //! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
 //! gone; the session is read (one `GETEX`); then `lua/admit.lua` decides everything else in one
-//! `EVALSHA`. Malformed input never reaches Redis. A split sale (a hot item, [`crate::split`])
+//! `EVALSHA`. Malformed input never reaches Redis. A split sale (a hot item, [`crate::admission::split`])
 //! runs the script in the shopper's home shard, and only when that shard is empty moves units
 //! over from the others.
 
@@ -16,13 +16,13 @@ use serde::Deserialize;
 
 use super::RequestId;
 use super::respond::{self, Resp};
-use crate::admission::Shopper;
-use crate::captcha::Captcha;
+use crate::accounts::session;
+use crate::admission::captcha::Captcha;
+use crate::admission::coalesce::Shopper;
+use crate::admission::scripts::{Admission, PathIssue};
 use crate::domain::{GoodsId, HiddenPath, Shard, UserId};
 use crate::error::AppError;
-use crate::keys;
-use crate::scripts::{Admission, PathIssue};
-use crate::session;
+use crate::plumbing::keys;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -103,7 +103,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
 }
 
 /// One decision of `lua/admit.lua` in `user`'s home shard (coalesced with other buys of that
-/// shard, see [`crate::admission`]); `again` when it runs a second time for the same request after
+/// shard, see [`crate::admission::coalesce`]); `again` when it runs a second time for the same request after
 /// a unit was moved in (the rate limits were charged the first time).
 async fn admit(
     state: &AppState,
@@ -123,18 +123,18 @@ async fn admit(
 }
 
 /// `POST /api/seckill/room` `{goodsId}`: joins the sale's waiting room (a second join keeps the
-/// first ticket) and says where the ticket stands (`crate::room::View`).
+/// first ticket) and says where the ticket stands (`crate::admission::room::View`).
 pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let token = respond::token(&req).map(str::to_owned);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
     let token = token.ok_or(AppError::SessionMissing)?;
     let user = session::get(&mut state.redis.clone(), &state.keys, &token).await?;
     let shape = state.shape(goods).await?;
-    let answer = crate::room::call(state, goods, shape, user.id, true).await?;
-    if answer == crate::scripts::RoomAnswer::NoSale {
+    let answer = state.room.call(goods, shape, user.id, true).await?;
+    if answer == crate::admission::scripts::RoomAnswer::NoSale {
         return Err(AppError::NotFound);
     }
-    Ok(respond::ok(crate::room::View::from(answer)))
+    Ok(respond::ok(crate::admission::room::View::from(answer)))
 }
 
 /// `GET /api/seckill/room?goodsId=`: where this shopper's ticket stands, and when to ask again.
@@ -142,11 +142,11 @@ pub async fn room_look(req: Request<Incoming>, state: &AppState) -> Result<Resp,
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;
-    let answer = crate::room::call(state, goods, shape, user.id, false).await?;
-    if answer == crate::scripts::RoomAnswer::NoSale {
+    let answer = state.room.call(goods, shape, user.id, false).await?;
+    if answer == crate::admission::scripts::RoomAnswer::NoSale {
         return Err(AppError::NotFound);
     }
-    Ok(respond::ok(crate::room::View::from(answer)))
+    Ok(respond::ok(crate::admission::room::View::from(answer)))
 }
 
 /// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never
@@ -212,7 +212,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     let fresh = hex::encode(Md5::digest(format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
-        crate::password::CLIENT_SALT
+        crate::accounts::password::CLIENT_SALT
     )));
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
@@ -222,7 +222,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     }
     // a sale with a waiting room: only a ticket that is through gets a path
     if shape.room {
-        crate::room::require_turn(state, goods, shape, user.id).await?;
+        state.room.require_turn(goods, shape, user.id).await?;
     }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));

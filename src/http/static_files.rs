@@ -16,8 +16,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sha1::{Digest, Sha1};
 
-use super::respond::Resp;
 use crate::error::AppError;
+
+/// A response (the same type as `respond::Resp`, named here so that `AppState`, which holds the
+/// pages, does not reach the request helpers that take `AppState` back).
+type Resp = Response<Full<Bytes>>;
 
 /// One file, ready to send.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-use crate::redis_conn::{RedisConn, Target};
+use crate::plumbing::redis_conn::{RedisConn, Target};
 
 /// How long a blocking read blocks for.
 pub const BLOCK: Duration = Duration::from_millis(1000);

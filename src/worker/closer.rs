@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::{WorkerCtx, pause};
 use crate::domain::{GoodsId, OrderStatus, Shard, UserId};
-use crate::sale;
+use crate::sales::store;
 
 pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(ctx.state.settings.closer_interval_ms.max(50));
@@ -47,7 +47,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .await?;
     let mut closed = 0;
     for (id, goods) in due {
-        let mut tx = crate::db::begin(db).await?;
+        let mut tx = crate::plumbing::db::begin(db).await?;
         let done = sqlx::query(
             "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
         )
@@ -83,13 +83,13 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     for (id, user, goods, shards) in to_return {
         let (goods, user) = (GoodsId::new(goods)?, UserId::new(user)?);
         let home = Shard::home(goods, user, shards.max(1) as u16);
-        let came_back = sale::give_back(
+        let came_back = store::give_back(
             &mut con,
             &state.keys,
             &state.scripts,
             home,
             user,
-            sale::GiveBack::Closed { order: id },
+            store::GiveBack::Closed { order: id },
         )
         .await?;
         sqlx::query("UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0")

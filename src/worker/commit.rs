@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use super::writer::{self, Admitted, Batch, Holder, Written};
 use super::{WorkerCtx, pause};
 use crate::domain::Shard;
-use crate::keys;
-use crate::retry::Backoff;
+use crate::plumbing::keys;
+use crate::plumbing::retry::Backoff;
 
 /// Counts a settled batch of `goods` in the metrics, and its new orders in the sale's tally.
 pub fn record(state: &crate::state::AppState, goods: crate::domain::GoodsId, written: &[Written]) {
@@ -21,7 +21,9 @@ pub fn record(state: &crate::state::AppState, goods: crate::domain::GoodsId, wri
         .filter(|w| matches!(w, Written::Order(_)))
         .count();
     if new > 0 {
-        state.tally.count(goods, crate::tally::WRITTEN, new as u64);
+        state
+            .tally
+            .count(goods, crate::operators::tally::WRITTEN, new as u64);
     }
     m.batches.inc();
     m.batch_entries.observe(written.len() as f64);
@@ -78,7 +80,7 @@ pub async fn write_with_retry(
             Err(e) => {
                 let wait = backoff.next_delay();
                 tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %e, ?wait, entries = batch.len(), "MySQL write failed; nothing acked, retrying");
-                if ctx.state.settings.queue == crate::config::QueueKind::Redis {
+                if ctx.state.settings.queue == crate::plumbing::config::QueueKind::Redis {
                     keep_claimed(ctx, shard, batch).await;
                 }
                 if pause(wait, shutdown).await {

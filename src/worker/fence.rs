@@ -97,11 +97,11 @@ pub async fn check(
 /// Bumps `owner`'s epoch before taking over its entries; false if `owner` stayed inside a
 /// transaction longer than [`BUMP_WAIT_SECS`] (then its entries are left alone this round).
 ///
-/// It runs to its end even if the caller is dropped ([`crate::db::uncancelled`]): cut between
+/// It runs to its end even if the caller is dropped ([`crate::plumbing::db::uncancelled`]): cut between
 /// its two `SET SESSION`s, it would lend the pool a connection with a 2 s lock wait.
 pub async fn bump(db: &MySqlPool, owner: &str) -> Result<bool, sqlx::Error> {
     let (db, owner) = (db.clone(), owner.to_string());
-    crate::db::uncancelled(async move { bump_now(&db, &owner).await }).await
+    crate::plumbing::db::uncancelled(async move { bump_now(&db, &owner).await }).await
 }
 
 async fn bump_now(db: &MySqlPool, owner: &str) -> Result<bool, sqlx::Error> {

@@ -12,7 +12,7 @@
 //!
 //! Sales are discovered from MySQL every couple of seconds (one seen for the first time is
 //! loaded into Redis); a reader task runs per sale (per stock shard of a split sale: each shard
-//! has its own queue). The audit (`crate::audit`) and the per-second counts (`crate::tally`)
+//! has its own queue). The audit (`crate::operators::audit`) and the per-second counts (`crate::operators::tally`)
 //! run alongside.
 
 pub mod blocking;
@@ -31,8 +31,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::QueueKind;
 use crate::domain::Shard;
+use crate::plumbing::config::QueueKind;
 use crate::state::AppState;
 
 /// How often the worker looks for new sales.
@@ -70,7 +70,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
 
     let mut tasks = JoinSet::new();
     tasks.spawn(closer::run(ctx.clone(), shutdown.clone()));
-    tasks.spawn(crate::tally::flush_every_second(
+    tasks.spawn(crate::operators::tally::flush_every_second(
         ctx.state.tally.clone(),
         ctx.state.redis.clone(),
         ctx.state.keys.clone(),
@@ -80,7 +80,11 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     if !rabbit {
         // in rabbitmq mode units in flight sit in the broker too, where the audit cannot see
         // them per sale: the audit is left to the operator (docs/operations.md)
-        tasks.spawn(crate::audit::run(ctx.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::operators::audit::run(
+            ctx.state.stores(),
+            ctx.state.metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     if rabbit {
         for _ in 0..ctx.state.settings.consumers.max(1) {
@@ -92,7 +96,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let mut loaded: HashSet<crate::domain::GoodsId> = HashSet::new();
     let mut shutdown_rx = shutdown.clone();
     loop {
-        match crate::sale::all(&ctx.state.db).await {
+        match crate::sales::store::all(&ctx.state.db).await {
             Ok(sales) => {
                 // a sale seen for the first time is loaded into Redis (as an edge does at
                 // start-up): one created while Redis was away is served once it is back
@@ -102,7 +106,8 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
                     }
                     let st = &ctx.state;
                     let con = &mut st.redis.clone();
-                    match crate::sale::load(con, &st.db, &st.keys, &st.settings, sale).await {
+                    match crate::sales::store::load(con, &st.db, &st.keys, &st.settings, sale).await
+                    {
                         Ok(()) => {
                             loaded.insert(sale.goods());
                         }

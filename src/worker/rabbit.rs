@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use super::writer::{self, Admitted, Written};
 use super::{WorkerCtx, commit, pause, results};
 use crate::domain::{GoodsId, Shard, UserId};
-use crate::retry::Backoff;
+use crate::plumbing::retry::Backoff;
 use crate::state::AppState;
 
 /// One admitted request on the wire.

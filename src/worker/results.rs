@@ -7,8 +7,8 @@ use redis::RedisResult;
 
 use super::writer::{Admitted, Written};
 use crate::domain::Shard;
-use crate::keys;
-use crate::sale;
+use crate::plumbing::keys;
+use crate::sales::store;
 use crate::state::AppState;
 
 /// Writes results and gives back failed units; then, if `ack` names the stream ids to settle,
@@ -23,13 +23,13 @@ pub async fn finish(
     let mut con = state.redis.clone();
     for (a, w) in batch.iter().zip(written) {
         if *w == Written::Failed {
-            sale::give_back(
+            store::give_back(
                 &mut con,
                 &state.keys,
                 &state.scripts,
                 shard,
                 a.user,
-                sale::GiveBack::Failed,
+                store::GiveBack::Failed,
             )
             .await?;
         }

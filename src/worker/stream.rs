@@ -24,9 +24,9 @@ use tokio::task::JoinSet;
 use super::writer::{Admitted, Holder, Written};
 use super::{WorkerCtx, blocking, commit, fence, pause, rabbit, results};
 use crate::domain::{Shard, UserId};
-use crate::keys;
-use crate::retry::Backoff;
-use crate::sale;
+use crate::plumbing::keys;
+use crate::plumbing::retry::Backoff;
+use crate::sales::store;
 
 /// Where a reader sends the entries it takes from the stream.
 pub enum Sink {
@@ -300,7 +300,7 @@ type Pending = (String, String, u64, u64);
 /// fence, all of them unless one is still inside a transaction. This worker's own entries need no
 /// fence: none of its tasks is writing them (those were left out before).
 async fn fence_owners(ctx: &WorkerCtx, pending: Vec<Pending>) -> anyhow::Result<Vec<Pending>> {
-    if ctx.state.settings.queue != crate::config::QueueKind::Redis {
+    if ctx.state.settings.queue != crate::plumbing::config::QueueKind::Redis {
         return Ok(pending); // the relay writes no MySQL: nothing to fence
     }
     let owners: std::collections::BTreeSet<&str> = pending
@@ -386,13 +386,13 @@ async fn dead_letter(
         )
         .await?;
     if let Ok(user) = UserId::parse(&user) {
-        sale::give_back(
+        store::give_back(
             &mut con,
             &state.keys,
             &state.scripts,
             shard,
             user,
-            sale::GiveBack::DeadLettered,
+            store::GiveBack::DeadLettered,
         )
         .await?;
     }

@@ -159,7 +159,7 @@ async fn write(
 ) -> Result<Pass, sqlx::Error> {
     // a block taken and then rolled back is simply skipped: ids need not be dense
     let block = allocate_block(db).await?;
-    let mut tx = crate::db::begin(db).await?;
+    let mut tx = crate::plumbing::db::begin(db).await?;
     if let Some(h) = holder
         && fence::check(&mut tx, h.consumer, h.epoch).await? == Checked::Fenced
     {

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use flashgate::password;
-use flashgate::seed::TEST_PASSWORD;
+use flashgate::accounts::password;
+use flashgate::cli::seed::TEST_PASSWORD;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
@@ -262,13 +262,13 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
     assert_eq!((s, code(&r)), (410, 500500), "{r}");
 
     // the first buyer's unit comes back: the restock message clears the flag on this edge
-    let back = flashgate::sale::give_back(
+    let back = flashgate::sales::store::give_back(
         &mut app.redis(),
         &app.state.keys,
         &app.state.scripts,
         flashgate::domain::Shard::whole(goods),
         users[0].id,
-        flashgate::sale::GiveBack::Failed,
+        flashgate::sales::store::GiveBack::Failed,
     )
     .await
     .unwrap();
@@ -354,7 +354,8 @@ async fn the_captcha_is_checked_once_and_the_path_cap_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_shoppers_three_buys_each_exactly_the_stock_is_queued() {
-    let batches = three_buys_each(flashgate::config::Settings::default().admit_batch).await;
+    let batches =
+        three_buys_each(flashgate::plumbing::config::Settings::default().admit_batch).await;
     assert!(
         batches.1 > batches.0,
         "no buys were coalesced: {batches:?} (calls, shoppers)"
@@ -502,7 +503,7 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
     let codes = include_str!("../../lua/codes.lua");
     assert_eq!(
         tuned_sha,
-        flashgate::scripts::Script::new("admit.lua", format!("{codes}\n{tuned}")).sha
+        flashgate::admission::scripts::Script::new("admit.lua", format!("{codes}\n{tuned}")).sha
     );
     // the tuned script is the one buys now run: the queue entry carries its mark
     let user = &app.users(1).await[0];

@@ -1,13 +1,13 @@
-//! The audit (`src/audit.rs`): a clean sale audits clean; drift injected three ways (Redis
+//! The audit (`src/operators/audit.rs`): a clean sale audits clean; drift injected three ways (Redis
 //! stock changed by hand, a queue entry deleted before the worker saw it, an order row deleted)
 //! is each reported with the right numbers, keys and rows; `fix` mends the first once the queue
 //! is drained and refuses while it is not; the worker exports the drift; the CLI says the same.
 
 use std::time::Duration;
 
-use flashgate::audit::{self, Report};
+use flashgate::cli::seed::TestUser;
 use flashgate::domain::GoodsId;
-use flashgate::seed::TestUser;
+use flashgate::operators::audit::{self, Report};
 use redis::AsyncCommands;
 
 use crate::helpers::{TestApp, spawn_app_with_worker};
@@ -21,7 +21,7 @@ async fn buy(app: &TestApp, goods: GoodsId, users: &[TestUser]) {
 }
 
 async fn report(app: &TestApp, goods: GoodsId) -> Report {
-    audit::audit(&app.state, goods).await.unwrap()
+    audit::audit(&app.state.stores(), goods).await.unwrap()
 }
 
 fn kinds(r: &Report) -> Vec<&str> {
@@ -112,7 +112,7 @@ async fn redis_stock_changed_by_hand_is_reported_and_fixed_only_once_drained() {
     // not at rest: a buy waits in the queue while the worker is down; the fix is refused
     app.kill_worker().await;
     buy(&app, goods, &users[3..]).await;
-    let e = audit::fix(&app.state, goods).await.unwrap_err();
+    let e = audit::fix(&app.state.stores(), goods).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -128,7 +128,7 @@ async fn redis_stock_changed_by_hand_is_reported_and_fixed_only_once_drained() {
     // drained: the fix mends Redis and says what it did
     app.start_worker();
     app.drained(goods, Duration::from_secs(20)).await;
-    let fixed = audit::fix(&app.state, goods).await.unwrap();
+    let fixed = audit::fix(&app.state.stores(), goods).await.unwrap();
     assert!(fixed.clean, "{fixed:?}");
     assert_eq!(fixed.repairs.len(), 1, "{:?}", fixed.repairs);
     assert!(
@@ -178,7 +178,7 @@ async fn a_queue_entry_deleted_before_the_worker_saw_it_is_a_lost_unit_and_a_buy
     assert_eq!(lost.keys, [app.state.keys.sale(goods).buyers()]);
 
     // at rest and MySQL consistent: the fix gives the unit back and clears the mark
-    let fixed = audit::fix(&app.state, goods).await.unwrap();
+    let fixed = audit::fix(&app.state.stores(), goods).await.unwrap();
     assert!(fixed.clean, "{fixed:?}");
     assert_eq!(fixed.redis_stock, 8);
     assert_eq!(app.result(&users[2].token, goods).await, -1);
@@ -227,7 +227,7 @@ async fn an_order_row_deleted_is_reported_with_its_row_and_the_fix_leaves_mysql_
             users[1].id
         )]
     );
-    let e = audit::fix(&app.state, goods).await.unwrap_err();
+    let e = audit::fix(&app.state.stores(), goods).await.unwrap_err();
     assert!(
         matches!(
             e,

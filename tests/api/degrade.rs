@@ -90,7 +90,7 @@ async fn requests_that_never_reach_redis_do_not_keep_the_breaker_closed() {
     let path = app.path_for(&user.token, goods).await;
 
     proxy.cut().await;
-    for round in 0..flashgate::breaker::TRIP_AFTER {
+    for round in 0..flashgate::plumbing::breaker::TRIP_AFTER {
         assert!(
             !app.state.redis_breaker.is_open(),
             "open after {round} failures"

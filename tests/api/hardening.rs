@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use flashgate::password;
-use flashgate::seed::TEST_PASSWORD;
+use flashgate::accounts::password;
+use flashgate::cli::seed::TEST_PASSWORD;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -306,7 +306,7 @@ async fn the_admin_api_is_on_its_own_listener_only() {
     assert_eq!(r.status(), 200);
     // by default it is on loopback, and without a token it is off
     assert!(
-        flashgate::config::Settings::default()
+        flashgate::plumbing::config::Settings::default()
             .admin_listen
             .starts_with("127.0.0.1:")
     );

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use flashgate::config::Settings;
+use flashgate::cli::seed::{self, NewSale, TestUser};
 use flashgate::domain::GoodsId;
-use flashgate::redis_conn::{RedisConn, Target};
-use flashgate::seed::{self, NewSale, TestUser};
+use flashgate::plumbing::config::Settings;
+use flashgate::plumbing::db;
+use flashgate::plumbing::redis_conn::{RedisConn, Target};
+use flashgate::sales::store as sale;
 use flashgate::startup::{self, Application};
 use flashgate::state::AppState;
-use flashgate::{db, sale, worker};
+use flashgate::worker;
 use redis::AsyncCommands;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -429,7 +431,7 @@ impl Drop for TestApp {
 
 /// For the script tests (no app): a Redis connection (one server, or the test cluster when
 /// TEST_REDIS_URL names one) and key names under a fresh namespace starting with `prefix`.
-pub async fn script_redis(prefix: &str) -> (RedisConn, flashgate::keys::Keys) {
+pub async fn script_redis(prefix: &str) -> (RedisConn, flashgate::plumbing::keys::Keys) {
     let url = env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379/");
     let con = Target::parse(&url)
         .unwrap()
@@ -439,7 +441,7 @@ pub async fn script_redis(prefix: &str) -> (RedisConn, flashgate::keys::Keys) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     (
         con,
-        flashgate::keys::Keys::new(&format!("{prefix}{}:", &id[..12])),
+        flashgate::plumbing::keys::Keys::new(&format!("{prefix}{}:", &id[..12])),
     )
 }
 

@@ -3,10 +3,10 @@
 //! script left in Redis. The batch cases run the same shoppers one call each on one sale and in
 //! one call on a twin sale, and compare outcomes and every key.
 
+use flashgate::admission::scripts::{Admission, Code, Scripts, decode_done};
 use flashgate::domain::{GoodsId, UserId};
-use flashgate::keys::Keys;
-use flashgate::redis_conn::RedisConn;
-use flashgate::scripts::{Admission, Code, Scripts, decode_done};
+use flashgate::plumbing::keys::Keys;
+use flashgate::plumbing::redis_conn::RedisConn;
 use redis::AsyncCommands;
 
 struct Sale {

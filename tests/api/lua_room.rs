@@ -2,10 +2,10 @@
 //! ARGV[5] and the draw given by the test. A room that opens at t=0 for a sale from t=10000 to
 //! t=100000 (ms), letting 2 tickets through per second, with a path cap of 6.
 
+use flashgate::admission::scripts::{RoomAnswer, Scripts};
 use flashgate::domain::GoodsId;
-use flashgate::keys::Keys;
-use flashgate::redis_conn::RedisConn;
-use flashgate::scripts::{RoomAnswer, Scripts};
+use flashgate::plumbing::keys::Keys;
+use flashgate::plumbing::redis_conn::RedisConn;
 use redis::AsyncCommands;
 
 struct Room {

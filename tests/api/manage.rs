@@ -1,4 +1,4 @@
-//! Sale management through the admin API (`src/manage.rs`, `src/live.rs`): every validation
+//! Sale management through the admin API (`src/sales/manage.rs`, `src/operators/live.rs`): every validation
 //! rule refused with its code and nothing written; a sale created through the API sold out
 //! by 2,000 shoppers with the edge and worker already running; what a patch may change before
 //! and during a sale; a cancel that stops two edges at once; the per-second counts.

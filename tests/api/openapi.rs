@@ -60,7 +60,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
     let hidden = app.path_for(&user.token, goods).await;
     let login = json!({
         "mobile": user.mobile,
-        "password": flashgate::password::client_hash(flashgate::seed::TEST_PASSWORD),
+        "password": flashgate::accounts::password::client_hash(flashgate::cli::seed::TEST_PASSWORD),
     });
     for route in Route::ALL {
         let template = route.template();

@@ -1,4 +1,4 @@
-//! The waiting room (`src/room.rs`, `lua/room.lua`): 10,000 shoppers join before the start of
+//! The waiting room (`src/admission/room.rs`, `lua/room.lua`): 10,000 shoppers join before the start of
 //! a 100-unit sale with path factor 3, on two edges: exactly 300 are let through, in an order
 //! uncorrelated with the order they joined in (Spearman's rank correlation, |rho| < 0.2: for a
 //! fair draw its standard deviation is 1/sqrt(299) = 0.058, so this fails a fair draw about once
@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use flashgate::cli::seed::TestUser;
 use flashgate::domain::GoodsId;
-use flashgate::seed::TestUser;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 

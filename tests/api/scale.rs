@@ -106,7 +106,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
     }
     assert_eq!(queued, 300);
     // both edges took part
-    let served = |m: &flashgate::metrics::Metrics| m.admissions_all();
+    let served = |m: &flashgate::plumbing::metrics::Metrics| m.admissions_all();
     assert!(
         served(&app.state.metrics) > 0 && served(&state2.metrics) > 0,
         "one edge got nothing"
@@ -151,13 +151,13 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
     // one unit comes back (as when an order fails): restore.lua publishes, both flags clear
     let buyer = flashgate::domain::UserId::new(ids[0]).unwrap();
     assert!(
-        flashgate::sale::give_back(
+        flashgate::sales::store::give_back(
             &mut app.redis(),
             &app.state.keys,
             &app.state.scripts,
             flashgate::domain::Shard::whole(goods),
             buyer,
-            flashgate::sale::GiveBack::Failed
+            flashgate::sales::store::GiveBack::Failed
         )
         .await
         .unwrap()

@@ -1,13 +1,13 @@
-//! A hot item split into stock shards (`src/split.rs`): shoppers crowd one shard, units move
+//! A hot item split into stock shards (`src/admission/split.rs`): shoppers crowd one shard, units move
 //! over from the others, and the whole stock sells, exactly, on one Redis and on the cluster.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashgate::config::QueueKind;
+use flashgate::cli::seed::NewSale;
 use flashgate::domain::{GoodsId, Shard};
-use flashgate::seed::NewSale;
+use flashgate::plumbing::config::QueueKind;
 use redis::AsyncCommands;
 
 use crate::cluster::{cluster_url, holder, nodes};
@@ -49,7 +49,7 @@ async fn skewed_shoppers_buy_exactly_the_whole_stock(
     assert_eq!(shard_stocks(&app, goods, SHARDS).await, vec![250; 4]);
 
     let users = app.users(4000).await;
-    let home = |u: &flashgate::seed::TestUser| Shard::home(goods, u.id, SHARDS).index;
+    let home = |u: &flashgate::cli::seed::TestUser| Shard::home(goods, u.id, SHARDS).index;
     let mut shoppers = Vec::new();
     for (shard, count) in [(0, 1000), (1, 150), (2, 0), (3, 50)] {
         shoppers.extend(

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashgate::config::QueueKind;
+use flashgate::cli::seed::TestUser;
 use flashgate::domain::{GoodsId, UserId};
-use flashgate::seed::TestUser;
+use flashgate::plumbing::config::QueueKind;
 use flashgate::worker::writer::{self, Admitted, Batch, Holder, Written};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -169,7 +169,7 @@ async fn a_worker_killed_mid_drain_loses_nothing() {
     app.kill_worker().await;
     let pending: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
         .arg(app.state.keys.sale(goods).queue())
-        .arg(flashgate::keys::GROUP)
+        .arg(flashgate::plumbing::keys::GROUP)
         .query_async(&mut app.redis())
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn mysql_unreachable_for_a_while_then_back_loses_nothing() {
     let app = spawn_with(settings, true).await;
     let goods = app.sale(50).await;
     let users = app.users(50).await;
-    let direct = flashgate::db::connect(&direct, 2).await.unwrap();
+    let direct = flashgate::plumbing::db::connect(&direct, 2).await.unwrap();
 
     proxy.cut().await;
     // admission goes on: Redis is the gate
@@ -315,7 +315,7 @@ async fn malformed_and_undeliverable_entries_are_dead_lettered_with_their_unit_b
     // the entry keeps getting delivered to consumers that die with it
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
-        .arg(flashgate::keys::GROUP)
+        .arg(flashgate::plumbing::keys::GROUP)
         .arg("ghost-0")
         .arg("COUNT")
         .arg(10)
@@ -327,7 +327,7 @@ async fn malformed_and_undeliverable_entries_are_dead_lettered_with_their_unit_b
         .unwrap();
     let ids: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(k.queue())
-        .arg(flashgate::keys::GROUP)
+        .arg(flashgate::plumbing::keys::GROUP)
         .arg("-")
         .arg("+")
         .arg(10)
@@ -337,7 +337,7 @@ async fn malformed_and_undeliverable_entries_are_dead_lettered_with_their_unit_b
     for n in 1..=3 {
         let _: redis::Value = redis::cmd("XCLAIM")
             .arg(k.queue())
-            .arg(flashgate::keys::GROUP)
+            .arg(flashgate::plumbing::keys::GROUP)
             .arg(format!("ghost-{n}"))
             .arg(0)
             .arg(&ids[0].0)
@@ -562,7 +562,7 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
     app.kill_worker().await;
 
     // a closer closed the order and gave its unit back, then died before noting it in MySQL
-    let mut tx = flashgate::db::begin(&app.state.db).await.unwrap();
+    let mut tx = flashgate::plumbing::db::begin(&app.state.db).await.unwrap();
     for (sql, id) in [
         (
             "UPDATE order_info SET status = 2, closed_at = NOW(3) WHERE id = ?",
@@ -578,13 +578,13 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
     }
     tx.commit().await.unwrap();
     let give_back = || async {
-        flashgate::sale::give_back(
+        flashgate::sales::store::give_back(
             &mut app.redis(),
             &app.state.keys,
             &app.state.scripts,
             flashgate::domain::Shard::whole(goods),
             u.id,
-            flashgate::sale::GiveBack::Closed { order: first },
+            flashgate::sales::store::GiveBack::Closed { order: first },
         )
         .await
         .unwrap()
@@ -593,7 +593,9 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
     assert!(!give_back().await, "a second give-back of one order");
     assert_eq!(app.redis_state(goods).await.0, 1);
     // given back and not noted yet: the audit counts the unit as back all the same
-    let report = flashgate::audit::audit(&app.state, goods).await.unwrap();
+    let report = flashgate::operators::audit::audit(&app.state.stores(), goods)
+        .await
+        .unwrap();
     assert!(report.clean, "{report:#?}");
 
     // the same shopper buys the unit again, then a closer runs again over the closed order
@@ -618,6 +620,8 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
     );
     assert_eq!(app.orders(goods).await, 1);
     app.assert_invariants(goods, 1).await;
-    let report = flashgate::audit::audit(&app.state, goods).await.unwrap();
+    let report = flashgate::operators::audit::audit(&app.state.stores(), goods)
+        .await
+        .unwrap();
     assert!(report.clean, "{report:#?}");
 }

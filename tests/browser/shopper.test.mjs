@@ -56,6 +56,7 @@ async function login(page, userId) {
   await page.click("#submit");
   await page.waitForURL(`${base}/`);
   await page.waitForSelector("a.goods");
+  assert.equal((await page.textContent("header a:last-child")).trim(), "Log out", "logged in, the list offers Log out");
 }
 
 async function solveCaptcha(page, userId) {
@@ -130,10 +131,23 @@ test("logged out, the sale page shows no broken captcha but why and a way to log
   await page.waitForSelector("#login-to-buy");
   assert.match(await page.textContent("#msg"), /log in first/i);
   assert.equal(await page.isVisible("#captcha"), false, "a broken captcha image is shown");
+  assert.equal(await page.isVisible("#captcha-label"), false, "the captcha's label is shown with no image under it");
   await shot(page, "logged-out-sale-page");
   await page.click("#login-to-buy");
   await page.waitForSelector("form#login");
   assert.match(page.url(), /\/login\.html\?next=%2Fgoods\.html/);
+  await ctx.close();
+});
+
+test("logged out, the sale list offers Log in, not Log out", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/`);
+  await page.waitForSelector("a.goods");
+  assert.equal((await page.textContent("header a:last-child")).trim(), "Log in");
+  await shot(page, "logged-out-sale-list");
+  await page.click("header a:last-child");
+  await page.waitForSelector("form#login");
   await ctx.close();
 });
 

@@ -2,7 +2,7 @@
 //!
 //! The expression is drawn as a PNG with a small built-in bitmap font, each glyph scaled,
 //! jittered and coloured at random, over noise dots and lines: easy for a person, not plain text
-//! for a script. The answer lives in `sk:{g:ID}:captcha:UID` for [`crate::keys::CAPTCHA_TTL`]
+//! for a script. The answer lives in `sk:{g:ID}:captcha:UID` for [`crate::plumbing::keys::CAPTCHA_TTL`]
 //! and is deleted on first use (by `lua/issue_path.lua`).
 
 use rand::Rng;

@@ -18,42 +18,10 @@ use serde::Serialize;
 
 use crate::domain::{GoodsId, OrderStatus, Shard};
 use crate::error::AppError;
-use crate::keys::{self, Keys};
-use crate::manage::SaleSpec;
-use crate::sale::{self, SaleRow};
-use crate::state::AppState;
-
-/// Where a sale is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Before its start.
-    Scheduled,
-    /// Admitting shoppers.
-    Live,
-    /// In its window, no stock left in any shard (a restock reopens it).
-    SoldOut,
-    /// Past its end.
-    Ended,
-    /// Stopped by an operator.
-    Cancelled,
-}
-
-/// The phase of `row` at `now_ms`; `stock_left` (all shards, from Redis) tells sold out from
-/// live, `None` when unknown (then a sale in its window reads as live).
-pub fn phase_of(row: &SaleRow, stock_left: Option<i64>, now_ms: i64) -> Phase {
-    if row.cancelled_at.is_some() {
-        Phase::Cancelled
-    } else if now_ms >= row.end_ms() {
-        Phase::Ended
-    } else if now_ms < row.start_ms() {
-        Phase::Scheduled
-    } else if stock_left == Some(0) {
-        Phase::SoldOut
-    } else {
-        Phase::Live
-    }
-}
+use crate::plumbing::keys::{self, Keys};
+use crate::sales::manage::SaleSpec;
+use crate::sales::store::{self, Phase, SaleRow, phase_of};
+use crate::sales::stores::Stores;
 
 /// One shard's live figures from Redis.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -172,19 +140,19 @@ pub struct RoomState {
 
 /// The room of the sale in `row` now (`lua/room.lua` computes the same `through`).
 async fn room_state(
-    state: &AppState,
+    stores: &Stores,
     row: &SaleRow,
     now_ms: i64,
 ) -> redis::RedisResult<Option<RoomState>> {
     if row.room_opens_secs.is_none() {
         return Ok(None);
     }
-    let k = state.keys.sale(row.goods());
+    let k = stores.keys.sale(row.goods());
     let (size, cap, rate): (i64, Option<i64>, Option<f64>) = redis::pipe()
         .zcard(k.room_line())
         .hget(k.meta(), "path_cap")
         .hget(k.meta(), "room_rate")
-        .query_async(&mut state.redis.clone())
+        .query_async(&mut stores.redis.clone())
         .await?;
     let elapsed = (now_ms - row.start_ms()).max(0) as f64;
     let by_time = (elapsed * rate.unwrap_or(0.0) / 1000.0).floor() as i64;
@@ -207,11 +175,11 @@ pub struct SaleView {
 }
 
 /// Reads the live state of the sale in `row`.
-pub async fn view_of(state: &AppState, row: &SaleRow) -> Result<SaleView, AppError> {
-    let con = &mut state.redis.clone();
+pub async fn view_of(stores: &Stores, row: &SaleRow) -> Result<SaleView, AppError> {
+    let con = &mut stores.redis.clone();
     let mut shards = Vec::new();
     for shard in Shard::all(row.goods(), row.shards()) {
-        shards.push(shard_state(con, &state.keys, shard).await?);
+        shards.push(shard_state(con, &stores.keys, shard).await?);
     }
     let sum = |f: fn(&ShardState) -> i64| shards.iter().map(f).sum::<i64>();
     let live = LiveState {
@@ -222,9 +190,9 @@ pub async fn view_of(state: &AppState, row: &SaleRow) -> Result<SaleView, AppErr
         backlog: sum(|s| s.backlog),
         pending: sum(|s| s.pending),
         dead_letters: sum(|s| s.dead_letters),
-        orders: order_counts(&state.db, row.goods()).await?,
+        orders: order_counts(&stores.db, row.goods()).await?,
         mysql_stock: i64::from(row.stock),
-        room: room_state(state, row, chrono::Utc::now().timestamp_millis()).await?,
+        room: room_state(stores, row, chrono::Utc::now().timestamp_millis()).await?,
         shards,
     };
     Ok(SaleView {
@@ -241,19 +209,19 @@ pub async fn view_of(state: &AppState, row: &SaleRow) -> Result<SaleView, AppErr
 }
 
 /// One sale's view; `NotFound` if there is none.
-pub async fn view(state: &AppState, goods: GoodsId) -> Result<SaleView, AppError> {
-    let row = sale::existing(&state.db, goods).await?;
-    view_of(state, &row).await
+pub async fn view(stores: &Stores, goods: GoodsId) -> Result<SaleView, AppError> {
+    let row = store::existing(&stores.db, goods).await?;
+    view_of(stores, &row).await
 }
 
 /// Every sale's view, newest first, at most `limit`.
-pub async fn list(state: &AppState, limit: usize) -> Result<Vec<SaleView>, AppError> {
-    let rows = tokio::time::timeout(Duration::from_secs(5), sale::all(&state.db))
+pub async fn list(stores: &Stores, limit: usize) -> Result<Vec<SaleView>, AppError> {
+    let rows = tokio::time::timeout(Duration::from_secs(5), store::all(&stores.db))
         .await
         .map_err(|_| AppError::Unavailable(crate::error::Dependency::Mysql))??;
     let mut views = Vec::new();
     for row in rows.iter().rev().take(limit) {
-        views.push(view_of(state, row).await?);
+        views.push(view_of(stores, row).await?);
     }
     Ok(views)
 }

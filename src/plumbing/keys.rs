@@ -73,7 +73,7 @@ impl Keys {
     }
 
     /// `login:fail:m:MOBILE`: failed logins of this mobile in the current window
-    /// (see [`crate::login_guard`]; expires with the window).
+    /// (see [`crate::accounts::login_guard`]; expires with the window).
     pub fn login_failures_mobile(&self, mobile: &str) -> String {
         format!("{}login:fail:m:{mobile}", self.ns)
     }
@@ -165,7 +165,7 @@ impl SaleKeys {
         self.key(&format!("result:{}", user.get()))
     }
     /// hash, [`TALLY_TTL`]: the sale's counts in one minute (`minute` since the epoch), field
-    /// `SECOND:series` (see `crate::tally`). Sale-wide: kept in shard 0's hash tag.
+    /// `SECOND:series` (see `crate::operators::tally`). Sale-wide: kept in shard 0's hash tag.
     pub fn tally(&self, minute: i64) -> String {
         self.key(&format!("tally:{minute}"))
     }

@@ -9,7 +9,7 @@
 //! other accounts).
 //!
 //! Each counter is one key (`login:fail:m:MOBILE`, `login:fail:a:ADDRESS`, see
-//! [`crate::keys`]), written as `SET key 0 EX window NX` + `INCR key` in one `MULTI`: the window
+//! [`crate::plumbing::keys`]), written as `SET key 0 EX window NX` + `INCR key` in one `MULTI`: the window
 //! is set once, by the first failure, and every key expires by itself.
 
 use std::net::IpAddr;
@@ -19,8 +19,8 @@ use redis::AsyncCommands;
 
 use crate::domain::Mobile;
 use crate::error::AppError;
-use crate::keys::Keys;
-use crate::redis_conn::RedisConn;
+use crate::plumbing::keys::Keys;
+use crate::plumbing::redis_conn::RedisConn;
 
 /// The limits, from the settings.
 #[derive(Debug, Clone, Copy)]

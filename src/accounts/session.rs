@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::keys::{self, Keys};
+use crate::plumbing::keys::{self, Keys};
 
 /// The user a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

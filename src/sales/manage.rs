@@ -8,7 +8,7 @@
 //! sold-out flag and forgets the sale's shard count. Edges and workers need no restart: edges
 //! read a sale's window and limits from its Redis meta, workers find new sales every 2 s.
 //!
-//! What may change when (the phase is `crate::live::Phase`):
+//! What may change when (the phase is `crate::sales::store::Phase`):
 //! - scheduled: anything; the sale's stock is laid out again in Redis if its stock or shards
 //!   change (a waiting room's tickets stay).
 //! - live or sold out: only what cannot break an invariant: a later end, more stock
@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{GoodsId, MAX_SHARDS};
 use crate::error::{AppError, Refusal, SaleRule};
-use crate::live::Phase;
-use crate::sale::{self, SaleRow, share};
-use crate::state::AppState;
+use crate::sales::store::Phase;
+use crate::sales::store::{self, SaleRow, share};
+use crate::sales::stores::Stores;
 
 /// The most units one sale may have.
 pub const MAX_STOCK: i64 = 1_000_000;
@@ -280,7 +280,7 @@ fn datetime(ms: i64) -> NaiveDateTime {
 }
 
 /// Writes `spec` as a new sale (its `goods` and `seckill_goods` rows) in `tx`, unchecked;
-/// returns the goods id. `create` checks it first; the demo seeder (`crate::seed`) checks less
+/// returns the goods id. `create` checks it first; the demo seeder (`crate::cli::seed`) checks less
 /// (an empty or already started sale is fine there), but its times are in [`TIME_RANGE`].
 pub(crate) async fn insert(
     tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
@@ -323,32 +323,32 @@ pub(crate) async fn insert(
 }
 
 /// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
-pub async fn create(state: &AppState, spec: &SaleSpec) -> Result<GoodsId, AppError> {
+pub async fn create(stores: &Stores, spec: &SaleSpec) -> Result<GoodsId, AppError> {
     spec.check(now_ms()).map_err(AppError::Invalid)?;
-    let mut tx = crate::db::begin(&state.db).await?;
+    let mut tx = crate::plumbing::db::begin(&stores.db).await?;
     let id = insert(&mut tx, spec).await?;
     tx.commit().await?;
     let goods = GoodsId::new(id)?;
-    let row = sale::existing(&state.db, goods).await?;
-    let con = &mut state.redis.clone();
-    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
-    announce(state, goods).await?;
+    let row = store::existing(&stores.db, goods).await?;
+    let con = &mut stores.redis.clone();
+    store::load(con, &stores.db, &stores.keys, &stores.settings, &row).await?;
+    announce(stores, goods).await?;
     tracing::info!(goods = id, stock = spec.stock, name = %spec.name, "sale created");
     Ok(goods)
 }
 
 /// Changes a sale as `patch` says, if its phase allows it (see the module comment).
-pub async fn update(state: &AppState, goods: GoodsId, patch: &SalePatch) -> Result<(), AppError> {
-    let row = sale::existing(&state.db, goods).await?;
+pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Result<(), AppError> {
+    let row = store::existing(&stores.db, goods).await?;
     let spec = SaleSpec::from_row(&row);
     let applied = patch.apply(&spec).map_err(AppError::Invalid)?;
     let now = now_ms();
-    let phase = crate::live::phase_of(&row, None, now);
+    let phase = crate::sales::store::phase_of(&row, None, now);
     let scheduled = allowed_in(phase, &spec, &applied).map_err(AppError::Refused)?;
     let next = &applied.next;
     next.check(now).map_err(AppError::Invalid)?;
 
-    let mut tx = crate::db::begin(&state.db).await?;
+    let mut tx = crate::plumbing::db::begin(&stores.db).await?;
     // the guard: the phase this change was checked against still holds (scheduled: not
     // started yet; live: not ended yet), so a sale that went live meanwhile is left alone
     let changed = sqlx::query(
@@ -398,19 +398,20 @@ pub async fn update(state: &AppState, goods: GoodsId, patch: &SalePatch) -> Resu
     .await?;
     tx.commit().await?;
 
-    let row = sale::existing(&state.db, goods).await?;
-    let con = &mut state.redis.clone();
+    let row = store::existing(&stores.db, goods).await?;
+    let con = &mut stores.redis.clone();
     if scheduled && (next.stock != spec.stock || next.shards != spec.shards) {
         // before the start nothing is admitted: the stock is laid out again from MySQL (shard
         // 0's stock key goes, and every other shard whole); shard 0's other keys stay, among
         // them a waiting room's line of tickets
-        let _: () = con.del(state.keys.sale(goods).stock()).await?;
-        con.delete_matching(&state.keys.split_shards(goods)).await?;
+        let _: () = con.del(stores.keys.sale(goods).stock()).await?;
+        con.delete_matching(&stores.keys.split_shards(goods))
+            .await?;
     } else if applied.add > 0 {
-        restock(state, &row, applied.add).await?;
+        restock(stores, &row, applied.add).await?;
     }
-    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
-    announce(state, goods).await?;
+    store::load(con, &stores.db, &stores.keys, &stores.settings, &row).await?;
+    announce(stores, goods).await?;
     tracing::info!(goods = goods.get(), ?phase, "sale changed");
     Ok(())
 }
@@ -431,13 +432,13 @@ fn allowed_in(phase: Phase, spec: &SaleSpec, applied: &Applied) -> Result<bool, 
 }
 
 /// Puts `add` new units into a live sale's shards, each its share.
-async fn restock(state: &AppState, row: &SaleRow, add: i64) -> Result<(), AppError> {
+async fn restock(stores: &Stores, row: &SaleRow, add: i64) -> Result<(), AppError> {
     let n = row.shards();
-    let con = &mut state.redis.clone();
+    let con = &mut stores.redis.clone();
     for shard in crate::domain::Shard::all(row.goods(), n) {
         let units = share(add, n, shard.index);
         if units > 0 {
-            let _: i64 = con.incr(state.keys.shard(shard).stock(), units).await?;
+            let _: i64 = con.incr(stores.keys.shard(shard).stock(), units).await?;
         }
     }
     tracing::info!(goods = row.goods_id, add, "sale restocked");
@@ -447,40 +448,40 @@ async fn restock(state: &AppState, row: &SaleRow, add: i64) -> Result<(), AppErr
 /// Cancels a scheduled or live sale: admissions stop at once on every edge; admitted orders are
 /// kept. Cancelling a cancelled sale again applies it to Redis again (a retry after Redis was
 /// away); an ended sale is refused.
-pub async fn cancel(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
-    let row = sale::existing(&state.db, goods).await?;
+pub async fn cancel(stores: &Stores, goods: GoodsId) -> Result<(), AppError> {
+    let row = store::existing(&stores.db, goods).await?;
     if row.cancelled_at.is_none() {
         let changed = sqlx::query(
             "UPDATE seckill_goods SET cancelled_at = NOW(3) \
              WHERE goods_id = ? AND cancelled_at IS NULL AND end_at > NOW(3)",
         )
         .bind(goods.get())
-        .execute(&state.db)
+        .execute(&stores.db)
         .await?
         .rows_affected();
         if changed == 0 {
             return Err(AppError::Refused(Refusal::SaleOver));
         }
     }
-    let row = sale::existing(&state.db, goods).await?;
-    let con = &mut state.redis.clone();
+    let row = store::existing(&stores.db, goods).await?;
+    let con = &mut stores.redis.clone();
     // the meta's window now ends at the cancellation: admit.lua answers ENDED from here on
-    sale::load(con, &state.db, &state.keys, &state.settings, &row).await?;
-    announce(state, goods).await?;
+    store::load(con, &stores.db, &stores.keys, &stores.settings, &row).await?;
+    announce(stores, goods).await?;
     tracing::info!(goods = goods.get(), "sale cancelled");
     Ok(())
 }
 
 /// Drops the cached catalogue entries of `goods` and tells every edge the sale changed.
-async fn announce(state: &AppState, goods: GoodsId) -> Result<(), AppError> {
-    let con = &mut state.redis.clone();
+async fn announce(stores: &Stores, goods: GoodsId) -> Result<(), AppError> {
+    let con = &mut stores.redis.clone();
     // one DEL per key: on a cluster the two keys may live on different nodes
-    let _: () = con.del(state.keys.goods(goods)).await?;
-    let _: () = con.del(state.keys.goods_list()).await?;
+    let _: () = con.del(stores.keys.goods(goods)).await?;
+    let _: () = con.del(stores.keys.goods_list()).await?;
     // a restock reopens a split sale's waiting room too
-    let _: () = con.del(state.keys.sale(goods).room_soldout()).await?;
+    let _: () = con.del(stores.keys.sale(goods).room_soldout()).await?;
     let _: () = con
-        .publish(state.keys.restock_channel(), goods.get().to_string())
+        .publish(stores.keys.restock_channel(), goods.get().to_string())
         .await?;
     Ok(())
 }

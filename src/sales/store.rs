@@ -9,14 +9,15 @@
 use chrono::NaiveDateTime;
 use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
+use serde::Serialize;
 use sqlx::MySqlPool;
 
-use crate::config::Settings;
+use crate::admission::scripts::Scripts;
 use crate::domain::{GoodsId, MAX_SHARDS, Shard, UserId};
 use crate::error::AppError;
-use crate::keys::{self, Keys};
-use crate::scripts::Scripts;
-use crate::state::AppState;
+use crate::plumbing::config::Settings;
+use crate::plumbing::keys::{self, Keys};
+use crate::sales::stores::Stores;
 
 /// One sale as MySQL has it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -245,7 +246,7 @@ pub enum GiveBack {
     /// This order was closed unpaid (result -1: the page shows it as lost). Given back once per
     /// order, even if its buyer has bought again since (the order id is noted in `given_back`).
     Closed { order: i64 },
-    /// The audit found the unit held by a buyer with no order (`crate::audit::fix`).
+    /// The audit found the unit held by a buyer with no order (`crate::operators::audit::fix`).
     Mended,
 }
 
@@ -292,15 +293,18 @@ pub async fn give_back<C: ConnectionLike + Send>(
         .restore
         .invoke(con, &script_keys, &args)
         .await?;
-    crate::scripts::decode_done("restore.lua", reply, crate::scripts::Code::NotABuyer).map_err(
-        |e| {
-            redis::RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "restore.lua",
-                format!("{e:#}"),
-            ))
-        },
+    crate::admission::scripts::decode_done(
+        "restore.lua",
+        reply,
+        crate::admission::scripts::Code::NotABuyer,
     )
+    .map_err(|e| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "restore.lua",
+            format!("{e:#}"),
+        ))
+    })
 }
 
 /// A new window for a reset sale: starts this many seconds from now and lasts this long.
@@ -314,13 +318,13 @@ pub struct Window {
 /// stock, every Redis key of the sale is dropped and loaded anew, and every edge clears its flag.
 /// Meant for load-test reruns while no buys for this sale are in flight.
 pub async fn reset(
-    state: &AppState,
+    stores: &Stores,
     goods: GoodsId,
     window: Option<Window>,
 ) -> Result<(), AppError> {
-    let (db, keys, settings) = (&state.db, &state.keys, &*state.settings);
-    let con = &mut state.redis.clone();
-    let mut tx = crate::db::begin(db).await?;
+    let (db, keys, settings) = (&stores.db, &stores.keys, &*stores.settings);
+    let con = &mut stores.redis.clone();
+    let mut tx = crate::plumbing::db::begin(db).await?;
     let updated = match window {
         Some(w) => sqlx::query(
             "UPDATE seckill_goods SET stock = initial_stock, \
@@ -370,6 +374,38 @@ pub async fn reset(
         "sale reset"
     );
     Ok(())
+}
+
+/// Where a sale is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before its start.
+    Scheduled,
+    /// Admitting shoppers.
+    Live,
+    /// In its window, no stock left in any shard (a restock reopens it).
+    SoldOut,
+    /// Past its end.
+    Ended,
+    /// Stopped by an operator.
+    Cancelled,
+}
+
+/// The phase of `row` at `now_ms`; `stock_left` (all shards, from Redis) tells sold out from
+/// live, `None` when unknown (then a sale in its window reads as live).
+pub fn phase_of(row: &SaleRow, stock_left: Option<i64>, now_ms: i64) -> Phase {
+    if row.cancelled_at.is_some() {
+        Phase::Cancelled
+    } else if now_ms >= row.end_ms() {
+        Phase::Ended
+    } else if now_ms < row.start_ms() {
+        Phase::Scheduled
+    } else if stock_left == Some(0) {
+        Phase::SoldOut
+    } else {
+        Phase::Live
+    }
 }
 
 #[cfg(test)]

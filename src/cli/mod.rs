@@ -1,15 +1,19 @@
-//! The `flashgate` command line: one binary, one subcommand per process role or chore.
+//! The `flashgate` command line: one binary, one subcommand per process role or chore; the demo
+//! data `flashgate seed` and `flashgate users` write is in [`seed`].
+
+pub mod seed;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
 use crate::domain::GoodsId;
-use crate::sale::{self, Window};
-use crate::seed::{self, NewSale};
+use crate::plumbing::config::Settings;
+use crate::plumbing::db;
+use crate::sales::store::{self, Window};
 use crate::startup::{self, Application};
-use crate::{db, worker};
+use crate::worker;
+use seed::NewSale;
 
 #[derive(Parser)]
 #[command(name = "flashgate", version, about = "A flash-sale admission edge")]
@@ -43,7 +47,8 @@ enum Command {
         #[arg(long, alias = "buckets", default_value_t = 1)]
         shards: u16,
     },
-    /// Create test users and their sessions; write a `userId,token` CSV for load tools.
+    /// Create test users and their sessions; write a `userId,token` CSV for load tools. Prints
+    /// the first new user's mobile (their password is the demo one, 123456) as its last line.
     Users {
         #[arg(long, default_value_t = 1000)]
         count: usize,
@@ -136,7 +141,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 async fn sale_op(settings: Settings, op: SaleOp) -> anyhow::Result<()> {
-    use crate::{live, manage};
+    use crate::operators::live;
+    use crate::sales::manage;
     let state = startup::connect(settings).await?;
     let goods = |id: &str| GoodsId::parse(id).map_err(refused);
     let goods = match op {
@@ -152,25 +158,29 @@ async fn sale_op(settings: Settings, op: SaleOp) -> anyhow::Result<()> {
                 obj.insert("endAt".into(), (now + (s + l) * 1000).into());
             }
             let spec: manage::SaleSpec = serde_json::from_value(body)?;
-            manage::create(&state, &spec).await.map_err(refused)?
+            manage::create(&state.stores(), &spec)
+                .await
+                .map_err(refused)?
         }
         SaleOp::List { limit } => {
-            return print_json(&live::list(&state, limit).await.map_err(refused)?);
+            return print_json(&live::list(&state.stores(), limit).await.map_err(refused)?);
         }
         SaleOp::Show { goods_id } => goods(&goods_id)?,
         SaleOp::Update { goods_id, json } => {
             let g = goods(&goods_id)?;
             let patch: manage::SalePatch = json_arg(&json)?;
-            manage::update(&state, g, &patch).await.map_err(refused)?;
+            manage::update(&state.stores(), g, &patch)
+                .await
+                .map_err(refused)?;
             g
         }
         SaleOp::Cancel { goods_id } => {
             let g = goods(&goods_id)?;
-            manage::cancel(&state, g).await.map_err(refused)?;
+            manage::cancel(&state.stores(), g).await.map_err(refused)?;
             g
         }
     };
-    print_json(&live::view(&state, goods).await.map_err(refused)?)
+    print_json(&live::view(&state.stores(), goods).await.map_err(refused)?)
 }
 
 /// `flashgate audit`: one line per sale and one per finding (or the JSON reports); true if
@@ -184,7 +194,7 @@ async fn audit(
     let state = startup::connect(settings).await?;
     let ids = match goods_id {
         Some(id) => vec![GoodsId::parse(&id).map_err(refused)?],
-        None => sale::all(&state.db)
+        None => store::all(&state.db)
             .await?
             .iter()
             .map(|s| s.goods())
@@ -193,8 +203,8 @@ async fn audit(
     let mut all_clean = true;
     for goods in ids {
         let report = match fix {
-            true => crate::audit::fix(&state, goods).await,
-            false => crate::audit::audit(&state, goods).await,
+            true => crate::operators::audit::fix(&state.stores(), goods).await,
+            false => crate::operators::audit::audit(&state.stores(), goods).await,
         }
         .map_err(refused)?;
         all_clean &= report.clean;
@@ -302,6 +312,9 @@ pub async fn main() -> anyhow::Result<()> {
                 seed::create_users(&state.db, &mut state.redis.clone(), &state.keys, count).await?;
             seed::write_tokens(&out, &users)?;
             tracing::info!(count = users.len(), out = %out.display(), "users and sessions created");
+            if let Some(first) = users.first() {
+                println!("{}", first.mobile);
+            }
         }
         Command::Sale { op } => sale_op(settings, op).await?,
         Command::Audit {
@@ -324,7 +337,7 @@ pub async fn main() -> anyhow::Result<()> {
                 starts_in_secs: s,
                 lasts_secs: l,
             });
-            sale::reset(&state, goods, window).await?;
+            store::reset(&state.stores(), goods, window).await?;
             println!("{}", goods.get());
         }
     }
@@ -336,8 +349,8 @@ pub async fn main() -> anyhow::Result<()> {
 async fn seed_sale(settings: Settings, new: &NewSale) -> anyhow::Result<()> {
     let state = startup::connect(settings).await?;
     let goods = seed::create_sale(&state.db, new).await?;
-    let row = sale::one(&state.db, goods).await?.expect("just created");
-    sale::load(
+    let row = store::one(&state.db, goods).await?.expect("just created");
+    store::load(
         &mut state.redis.clone(),
         &state.db,
         &state.keys,

@@ -15,18 +15,20 @@
 //! with the sum of its shards ([`SplitStock`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::AsyncCommands;
 use serde::Serialize;
 
+use crate::admission::scripts::{RoomAnswer, Scripts};
+use crate::admission::split::Shape;
 use crate::domain::{GoodsId, Shard, UserId};
 use crate::error::AppError;
-use crate::scripts::RoomAnswer;
-use crate::split::Shape;
-use crate::state::AppState;
+use crate::plumbing::keys::Keys;
+use crate::plumbing::metrics::Metrics;
+use crate::plumbing::redis_conn::RedisConn;
 
 /// Scores of early joiners are drawn below this (2^52: exact in a double, as Redis stores it).
 const DRAW_BELOW: u64 = 1 << 52;
@@ -44,12 +46,18 @@ pub const SPLIT_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// each edge adds them up at most every [`SPLIT_CHECK_EVERY`] per sale, while someone asks,
 /// and sets or clears the room's sold-out key (`room:soldout`) to match.
 #[derive(Debug, Default)]
-pub struct SplitStock {
+struct SplitStock {
     checked: Mutex<HashMap<GoodsId, Instant>>,
 }
 
 impl SplitStock {
-    async fn refresh(&self, state: &AppState, goods: GoodsId, shards: u16) -> Result<(), AppError> {
+    async fn refresh(
+        &self,
+        redis: &RedisConn,
+        keys: &Keys,
+        goods: GoodsId,
+        shards: u16,
+    ) -> Result<(), AppError> {
         {
             let mut checked = self.checked.lock().expect("split stock lock");
             match checked.get(&goods) {
@@ -57,13 +65,13 @@ impl SplitStock {
                 _ => checked.insert(goods, Instant::now()),
             };
         }
-        let con = &mut state.redis.clone();
+        let con = &mut redis.clone();
         let mut total = 0;
         for shard in Shard::all(goods, shards) {
-            let left: Option<i64> = con.get(state.keys.shard(shard).stock()).await?;
+            let left: Option<i64> = con.get(keys.shard(shard).stock()).await?;
             total += left.unwrap_or(0).max(0);
         }
-        let key = state.keys.sale(goods).room_soldout();
+        let key = keys.sale(goods).room_soldout();
         if total == 0 {
             let _: () = con.set(&key, 1).await?;
         } else {
@@ -73,69 +81,89 @@ impl SplitStock {
     }
 }
 
-/// Joins the room of `goods` (or looks, with `join` false) as `user`; `shape` is the sale's, as
-/// the caller read it.
-pub async fn call(
-    state: &AppState,
-    goods: GoodsId,
-    shape: Shape,
-    user: UserId,
-    join: bool,
-) -> Result<RoomAnswer, AppError> {
-    if shape.room && shape.shards > 1 {
-        state
-            .split_stock
-            .refresh(state, goods, shape.shards)
-            .await?;
-    }
-    let keys = state.keys.sale(goods).room();
-    // a look draws nothing: the script reads its ARGV[3] only for a new ticket
-    let (mode, draw) = match join {
-        true => ("join", rand::rng().random_range(0..DRAW_BELOW).to_string()),
-        false => ("look", String::new()),
-    };
-    let split = if shape.shards > 1 { "1" } else { "0" };
-    let reply = state
-        .scripts
-        .get()
-        .room
-        .invoke(
-            &mut state.redis.clone(),
-            &keys.each_ref().map(String::as_str),
-            &[mode, &user.get().to_string(), &draw, split, ""],
-        )
-        .await?;
-    let answer = RoomAnswer::from_reply(reply)?;
-    if let RoomAnswer::Through {
-        wait_ms,
-        first: true,
-    } = answer
-    {
-        state.metrics.room_let_through.inc();
-        state.metrics.room_wait.observe(wait_ms as f64 / 1000.0);
-    }
-    Ok(answer)
+/// The rooms of every sale, as one edge sees them: what a join or a look needs, and nothing else.
+pub struct Room {
+    redis: RedisConn,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+    metrics: Arc<Metrics>,
+    split_stock: SplitStock,
 }
 
-/// For the hidden path: refuses a shopper of a sale with a room whose ticket is not through.
-pub async fn require_turn(
-    state: &AppState,
-    goods: GoodsId,
-    shape: Shape,
-    user: UserId,
-) -> Result<(), AppError> {
-    match call(state, goods, shape, user, false).await? {
-        RoomAnswer::Through { .. } | RoomAnswer::NoRoom => Ok(()),
-        RoomAnswer::Waiting { position, .. } => Err(AppError::NotYourTurn {
-            position: Some(position),
-        }),
-        RoomAnswer::InRoom { .. } | RoomAnswer::NoTicket | RoomAnswer::NotOpen { .. } => {
-            Err(AppError::NotYourTurn { position: None })
+impl Room {
+    pub fn new(redis: RedisConn, keys: Keys, scripts: Arc<Scripts>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            redis,
+            keys,
+            scripts,
+            metrics,
+            split_stock: SplitStock::default(),
         }
-        RoomAnswer::Full => Err(AppError::RoomFull),
-        RoomAnswer::SoldOut => Err(AppError::SoldOut),
-        RoomAnswer::Ended => Err(AppError::Ended),
-        RoomAnswer::NoSale => Err(AppError::NotFound),
+    }
+
+    /// Joins the room of `goods` (or looks, with `join` false) as `user`; `shape` is the sale's,
+    /// as the caller read it.
+    pub async fn call(
+        &self,
+        goods: GoodsId,
+        shape: Shape,
+        user: UserId,
+        join: bool,
+    ) -> Result<RoomAnswer, AppError> {
+        if shape.room && shape.shards > 1 {
+            self.split_stock
+                .refresh(&self.redis, &self.keys, goods, shape.shards)
+                .await?;
+        }
+        let keys = self.keys.sale(goods).room();
+        // a look draws nothing: the script reads its ARGV[3] only for a new ticket
+        let (mode, draw) = match join {
+            true => ("join", rand::rng().random_range(0..DRAW_BELOW).to_string()),
+            false => ("look", String::new()),
+        };
+        let split = if shape.shards > 1 { "1" } else { "0" };
+        let reply = self
+            .scripts
+            .get()
+            .room
+            .invoke(
+                &mut self.redis.clone(),
+                &keys.each_ref().map(String::as_str),
+                &[mode, &user.get().to_string(), &draw, split, ""],
+            )
+            .await?;
+        let answer = RoomAnswer::from_reply(reply)?;
+        if let RoomAnswer::Through {
+            wait_ms,
+            first: true,
+        } = answer
+        {
+            self.metrics.room_let_through.inc();
+            self.metrics.room_wait.observe(wait_ms as f64 / 1000.0);
+        }
+        Ok(answer)
+    }
+
+    /// For the hidden path: refuses a shopper of a sale with a room whose ticket is not through.
+    pub async fn require_turn(
+        &self,
+        goods: GoodsId,
+        shape: Shape,
+        user: UserId,
+    ) -> Result<(), AppError> {
+        match self.call(goods, shape, user, false).await? {
+            RoomAnswer::Through { .. } | RoomAnswer::NoRoom => Ok(()),
+            RoomAnswer::Waiting { position, .. } => Err(AppError::NotYourTurn {
+                position: Some(position),
+            }),
+            RoomAnswer::InRoom { .. } | RoomAnswer::NoTicket | RoomAnswer::NotOpen { .. } => {
+                Err(AppError::NotYourTurn { position: None })
+            }
+            RoomAnswer::Full => Err(AppError::RoomFull),
+            RoomAnswer::SoldOut => Err(AppError::SoldOut),
+            RoomAnswer::Ended => Err(AppError::Ended),
+            RoomAnswer::NoSale => Err(AppError::NotFound),
+        }
     }
 }
 

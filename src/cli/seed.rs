@@ -6,11 +6,11 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::MySqlPool;
 
+use crate::accounts::password;
+use crate::accounts::session::SessionUser;
 use crate::domain::{GoodsId, UserId};
-use crate::keys::{self, Keys};
-use crate::manage::{SaleSpec, TIME_RANGE};
-use crate::password;
-use crate::session::SessionUser;
+use crate::plumbing::keys::{self, Keys};
+use crate::sales::manage::{SaleSpec, TIME_RANGE};
 
 /// What a new sale looks like.
 #[derive(Debug, Clone)]
@@ -73,8 +73,8 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         room_opens_before: None,
         room_rate: None,
     };
-    let mut tx = crate::db::begin(db).await?;
-    let id = crate::manage::insert(&mut tx, &spec).await?;
+    let mut tx = crate::plumbing::db::begin(db).await?;
+    let id = crate::sales::manage::insert(&mut tx, &spec).await?;
     tx.commit().await?;
     Ok(GoodsId::new(id)?)
 }

@@ -28,16 +28,18 @@
 //! (`flashgate_stock_drift{goods}`), logging a non-zero drift once per new value.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde::Serialize;
 
+use crate::admission::scripts::Code;
 use crate::domain::{GoodsId, OrderStatus, Shard, UserId};
 use crate::error::{AppError, Refusal};
-use crate::sale::{self, GiveBack, SaleRow};
-use crate::scripts::Code;
-use crate::state::AppState;
+use crate::plumbing::metrics::Metrics;
+use crate::sales::store::{self, GiveBack, SaleRow};
+use crate::sales::stores::Stores;
 
 /// How often the worker audits the sales at rest.
 pub const AUDIT_EVERY: Duration = Duration::from_secs(5);
@@ -106,13 +108,9 @@ impl ShardReading {
     }
 }
 
-async fn read_shard(
-    state: &AppState,
-    shard: Shard,
-    full: bool,
-) -> redis::RedisResult<ShardReading> {
-    let k = state.keys.shard(shard);
-    let con = &mut state.redis.clone();
+async fn read_shard(stores: &Stores, shard: Shard, full: bool) -> redis::RedisResult<ShardReading> {
+    let k = stores.keys.shard(shard);
+    let con = &mut stores.redis.clone();
     let (stock, admitted, backlog): (Option<i64>, Option<String>, i64) = redis::pipe()
         .get(k.stock())
         .hget(k.meta(), "admitted")
@@ -159,13 +157,13 @@ fn given_back(redis: &[ShardReading]) -> BTreeSet<i64> {
 }
 
 async fn read_redis(
-    state: &AppState,
+    stores: &Stores,
     row: &SaleRow,
     full: bool,
 ) -> redis::RedisResult<Vec<ShardReading>> {
     let mut shards = Vec::new();
     for shard in Shard::all(row.goods(), row.shards()) {
-        shards.push(read_shard(state, shard, full).await?);
+        shards.push(read_shard(stores, shard, full).await?);
     }
     Ok(shards)
 }
@@ -181,19 +179,19 @@ struct MysqlReading {
     markers: Vec<(i64, i64)>,
 }
 
-async fn read_mysql(state: &AppState, goods: GoodsId) -> Result<MysqlReading, AppError> {
-    let row = sale::existing(&state.db, goods).await?;
+async fn read_mysql(stores: &Stores, goods: GoodsId) -> Result<MysqlReading, AppError> {
+    let row = store::existing(&stores.db, goods).await?;
     let orders: Vec<(i64, i64, i8, i8)> = sqlx::query_as(
         "SELECT id, user_id, status, stock_returned FROM order_info WHERE goods_id = ? ORDER BY id",
     )
     .bind(goods.get())
-    .fetch_all(&state.db)
+    .fetch_all(&stores.db)
     .await?;
     let markers: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT order_id, user_id FROM seckill_order WHERE goods_id = ? ORDER BY order_id",
     )
     .bind(goods.get())
-    .fetch_all(&state.db)
+    .fetch_all(&stores.db)
     .await?;
     Ok(MysqlReading {
         initial_stock: i64::from(row.initial_stock),
@@ -207,25 +205,25 @@ async fn read_mysql(state: &AppState, goods: GoodsId) -> Result<MysqlReading, Ap
 }
 
 /// Audits one sale (see the module comment).
-pub async fn audit(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
-    let row = sale::existing(&state.db, goods).await?;
-    audit_row(state, &row).await
+pub async fn audit(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
+    let row = store::existing(&stores.db, goods).await?;
+    audit_row(stores, &row).await
 }
 
 /// Audits the sale of `row`, already read (its shard count says which keys to read; the
 /// figures themselves are read afresh, inside the snapshot).
-async fn audit_row(state: &AppState, row: &SaleRow) -> Result<Report, AppError> {
+async fn audit_row(stores: &Stores, row: &SaleRow) -> Result<Report, AppError> {
     let goods = row.goods();
     let mut tries = 0;
     loop {
         tries += 1;
-        let before = read_redis(state, row, true).await?;
-        let mysql = read_mysql(state, goods).await?;
-        let after = read_redis(state, row, false).await?;
+        let before = read_redis(stores, row, true).await?;
+        let mysql = read_mysql(stores, goods).await?;
+        let after = read_redis(stores, row, false).await?;
         let steady = before.iter().zip(&after).all(|(a, b)| !a.moved(b));
         let drained = before.iter().all(|s| s.backlog == 0);
         if (steady && drained) || tries == 3 {
-            return Ok(compare(state, goods, &before, &mysql, steady && drained));
+            return Ok(compare(stores, goods, &before, &mysql, steady && drained));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -233,16 +231,16 @@ async fn audit_row(state: &AppState, row: &SaleRow) -> Result<Report, AppError> 
 
 /// The equations of the module comment over one reading.
 fn compare(
-    state: &AppState,
+    stores: &Stores,
     goods: GoodsId,
     redis: &[ShardReading],
     mysql: &MysqlReading,
     at_rest: bool,
 ) -> Report {
-    let keys = |f: fn(&crate::keys::SaleKeys) -> String| -> Vec<String> {
+    let keys = |f: fn(&crate::plumbing::keys::SaleKeys) -> String| -> Vec<String> {
         redis
             .iter()
-            .map(|s| f(&state.keys.shard(s.shard)))
+            .map(|s| f(&stores.keys.shard(s.shard)))
             .collect()
     };
     let redis_stock: i64 = redis.iter().map(|s| s.stock).sum();
@@ -275,8 +273,8 @@ fn compare(
     if !at_rest {
         return r; // the equations hold only at rest: no findings from a moving picture
     }
-    stock_findings(&mut r, keys(crate::keys::SaleKeys::stock));
-    buyer_findings(state, goods, redis, mysql, &mut r.findings);
+    stock_findings(&mut r, keys(crate::plumbing::keys::SaleKeys::stock));
+    buyer_findings(stores, goods, redis, mysql, &mut r.findings);
     r.clean = r.findings.is_empty();
     r
 }
@@ -330,7 +328,7 @@ fn stock_findings(r: &mut Report, stock_keys: Vec<String>) {
 
 /// The buyer and order findings: markers against orders, Redis buyers against MySQL's.
 fn buyer_findings(
-    state: &AppState,
+    stores: &Stores,
     goods: GoodsId,
     redis: &[ShardReading],
     mysql: &MysqlReading,
@@ -338,7 +336,7 @@ fn buyer_findings(
 ) {
     let n = redis.len() as u16;
     let buyers_key = |user: i64| match UserId::new(user) {
-        Ok(u) => state.keys.shard(Shard::home(goods, u, n)).buyers(),
+        Ok(u) => stores.keys.shard(Shard::home(goods, u, n)).buyers(),
         Err(_) => String::new(),
     };
     let by_id: HashMap<i64, &(i64, i64, i8, bool)> =
@@ -412,9 +410,9 @@ const MYSQL_SIDE: [&str; 3] = ["mysql_stock_drift", "marker_without_order", "dou
 
 /// Audits `goods`, mends Redis from MySQL if that is safe, and audits again: the report after,
 /// with what was changed in `repairs`. Refused while the sale is not at rest.
-pub async fn fix(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
-    let row = sale::existing(&state.db, goods).await?;
-    let before = audit_row(state, &row).await?;
+pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
+    let row = store::existing(&stores.db, goods).await?;
+    let before = audit_row(stores, &row).await?;
     if !before.at_rest {
         return Err(AppError::Refused(Refusal::NotAtRest));
     }
@@ -423,33 +421,40 @@ pub async fn fix(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
     }
     let n = row.shards();
     let mut repairs = Vec::new();
-    let con = &mut state.redis.clone();
+    let con = &mut stores.redis.clone();
     for f in &before.findings {
         match (f.kind, f.user.and_then(|u| UserId::new(u).ok())) {
             ("buyer_without_order", Some(u)) => {
                 let home = Shard::home(goods, u, n);
-                if sale::give_back(con, &state.keys, &state.scripts, home, u, GiveBack::Mended)
-                    .await?
+                if store::give_back(
+                    con,
+                    &stores.keys,
+                    &stores.scripts,
+                    home,
+                    u,
+                    GiveBack::Mended,
+                )
+                .await?
                 {
                     repairs.push(format!(
                         "gave user {u}'s unit back to {} (result -1)",
-                        state.keys.shard(home).stock()
+                        stores.keys.shard(home).stock()
                     ));
                 }
             }
             ("order_without_buyer", Some(u)) => {
-                let key = state.keys.shard(Shard::home(goods, u, n)).buyers();
+                let key = stores.keys.shard(Shard::home(goods, u, n)).buyers();
                 let _: i64 = con.sadd(&key, u.get()).await?;
                 repairs.push(format!("SADD {key} {u}"));
             }
             _ => {}
         }
     }
-    let now = audit_row(state, &row).await?;
+    let now = audit_row(stores, &row).await?;
     if now.at_rest && now.stock_drift != 0 {
-        mend_stock(state, &row, -now.stock_drift, &mut repairs).await?;
+        mend_stock(stores, &row, -now.stock_drift, &mut repairs).await?;
     }
-    let mut after = audit_row(state, &row).await?;
+    let mut after = audit_row(stores, &row).await?;
     after.repairs = repairs;
     tracing::info!(goods = goods.get(), repairs = ?after.repairs, clean = after.clean, "audit fix");
     Ok(after)
@@ -458,12 +463,12 @@ pub async fn fix(state: &AppState, goods: GoodsId) -> Result<Report, AppError> {
 /// Moves the sale's Redis stock by `delta` units through `mend.lua`: added to shard 0, or taken
 /// from the shards that have units, in order.
 async fn mend_stock(
-    state: &AppState,
+    stores: &Stores,
     row: &SaleRow,
     delta: i64,
     repairs: &mut Vec<String>,
 ) -> Result<(), AppError> {
-    let shards = read_redis(state, row, false).await?;
+    let shards = read_redis(stores, row, false).await?;
     let mut left = delta;
     for s in &shards {
         let step = if left > 0 {
@@ -474,18 +479,18 @@ async fn mend_stock(
         if step == 0 {
             continue;
         }
-        let k = state.keys.shard(s.shard);
-        let reply = state
+        let k = stores.keys.shard(s.shard);
+        let reply = stores
             .scripts
             .get()
             .mend
             .invoke(
-                &mut state.redis.clone(),
+                &mut stores.redis.clone(),
                 &[&k.stock(), &k.queue(), &k.meta()],
                 &[&s.stock.to_string(), &s.admitted, &step.to_string()],
             )
             .await?;
-        if !crate::scripts::decode_done("mend.lua", reply, Code::Changed)? {
+        if !crate::admission::scripts::decode_done("mend.lua", reply, Code::Changed)? {
             return Err(AppError::Refused(Refusal::NotAtRest));
         }
         repairs.push(format!("INCRBY {} {step} (was {})", k.stock(), s.stock));
@@ -499,25 +504,29 @@ async fn mend_stock(
 
 /// For the worker: every [`AUDIT_EVERY`], audits each sale whose queues are empty and exports
 /// its drift; a non-zero drift is logged once per new value.
-pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    stores: Stores,
+    metrics: Arc<Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut logged: HashMap<GoodsId, i64> = HashMap::new();
     loop {
-        if let Ok(sales) = sale::all(&state.db).await {
+        if let Ok(sales) = store::all(&stores.db).await {
             for row in &sales {
-                let Ok(light) = read_redis(&state, row, false).await else {
+                let Ok(light) = read_redis(&stores, row, false).await else {
                     continue;
                 };
                 if light.iter().any(|s| s.backlog > 0) {
                     continue;
                 }
-                let Ok(report) = audit_row(&state, row).await else {
+                let Ok(report) = audit_row(&stores, row).await else {
                     continue;
                 };
                 if !report.at_rest {
                     continue;
                 }
                 let drift = report.stock_drift;
-                state.metrics.drift(row.goods_id, drift);
+                metrics.drift(row.goods_id, drift);
                 let last = logged.insert(row.goods(), drift);
                 if drift != 0 && last != Some(drift) {
                     tracing::warn!(

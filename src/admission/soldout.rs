@@ -78,13 +78,13 @@ impl SoldOutFlags {
 /// operator changed the sale), clears its flag and forgets its shard count, until `shutdown`
 /// fires; reconnects with a short backoff when Redis goes away.
 pub async fn listen(
-    target: crate::redis_conn::Target,
+    target: crate::plumbing::redis_conn::Target,
     channel: String,
     flags: Arc<SoldOutFlags>,
-    shapes: Arc<crate::split::Shapes>,
+    shapes: Arc<crate::admission::split::Shapes>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut backoff = crate::retry::Backoff::listener();
+    let mut backoff = crate::plumbing::retry::Backoff::listener();
     loop {
         let session = async {
             let mut pubsub = target.pubsub_client()?.get_async_pubsub().await?;

@@ -9,7 +9,7 @@
 //! [`TALLY_TTL`]. [`read`] turns the last minutes back into one row per second.
 //!
 //! A process that dies or is stopped loses at most its last second of counts; the counts are a
-//! picture, the audit (`crate::audit`) is the proof. Only buys of a sale that exists are
+//! picture, the audit (`crate::operators::audit`) is the proof. Only buys of a sale that exists are
 //! counted (an unknown goods id writes nothing).
 
 use std::collections::HashMap;
@@ -20,10 +20,10 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::domain::GoodsId;
-use crate::keys::{Keys, TALLY_TTL};
-use crate::metrics::OUTCOMES;
+use crate::plumbing::keys::{Keys, TALLY_TTL};
+use crate::plumbing::metrics::OUTCOMES;
 
-/// What is counted: the admission outcomes (`crate::metrics::OUTCOMES`), then orders written.
+/// What is counted: the admission outcomes (`crate::plumbing::metrics::OUTCOMES`), then orders written.
 pub const SERIES: [&str; OUTCOMES.len() + 1] = {
     let mut all = [""; OUTCOMES.len() + 1];
     let mut i = 0;
@@ -111,7 +111,7 @@ impl Tally {
 /// stop writes nothing more to Redis.
 pub async fn flush_every_second(
     tally: std::sync::Arc<Tally>,
-    mut con: crate::redis_conn::RedisConn,
+    mut con: crate::plumbing::redis_conn::RedisConn,
     keys: Keys,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {

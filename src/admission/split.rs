@@ -25,18 +25,18 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ConstantBuilder};
 use redis::AsyncCommands;
 
+use crate::admission::scripts::{Code, Scripts, decode_done};
 use crate::domain::{GoodsId, MAX_SHARDS, Shard};
 use crate::error::AppError;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::redis_conn::RedisConn;
-use crate::scripts::{Code, Scripts, decode_done};
+use crate::plumbing::keys::Keys;
+use crate::plumbing::metrics::Metrics;
+use crate::plumbing::redis_conn::RedisConn;
 
 /// How long the edge trusts the shard count it read for a sale.
 pub const SHAPE_TTL: Duration = Duration::from_secs(10);
 
 /// What the edge remembers of a sale's shape: its shard count and whether it has a waiting
-/// room (`crate::room`), read from its meta.
+/// room (`crate::admission::room`), read from its meta.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub shards: u16,
@@ -100,7 +100,7 @@ impl Shapes {
         Ok(self.shape(redis, keys, goods).await?.shards)
     }
 
-    /// Forgets what was read for `goods` (its sale changed: see `crate::manage`).
+    /// Forgets what was read for `goods` (its sale changed: see `crate::sales::manage`).
     pub fn forget(&self, goods: GoodsId) {
         self.known.write().expect("shapes lock").remove(&goods);
     }

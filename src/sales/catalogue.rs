@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{GoodsId, Shard};
 use crate::error::AppError;
-use crate::keys;
-use crate::sale::{self, SaleRow};
+use crate::plumbing::keys;
+use crate::sales::store::{self, SaleRow};
 use crate::state::AppState;
 
 /// One sale as the API shows it (camelCase field names, docs/api.md).
@@ -100,7 +100,7 @@ pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
     {
         return Ok(list);
     }
-    let list: Vec<GoodsView> = sale::all(&state.db)
+    let list: Vec<GoodsView> = store::all(&state.db)
         .await?
         .iter()
         .map(GoodsView::from)
@@ -131,7 +131,7 @@ pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, App
     let mut view: GoodsView = match cached.as_deref() {
         Some(keys::ABSENT) => return Err(AppError::NotFound),
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
-        None => match sale::one(&state.db, goods).await? {
+        None => match store::one(&state.db, goods).await? {
             Some(row) => {
                 let view = GoodsView::from(&row);
                 let json = serde_json::to_string(&view).map_err(anyhow::Error::from)?;

@@ -6,7 +6,7 @@
 //! [`RedisConn`] implements redis-rs's `ConnectionLike`, so every command and script call in
 //! flashgate is written once and runs on both. That works because every multi-key command,
 //! script and `MULTI` flashgate sends stays inside one hash tag (a sale's `{g:ID}`, see
-//! [`crate::keys`]): the cluster client routes it by its first key. What cannot be routed by a
+//! [`crate::plumbing::keys`]): the cluster client routes it by its first key. What cannot be routed by a
 //! key lives here: [`RedisConn::scan_match`] visits every primary.
 //!
 //! Pub/sub needs no cluster client: a `PUBLISH` on any node of a cluster reaches the subscribers
@@ -22,7 +22,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-use crate::breaker::Breaker;
+use crate::plumbing::breaker::Breaker;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

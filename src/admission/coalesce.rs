@@ -21,12 +21,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::admission::scripts::{Admission, Scripts};
 use crate::domain::{HiddenPath, Shard, UserId};
 use crate::error::{AppError, Dependency};
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::redis_conn::{RedisConn, is_unavailable};
-use crate::scripts::{Admission, Scripts};
+use crate::plumbing::keys::Keys;
+use crate::plumbing::metrics::Metrics;
+use crate::plumbing::redis_conn::{RedisConn, is_unavailable};
 
 /// One shopper to decide.
 #[derive(Debug, Clone)]

@@ -247,11 +247,22 @@ impl Settings {
 
     /// `base` (defaults and file), then the `FLASHGATE_*` variables of the fields, checked.
     /// Other `FLASHGATE_*` variables (`FLASHGATE_LOG`, `FLASHGATE_THREADS`, …) are not settings
-    /// of this struct and are left to whoever reads them.
+    /// of this struct and are left to whoever reads them. A variable set to the empty string is
+    /// taken as not set (what a compose file passes for an unset `${VAR:-}`), so the setting
+    /// keeps its default or the file's value.
     pub fn from_figment(base: Figment) -> anyhow::Result<Self> {
         let fields = Self::field_names();
-        let env = Env::prefixed(ENV_PREFIX)
-            .filter(move |key| fields.iter().any(|f| key.as_str().eq_ignore_ascii_case(f)));
+        let empty: Vec<String> = std::env::vars_os()
+            .filter(|(_, v)| v.is_empty())
+            .filter_map(|(k, _)| {
+                let k = k.to_str()?.to_ascii_uppercase();
+                k.strip_prefix(ENV_PREFIX).map(str::to_owned)
+            })
+            .collect();
+        let env = Env::prefixed(ENV_PREFIX).filter(move |key| {
+            fields.iter().any(|f| key.as_str().eq_ignore_ascii_case(f))
+                && !empty.iter().any(|e| key.as_str().eq_ignore_ascii_case(e))
+        });
         let settings: Settings = base.merge(env).extract().map_err(|e| {
             // figment's message names the field and where its value came from
             anyhow::anyhow!("{}", e.to_string().replace("\n", "; "))
@@ -336,6 +347,25 @@ mod tests {
             assert_eq!(s.batch_size, 250);
             assert_eq!(s.lua_dir, None);
             assert_eq!(s.listen, "127.0.0.1:8080");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_variable_means_not_set() {
+        Jail::expect_with(|jail| {
+            jail.create_file("flashgate.toml", "batch_size = 300")?;
+            jail.set_env("FLASHGATE_ADMIT_BATCH", "");
+            jail.set_env("FLASHGATE_BATCH_SIZE", "");
+            jail.set_env("FLASHGATE_CAPTCHA", "");
+            jail.set_env("FLASHGATE_ADMIN_TOKEN", "");
+            let base = defaults().merge(Toml::file("flashgate.toml"));
+            let s = Settings::from_figment(base).unwrap();
+            let d = Settings::default();
+            assert_eq!(s.admit_batch, d.admit_batch);
+            assert_eq!(s.batch_size, 300, "the file's value stays");
+            assert_eq!(s.captcha, d.captcha);
+            assert_eq!(s.admin_token, d.admin_token);
             Ok(())
         });
     }

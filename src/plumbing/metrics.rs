@@ -90,11 +90,11 @@ pub struct Metrics {
     pub closed_unpaid: Counter,
     /// Units moved between the shards of split sales.
     pub stock_moves: Counter,
-    /// Waiting-room tickets seen through, each once (`crate::room`).
+    /// Waiting-room tickets seen through, each once (`crate::admission::room`).
     pub room_let_through: Counter,
     /// Their wait: from the start (from joining, for a latecomer) to their turn.
     pub room_wait: Histogram,
-    /// Each sale's stock drift, as the worker's audit last found it at rest (`crate::audit`).
+    /// Each sale's stock drift, as the worker's audit last found it at rest (`crate::operators::audit`).
     drift: Family<GoodsLabels, Gauge>,
 }
 

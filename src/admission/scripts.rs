@@ -61,16 +61,16 @@ impl Script {
 }
 
 /// The shared table of return codes, put in front of every script.
-const CODES: (&str, &str) = ("codes.lua", include_str!("../lua/codes.lua"));
+const CODES: (&str, &str) = ("codes.lua", include_str!("../../lua/codes.lua"));
 
 /// The embedded defaults: `(file name, source)`.
 const EMBEDDED: [(&str, &str); 6] = [
-    ("admit.lua", include_str!("../lua/admit.lua")),
-    ("restore.lua", include_str!("../lua/restore.lua")),
-    ("issue_path.lua", include_str!("../lua/issue_path.lua")),
-    ("take.lua", include_str!("../lua/take.lua")),
-    ("mend.lua", include_str!("../lua/mend.lua")),
-    ("room.lua", include_str!("../lua/room.lua")),
+    ("admit.lua", include_str!("../../lua/admit.lua")),
+    ("restore.lua", include_str!("../../lua/restore.lua")),
+    ("issue_path.lua", include_str!("../../lua/issue_path.lua")),
+    ("take.lua", include_str!("../../lua/take.lua")),
+    ("mend.lua", include_str!("../../lua/mend.lua")),
+    ("room.lua", include_str!("../../lua/room.lua")),
 ];
 
 /// One consistent set of scripts (swapped as a whole on reload).
@@ -340,7 +340,7 @@ impl Admission {
 /// What `lua/issue_path.lua` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathIssue {
-    /// OK: this path is the user's for [`crate::keys::PATH_TTL`].
+    /// OK: this path is the user's for [`crate::plumbing::keys::PATH_TTL`].
     Issued(String),
     /// WRONG_CAPTCHA: the captcha answer is wrong, or there was none.
     WrongCaptcha,
