@@ -58,6 +58,9 @@ pub enum AppError {
     TooLarge,
     #[error("too many failed logins; try again after the wait given")]
     TooManyLogins { retry_after_ms: u64 },
+    /// The login pool is full (`crate::accounts::login_pool`): try again shortly.
+    #[error("too many shoppers are logging in right now; try again in a moment")]
+    LoginBusy { retry_after_ms: u64 },
     #[error("the request body did not arrive in time")]
     BodyTimeout,
     #[error("the body must be JSON, sent as Content-Type: application/json")]
@@ -102,7 +105,7 @@ impl AppError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyRequests { .. } | TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable(_) | LoginBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +120,7 @@ impl AppError {
             BadMobile => 500213,
             MobileNotFound => 500214,
             WrongPassword => 500215,
+            LoginBusy { .. } => 500216,
             NotFound => 500404,
             Forbidden => 500403,
             SoldOut => 500500,

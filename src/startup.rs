@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accounts::login_pool::LoginPool;
 use crate::admission::coalesce::Admitter;
 use crate::admission::room::Room;
 use crate::admission::scripts::Scripts;
@@ -66,7 +67,13 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         scripts.clone(),
         metrics.clone(),
     ));
+    let login_pool = Arc::new(LoginPool::new(
+        settings.login_threads,
+        settings.login_queue,
+        settings.login_nice,
+    ));
     Ok(AppState {
+        login_pool,
         admitter,
         keys,
         settings: Arc::new(settings),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub assets: Arc<Assets>,
     /// Decides buys through `lua/admit.lua`, coalescing those of one shard.
     pub admitter: Arc<crate::admission::coalesce::Admitter>,
+    /// Where password hashes are computed, a bounded number at a time, off the async workers.
+    pub login_pool: Arc<crate::accounts::login_pool::LoginPool>,
     /// The proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub proxies: Arc<crate::http::proxy::Trusted>,
 }

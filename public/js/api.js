@@ -11,6 +11,7 @@ const Flash = (() => {
     500213: "That is not a valid mobile number (11 digits starting with 1).",
     500214: "No account has that mobile number.",
     500215: "Wrong password.",
+    500216: "Many shoppers are logging in right now. Please try again in a moment.",
     500403: "You are not allowed to do that.",
     500404: "Not found.",
     500500: "Sold out. Every unit has been taken.",

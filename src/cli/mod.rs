@@ -5,6 +5,7 @@ pub mod seed;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::domain::GoodsId;
@@ -54,6 +55,14 @@ enum Command {
         count: usize,
         #[arg(long, default_value = "tokens.csv")]
         out: PathBuf,
+    },
+    /// Create a real user (not a test user): the password is read from the first line of standard
+    /// input and hashed on its own with Argon2id. Prints the new user's id.
+    User {
+        #[arg(long)]
+        mobile: String,
+        #[arg(long)]
+        nickname: String,
     },
     /// Manage sales: the admin API's sale operations, for scripts and CI (JSON in and out).
     Sale {
@@ -308,13 +317,32 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::Users { count, out } => {
             let state = startup::connect(settings).await?;
-            let users =
-                seed::create_users(&state.db, &mut state.redis.clone(), &state.keys, count).await?;
+            let users = seed::create_users(
+                &state.db,
+                &mut state.redis.clone(),
+                &state.keys,
+                count,
+                state.settings.password_cost(),
+            )
+            .await?;
             seed::write_tokens(&out, &users)?;
             tracing::info!(count = users.len(), out = %out.display(), "users and sessions created");
             if let Some(first) = users.first() {
                 println!("{}", first.mobile);
             }
+        }
+        Command::User { mobile, nickname } => {
+            let mobile = crate::domain::Mobile::parse(&mobile)
+                .map_err(|_| anyhow::anyhow!("--mobile must be 11 digits starting with 1"))?;
+            let mut plain = String::new();
+            std::io::stdin()
+                .read_line(&mut plain)
+                .context("reading the password from standard input")?;
+            let plain = plain.trim_end_matches(['\n', '\r']);
+            let cost = settings.password_cost();
+            let db = db::connect(&settings.database_url, 2).await?;
+            let id = seed::create_user(&db, &mobile, &nickname, plain, cost).await?;
+            println!("{}", id.get());
         }
         Command::Sale { op } => sale_op(settings, op).await?,
         Command::Audit {

@@ -1,4 +1,12 @@
-//! Demo data for a laptop and for load tests: sales, test users, and their sessions.
+//! Demo data for a laptop and for load tests: sales, test users, and their sessions; and a real
+//! user, for a shop that has no sign-up of its own.
+//!
+//! Test users are made cheaply: an Argon2id hash costs tens of milliseconds, so 450,000 of them
+//! hashed one by one would take hours. Every test user has the same, published demo password, so
+//! one hash of it, shared by all of their rows, gives away nothing that is not already known;
+//! the rows are marked `test_user = 1`, never rewritten at login, and removed together with
+//! `DELETE FROM users WHERE test_user = 1`. A real user's row ([`create_user`]) is hashed on its
+//! own, with its own salt.
 
 use std::io::Write;
 
@@ -94,18 +102,19 @@ pub struct TestUser {
 struct UserRow {
     m: String,
     n: String,
-    p: String,
-    s: String,
 }
 
-/// Creates `count` users (password [`TEST_PASSWORD`]) and a session for each in Redis.
+/// Creates `count` test users (password [`TEST_PASSWORD`], one shared hash of it made with
+/// `cost`) and a session for each in Redis.
 pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
     db: &MySqlPool,
     redis: &mut C,
     keys: &Keys,
     count: usize,
+    cost: password::Cost,
 ) -> anyhow::Result<Vec<TestUser>> {
     let client_hash = password::client_hash(TEST_PASSWORD);
+    let shared = tokio::task::spawn_blocking(move || password::hash(&client_hash, cost)).await??;
     // Mobiles 17xxxxxxxxx, numbered past the highest id so repeated runs do not collide.
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM users")
         .fetch_one(db)
@@ -113,22 +122,18 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
     let mut users = Vec::with_capacity(count);
     for chunk_start in (0..count).step_by(1000) {
         let rows: Vec<UserRow> = (chunk_start..count.min(chunk_start + 1000))
-            .map(|i| {
-                let salt = password::new_salt();
-                UserRow {
-                    m: format!("17{:09}", first + 1 + i as i64),
-                    n: format!("shopper{}", first + 1 + i as i64),
-                    p: password::server_hash(&client_hash, &salt),
-                    s: salt,
-                }
+            .map(|i| UserRow {
+                m: format!("17{:09}", first + 1 + i as i64),
+                n: format!("shopper{}", first + 1 + i as i64),
             })
             .collect();
         let json = serde_json::to_string(&rows)?;
         sqlx::query(
-            "INSERT INTO users (mobile, nickname, password, salt) SELECT j.m, j.n, j.p, j.s FROM \
-             JSON_TABLE(?, '$[*]' COLUMNS(m VARCHAR(20) PATH '$.m', n VARCHAR(64) PATH '$.n', \
-             p CHAR(32) PATH '$.p', s VARCHAR(16) PATH '$.s')) j",
+            "INSERT INTO users (mobile, nickname, password, salt, test_user) \
+             SELECT j.m, j.n, ?, '', 1 FROM JSON_TABLE(?, '$[*]' \
+             COLUMNS(m VARCHAR(20) PATH '$.m', n VARCHAR(64) PATH '$.n')) j",
         )
+        .bind(&shared)
         .bind(&json)
         .execute(db)
         .await
@@ -173,6 +178,43 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
         }
     }
     Ok(users)
+}
+
+/// Creates a real user: `plain` hashed on its own (Argon2id, a salt of its own, `cost`), not
+/// marked as a test user. Returns the new id.
+pub async fn create_user(
+    db: &MySqlPool,
+    mobile: &crate::domain::Mobile,
+    nickname: &str,
+    plain: &str,
+    cost: password::Cost,
+) -> anyhow::Result<UserId> {
+    anyhow::ensure!(
+        (1..=64).contains(&nickname.chars().count()),
+        "a nickname has 1 to 64 characters"
+    );
+    anyhow::ensure!(
+        (6..=1024).contains(&plain.chars().count()),
+        "a password has 6 to 1024 characters"
+    );
+    let client_hash = password::client_hash(plain);
+    let stored = tokio::task::spawn_blocking(move || password::hash(&client_hash, cost)).await??;
+    let id = sqlx::query(
+        "INSERT INTO users (mobile, nickname, password, salt, test_user) VALUES (?, ?, ?, '', 0)",
+    )
+    .bind(mobile.as_str())
+    .bind(nickname)
+    .bind(&stored)
+    .execute(db)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            anyhow::anyhow!("a user with mobile {} already exists", mobile.as_str())
+        }
+        e => anyhow::Error::from(e).context("inserting the user"),
+    })?
+    .last_insert_id();
+    Ok(UserId::new(id as i64)?)
 }
 
 /// Writes the `userId,token` CSV load tools read.

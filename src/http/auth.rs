@@ -1,9 +1,11 @@
 //! `POST /api/login` and `POST /api/logout`.
 //!
-//! The page hashes the password once with the client salt; the server hashes that again with the
-//! user's own salt and compares ([`crate::accounts::password`]). A session token goes back both in the body
-//! (for load tools) and as an HttpOnly cookie (for the pages). Failed logins are limited per
-//! mobile and per client address ([`crate::accounts::login_guard`]).
+//! The page hashes the password once with the client salt; the server checks that against the
+//! stored Argon2id hash ([`crate::accounts::password`]) on the login pool, off the async workers
+//! ([`crate::accounts::login_pool`]), and rewrites a stored hash of the old form or a lower cost.
+//! A session token goes back both in the body (for load tools) and as an HttpOnly cookie (for
+//! the pages). Failed logins are limited per mobile and per client address
+//! ([`crate::accounts::login_guard`]).
 
 use std::time::Duration;
 
@@ -35,13 +37,16 @@ struct UserRow {
     nickname: String,
     password: String,
     salt: String,
+    /// A load-test user: their rows share one hash of the demo password and are never rewritten
+    /// (see `cli::seed`).
+    test_user: bool,
 }
 
 pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let client = respond::client_address(&req, state);
     let body: Login = respond::json_body(req).await?;
     let mobile = Mobile::parse(&body.mobile)?;
-    if body.password.len() != 32 || !body.password.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !password::is_client_hash(&body.password) {
         return Err(AppError::BadParam(
             "password must be the page's 32-hex-digit hash".into(),
         ));
@@ -59,22 +64,75 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         }
         return Err(e);
     }
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, nickname, password, salt FROM users WHERE mobile = ?")
-            .bind(mobile.as_str())
-            .fetch_optional(&state.db)
-            .await?;
+    let row: Option<UserRow> = sqlx::query_as(
+        "SELECT id, nickname, password, salt, test_user FROM users WHERE mobile = ?",
+    )
+    .bind(mobile.as_str())
+    .fetch_optional(&state.db)
+    .await?;
     let Some(row) = row else {
         guard.failed().await?;
         return Err(AppError::MobileNotFound);
     };
-    if !password::verify(
-        &body.password.to_ascii_lowercase(),
-        &row.salt,
-        &row.password,
-    ) {
-        guard.failed().await?;
-        return Err(AppError::WrongPassword);
+    let stored = password::Stored::parse(&row.password, &row.salt);
+    let (client_hash, cost, test_user) =
+        (body.password, state.settings.password_cost(), row.test_user);
+    let checked = state
+        .login_pool
+        .run(move || {
+            let verdict = password::verify(&client_hash, &stored, cost);
+            let rehashed = match verdict {
+                password::Verdict::Right { rehash: true } if !test_user => {
+                    password::hash(&client_hash, cost).ok()
+                }
+                _ => None,
+            };
+            (verdict, rehashed)
+        })
+        .await;
+    let (verdict, rehashed) = match checked {
+        Ok(done) => done,
+        Err(e) => {
+            if let AppError::LoginBusy { .. } = e {
+                state.metrics.logins_busy.inc();
+            }
+            return Err(e);
+        }
+    };
+    match verdict {
+        password::Verdict::Right { .. } => {}
+        password::Verdict::Wrong => {
+            guard.failed().await?;
+            return Err(AppError::WrongPassword);
+        }
+        password::Verdict::Unreadable(why) => {
+            tracing::warn!(
+                user = row.id,
+                why,
+                "a stored password is unreadable: it cannot log in"
+            );
+            guard.failed().await?;
+            return Err(AppError::WrongPassword);
+        }
+    }
+    if let Some(new) = rehashed {
+        // only if the row still holds what was checked: a concurrent change wins
+        let done =
+            sqlx::query("UPDATE users SET password = ?, salt = '' WHERE id = ? AND password = ?")
+                .bind(&new)
+                .bind(row.id)
+                .bind(&row.password)
+                .execute(&state.db)
+                .await;
+        match done {
+            Ok(r) if r.rows_affected() == 1 => {
+                state.metrics.passwords_rehashed.inc();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(user = row.id, error = %e, "rewriting a stored password failed; it stays as it was")
+            }
+        }
     }
     guard.succeeded().await?;
     let user = SessionUser {

@@ -59,7 +59,8 @@ pub fn with_status<T: Serialize>(status: StatusCode, data: T) -> Resp {
 pub fn error(e: AppError) -> Resp {
     let data = match &e {
         AppError::TooManyRequests { retry_after_ms }
-        | AppError::TooManyLogins { retry_after_ms } => {
+        | AppError::TooManyLogins { retry_after_ms }
+        | AppError::LoginBusy { retry_after_ms } => {
             serde_json::json!({ "retryAfterMs": retry_after_ms })
         }
         AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
@@ -75,7 +76,8 @@ pub fn error(e: AppError) -> Resp {
     .expect("serialising an envelope");
     let mut resp = json_response(e.status(), body);
     if let AppError::TooManyRequests { retry_after_ms }
-    | AppError::TooManyLogins { retry_after_ms } = e
+    | AppError::TooManyLogins { retry_after_ms }
+    | AppError::LoginBusy { retry_after_ms } = e
     {
         let secs = retry_after_ms.div_ceil(1000).max(1);
         resp.headers_mut()

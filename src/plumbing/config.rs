@@ -105,6 +105,18 @@ pub struct Settings {
     pub login_fails_per_address: u32,
     /// The window failed logins are counted over, in seconds.
     pub login_window_secs: u64,
+    /// Argon2id memory cost of new password hashes, in KiB (at or above OWASP's minimum).
+    pub password_memory_kib: u32,
+    /// Argon2id iterations of new password hashes.
+    pub password_iterations: u32,
+    /// Argon2id lanes of new password hashes.
+    pub password_lanes: u32,
+    /// Threads that compute password hashes, off the async workers (`accounts::login_pool`).
+    pub login_threads: usize,
+    /// Logins that may wait for a hashing thread; past that, 503 with `Retry-After`.
+    pub login_queue: usize,
+    /// The hashing threads' nice value (0..=19): higher yields the CPU to the buy path first.
+    pub login_nice: i32,
     /// Most buys of one sale shard decided in one `lua/admit.lua` call: buys that arrive while a
     /// call for their shard is in flight go together in the next (see `admission`); 1 sends
     /// every buy alone.
@@ -152,6 +164,12 @@ impl Default for Settings {
             login_fails_per_mobile: 5,
             login_fails_per_address: 50,
             login_window_secs: 900,
+            password_memory_kib: 19_456,
+            password_iterations: 2,
+            password_lanes: 1,
+            login_threads: 1,
+            login_queue: 64,
+            login_nice: 10,
             cookie_secure: false,
             worker_listen: "off".into(),
             admit_batch: 32,
@@ -280,6 +298,15 @@ impl Settings {
     }
 
     /// Refuses settings that would make the scripts divide by zero or the worker spin.
+    /// The Argon2id cost new password hashes are made with.
+    pub fn password_cost(&self) -> crate::accounts::password::Cost {
+        crate::accounts::password::Cost {
+            memory_kib: self.password_memory_kib,
+            iterations: self.password_iterations,
+            lanes: self.password_lanes,
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.user_rate > 0.0, "user_rate must be > 0");
         anyhow::ensure!(self.gate_rate > 0.0, "gate_rate must be > 0");
@@ -304,6 +331,17 @@ impl Settings {
         anyhow::ensure!(
             self.login_fails_per_mobile >= 1 && self.login_fails_per_address >= 1,
             "login_fails_per_mobile and login_fails_per_address must be >= 1"
+        );
+        self.password_cost().check().map_err(|e| {
+            anyhow::anyhow!("{e} (FLASHGATE_PASSWORD_MEMORY_KIB, _ITERATIONS, _LANES)")
+        })?;
+        anyhow::ensure!(
+            (1..=64).contains(&self.login_threads),
+            "login_threads must be 1..=64"
+        );
+        anyhow::ensure!(
+            (0..=19).contains(&self.login_nice),
+            "login_nice must be 0..=19"
         );
         crate::http::proxy::Trusted::parse(&self.trusted_proxies)?;
         check_admin_token(&self.admin_token)?;

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     /// Failed logins refused because a mobile or an address is over its limit.
     pub logins_throttled: Counter,
+    /// Logins refused at once because the login pool was full (503).
+    pub logins_busy: Counter,
+    /// Stored passwords rewritten at login (old MD5 form, or weaker than the current cost).
+    pub passwords_rehashed: Counter,
     /// Connections open on the edge now.
     pub connections: Gauge,
     /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
@@ -134,6 +138,8 @@ impl Metrics {
             redis_errors: Counter::default(),
             breaker_open: Gauge::default(),
             logins_throttled: Counter::default(),
+            logins_busy: Counter::default(),
+            passwords_rehashed: Counter::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
@@ -170,6 +176,16 @@ impl Metrics {
             "logins_throttled",
             "Logins refused because the mobile or the address is over its failure limit",
             self.logins_throttled.clone(),
+        );
+        r.register(
+            "logins_busy",
+            "Logins refused with 503 because the login pool was full",
+            self.logins_busy.clone(),
+        );
+        r.register(
+            "passwords_rehashed",
+            "Stored passwords rewritten as Argon2id at the cost now set, at a successful login",
+            self.passwords_rehashed.clone(),
         );
         r.register(
             "connections_open",

@@ -1,8 +1,9 @@
 //! The plumbing every part stands on: settings ([`config`]), Redis key names and TTLs ([`keys`]),
 //! the Redis connection ([`redis_conn`]) and the circuit breaker in front of it ([`breaker`]), the
 //! MySQL pool and migrations ([`db`]), retry policies ([`retry`]) and Prometheus metrics
-//! ([`metrics`]). None of it decides anything about a sale; nothing here imports the rest of the
-//! crate except the domain types and the error type.
+//! ([`metrics`]). None of it decides anything about a sale. It imports the domain types and the
+//! error type, and [`config`] checks two settings with the parsers of the modules that use them
+//! (the trusted proxy list, the password cost); nothing here imports what imports it.
 
 pub mod breaker;
 pub mod config;

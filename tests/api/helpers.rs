@@ -195,9 +195,15 @@ impl TestApp {
     }
 
     pub async fn users(&self, n: usize) -> Vec<TestUser> {
-        seed::create_users(&self.state.db, &mut self.redis(), &self.state.keys, n)
-            .await
-            .unwrap()
+        seed::create_users(
+            &self.state.db,
+            &mut self.redis(),
+            &self.state.keys,
+            n,
+            self.state.settings.password_cost(),
+        )
+        .await
+        .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

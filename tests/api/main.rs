@@ -18,6 +18,7 @@ mod manage;
 mod nginx;
 mod observability;
 mod openapi;
+mod passwords;
 mod proxy;
 mod restart;
 mod room;
