@@ -16,5 +16,8 @@ COPY lua lua
 COPY public public
 ENV FLASHGATE_LISTEN=0.0.0.0:8080 FLASHGATE_PUBLIC_DIR=/app/public
 EXPOSE 8080
+# flashgate writes nothing to disk: it runs as an unprivileged user (Kubernetes' manifests in
+# deploy/k8s/ also ask for a non-root user and a read-only root filesystem)
+USER 65532:65532
 ENTRYPOINT ["flashgate"]
 CMD ["all"]
