@@ -27,6 +27,23 @@ use crate::plumbing::redis_conn::Target;
 use crate::sales::store;
 use crate::state::AppState;
 
+/// How often an edge drops the per-sale things it remembers that have gone stale.
+pub const TIDY_EVERY: Duration = Duration::from_secs(30);
+
+/// Every `every`, drops stale sold-out flags, shard counts and room checks: what an edge keeps
+/// per sale follows the sales being bought, not every sale it has seen.
+async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        state.soldout.tidy();
+        state.shapes.tidy();
+        state.room.tidy();
+    }
+}
+
 /// How long one Redis command may take before the edge answers 503 instead of hanging.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -147,9 +164,11 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` turns true; the restock listener runs alongside.
+    /// Serves until `shutdown` turns true; the restock listener runs alongside, and a tidy-up
+    /// that drops what the edge remembers of sales nobody asks about.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let state = self.state;
+        tokio::spawn(tidy_every(TIDY_EVERY, state.clone(), shutdown.clone()));
         tracing::info!(port = self.port, "flashgate edge listening");
         let listener = tokio::spawn(soldout::listen(
             state.redis_target.clone(),

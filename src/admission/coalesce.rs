@@ -136,6 +136,21 @@ impl Admitter {
             .clone()
     }
 
+    /// Drops `shard`'s lane once nothing holds it but the map and its last driver, so lanes
+    /// follow the shards being bought, not every shard ever bought. A buy that took the lane
+    /// from the map holds it (the map's lock is held while counting), so none is left behind.
+    fn forget_idle(&self, shard: Shard, lane: &Arc<Mutex<Lane>>) {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        if Arc::strong_count(lane) == 2 && lanes.get(&shard).is_some_and(|l| Arc::ptr_eq(l, lane)) {
+            lanes.remove(&shard);
+        }
+    }
+
+    /// Lanes held now (shards with buys in flight, or just done).
+    pub fn lanes(&self) -> usize {
+        self.lanes.lock().expect("lanes lock").len()
+    }
+
     /// Runs calls for `shard` while buys are waiting, up to `cap` a call.
     async fn drive(self: Arc<Self>, shard: Shard, lane: Arc<Mutex<Lane>>) {
         loop {
@@ -143,6 +158,8 @@ impl Admitter {
                 let mut l = lane.lock().expect("lane lock");
                 if l.waiting.is_empty() {
                     l.running = false;
+                    drop(l);
+                    self.forget_idle(shard, &lane);
                     return;
                 }
                 let take = l.waiting.len().min(self.cap);

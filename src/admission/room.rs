@@ -91,6 +91,15 @@ pub struct Room {
 }
 
 impl Room {
+    /// Forgets the split sales not checked lately (a check is made again when asked).
+    pub fn tidy(&self) {
+        self.split_stock
+            .checked
+            .lock()
+            .expect("split stock lock")
+            .retain(|_, at| at.elapsed() < SPLIT_CHECK_EVERY * 4);
+    }
+
     pub fn new(redis: RedisConn, keys: Keys, scripts: Arc<Scripts>, metrics: Arc<Metrics>) -> Self {
         Self {
             redis,

@@ -23,54 +23,65 @@ use crate::domain::GoodsId;
 /// How long a flag is trusted before one request re-checks Redis.
 pub const RECHECK: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Flag {
-    generation: u64,
-    sold_out_since: Option<Instant>,
-}
-
+/// The flags: when each sale was last seen sold out. A generation counter, shared by all sales,
+/// moves on every clear, so a flag is never raised by a script answer that raced a restock; as
+/// it is shared, an entry can be dropped at any time ([`SoldOutFlags::tidy`]), and the edge
+/// keeps no entry for a sale nobody asks about: memory follows what is live.
 #[derive(Debug, Default)]
 pub struct SoldOutFlags {
-    flags: RwLock<HashMap<GoodsId, Flag>>,
+    flags: RwLock<HashMap<GoodsId, Instant>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl SoldOutFlags {
     /// True if the sale is known to be sold out (and the knowledge is fresh).
     pub fn is_sold_out(&self, goods: GoodsId) -> bool {
         let flags = self.flags.read().expect("sold-out lock");
-        matches!(flags.get(&goods), Some(Flag { sold_out_since: Some(t), .. }) if t.elapsed() < RECHECK)
+        matches!(flags.get(&goods), Some(t) if t.elapsed() < RECHECK)
     }
 
-    /// The sale's generation, to pass to [`Self::mark`] after the script answers.
-    pub fn generation(&self, goods: GoodsId) -> u64 {
-        let flags = self.flags.read().expect("sold-out lock");
-        flags.get(&goods).map_or(0, |f| f.generation)
+    /// The generation to pass to [`Self::mark`] after the script answers.
+    pub fn generation(&self, _goods: GoodsId) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Records SOLD_OUT, unless a restock arrived since `generation` was read.
+    /// Records SOLD_OUT, unless a restock (of any sale) arrived since `generation` was read.
     pub fn mark(&self, goods: GoodsId, generation: u64) {
         let mut flags = self.flags.write().expect("sold-out lock");
-        let flag = flags.entry(goods).or_default();
-        if flag.generation == generation {
-            flag.sold_out_since = Some(Instant::now());
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            flags.insert(goods, Instant::now());
         }
     }
 
     /// A unit of this sale came back: clear the flag and start a new generation.
     pub fn clear(&self, goods: GoodsId) {
         let mut flags = self.flags.write().expect("sold-out lock");
-        let flag = flags.entry(goods).or_default();
-        flag.generation += 1;
-        flag.sold_out_since = None;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        flags.remove(&goods);
     }
 
     /// Forget every flag (the listener reconnected and may have missed messages).
     pub fn clear_all(&self) {
         let mut flags = self.flags.write().expect("sold-out lock");
-        for flag in flags.values_mut() {
-            flag.generation += 1;
-            flag.sold_out_since = None;
-        }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        flags.clear();
+    }
+
+    /// Drops the flags too old to be trusted (they would be re-checked anyway).
+    pub fn tidy(&self) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        flags.retain(|_, t| t.elapsed() < RECHECK);
+    }
+
+    /// How many sales have a flag now.
+    pub fn len(&self) -> usize {
+        self.flags.read().expect("sold-out lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -142,5 +153,21 @@ mod tests {
         assert!(!flags.is_sold_out(g(2)));
         flags.clear_all();
         assert!(!flags.is_sold_out(g(1)));
+    }
+
+    #[test]
+    fn tidy_keeps_only_fresh_flags() {
+        let flags = SoldOutFlags::default();
+        flags.mark(g(1), flags.generation(g(1)));
+        flags.tidy();
+        assert_eq!(flags.len(), 1, "a fresh flag stays");
+        flags
+            .flags
+            .write()
+            .unwrap()
+            .insert(g(2), Instant::now() - RECHECK * 2);
+        flags.tidy();
+        assert!(flags.is_sold_out(g(1)));
+        assert_eq!(flags.len(), 1, "a stale flag goes");
     }
 }

@@ -71,8 +71,11 @@ enum Command {
     },
     /// Audit one sale or all at rest: Redis against MySQL, unit by unit; exits 1 on a finding.
     Audit {
-        /// The sale (all sales when left out).
+        /// The sale (when left out: every sale not settled, see `--all`).
         goods_id: Option<String>,
+        /// With no sale named: every sale, settled ones too (one at a time, each read in chunks).
+        #[arg(long)]
+        all: bool,
         /// Mend Redis from MySQL where that is safe (the sale at rest), and say what changed.
         #[arg(long)]
         fix: bool,
@@ -197,17 +200,29 @@ async fn sale_op(settings: Settings, op: SaleOp) -> anyhow::Result<()> {
 async fn audit(
     settings: Settings,
     goods_id: Option<String>,
+    all: bool,
     fix: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
     let state = startup::connect(settings).await?;
     let ids = match goods_id {
         Some(id) => vec![GoodsId::parse(&id).map_err(refused)?],
-        None => store::all(&state.db)
-            .await?
-            .iter()
-            .map(|s| s.goods())
-            .collect(),
+        None => {
+            let rows = match all {
+                true => store::all(&state.db).await?,
+                false => store::unsettled(&state.db).await?,
+            };
+            if !all {
+                let settled = store::settled_count(&state.db).await?;
+                if settled > 0 && !json {
+                    println!(
+                        "({settled} settled sales left out: over, drained and audited clean; \
+                         `flashgate audit ID` or `--all` audits them)"
+                    );
+                }
+            }
+            rows.iter().map(|s| s.goods()).collect()
+        }
     };
     let mut all_clean = true;
     for goods in ids {
@@ -347,10 +362,11 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Sale { op } => sale_op(settings, op).await?,
         Command::Audit {
             goods_id,
+            all,
             fix,
             json,
         } => {
-            if !audit(settings, goods_id, fix, json).await? {
+            if !audit(settings, goods_id, all, fix, json).await? {
                 std::process::exit(1);
             }
         }

@@ -244,7 +244,7 @@ async fn route(
     match route {
         Route::Login => auth::login(req, state).await,
         Route::Logout => auth::logout(req, state).await,
-        Route::GoodsList => goods::list(state).await,
+        Route::GoodsList => goods::list(&req, state).await,
         Route::GoodsDetail => goods::detail(state, param).await,
         Route::Captcha => seckill::captcha(req, state).await,
         Route::Path => seckill::path(req, state).await,

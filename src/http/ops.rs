@@ -43,11 +43,13 @@ pub async fn readyz(state: &AppState) -> Resp {
     resp
 }
 
-/// Per-shard queue length, pending count and stock, best effort (Redis or MySQL down leaves
+/// Per-shard queue length, pending count and stock of every unsettled sale (settled ones are
+/// history: their figures no longer move), best effort (Redis or MySQL down leaves
 /// them out). The stock drift is not read here: the worker's audit sets it (`crate::operators::audit`).
 async fn sale_gauges(state: &AppState) -> SaleGauges {
     let gauges = SaleGauges::default();
-    let Ok(Ok(sales)) = tokio::time::timeout(Duration::from_secs(1), store::all(&state.db)).await
+    let Ok(Ok(sales)) =
+        tokio::time::timeout(Duration::from_secs(1), store::unsettled(&state.db)).await
     else {
         return gauges;
     };

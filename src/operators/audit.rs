@@ -26,6 +26,17 @@
 //! equation says through `mend.lua`, which writes nothing if the shard moved since it was read.
 //! The worker audits every sale at rest every few seconds and exports the drift
 //! (`flashgate_stock_drift{goods}`), logging a non-zero drift once per new value.
+//!
+//! What it costs, and why it never stalls Redis: the background audit compares **counts**
+//! first: per shard one pipeline of `GET`, `HGET`, `XLEN` and `SCARD` (O(1) each), the small
+//! `given_back` set by `SSCAN`, and MySQL's counts by index. Only when the buyer counts
+//! disagree, and always when an operator asks (`flashgate audit ID`, the admin API, `--fix`),
+//! does it read the **members**: the buyer sets by `SSCAN` in chunks of [`CHUNK`] with a pause
+//! between chunks, so no command runs long and buys interleave with the reading. A chunked
+//! reading is still a snapshot: the shard's stock, admitted count and queue length are compared
+//! before and after, and every change to a buyer set moves one of them. A sale that is over,
+//! drained and audited clean is *settled* (`sales::store::settle`) and not audited again until a
+//! change (a closed order, a unit given back, a restock, a fix) unsettles it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -41,8 +52,17 @@ use crate::plumbing::metrics::Metrics;
 use crate::sales::store::{self, GiveBack, SaleRow};
 use crate::sales::stores::Stores;
 
-/// How often the worker audits the sales at rest.
-pub const AUDIT_EVERY: Duration = Duration::from_secs(5);
+/// Members read per `SSCAN` call, and the pause between two calls.
+pub const CHUNK: usize = 1000;
+const CHUNK_PAUSE: Duration = Duration::from_millis(1);
+
+/// How deep an audit reads: the counts only (the background audit, unless they disagree), or
+/// every member (on demand, and for a fix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    Counts,
+    Members,
+}
 
 /// One difference the audit found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -95,8 +115,10 @@ struct ShardReading {
     stock: i64,
     admitted: String,
     backlog: i64,
-    buyers: BTreeSet<i64>,
-    in_flight: Vec<i64>,
+    /// `SCARD` of the buyer set.
+    buyer_count: i64,
+    /// The buyer set's members, when read ([`Depth::Members`]).
+    buyers: Option<BTreeSet<i64>>,
     /// Closed orders whose unit `restore.lua` has given back to this shard.
     given_back: BTreeSet<i64>,
 }
@@ -108,27 +130,50 @@ impl ShardReading {
     }
 }
 
-async fn read_shard(stores: &Stores, shard: Shard, full: bool) -> redis::RedisResult<ShardReading> {
+/// Every member of the set at `key`, by `SSCAN` in chunks of [`CHUNK`], pausing between them.
+async fn scan_set(
+    con: &mut crate::plumbing::redis_conn::RedisConn,
+    key: &str,
+) -> redis::RedisResult<BTreeSet<i64>> {
+    let mut members = BTreeSet::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, chunk): (u64, Vec<i64>) = redis::cmd("SSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(con)
+            .await?;
+        members.extend(chunk);
+        if next == 0 {
+            return Ok(members);
+        }
+        cursor = next;
+        tokio::time::sleep(CHUNK_PAUSE).await;
+    }
+}
+
+async fn read_shard(
+    stores: &Stores,
+    shard: Shard,
+    depth: Option<Depth>,
+) -> redis::RedisResult<ShardReading> {
     let k = stores.keys.shard(shard);
     let con = &mut stores.redis.clone();
-    let (stock, admitted, backlog): (Option<i64>, Option<String>, i64) = redis::pipe()
-        .get(k.stock())
-        .hget(k.meta(), "admitted")
-        .xlen(k.queue())
-        .query_async(con)
-        .await?;
-    let (mut buyers, mut in_flight, mut given_back) =
-        (BTreeSet::new(), Vec::new(), BTreeSet::new());
-    if full {
-        buyers = con.smembers(k.buyers()).await?;
-        given_back = con.smembers(k.given_back()).await?;
-        if backlog > 0 {
-            let entries: redis::streams::StreamRangeReply = con.xrange_all(k.queue()).await?;
-            in_flight = entries
-                .ids
-                .iter()
-                .filter_map(|e| e.get::<i64>("u"))
-                .collect();
+    let (stock, admitted, backlog, buyer_count): (Option<i64>, Option<String>, i64, i64) =
+        redis::pipe()
+            .get(k.stock())
+            .hget(k.meta(), "admitted")
+            .xlen(k.queue())
+            .scard(k.buyers())
+            .query_async(con)
+            .await?;
+    let (mut buyers, mut given_back) = (None, BTreeSet::new());
+    if let Some(depth) = depth {
+        given_back = scan_set(con, &k.given_back()).await?;
+        if depth == Depth::Members {
+            buyers = Some(scan_set(con, &k.buyers()).await?);
         }
     }
     Ok(ShardReading {
@@ -136,16 +181,10 @@ async fn read_shard(stores: &Stores, shard: Shard, full: bool) -> redis::RedisRe
         stock: stock.unwrap_or(0),
         admitted: admitted.unwrap_or_else(|| "0".into()),
         backlog,
+        buyer_count,
         buyers,
-        in_flight,
         given_back,
     })
-}
-
-/// Whether `order` is closed and its unit back in Redis: noted in MySQL (`stock_returned`), or
-/// given back and not noted yet (the closer gives back first, then notes it).
-fn unit_back(order: &(i64, i64, i8, bool), given_back: &BTreeSet<i64>) -> bool {
-    order.2 == OrderStatus::Closed as i8 && (order.3 || given_back.contains(&order.0))
 }
 
 /// Every shard's `given_back` set, together.
@@ -156,74 +195,142 @@ fn given_back(redis: &[ShardReading]) -> BTreeSet<i64> {
         .collect()
 }
 
+/// Every shard of the sale of `row`; `depth` `None` reads the light figures only (stock,
+/// admitted, backlog, buyer count), for the snapshot's second reading.
 async fn read_redis(
     stores: &Stores,
     row: &SaleRow,
-    full: bool,
+    depth: Option<Depth>,
 ) -> redis::RedisResult<Vec<ShardReading>> {
     let mut shards = Vec::new();
     for shard in Shard::all(row.goods(), row.shards()) {
-        shards.push(read_shard(stores, shard, full).await?);
+        shards.push(read_shard(stores, shard, depth).await?);
     }
     Ok(shards)
 }
 
-/// A sale as MySQL has it, for the audit.
+/// A sale as MySQL has it, for the audit: counts by index, and the few rows that name a
+/// problem; the buyers' rows only at [`Depth::Members`].
 #[derive(Debug, Default)]
 struct MysqlReading {
     initial_stock: i64,
     stock: i64,
-    /// Every order row: (order id, user, status, stock returned).
-    orders: Vec<(i64, i64, i8, bool)>,
-    /// `seckill_order` rows: (order id, user).
-    markers: Vec<(i64, i64)>,
+    /// Every `order_info` row of the sale.
+    orders: i64,
+    /// Closed orders whose unit MySQL notes as back in Redis (`stock_returned = 1`).
+    returned_noted: i64,
+    /// Closed orders not noted yet: (order id, user); the closer's next pass notes them.
+    closed_unnoted: Vec<(i64, i64)>,
+    /// `seckill_order` rows (live orders).
+    markers: i64,
+    /// `seckill_order` rows whose order `order_info` does not have: (order id, user).
+    markers_without_order: Vec<(i64, i64)>,
+    /// Shoppers with more than one live order: (user, order ids).
+    doubles: Vec<(i64, Vec<i64>)>,
+    /// `seckill_order` rows: (order id, user), at [`Depth::Members`].
+    marker_rows: Option<Vec<(i64, i64)>>,
 }
 
-async fn read_mysql(stores: &Stores, goods: GoodsId) -> Result<MysqlReading, AppError> {
-    let row = store::existing(&stores.db, goods).await?;
-    let orders: Vec<(i64, i64, i8, i8)> = sqlx::query_as(
-        "SELECT id, user_id, status, stock_returned FROM order_info WHERE goods_id = ? ORDER BY id",
+async fn read_mysql(
+    stores: &Stores,
+    goods: GoodsId,
+    depth: Depth,
+) -> Result<MysqlReading, AppError> {
+    let db = &stores.db;
+    let g = goods.get();
+    let row = store::existing(db, goods).await?;
+    let (orders, returned_noted): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(status = ? AND stock_returned = 1), 0) AS SIGNED) \
+         FROM order_info WHERE goods_id = ?",
     )
-    .bind(goods.get())
-    .fetch_all(&stores.db)
+    .bind(OrderStatus::Closed)
+    .bind(g)
+    .fetch_one(db)
     .await?;
-    let markers: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT order_id, user_id FROM seckill_order WHERE goods_id = ? ORDER BY order_id",
+    let closed_unnoted: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, user_id FROM order_info WHERE goods_id = ? AND status = ? AND stock_returned = 0 \
+         ORDER BY id",
     )
-    .bind(goods.get())
-    .fetch_all(&stores.db)
+    .bind(g)
+    .bind(OrderStatus::Closed)
+    .fetch_all(db)
     .await?;
+    let markers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seckill_order WHERE goods_id = ?")
+        .bind(g)
+        .fetch_one(db)
+        .await?;
+    let markers_without_order: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT s.order_id, s.user_id FROM seckill_order s \
+         LEFT JOIN order_info o ON o.id = s.order_id \
+         WHERE s.goods_id = ? AND o.id IS NULL ORDER BY s.order_id",
+    )
+    .bind(g)
+    .fetch_all(db)
+    .await?;
+    let doubles: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT user_id, GROUP_CONCAT(id ORDER BY id) FROM order_info \
+         WHERE goods_id = ? AND status IN (?, ?) GROUP BY user_id HAVING COUNT(*) > 1 ORDER BY user_id",
+    )
+    .bind(g)
+    .bind(OrderStatus::Unpaid)
+    .bind(OrderStatus::Paid)
+    .fetch_all(db)
+    .await?;
+    let marker_rows = match depth {
+        Depth::Counts => None,
+        Depth::Members => Some(
+            sqlx::query_as(
+                "SELECT order_id, user_id FROM seckill_order WHERE goods_id = ? ORDER BY order_id",
+            )
+            .bind(g)
+            .fetch_all(db)
+            .await?,
+        ),
+    };
     Ok(MysqlReading {
         initial_stock: i64::from(row.initial_stock),
         stock: i64::from(row.stock),
-        orders: orders
-            .into_iter()
-            .map(|(id, u, s, r)| (id, u, s, r != 0))
-            .collect(),
+        orders,
+        returned_noted,
+        closed_unnoted,
         markers,
+        markers_without_order,
+        doubles: doubles
+            .into_iter()
+            .map(|(u, ids)| (u, ids.split(',').filter_map(|s| s.parse().ok()).collect()))
+            .collect(),
+        marker_rows,
     })
 }
 
-/// Audits one sale (see the module comment).
+/// Audits one sale in full (see the module comment): what an operator asks for.
 pub async fn audit(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
     let row = store::existing(&stores.db, goods).await?;
-    audit_row(stores, &row).await
+    audit_row(stores, &row, Depth::Members).await
 }
 
 /// Audits the sale of `row`, already read (its shard count says which keys to read; the
-/// figures themselves are read afresh, inside the snapshot).
-async fn audit_row(stores: &Stores, row: &SaleRow) -> Result<Report, AppError> {
+/// figures themselves are read afresh, inside the snapshot). At [`Depth::Counts`], a sale
+/// whose buyer counts disagree is read again at [`Depth::Members`], to name who.
+async fn audit_row(stores: &Stores, row: &SaleRow, depth: Depth) -> Result<Report, AppError> {
     let goods = row.goods();
     let mut tries = 0;
     loop {
         tries += 1;
-        let before = read_redis(stores, row, true).await?;
-        let mysql = read_mysql(stores, goods).await?;
-        let after = read_redis(stores, row, false).await?;
+        let before = read_redis(stores, row, Some(depth)).await?;
+        let mysql = read_mysql(stores, goods, depth).await?;
+        let after = read_redis(stores, row, None).await?;
         let steady = before.iter().zip(&after).all(|(a, b)| !a.moved(b));
         let drained = before.iter().all(|s| s.backlog == 0);
         if (steady && drained) || tries == 3 {
-            return Ok(compare(stores, goods, &before, &mysql, steady && drained));
+            let report = compare(stores, goods, &before, &mysql, steady && drained);
+            if depth == Depth::Counts
+                && report.at_rest
+                && report.redis_buyers != report.mysql_buyers
+            {
+                return Box::pin(audit_row(stores, row, Depth::Members)).await;
+            }
+            return Ok(report);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -246,10 +353,24 @@ fn compare(
     let redis_stock: i64 = redis.iter().map(|s| s.stock).sum();
     let in_flight: i64 = redis.iter().map(|s| s.backlog).sum();
     let back = given_back(redis);
-    let returned = mysql.orders.iter().filter(|o| unit_back(o, &back)).count() as i64;
-    let orders = mysql.orders.len() as i64;
+    // closed orders whose unit is back: noted in MySQL, or given back and not noted yet (the
+    // closer gives back first, then notes it)
+    let returned = mysql.returned_noted
+        + mysql
+            .closed_unnoted
+            .iter()
+            .filter(|(id, _)| back.contains(id))
+            .count() as i64;
+    let orders = mysql.orders;
     let expected = mysql.initial_stock - in_flight - orders + returned;
-    let live_orders = mysql.markers.len() as i64;
+    let live_orders = mysql.markers;
+    // buyers MySQL accounts for: live markers, and closed orders whose unit is not back yet
+    let mysql_buyers = mysql.markers
+        + mysql
+            .closed_unnoted
+            .iter()
+            .filter(|(id, _)| !back.contains(id))
+            .count() as i64;
     let mut r = Report {
         goods_id: goods,
         at_rest,
@@ -264,9 +385,9 @@ fn compare(
         mysql_stock: mysql.stock,
         live_orders,
         mysql_stock_drift: mysql.stock - (mysql.initial_stock - live_orders),
-        redis_buyers: redis.iter().map(|s| s.buyers.len()).sum(),
-        mysql_buyers: mysql.markers.len(),
-        in_flight_buyers: redis.iter().map(|s| s.in_flight.len()).sum(),
+        redis_buyers: redis.iter().map(|s| s.buyer_count).sum::<i64>() as usize,
+        mysql_buyers: mysql_buyers as usize,
+        in_flight_buyers: in_flight as usize,
         findings: Vec::new(),
         repairs: Vec::new(),
     };
@@ -326,7 +447,8 @@ fn stock_findings(r: &mut Report, stock_keys: Vec<String>) {
     }
 }
 
-/// The buyer and order findings: markers against orders, Redis buyers against MySQL's.
+/// The buyer and order findings: markers against orders, and, when the members were read,
+/// Redis buyers against MySQL's, by name.
 fn buyer_findings(
     stores: &Stores,
     goods: GoodsId,
@@ -339,59 +461,52 @@ fn buyer_findings(
         Ok(u) => stores.keys.shard(Shard::home(goods, u, n)).buyers(),
         Err(_) => String::new(),
     };
-    let by_id: HashMap<i64, &(i64, i64, i8, bool)> =
-        mysql.orders.iter().map(|o| (o.0, o)).collect();
-    // buyers MySQL accounts for: live markers, and closed orders whose unit is not back yet
-    let mut expected: BTreeSet<i64> = mysql.markers.iter().map(|m| m.1).collect();
-    let back = given_back(redis);
-    for o in &mysql.orders {
-        if o.2 == OrderStatus::Closed as i8 && !unit_back(o, &back) {
-            expected.insert(o.1);
+    let members: Option<BTreeSet<i64>> = redis
+        .iter()
+        .map(|s| s.buyers.as_ref())
+        .collect::<Option<Vec<_>>>()
+        .map(|sets| sets.into_iter().flatten().copied().collect());
+    if let (Some(in_redis), Some(marker_rows)) = (members, &mysql.marker_rows) {
+        let back = given_back(redis);
+        let mut expected: BTreeSet<i64> = marker_rows.iter().map(|m| m.1).collect();
+        for (id, user) in &mysql.closed_unnoted {
+            if !back.contains(id) {
+                expected.insert(*user);
+            }
+        }
+        for user in in_redis.difference(&expected) {
+            f.push(Finding {
+                kind: "buyer_without_order",
+                message: format!("user {user} is a buyer in Redis but has no order and no queued entry: a unit nobody gets"),
+                keys: vec![buyers_key(*user)],
+                rows: vec![],
+                user: Some(*user),
+            });
+        }
+        for (order, user) in marker_rows {
+            if !in_redis.contains(user) {
+                f.push(Finding {
+                    kind: "order_without_buyer",
+                    message: format!("user {user} has order {order} but is not a buyer in Redis: they could buy again"),
+                    keys: vec![buyers_key(*user)],
+                    rows: vec![format!("seckill_order order_id={order} user_id={user}")],
+                    user: Some(*user),
+                });
+            }
         }
     }
-    expected.extend(redis.iter().flat_map(|s| s.in_flight.iter().copied()));
-    let in_redis: BTreeSet<i64> = redis
-        .iter()
-        .flat_map(|s| s.buyers.iter().copied())
-        .collect();
-    for user in in_redis.difference(&expected) {
+    for (order, user) in &mysql.markers_without_order {
         f.push(Finding {
-            kind: "buyer_without_order",
-            message: format!("user {user} is a buyer in Redis but has no order and no queued entry: a unit nobody gets"),
-            keys: vec![buyers_key(*user)],
-            rows: vec![],
+            kind: "marker_without_order",
+            message: format!(
+                "seckill_order names order {order} of user {user}, which order_info does not have"
+            ),
+            keys: vec![],
+            rows: vec![format!("seckill_order order_id={order} user_id={user}")],
             user: Some(*user),
         });
     }
-    for (order, user) in &mysql.markers {
-        if !in_redis.contains(user) {
-            f.push(Finding {
-                kind: "order_without_buyer",
-                message: format!("user {user} has order {order} but is not a buyer in Redis: they could buy again"),
-                keys: vec![buyers_key(*user)],
-                rows: vec![format!("seckill_order order_id={order} user_id={user}")],
-                user: Some(*user),
-            });
-        }
-        if !by_id.contains_key(order) {
-            f.push(Finding {
-                kind: "marker_without_order",
-                message: format!("seckill_order names order {order} of user {user}, which order_info does not have"),
-                keys: vec![],
-                rows: vec![format!("seckill_order order_id={order} user_id={user}")],
-                user: Some(*user),
-            });
-        }
-    }
-    let mut live: HashMap<i64, Vec<i64>> = HashMap::new();
-    for o in &mysql.orders {
-        if o.2 == OrderStatus::Unpaid as i8 || o.2 == OrderStatus::Paid as i8 {
-            live.entry(o.1).or_default().push(o.0);
-        }
-    }
-    let mut doubles: Vec<_> = live.into_iter().filter(|(_, ids)| ids.len() > 1).collect();
-    doubles.sort();
-    for (user, ids) in doubles {
+    for (user, ids) in &mysql.doubles {
         f.push(Finding {
             kind: "double_order",
             message: format!("user {user} has {} live orders of this sale", ids.len()),
@@ -400,7 +515,7 @@ fn buyer_findings(
                 .iter()
                 .map(|id| format!("order_info id={id} user_id={user}"))
                 .collect(),
-            user: Some(user),
+            user: Some(*user),
         });
     }
 }
@@ -412,7 +527,7 @@ const MYSQL_SIDE: [&str; 3] = ["mysql_stock_drift", "marker_without_order", "dou
 /// with what was changed in `repairs`. Refused while the sale is not at rest.
 pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
     let row = store::existing(&stores.db, goods).await?;
-    let before = audit_row(stores, &row).await?;
+    let before = audit_row(stores, &row, Depth::Members).await?;
     if !before.at_rest {
         return Err(AppError::Refused(Refusal::NotAtRest));
     }
@@ -421,6 +536,8 @@ pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
     }
     let n = row.shards();
     let mut repairs = Vec::new();
+    // a fix changes the sale: it is audited again by the worker afterwards
+    store::unsettle(&stores.db, goods).await?;
     let con = &mut stores.redis.clone();
     for f in &before.findings {
         match (f.kind, f.user.and_then(|u| UserId::new(u).ok())) {
@@ -450,11 +567,11 @@ pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
             _ => {}
         }
     }
-    let now = audit_row(stores, &row).await?;
+    let now = audit_row(stores, &row, Depth::Members).await?;
     if now.at_rest && now.stock_drift != 0 {
         mend_stock(stores, &row, -now.stock_drift, &mut repairs).await?;
     }
-    let mut after = audit_row(stores, &row).await?;
+    let mut after = audit_row(stores, &row, Depth::Members).await?;
     after.repairs = repairs;
     tracing::info!(goods = goods.get(), repairs = ?after.repairs, clean = after.clean, "audit fix");
     Ok(after)
@@ -468,7 +585,7 @@ async fn mend_stock(
     delta: i64,
     repairs: &mut Vec<String>,
 ) -> Result<(), AppError> {
-    let shards = read_redis(stores, row, false).await?;
+    let shards = read_redis(stores, row, None).await?;
     let mut left = delta;
     for s in &shards {
         let step = if left > 0 {
@@ -502,27 +619,45 @@ async fn mend_stock(
     Ok(())
 }
 
-/// For the worker: every [`AUDIT_EVERY`], audits each sale whose queues are empty and exports
-/// its drift; a non-zero drift is logged once per new value.
+/// For the worker: every `every`, audits each unsettled sale whose queues are empty (counts
+/// first, see the module comment) and exports its drift; a non-zero drift is logged once per new
+/// value. A sale found over, at rest and clean is settled and forgotten here (its gauge too),
+/// until a change unsettles it.
 pub async fn run(
     stores: Stores,
     metrics: Arc<Metrics>,
+    every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut logged: HashMap<GoodsId, i64> = HashMap::new();
     loop {
-        if let Ok(sales) = store::all(&stores.db).await {
+        if let Ok(sales) = store::unsettled(&stores.db).await {
+            let live: BTreeSet<GoodsId> = sales.iter().map(|s| s.goods()).collect();
+            // settled or removed since the last pass: nothing of theirs is kept
+            logged.retain(|g, _| live.contains(g));
             for row in &sales {
-                let Ok(light) = read_redis(&stores, row, false).await else {
+                let Ok(light) = read_redis(&stores, row, None).await else {
                     continue;
                 };
                 if light.iter().any(|s| s.backlog > 0) {
                     continue;
                 }
-                let Ok(report) = audit_row(&stores, row).await else {
+                let Ok(report) = audit_row(&stores, row, Depth::Counts).await else {
                     continue;
                 };
+                metrics.audits.inc();
                 if !report.at_rest {
+                    continue;
+                }
+                let over = chrono::Utc::now().timestamp_millis() >= row.end_ms();
+                if over && report.clean && store::settle(&stores.db, row).await.unwrap_or(false) {
+                    metrics.sales_settled.inc();
+                    metrics.forget_sale(row.goods_id);
+                    logged.remove(&row.goods());
+                    tracing::info!(
+                        goods = row.goods_id,
+                        "sale settled: over, drained and clean; not audited again until it changes"
+                    );
                     continue;
                 }
                 let drift = report.stock_drift;
@@ -544,7 +679,7 @@ pub async fn run(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(AUDIT_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

@@ -216,11 +216,11 @@ pub async fn view(stores: &Stores, goods: GoodsId) -> Result<SaleView, AppError>
 
 /// Every sale's view, newest first, at most `limit`.
 pub async fn list(stores: &Stores, limit: usize) -> Result<Vec<SaleView>, AppError> {
-    let rows = tokio::time::timeout(Duration::from_secs(5), store::all(&stores.db))
+    let rows = tokio::time::timeout(Duration::from_secs(5), store::newest(&stores.db, limit))
         .await
         .map_err(|_| AppError::Unavailable(crate::error::Dependency::Mysql))??;
     let mut views = Vec::new();
-    for row in rows.iter().rev().take(limit) {
+    for row in &rows {
         views.push(view_of(stores, row).await?);
     }
     Ok(views)

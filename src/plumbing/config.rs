@@ -80,6 +80,8 @@ pub struct Settings {
     pub unpaid_timeout_secs: u64,
     /// How often (ms) the closer looks for unpaid orders past their time.
     pub closer_interval_ms: u64,
+    /// How often the worker's background audit visits the unsettled sales, in milliseconds.
+    pub audit_interval_ms: u64,
     /// Order-writer tasks per process (RabbitMQ consumers).
     pub consumers: usize,
     /// MySQL batches of one sale a worker writes at once (each on its own connection).
@@ -153,6 +155,7 @@ impl Default for Settings {
             max_deliveries: 5,
             unpaid_timeout_secs: 30 * 60,
             closer_interval_ms: 5_000,
+            audit_interval_ms: 5_000,
             consumers: 2,
             writers: 4,
             admin_listen: "127.0.0.1:9180".into(),
@@ -471,6 +474,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 35);
+        assert_eq!(names.len(), 42);
     }
 }

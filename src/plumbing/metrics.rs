@@ -76,6 +76,12 @@ pub struct Metrics {
     pub logins_throttled: Counter,
     /// Logins refused at once because the login pool was full (503).
     pub logins_busy: Counter,
+    /// Sales audited by this worker's background audit, one per sale and pass.
+    pub audits: Counter,
+    /// Sales this worker's audit found over, drained and clean, and settled.
+    pub sales_settled: Counter,
+    /// Stream readers this worker runs now: one per shard of each unsettled sale.
+    pub worker_readers: Gauge,
     /// Stored passwords rewritten at login (old MD5 form, or weaker than the current cost).
     pub passwords_rehashed: Counter,
     /// Connections open on the edge now.
@@ -139,6 +145,9 @@ impl Metrics {
             breaker_open: Gauge::default(),
             logins_throttled: Counter::default(),
             logins_busy: Counter::default(),
+            audits: Counter::default(),
+            sales_settled: Counter::default(),
+            worker_readers: Gauge::default(),
             passwords_rehashed: Counter::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
@@ -176,6 +185,21 @@ impl Metrics {
             "logins_throttled",
             "Logins refused because the mobile or the address is over its failure limit",
             self.logins_throttled.clone(),
+        );
+        r.register(
+            "audits",
+            "Sales audited by the worker's background audit (one per sale and pass)",
+            self.audits.clone(),
+        );
+        r.register(
+            "sales_settled",
+            "Sales the audit found over, drained and clean, and left alone from then on",
+            self.sales_settled.clone(),
+        );
+        r.register(
+            "worker_readers",
+            "Stream readers this worker runs: one per shard of each sale not settled",
+            self.worker_readers.clone(),
         );
         r.register(
             "logins_busy",
@@ -301,6 +325,11 @@ impl Metrics {
     /// One sale's stock drift at rest, as the audit found it.
     pub fn drift(&self, goods: i64, drift: i64) {
         self.drift.get_or_create(&GoodsLabels { goods }).set(drift);
+    }
+
+    /// Drops a settled sale's drift gauge: nothing per sale is kept for sales that are over.
+    pub fn forget_sale(&self, goods: i64) {
+        self.drift.remove(&GoodsLabels { goods });
     }
 
     /// The text exposition: these metrics, then the per-sale gauges given.

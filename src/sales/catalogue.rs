@@ -91,7 +91,18 @@ fn ttl_with_jitter() -> u64 {
     keys::CACHE_TTL.as_secs() + rand::rng().random_range(0..=keys::CACHE_JITTER.as_secs())
 }
 
-/// The sale list.
+/// How many past sales one page of the catalogue's history holds.
+pub const PAST_PAGE: usize = 50;
+
+/// The sales that are over, a page at a time (page 1: the latest [`PAST_PAGE`]); read from
+/// MySQL by index, not cached: only a shopper browsing history asks.
+pub async fn past(state: &AppState, page: usize) -> Result<Vec<GoodsView>, AppError> {
+    let rows = store::past(&state.db, PAST_PAGE, (page.max(1) - 1) * PAST_PAGE).await?;
+    Ok(rows.iter().map(GoodsView::from).collect())
+}
+
+/// The sale list: the sales running or coming, not those that are over (see [`past`]), so it
+/// does not grow with the shop's history.
 pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
     let mut con = state.redis.clone();
     let key = state.keys.goods_list();
@@ -100,7 +111,7 @@ pub async fn list(state: &AppState) -> Result<Vec<GoodsView>, AppError> {
     {
         return Ok(list);
     }
-    let list: Vec<GoodsView> = store::all(&state.db)
+    let list: Vec<GoodsView> = store::current(&state.db)
         .await?
         .iter()
         .map(GoodsView::from)

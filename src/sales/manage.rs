@@ -396,6 +396,8 @@ pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Resul
     .bind(goods.get())
     .execute(&mut *tx)
     .await?;
+    // a changed sale is audited again, and its readers run again if it had settled
+    store::unsettle(&mut *tx, goods).await?;
     tx.commit().await?;
 
     let row = store::existing(&stores.db, goods).await?;
@@ -463,6 +465,7 @@ pub async fn cancel(stores: &Stores, goods: GoodsId) -> Result<(), AppError> {
             return Err(AppError::Refused(Refusal::SaleOver));
         }
     }
+    store::unsettle(&stores.db, goods).await?;
     let row = store::existing(&stores.db, goods).await?;
     let con = &mut stores.redis.clone();
     // the meta's window now ends at the cancellation: admit.lua answers ENDED from here on

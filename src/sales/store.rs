@@ -46,6 +46,11 @@ pub struct SaleRow {
     pub room_opens_secs: Option<i32>,
     /// The room's let-through rate per second (`None`: the setting).
     pub room_rate: Option<f64>,
+    /// When the audit found the sale over, drained and clean (`None`: not settled; see
+    /// [`settle`]).
+    pub settled_at: Option<NaiveDateTime>,
+    /// Bumped by every change that can move the sale's units (see [`unsettle`]).
+    pub change_seq: i64,
 }
 
 macro_rules! select_sales {
@@ -55,7 +60,7 @@ macro_rules! select_sales {
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
      sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
-     sg.room_opens_secs, sg.room_rate \
+     sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
             $tail
         )
@@ -100,6 +105,84 @@ pub async fn all(db: &MySqlPool) -> Result<Vec<SaleRow>, sqlx::Error> {
     sqlx::query_as(select_sales!("ORDER BY g.id"))
         .fetch_all(db)
         .await
+}
+
+/// The sales background work looks at: every sale not settled (running, coming, or over but
+/// not yet drained and audited clean). Settled sales are history: nothing polls them.
+pub async fn unsettled(db: &MySqlPool) -> Result<Vec<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!("WHERE sg.settled_at IS NULL ORDER BY g.id"))
+        .fetch_all(db)
+        .await
+}
+
+/// The `limit` newest sales, newest first (the console's list).
+pub async fn newest(db: &MySqlPool, limit: usize) -> Result<Vec<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!("ORDER BY g.id DESC LIMIT ?"))
+        .bind(limit as i64)
+        .fetch_all(db)
+        .await
+}
+
+/// Sales not over (running or coming), soonest end first: the shoppers' catalogue.
+pub async fn current(db: &MySqlPool) -> Result<Vec<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!(
+        "WHERE sg.end_at > NOW(3) AND sg.cancelled_at IS NULL ORDER BY sg.start_at, g.id"
+    ))
+    .fetch_all(db)
+    .await
+}
+
+/// Sales that are over (ended or cancelled), the latest first, a page of `limit` after
+/// `offset`: the catalogue's history, one page at a time.
+pub async fn past(
+    db: &MySqlPool,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<SaleRow>, sqlx::Error> {
+    sqlx::query_as(select_sales!(
+        "WHERE sg.end_at <= NOW(3) OR sg.cancelled_at IS NOT NULL \
+         ORDER BY sg.end_at DESC, g.id DESC LIMIT ? OFFSET ?"
+    ))
+    .bind(limit as i64)
+    .bind(offset as i64)
+    .fetch_all(db)
+    .await
+}
+
+/// How many sales are settled (for the audit's summary).
+pub async fn settled_count(db: &MySqlPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM seckill_goods WHERE settled_at IS NOT NULL")
+        .fetch_one(db)
+        .await
+}
+
+/// Marks the sale of `row` settled, if it is over and nothing changed it since `row` was read
+/// (its `change_seq`); true if it is now settled.
+pub async fn settle(db: &MySqlPool, row: &SaleRow) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE seckill_goods SET settled_at = NOW(3) WHERE goods_id = ? AND change_seq = ? \
+         AND settled_at IS NULL AND (end_at <= NOW(3) OR cancelled_at IS NOT NULL)",
+    )
+    .bind(row.goods_id)
+    .bind(row.change_seq)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a change to `goods` that can move its units: it is no longer settled, and an audit
+/// running now will not settle it. Run it in the transaction of the change where there is one.
+pub async fn unsettle<'e, E: sqlx::MySqlExecutor<'e>>(
+    db: E,
+    goods: GoodsId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE seckill_goods SET settled_at = NULL, change_seq = change_seq + 1 WHERE goods_id = ?",
+    )
+    .bind(goods.get())
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// One sale, if it exists.
@@ -356,6 +439,7 @@ pub async fn reset(
         .bind(goods.get())
         .execute(&mut *tx)
         .await?;
+    unsettle(&mut *tx, goods).await?;
     tx.commit().await?;
 
     con.delete_matching(&keys.sale(goods).everything()).await?;

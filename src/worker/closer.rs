@@ -66,6 +66,8 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
                 .bind(goods)
                 .execute(&mut *tx)
                 .await?;
+            // a closed order moves the sale's units: it is audited again
+            store::unsettle(&mut *tx, GoodsId::new(goods)?).await?;
             closed += 1;
         }
         tx.commit().await?;
@@ -92,10 +94,15 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
             store::GiveBack::Closed { order: id },
         )
         .await?;
-        sqlx::query("UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0")
-            .bind(id)
-            .execute(db)
-            .await?;
+        let noted = sqlx::query(
+            "UPDATE order_info SET stock_returned = 1 WHERE id = ? AND stock_returned = 0",
+        )
+        .bind(id)
+        .execute(db)
+        .await?;
+        if noted.rows_affected() == 1 {
+            store::unsettle(db, goods).await?;
+        }
         if came_back {
             state.metrics.closed_unpaid.inc();
             tracing::info!(

@@ -12,7 +12,10 @@
 //!
 //! Sales are discovered from MySQL every couple of seconds (one seen for the first time is
 //! loaded into Redis); a reader task runs per sale (per stock shard of a split sale: each shard
-//! has its own queue). The audit (`crate::operators::audit`) and the per-second counts (`crate::operators::tally`)
+//! has its own queue). Only unsettled sales are looked at: once the audit settles a sale (over,
+//! drained, clean), its readers stop and the worker forgets it, so what the worker does and holds
+//! grows with the sales that are live, not with the shop's history; a change unsettles it and
+//! its readers start again. The audit (`crate::operators::audit`) and the per-second counts (`crate::operators::tally`)
 //! run alongside.
 
 pub mod blocking;
@@ -24,7 +27,7 @@ pub mod results;
 pub mod stream;
 pub mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +86,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         tasks.spawn(crate::operators::audit::run(
             ctx.state.stores(),
             ctx.state.metrics.clone(),
+            Duration::from_millis(ctx.state.settings.audit_interval_ms.max(100)),
             shutdown.clone(),
         ));
     }
@@ -92,11 +96,12 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         }
     }
 
-    let mut readers: HashSet<Shard> = HashSet::new();
+    // each reader's own stop signal: set when its sale settles, or for all at shutdown
+    let mut readers: HashMap<Shard, watch::Sender<bool>> = HashMap::new();
     let mut loaded: HashSet<crate::domain::GoodsId> = HashSet::new();
     let mut shutdown_rx = shutdown.clone();
     loop {
-        match crate::sales::store::all(&ctx.state.db).await {
+        match crate::sales::store::unsettled(&ctx.state.db).await {
             Ok(sales) => {
                 // a sale seen for the first time is loaded into Redis (as an edge does at
                 // start-up): one created while Redis was away is served once it is back
@@ -116,24 +121,45 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
                         }
                     }
                 }
-                for shard in sales.iter().flat_map(|s| Shard::all(s.goods(), s.shards())) {
-                    if readers.insert(shard) {
-                        let sink = match rabbit {
-                            true => {
-                                stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state)))
-                            }
-                            false => stream::Sink::Mysql,
-                        };
-                        tasks.spawn(stream::run(ctx.clone(), shard, sink, shutdown.clone()));
+                let wanted: HashSet<Shard> = sales
+                    .iter()
+                    .flat_map(|s| Shard::all(s.goods(), s.shards()))
+                    .collect();
+                // settled (or gone) since the last look: stop their readers, forget them
+                readers.retain(|shard, stop| {
+                    let keep = wanted.contains(shard);
+                    if !keep {
+                        let _ = stop.send(true);
                     }
+                    keep
+                });
+                let live: HashSet<_> = sales.iter().map(|s| s.goods()).collect();
+                loaded.retain(|g| live.contains(g));
+                for shard in wanted {
+                    if readers.contains_key(&shard) {
+                        continue;
+                    }
+                    let sink = match rabbit {
+                        true => stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state))),
+                        false => stream::Sink::Mysql,
+                    };
+                    let (stop, stopped) = watch::channel(false);
+                    readers.insert(shard, stop);
+                    tasks.spawn(stream::run(ctx.clone(), shard, sink, stopped));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list sales (MySQL down?); retrying"),
         }
+        ctx.state.metrics.worker_readers.set(readers.len() as i64);
+        // finished readers (a settled sale's) are reaped as they go
+        while tasks.try_join_next().is_some() {}
         tokio::select! {
             _ = tokio::time::sleep(DISCOVER_EVERY) => {}
             _ = shutdown_rx.wait_for(|stop| *stop) => break,
         }
+    }
+    for stop in readers.values() {
+        let _ = stop.send(true);
     }
     while tasks.join_next().await.is_some() {}
     tracing::info!("worker stopped");

@@ -12,6 +12,7 @@ mod db;
 mod degrade;
 mod hardening;
 mod helpers;
+mod history;
 mod lua_admit;
 mod lua_room;
 mod manage;
