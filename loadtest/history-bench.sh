@@ -27,9 +27,9 @@ ROUNDS=${HIST_ROUNDS:-3}
 DUR=${HIST_DURATION:-10}
 PORT=${HIST_PORT:-18280}
 
+source loadtest/lib.sh
 ./scripts/services >/dev/null
-command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }
-command -v wrk >/dev/null || { echo "the history bench needs wrk (apt-get install wrk)" >&2; exit 1; }
+need_wrk
 cargo build --release -q
 bin=$PWD/target/release/flashgate
 
@@ -54,14 +54,6 @@ cleanup() {
 }
 trap cleanup EXIT
 sql() { mariadb -uroot -h127.0.0.1 -N -B "$db" -e "$1"; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-to_ms() {
-  echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
-                   /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
-                   /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
-}
 redis_cmds() { redis-cli INFO stats | awk -F: '/^total_commands_processed/ {print $2+0}'; }
 # idle figures of process $1 over IDLE seconds: "cpu% redis-commands/s rss-MiB"
 idle() {

@@ -18,9 +18,9 @@ CONNS=${LOGIN_BENCH_CONNECTIONS:-50}
 STORM=${LOGIN_BENCH_STORM_CONNECTIONS:-100}
 PORT=${LOGIN_BENCH_PORT:-18180}
 
+source loadtest/lib.sh
 ./scripts/services >/dev/null
-command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }
-command -v wrk >/dev/null || { echo "the login bench needs wrk (apt-get install wrk)" >&2; exit 1; }
+need_wrk
 cargo build --release -q
 bin=$PWD/target/release/flashgate
 
@@ -41,14 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 sql() { mariadb -uroot -h127.0.0.1 -N -B "$db" -e "$1"; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-to_ms() {
-  echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
-                   /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
-                   /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
-}
 # wrk's summary -> "rps p50 p99 non2xx"
 summary() {
   local out=$1

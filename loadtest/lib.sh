@@ -1,0 +1,18 @@
+# Helpers the benchmarks share; `source loadtest/lib.sh` after `cd` to the repository.
+# cpu PID            user+system CPU ticks of a process so far (/proc/PID/stat); ticks per
+#                    second: $tck
+# median N...        the median of the numbers given
+# to_ms D            wrk's durations (812.00us, 1.23ms, 1.02s) in milliseconds
+# need_wrk           installs wrk (Debian) when it is missing and we are root, else fails
+tck=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+to_ms() {
+  echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
+                   /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
+                   /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
+}
+need_wrk() {
+  command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }
+  command -v wrk >/dev/null || { echo "this benchmark needs wrk (apt-get install wrk)" >&2; exit 1; }
+}
