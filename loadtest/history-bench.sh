@@ -108,10 +108,14 @@ tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="$big $ot
   { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:path:" $1
       printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
   | redis-cli --pipe >/dev/null
-# one thread per connection walks the tokens in order: every shopper buys once
+# wrk walks the tokens in order from the same places each run: after each run, the shoppers
+# who have not bought yet are the next run's tokens
+cp "$work/tokens.csv" "$work/left.csv"
 while [ "$(redis-cli GET "${ns}sk:{g:$big}:stock")" != 0 ]; do
-  TOKENS="$work/tokens.csv" GOODS=$big HIDDEN_PATH=$P wrk -t2 -c50 -d10s -s loadtest/wrk/buy.lua \
+  TOKENS="$work/left.csv" GOODS=$big HIDDEN_PATH=$P wrk -t2 -c50 -d10s -s loadtest/wrk/buy.lua \
     "http://127.0.0.1:$PORT" >/dev/null
+  redis-cli SMEMBERS "${ns}sk:{g:$big}:buyers" | sort >"$work/bought.txt"
+  { echo "userId,token"; tail -n +2 "$work/tokens.csv" | sort -t, -k1,1 | join -t, -v 1 - "$work/bought.txt"; } >"$work/left.csv"
 done
 while [ "$(redis-cli XLEN "${ns}sk:{g:$big}:queue")" != 0 ]; do sleep 1; done
 buyers=$(redis-cli SCARD "${ns}sk:{g:$big}:buyers")
