@@ -5,11 +5,12 @@
 #   2. the same after HIST_SALES ended sales exist (made in MySQL, as a year of daily sales
 #      would be), once the worker has loaded, audited and settled them; and the size of the
 #      shoppers' catalogue (GET /api/goods) then;
+#   2b. HIST_SALES more ended sales (twice the history), settled: idle again, RSS again;
 #   3. a sale of HIST_BUYERS buyers, really bought through the edge (wrk) and drained, at rest:
-#      for HIST_WINDOW seconds Redis logs every command slower than 1 ms (SLOWLOG), while the
-#      worker's background audit runs and `flashgate audit ID` reads the whole sale on demand
-#      twice; prints the slowest command flashgate sent in the background (and, for scale, what
-#      one SMEMBERS of that buyer set, as the audit sent before, costs Redis);
+#      Redis logs every command slower than 1 ms (SLOWLOG) for HIST_WINDOW seconds of the worker
+#      alone, then during two on-demand full audits (`flashgate audit ID`); prints the slowest
+#      command of each (and, for scale, what one SMEMBERS of that buyer set, as the audit sent
+#      before, costs Redis);
 #   4. the buy path's p99 on another sale with that on-demand audit running in a loop beside it
 #      vs without, HIST_ROUNDS interleaved rounds, medians.
 # Goals: 1 and 2 the same within noise; 3 no background command over 2 ms; 4 no difference beyond
@@ -73,28 +74,38 @@ sleep 3
 echo "== 1. idle, no sales (${IDLE}s)"
 read -r cpu0 cmd0 rss0 <<<"$(idle "$all")"
 
-echo "== 2. $SALES ended sales: made in MySQL, loaded, audited and settled by the worker"
-python3 - "$SALES" >"$work/history.sql" <<'PY'
+# a batch of SALES ended sales, made in MySQL; waits until the worker has settled them all and
+# prints the seconds it took
+history() { # batch number
+  python3 - "$SALES" "$1" >"$work/history.sql" <<'PY'
 import sys
-n = int(sys.argv[1])
+n, batch = int(sys.argv[1]), sys.argv[2]
 for start in range(0, n, 1000):
-    rows = ",".join(f"('history {i}', 'a sale of long ago', '/img/goods.svg', 'over', 9.99)"
+    rows = ",".join(f"('history {batch}-{i}', 'a sale of long ago', '/img/goods.svg', 'over', 9.99)"
                     for i in range(start, min(n, start + 1000)))
     print(f"INSERT INTO goods (name, title, img, detail, price) VALUES {rows};")
 print("INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, end_at) "
       "SELECT id, 1, 10, 10, NOW(3) - INTERVAL 2 DAY, NOW(3) - INTERVAL 1 DAY FROM goods "
-      "WHERE name LIKE 'history %';")
+      f"WHERE name LIKE 'history {batch}-%';")
 PY
-sql "source $work/history.sql"
-t0=$(date +%s)
-while [ "$(sql "SELECT COUNT(*) FROM seckill_goods WHERE settled_at IS NULL")" != 0 ]; do
-  [ $(($(date +%s) - t0)) -lt 600 ] || { echo "the history did not settle in 10 minutes" >&2; exit 1; }
-  sleep 2
-done
-settle_s=$(($(date +%s) - t0))
+  sql "source $work/history.sql"
+  local t0
+  t0=$(date +%s)
+  while [ "$(sql "SELECT COUNT(*) FROM seckill_goods WHERE settled_at IS NULL")" != 0 ]; do
+    [ $(($(date +%s) - t0)) -lt 600 ] || { echo "the history did not settle in 10 minutes" >&2; exit 1; }
+    sleep 2
+  done
+  echo $(($(date +%s) - t0))
+}
+echo "== 2. $SALES ended sales: made in MySQL, loaded, audited and settled by the worker"
+settle_s=$(history 1)
 sleep 3
 echo "== 2. idle with $SALES settled sales (${IDLE}s)"
 read -r cpu1 cmd1 rss1 <<<"$(idle "$all")"
+echo "== 2. $SALES more (twice the history), settled; idle again (${IDLE}s)"
+settle2_s=$(history 2)
+sleep 3
+read -r cpu2 cmd2 rss2 <<<"$(idle "$all")"
 catalogue=$(curl -fsS "http://127.0.0.1:$PORT/api/goods" | wc -c)
 past=$(curl -fsS "http://127.0.0.1:$PORT/api/goods?past=1" | wc -c)
 
@@ -120,18 +131,12 @@ done
 while [ "$(redis-cli XLEN "${ns}sk:{g:$big}:queue")" != 0 ]; do sleep 1; done
 buyers=$(redis-cli SCARD "${ns}sk:{g:$big}:buyers")
 
-echo "== 3. ${WINDOW}s of Redis's slow log (> 1 ms) with the sale at rest: background audit, and two on-demand audits"
 redis-cli CONFIG SET slowlog-max-len 100000 >/dev/null
 redis-cli CONFIG SET slowlog-log-slower-than 1000 >/dev/null
-redis-cli SLOWLOG RESET >/dev/null
-start=$(date +%s)
-"$bin" audit "$big" >"$work/audit1.txt" 2>&1 || true
-audit_s=$(($(date +%s) - start))
-"$bin" audit "$big" >"$work/audit2.txt" 2>&1 || true
-sleep $((WINDOW - ($(date +%s) - start) > 0 ? WINDOW - ($(date +%s) - start) : 0))
-redis-cli SLOWLOG GET 100000 >"$work/slowlog.txt"
-# entries: id, time, microseconds, [command args...], client, name; keep "µs command key"
-python3 - "$work/slowlog.txt" "$ns" >"$work/slow.txt" <<'PY'
+# this run's commands in the slow log, slowest first: "µs command key"
+slow() {
+  redis-cli SLOWLOG GET 100000 >"$work/slowlog.txt"
+  python3 - "$work/slowlog.txt" "$ns" <<'PY'
 import sys
 lines = [l.rstrip("\n") for l in open(sys.argv[1])]
 ns = sys.argv[2]
@@ -151,8 +156,18 @@ while i + 3 < len(lines):
 for us, cmd, key in sorted(out, reverse=True):
     print(us, cmd, key)
 PY
-slow_n=$(wc -l <"$work/slow.txt")
-slowest=$(head -n 1 "$work/slow.txt")
+}
+echo "== 3. ${WINDOW}s of Redis's slow log (> 1 ms) with the sale at rest: the worker alone"
+redis-cli SLOWLOG RESET >/dev/null
+sleep "$WINDOW"
+slow >"$work/slow-worker.txt"
+echo "== 3. two on-demand full audits of the sale (flashgate audit ID)"
+redis-cli SLOWLOG RESET >/dev/null
+start=$(date +%s)
+"$bin" audit "$big" >"$work/audit1.txt" 2>&1 || true
+audit_s=$(($(date +%s) - start))
+"$bin" audit "$big" >"$work/audit2.txt" 2>&1 || true
+slow >"$work/slow-audit.txt"
 redis-cli SLOWLOG RESET >/dev/null
 redis-cli SMEMBERS "${ns}sk:{g:$big}:buyers" >/dev/null
 old=$(redis-cli SLOWLOG GET 1 | sed -n 3p)
@@ -184,10 +199,12 @@ echo "| idle flashgate all (${IDLE}s) | CPU % of a core | Redis commands/s | RSS
 echo "|---|---:|---:|---:|"
 echo "| no sales | $cpu0 | $cmd0 | $rss0 |"
 echo "| $SALES ended sales, settled | $cpu1 | $cmd1 | $rss1 |"
+echo "| $((2 * SALES)) ended sales, settled | $cpu2 | $cmd2 | $rss2 |"
 echo
-echo "the worker settled $SALES ended sales in ${settle_s}s (loaded, audited once, left alone); GET /api/goods: $catalogue bytes (past page 1: $past bytes)"
+echo "the worker settled $SALES ended sales in ${settle_s}s, then $SALES more in ${settle2_s}s (each loaded, audited once, left alone); GET /api/goods: $catalogue bytes (past page 1: $past bytes)"
 echo "sale $big: $buyers buyers at rest; on-demand full audit: ${audit_s}s ($(grep -o 'clean\|DRIFT\|NOT AT REST' "$work/audit1.txt" | head -n 1))"
-echo "Redis slow log over ${WINDOW}s (> 1 ms, this run's keys): $slow_n commands; slowest: ${slowest:-none}"
+echo "Redis slow log (> 1 ms, this run's keys), ${WINDOW}s of the worker with the sale at rest: $(wc -l <"$work/slow-worker.txt") commands; slowest: $(head -n 1 "$work/slow-worker.txt" | grep . || echo none)"
+echo "Redis slow log during two on-demand full audits: $(wc -l <"$work/slow-audit.txt") commands; slowest: $(head -n 1 "$work/slow-audit.txt" | grep . || echo none)"
 echo "for scale: one SMEMBERS of that buyer set (what the audit sent before) took ${old:-?} us in Redis"
 echo
 echo "| buy path, 50 connections, ${DUR}s, $ROUNDS rounds | req/s | p99 ms |"

@@ -8,6 +8,8 @@
 //! buy path wants the CPU, the kernel gives it to the buy path first. At most `login_threads +
 //! login_queue` logins are in the pool at once; past that a login is refused at once with 503,
 //! `Retry-After` and the envelope ([`AppError::LoginBusy`]), rather than queueing without bound.
+//! The login route takes its place ([`LoginPool::reserve`]) before any Redis or MySQL read, so a
+//! refused login costs the edge only its answer.
 //! A login whose client has gone is dropped before its hash is computed.
 
 use std::sync::mpsc;
@@ -18,6 +20,9 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::error::AppError;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A place held in the login pool ([`LoginPool::reserve`]); dropped, it frees the place.
+pub struct Slot(tokio::sync::OwnedSemaphorePermit);
 
 /// How long a refused login is told to wait.
 pub const BUSY_RETRY_AFTER_MS: u64 = 1000;
@@ -56,6 +61,18 @@ impl LoginPool {
         }
     }
 
+    /// A place in the pool, or [`AppError::LoginBusy`] at once when it is full. Taken before a
+    /// login does any I/O, so a refused login costs the edge nothing but its answer.
+    pub fn reserve(&self) -> Result<Slot, AppError> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map(Slot)
+            .map_err(|_| AppError::LoginBusy {
+                retry_after_ms: BUSY_RETRY_AFTER_MS,
+            })
+    }
+
     /// Runs `work` on the pool and waits for its answer; [`AppError::LoginBusy`] at once when the
     /// pool is full.
     pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
@@ -63,13 +80,17 @@ impl LoginPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AppError::LoginBusy {
-                retry_after_ms: BUSY_RETRY_AFTER_MS,
-            })?;
+        let slot = self.reserve()?;
+        self.run_in(slot, work).await
+    }
+
+    /// Runs `work` in the place `slot` holds, and waits for its answer.
+    pub async fn run_in<T, F>(&self, slot: Slot, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = slot.0;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _permit = permit; // frees the slot when the work is done

@@ -51,6 +51,14 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
             "password must be the page's 32-hex-digit hash".into(),
         ));
     }
+    // a place in the login pool first: past its bound a login is refused before any I/O
+    let slot = match state.login_pool.reserve() {
+        Ok(slot) => slot,
+        Err(e) => {
+            state.metrics.logins_busy.inc();
+            return Err(e);
+        }
+    };
     let s = &state.settings;
     let limits = login_guard::Limits {
         per_mobile: s.login_fails_per_mobile,
@@ -79,7 +87,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         (body.password, state.settings.password_cost(), row.test_user);
     let checked = state
         .login_pool
-        .run(move || {
+        .run_in(slot, move || {
             let verdict = password::verify(&client_hash, &stored, cost);
             let rehashed = match verdict {
                 password::Verdict::Right { rehash: true } if !test_user => {
@@ -90,15 +98,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
             (verdict, rehashed)
         })
         .await;
-    let (verdict, rehashed) = match checked {
-        Ok(done) => done,
-        Err(e) => {
-            if let AppError::LoginBusy { .. } = e {
-                state.metrics.logins_busy.inc();
-            }
-            return Err(e);
-        }
-    };
+    let (verdict, rehashed) = checked?;
     match verdict {
         password::Verdict::Right { .. } => {}
         password::Verdict::Wrong => {

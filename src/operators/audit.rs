@@ -55,7 +55,7 @@ use crate::sales::store::{self, GiveBack, SaleRow};
 use crate::sales::stores::Stores;
 
 /// Members read per `SSCAN` call, and the pause between two calls.
-pub const CHUNK: usize = 1000;
+pub const CHUNK: usize = 250;
 const CHUNK_PAUSE: Duration = Duration::from_millis(1);
 
 /// How deep an audit reads: the counts only (the background audit, unless they disagree), or
