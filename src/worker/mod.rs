@@ -41,6 +41,9 @@ use crate::state::AppState;
 /// How often the worker looks for new sales.
 const DISCOVER_EVERY: Duration = Duration::from_secs(2);
 
+/// How long after a sale's end its queue is trusted to stay empty (clocks differ a little).
+const OVER_GRACE_MS: i64 = 5_000;
+
 /// What every worker task of this process shares.
 pub struct WorkerCtx {
     pub state: AppState,
@@ -135,17 +138,36 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
                 });
                 let live: HashSet<_> = sales.iter().map(|s| s.goods()).collect();
                 loaded.retain(|g| live.contains(g));
-                for shard in wanted {
-                    if readers.contains_key(&shard) {
-                        continue;
+                let now = chrono::Utc::now().timestamp_millis();
+                for sale in &sales {
+                    // a sale over for a while whose queue is empty needs no reader (nothing can
+                    // be added to it): the audit settles it; asked again on every pass, so an
+                    // entry that does arrive (a clock ahead of Redis's) still gets one
+                    let over = now >= sale.end_ms() + OVER_GRACE_MS;
+                    for shard in Shard::all(sale.goods(), sale.shards()) {
+                        if readers.contains_key(&shard) {
+                            continue;
+                        }
+                        if over {
+                            let queue = ctx.state.keys.shard(shard).queue();
+                            let len: redis::RedisResult<i64> = redis::cmd("XLEN")
+                                .arg(&queue)
+                                .query_async(&mut ctx.state.redis.clone())
+                                .await;
+                            if matches!(len, Ok(0)) {
+                                continue;
+                            }
+                        }
+                        let sink = match rabbit {
+                            true => {
+                                stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state)))
+                            }
+                            false => stream::Sink::Mysql,
+                        };
+                        let (stop, stopped) = watch::channel(false);
+                        readers.insert(shard, stop);
+                        tasks.spawn(stream::run(ctx.clone(), shard, sink, stopped));
                     }
-                    let sink = match rabbit {
-                        true => stream::Sink::Rabbit(Box::new(rabbit::Publisher::new(&ctx.state))),
-                        false => stream::Sink::Mysql,
-                    };
-                    let (stop, stopped) = watch::channel(false);
-                    readers.insert(shard, stop);
-                    tasks.spawn(stream::run(ctx.clone(), shard, sink, stopped));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list sales (MySQL down?); retrying"),
