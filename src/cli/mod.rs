@@ -354,6 +354,7 @@ pub async fn main() -> anyhow::Result<()> {
                 .read_line(&mut plain)
                 .context("reading the password from standard input")?;
             let plain = plain.trim_end_matches(['\n', '\r']);
+            seed::check_new_user(&nickname, plain)?;
             let cost = settings.password_cost();
             let db = db::connect(&settings.database_url, 2).await?;
             let id = seed::create_user(&db, &mobile, &nickname, plain, cost).await?;

@@ -180,6 +180,19 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
     Ok(users)
 }
 
+/// Refuses a new user's nickname or password before anything is written or connected to.
+pub fn check_new_user(nickname: &str, plain: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=64).contains(&nickname.chars().count()),
+        "a nickname has 1 to 64 characters"
+    );
+    anyhow::ensure!(
+        (6..=1024).contains(&plain.chars().count()),
+        "a password has 6 to 1024 characters"
+    );
+    Ok(())
+}
+
 /// Creates a real user: `plain` hashed on its own (Argon2id, a salt of its own, `cost`), not
 /// marked as a test user. Returns the new id.
 pub async fn create_user(
@@ -189,14 +202,7 @@ pub async fn create_user(
     plain: &str,
     cost: password::Cost,
 ) -> anyhow::Result<UserId> {
-    anyhow::ensure!(
-        (1..=64).contains(&nickname.chars().count()),
-        "a nickname has 1 to 64 characters"
-    );
-    anyhow::ensure!(
-        (6..=1024).contains(&plain.chars().count()),
-        "a password has 6 to 1024 characters"
-    );
+    check_new_user(nickname, plain)?;
     let client_hash = password::client_hash(plain);
     let stored = tokio::task::spawn_blocking(move || password::hash(&client_hash, cost)).await??;
     let id = sqlx::query(
