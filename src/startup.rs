@@ -30,7 +30,8 @@ use crate::state::AppState;
 /// How often an edge drops the per-sale things it remembers that have gone stale.
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
-/// Every `every`, drops stale sold-out flags, shard counts and room checks: what an edge keeps
+/// Every `every`, drops stale sold-out flags, shard counts, room checks and idle admission
+/// lanes: what an edge keeps
 /// per sale follows the sales being bought, not every sale it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -41,6 +42,7 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
         state.soldout.tidy();
         state.shapes.tidy();
         state.room.tidy();
+        state.admitter.tidy();
     }
 }
 

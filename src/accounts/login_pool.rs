@@ -31,6 +31,8 @@ pub struct LoginPool {
     jobs: Mutex<mpsc::Sender<Job>>,
     /// One permit per login in the pool, running or waiting.
     slots: Arc<Semaphore>,
+    /// Logins the pool holds at most (threads + queue).
+    capacity: usize,
 }
 
 impl LoginPool {
@@ -55,9 +57,11 @@ impl LoginPool {
                 })
                 .expect("spawning a login hashing thread");
         }
+        let capacity = threads.max(1) + queue;
         Self {
             jobs: Mutex::new(tx),
-            slots: Arc::new(Semaphore::new(threads.max(1) + queue)),
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
         }
     }
 
@@ -109,8 +113,8 @@ impl LoginPool {
     }
 
     /// Logins in the pool now, running or waiting.
-    pub fn in_use(&self, capacity: usize) -> usize {
-        capacity.saturating_sub(self.slots.available_permits())
+    pub fn in_use(&self) -> usize {
+        self.capacity - self.slots.available_permits()
     }
 }
 
@@ -152,7 +156,7 @@ mod tests {
             }));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(pool.in_use(2), 2);
+        assert_eq!(pool.in_use(), 2);
         let refused = pool.run(|| true).await;
         assert!(
             matches!(refused, Err(AppError::LoginBusy { retry_after_ms }) if retry_after_ms > 0),

@@ -136,19 +136,14 @@ impl Admitter {
             .clone()
     }
 
-    /// Drops `shard`'s lane once nothing holds it but the map and its last driver, so lanes
-    /// follow the shards being bought, not every shard ever bought. A buy that took the lane
-    /// from the map holds it (the map's lock is held while counting), so none is left behind.
-    fn forget_idle(&self, shard: Shard, lane: &Arc<Mutex<Lane>>) {
-        let mut lanes = self.lanes.lock().expect("lanes lock");
-        if Arc::strong_count(lane) == 2 && lanes.get(&shard).is_some_and(|l| Arc::ptr_eq(l, lane)) {
-            lanes.remove(&shard);
-        }
-    }
-
-    /// Lanes held now (shards with buys in flight, or just done).
-    pub fn lanes(&self) -> usize {
-        self.lanes.lock().expect("lanes lock").len()
+    /// Drops the lanes nothing holds but the map (no buy waiting, no driver running), so lanes
+    /// follow the shards being bought, not every shard ever bought. Run by the edge's tidy-up,
+    /// off the buy path; a buy takes its lane under the map's lock, so none is dropped under it.
+    pub fn tidy(&self) {
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .retain(|_, lane| Arc::strong_count(lane) > 1);
     }
 
     /// Runs calls for `shard` while buys are waiting, up to `cap` a call.
@@ -158,8 +153,6 @@ impl Admitter {
                 let mut l = lane.lock().expect("lane lock");
                 if l.waiting.is_empty() {
                     l.running = false;
-                    drop(l);
-                    self.forget_idle(shard, &lane);
                     return;
                 }
                 let take = l.waiting.len().min(self.cap);

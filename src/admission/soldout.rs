@@ -6,9 +6,9 @@
 //! edge clears its flag, so the unit can be sold again.
 //!
 //! Two guards keep a flag from outliving the stock it describes:
-//! - a *generation* per sale, bumped by every restock message: a SOLD_OUT reply only sets the flag
-//!   if no restock arrived while the script ran (the reply and the message travel on different
-//!   connections and may arrive in either order);
+//! - a *generation*, shared by all sales and bumped by every restock message: a SOLD_OUT reply
+//!   only sets the flag if no restock arrived while the script ran (the reply and the message
+//!   travel on different connections and may arrive in either order);
 //! - a flag older than [`RECHECK`] lets one request through to Redis, which re-sets it if the sale
 //!   is still gone: a missed message costs at most that long. Reconnecting the listener clears all.
 
@@ -41,7 +41,7 @@ impl SoldOutFlags {
     }
 
     /// The generation to pass to [`Self::mark`] after the script answers.
-    pub fn generation(&self, _goods: GoodsId) -> u64 {
+    pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -73,15 +73,6 @@ impl SoldOutFlags {
     pub fn tidy(&self) {
         let mut flags = self.flags.write().expect("sold-out lock");
         flags.retain(|_, t| t.elapsed() < RECHECK);
-    }
-
-    /// How many sales have a flag now.
-    pub fn len(&self) -> usize {
-        self.flags.read().expect("sold-out lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -143,11 +134,11 @@ mod tests {
     #[test]
     fn a_restock_during_the_script_keeps_the_flag_down() {
         let flags = SoldOutFlags::default();
-        let before = flags.generation(g(1));
+        let before = flags.generation();
         flags.clear(g(1)); // the restock message arrives while the script runs
         flags.mark(g(1), before); // then the SOLD_OUT reply
         assert!(!flags.is_sold_out(g(1)));
-        let now = flags.generation(g(1));
+        let now = flags.generation();
         flags.mark(g(1), now);
         assert!(flags.is_sold_out(g(1)));
         assert!(!flags.is_sold_out(g(2)));
@@ -158,9 +149,9 @@ mod tests {
     #[test]
     fn tidy_keeps_only_fresh_flags() {
         let flags = SoldOutFlags::default();
-        flags.mark(g(1), flags.generation(g(1)));
+        flags.mark(g(1), flags.generation());
         flags.tidy();
-        assert_eq!(flags.len(), 1, "a fresh flag stays");
+        assert_eq!(flags.flags.read().unwrap().len(), 1, "a fresh flag stays");
         flags
             .flags
             .write()
@@ -168,6 +159,6 @@ mod tests {
             .insert(g(2), Instant::now() - RECHECK * 2);
         flags.tidy();
         assert!(flags.is_sold_out(g(1)));
-        assert_eq!(flags.len(), 1, "a stale flag goes");
+        assert_eq!(flags.flags.read().unwrap().len(), 1, "a stale flag goes");
     }
 }

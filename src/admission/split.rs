@@ -60,15 +60,6 @@ impl Shapes {
             .retain(|_, (_, at)| at.elapsed() < SHAPE_TTL);
     }
 
-    /// How many sales' shapes are remembered now.
-    pub fn len(&self) -> usize {
-        self.known.read().expect("shapes lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The shape of `goods` (1 shard and no room for a sale that is not loaded).
     pub async fn shape(
         &self,

@@ -49,7 +49,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     let token = token.ok_or(AppError::SessionMissing)?;
     let mut con = state.redis.clone();
     let user = session::get(&mut con, &state.keys, &token).await?;
-    let generation = state.soldout.generation(goods);
+    let generation = state.soldout.generation();
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
     let home = Shard::home(goods, user.id, shards);
