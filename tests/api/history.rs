@@ -139,16 +139,23 @@ async fn a_drift_planted_in_a_settled_sale_is_found_on_demand_and_a_fix_unsettle
         "{r:?}"
     );
     assert!(r.findings.iter().any(|f| f.kind == "stock_drift"));
+    let seq = || async {
+        sqlx::query_scalar::<_, i64>("SELECT change_seq FROM seckill_goods WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+    };
+    let before = seq().await;
     let fixed = audit::fix(&app.state.stores(), goods).await.unwrap();
     assert!(fixed.clean, "{fixed:?}");
-    assert!(
-        !settled(&app, goods).await,
-        "a fix changes the sale: it must be audited again"
-    );
+    // a fix changes the sale: it is unsettled (the worker may settle it again at once, so the
+    // change counter says it, not `settled_at`) and audited again
+    assert!(seq().await > before, "a fix did not unsettle the sale");
     wait_until(
-        "the fixed sale settling again",
+        "the fixed sale audited and settled again",
         Duration::from_secs(15),
-        || settled(&app, goods),
+        || async { settled(&app, goods).await && m.audits.get() > audits },
     )
     .await;
 }
