@@ -43,7 +43,7 @@ for _ in $(seq $((ROUNDS * n_caps))); do
 done
 tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${sales[*]}" '
   BEGIN { n = split(sales, s, " ") }
-  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:path:" $1
+  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:u:" $1
       printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
   | redis-cli --pipe >/dev/null
 

@@ -11,6 +11,9 @@
 #      steady offered rate (constant-arrival-rate, default 2,000/s for 30 s) on the default edge
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
+# Every run against an edge reads the edge's and redis-server's own CPU time (/proc/PID/stat)
+# before and after, and prints CPU microseconds per request: it holds steady where throughput,
+# on a shared box, does not.
 # then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
 #
 # Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=200000 BENCH_ROUNDS=3)
@@ -66,7 +69,7 @@ P=0123456789abcdef0123456789abcdef
 # every shopper holds the same hidden path for each sale (issued directly, 1 h)
 tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${bigs[*]} $gone $single" '
   BEGIN { n = split(sales, s, " ") }
-  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:path:" $1
+  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:u:" $1
       printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
   | rcli --pipe >/dev/null
 
@@ -85,17 +88,18 @@ stat_us() { rcli INFO commandstats | awk -F'[=,]' -v c="cmdstat_$1" '$1 ~ c":cal
 wrk_run() { # label, then wrk arguments; prints "rps p50ms p99ms"
   wrk_conns "$CONNS" "$@"
 }
-wrk_conns() { # connections label, then wrk arguments
+wrk_conns() { # connections label, then wrk arguments; prints "rps p50ms p99ms requests"
   local conns=$1 label=$2 out threads=2
   shift 2
   [ "$conns" = 1 ] && threads=1
   out=$(wrk -t"$threads" -c"$conns" -d"${DUR}s" --latency "$@")
   echo "$out" >"$work/wrk-$label.txt"
-  local rps p50 p99
+  local rps p50 p99 n
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $n"
 }
 to_ms() { # wrk prints 812.00us / 1.23ms / 1.02s
   echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
@@ -104,24 +108,41 @@ to_ms() { # wrk prints 812.00us / 1.23ms / 1.02s
 }
 metric() { curl -fsS "http://127.0.0.1:${2:-$PORT}/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system ticks
+us_per() { # ticks before, after, count -> CPU microseconds per count
+  awk -v a="$1" -v b="$2" -v n="$3" -v t="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / t / n * 1e6; else print "n/a" }'
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 redis_pid=$(rcli INFO server | awk -F: '/^process_id/ {print $2+0}')
 tck=$(getconf CLK_TCK)
 sha=$(rcli SCRIPT LOAD "$(cat lua/codes.lua lua/admit.lua)")
 k="${ns}sk:{g:$rbs}:"
-rcli SET "${k}path:bench" "$P" >/dev/null
-# one buy run on an edge: "rps p50 p99 redis-cpu-us-per-admitted-buy batch-size"
-buy_run() { # label port goods connections
-  local label=$1 port=$2 g=$3 conns=$4 q0 q1 n0 n1 c0 c1 r0 r1 out
+# every call's shopper holds the one benchmark key (a random user id each): its bucket is
+# shared, so this sale's user bucket is made too big to refuse anyone
+rcli SET "${k}u:bench" "$P" EX 3600 >/dev/null
+rcli HSET "${k}meta" user_rate 1000000000 user_burst 1000000000 >/dev/null
+# one run against an edge, its own CPU and Redis's read from /proc before and after:
+# "rps p50 p99 edge-us-per-request redis-us-per-request"
+edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
+  local pid=$1 e0 e1 r0 r1 rps p50 p99 n
+  shift
+  e0=$(cpu "$pid"); r0=$(cpu "$redis_pid")
+  read -r rps p50 p99 n < <(wrk_conns "$@" | tail -n 1)
+  e1=$(cpu "$pid"); r1=$(cpu "$redis_pid")
+  echo "$rps $p50 $p99 $(us_per "$e0" "$e1" "$n") $(us_per "$r0" "$r1" "$n")"
+}
+# one buy run on an edge: "rps p50 p99 edge-us-per-request redis-us-per-request
+# redis-us-per-admitted-buy batch-size"
+buy_run() { # label port goods connections edge-pid
+  local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out
   q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
   r0=$(cpu "$redis_pid")
   out=$(CONNS=$conns TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P \
-    wrk_conns "$conns" "$label" -s loadtest/wrk/buy.lua "http://127.0.0.1:$port" | tail -n 1)
+    edge_run "$pid" "$conns" "$label" -s loadtest/wrk/buy.lua "http://127.0.0.1:$port" | tail -n 1)
   r1=$(cpu "$redis_pid")
   q1=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n1=$(metric flashgate_admit_batch_size_sum "$port"); c1=$(metric flashgate_admit_batch_size_count "$port")
-  echo "$out $(awk -v a="$r0" -v b="$r1" -v t="$tck" -v q="$((q1 - q0))" 'BEGIN { if (q > 0) printf "%.1f", (b - a) / t / q * 1e6; else print "n/a" }') $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }')"
+  echo "$out $(us_per "$r0" "$r1" "$((q1 - q0))") $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }')"
 }
 rb_n=$((DUR * 40000))
 q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
@@ -129,14 +150,15 @@ d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
 R_RB=() R_RB50=() R_RB99=() R_HW=() R_HW50=() R_HW99=() R_BUY=() R_BUY50=() R_BUY99=()
 R_SO=() R_SO50=() R_SO99=() R_ECPU=() R_RCPU=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
 R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
+R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
 rcli CONFIG RESETSTAT >/dev/null
 echo "== round $round/$ROUNDS: redis-benchmark -c $CONNS -P 1: EVALSHA admit.lua x $rb_n"
 rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
-  EVALSHA "$sha" 7 "${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue" "${k}path:bench" \
-  "${k}bucket:__rand_int__" "" __rand_int__ "$P" bench "" | tail -n 1)
+  EVALSHA "$sha" 6 "${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue" "${k}u:bench" \
+  "" __rand_int__ "$P" bench "" | tail -n 1)
 R_RB+=("$(echo "$rb" | awk -F'","' '{print $2}')")
 R_RB50+=("$(echo "$rb" | awk -F'","' '{print $5}')")
 R_RB99+=("$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')")
@@ -144,8 +166,8 @@ R_RBUS+=("$(stat_us evalsha)")
 
 # --- 2. hello-world ceiling: /healthz ----------------------------------------------------------
 echo "== round $round/$ROUNDS: wrk /healthz"
-read -r a b c < <(wrk_run healthz "http://127.0.0.1:$PORT/healthz" | tail -n 1)
-R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c")
+read -r a b c d e < <(edge_run "$serve_pid" "$CONNS" healthz "http://127.0.0.1:$PORT/healthz" | tail -n 1)
+R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c") R_HWE+=("$d") R_HWR+=("$e")
 
 # --- 3. the buy path: fresh sales each round, so every round buys for new shoppers ------------
 goods=${bigs[$(((round - 1) * 4))]}
@@ -154,24 +176,24 @@ e0=$(cpu "$serve_pid"); r0=$(cpu "$redis_pid")
 echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
 # BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf)
 [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && { perf record -F 999 -g -p "$serve_pid" -o "$BENCH_PERF" -- sleep "$DUR" >/dev/null 2>&1 & }
-read -r a b c d f < <(buy_run buy "$PORT" "$goods" "$CONNS")
-R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_RUS+=("$d") R_BATCH+=("$f")
+read -r a b c d e f g < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
+R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g")
 e1=$(cpu "$serve_pid"); r1=$(cpu "$redis_pid")
 R_ECPU+=("$(awk -v a="$e0" -v b="$e1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
 R_RCPU+=("$(awk -v a="$r0" -v b="$r1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
 echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
-read -r a b c d f < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS")
-R_B1+=("$a") R_B150+=("$b") R_B199+=("$c") R_RUS1+=("$d")
+read -r a b c d e f g < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS" "$serve1_pid")
+R_B1+=("$a") R_B150+=("$b") R_B199+=("$c") R_B1E+=("$d") R_B1R+=("$e") R_RUS1+=("$f")
 echo "== round $round/$ROUNDS: one connection, coalesced and one call per buy"
-read -r a b c d f < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1)
+read -r a b c d e f g < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1 "$serve_pid")
 R_C1+=("$b")
-read -r a b c d f < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1)
+read -r a b c d e f g < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1 "$serve1_pid")
 R_C1S+=("$b")
 
 # --- 4. the sold-out path ----------------------------------------------------------------------
 echo "== round $round/$ROUNDS: wrk sold-out path"
-read -r a b c < <(TOKENS="$work/tokens.csv" GOODS=$gone HIDDEN_PATH=$P \
+read -r a b c _ < <(TOKENS="$work/tokens.csv" GOODS=$gone HIDDEN_PATH=$P \
   wrk_run soldout -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT" | tail -n 1)
 R_SO+=("$a") R_SO50+=("$b") R_SO99+=("$c")
 done
@@ -185,6 +207,8 @@ c1_p50=$(median "${R_C1[@]}") c1s_p50=$(median "${R_C1S[@]}")
 so_rps=$(median "${R_SO[@]}") so_p50=$(median "${R_SO50[@]}") so_p99=$(median "${R_SO99[@]}")
 edge_cpu="$(median "${R_ECPU[@]}")%" redis_cpu="$(median "${R_RCPU[@]}")%"
 rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(median "${R_GETEXUS[@]}")
+hw_e=$(median "${R_HWE[@]}") hw_r=$(median "${R_HWR[@]}") buy_e=$(median "${R_BUYE[@]}") buy_r=$(median "${R_BUYR[@]}")
+b1_e=$(median "${R_B1E[@]}") b1_r=$(median "${R_B1R[@]}")
 queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") ))
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 + $(metric 'flashgate_admissions_total{outcome="duplicate"}' "$PORT1") ))
 local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
@@ -243,9 +267,9 @@ first_span=$(span "$big")
 # queue SINGLE orders for the one-per-transaction baseline
 TOKENS="$work/tokens.csv" GOODS=$single HIDDEN_PATH=$P wrk -t1 -c10 -d2s -s loadtest/wrk/buy.lua \
   "http://127.0.0.1:$PORT" >/dev/null
-single_q=$(rcli XLEN "${ns}sk:{g:$single}:queue")
-echo "== 5/6 worker drains $single_q orders (one per transaction)"
+echo "== 5/6 worker drains the queued orders of goods $single (one per transaction)"
 single_s=$(drain 1 "$single")
+single_q=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $single")
 single_span=$(span "$single")
 
 # --- 6. memory with 10,000 idle connections ------------------------------------------------------
@@ -290,15 +314,17 @@ echo
 echo "flashgate benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -m), load generator on the same box"
 echo "connections: $CONNS, ${DUR}s per run, $ROUNDS rounds (each: redis-benchmark, /healthz, buy, sold-out); medians, per-round figures in brackets"
 echo
-echo "| what | requests/s | p50 ms | p99 ms | vs ceiling |"
-echo "|---|---:|---:|---:|---|"
-echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps [$(IFS=/; echo "${R_RB[*]}")] | $rb_p50 | $rb_p99 | — |"
-echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] | $hw_p50 | $hw_p99 | — |"
-echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
-echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
-echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
-echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
+echo "| what | requests/s | p50 ms | p99 ms | edge CPU us/req | Redis CPU us/req | vs ceiling |"
+echo "|---|---:|---:|---:|---:|---:|---|"
+echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps [$(IFS=/; echo "${R_RB[*]}")] | $rb_p50 | $rb_p99 | — | — | — |"
+echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] | $hw_p50 | $hw_p99 | $hw_e [$(IFS=/; echo "${R_HWE[*]}")] | $hw_r | — |"
+echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $buy_e [$(IFS=/; echo "${R_BUYE[*]}")] | $buy_r [$(IFS=/; echo "${R_BUYR[*]}")] | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
+echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $b1_e [$(IFS=/; echo "${R_B1E[*]}")] | $b1_r [$(IFS=/; echo "${R_B1R[*]}")] | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
+echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | — | — | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
+echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | — | — | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
 echo
+echo "edge CPU per buy / per /healthz request: coalesced $(ratio "$buy_e" "$hw_e") [$(ratios R_BUYE R_HWE)], one call per buy $(ratio "$b1_e" "$hw_e") [$(ratios R_B1E R_HWE)]"
+echo "(a buy run's requests are all admissions but for the duplicates of shoppers met again: see the outcomes below)"
 echo "buy path outcomes over all rounds: $queued queued, $dups duplicate"
 echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
 echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"

@@ -10,11 +10,13 @@
        and else the sale has stock                                 else {SOLD_OUT}
     4. the sale has issued fewer than its cap of paths (path
        factor x stock)                                             else {TOO_MANY_PATHS}
-    5. SET the new path with its TTL                               {OK, path}
+    5. SET the new path with its TTL in the user's key (admit.lua
+       keeps the user's token bucket beside it, for as long)       {OK, path}
 
   KEYS (one sale's hash tag):
     1 captcha  string: the answer, this user
-    2 path     string: the hidden path, this user
+    2 user     string "PATH" or "PATH TOKENS TS": the hidden path of this user (and their
+               token bucket, lua/admit.lua)
     3 issued   string: how many paths this sale has issued
     4 meta     hash: start_ms, end_ms, path_cap
     5 stock    string
@@ -53,7 +55,8 @@ end
 -- was cancelled hands out none)
 local held = redis.call('GET', KEYS[2])
 if held then
-  return {OK, held}
+  local sp = string.find(held, ' ', 1, true)
+  return {OK, sp and string.sub(held, 1, sp - 1) or held}
 end
 if ARGV[5] ~= '1' and tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
   return {SOLD_OUT}

@@ -40,6 +40,7 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
             _ = shutdown.wait_for(|s| *s) => return,
         }
         state.soldout.tidy();
+        state.sessions.tidy();
         state.shapes.tidy();
         state.room.tidy();
         state.admitter.tidy();
@@ -70,6 +71,8 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         );
     }
     let settings_proxies = settings.trusted_proxies.clone();
+    let (settings_session_cache_ms, settings_session_cache_entries) =
+        (settings.session_cache_ms, settings.session_cache_entries);
     let scripts = Arc::new(scripts);
     let metrics = Arc::new(Metrics::default());
     let keys = Keys::new(&settings.namespace);
@@ -101,6 +104,10 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         db,
         scripts,
         soldout: Arc::new(SoldOutFlags::default()),
+        sessions: Arc::new(crate::accounts::session::SessionCache::new(
+            Duration::from_millis(settings_session_cache_ms),
+            settings_session_cache_entries,
+        )),
         shapes: Arc::default(),
         room,
         metrics,
@@ -174,9 +181,13 @@ impl Application {
         tracing::info!(port = self.port, "flashgate edge listening");
         let listener = tokio::spawn(soldout::listen(
             state.redis_target.clone(),
-            state.keys.restock_channel(),
-            state.soldout.clone(),
-            state.shapes.clone(),
+            soldout::Listeners {
+                restock_channel: state.keys.restock_channel(),
+                session_channel: state.keys.session_channel(),
+                flags: state.soldout.clone(),
+                shapes: state.shapes.clone(),
+                sessions: state.sessions.clone(),
+            },
             shutdown.clone(),
         ));
         let tally = tokio::spawn(crate::operators::tally::flush_every_second(

@@ -27,6 +27,8 @@ pub struct AppState {
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,
+    /// Copies of the sessions this edge read lately (see [`crate::accounts::session`]).
+    pub sessions: Arc<crate::accounts::session::SessionCache>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
     /// The waiting rooms: joins and looks (see [`crate::admission::room`]).

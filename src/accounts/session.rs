@@ -3,6 +3,23 @@
 //! A token is a UUID handed out at login (HttpOnly cookie `token`, or `Authorization: Bearer`
 //! for load tools). Looking a session up is one `GETEX … EX`, which reads it and slides its TTL
 //! in one round trip. A token that is not shaped like one of ours is refused before Redis.
+//!
+//! Redis stays the source of truth, but an edge keeps what it read in a [`SessionCache`] for up
+//! to `session_cache_ms` (30 s by default), so a shopper's buy after their path request, and
+//! every poll after it, costs no session round trip. What bounds a stale answer:
+//! - **logout** deletes the key and publishes the token on [`Keys::session_channel`]; every edge
+//!   drops it as the message arrives (milliseconds). An edge trusts its cache only while its
+//!   subscription is up: it starts empty and unused, and is emptied whenever the subscription
+//!   breaks, so a missed message can never keep a logged-out session alive.
+//! - a revocation that arrives while a `GETEX` is in flight keeps that answer out of the cache
+//!   (a generation counter, as for the sold-out flags);
+//! - **expiry**: a session in use is read from Redis (and its TTL slid) at least once per
+//!   `session_cache_ms`, so one that expired or was deleted by hand is seen within that bound.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
@@ -65,7 +82,27 @@ pub async fn get<C: ConnectionLike + Send>(
     serde_json::from_str(&json).map_err(|e| AppError::Internal(anyhow::Error::new(e)))
 }
 
-/// Ends a session.
+/// The session's user from `cache` when it holds a fresh copy, else from Redis ([`get`]),
+/// remembered for the next request.
+pub async fn get_cached<C: ConnectionLike + Send>(
+    con: &mut C,
+    keys: &Keys,
+    cache: &SessionCache,
+    token: &str,
+) -> Result<SessionUser, AppError> {
+    if !valid_token(token) {
+        return Err(AppError::SessionMissing);
+    }
+    if let Some(user) = cache.lookup(token) {
+        return Ok(user);
+    }
+    let generation = cache.generation();
+    let user = get(con, keys, token).await?;
+    cache.insert(token, &user, generation);
+    Ok(user)
+}
+
+/// Ends a session, and tells every edge to forget its copy.
 pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
     con: &mut C,
     keys: &Keys,
@@ -73,6 +110,166 @@ pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
 ) -> Result<(), AppError> {
     if valid_token(token) {
         let _: () = con.del(keys.session(token)).await?;
+        let _: () = con.publish(keys.session_channel(), token).await?;
     }
     Ok(())
+}
+
+/// An edge's copies of the sessions it read lately (see the module comment for what bounds
+/// them). At most `capacity` entries: past that, new sessions are simply not cached until the
+/// tidy-up drops the old ones.
+#[derive(Debug)]
+pub struct SessionCache {
+    entries: Mutex<HashMap<String, (SessionUser, Instant)>>,
+    ttl: Duration,
+    capacity: usize,
+    /// Moves on every revocation, so an answer read before one is not cached after it.
+    generation: AtomicU64,
+    /// True only while this edge is subscribed to the revocations.
+    live: AtomicBool,
+}
+
+impl SessionCache {
+    /// A cache keeping each session `ttl` (zero: no caching), at most `capacity` of them.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            ttl,
+            capacity,
+            generation: AtomicU64::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    fn lookup(&self, token: &str) -> Option<SessionUser> {
+        if !self.live.load(SeqCst) {
+            return None;
+        }
+        let entries = self.entries.lock().expect("session cache lock");
+        match entries.get(token) {
+            Some((user, at)) if at.elapsed() < self.ttl => Some(user.clone()),
+            _ => None,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(SeqCst)
+    }
+
+    fn insert(&self, token: &str, user: &SessionUser, generation: u64) {
+        if self.ttl.is_zero() || !self.live.load(SeqCst) {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("session cache lock");
+        // checked under the lock a revocation takes too: none can slip in between
+        if self.generation.load(SeqCst) != generation
+            || (entries.len() >= self.capacity && !entries.contains_key(token))
+        {
+            return;
+        }
+        entries.insert(token.to_string(), (user.clone(), Instant::now()));
+    }
+
+    /// A logout somewhere: forget this token.
+    pub fn revoke(&self, token: &str) {
+        let mut entries = self.entries.lock().expect("session cache lock");
+        self.generation.fetch_add(1, SeqCst);
+        entries.remove(token);
+    }
+
+    /// The subscription is up (`true`: start trusting the cache) or broke (`false`: forget
+    /// everything and stop trusting it, as messages may be missed).
+    pub fn set_live(&self, live: bool) {
+        let mut entries = self.entries.lock().expect("session cache lock");
+        self.generation.fetch_add(1, SeqCst);
+        entries.clear();
+        self.live.store(live, SeqCst);
+    }
+
+    /// Drops the copies too old to be used.
+    pub fn tidy(&self) {
+        let mut entries = self.entries.lock().expect("session cache lock");
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+    }
+
+    /// How many sessions are held now.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("session cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UserId;
+
+    fn user(id: i64) -> SessionUser {
+        SessionUser {
+            id: UserId::new(id).unwrap(),
+            mobile: format!("1380000{id:04}"),
+            nickname: "n".into(),
+        }
+    }
+
+    const T: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn nothing_is_cached_while_the_subscription_is_down() {
+        let c = SessionCache::new(Duration::from_secs(30), 10);
+        c.insert(T, &user(1), c.generation());
+        assert_eq!(c.lookup(T), None);
+        c.set_live(true);
+        c.insert(T, &user(1), c.generation());
+        assert_eq!(c.lookup(T), Some(user(1)));
+        c.set_live(false);
+        assert_eq!(
+            c.lookup(T),
+            None,
+            "a broken subscription forgets everything"
+        );
+        c.set_live(true);
+        assert_eq!(c.lookup(T), None);
+    }
+
+    #[test]
+    fn a_revocation_during_the_read_keeps_the_answer_out() {
+        let c = SessionCache::new(Duration::from_secs(30), 10);
+        c.set_live(true);
+        let before = c.generation();
+        c.revoke(T); // the logout message arrives while GETEX is in flight
+        c.insert(T, &user(1), before);
+        assert_eq!(c.lookup(T), None);
+        c.insert(T, &user(1), c.generation());
+        assert_eq!(c.lookup(T), Some(user(1)));
+        c.revoke(T);
+        assert_eq!(c.lookup(T), None);
+    }
+
+    #[test]
+    fn copies_expire_and_the_cache_stays_within_its_capacity() {
+        let c = SessionCache::new(Duration::from_millis(30), 2);
+        c.set_live(true);
+        let tokens = [
+            T.replace('0', "1"),
+            T.replace('0', "2"),
+            T.replace('0', "3"),
+        ];
+        for (i, t) in tokens.iter().enumerate() {
+            c.insert(t, &user(i as i64 + 1), c.generation());
+        }
+        assert_eq!(c.len(), 2, "the third is not cached");
+        assert_eq!(c.lookup(&tokens[2]), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.lookup(&tokens[0]), None, "an old copy is not used");
+        c.tidy();
+        assert!(c.is_empty());
+        let off = SessionCache::new(Duration::ZERO, 10);
+        off.set_live(true);
+        off.insert(T, &user(1), off.generation());
+        assert_eq!(off.lookup(T), None, "a zero TTL caches nothing");
+    }
 }

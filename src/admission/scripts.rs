@@ -286,27 +286,47 @@ pub enum Admission {
 }
 
 impl Admission {
-    /// One reply per shopper, as `lua/admit.lua` answers a call for `n` of them. Anything else
-    /// (another count, a malformed element) is an error: never taken for an answer.
+    /// The answer to a call for `n` shoppers, as `lua/admit.lua` gives it: one flat array,
+    /// `{entry id or '', code 1, detail 1, ...}`. Anything else (another count, a malformed
+    /// element, a shopper queued with no entry id) is an error: never taken for an answer.
     pub fn from_batch_reply(reply: Value, n: usize) -> anyhow::Result<Vec<Self>> {
         let Value::Array(items) = reply else {
             anyhow::bail!("admit.lua reply is not an array: {reply:?}");
         };
         anyhow::ensure!(
-            items.len() == n,
-            "admit.lua answered {} outcomes for {n} shoppers",
-            items.len()
+            items.len() == 1 + 2 * n,
+            "admit.lua answered {} elements for {n} shoppers (expected {})",
+            items.len(),
+            1 + 2 * n
         );
-        items.into_iter().map(Self::from_reply).collect()
+        let mut it = items.into_iter();
+        let entry_id = detail_string(it.next())?;
+        let mut out = Vec::with_capacity(n);
+        while let (Some(code), Some(detail)) = (it.next(), it.next()) {
+            let code = match code {
+                Value::Int(c) => {
+                    Code::from_i64(c).ok_or_else(|| anyhow::anyhow!("unknown code {c}"))?
+                }
+                other => anyhow::bail!("admit.lua code is not an integer: {other:?}"),
+            };
+            out.push(Self::from_code(code, detail, &entry_id)?);
+        }
+        Ok(out)
     }
 
-    /// One shopper's reply, `{code, detail?}`.
-    pub fn from_reply(reply: Value) -> anyhow::Result<Self> {
-        let (code, detail) = code_and_detail(reply)?;
+    /// One shopper's outcome from its code and detail; `entry_id` is the call's entry.
+    fn from_code(code: Code, detail: Value, entry_id: &str) -> anyhow::Result<Self> {
+        let detail = Some(detail);
         Ok(match code {
-            Code::Ok => Self::Queued {
-                entry_id: detail_string(detail)?,
-            },
+            Code::Ok => {
+                anyhow::ensure!(
+                    !entry_id.is_empty(),
+                    "admit.lua queued a shopper in no entry"
+                );
+                Self::Queued {
+                    entry_id: entry_id.to_string(),
+                }
+            }
             Code::BadPath => Self::BadPath,
             Code::NotStarted => Self::NotStarted {
                 starts_in_ms: detail_int(detail),
@@ -454,22 +474,50 @@ mod tests {
 
     #[test]
     fn replies_decode_to_outcomes() {
-        let q = Value::Array(vec![Value::Int(0), Value::BulkString(b"1-0".to_vec())]);
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            bulk("1-0"),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(4),
+            Value::Int(250),
+            Value::Int(0),
+            Value::Int(0),
+        ]);
+        let queued = Admission::Queued {
+            entry_id: "1-0".into(),
+        };
         assert_eq!(
-            Admission::from_reply(q).unwrap(),
-            Admission::Queued {
-                entry_id: "1-0".into()
-            }
+            Admission::from_batch_reply(reply, 3).unwrap(),
+            vec![
+                queued.clone(),
+                Admission::RateLimited {
+                    retry_after_ms: 250
+                },
+                queued
+            ]
         );
-        let r = Value::Array(vec![Value::Int(4), Value::Int(250)]);
+        let none = Value::Array(vec![
+            bulk(""),
+            Value::Int(Code::Duplicate as i64),
+            Value::Int(0),
+        ]);
         assert_eq!(
-            Admission::from_reply(r).unwrap(),
-            Admission::RateLimited {
-                retry_after_ms: 250
-            }
+            Admission::from_batch_reply(none.clone(), 1).unwrap(),
+            vec![Admission::Duplicate]
         );
-        assert!(Admission::from_reply(Value::Array(vec![Value::Int(99)])).is_err());
-        assert!(Admission::from_reply(Value::Nil).is_err());
+        assert!(
+            Admission::from_batch_reply(none, 2).is_err(),
+            "a count that differs"
+        );
+        let no_entry = Value::Array(vec![bulk(""), Value::Int(0), Value::Int(0)]);
+        assert!(
+            Admission::from_batch_reply(no_entry, 1).is_err(),
+            "queued with no entry"
+        );
+        let unknown = Value::Array(vec![bulk(""), Value::Int(99), Value::Int(0)]);
+        assert!(Admission::from_batch_reply(unknown, 1).is_err());
+        assert!(Admission::from_batch_reply(Value::Nil, 0).is_err());
     }
 
     #[test]

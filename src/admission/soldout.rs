@@ -1,4 +1,5 @@
-//! The local sold-out flags (an in-memory map per edge), and the pub/sub listener that clears them.
+//! The local sold-out flags (an in-memory map per edge), and the pub/sub listener that clears
+//! them (and drops the cached sessions of logouts, `accounts::session`).
 //!
 //! Once a sale's stock is gone, every further buy would be one more Redis round trip answering
 //! SOLD_OUT. The edge remembers "sold out" per sale in process memory and answers from there.
@@ -76,30 +77,47 @@ impl SoldOutFlags {
     }
 }
 
-/// Subscribes to the restock channel and, for each goods id heard (a unit came back, or an
-/// operator changed the sale), clears its flag and forgets its shard count, until `shutdown`
-/// fires; reconnects with a short backoff when Redis goes away.
+/// What the pub/sub listener keeps up to date.
+pub struct Listeners {
+    /// Restocks: a goods id whose sold-out flag and shard count go.
+    pub restock_channel: String,
+    /// Logouts: a token whose cached session goes (see [`crate::accounts::session`]).
+    pub session_channel: String,
+    pub flags: Arc<SoldOutFlags>,
+    pub shapes: Arc<crate::admission::split::Shapes>,
+    pub sessions: Arc<crate::accounts::session::SessionCache>,
+}
+
+/// Subscribes to the restock and logout channels and, for each goods id heard (a unit came
+/// back, or an operator changed the sale), clears its flag and forgets its shard count; for each
+/// token heard, forgets its session. Until `shutdown` fires; reconnects with a short backoff
+/// when Redis goes away, and while it is not subscribed the session cache is not used.
 pub async fn listen(
     target: crate::plumbing::redis_conn::Target,
-    channel: String,
-    flags: Arc<SoldOutFlags>,
-    shapes: Arc<crate::admission::split::Shapes>,
+    to: Listeners,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = crate::plumbing::retry::Backoff::listener();
     loop {
         let session = async {
             let mut pubsub = target.pubsub_client()?.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            flags.clear_all();
-            tracing::debug!(%channel, "listening for restocks");
+            pubsub
+                .subscribe(&[&to.restock_channel, &to.session_channel])
+                .await?;
+            to.flags.clear_all();
+            to.sessions.set_live(true);
+            tracing::debug!(channel = %to.restock_channel, "listening for restocks and logouts");
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let payload: String = msg.get_payload().unwrap_or_default();
+                if msg.get_channel_name() == to.session_channel {
+                    to.sessions.revoke(&payload);
+                    continue;
+                }
                 match GoodsId::parse(&payload) {
                     Ok(goods) => {
-                        flags.clear(goods);
-                        shapes.forget(goods);
+                        to.flags.clear(goods);
+                        to.shapes.forget(goods);
                     }
                     Err(_) => tracing::warn!(%payload, "ignoring a malformed restock message"),
                 }
@@ -112,9 +130,13 @@ pub async fn listen(
                     Ok(()) => tracing::warn!("restock subscription closed; reconnecting"),
                     Err(e) => tracing::warn!(error = %e, "restock subscription failed; reconnecting"),
                 }
-                flags.clear_all();
+                to.flags.clear_all();
+                to.sessions.set_live(false);
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                to.sessions.set_live(false);
+                return;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}

@@ -169,6 +169,7 @@ pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     respond::require_json(&req)?;
     if let Some(token) = respond::token(&req) {
         session::delete(&mut state.redis.clone(), &state.keys, token).await?;
+        state.sessions.revoke(token); // at once here; the other edges hear it by pub/sub
     }
     let mut resp = respond::ok(());
     let cookie = format!(

@@ -223,7 +223,13 @@ pub fn token<B>(req: &Request<B>) -> Option<&str> {
 /// The logged-in user, or `SessionMissing`.
 pub async fn user<B>(req: &Request<B>, state: &AppState) -> Result<SessionUser, AppError> {
     let token = token(req).ok_or(AppError::SessionMissing)?;
-    session::get(&mut state.redis.clone(), &state.keys, token).await
+    session::get_cached(
+        &mut state.redis.clone(),
+        &state.keys,
+        &state.sessions,
+        token,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -47,8 +47,13 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         return Err(AppError::SoldOut);
     }
     let token = token.ok_or(AppError::SessionMissing)?;
-    let mut con = state.redis.clone();
-    let user = session::get(&mut con, &state.keys, &token).await?;
+    let user = session::get_cached(
+        &mut state.redis.clone(),
+        &state.keys,
+        &state.sessions,
+        &token,
+    )
+    .await?;
     let generation = state.soldout.generation();
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
@@ -128,7 +133,13 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
     let token = respond::token(&req).map(str::to_owned);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
     let token = token.ok_or(AppError::SessionMissing)?;
-    let user = session::get(&mut state.redis.clone(), &state.keys, &token).await?;
+    let user = session::get_cached(
+        &mut state.redis.clone(),
+        &state.keys,
+        &state.sessions,
+        &token,
+    )
+    .await?;
     let shape = state.shape(goods).await?;
     let answer = state.room.call(goods, shape, user.id, true).await?;
     if answer == crate::admission::scripts::RoomAnswer::NoSale {
@@ -226,9 +237,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));
-    let (captcha_key, path_key, issued, meta, stock) = (
+    let (captcha_key, user_key, issued, meta, stock) = (
         k.captcha(user.id),
-        k.path(user.id),
+        k.user(user.id),
         k.issued(),
         k.meta(),
         k.stock(),
@@ -241,7 +252,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         .issue_path
         .invoke(
             &mut state.redis.clone(),
-            &[&captcha_key, &path_key, &issued, &meta, &stock],
+            &[&captcha_key, &user_key, &issued, &meta, &stock],
             &[&answer, checked, &fresh, &ttl, split],
         )
         .await?;

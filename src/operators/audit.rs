@@ -3,7 +3,7 @@
 //! mends Redis from MySQL when that is safe.
 //!
 //! At rest (every shard's queue empty) these hold for a sale (docs/invariants.md, 4):
-//! - **stock**: initial stock = Redis stock (all shards) + units in flight (queue entries) +
+//! - **stock**: initial stock = Redis stock (all shards) + units in flight (in queue entries) +
 //!   orders in MySQL (every `order_info` row) − units given back (closed orders whose unit went
 //!   back to Redis: `stock_returned = 1`, or listed in the shard's `given_back` set).
 //!   `stockDrift` is Redis stock minus what the equation says it should be: positive, Redis
@@ -94,6 +94,9 @@ pub struct Report {
     pub clean: bool,
     pub initial_stock: i64,
     pub redis_stock: i64,
+    /// Queue entries not written yet (`XLEN`, all shards): 0 at rest, where the equations are
+    /// checked. An entry holds every shopper one admit.lua call admitted, so away from rest this
+    /// counts entries, not units (counting units would mean reading every entry).
     pub in_flight: i64,
     pub orders: i64,
     pub units_returned: i64,

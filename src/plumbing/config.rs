@@ -119,6 +119,12 @@ pub struct Settings {
     pub login_queue: usize,
     /// The hashing threads' nice value (0..=19): higher yields the CPU to the buy path first.
     pub login_nice: i32,
+    /// How long an edge uses a session it read from Redis before reading it again, in ms (0: no
+    /// caching). A logout reaches every edge by pub/sub at once; this bounds how late an
+    /// expired or hand-deleted session is noticed (`accounts::session`).
+    pub session_cache_ms: u64,
+    /// Most sessions one edge keeps copies of.
+    pub session_cache_entries: usize,
     /// Most buys of one sale shard decided in one `lua/admit.lua` call: buys that arrive while a
     /// call for their shard is in flight go together in the next (see `admission`); 1 sends
     /// every buy alone.
@@ -173,6 +179,8 @@ impl Default for Settings {
             login_threads: 1,
             login_queue: 64,
             login_nice: 10,
+            session_cache_ms: 30_000,
+            session_cache_entries: 1_000_000,
             cookie_secure: false,
             worker_listen: "off".into(),
             admit_batch: 32,
@@ -474,6 +482,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 42);
+        assert_eq!(names.len(), 44);
     }
 }

@@ -72,6 +72,12 @@ impl Keys {
         format!("{}sess:{token}", self.ns)
     }
 
+    /// The pub/sub channel a logout is announced on (message: the token), so every edge drops
+    /// its cached copy (see [`crate::accounts::session::SessionCache`]).
+    pub fn session_channel(&self) -> String {
+        format!("{}sess:revoked", self.ns)
+    }
+
     /// `login:fail:m:MOBILE`: failed logins of this mobile in the current window
     /// (see [`crate::accounts::login_guard`]; expires with the window).
     pub fn login_failures_mobile(&self, mobile: &str) -> String {
@@ -127,17 +133,16 @@ impl SaleKeys {
     pub fn buyers(&self) -> String {
         self.key("buyers")
     }
-    /// string, [`PATH_TTL`]: the hidden path issued to this user.
-    pub fn path(&self, user: UserId) -> String {
-        self.key(&format!("path:{}", user.get()))
+    /// string, [`PATH_TTL`]: `PATH` or `PATH TOKENS TS`, the hidden path issued to this user
+    /// and their token bucket (`lua/admit.lua` keeps the bucket beside the path: one read per
+    /// shopper instead of two; the bucket goes with the path, which a user must fetch again
+    /// after [`PATH_TTL`] anyway).
+    pub fn user(&self, user: UserId) -> String {
+        self.key(&format!("u:{}", user.get()))
     }
     /// string, [`CAPTCHA_TTL`]: the captcha answer for this user.
     pub fn captcha(&self, user: UserId) -> String {
         self.key(&format!("captcha:{}", user.get()))
-    }
-    /// hash: this user's token bucket.
-    pub fn bucket(&self, user: UserId) -> String {
-        self.key(&format!("bucket:{}", user.get()))
     }
     /// hash: the sale's gate bucket.
     pub fn gate(&self) -> String {
@@ -147,7 +152,9 @@ impl SaleKeys {
     pub fn issued(&self) -> String {
         self.key("issued")
     }
-    /// stream: the admitted requests (the outbox).
+    /// stream: the admitted requests (the outbox). One entry per `lua/admit.lua` call that
+    /// admitted anyone: `u` the user ids, `r` the request ids (comma-separated, same order), `t`
+    /// the time in ms; an entry of the single-shopper form (one id in each) reads the same.
     pub fn queue(&self) -> String {
         self.key("queue")
     }
@@ -204,7 +211,7 @@ impl SaleKeys {
     }
 
     /// The `KEYS` of `lua/admit.lua` for `users`, in the script's order: meta, stock, buyers,
-    /// gate, queue, then each user's path and bucket. The one place they are put together.
+    /// gate, queue, then each user's key. The one place they are put together.
     pub fn admit(&self, users: impl IntoIterator<Item = UserId>) -> Vec<String> {
         let mut keys = vec![
             self.meta(),
@@ -213,10 +220,7 @@ impl SaleKeys {
             self.gate(),
             self.queue(),
         ];
-        for user in users {
-            keys.push(self.path(user));
-            keys.push(self.bucket(user));
-        }
+        keys.extend(users.into_iter().map(|u| self.user(u)));
         keys
     }
 }
@@ -231,7 +235,7 @@ mod tests {
         let s = k.sale(GoodsId::new(7).unwrap());
         let u = UserId::new(42).unwrap();
         assert_eq!(s.stock(), "sk:{g:7}:stock");
-        assert_eq!(s.path(u), "sk:{g:7}:path:42");
+        assert_eq!(s.user(u), "sk:{g:7}:u:42");
         assert_eq!(s.result(u), "sk:{g:7}:result:42");
         assert_eq!(k.session("abc"), "sess:abc");
         assert_eq!(k.goods_list(), "cache:goods:list");

@@ -94,7 +94,8 @@ pub async fn write_with_retry(
 /// Resets the idle time of entries this worker is still working on, so no one claims them.
 async fn keep_claimed(ctx: &WorkerCtx, shard: Shard, batch: &[Admitted]) {
     let queue = ctx.state.keys.shard(shard).queue();
-    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
+    let mut ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
+    ids.dedup(); // the shoppers of one entry are next to each other
     let touched: RedisResult<Vec<String>> = redis::cmd("XCLAIM")
         .arg(&queue)
         .arg(keys::GROUP)

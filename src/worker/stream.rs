@@ -321,71 +321,95 @@ async fn fence_owners(ctx: &WorkerCtx, pending: Vec<Pending>) -> anyhow::Result<
         .collect())
 }
 
-/// Reads the user id an entry carries.
-fn parse(entry: &StreamId) -> Option<Admitted> {
-    let uid: String = entry.get("u")?;
-    Some(Admitted {
-        entry_id: entry.id.clone(),
-        user: UserId::parse(&uid).ok()?,
-    })
+/// The shoppers an entry holds: `u` is one user id, or several comma-separated (one entry per
+/// `lua/admit.lua` call; an entry of the single-shopper form an older edge wrote reads the
+/// same). `None` if any id is malformed (the whole entry is then dead-lettered).
+fn parse(entry: &StreamId) -> Option<Vec<Admitted>> {
+    let uids: String = entry.get("u")?;
+    uids.split(',')
+        .map(|u| {
+            Some(Admitted {
+                entry_id: entry.id.clone(),
+                user: UserId::parse(u).ok()?,
+            })
+        })
+        .collect()
 }
 
-/// An entry delivered too often: if its order was committed after all (its worker stalled
-/// between commit and ack, and is fenced off now), it is settled as that order; else it is
-/// dead-lettered and its unit given back.
+/// An entry delivered too often: the shoppers whose order was committed after all (its worker
+/// stalled between commit and ack, and is fenced off now) are settled as those orders; the
+/// rest are dead-lettered and their units given back.
 async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::Result<()> {
-    if let Some(admitted) = parse(entry) {
+    let Some(admitted) = parse(entry) else {
+        dead_letter(ctx, shard, entry, &[], "too many deliveries").await?;
+        return Ok(());
+    };
+    let (mut settled, mut written, mut lost) = (Vec::new(), Vec::new(), Vec::new());
+    for a in admitted {
         let order: Option<i64> = sqlx::query_scalar(
             "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ?",
         )
-        .bind(admitted.user.get())
+        .bind(a.user.get())
         .bind(shard.goods.get())
         .fetch_optional(&ctx.state.db)
         .await?;
-        if let Some(order) = order {
-            let written = [Written::Existing(order)];
-            let id = [admitted.entry_id.as_str()];
-            results::finish(
-                &ctx.state,
-                shard,
-                std::slice::from_ref(&admitted),
-                &written,
-                &id,
-            )
-            .await?;
-            commit::record(&ctx.state, shard.goods, &written);
-            return Ok(());
+        match order {
+            Some(order) => {
+                settled.push(a);
+                written.push(Written::Existing(order));
+            }
+            None => lost.push(a.user),
         }
     }
-    dead_letter(ctx, shard, entry, "too many deliveries").await?;
+    if lost.is_empty() {
+        results::finish(&ctx.state, shard, &settled, &written, &[&entry.id]).await?;
+    } else {
+        results::finish(&ctx.state, shard, &settled, &written, &[]).await?;
+        dead_letter(ctx, shard, entry, &lost, "too many deliveries").await?;
+    }
+    commit::record(&ctx.state, shard.goods, &written);
     Ok(())
 }
 
-/// Moves an entry to the dead-letter stream, gives its unit back, acks it.
+/// Moves an entry to the dead-letter stream, gives back the units of `users` (all of the
+/// entry's when empty and the entry can be read), acks it.
 async fn dead_letter(
     ctx: &WorkerCtx,
     shard: Shard,
     entry: &StreamId,
+    users: &[UserId],
     reason: &str,
 ) -> RedisResult<()> {
     let state = &ctx.state;
     let k = state.keys.shard(shard);
     let mut con = state.redis.clone();
-    let user: String = entry.get("u").unwrap_or_default();
+    let users: Vec<UserId> = if users.is_empty() {
+        parse(entry)
+            .map(|a| a.into_iter().map(|a| a.user).collect())
+            .unwrap_or_default()
+    } else {
+        users.to_vec()
+    };
+    let listed: String = if users.is_empty() {
+        entry.get("u").unwrap_or_default() // unreadable: kept as it was, for a person to look at
+    } else {
+        let ids: Vec<String> = users.iter().map(|u| u.get().to_string()).collect();
+        ids.join(",")
+    };
     let request: String = entry.get("r").unwrap_or_default();
-    tracing::error!(goods = shard.goods.get(), shard = shard.index, entry = %entry.id, request_id = %request, %user, reason, "dead-lettering a queue entry");
+    tracing::error!(goods = shard.goods.get(), shard = shard.index, entry = %entry.id, request_id = %request, user = %listed, reason, "dead-lettering a queue entry");
     let _: String = con
         .xadd(
             k.dead(),
             "*",
             &[
                 ("entry", entry.id.as_str()),
-                ("u", user.as_str()),
+                ("u", listed.as_str()),
                 ("reason", reason),
             ],
         )
         .await?;
-    if let Ok(user) = UserId::parse(&user) {
+    for user in users {
         store::give_back(
             &mut con,
             &state.keys,
@@ -413,16 +437,19 @@ async fn process(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(entries.len());
+    let mut ids: Vec<&str> = Vec::with_capacity(entries.len());
     for entry in &entries {
         match parse(entry) {
-            Some(a) => batch.push(a),
-            None => dead_letter(ctx, shard, entry, "malformed entry").await?,
+            Some(a) => {
+                batch.extend(a);
+                ids.push(entry.id.as_str());
+            }
+            None => dead_letter(ctx, shard, entry, &[], "malformed entry").await?,
         }
     }
     if batch.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = batch.iter().map(|a| a.entry_id.as_str()).collect();
     match sink {
         Sink::Mysql => {
             // these entries are this task's until it returns (the claimer leaves them alone)

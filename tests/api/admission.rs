@@ -91,6 +91,64 @@ async fn sessions_slide_their_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_reuses_a_session_it_read_until_a_logout_anywhere_or_its_bound() {
+    let mut settings = test_settings();
+    settings.session_cache_ms = 2_000;
+    let mut app = spawn_with(settings, false).await;
+    let users = app.users(2).await;
+    let (b, edge_b) = app.add_edge().await;
+    let b = format!("http://{b}");
+    let look = "/api/seckill/result?goodsId=1";
+    // edge B reads each session once and keeps it (once its subscription is up)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for u in &users {
+        loop {
+            assert_eq!(app.get_at(&b, look, &u.token).await.0, 200);
+            if edge_b.sessions.len() == users.iter().position(|x| x.id == u.id).unwrap() + 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "edge B never cached a session"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // proof it is B's copy that answers: the key deleted by hand (no message), B still knows it
+    let key = app.state.keys.session(&users[0].token);
+    let _: () = app.redis().del(&key).await.unwrap();
+    assert_eq!(app.get_at(&b, look, &users[0].token).await.0, 200);
+    // a logout on edge A reaches B by pub/sub at once
+    let t0 = std::time::Instant::now();
+    let (s, _) = app.post("/api/logout", &users[1].token, &json!({})).await;
+    assert_eq!(s, 200);
+    loop {
+        let (s, body) = app.get_at(&b, look, &users[1].token).await;
+        if s == 401 {
+            assert_eq!(code(&body), 500210);
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(1_000),
+            "edge B still serves a logged-out session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // the session deleted by hand is gone from B within session_cache_ms of B's read
+    loop {
+        let (s, _) = app.get_at(&b, look, &users[0].token).await;
+        if s == 401 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(4_000),
+            "edge B kept a deleted session past its bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     let app = spawn_app().await;
     let users = app.users(4).await;
@@ -222,7 +280,7 @@ async fn not_started_and_ended_sales_are_refused() {
         let path = "0123456789abcdef0123456789abcdef";
         let _: () = app
             .redis()
-            .set_ex(app.state.keys.sale(goods).path(user.id), path, 60)
+            .set_ex(app.state.keys.sale(goods).user(user.id), path, 60)
             .await
             .unwrap();
         let before = app.redis_state(goods).await;
@@ -419,7 +477,12 @@ async fn three_buys_each(admit_batch: usize) -> (u64, u64) {
     let in_stream: HashSet<i64> = entries
         .ids
         .iter()
-        .map(|e| e.get::<String>("u").unwrap().parse().unwrap())
+        .flat_map(|e| {
+            let u: String = e.get("u").unwrap();
+            u.split(',')
+                .map(|u| u.parse().unwrap())
+                .collect::<Vec<i64>>()
+        })
         .collect();
     assert_eq!(in_stream, queued.iter().map(|u| u.get()).collect());
     let text = app.state.metrics.render(&Default::default());

@@ -309,17 +309,38 @@ impl TestApp {
         body["data"].as_i64().unwrap()
     }
 
-    /// Stock, buyers and queue length of a sale in Redis.
+    /// Stock, buyers and shoppers queued (not yet written) of a sale in Redis.
     pub async fn redis_state(&self, goods: GoodsId) -> (i64, i64, i64) {
         let k = self.state.keys.sale(goods);
-        let (stock, buyers, len): (Option<i64>, i64, i64) = redis::pipe()
+        let (stock, buyers): (Option<i64>, i64) = redis::pipe()
             .get(k.stock())
             .scard(k.buyers())
-            .xlen(k.queue())
             .query_async(&mut self.redis())
             .await
             .unwrap();
-        (stock.unwrap_or(0), buyers, len)
+        (
+            stock.unwrap_or(0),
+            buyers,
+            self.queued_shoppers(goods).await,
+        )
+    }
+
+    /// The shoppers a sale's queue holds (an entry holds every shopper one admit.lua call
+    /// admitted: its `u` lists them, comma-separated).
+    pub async fn queued_shoppers(&self, goods: GoodsId) -> i64 {
+        let entries: redis::streams::StreamRangeReply = self
+            .redis()
+            .xrange_all(self.state.keys.sale(goods).queue())
+            .await
+            .unwrap();
+        entries
+            .ids
+            .iter()
+            .map(|e| {
+                e.get::<String>("u")
+                    .map_or(0, |u| u.split(',').count() as i64)
+            })
+            .sum()
     }
 
     /// Live orders in MySQL for a sale.

@@ -49,7 +49,7 @@ impl Sale {
     }
 
     async fn give_path(&mut self, user: i64) {
-        let key = self.keys.sale(self.goods).path(UserId::new(user).unwrap());
+        let key = self.keys.sale(self.goods).user(UserId::new(user).unwrap());
         let _: () = self.con.set_ex(key, PATH, 60).await.unwrap();
     }
 
@@ -272,13 +272,12 @@ async fn the_user_bucket_refills_over_time() {
         sale.admit(3, PATH, 60000).await,
         Admission::RateLimited { .. }
     ));
-    // the bucket key expires once it would be full again
-    let ttl: i64 = sale
-        .con
-        .pttl(sale.keys.sale(sale.goods).bucket(UserId::new(3).unwrap()))
-        .await
-        .unwrap();
-    assert!(ttl > 0 && ttl <= 3000, "bucket TTL {ttl}");
+    // the bucket rides on the user's key beside the path, and keeps the path's TTL
+    let key = sale.keys.sale(sale.goods).user(UserId::new(3).unwrap());
+    let ttl: i64 = sale.con.pttl(&key).await.unwrap();
+    assert!(ttl > 55_000 && ttl <= 60_000, "the path's TTL, kept: {ttl}");
+    let held: String = sale.con.get(&key).await.unwrap();
+    assert!(held.starts_with(&format!("{PATH} ")), "{held}");
     sale.cleanup().await;
 }
 
@@ -294,12 +293,15 @@ async fn the_sale_gate_limits_everyone_and_spends_no_user_token_when_it_refuses(
             retry_after_ms: 1000
         }
     );
-    let bucket_2: bool = sale
+    let held_2: String = sale
         .con
-        .exists(sale.keys.sale(sale.goods).bucket(UserId::new(2).unwrap()))
+        .get(sale.keys.sale(sale.goods).user(UserId::new(2).unwrap()))
         .await
         .unwrap();
-    assert!(!bucket_2, "a gate refusal must not spend the user's token");
+    assert_eq!(
+        held_2, PATH,
+        "a gate refusal must not spend the user's token"
+    );
     assert!(queued(&sale.admit(2, PATH, 3000).await));
     assert_eq!(sale.state().await, (8, 2, 2));
     sale.cleanup().await;
@@ -364,12 +366,12 @@ async fn a_run_again_after_a_move_is_not_charged_to_the_buckets_twice() {
         Admission::RateLimited { .. }
     ));
     let k = sale.keys.sale(sale.goods);
-    let bucket = k.bucket(UserId::new(4).unwrap());
-    let before: Vec<Option<String>> = sale.con.hmget(&bucket, &["tokens", "ts"]).await.unwrap();
+    let user = k.user(UserId::new(4).unwrap());
+    let before: String = sale.con.get(&user).await.unwrap();
     let _: () = sale.con.incr(k.stock(), 1).await.unwrap();
     // a run again skips step 3: the empty bucket does not refuse it, and it spends nothing
     assert!(queued(&sale.admit_run(4, PATH, 2000, "1").await));
-    let after: Vec<Option<String>> = sale.con.hmget(&bucket, &["tokens", "ts"]).await.unwrap();
+    let after: String = sale.con.get(&user).await.unwrap();
     assert_eq!(before, after);
     assert_eq!(sale.state().await, (0, 1, 1));
     // every other step still holds: a second run again is a duplicate
@@ -403,8 +405,10 @@ async fn take_moves_one_unit_out_of_a_shard_and_never_below_zero() {
 }
 
 /// Every key of a sale's namespace as text, to compare two sales key by key: strings, hashes and
-/// sets by content, a bucket's TTL as present or not, and a stream by its entries' fields in
-/// order (their ids are Redis's clock, not the script's).
+/// sets by content, a key's TTL as present or not, and a stream by the shoppers its entries
+/// hold, in order, with their request ids and times (the entry ids are Redis's clock, not the
+/// script's; one call's shoppers share an entry, so a batch writes fewer entries than the same
+/// shoppers one call each, and the entry count is compared by the tests that mean it).
 async fn dump(sale: &mut Sale) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let prefix = sale.keys.namespace().to_string();
@@ -428,11 +432,20 @@ async fn dump(sale: &mut Sale) -> std::collections::BTreeMap<String, String> {
             }
             "stream" => {
                 let r: redis::streams::StreamRangeReply = sale.con.xrange_all(&key).await.unwrap();
-                let fields: Vec<(Option<String>, Option<String>, Option<String>)> = r
-                    .ids
-                    .iter()
-                    .map(|e| (e.get("u"), e.get("r"), e.get("t")))
-                    .collect();
+                let mut fields: Vec<(String, String, String)> = Vec::new();
+                for e in &r.ids {
+                    let (u, q, t): (String, String, String) = (
+                        e.get("u").unwrap(),
+                        e.get("r").unwrap(),
+                        e.get("t").unwrap(),
+                    );
+                    let (u, q): (Vec<&str>, Vec<&str>) =
+                        (u.split(',').collect(), q.split(',').collect());
+                    assert_eq!(u.len(), q.len(), "one request id per shopper in {key}");
+                    for (u, q) in u.into_iter().zip(q) {
+                        fields.push((u.to_string(), q.to_string(), t.clone()));
+                    }
+                }
                 format!("{fields:?}")
             }
             other => panic!("unexpected key type {other} for {key}"),
@@ -658,6 +671,23 @@ async fn a_batch_decides_exactly_as_the_same_shoppers_one_call_each() {
             now: 5000,
             loaded: true,
         },
+        Batch {
+            name: "a rate-limited user and a bad path between admissions",
+            stock: 3,
+            gate: (1000.0, 1000),
+            paths: &[1, 2, 3],
+            buyers: &[],
+            shoppers: &[
+                (1, true, false),
+                (1, true, false),
+                (1, true, false),
+                (2, false, false),
+                (3, true, false),
+                (2, true, false),
+            ],
+            now: 5000,
+            loaded: true,
+        },
     ];
     for case in &cases {
         let (one_by_one, singles) = run_case(case, false).await;
@@ -685,5 +715,46 @@ async fn a_batch_answers_one_outcome_per_shopper_in_order() {
         &[Admission::SoldOut, Admission::BadPath, Admission::Duplicate]
     );
     assert_eq!(sale.state().await, (0, 1, 1));
+    sale.cleanup().await;
+}
+
+#[tokio::test]
+async fn one_call_writes_one_queue_entry_holding_its_shoppers_in_order() {
+    let mut sale = Sale::new(10, 1000.0, 1000).await;
+    for u in [5, 3, 9] {
+        sale.give_path(u).await;
+    }
+    let out = sale
+        .admit_batch(
+            &[(5, PATH, ""), (4, PATH, ""), (3, PATH, ""), (9, PATH, "")],
+            5000,
+        )
+        .await;
+    let ids: Vec<&str> = out
+        .iter()
+        .filter_map(|a| match a {
+            Admission::Queued { entry_id } => Some(entry_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| *id == ids[0]), "one entry: {ids:?}");
+    let k = sale.keys.sale(sale.goods);
+    let r: redis::streams::StreamRangeReply = sale.con.xrange_all(k.queue()).await.unwrap();
+    assert_eq!(r.ids.len(), 1);
+    let e = &r.ids[0];
+    assert_eq!(e.id, ids[0]);
+    assert_eq!(e.get::<String>("u").unwrap(), "5,3,9");
+    assert_eq!(e.get::<String>("r").unwrap(), "req-5,req-3,req-9");
+    assert_eq!(e.get::<String>("t").unwrap(), "5000");
+    let admitted: i64 = sale.con.hget(k.meta(), "admitted").await.unwrap();
+    assert_eq!(admitted, 3);
+    assert_eq!(sale.state().await, (7, 3, 1));
+    // a call that admits no one writes no entry
+    let out = sale
+        .admit_batch(&[(5, PATH, ""), (4, PATH, "")], 5000)
+        .await;
+    assert_eq!(out, vec![Admission::Duplicate, Admission::BadPath]);
+    assert_eq!(sale.state().await, (7, 3, 1));
     sale.cleanup().await;
 }

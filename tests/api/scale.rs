@@ -131,7 +131,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
     let path = "0123456789abcdef0123456789abcdef";
     let _: () = redis::AsyncCommands::set_ex(
         &mut app.redis(),
-        app.state.keys.sale(goods).path(late.id),
+        app.state.keys.sale(goods).user(late.id),
         path,
         60,
     )

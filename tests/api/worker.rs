@@ -625,3 +625,144 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
         .unwrap();
     assert!(report.clean, "{report:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_old_single_entries_and_new_shared_ones_drains_to_one_order_each() {
+    // an upgrade: the old edge wrote one entry per shopper (`u` one id), the new one writes one
+    // entry per admit.lua call (`u`, `r` comma-separated); the worker drains both alike
+    let app = spawn_with(test_settings(), false).await;
+    let goods = app.sale(10).await;
+    let users = app.users(5).await;
+    let k = app.state.keys.sale(goods);
+    let mut con = app.redis();
+    let ids: Vec<String> = users.iter().map(|u| u.id.get().to_string()).collect();
+    for (u, r) in [(&ids[0], "old-a"), (&ids[1], "old-b")] {
+        let _: String = con
+            .xadd(k.queue(), "*", &[("u", u.as_str()), ("r", r), ("t", "0")])
+            .await
+            .unwrap();
+    }
+    let shared = ids[2..].join(",");
+    let _: String = con
+        .xadd(
+            k.queue(),
+            "*",
+            &[("u", shared.as_str()), ("r", "n-c,n-d,n-e"), ("t", "0")],
+        )
+        .await
+        .unwrap();
+    // what admit.lua does beside the entries: the buyer marks, the stock, the admitted count
+    let _: () = redis::pipe()
+        .sadd(k.buyers(), &ids)
+        .decr(k.stock(), 5)
+        .hincr(k.meta(), "admitted", 5)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let mut app = app;
+    app.start_worker();
+    app.drained(goods, Duration::from_secs(20)).await;
+    assert_eq!(app.orders(goods).await, 5);
+    let mut seen = std::collections::BTreeSet::new();
+    for u in &users {
+        let order = app.result(&u.token, goods).await;
+        assert!(order > 0, "user {} sees order {order}", u.id.get());
+        assert!(seen.insert(order), "one order each");
+    }
+    app.assert_invariants(goods, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives_back_the_rest() {
+    let mut settings = test_settings();
+    settings.max_deliveries = 1;
+    settings.claim_idle_ms = 200;
+    let app = spawn_with(settings, false).await;
+    let goods = app.sale(10).await;
+    let users = app.users(2).await;
+    let k = app.state.keys.sale(goods);
+    let mut con = app.redis();
+    // both admitted in one call; user 0's order was written by a worker that died before its
+    // ack, user 1's never was
+    let both = format!("{},{}", users[0].id.get(), users[1].id.get());
+    let _: () = redis::pipe()
+        .sadd(k.buyers(), &[users[0].id.get(), users[1].id.get()])
+        .decr(k.stock(), 2)
+        .hincr(k.meta(), "admitted", 2)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let entry: String = con
+        .xadd(
+            k.queue(),
+            "*",
+            &[("u", both.as_str()), ("r", "x,y"), ("t", "0")],
+        )
+        .await
+        .unwrap();
+    let written = writer::write_batch(
+        &app.state.db,
+        goods,
+        &[Admitted {
+            entry_id: entry.clone(),
+            user: users[0].id,
+        }],
+        None,
+    )
+    .await
+    .unwrap();
+    let Batch::Written(w) = written else {
+        panic!("an unfenced write is never fenced")
+    };
+    let Written::Order(order) = w[0] else {
+        panic!("{w:?}")
+    };
+    // delivered to a consumer that died with it, then to another: past max_deliveries
+    flashgate::worker::stream::ensure_group(&mut con, &k.queue())
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(flashgate::plumbing::keys::GROUP)
+        .arg("ghost-0")
+        .arg("STREAMS")
+        .arg(k.queue())
+        .arg(">")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(k.queue())
+        .arg(flashgate::plumbing::keys::GROUP)
+        .arg("ghost-1")
+        .arg(0)
+        .arg(&entry)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let mut app = app;
+    app.start_worker();
+    app.drained(goods, Duration::from_secs(30)).await;
+    assert_eq!(
+        app.result(&users[0].token, goods).await,
+        order,
+        "the written order stands"
+    );
+    assert_eq!(
+        app.result(&users[1].token, goods).await,
+        -1,
+        "given up on: failed"
+    );
+    assert_eq!(app.orders(goods).await, 1);
+    assert_eq!(app.redis_state(goods).await.0, 9, "user 1's unit came back");
+    let dead: redis::streams::StreamRangeReply = con.xrange_all(k.dead()).await.unwrap();
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(
+        dead.ids[0].get::<String>("u").unwrap(),
+        users[1].id.get().to_string(),
+        "only the unwritten shopper is dead-lettered"
+    );
+    app.assert_invariants(goods, 10).await;
+}
