@@ -458,14 +458,26 @@ async fn process(
                 consumer: &ctx.consumer,
                 epoch,
             };
-            let Some(written) =
-                commit::write_with_retry(ctx, shard, &batch, Some(holder), shutdown).await?
-            else {
-                // shutting down, or taken over: the entries stay pending for their owner
-                return Ok(());
-            };
-            results::finish(&ctx.state, shard, &batch, &written, &ids).await?;
-            commit::record(&ctx.state, shard.goods, &written);
+            // an entry holds every shopper one admit.lua call admitted, so a read of
+            // `batch_size` entries can hold more orders than one transaction writes: they go in
+            // transactions of at most IDS_PER_BLOCK, and the entries are acked once all commit
+            // (a crash between two leaves them pending; the orders already written are
+            // recognised when they come again)
+            let chunks: Vec<&[Admitted]> = batch
+                .chunks(super::writer::IDS_PER_BLOCK as usize)
+                .collect();
+            for (n, chunk) in chunks.iter().enumerate() {
+                let Some(written) =
+                    commit::write_with_retry(ctx, shard, chunk, Some(holder), shutdown).await?
+                else {
+                    // shutting down, or taken over: the entries stay pending for their owner
+                    return Ok(());
+                };
+                // the last chunk's results and the acks go in one MULTI, as for a small batch
+                let ack: &[&str] = if n + 1 == chunks.len() { &ids } else { &[] };
+                results::finish(&ctx.state, shard, chunk, &written, ack).await?;
+                commit::record(&ctx.state, shard.goods, &written);
+            }
         }
         Sink::Rabbit(publisher) => {
             publisher.publish(shard, &batch).await?;

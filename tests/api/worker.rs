@@ -766,3 +766,46 @@ async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives
     );
     app.assert_invariants(goods, 10).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_holding_more_shoppers_than_one_transaction_writes_drains_in_several() {
+    // two entries of 600 and 500 shoppers (as a wide coalesced call would write): one read,
+    // more orders than an id block (IDS_PER_BLOCK = 1024) holds, so several transactions
+    let app = spawn_with(test_settings(), false).await;
+    let goods = app.sale(1200).await;
+    let users = app.users(1100).await;
+    let k = app.state.keys.sale(goods);
+    let mut con = app.redis();
+    let ids: Vec<i64> = users.iter().map(|u| u.id.get()).collect();
+    for part in [&ids[..600], &ids[600..]] {
+        let u: Vec<String> = part.iter().map(|i| i.to_string()).collect();
+        let r: Vec<String> = part.iter().map(|i| format!("req-{i}")).collect();
+        let _: String = con
+            .xadd(
+                k.queue(),
+                "*",
+                &[("u", u.join(",")), ("r", r.join(",")), ("t", "0".into())],
+            )
+            .await
+            .unwrap();
+    }
+    let _: () = redis::pipe()
+        .sadd(k.buyers(), &ids)
+        .decr(k.stock(), 1100)
+        .hincr(k.meta(), "admitted", 1100)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut app = app;
+    app.start_worker();
+    app.drained(goods, Duration::from_secs(60)).await;
+    assert_eq!(app.orders(goods).await, 1100);
+    let results: Vec<Option<i64>> = con
+        .mget(users.iter().map(|u| k.result(u.id)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let orders: std::collections::BTreeSet<i64> = results.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(orders.len(), 1100, "one order each, every result written");
+    assert!(orders.iter().all(|o| *o > 0));
+    app.assert_invariants(goods, 1200).await;
+}
