@@ -6,8 +6,12 @@
 # twice; Redis's own INFO commandstats give the microseconds per call; divided by N, per
 # shopper. Prints a table: N, calls/s, shoppers/s, Redis us per call, Redis us per shopper.
 #
+# ADMIT_COST_BASELINE=REV also runs the admit.lua of git revision REV, of the form before the
+# shared user key (a path key and a bucket key per shopper; a40dc0a is the last such), right
+# before the shipped one at each N, and prints the ratio: a baseline measured in the same run.
+#
 # Usage: loadtest/admit-cost.sh   (ADMIT_COST_SIZES="1 8 16 32" ADMIT_COST_CALLS=20000
-#        ADMIT_COST_USERS=300000 BENCH_CONNECTIONS=50)
+#        ADMIT_COST_USERS=300000 BENCH_CONNECTIONS=50 ADMIT_COST_BASELINE=a40dc0a)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,21 +32,43 @@ awk -v k="${k}u:" -v p="$P" -v r="$USERS" 'BEGIN { for (i = 0; i < r; i++) {
   f = k sprintf("%012d", i); printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(f), f, p } }' \
   | redis-cli --pipe >/dev/null
 sha=$(redis-cli SCRIPT LOAD "$(cat lua/codes.lua lua/admit.lua)")
+BASE=${ADMIT_COST_BASELINE:-}
+if [ -n "$BASE" ]; then
+  base_sha=$(redis-cli SCRIPT LOAD "$(git show "$BASE:lua/codes.lua"; echo; git show "$BASE:lua/admit.lua")")
+  redis-cli SET "${k}path:bench" "$P" EX 3600 >/dev/null
+fi
 
-echo "| shoppers per call | calls/s | shoppers/s | Redis us per call | Redis us per shopper |"
-echo "|---:|---:|---:|---:|---:|"
-for n in $SIZES; do
-  keys=("${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue")
-  args=("")
-  for _ in $(seq "$n"); do
-    keys+=("${k}u:__rand_int__")
-    args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 "")
-  done
+# one redis-benchmark run: "calls/s us-per-call"
+run() { # sha, then keys...; the arguments are in args
+  local s=$1 line rps us
+  shift
   redis-cli CONFIG RESETSTAT >/dev/null
   line=$(redis-benchmark -c "$CONNS" -P 1 -n "$CALLS" -r "$USERS" --csv \
-    EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" "${args[@]}" | tail -n 1)
+    EVALSHA "$s" "$#" "$@" "${args[@]}" | tail -n 1)
   rps=$(echo "$line" | awk -F'","' '{print $2}')
   us=$(redis-cli INFO commandstats | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $6}')
-  awk -v n="$n" -v r="$rps" -v u="$us" 'BEGIN { printf "| %d | %.0f | %.0f | %.1f | %.1f |\n", n, r, r * n, u, u / n }'
   redis-cli DEL "${k}queue" "${k}buyers" >/dev/null
+  echo "$rps $us"
+}
+row() { # label n rps us
+  awk -v l="$1" -v n="$2" -v r="$3" -v u="$4" 'BEGIN { printf "| %s | %d | %.0f | %.0f | %.1f | %.1f |\n", l, n, r, r * n, u, u / n }'
+}
+
+echo "| script | shoppers per call | calls/s | shoppers/s | Redis us per call | Redis us per shopper |"
+echo "|---|---:|---:|---:|---:|---:|"
+for n in $SIZES; do
+  args=("")
+  for _ in $(seq "$n"); do args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 ""); done
+  if [ -n "$BASE" ]; then
+    keys=("${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue")
+    # the old form: every shopper reads the one benchmark path key, buckets are random
+    for _ in $(seq "$n"); do keys+=("${k}path:bench" "${k}bucket:__rand_int__"); done
+    read -r brps bus < <(run "$base_sha" "${keys[@]}")
+    row "$BASE" "$n" "$brps" "$bus"
+  fi
+  keys=("${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue")
+  for _ in $(seq "$n"); do keys+=("${k}u:__rand_int__"); done
+  read -r rps us < <(run "$sha" "${keys[@]}")
+  row shipped "$n" "$rps" "$us"
+  [ -n "$BASE" ] && awk -v a="$bus" -v b="$us" -v n="$n" 'BEGIN { printf "| shipped / %s | %d | | | %.2fx | |\n", "baseline", n, b / a }'
 done

@@ -3,7 +3,8 @@
 #   1. ceiling: redis-benchmark running lua/admit.lua by EVALSHA, one shopper a call (random
 #      users, huge stock)
 #   2. ceiling: the edge's /healthz under wrk (a hyper hello-world plus our router)
-#   3. the buy path over HTTP (wrk, same connection count) on two edges side by side: one with
+#   3. the buy path over HTTP (wrk, same connection count; each shopper's session read once on
+#      that edge first, as their path request would) on two edges side by side: one with
 #      FLASHGATE_ADMIT_BATCH=1 (a call per buy) and one with the default (coalesced), each on a
 #      fresh sale; with the average batch size seen and Redis CPU per admitted buy; then the same
 #      two with one connection (no concurrency: what coalescing costs a lone buy), 4. the sold-out
@@ -130,10 +131,17 @@ edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
   e1=$(cpu "$pid"); r1=$(cpu "$redis_pid")
   echo "$rps $p50 $p99 $(us_per "$e0" "$e1" "$n") $(us_per "$r0" "$r1" "$n")"
 }
+# every shopper's session read once on an edge, as each shopper's path request does before
+# their buy (the edge keeps sessions FLASHGATE_SESSION_CACHE_MS, 30 s by default); not timed
+warm_sessions() { # port goods
+  THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 wrk -t2 -c"$CONNS" -d120s -s loadtest/wrk/sessions.lua \
+    "http://127.0.0.1:$1" >/dev/null
+}
 # one buy run on an edge: "rps p50 p99 edge-us-per-request redis-us-per-request
 # redis-us-per-admitted-buy batch-size"
 buy_run() { # label port goods connections edge-pid
   local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out
+  warm_sessions "$port" "$g"
   q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
   r0=$(cpu "$redis_pid")

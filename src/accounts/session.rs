@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::UserId;
 use crate::error::AppError;
 use crate::plumbing::keys::{self, Keys};
+use crate::plumbing::metrics::Metrics;
 
 /// The user a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,19 +84,22 @@ pub async fn get<C: ConnectionLike + Send>(
 }
 
 /// The session's user from `cache` when it holds a fresh copy, else from Redis ([`get`]),
-/// remembered for the next request.
+/// remembered for the next request; each counted in `metrics`.
 pub async fn get_cached<C: ConnectionLike + Send>(
     con: &mut C,
     keys: &Keys,
     cache: &SessionCache,
+    metrics: &Metrics,
     token: &str,
 ) -> Result<SessionUser, AppError> {
     if !valid_token(token) {
         return Err(AppError::SessionMissing);
     }
     if let Some(user) = cache.lookup(token) {
+        metrics.sessions_cached.inc();
         return Ok(user);
     }
+    metrics.sessions_read.inc();
     let generation = cache.generation();
     let user = get(con, keys, token).await?;
     cache.insert(token, &user, generation);

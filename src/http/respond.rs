@@ -227,6 +227,7 @@ pub async fn user<B>(req: &Request<B>, state: &AppState) -> Result<SessionUser, 
         &mut state.redis.clone(),
         &state.keys,
         &state.sessions,
+        &state.metrics,
         token,
     )
     .await

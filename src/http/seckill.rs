@@ -51,6 +51,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         &mut state.redis.clone(),
         &state.keys,
         &state.sessions,
+        &state.metrics,
         &token,
     )
     .await?;
@@ -137,6 +138,7 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
         &mut state.redis.clone(),
         &state.keys,
         &state.sessions,
+        &state.metrics,
         &token,
     )
     .await?;

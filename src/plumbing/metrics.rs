@@ -84,6 +84,9 @@ pub struct Metrics {
     pub worker_readers: Gauge,
     /// Stored passwords rewritten at login (old MD5 form, or weaker than the current cost).
     pub passwords_rehashed: Counter,
+    /// Sessions answered from the edge's copy, and sessions read from Redis.
+    pub sessions_cached: Counter,
+    pub sessions_read: Counter,
     /// Connections open on the edge now.
     pub connections: Gauge,
     /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
@@ -149,6 +152,8 @@ impl Metrics {
             sales_settled: Counter::default(),
             worker_readers: Gauge::default(),
             passwords_rehashed: Counter::default(),
+            sessions_cached: Counter::default(),
+            sessions_read: Counter::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
@@ -205,6 +210,16 @@ impl Metrics {
             "logins_busy",
             "Logins refused with 503 because the login pool was full",
             self.logins_busy.clone(),
+        );
+        r.register(
+            "sessions_cached",
+            "Requests whose session the edge answered from its copy (no Redis read)",
+            self.sessions_cached.clone(),
+        );
+        r.register(
+            "sessions_read",
+            "Requests whose session the edge read from Redis (GETEX)",
+            self.sessions_read.clone(),
         );
         r.register(
             "passwords_rehashed",

@@ -1,0 +1,39 @@
+-- wrk script: reads every shopper's session once through the edge (GET /api/seckill/result),
+-- as a shopper's own path request does before their buy, so the edge holds their session when
+-- they buy. Each of the THREADS threads (default 2, as wrk -t) takes its share of the token CSV
+-- and stops once that many answers came back (a few more are in flight: harmless re-reads).
+-- Environment: TOKENS (the `flashgate users` CSV), GOODS (goods id), THREADS.
+local count = 0
+function setup(thread)
+  thread:set("id", count)
+  count = count + 1
+end
+
+local reqs = {}
+local i, done = 0, 0
+
+function init(args)
+  local n = tonumber(os.getenv("THREADS") or "2")
+  local uri = "/api/seckill/result?goodsId=" .. os.getenv("GOODS")
+  local all = {}
+  for line in io.lines(os.getenv("TOKENS")) do
+    local tok = line:match("^%d+,(%x+)$")
+    if tok then all[#all + 1] = tok end
+  end
+  local share = math.ceil(#all / n)
+  for k = (id or 0) * share + 1, math.min(#all, ((id or 0) + 1) * share) do
+    reqs[#reqs + 1] = wrk.format("GET", uri, { ["Authorization"] = "Bearer " .. all[k] })
+  end
+end
+
+function request()
+  i = i + 1
+  return reqs[((i - 1) % #reqs) + 1]
+end
+
+function response(status, headers, body)
+  done = done + 1
+  if done >= #reqs then
+    wrk.thread:stop()
+  end
+end
