@@ -131,17 +131,19 @@ edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
   e1=$(cpu "$pid"); r1=$(cpu "$redis_pid")
   echo "$rps $p50 $p99 $(us_per "$e0" "$e1" "$n") $(us_per "$r0" "$r1" "$n")"
 }
-# every shopper's session read once on an edge, as each shopper's path request does before
-# their buy (the edge keeps sessions FLASHGATE_SESSION_CACHE_MS, 30 s by default); not timed
+# the shoppers' sessions read once on an edge, as each shopper's path request does before their
+# buy (the edge keeps sessions FLASHGATE_SESSION_CACHE_MS, 30 s by default); not timed. It runs
+# BENCH_WARM seconds (default 8): the share of buys then answered from the edge's copy is printed.
 warm_sessions() { # port goods
-  THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 wrk -t2 -c"$CONNS" -d120s -s loadtest/wrk/sessions.lua \
-    "http://127.0.0.1:$1" >/dev/null
+  THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 wrk -t2 -c"$CONNS" -d"${BENCH_WARM:-8}s" \
+    -s loadtest/wrk/sessions.lua "http://127.0.0.1:$1" >/dev/null
 }
 # one buy run on an edge: "rps p50 p99 edge-us-per-request redis-us-per-request
-# redis-us-per-admitted-buy batch-size"
+# redis-us-per-admitted-buy batch-size sessions-from-the-edge's-copy-%"
 buy_run() { # label port goods connections edge-pid
-  local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out
+  local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out h0 h1 m0 m1
   warm_sessions "$port" "$g"
+  h0=$(metric flashgate_sessions_cached_total "$port"); m0=$(metric flashgate_sessions_read_total "$port")
   q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
   r0=$(cpu "$redis_pid")
@@ -150,15 +152,16 @@ buy_run() { # label port goods connections edge-pid
   r1=$(cpu "$redis_pid")
   q1=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n1=$(metric flashgate_admit_batch_size_sum "$port"); c1=$(metric flashgate_admit_batch_size_count "$port")
-  echo "$out $(us_per "$r0" "$r1" "$((q1 - q0))") $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }')"
+  h1=$(metric flashgate_sessions_cached_total "$port"); m1=$(metric flashgate_sessions_read_total "$port")
+  echo "$out $(us_per "$r0" "$r1" "$((q1 - q0))") $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }') $(awk -v h="$((h1 - h0))" -v m="$((m1 - m0))" 'BEGIN { if (h + m > 0) printf "%.0f", 100 * h / (h + m); else print "n/a" }')"
 }
 rb_n=$((DUR * 40000))
 q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
 d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
 R_RB=() R_RB50=() R_RB99=() R_HW=() R_HW50=() R_HW99=() R_BUY=() R_BUY50=() R_BUY99=()
-R_SO=() R_SO50=() R_SO99=() R_ECPU=() R_RCPU=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
+R_SO=() R_SO50=() R_SO99=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
 R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
-R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=()
+R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_HIT=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
@@ -180,23 +183,19 @@ R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c") R_HWE+=("$d") R_HWR+=("$e")
 # --- 3. the buy path: fresh sales each round, so every round buys for new shoppers ------------
 goods=${bigs[$(((round - 1) * 4))]}
 rcli CONFIG RESETSTAT >/dev/null
-e0=$(cpu "$serve_pid"); r0=$(cpu "$redis_pid")
 echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
 # BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf)
 [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && { perf record -F 999 -g -p "$serve_pid" -o "$BENCH_PERF" -- sleep "$DUR" >/dev/null 2>&1 & }
-read -r a b c d e f g < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
-R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g")
-e1=$(cpu "$serve_pid"); r1=$(cpu "$redis_pid")
-R_ECPU+=("$(awk -v a="$e0" -v b="$e1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
-R_RCPU+=("$(awk -v a="$r0" -v b="$r1" -v t="$tck" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / t / d * 100 }')")
+read -r a b c d e f g h < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
+R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g") R_HIT+=("$h")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
 echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
-read -r a b c d e f g < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS" "$serve1_pid")
+read -r a b c d e f g _ < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS" "$serve1_pid")
 R_B1+=("$a") R_B150+=("$b") R_B199+=("$c") R_B1E+=("$d") R_B1R+=("$e") R_RUS1+=("$f")
 echo "== round $round/$ROUNDS: one connection, coalesced and one call per buy"
-read -r a b c d e f g < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1 "$serve_pid")
+read -r a b c d e f g _ < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1 "$serve_pid")
 R_C1+=("$b")
-read -r a b c d e f g < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1 "$serve1_pid")
+read -r a b c d e f g _ < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1 "$serve1_pid")
 R_C1S+=("$b")
 
 # --- 4. the sold-out path ----------------------------------------------------------------------
@@ -213,13 +212,17 @@ b1_rps=$(median "${R_B1[@]}") b1_p50=$(median "${R_B150[@]}") b1_p99=$(median "$
 rus=$(median "${R_RUS[@]}") rus1=$(median "${R_RUS1[@]}") batch=$(median "${R_BATCH[@]}")
 c1_p50=$(median "${R_C1[@]}") c1s_p50=$(median "${R_C1S[@]}")
 so_rps=$(median "${R_SO[@]}") so_p50=$(median "${R_SO50[@]}") so_p99=$(median "${R_SO99[@]}")
-edge_cpu="$(median "${R_ECPU[@]}")%" redis_cpu="$(median "${R_RCPU[@]}")%"
 rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(median "${R_GETEXUS[@]}")
 hw_e=$(median "${R_HWE[@]}") hw_r=$(median "${R_HWR[@]}") buy_e=$(median "${R_BUYE[@]}") buy_r=$(median "${R_BUYR[@]}")
 b1_e=$(median "${R_B1E[@]}") b1_r=$(median "${R_B1R[@]}")
 queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") ))
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 + $(metric 'flashgate_admissions_total{outcome="duplicate"}' "$PORT1") ))
 local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
+median_ratio() { # the median of the per-round ratios a[i]/b[i]
+  local -n xs=$1 ys=$2; local out=() i
+  for i in "${!xs[@]}"; do out+=("$(awk -v a="${xs[$i]}" -v b="${ys[$i]}" 'BEGIN { printf "%.2f", a / b }')"); done
+  median "${out[@]}"
+}
 ratios() { # per-round ratios a[i]/b[i], joined with " / "
   local -n xs=$1 ys=$2; local out=() i
   for i in "${!xs[@]}"; do out+=("$(awk -v a="${xs[$i]}" -v b="${ys[$i]}" 'BEGIN { printf "%.2f", a / b }')"); done
@@ -331,12 +334,13 @@ echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/;
 echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | — | — | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
 echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | — | — | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
 echo
-echo "edge CPU per buy / per /healthz request: coalesced $(ratio "$buy_e" "$hw_e") [$(ratios R_BUYE R_HWE)], one call per buy $(ratio "$b1_e" "$hw_e") [$(ratios R_B1E R_HWE)]"
+echo "edge CPU per buy / per /healthz request, median of the rounds' ratios: coalesced $(median_ratio R_BUYE R_HWE)x [$(ratios R_BUYE R_HWE)], one call per buy $(median_ratio R_B1E R_HWE)x [$(ratios R_B1E R_HWE)]"
+echo "buys/s / /healthz requests/s, median of the rounds' ratios: coalesced $(median_ratio R_BUY R_HW)x, one call per buy $(median_ratio R_B1 R_HW)x"
 echo "(a buy run's requests are all admissions but for the duplicates of shoppers met again: see the outcomes below)"
+echo "sessions answered from the edge's copy during the coalesced buy runs: [$(IFS=/; echo "${R_HIT[*]}")] %; the rest cost a GETEX each"
 echo "buy path outcomes over all rounds: $queued queued, $dups duplicate"
 echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
 echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"
-echo "during the buy run: edge CPU $edge_cpu, Redis CPU $redis_cpu of one core"
 echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX ${getex_us:-0} us/call"
 echo "sold-out answers from the local flag: $local_hits"
 echo

@@ -119,7 +119,11 @@ async fn an_edge_reuses_a_session_it_read_until_a_logout_anywhere_or_its_bound()
     let _: () = app.redis().del(&key).await.unwrap();
     let cached = edge_b.metrics.sessions_cached.get();
     assert_eq!(app.get_at(&b, look, &users[0].token).await.0, 200);
-    assert_eq!(edge_b.metrics.sessions_cached.get(), cached + 1, "counted as a cached answer");
+    assert_eq!(
+        edge_b.metrics.sessions_cached.get(),
+        cached + 1,
+        "counted as a cached answer"
+    );
     // a logout on edge A reaches B by pub/sub at once
     let t0 = std::time::Instant::now();
     let (s, _) = app.post("/api/logout", &users[1].token, &json!({})).await;
