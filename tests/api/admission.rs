@@ -155,6 +155,28 @@ async fn an_edge_reuses_a_session_it_read_until_a_logout_anywhere_or_its_bound()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_asked_for_again_after_a_buy_is_the_same_path_not_the_key_beside_it() {
+    // after a buy the user's key holds "PATH TOKENS TS": issue_path.lua hands back the path only
+    let app = spawn_app().await;
+    let goods = app.sale(5).await;
+    let user = &app.users(1).await[0];
+    let path = app.path_for(&user.token, goods).await;
+    assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
+    let held: String = app
+        .redis()
+        .get(app.state.keys.sale(goods).user(user.id))
+        .await
+        .unwrap();
+    assert!(
+        held.starts_with(&format!("{path} ")),
+        "the bucket beside the path: {held}"
+    );
+    assert_eq!(app.path_for(&user.token, goods).await, path);
+    let (s, r) = app.buy(&user.token, &path, goods).await;
+    assert_eq!((s, code(&r)), (409, 500501), "the same path, a duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     let app = spawn_app().await;
     let users = app.users(4).await;
