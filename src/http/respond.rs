@@ -222,7 +222,12 @@ pub fn token<B>(req: &Request<B>) -> Option<&str> {
 
 /// The logged-in user, or `SessionMissing`.
 pub async fn user<B>(req: &Request<B>, state: &AppState) -> Result<SessionUser, AppError> {
-    let token = token(req).ok_or(AppError::SessionMissing)?;
+    user_of(token(req).ok_or(AppError::SessionMissing)?, state).await
+}
+
+/// The user of `token` (taken from a request before its body was read): from this edge's copy
+/// of the session, or Redis (`accounts::session`).
+pub async fn user_of(token: &str, state: &AppState) -> Result<SessionUser, AppError> {
     session::get_cached(
         &mut state.redis.clone(),
         &state.keys,

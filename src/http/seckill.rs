@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::RequestId;
 use super::respond::{self, Resp};
-use crate::accounts::session;
 use crate::admission::captcha::Captcha;
 use crate::admission::coalesce::Shopper;
 use crate::admission::scripts::{Admission, PathIssue};
@@ -47,14 +46,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         return Err(AppError::SoldOut);
     }
     let token = token.ok_or(AppError::SessionMissing)?;
-    let user = session::get_cached(
-        &mut state.redis.clone(),
-        &state.keys,
-        &state.sessions,
-        &state.metrics,
-        &token,
-    )
-    .await?;
+    let user = respond::user_of(&token, state).await?;
     let generation = state.soldout.generation();
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
@@ -134,14 +126,7 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
     let token = respond::token(&req).map(str::to_owned);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
     let token = token.ok_or(AppError::SessionMissing)?;
-    let user = session::get_cached(
-        &mut state.redis.clone(),
-        &state.keys,
-        &state.sessions,
-        &state.metrics,
-        &token,
-    )
-    .await?;
+    let user = respond::user_of(&token, state).await?;
     let shape = state.shape(goods).await?;
     let answer = state.room.call(goods, shape, user.id, true).await?;
     if answer == crate::admission::scripts::RoomAnswer::NoSale {

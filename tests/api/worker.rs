@@ -633,32 +633,8 @@ async fn a_queue_of_old_single_entries_and_new_shared_ones_drains_to_one_order_e
     let app = spawn_with(test_settings(), false).await;
     let goods = app.sale(10).await;
     let users = app.users(5).await;
-    let k = app.state.keys.sale(goods);
-    let mut con = app.redis();
-    let ids: Vec<String> = users.iter().map(|u| u.id.get().to_string()).collect();
-    for (u, r) in [(&ids[0], "old-a"), (&ids[1], "old-b")] {
-        let _: String = con
-            .xadd(k.queue(), "*", &[("u", u.as_str()), ("r", r), ("t", "0")])
-            .await
-            .unwrap();
-    }
-    let shared = ids[2..].join(",");
-    let _: String = con
-        .xadd(
-            k.queue(),
-            "*",
-            &[("u", shared.as_str()), ("r", "n-c,n-d,n-e"), ("t", "0")],
-        )
-        .await
-        .unwrap();
-    // what admit.lua does beside the entries: the buyer marks, the stock, the admitted count
-    let _: () = redis::pipe()
-        .sadd(k.buyers(), &ids)
-        .decr(k.stock(), 5)
-        .hincr(k.meta(), "admitted", 5)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let ids: Vec<i64> = users.iter().map(|u| u.id.get()).collect();
+    queue_by_hand(&app, goods, &[&ids[..1], &ids[1..2], &ids[2..]]).await;
 
     let mut app = app;
     app.start_worker();
@@ -685,22 +661,9 @@ async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives
     let mut con = app.redis();
     // both admitted in one call; user 0's order was written by a worker that died before its
     // ack, user 1's never was
-    let both = format!("{},{}", users[0].id.get(), users[1].id.get());
-    let _: () = redis::pipe()
-        .sadd(k.buyers(), &[users[0].id.get(), users[1].id.get()])
-        .decr(k.stock(), 2)
-        .hincr(k.meta(), "admitted", 2)
-        .query_async(&mut con)
+    let entry = queue_by_hand(&app, goods, &[&[users[0].id.get(), users[1].id.get()]])
         .await
-        .unwrap();
-    let entry: String = con
-        .xadd(
-            k.queue(),
-            "*",
-            &[("u", both.as_str()), ("r", "x,y"), ("t", "0")],
-        )
-        .await
-        .unwrap();
+        .remove(0);
     let written = writer::write_batch(
         &app.state.db,
         goods,
@@ -774,33 +737,15 @@ async fn a_read_holding_more_shoppers_than_one_transaction_writes_drains_in_seve
     let app = spawn_with(test_settings(), false).await;
     let goods = app.sale(1200).await;
     let users = app.users(1100).await;
-    let k = app.state.keys.sale(goods);
-    let mut con = app.redis();
     let ids: Vec<i64> = users.iter().map(|u| u.id.get()).collect();
-    for part in [&ids[..600], &ids[600..]] {
-        let u: Vec<String> = part.iter().map(|i| i.to_string()).collect();
-        let r: Vec<String> = part.iter().map(|i| format!("req-{i}")).collect();
-        let _: String = con
-            .xadd(
-                k.queue(),
-                "*",
-                &[("u", u.join(",")), ("r", r.join(",")), ("t", "0".into())],
-            )
-            .await
-            .unwrap();
-    }
-    let _: () = redis::pipe()
-        .sadd(k.buyers(), &ids)
-        .decr(k.stock(), 1100)
-        .hincr(k.meta(), "admitted", 1100)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    queue_by_hand(&app, goods, &[&ids[..600], &ids[600..]]).await;
     let mut app = app;
     app.start_worker();
     app.drained(goods, Duration::from_secs(60)).await;
     assert_eq!(app.orders(goods).await, 1100);
-    let results: Vec<Option<i64>> = con
+    let k = app.state.keys.sale(goods);
+    let results: Vec<Option<i64>> = app
+        .redis()
         .mget(users.iter().map(|u| k.result(u.id)).collect::<Vec<_>>())
         .await
         .unwrap();
@@ -808,4 +753,32 @@ async fn a_read_holding_more_shoppers_than_one_transaction_writes_drains_in_seve
     assert_eq!(orders.len(), 1100, "one order each, every result written");
     assert!(orders.iter().all(|o| *o > 0));
     app.assert_invariants(goods, 1200).await;
+}
+
+/// Puts entries in a sale's queue as admit.lua would: each entry holds the given shoppers (one:
+/// the form older edges wrote; several: one call's), with their buyer marks, the stock taken and
+/// the admitted count; returns the entry ids.
+async fn queue_by_hand(app: &TestApp, goods: GoodsId, entries: &[&[i64]]) -> Vec<String> {
+    let k = app.state.keys.sale(goods);
+    let mut con = app.redis();
+    let mut ids = Vec::new();
+    for users in entries {
+        let u: Vec<String> = users.iter().map(|i| i.to_string()).collect();
+        let r: Vec<String> = users.iter().map(|i| format!("req-{i}")).collect();
+        let n = users.len() as i64;
+        let (id, _, _, _): (String, i64, i64, i64) = redis::pipe()
+            .xadd(
+                k.queue(),
+                "*",
+                &[("u", u.join(",")), ("r", r.join(",")), ("t", "0".into())],
+            )
+            .sadd(k.buyers(), *users)
+            .decr(k.stock(), n)
+            .hincr(k.meta(), "admitted", n)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
 }
