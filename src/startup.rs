@@ -30,9 +30,9 @@ use crate::state::AppState;
 /// How often an edge drops the per-sale things it remembers that have gone stale.
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
-/// Every `every`, drops stale sold-out flags, shard counts, room checks and idle admission
-/// lanes: what an edge keeps
-/// per sale follows the sales being bought, not every sale it has seen.
+/// Every `every`, drops stale sold-out flags, session copies, shard counts, room checks and idle
+/// admission lanes: what an edge keeps follows the sales being bought and the shoppers buying,
+/// not every sale and shopper it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -3,9 +3,9 @@
 //! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
 //! gone; the session is read (from the edge's copy, or one `GETEX`: `accounts::session`); then
-//! `lua/admit.lua` decides everything else in one `EVALSHA`. Malformed input never reaches Redis. A split sale (a hot item, [`crate::admission::split`])
-//! runs the script in the shopper's home shard, and only when that shard is empty moves units
-//! over from the others.
+//! `lua/admit.lua` decides everything else in one `EVALSHA`. Malformed input never reaches Redis.
+//! A split sale (a hot item, [`crate::admission::split`]) runs the script in the shopper's home
+//! shard, and only when that shard is empty moves units over from the others.
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};

@@ -371,8 +371,8 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
     Ok(())
 }
 
-/// Moves an entry to the dead-letter stream, gives back the units of `users` (all of the
-/// entry's when empty and the entry can be read), acks it.
+/// Moves an entry to the dead-letter stream, gives back the units of `users` (none for an entry
+/// that cannot be read: its ids are kept as they were, for a person to look at), acks it.
 async fn dead_letter(
     ctx: &WorkerCtx,
     shard: Shard,
@@ -383,15 +383,8 @@ async fn dead_letter(
     let state = &ctx.state;
     let k = state.keys.shard(shard);
     let mut con = state.redis.clone();
-    let users: Vec<UserId> = if users.is_empty() {
-        parse(entry)
-            .map(|a| a.into_iter().map(|a| a.user).collect())
-            .unwrap_or_default()
-    } else {
-        users.to_vec()
-    };
     let listed: String = if users.is_empty() {
-        entry.get("u").unwrap_or_default() // unreadable: kept as it was, for a person to look at
+        entry.get("u").unwrap_or_default()
     } else {
         let ids: Vec<String> = users.iter().map(|u| u.get().to_string()).collect();
         ids.join(",")
@@ -409,7 +402,7 @@ async fn dead_letter(
             ],
         )
         .await?;
-    for user in users {
+    for &user in users {
         store::give_back(
             &mut con,
             &state.keys,
