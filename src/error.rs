@@ -38,6 +38,10 @@ pub enum AppError {
     SoldOut,
     #[error("you have already bought this item")]
     Duplicate,
+    /// Admitted, but replicas have not confirmed it yet (`plumbing::replicas`): not "queued"
+    /// until they do; the result endpoint settles it either way.
+    #[error("your buy is being confirmed; check the result (GET /api/seckill/result)")]
+    Confirming,
     #[error("the sale has not started yet")]
     NotStarted { starts_in_ms: i64 },
     #[error("the sale has ended")]
@@ -107,6 +111,7 @@ impl AppError {
             TooManyRequests { .. } | TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) | LoginBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Confirming => StatusCode::ACCEPTED,
         }
     }
 
@@ -132,6 +137,7 @@ impl AppError {
             OrderClosed => 500506,
             NotYourTurn { .. } => 500507,
             RoomFull => 500508,
+            Confirming => 500509,
             Invalid(rule) => 500700 + *rule as i64,
             Refused(why) => 500750 + *why as i64,
         }

@@ -61,6 +61,24 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?
         .with_breaker(breaker.clone());
+    let (replicas, confirm_why) =
+        crate::plumbing::replicas::choose(&target, &mut redis.clone(), settings.redis_ack_replicas)
+            .await
+            .context("choosing how many replicas confirm a write (FLASHGATE_REDIS_ACK_REPLICAS)")?;
+    tracing::info!(
+        mode = target.mode().as_str(),
+        primary = target.primary().unwrap_or_else(|| "per slot".into()),
+        replicas,
+        "replica confirmation: {confirm_why}"
+    );
+    let confirm = (replicas > 0).then(|| {
+        Arc::new(crate::plumbing::replicas::Confirm::new(
+            target.clone(),
+            breaker.clone(),
+            replicas,
+            settings.redis_ack_timeout_ms,
+        ))
+    });
     let db = db::connect(&settings.database_url, 16).await?;
     let scripts = Scripts::load(settings.lua_dir.clone())?;
     scripts.preload(&mut redis.clone()).await?;
@@ -78,6 +96,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     let keys = Keys::new(&settings.namespace);
     let admitter = Arc::new(Admitter::new(
         redis.clone(),
+        confirm.clone(),
         keys.clone(),
         scripts.clone(),
         metrics.clone(),
@@ -101,6 +120,8 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         settings: Arc::new(settings),
         redis,
         redis_target: target,
+        confirm,
+        confirm_why: Arc::new(confirm_why),
         db,
         scripts,
         soldout: Arc::new(SoldOutFlags::default()),

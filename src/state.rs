@@ -24,6 +24,11 @@ pub struct AppState {
     pub redis: RedisConn,
     /// Where Redis is: pub/sub and blocking readers open connections of their own from it.
     pub redis_target: Target,
+    /// Replica confirmation of admissions and of the worker's batches; `None` when
+    /// `redis_ack_replicas` is 0 (see [`crate::plumbing::replicas`]).
+    pub confirm: Option<Arc<crate::plumbing::replicas::Confirm>>,
+    /// Why that many replicas (for `/readyz`).
+    pub confirm_why: Arc<String>,
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,

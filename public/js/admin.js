@@ -172,6 +172,15 @@ async function save(e) {
 
 // ---- the live view ----
 
+// Where this edge writes in Redis: a failover it followed, and whether buys wait for a replica.
+function redisLine(r) {
+  const where = r.redisPrimary ? `${r.redisMode}, primary ${r.redisPrimary}` : r.redisMode;
+  const moved = r.redisFailovers > 0 ? ` — FAILOVER: the primary moved ${r.redisFailovers} time(s)` : "";
+  const confirm = r.replicaConfirmation === "off" ? "" : `; replica confirmation ${r.replicaConfirmation}`;
+  const late = r.confirmTimeouts > 0 ? `; ${r.confirmTimeouts} confirmation(s) timed out` : "";
+  return `${where}${moved}${confirm}${late}`;
+}
+
 function figures(s) {
   const l = s.live;
   const rows = [
@@ -184,6 +193,7 @@ function figures(s) {
     ["MySQL stock", l.mysqlStock],
     ...(l.room ? [["Waiting room", `${l.room.size} tickets, ${l.room.through} let through`]] : []),
     ["Window", `${new Date(s.startAt).toLocaleString()} → ${new Date(s.endAt).toLocaleString()}`],
+    ...(s.redis ? [["Redis", redisLine(s.redis)]] : []),
   ];
   $("live-figures").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");

@@ -21,12 +21,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::admission::scripts::{Admission, Scripts};
+use crate::admission::scripts::{Admission, Scripts, is_noscript};
 use crate::domain::{HiddenPath, Shard, UserId};
 use crate::error::{AppError, Dependency};
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
 use crate::plumbing::redis_conn::{RedisConn, is_unavailable};
+use crate::plumbing::replicas::Confirm;
 
 /// One shopper to decide.
 #[derive(Debug, Clone)]
@@ -72,6 +73,8 @@ struct Lane {
 /// Decides buys through `lua/admit.lua`, coalescing those of one shard.
 pub struct Admitter {
     redis: RedisConn,
+    /// Replica confirmation: each call then goes with its `WAIT` on a connection of its own.
+    confirm: Option<Arc<Confirm>>,
     keys: Keys,
     scripts: Arc<Scripts>,
     metrics: Arc<Metrics>,
@@ -83,6 +86,7 @@ pub struct Admitter {
 impl Admitter {
     pub fn new(
         redis: RedisConn,
+        confirm: Option<Arc<Confirm>>,
         keys: Keys,
         scripts: Arc<Scripts>,
         metrics: Arc<Metrics>,
@@ -90,6 +94,7 @@ impl Admitter {
     ) -> Self {
         Self {
             redis,
+            confirm,
             keys,
             scripts,
             metrics,
@@ -191,22 +196,61 @@ impl Admitter {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.metrics.admit_batch_size.observe(shoppers.len() as f64);
-        let reply = self
-            .scripts
-            .get()
-            .admit
-            .invoke(&mut self.redis.clone(), &keys, &args)
-            .await
-            .map_err(|e| {
-                self.metrics.redis_errors.inc();
-                if is_unavailable(&e) {
-                    tracing::warn!(error = %e, "redis unavailable");
-                    Failure::Unavailable
-                } else {
-                    Failure::Internal(Arc::new(e.to_string()))
+        let failed = |e: redis::RedisError| {
+            self.metrics.redis_errors.inc();
+            if is_unavailable(&e) {
+                tracing::warn!(error = %e, "redis unavailable");
+                Failure::Unavailable
+            } else {
+                Failure::Internal(Arc::new(e.to_string()))
+            }
+        };
+        let scripts = self.scripts.get();
+        let Some(confirm) = &self.confirm else {
+            let reply = scripts
+                .admit
+                .invoke(&mut self.redis.clone(), &keys, &args)
+                .await
+                .map_err(failed)?;
+            return Admission::from_batch_reply(reply, shoppers.len())
+                .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))));
+        };
+        // the call and its WAIT, on a connection of their own: "queued" only once replicas
+        // hold what the call wrote (see `plumbing::replicas`)
+        let mut pipe = redis::pipe();
+        pipe.add_command(scripts.admit.cmd(&keys, &args));
+        self.metrics.confirm_waiting.inc();
+        let mut run = confirm.run(&pipe, keys[0]).await;
+        if matches!(&run, Err(e) if is_noscript(e)) {
+            run = match scripts.admit.load(&mut self.redis.clone()).await {
+                Ok(()) => confirm.run(&pipe, keys[0]).await,
+                Err(e) => Err(e),
+            };
+        }
+        self.metrics.confirm_waiting.dec();
+        let (mut replies, confirmed) = run.map_err(failed)?;
+        let reply = replies.pop().unwrap_or(redis::Value::Nil);
+        let mut outcomes = Admission::from_batch_reply(reply, shoppers.len())
+            .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))?;
+        if !confirmed
+            && outcomes
+                .iter()
+                .any(|o| matches!(o, Admission::Queued { .. }))
+        {
+            self.metrics.confirm_timeouts.inc();
+            tracing::warn!(
+                goods = shard.goods.get(),
+                shard = shard.index,
+                replicas = confirm.replicas,
+                timeout_ms = confirm.timeout_ms,
+                "replicas did not confirm an admission in time: its shoppers are told it is being confirmed"
+            );
+            for o in &mut outcomes {
+                if matches!(o, Admission::Queued { .. }) {
+                    *o = Admission::Unconfirmed;
                 }
-            })?;
-        Admission::from_batch_reply(reply, shoppers.len())
-            .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))
+            }
+        }
+        Ok(outcomes)
     }
 }

@@ -36,6 +36,25 @@ impl Script {
         Self { name, source, sha }
     }
 
+    /// The `EVALSHA` of this script with these keys and arguments.
+    pub fn cmd(&self, keys: &[&str], args: &[&str]) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(keys.len()).arg(keys).arg(args);
+        cmd
+    }
+
+    /// `SCRIPT LOAD`, after a NOSCRIPT answer (the node restarted, or a failover promoted a
+    /// replica whose script cache is empty).
+    pub async fn load<C: ConnectionLike>(&self, con: &mut C) -> RedisResult<()> {
+        tracing::info!(script = self.name, sha = %self.sha, "NOSCRIPT: loading the script");
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(&self.source)
+            .query_async(con)
+            .await?;
+        Ok(())
+    }
+
     /// `EVALSHA`, falling back to `SCRIPT LOAD` + `EVALSHA` on NOSCRIPT.
     pub async fn invoke<C: ConnectionLike>(
         &self,
@@ -43,21 +62,20 @@ impl Script {
         keys: &[&str],
         args: &[&str],
     ) -> RedisResult<Value> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.sha).arg(keys.len()).arg(keys).arg(args);
+        let cmd = self.cmd(keys, args);
         match cmd.query_async(con).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                tracing::info!(script = self.name, sha = %self.sha, "NOSCRIPT: loading the script");
-                let _: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(&self.source)
-                    .query_async(con)
-                    .await?;
+            Err(e) if is_noscript(&e) => {
+                self.load(con).await?;
                 cmd.query_async(con).await
             }
             other => other,
         }
     }
+}
+
+/// Whether Redis answered that it does not hold a script (NOSCRIPT).
+pub fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 /// The shared table of return codes, put in front of every script.
@@ -283,6 +301,9 @@ pub enum Admission {
     SoldOut,
     /// NO_SALE: the sale was never loaded into Redis.
     NoSale,
+    /// OK, but the replicas did not confirm the call in time (`plumbing::replicas`): the
+    /// shopper is told it is being confirmed, not "queued". Never a reply of the script itself.
+    Unconfirmed,
 }
 
 impl Admission {
@@ -353,6 +374,7 @@ impl Admission {
             Self::Duplicate => "duplicate",
             Self::SoldOut => "sold_out",
             Self::NoSale => "no_sale",
+            Self::Unconfirmed => "confirming",
         }
     }
 }

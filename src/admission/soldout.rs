@@ -91,7 +91,8 @@ pub struct Listeners {
 /// Subscribes to the restock and logout channels and, for each goods id heard (a unit came
 /// back, or an operator changed the sale), clears its flag and forgets its shard count; for each
 /// token heard, forgets its session. Until `shutdown` fires; reconnects with a short backoff
-/// when Redis goes away, and while it is not subscribed the session cache is not used.
+/// when Redis goes away or the primary moves, and while it is not subscribed the session cache
+/// is not used.
 pub async fn listen(
     target: crate::plumbing::redis_conn::Target,
     to: Listeners,
@@ -100,7 +101,7 @@ pub async fn listen(
     let mut backoff = crate::plumbing::retry::Backoff::listener();
     loop {
         let session = async {
-            let mut pubsub = target.pubsub_client()?.get_async_pubsub().await?;
+            let mut pubsub = target.pubsub_client().await?.get_async_pubsub().await?;
             pubsub
                 .subscribe(&[&to.restock_channel, &to.session_channel])
                 .await?;
@@ -132,6 +133,15 @@ pub async fn listen(
                 }
                 to.flags.clear_all();
                 to.sessions.set_live(false);
+            }
+            // a Sentinel failover: what the old primary publishes now is not what the edges
+            // hear from the new one; subscribe there (messages in between may be missed, so
+            // flags and sessions start afresh, as after any break)
+            _ = target.primary_changed() => {
+                tracing::warn!("the Redis primary moved; subscribing again on the new one");
+                to.flags.clear_all();
+                to.sessions.set_live(false);
+                continue;
             }
             _ = shutdown.changed() => {
                 to.sessions.set_live(false);

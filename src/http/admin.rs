@@ -79,13 +79,21 @@ pub async fn create(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     Ok(respond::with_status(StatusCode::CREATED, view))
 }
 
-/// `GET /api/admin/sales/{id}`: one sale with its phase and live state.
+/// `GET /api/admin/sales/{id}`: one sale with its phase and live state, and how Redis stands
+/// (`redis`: the primary, failovers seen, replica confirmation; see `ops::redis_health`).
 pub async fn show(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
-    Ok(respond::ok(
-        crate::operators::live::view(&state.stores(), goods).await?,
-    ))
+    let view = crate::operators::live::view(&state.stores(), goods).await?;
+    let mut body = serde_json::to_value(view).map_err(|e| AppError::Internal(e.into()))?;
+    if let serde_json::Value::Object(o) = &mut body {
+        let health = super::ops::redis_health(state).await;
+        o.insert(
+            "redis".into(),
+            serde_json::to_value(health).map_err(|e| AppError::Internal(e.into()))?,
+        );
+    }
+    Ok(respond::ok(body))
 }
 
 /// `PATCH /api/admin/sales/{id}`: changes what the sale's phase allows; the view after.

@@ -35,12 +35,72 @@ pub async fn readyz(state: &AppState) -> Resp {
     let redis = why(redis.map(|r| r.map(drop).map_err(|e| e.to_string())));
     let mysql = why(mysql.map(|r| r.map(drop).map_err(|e| e.to_string())));
     let ready = redis == "ok" && mysql == "ok";
-    let mut resp =
-        respond::ok(serde_json::json!({ "ready": ready, "redis": redis, "mysql": mysql }));
+    let mut body = serde_json::json!({ "ready": ready, "redis": redis, "mysql": mysql });
+    if let (serde_json::Value::Object(o), serde_json::Value::Object(h)) =
+        (&mut body, serde_json::json!(redis_health(state).await))
+    {
+        o.extend(h);
+    }
+    let mut resp = respond::ok(body);
     if !ready {
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     resp
+}
+
+/// Where this process writes in Redis and how replica confirmation stands: `/readyz`, and the
+/// console's live view (a failover, buys waiting for a replica).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisHealth {
+    pub redis_mode: &'static str,
+    /// `host:port`, or none on a cluster (a primary per slot range).
+    pub redis_primary: Option<String>,
+    pub redis_failovers: u64,
+    pub replicas_required: u32,
+    pub replicas_why: String,
+    /// `off`, `ok: …`, `waiting: …` (fewer replicas connected than required) or `unknown: …`.
+    pub replica_confirmation: String,
+    pub confirm_waiting: i64,
+    pub confirm_timeouts: u64,
+}
+
+pub async fn redis_health(state: &AppState) -> RedisHealth {
+    let target = &state.redis_target;
+    let replica_confirmation = match &state.confirm {
+        None => "off".to_string(),
+        Some(c) => {
+            let connected = tokio::time::timeout(
+                Duration::from_secs(1),
+                target.replicas(&mut state.redis.clone()),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+            match connected {
+                Some(n) if n >= c.replicas as usize => {
+                    format!("ok: {n} replica(s) connected, {} required", c.replicas)
+                }
+                Some(n) => format!(
+                    "waiting: {n} replica(s) connected, {} required; buys are answered \
+                     \"being confirmed\" (500509) until one is back",
+                    c.replicas
+                ),
+                None => "unknown: the replicas could not be counted".to_string(),
+            }
+        }
+    };
+    let m = &state.metrics;
+    RedisHealth {
+        redis_mode: target.mode().as_str(),
+        redis_primary: target.primary(),
+        redis_failovers: target.failovers(),
+        replicas_required: state.confirm.as_ref().map_or(0, |c| c.replicas),
+        replicas_why: state.confirm_why.to_string(),
+        replica_confirmation,
+        confirm_waiting: m.confirm_waiting.get(),
+        confirm_timeouts: m.confirm_timeouts.get(),
+    }
 }
 
 /// Per-shard queue length, pending count and stock of every unsettled sale (settled ones are
@@ -78,6 +138,18 @@ pub async fn metrics(state: &AppState) -> Resp {
         .metrics
         .breaker_open
         .set(i64::from(state.redis_breaker.is_open()));
+    // where this process writes now, and how many times that moved
+    let target = &state.redis_target;
+    state.metrics.failovers.set(target.failovers() as i64);
+    state.metrics.primary.clear();
+    state
+        .metrics
+        .primary
+        .get_or_create(&crate::plumbing::metrics::PrimaryLabels {
+            mode: target.mode().as_str(),
+            primary: target.primary().unwrap_or_else(|| "per-slot".into()),
+        })
+        .set(1);
     let text = state.metrics.render(&sale_gauges(state).await);
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(

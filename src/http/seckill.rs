@@ -97,6 +97,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
             Err(AppError::SoldOut)
         }
         Admission::NoSale => Err(AppError::NotFound),
+        Admission::Unconfirmed => Err(AppError::Confirming),
     }
 }
 
@@ -154,17 +155,47 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     let user = respond::user(&req, state).await?;
     let shards = state.shards(goods).await?;
     let k = state.keys.shard(Shard::home(goods, user.id, shards));
-    let (result, queued): (Option<i64>, bool) = redis::pipe()
+    let (result, queued, backlog): (Option<i64>, bool, i64) = redis::pipe()
         .get(k.result(user.id))
         .sismember(k.buyers(), user.id.get())
+        .xlen(k.queue())
         .query_async(&mut state.redis.clone())
         .await?;
-    let answer = match result {
-        Some(r) => r,
-        None if queued => 0,
-        None => -1,
-    };
-    Ok(respond::ok(answer))
+    if let Some(r) = result {
+        return Ok(respond::ok(r));
+    }
+    // Nothing in the shard's queue, yet no result: a result (or a buyer mark) lost with a
+    // Redis primary that died before its replica had it. MySQL is the record: an order there
+    // is this shopper's, and is written back. Asked only when nothing is in flight, so a busy
+    // sale's polls never reach MySQL.
+    if backlog == 0
+        && let Some(order) = order_of(state, goods, user.id).await?
+    {
+        let _: () = state
+            .redis
+            .clone()
+            .set_ex(k.result(user.id), order, keys::RESULT_TTL.as_secs())
+            .await?;
+        tracing::info!(
+            goods = goods.get(),
+            user = user.id.get(),
+            order,
+            "a result missing from Redis was found in MySQL and written back"
+        );
+        return Ok(respond::ok(order));
+    }
+    Ok(respond::ok(if queued { 0 } else { -1 }))
+}
+
+/// The live order of `user` for `goods`, if MySQL has one.
+async fn order_of(state: &AppState, goods: GoodsId, user: UserId) -> Result<Option<i64>, AppError> {
+    let order: Option<i64> =
+        sqlx::query_scalar("SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ?")
+            .bind(user.get())
+            .bind(goods.get())
+            .fetch_optional(&state.db)
+            .await?;
+    Ok(order)
 }
 
 /// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG.

@@ -25,7 +25,10 @@
 //! orders without a buyer mark get it back, and each shard's stock is moved to what the
 //! equation says through `mend.lua`, which writes nothing if the shard moved since it was read.
 //! The worker audits every sale at rest every few seconds and exports the drift
-//! (`flashgate_stock_drift{goods}`), logging a non-zero drift once per new value.
+//! (`flashgate_stock_drift{goods}`), logging a non-zero drift once per new value. With
+//! `audit_repair` on (the default) it also runs `fix` itself when two passes in a row find the
+//! same thing wrong: what a Redis failover can leave (a buyer mark or a unit the new primary
+//! never received) is mended without an operator, and the drift is shown until then.
 //!
 //! What it costs, and why it never stalls Redis: the background audit compares **counts**
 //! first: per shard one pipeline of `GET`, `HGET`, `XLEN` and `SCARD` (O(1) each), the small
@@ -651,11 +654,15 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut logged: HashMap<GoodsId, i64> = HashMap::new();
+    // what each sale's last pass found wrong (drift, findings): mended only when a second pass
+    // finds the same, so a reading taken mid-change is never acted on
+    let mut suspect: HashMap<GoodsId, (i64, usize)> = HashMap::new();
     loop {
         if let Ok(sales) = store::unsettled(&stores.db).await {
             let live: BTreeSet<GoodsId> = sales.iter().map(|s| s.goods()).collect();
             // settled or removed since the last pass: nothing of theirs is kept
             logged.retain(|g, _| live.contains(g));
+            suspect.retain(|g, _| live.contains(g));
             for row in &sales {
                 let Ok(light) = read_redis(&stores, row, None).await else {
                     continue;
@@ -682,6 +689,35 @@ pub async fn run(
                     continue;
                 }
                 let drift = report.stock_drift;
+                let wrong = (drift, report.findings.len());
+                if report.clean {
+                    suspect.remove(&row.goods());
+                } else if stores.settings.audit_repair
+                    && suspect.insert(row.goods(), wrong) == Some(wrong)
+                {
+                    // e.g. a Redis failover lost writes the replica never had: MySQL is the
+                    // record, and `fix` acts only at rest and on what MySQL agrees with
+                    match fix(&stores, row.goods()).await {
+                        Ok(after) => {
+                            metrics.audit_repairs.inc();
+                            suspect.remove(&row.goods());
+                            tracing::warn!(
+                                goods = row.goods_id,
+                                drift_before = drift,
+                                findings_before = wrong.1,
+                                drift_after = after.stock_drift,
+                                clean_after = after.clean,
+                                "the audit found the sale drifted twice running at rest and mended Redis from MySQL"
+                            );
+                            metrics.drift(row.goods_id, after.stock_drift);
+                            logged.insert(row.goods(), after.stock_drift);
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(goods = row.goods_id, error = %e, "the audit could not mend the sale; run `flashgate audit {} --fix`", row.goods_id)
+                        }
+                    }
+                }
                 metrics.drift(row.goods_id, drift);
                 let last = logged.insert(row.goods(), drift);
                 if drift != 0 && last != Some(drift) {

@@ -40,8 +40,17 @@ impl FromStr for QueueKind {
 pub struct Settings {
     /// Address the edge listens on (`127.0.0.1:0` picks a free port).
     pub listen: String,
-    /// Redis the sales live in.
+    /// Redis the sales live in: one server, a Sentinel set (`redis+sentinel://…/SERVICE`) or a
+    /// cluster (`plumbing::redis_conn`).
     pub redis_url: String,
+    /// Replicas that must hold an admission before the shopper is told "queued", and a queue
+    /// entry before the worker writes its order (`WAIT`); unset or `auto`: 1 on a Sentinel set
+    /// or a cluster whose primaries have replicas, else 0.
+    #[serde(deserialize_with = "optional_count")]
+    pub redis_ack_replicas: Option<u32>,
+    /// How long a confirmation may take (ms) before the shopper is told the outcome is being
+    /// confirmed instead.
+    pub redis_ack_timeout_ms: u64,
     /// MySQL/MariaDB the orders are written to.
     pub database_url: String,
     /// RabbitMQ, used when `queue = "rabbitmq"`.
@@ -82,6 +91,11 @@ pub struct Settings {
     pub closer_interval_ms: u64,
     /// How often the worker's background audit visits the unsettled sales, in milliseconds.
     pub audit_interval_ms: u64,
+    /// `on`: the worker's audit mends a sale at rest that it finds drifted twice running (after
+    /// a Redis failover lost writes), as `flashgate audit ID --fix` would; `off`: it only
+    /// reports.
+    #[serde(deserialize_with = "switch")]
+    pub audit_repair: bool,
     /// Order-writer tasks per process (RabbitMQ consumers).
     pub consumers: usize,
     /// MySQL batches of one sale a worker writes at once (each on its own connection).
@@ -142,6 +156,8 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:8080".into(),
             redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_ack_replicas: None,
+            redis_ack_timeout_ms: 250,
             database_url: "mysql://root@127.0.0.1:3306/flashgate".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             queue: QueueKind::Redis,
@@ -162,6 +178,7 @@ impl Default for Settings {
             unpaid_timeout_secs: 30 * 60,
             closer_interval_ms: 5_000,
             audit_interval_ms: 5_000,
+            audit_repair: true,
             consumers: 2,
             writers: 4,
             admin_listen: "127.0.0.1:9180".into(),
@@ -204,6 +221,26 @@ fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
             other => Err(serde::de::Error::custom(format!(
                 "expected on or off, got {other:?}"
             ))),
+        },
+    }
+}
+
+/// Reads an optional count: empty or `auto` means none (chosen at start-up).
+fn optional_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        N(u32),
+        S(String),
+    }
+    match Option::<Repr>::deserialize(d)? {
+        None => Ok(None),
+        Some(Repr::N(n)) => Ok(Some(n)),
+        Some(Repr::S(s)) => match s.trim() {
+            "" | "auto" => Ok(None),
+            n => n.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("expected a count or auto, got {n:?}"))
+            }),
         },
     }
 }
@@ -335,6 +372,10 @@ impl Settings {
             anyhow::ensure!(ms >= 100, "{name} must be >= 100");
         }
         anyhow::ensure!(self.max_connections >= 1, "max_connections must be >= 1");
+        anyhow::ensure!(
+            (10..=10_000).contains(&self.redis_ack_timeout_ms),
+            "redis_ack_timeout_ms must be within 10..=10000"
+        );
         anyhow::ensure!(
             (1..=256).contains(&self.admit_batch),
             "admit_batch must be 1..=256"
@@ -482,6 +523,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 44);
+        assert_eq!(names.len(), 47);
     }
 }

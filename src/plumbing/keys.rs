@@ -27,6 +27,10 @@ pub const ABSENT: &str = "null";
 pub const GROUP: &str = "orders";
 /// How long a sale's per-second counts (`tally`) are kept: the live view's window.
 pub const TALLY_TTL: Duration = Duration::from_secs(3600);
+/// A worker renews its heartbeat this often...
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// ...and is taken for dead once it has not for this long (its entries are then taken over).
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 
 /// The key names of one namespace.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +101,12 @@ impl Keys {
     /// `cache:goods:ID`: one cached sale, or [`ABSENT`].
     pub fn goods(&self, goods: GoodsId) -> String {
         format!("{}cache:goods:{}", self.ns, goods.get())
+    }
+
+    /// `worker:alive:CONSUMER`: present while that worker lives (renewed every
+    /// [`HEARTBEAT_EVERY`], expires after [`HEARTBEAT_TTL`]).
+    pub fn worker_alive(&self, consumer: &str) -> String {
+        format!("{}worker:alive:{consumer}", self.ns)
     }
 
     /// The pub/sub channel a give-back is announced on (message: the goods id).

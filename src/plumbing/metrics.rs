@@ -34,7 +34,7 @@ pub const ROUTES: [&str; 8] = [
     "buy", "path", "room", "result", "goods", "auth", "static", "other",
 ];
 /// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the local flag.
-pub const OUTCOMES: [&str; 9] = [
+pub const OUTCOMES: [&str; 10] = [
     "queued",
     "bad_path",
     "not_started",
@@ -44,6 +44,7 @@ pub const OUTCOMES: [&str; 9] = [
     "sold_out",
     "no_sale",
     "sold_out_local",
+    "confirming",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
 pub const CUTOFFS: [&str; 4] = ["header_timeout", "idle_timeout", "body_timeout", "too_many"];
@@ -55,6 +56,11 @@ struct Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Route {
     route: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrimaryLabels {
+    pub mode: &'static str,
+    pub primary: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -109,6 +115,19 @@ pub struct Metrics {
     pub room_wait: Histogram,
     /// Each sale's stock drift, as the worker's audit last found it at rest (`crate::operators::audit`).
     drift: Family<GoodsLabels, Gauge>,
+    /// Writes (admission calls, worker batches) waiting for replicas to confirm them now.
+    pub confirm_waiting: Gauge,
+    /// Confirmations that did not come within `redis_ack_timeout_ms`.
+    pub confirm_timeouts: Counter,
+    /// Primary changes this process followed (Sentinel failovers), set when scraped.
+    pub failovers: Gauge,
+    /// 1 for the Redis deployment and primary this process uses, set when scraped.
+    pub primary: Family<PrimaryLabels, Gauge>,
+    /// Sales the worker's audit mended by itself (`audit_repair`).
+    pub audit_repairs: Counter,
+    /// Queue entries a worker took over from a dead worker, or picked up again from its own
+    /// failed batch, without waiting for the claim timer.
+    pub takeovers: Counter,
 }
 
 impl Default for Metrics {
@@ -169,6 +188,12 @@ impl Metrics {
             drift: Family::default(),
             room_let_through: Counter::default(),
             room_wait: Histogram::new(ROOM_WAIT_BOUNDS),
+            confirm_waiting: Gauge::default(),
+            confirm_timeouts: Counter::default(),
+            failovers: Gauge::default(),
+            primary: Family::default(),
+            audit_repairs: Counter::default(),
+            takeovers: Counter::default(),
             registry,
         };
         m.register_the_rest()
@@ -242,6 +267,38 @@ impl Metrics {
              should be (initial - in flight - orders + units given back); 0 when every unit is \
              accounted for. Set by the worker's audit every few seconds",
             self.drift.clone(),
+        );
+        r.register(
+            "redis_confirm_waiting",
+            "Admission calls and worker batches waiting now for replicas to confirm their writes",
+            self.confirm_waiting.clone(),
+        );
+        r.register(
+            "redis_confirm_timeouts",
+            "Confirmations (WAIT) that did not come within redis_ack_timeout_ms: the shoppers \
+             were told their buy is being confirmed, or the worker waited before writing",
+            self.confirm_timeouts.clone(),
+        );
+        r.register(
+            "redis_failovers",
+            "Redis primary changes this process followed (Sentinel failovers)",
+            self.failovers.clone(),
+        );
+        r.register(
+            "redis_primary",
+            "1 for the Redis deployment (mode) and primary address this process writes to",
+            self.primary.clone(),
+        );
+        r.register(
+            "audit_repairs",
+            "Sales the worker's audit mended by itself at rest (audit_repair on)",
+            self.audit_repairs.clone(),
+        );
+        r.register(
+            "worker_takeovers",
+            "Queue entries taken over from a dead worker, or from this worker's own failed \
+             batch, before the claim timer",
+            self.takeovers.clone(),
         );
         r.register(
             "room_let_through",

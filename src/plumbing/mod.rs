@@ -11,4 +11,5 @@ pub mod db;
 pub mod keys;
 pub mod metrics;
 pub mod redis_conn;
+pub mod replicas;
 pub mod retry;

@@ -1,26 +1,41 @@
-//! The Redis connection: one server or a Redis Cluster, behind one type.
+//! The Redis connection: one server, a Sentinel-managed primary or a Redis Cluster, behind one
+//! type.
 //!
-//! `FLASHGATE_REDIS_URL` names either one server (`redis://host:port/db`) or a cluster, as
-//! `redis+cluster://host1:port1,host2:port2/` or as several `redis://` seed nodes (the nodes
-//! the client first asks for the cluster's layout) separated by commas.
+//! `FLASHGATE_REDIS_URL` names one server (`redis://host:port/db`), a Sentinel set and the name
+//! of the primary it watches (`redis+sentinel://h1:26379,h2:26379,h3:26379/mymaster`, optionally
+//! `/mymaster/DB`; see [`Sentinels`]) or a cluster, as `redis+cluster://host1:port1,host2:port2/`
+//! or as several `redis://` seed nodes (the nodes the client first asks for the cluster's
+//! layout) separated by commas.
 //! [`RedisConn`] implements redis-rs's `ConnectionLike`, so every command and script call in
-//! flashgate is written once and runs on both. That works because every multi-key command,
+//! flashgate is written once and runs on all three. That works because every multi-key command,
 //! script and `MULTI` flashgate sends stays inside one hash tag (a sale's `{g:ID}`, see
 //! [`crate::plumbing::keys`]): the cluster client routes it by its first key. What cannot be routed by a
 //! key lives here: [`RedisConn::scan_match`] visits every primary.
 //!
 //! Pub/sub needs no cluster client: a `PUBLISH` on any node of a cluster reaches the subscribers
-//! of every node, so [`Target::pubsub_client`] opens a plain client on the first seed.
+//! of every node, so [`Target::pubsub_client`] opens a plain client on the first seed (on a
+//! Sentinel set, on the primary of the moment).
+//!
+//! Replica confirmation ([`RedisConn::then_wait`]): `WAIT n ms` answers how many replicas hold
+//! every write *the connection it is sent on* made before it. So the script and its `WAIT` go
+//! as one pipeline, on one socket, to one node; and on a connection of their own (a pool of
+//! them, `plumbing::replicas`), because a blocking `WAIT` would hold up every command behind it on a
+//! shared multiplexed connection.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tokio::sync::{Notify, watch};
 
 use crate::plumbing::breaker::Breaker;
 
@@ -32,14 +47,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum Target {
     /// One server.
     Single(String),
+    /// A primary found through a Sentinel set; every clone shares one watch on it.
+    Sentinel(Arc<Sentinels>),
     /// A cluster, known by one or more seed nodes (`redis://host:port` each).
     Cluster(Vec<String>),
 }
 
+/// What kind of deployment a [`Target`] is, for logs, `/readyz` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Single,
+    Sentinel,
+    Cluster,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Sentinel => "sentinel",
+            Self::Cluster => "cluster",
+        }
+    }
+}
+
 impl Target {
-    /// Parses `redis://…` (one server), `redis+cluster://h1:p1,h2:p2/` or `redis://h1:p1,redis://h2:p2`.
+    /// Parses `redis://…` (one server), `redis+sentinel://h1:p1,h2:p2/SERVICE[/DB]`,
+    /// `redis+cluster://h1:p1,h2:p2/` or `redis://h1:p1,redis://h2:p2`.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let url = url.trim();
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            return Ok(Self::Sentinel(Arc::new(Sentinels::parse(rest)?)));
+        }
         if let Some(rest) = url.strip_prefix("redis+cluster://") {
             let hosts = rest.trim_end_matches('/');
             let seeds: Vec<String> = hosts
@@ -63,19 +102,62 @@ impl Target {
         Ok(Self::Single(url.to_string()))
     }
 
+    pub fn mode(&self) -> Mode {
+        match self {
+            Self::Single(_) => Mode::Single,
+            Self::Sentinel(_) => Mode::Sentinel,
+            Self::Cluster(_) => Mode::Cluster,
+        }
+    }
+
+    /// The primary's address as this process sees it now (`host:port`): the one server, the
+    /// Sentinel set's primary of the moment; `None` for a cluster (a primary per slot range).
+    pub fn primary(&self) -> Option<String> {
+        match self {
+            Self::Single(url) => redis::parse_redis_url(url)
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(6379)))),
+            Self::Sentinel(s) => s.primary(),
+            Self::Cluster(_) => None,
+        }
+    }
+
+    /// Primary changes this process has seen since it started (a Sentinel set's failovers).
+    pub fn failovers(&self) -> u64 {
+        match self {
+            Self::Sentinel(s) => s.failovers.load(Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// Resolves when the primary changes (a Sentinel failover); never for the other kinds.
+    /// Long-lived connections that do not follow by themselves (pub/sub) start again on it.
+    pub async fn primary_changed(&self) {
+        match self {
+            Self::Sentinel(s) => {
+                let mut rx = s.primary.subscribe();
+                rx.borrow_and_update();
+                let _ = rx.changed().await;
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
     /// A self-reconnecting connection whose commands give up after `response_timeout`.
     pub async fn connect(&self, response_timeout: Duration) -> RedisResult<RedisConn> {
         match self {
-            Self::Single(url) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(response_timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_millis(500));
-                let client = redis::Client::open(url.as_str())?;
-                Ok(RedisConn::new(Inner::Single(
-                    ConnectionManager::new_with_config(client, config).await?,
-                )))
+            Self::Single(url) => Ok(RedisConn::new(Inner::Single(
+                manager(url, response_timeout).await?,
+            ))),
+            Self::Sentinel(set) => {
+                set.watch();
+                let follow = Follow {
+                    set: set.clone(),
+                    current: Arc::new(ArcSwapOption::empty()),
+                    switching: Arc::new(tokio::sync::Mutex::new(())),
+                    response_timeout,
+                };
+                follow.conn().await?;
+                Ok(RedisConn::new(Inner::Sentinel(follow)))
             }
             Self::Cluster(seeds) => {
                 let client = ClusterClient::builder(seeds.iter().map(String::as_str))
@@ -90,11 +172,319 @@ impl Target {
         }
     }
 
-    /// A plain client for pub/sub (the first seed of a cluster: publishes reach every node).
-    pub fn pubsub_client(&self) -> RedisResult<redis::Client> {
+    /// A plain client for pub/sub (the first seed of a cluster: publishes reach every node; the
+    /// primary of the moment of a Sentinel set).
+    pub async fn pubsub_client(&self) -> RedisResult<redis::Client> {
         match self {
             Self::Single(url) => redis::Client::open(url.as_str()),
+            Self::Sentinel(set) => {
+                set.watch();
+                redis::Client::open(set.url_of(&set.current_or_ask().await?))
+            }
             Self::Cluster(seeds) => redis::Client::open(seeds[0].as_str()),
+        }
+    }
+
+    /// How many replicas the primary has now (on a cluster: the fewest any primary has). Read
+    /// at start-up to choose and check `FLASHGATE_REDIS_ACK_REPLICAS`.
+    pub async fn replicas(&self, con: &mut RedisConn) -> RedisResult<usize> {
+        match self {
+            Self::Cluster(_) => {
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
+                Ok(fewest_replicas(&nodes))
+            }
+            _ => {
+                // ROLE on a primary: ["master", offset, [[ip, port, offset], ...]]
+                let role: Vec<Value> = redis::cmd("ROLE").query_async(con).await?;
+                match role.as_slice() {
+                    [Value::BulkString(r), _, Value::Array(replicas)] if r == b"master" => {
+                        Ok(replicas.len())
+                    }
+                    _ => Err(RedisError::from((
+                        ErrorKind::Client,
+                        "the Redis flashgate writes to is not a primary (ROLE)",
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The fewest replicas any primary of a cluster has, from `CLUSTER NODES` (one line per node:
+/// `id addr flags primary-id ...`; a replica's fourth field is its primary's id).
+fn fewest_replicas(nodes: &str) -> usize {
+    let mut per_primary: std::collections::HashMap<&str, usize> = Default::default();
+    let lines: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for f in &lines {
+        if f.len() > 3 && f[2].contains("master") && !f[2].contains("fail") {
+            per_primary.entry(f[0]).or_insert(0);
+        }
+    }
+    for f in &lines {
+        if f.len() > 3
+            && f[2].contains("slave")
+            && !f[2].contains("fail")
+            && let Some(n) = per_primary.get_mut(f[3])
+        {
+            *n += 1;
+        }
+    }
+    per_primary.values().copied().min().unwrap_or(0)
+}
+
+/// A `ConnectionManager` to one server: reconnects by itself, gives up a command after
+/// `response_timeout`.
+async fn manager(url: &str, response_timeout: Duration) -> RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let client = redis::Client::open(url)?;
+    ConnectionManager::new_with_config(client, config).await
+}
+
+/// How often the sentinels are asked where the primary is (and at once after a command to it
+/// fails).
+const SENTINEL_POLL: Duration = Duration::from_millis(500);
+
+/// A Sentinel set and the primary it watches: where every connection of this process to that
+/// primary should point.
+///
+/// One task per process ([`Sentinels::watch`]) asks the sentinels every [`SENTINEL_POLL`] (and
+/// at once when a command fails: [`Sentinels::nudge`]) for the primary's address
+/// (`SENTINEL get-master-addr-by-name`). The connections ([`Follow`]) compare the address they
+/// hold with it before every command and reconnect when it moved, so after a failover every
+/// connection, the pools' and pub/sub's included, goes to the new primary by itself.
+pub struct Sentinels {
+    /// `host:port` of each sentinel.
+    nodes: Vec<String>,
+    service: String,
+    db: i64,
+    primary: watch::Sender<Option<String>>,
+    failovers: AtomicU64,
+    nudge: Notify,
+    watching: AtomicBool,
+}
+
+impl std::fmt::Debug for Sentinels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Sentinels({:?}, {:?}, db {})",
+            self.nodes, self.service, self.db
+        )
+    }
+}
+
+impl PartialEq for Sentinels {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.nodes, &self.service, self.db) == (&o.nodes, &o.service, o.db)
+    }
+}
+impl Eq for Sentinels {}
+
+impl Sentinels {
+    /// `h1:p1,h2:p2/SERVICE[/DB]` (what follows `redis+sentinel://`).
+    fn parse(rest: &str) -> anyhow::Result<Self> {
+        let (hosts, path) = rest
+            .split_once('/')
+            .with_context(|| format!("redis+sentinel://{rest} names no service (…/mymaster)"))?;
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                if h.contains(':') {
+                    h.to_string()
+                } else {
+                    format!("{h}:26379")
+                }
+            })
+            .collect();
+        anyhow::ensure!(!nodes.is_empty(), "redis+sentinel:// names no sentinel");
+        let mut parts = path.trim_end_matches('/').split('/');
+        let service = parts.next().unwrap_or_default().to_string();
+        anyhow::ensure!(
+            !service.is_empty(),
+            "redis+sentinel://{rest} names no service (…/mymaster)"
+        );
+        let db = match parts.next() {
+            Some(d) => d
+                .parse()
+                .with_context(|| format!("redis+sentinel:// database {d:?} is not a number"))?,
+            None => 0,
+        };
+        Ok(Self {
+            nodes,
+            service,
+            db,
+            primary: watch::Sender::new(None),
+            failovers: AtomicU64::new(0),
+            nudge: Notify::new(),
+            watching: AtomicBool::new(false),
+        })
+    }
+
+    fn url_of(&self, addr: &str) -> String {
+        format!("redis://{addr}/{}", self.db)
+    }
+
+    /// The primary's address as last heard from the sentinels.
+    pub fn primary(&self) -> Option<String> {
+        self.primary.borrow().clone()
+    }
+
+    /// Asks the sentinels now (a command to the primary failed).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    async fn current_or_ask(&self) -> RedisResult<String> {
+        match self.primary() {
+            Some(p) => Ok(p),
+            None => {
+                let p = self.ask().await?;
+                self.learn(p.clone());
+                Ok(p)
+            }
+        }
+    }
+
+    fn learn(&self, addr: String) {
+        let mut before = None;
+        // only a change wakes those waiting on one (`Target::primary_changed`)
+        let moved = self.primary.send_if_modified(|p| {
+            if p.as_deref() == Some(addr.as_str()) {
+                return false;
+            }
+            before = p.replace(addr.clone());
+            true
+        });
+        match (moved, before) {
+            (true, Some(old)) => {
+                self.failovers.fetch_add(1, Relaxed);
+                tracing::warn!(service = %self.service, from = %old, to = %addr, "Redis primary moved (Sentinel failover); reconnecting");
+            }
+            (true, None) => {
+                tracing::info!(service = %self.service, primary = %addr, "Redis primary found through Sentinel")
+            }
+            _ => {}
+        }
+    }
+
+    /// The primary's address, from the first sentinel that knows it. Says which sentinels did
+    /// not answer, or that none knows the service.
+    pub async fn ask(&self) -> RedisResult<String> {
+        let mut failed = Vec::new();
+        let mut unknown = 0;
+        for node in &self.nodes {
+            let asked = async {
+                let client = redis::Client::open(format!("redis://{node}/"))?;
+                let mut con = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    client.get_multiplexed_async_connection(),
+                )
+                .await
+                .map_err(|_| RedisError::from((ErrorKind::Io, "connect timed out")))??;
+                tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(&self.service)
+                        .query_async::<Option<(String, u16)>>(&mut con),
+                )
+                .await
+                .map_err(|_| RedisError::from((ErrorKind::Io, "no answer")))?
+            };
+            match asked.await {
+                Ok(Some((host, port))) => return Ok(format!("{host}:{port}")),
+                Ok(None) => unknown += 1,
+                Err(e) => failed.push(format!("{node}: {e}")),
+            }
+        }
+        if unknown > 0 {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "the sentinels do not know this service",
+                format!(
+                    "{:?} (asked {} that answered; check the name after the hosts in FLASHGATE_REDIS_URL)",
+                    self.service, unknown
+                ),
+            )));
+        }
+        Err(RedisError::from((
+            ErrorKind::Io,
+            "no sentinel answered",
+            failed.join("; "),
+        )))
+    }
+
+    /// Starts this set's watch task once; it ends when the last holder of the set is gone.
+    fn watch(self: &Arc<Self>) {
+        if self.watching.swap(true, Relaxed) {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(set) = weak.upgrade() else { return };
+                match set.ask().await {
+                    Ok(addr) => set.learn(addr),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "asking the sentinels for the primary failed")
+                    }
+                }
+                let nudged = async {
+                    set.nudge.notified().await;
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(SENTINEL_POLL) => {}
+                    _ = nudged => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+    }
+}
+
+/// One connection to a Sentinel set's primary that follows it when it moves.
+#[derive(Clone)]
+struct Follow {
+    set: Arc<Sentinels>,
+    current: Arc<ArcSwapOption<(String, ConnectionManager)>>,
+    switching: Arc<tokio::sync::Mutex<()>>,
+    response_timeout: Duration,
+}
+
+impl Follow {
+    /// The connection to the primary of the moment, made anew when the primary moved.
+    async fn conn(&self) -> RedisResult<ConnectionManager> {
+        let want = self.set.current_or_ask().await?;
+        if let Some(cur) = self.current.load_full()
+            && cur.0 == want
+        {
+            return Ok(cur.1.clone());
+        }
+        let _one = self.switching.lock().await;
+        if let Some(cur) = self.current.load_full()
+            && cur.0 == want
+        {
+            return Ok(cur.1.clone());
+        }
+        let con = manager(&self.set.url_of(&want), self.response_timeout).await?;
+        self.current.store(Some(Arc::new((want, con.clone()))));
+        Ok(con)
+    }
+
+    /// A failed command may mean the primary moved: ask the sentinels at once.
+    fn heard<T>(&self, result: &RedisResult<T>) {
+        if let Err(e) = result
+            && is_unavailable(e)
+        {
+            self.set.nudge();
         }
     }
 }
@@ -114,6 +504,7 @@ pub struct RedisConn {
 #[derive(Clone)]
 enum Inner {
     Single(ConnectionManager),
+    Sentinel(Follow),
     Cluster(ClusterConnection),
 }
 
@@ -123,10 +514,11 @@ pub fn is_unavailable(e: &redis::RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_timeout()
         || e.is_unrecoverable_error()
-        // a server that is loading its data, or a cluster that is failing over
+        // a server that is loading its data, a cluster that is failing over, a primary that
+        // was turned into a replica (a Sentinel failover this process has not followed yet)
         || matches!(
             e.code(),
-            Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
+            Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
         )
 }
 
@@ -159,6 +551,14 @@ impl ConnectionLike for RedisConn {
         let breaker = self.breaker.clone();
         let sent = match &mut self.inner {
             Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Sentinel(f) => {
+                let f = f.clone();
+                Box::pin(async move {
+                    let result = f.conn().await?.req_packed_command(cmd).await;
+                    f.heard(&result);
+                    result
+                })
+            }
             Inner::Cluster(c) => c.req_packed_command(cmd),
         };
         Box::pin(async move {
@@ -177,6 +577,18 @@ impl ConnectionLike for RedisConn {
         let breaker = self.breaker.clone();
         let sent = match &mut self.inner {
             Inner::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Inner::Sentinel(f) => {
+                let f = f.clone();
+                Box::pin(async move {
+                    let result = f
+                        .conn()
+                        .await?
+                        .req_packed_commands(cmd, offset, count)
+                        .await;
+                    f.heard(&result);
+                    result
+                })
+            }
             Inner::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         };
         Box::pin(async move {
@@ -189,8 +601,82 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         match &self.inner {
             Inner::Single(c) => c.get_db(),
+            Inner::Sentinel(f) => f.set.db,
             Inner::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// The hash slot of `key` (CRC16/XMODEM of its hash tag, modulo 16384), as Redis Cluster
+/// computes it.
+fn slot_of(key: &[u8]) -> u16 {
+    let tagged = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &b in tagged {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+impl RedisConn {
+    /// Sends the commands of `pipe` and then `WAIT replicas timeout_ms`, as one pipeline, to
+    /// the primary that holds `key`; answers their replies and how many replicas hold everything
+    /// they wrote. An error answer to any of them is returned as the error. Meant for a
+    /// connection of its own (`plumbing::replicas`): the `WAIT` blocks the socket until it
+    /// returns.
+    pub async fn then_wait(
+        &mut self,
+        pipe: &Pipeline,
+        key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> RedisResult<(Vec<Value>, i64)> {
+        let mut pipe = pipe.clone();
+        let n = pipe.len();
+        pipe.cmd("WAIT").arg(replicas).arg(timeout_ms);
+        let breaker = self.breaker.clone();
+        let result = match &mut self.inner {
+            Inner::Single(c) => c.req_packed_commands(&pipe, 0, n + 1).await,
+            Inner::Sentinel(f) => {
+                let r = f.conn().await?.req_packed_commands(&pipe, 0, n + 1).await;
+                f.heard(&r);
+                r
+            }
+            Inner::Cluster(c) => {
+                let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
+                c.route_pipeline(pipe, 0, n + 1, SingleNodeRoutingInfo::SpecificNode(route))
+                    .await
+            }
+        };
+        Self::heard(&breaker, &result);
+        let mut values = result?;
+        if values.len() != n + 1 {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "a pipeline and its WAIT answered the wrong number of replies",
+            )));
+        }
+        let acked: i64 = redis::from_redis_value(values.pop().expect("n + 1 replies"))?;
+        if let Some(e) = values.iter().find_map(|v| match v {
+            Value::ServerError(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            return Err(e.into());
+        }
+        Ok((values, acked))
     }
 }
 
@@ -208,11 +694,13 @@ impl RedisConn {
             c
         };
         let mut found = Vec::new();
+        let mut one = self.clone(); // one server: any connection of this kind
         match &mut self.inner {
-            Inner::Single(con) => {
+            Inner::Single(_) | Inner::Sentinel(_) => {
                 let mut cursor = 0;
                 loop {
-                    let (next, batch): (u64, Vec<String>) = scan(cursor).query_async(con).await?;
+                    let (next, batch): (u64, Vec<String>) =
+                        scan(cursor).query_async(&mut one).await?;
                     found.extend(batch);
                     if next == 0 {
                         return Ok(found);

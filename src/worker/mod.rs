@@ -51,8 +51,9 @@ pub struct WorkerCtx {
     pub consumer: String,
     /// This consumer's fence (see [`fence`]): the epoch its batches are read under.
     pub fence: fence::Fence,
-    /// Stream entries a task of this process is writing now: the claimer leaves them alone.
-    pub writing: std::sync::Mutex<HashSet<String>>,
+    /// Stream entries a task of this process has read and not settled yet: the claimer leaves
+    /// them alone (any other entry pending under this consumer is an orphan of a failed batch).
+    pub writing: Arc<std::sync::Mutex<HashSet<String>>>,
     pub blocking: blocking::Pool,
 }
 
@@ -75,6 +76,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     tracing::info!(consumer = %ctx.consumer, queue = ?ctx.state.settings.queue, "worker started");
 
     let mut tasks = JoinSet::new();
+    tasks.spawn(heartbeat(ctx.clone(), shutdown.clone()));
     tasks.spawn(closer::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(crate::operators::tally::flush_every_second(
         ctx.state.tally.clone(),
@@ -186,6 +188,30 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     while tasks.join_next().await.is_some() {}
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Keeps `worker:alive:CONSUMER` while this worker runs, so the others can tell a dead worker
+/// (its entries are taken over within seconds) from a slow one (left alone until
+/// `claim_idle_ms`).
+async fn heartbeat(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
+    let key = ctx.state.keys.worker_alive(&ctx.consumer);
+    loop {
+        let beat: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(crate::plumbing::keys::HEARTBEAT_TTL.as_millis() as u64)
+            .query_async(&mut ctx.state.redis.clone())
+            .await;
+        if let Err(e) = beat {
+            tracing::debug!(error = %e, "heartbeat not written");
+        }
+        // at shutdown the key is left to expire: the batches still finishing stay this
+        // worker's until then
+        if pause(crate::plumbing::keys::HEARTBEAT_EVERY, &mut shutdown).await {
+            return;
+        }
+    }
 }
 
 /// Sleeps for `d`, or less if shutdown comes first; true if shutting down.

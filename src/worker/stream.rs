@@ -5,9 +5,16 @@
 //! - MySQL down: the batch is retried with backoff and nothing is acked; meanwhile the worker
 //!   re-claims its own entries (`XCLAIM … JUSTID`, which resets their idle time without counting a
 //!   delivery) so no other worker takes them over while it is alive.
-//! - A worker that dies mid-batch: its entries stay pending; once idle longer than
-//!   `claim_idle_ms` a live worker `XCLAIM`s them (the writer recognises a replay of an entry the
-//!   dead worker had committed).
+//! - A worker that dies mid-batch: its entries stay pending; its heartbeat
+//!   (`worker:alive:CONSUMER`) expires within [`keys::HEARTBEAT_TTL`], and a live worker then
+//!   `XCLAIM`s them once idle [`TAKEOVER_IDLE`] (the writer recognises a replay of an entry the
+//!   dead worker had committed). A worker that is alive but slow keeps its entries until
+//!   `claim_idle_ms`. Entries pending under this worker that none of its tasks holds (a batch
+//!   that failed) are picked up again the same way.
+//! - Redis failing over: the post-commit step (results and acks) is retried by the batch's own
+//!   task until the new primary answers; a batch is written to MySQL only once the replicas
+//!   hold its entries (`plumbing::replicas`), and entries the new primary does not hold (lost
+//!   with the old one) are not written at all.
 //! - An entry delivered `max_deliveries` times (it keeps killing workers), or one that cannot be
 //!   parsed, goes to the dead-letter stream `sk:{g:ID}:dead` and its unit is given back.
 //! - Redis gone: reads fail, the reader backs off and reconnects; the stream and its pending
@@ -43,7 +50,8 @@ pub async fn run(
     mut sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::worker();
+    // Redis errors here: back quickly after a failover (100 ms doubling up to 2 s)
+    let mut backoff = Backoff::listener();
     let mut last_claim = Instant::now() - Duration::from_secs(3600);
     // MySQL batches of this sale being written now: several overlap, each on its own connection
     let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -65,7 +73,7 @@ pub async fn run(
             return;
         }
         let claim_every = Duration::from_millis(ctx.state.settings.claim_idle_ms / 2)
-            .max(Duration::from_millis(100));
+            .clamp(Duration::from_millis(100), CLAIM_EVERY);
         let step = async {
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
@@ -92,6 +100,9 @@ pub async fn run(
             if entries.is_empty() {
                 return anyhow::Ok(());
             }
+            // these entries are this process's from now until settled (the claimer leaves them)
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            let writing = Writing::new(&ctx, &ids);
             if let Sink::Mysql = sink {
                 while in_flight.len() >= writers {
                     if let Some(done) = in_flight.join_next().await {
@@ -100,10 +111,12 @@ pub async fn run(
                 }
                 let (ctx, mut shutdown) = (ctx.clone(), shutdown.clone());
                 in_flight.spawn(async move {
+                    let _writing = writing;
                     process(&ctx, shard, entries, epoch, &mut Sink::Mysql, &mut shutdown).await
                 });
             } else {
                 process(&ctx, shard, entries, epoch, &mut sink, &mut shutdown).await?;
+                drop(writing);
             }
             anyhow::Ok(())
         };
@@ -191,7 +204,15 @@ async fn read(ctx: &WorkerCtx, shard: Shard) -> RedisResult<Vec<StreamId>> {
     }
 }
 
-/// Takes over entries other consumers left idle too long; dead-letters those delivered too often.
+/// How often a reader looks for entries to take over.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+/// A dead worker's entries (its heartbeat gone), and this worker's own orphans, are taken once
+/// idle this long.
+pub const TAKEOVER_IDLE: Duration = Duration::from_secs(2);
+
+/// Takes over entries left pending: a dead worker's (no heartbeat) and this worker's own that
+/// no task holds, once idle [`TAKEOVER_IDLE`]; a living worker's once idle `claim_idle_ms`.
+/// Dead-letters those delivered too often.
 async fn claim_stale(
     ctx: &WorkerCtx,
     shard: Shard,
@@ -202,12 +223,13 @@ async fn claim_stale(
     let queue = ctx.state.keys.shard(shard).queue();
     let mut con = ctx.state.redis.clone();
     loop {
-        // [id, consumer, idle ms, deliveries] of entries idle at least claim_idle_ms
+        // [id, consumer, idle ms, deliveries] of entries idle at least TAKEOVER_IDLE
+        let quick = (TAKEOVER_IDLE.as_millis() as u64).min(s.claim_idle_ms);
         let pending: Vec<Pending> = redis::cmd("XPENDING")
             .arg(&queue)
             .arg(keys::GROUP)
             .arg("IDLE")
-            .arg(s.claim_idle_ms)
+            .arg(quick)
             .arg("-")
             .arg("+")
             .arg(s.batch_size)
@@ -220,14 +242,18 @@ async fn claim_stale(
                     Err(e)
                 }
             })?;
-        // entries this process is writing now are not stale, only slow: leave them to their task
+        // entries this process is writing now are not stale, only slow: leave them to their
+        // task; another living worker's are taken only past claim_idle_ms
+        let dead = dead_owners(ctx, &pending).await?;
         let pending: Vec<Pending> = {
             let busy = ctx.writing.lock().expect("writing lock");
             pending
                 .into_iter()
                 .filter(|p| !busy.contains(&p.0))
+                .filter(|p| p.2 >= s.claim_idle_ms || p.1 == ctx.consumer || dead.contains(&p.1))
                 .collect()
         };
+        let early = pending.iter().filter(|p| p.2 < s.claim_idle_ms).count();
         // fence off every other owner first; an owner still inside a transaction keeps its
         // entries this round (it is alive and working)
         let pending = fence_owners(ctx, pending).await?;
@@ -236,9 +262,11 @@ async fn claim_stale(
         }
         let epoch = ctx.fence.epoch();
         let ids: Vec<&str> = pending.iter().map(|p| p.0.as_str()).collect();
+        let _writing = Writing::new(ctx, &ids);
         let claimed: StreamClaim = con
-            .xclaim(&queue, keys::GROUP, &ctx.consumer, s.claim_idle_ms, &ids)
+            .xclaim(&queue, keys::GROUP, &ctx.consumer, quick, &ids)
             .await?;
+        ctx.state.metrics.takeovers.inc_by(early as u64);
         let deliveries: std::collections::HashMap<&str, u64> =
             pending.iter().map(|p| (p.0.as_str(), p.3 + 1)).collect();
         let (dead, live): (Vec<StreamId>, Vec<StreamId>) = claimed
@@ -249,6 +277,7 @@ async fn claim_stale(
             goods = shard.goods.get(),
             shard = shard.index,
             claimed = live.len(),
+            before_claim_idle = early,
             dead = dead.len(),
             "claimed stale entries"
         );
@@ -266,27 +295,53 @@ async fn claim_stale(
 
 type StreamClaim = redis::streams::StreamClaimReply;
 
-/// Marks entries as being written by a task of this process for as long as it lives (dropped on
+/// The other owners among `pending` whose heartbeat is gone.
+async fn dead_owners(
+    ctx: &WorkerCtx,
+    pending: &[Pending],
+) -> RedisResult<std::collections::BTreeSet<String>> {
+    let owners: std::collections::BTreeSet<&str> = pending
+        .iter()
+        .map(|p| p.1.as_str())
+        .filter(|o| *o != ctx.consumer)
+        .collect();
+    let mut dead = std::collections::BTreeSet::new();
+    for owner in owners {
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(ctx.state.keys.worker_alive(owner))
+            .query_async(&mut ctx.state.redis.clone())
+            .await?;
+        if !alive {
+            dead.insert(owner.to_string());
+        }
+    }
+    Ok(dead)
+}
+
+/// Marks entries as held by a task of this process for as long as it lives (dropped on
 /// return, error or panic alike).
-struct Writing<'a> {
-    ctx: &'a WorkerCtx,
+struct Writing {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     ids: Vec<String>,
 }
 
-impl<'a> Writing<'a> {
-    fn new(ctx: &'a WorkerCtx, ids: &[&str]) -> Self {
+impl Writing {
+    fn new(ctx: &WorkerCtx, ids: &[&str]) -> Self {
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
         ctx.writing
             .lock()
             .expect("writing lock")
             .extend(ids.iter().cloned());
-        Self { ctx, ids }
+        Self {
+            set: ctx.writing.clone(),
+            ids,
+        }
     }
 }
 
-impl Drop for Writing<'_> {
+impl Drop for Writing {
     fn drop(&mut self) {
-        let mut w = self.ctx.writing.lock().expect("writing lock");
+        let mut w = self.set.lock().expect("writing lock");
         for id in &self.ids {
             w.remove(id);
         }
@@ -429,7 +484,7 @@ async fn process(
     sink: &mut Sink,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut batch = Vec::with_capacity(entries.len());
+    let mut batch: Vec<Admitted> = Vec::with_capacity(entries.len());
     let mut ids: Vec<&str> = Vec::with_capacity(entries.len());
     for entry in &entries {
         match parse(entry) {
@@ -443,10 +498,27 @@ async fn process(
     if batch.is_empty() {
         return Ok(());
     }
+    // written only once replicas hold the entries, and only those this primary holds
+    if ctx.state.confirm.is_some() {
+        let Some(held) = confirm_entries(ctx, shard, &ids, shutdown).await? else {
+            return Ok(()); // shutting down: the entries stay pending
+        };
+        if held.len() < ids.len() {
+            tracing::warn!(
+                goods = shard.goods.get(),
+                shard = shard.index,
+                lost = ids.len() - held.len(),
+                "queue entries read before a failover are not on the new primary: not written (their buys were lost with the old primary, before any replica confirmed them)"
+            );
+            batch.retain(|a| held.contains(&a.entry_id));
+            ids.retain(|id| held.contains(*id));
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
+    }
     match sink {
         Sink::Mysql => {
-            // these entries are this task's until it returns (the claimer leaves them alone)
-            let _writing = Writing::new(ctx, &ids);
             let holder = Holder {
                 consumer: &ctx.consumer,
                 epoch,
@@ -468,14 +540,96 @@ async fn process(
                 };
                 // the last chunk's results and the acks go in one MULTI, as for a small batch
                 let ack: &[&str] = if n + 1 == chunks.len() { &ids } else { &[] };
-                results::finish(&ctx.state, shard, chunk, &written, ack).await?;
+                if !finish_with_retry(ctx, shard, chunk, &written, ack, shutdown).await {
+                    return Ok(()); // shutdown: the entries stay pending, found again as written
+                }
                 commit::record(&ctx.state, shard.goods, &written);
             }
         }
         Sink::Rabbit(publisher) => {
             publisher.publish(shard, &batch).await?;
-            results::finish(&ctx.state, shard, &[], &[], &ids).await?;
+            finish_with_retry(ctx, shard, &[], &[], &ids, shutdown).await;
         }
     }
     Ok(())
+}
+
+/// The post-commit step (results, acks), tried again until Redis answers: after a failover
+/// the batch's own task finishes it as soon as the new primary serves, instead of leaving it
+/// for a claim. False if shutdown came first.
+async fn finish_with_retry(
+    ctx: &WorkerCtx,
+    shard: Shard,
+    batch: &[Admitted],
+    written: &[Written],
+    ack: &[&str],
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Backoff::listener();
+    loop {
+        match results::finish(&ctx.state, shard, batch, written, ack).await {
+            Ok(()) => return true,
+            Err(e) => {
+                ctx.state.metrics.redis_errors.inc();
+                let wait = backoff.next_delay();
+                tracing::warn!(goods = shard.goods.get(), shard = shard.index, error = %e, ?wait, "writing results after the commit failed; retrying");
+                if pause(wait, shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the replicas hold `ids` (`WAIT` after a write on the same socket, see
+/// `plumbing::replicas`); answers the ids the primary holds (an entry read from an old primary
+/// that died before replicating it is not there). `None` at shutdown.
+async fn confirm_entries(
+    ctx: &WorkerCtx,
+    shard: Shard,
+    ids: &[&str],
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<std::collections::HashSet<String>>> {
+    let Some(confirm) = &ctx.state.confirm else {
+        return Ok(Some(ids.iter().map(|s| s.to_string()).collect()));
+    };
+    let k = ctx.state.keys.shard(shard);
+    let queue = k.queue();
+    // each entry looked up, then one write (so the WAIT covers this connection's offset, which
+    // is past every entry the primary holds)
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("XRANGE").arg(&queue).arg(*id).arg(*id);
+    }
+    pipe.cmd("HINCRBY").arg(k.meta()).arg("confirms").arg(1);
+    let mut backoff = Backoff::listener();
+    loop {
+        ctx.state.metrics.confirm_waiting.inc();
+        let run = confirm.run(&pipe, &queue).await;
+        ctx.state.metrics.confirm_waiting.dec();
+        let problem = match run {
+            Ok((replies, true)) => {
+                let held = ids
+                    .iter()
+                    .zip(&replies)
+                    .filter(|(_, r)| matches!(r, redis::Value::Array(a) if !a.is_empty()))
+                    .map(|(id, _)| id.to_string())
+                    .collect();
+                return Ok(Some(held));
+            }
+            Ok((_, false)) => {
+                ctx.state.metrics.confirm_timeouts.inc();
+                "replicas did not confirm the batch's entries in time".to_string()
+            }
+            Err(e) => {
+                ctx.state.metrics.redis_errors.inc();
+                e.to_string()
+            }
+        };
+        let wait = backoff.next_delay();
+        tracing::warn!(goods = shard.goods.get(), shard = shard.index, %problem, ?wait, "not writing a batch until replicas hold it");
+        if pause(wait, shutdown).await {
+            return Ok(None);
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod catalogue;
 mod cluster;
 mod db;
 mod degrade;
+mod ha;
 mod hardening;
 mod helpers;
 mod history;
