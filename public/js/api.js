@@ -23,6 +23,7 @@ const Flash = (() => {
     500506: "This order was closed because it was not paid in time.",
     500507: "It is not your turn yet: please wait in the waiting room.",
     500508: "The waiting room has let through as many shoppers as this sale can serve. Sorry!",
+    500509: "Your buy is being confirmed… this can take a few seconds.",
   };
 
   class ApiError extends Error {

@@ -9,7 +9,9 @@
 // The countdown starts from the server's remainSeconds (not the phone's clock); the buy button is
 // enabled only while the sale runs. A buy is: GET /api/seckill/path (checks the captcha) then
 // POST /api/seckill/{path}/orders; "queued" polls GET /api/seckill/result every 200 ms for up to
-// 30 s and ends on the order link, or on the reason it failed.
+// 30 s and ends on the order link, or on the reason it failed. "Being confirmed" (202 with code
+// 500509: Redis replicas have not confirmed the buy yet) polls the same way: the result settles
+// it either way.
 "use strict";
 
 const POLL_EVERY_MS = 200;
@@ -169,6 +171,14 @@ async function pollResult() {
   return 0;
 }
 
+// Polls the result and says how the buy ended.
+async function settle() {
+  const result = await pollResult();
+  if (result > 0) success(result);
+  else if (result < 0) Flash.show(msg, "Sorry, your order did not go through: the item sold out.", "error");
+  else Flash.show(msg, "Still processing. Check back in a minute.", "info");
+}
+
 function success(orderId) {
   msg.innerHTML = "";
   msg.className = "msg ok";
@@ -188,12 +198,14 @@ async function buy() {
     const path = await Flash.call("GET", `/api/seckill/path?goodsId=${goodsId}&verifyCode=${encodeURIComponent(answer || "0")}`);
     await Flash.call("POST", `/api/seckill/${path}/orders`, { goodsId });
     Flash.show(msg, "Queued… your order is being placed.", "info");
-    const result = await pollResult();
-    if (result > 0) success(result);
-    else if (result < 0) Flash.show(msg, "Sorry, your order did not go through: the item sold out.", "error");
-    else Flash.show(msg, "Still processing. Check back in a minute.", "info");
+    await settle();
   } catch (e) {
     if (e.code === 500210) { Flash.goLogin(); return; }
+    if (e.code === 500509) {
+      Flash.show(msg, e.message, "info");
+      await settle();
+      return;
+    }
     if (e.code === 500501) {
       // already bought: show the order if there is one
       const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`).catch(() => 0);

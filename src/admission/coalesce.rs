@@ -29,6 +29,15 @@ use crate::plumbing::metrics::Metrics;
 use crate::plumbing::redis_conn::{RedisConn, is_unavailable};
 use crate::plumbing::replicas::Confirm;
 
+/// Admitted shoppers whose call replicas have not confirmed are told so, not "queued".
+fn unconfirmed(outcomes: &mut [Admission]) {
+    for o in outcomes {
+        if matches!(o, Admission::Queued { .. }) {
+            *o = Admission::Unconfirmed;
+        }
+    }
+}
+
 /// One shopper to decide.
 #[derive(Debug, Clone)]
 pub struct Shopper {
@@ -206,19 +215,51 @@ impl Admitter {
             }
         };
         let scripts = self.scripts.get();
-        let Some(confirm) = &self.confirm else {
-            let reply = scripts
-                .admit
-                .invoke(&mut self.redis.clone(), &keys, &args)
-                .await
-                .map_err(failed)?;
-            return Admission::from_batch_reply(reply, shoppers.len())
-                .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))));
+        let confirm = match &self.confirm {
+            // replicas away a moment ago: no WAIT, and no "queued" (see `plumbing::replicas`)
+            Some(c) if c.degraded() => Some(c),
+            Some(c) => {
+                return self
+                    .call_confirmed(c, shard, &keys, &args, shoppers.len())
+                    .await;
+            }
+            None => None,
         };
-        // the call and its WAIT, on a connection of their own: "queued" only once replicas
-        // hold what the call wrote (see `plumbing::replicas`)
+        let reply = scripts
+            .admit
+            .invoke(&mut self.redis.clone(), &keys, &args)
+            .await
+            .map_err(failed)?;
+        let mut outcomes = Admission::from_batch_reply(reply, shoppers.len())
+            .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))?;
+        if confirm.is_some() {
+            unconfirmed(&mut outcomes);
+        }
+        Ok(outcomes)
+    }
+
+    /// The call and its `WAIT`, on a connection of their own: "queued" only once replicas hold
+    /// what the call wrote (see `plumbing::replicas`).
+    async fn call_confirmed(
+        &self,
+        confirm: &Confirm,
+        shard: Shard,
+        keys: &[&str],
+        args: &[&str],
+        n: usize,
+    ) -> Result<Vec<Admission>, Failure> {
+        let failed = |e: redis::RedisError| {
+            self.metrics.redis_errors.inc();
+            if is_unavailable(&e) {
+                tracing::warn!(error = %e, "redis unavailable");
+                Failure::Unavailable
+            } else {
+                Failure::Internal(Arc::new(e.to_string()))
+            }
+        };
+        let scripts = self.scripts.get();
         let mut pipe = redis::pipe();
-        pipe.add_command(scripts.admit.cmd(&keys, &args));
+        pipe.add_command(scripts.admit.cmd(keys, args));
         self.metrics.confirm_waiting.inc();
         let mut run = confirm.run(&pipe, keys[0]).await;
         if matches!(&run, Err(e) if is_noscript(e)) {
@@ -230,7 +271,7 @@ impl Admitter {
         self.metrics.confirm_waiting.dec();
         let (mut replies, confirmed) = run.map_err(failed)?;
         let reply = replies.pop().unwrap_or(redis::Value::Nil);
-        let mut outcomes = Admission::from_batch_reply(reply, shoppers.len())
+        let mut outcomes = Admission::from_batch_reply(reply, n)
             .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))?;
         if !confirmed
             && outcomes
@@ -245,11 +286,7 @@ impl Admitter {
                 timeout_ms = confirm.timeout_ms,
                 "replicas did not confirm an admission in time: its shoppers are told it is being confirmed"
             );
-            for o in &mut outcomes {
-                if matches!(o, Admission::Queued { .. }) {
-                    *o = Admission::Unconfirmed;
-                }
-            }
+            unconfirmed(&mut outcomes);
         }
         Ok(outcomes)
     }

@@ -49,8 +49,8 @@ pub enum Target {
     Single(String),
     /// A primary found through a Sentinel set; every clone shares one watch on it.
     Sentinel(Arc<Sentinels>),
-    /// A cluster, known by one or more seed nodes (`redis://host:port` each).
-    Cluster(Vec<String>),
+    /// A cluster, known by one or more seed nodes; every clone shares one watch on its layout.
+    Cluster(Arc<Cluster>),
 }
 
 /// What kind of deployment a [`Target`] is, for logs, `/readyz` and `/metrics`.
@@ -88,7 +88,7 @@ impl Target {
                 .map(|h| format!("redis://{h}/"))
                 .collect();
             anyhow::ensure!(!seeds.is_empty(), "redis+cluster:// names no node: {url:?}");
-            return Ok(Self::Cluster(seeds));
+            return Ok(Self::Cluster(Arc::new(Cluster::new(seeds))));
         }
         if url.contains(',') {
             let seeds: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
@@ -96,7 +96,7 @@ impl Target {
                 redis::parse_redis_url(s)
                     .with_context(|| format!("cluster seed {s:?} is not a redis:// URL"))?;
             }
-            return Ok(Self::Cluster(seeds));
+            return Ok(Self::Cluster(Arc::new(Cluster::new(seeds))));
         }
         redis::parse_redis_url(url).with_context(|| format!("{url:?} is not a redis:// URL"))?;
         Ok(Self::Single(url.to_string()))
@@ -111,21 +111,26 @@ impl Target {
     }
 
     /// The primary's address as this process sees it now (`host:port`): the one server, the
-    /// Sentinel set's primary of the moment; `None` for a cluster (a primary per slot range).
+    /// Sentinel set's primary of the moment; a cluster's primaries, comma-separated.
     pub fn primary(&self) -> Option<String> {
         match self {
             Self::Single(url) => redis::parse_redis_url(url)
                 .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(6379)))),
             Self::Sentinel(s) => s.primary(),
-            Self::Cluster(_) => None,
+            Self::Cluster(c) => {
+                let p = c.primaries.lock().expect("primaries lock");
+                (!p.is_empty()).then(|| p.iter().cloned().collect::<Vec<_>>().join(","))
+            }
         }
     }
 
-    /// Primary changes this process has seen since it started (a Sentinel set's failovers).
+    /// Primary changes this process has seen since it started (a Sentinel set's failovers, a
+    /// cluster's primaries replaced).
     pub fn failovers(&self) -> u64 {
         match self {
             Self::Sentinel(s) => s.failovers.load(Relaxed),
-            _ => 0,
+            Self::Cluster(c) => c.failovers.load(Relaxed),
+            Self::Single(_) => 0,
         }
     }
 
@@ -159,8 +164,9 @@ impl Target {
                 follow.conn().await?;
                 Ok(RedisConn::new(Inner::Sentinel(follow)))
             }
-            Self::Cluster(seeds) => {
-                let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+            Self::Cluster(cluster) => {
+                cluster.watch();
+                let client = ClusterClient::builder(cluster.seeds.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(response_timeout)
                     .retries(2)
@@ -181,7 +187,7 @@ impl Target {
                 set.watch();
                 redis::Client::open(set.url_of(&set.current_or_ask().await?))
             }
-            Self::Cluster(seeds) => redis::Client::open(seeds[0].as_str()),
+            Self::Cluster(cluster) => cluster.answering_seed().await,
         }
     }
 
@@ -207,6 +213,105 @@ impl Target {
                 }
             }
         }
+    }
+}
+
+/// How often a cluster's layout is read to notice primaries being replaced.
+const CLUSTER_POLL: Duration = Duration::from_secs(1);
+
+/// A cluster's seed nodes, and the primaries this process last saw (for `/readyz` and the
+/// failover count; the cluster client follows a failover by itself, on `MOVED`).
+#[derive(Debug)]
+pub struct Cluster {
+    seeds: Vec<String>,
+    primaries: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    failovers: AtomicU64,
+    watching: AtomicBool,
+}
+
+impl PartialEq for Cluster {
+    fn eq(&self, o: &Self) -> bool {
+        self.seeds == o.seeds
+    }
+}
+impl Eq for Cluster {}
+
+impl Cluster {
+    fn new(seeds: Vec<String>) -> Self {
+        Self {
+            seeds,
+            primaries: Default::default(),
+            failovers: AtomicU64::new(0),
+            watching: AtomicBool::new(false),
+        }
+    }
+
+    /// The seed URLs (`redis://host:port/`).
+    pub fn seeds(&self) -> &[String] {
+        &self.seeds
+    }
+
+    /// A plain client on the first seed that answers (a dead seed is passed over: pub/sub
+    /// reaches every node from any of them).
+    async fn answering_seed(&self) -> RedisResult<redis::Client> {
+        let mut last = None;
+        for seed in &self.seeds {
+            let client = redis::Client::open(seed.as_str())?;
+            let ping = async {
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<()>(&mut c).await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+                Ok(Ok(())) => return Ok(client),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(RedisError::from((ErrorKind::Io, "seed timed out"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::from((ErrorKind::Io, "no cluster seed"))))
+    }
+
+    /// The primaries serving slots, from `CLUSTER NODES` of the first seed that answers.
+    async fn read_primaries(&self) -> RedisResult<std::collections::BTreeSet<String>> {
+        let client = self.answering_seed().await?;
+        let mut c = client.get_multiplexed_async_connection().await?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut c)
+            .await?;
+        Ok(nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() > 8 && f[2].contains("master") && !f[2].contains("fail"))
+            .filter_map(|f| f[1].split('@').next().map(str::to_string))
+            .collect())
+    }
+
+    /// Starts this cluster's watch task once; it ends when the last holder is gone.
+    fn watch(self: &Arc<Self>) {
+        if self.watching.swap(true, Relaxed) {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(cluster) = weak.upgrade() else {
+                    return;
+                };
+                if let Ok(now) = cluster.read_primaries().await {
+                    let mut seen = cluster.primaries.lock().expect("primaries lock");
+                    // a primary gone and another serving: a replica took over
+                    if !seen.is_empty() && now.difference(&seen).next().is_some() {
+                        cluster.failovers.fetch_add(1, Relaxed);
+                        tracing::warn!(before = ?*seen, now = ?now, "Redis Cluster primaries changed (failover)");
+                    }
+                    if !now.is_empty() {
+                        *seen = now;
+                    }
+                }
+                drop(cluster);
+                tokio::time::sleep(CLUSTER_POLL).await;
+            }
+        });
     }
 }
 
@@ -781,10 +886,10 @@ mod tests {
             Target::parse("redis://127.0.0.1:6379/2").unwrap(),
             Target::Single("redis://127.0.0.1:6379/2".into())
         );
-        let want = Target::Cluster(vec![
+        let want = Target::Cluster(Arc::new(Cluster::new(vec![
             "redis://127.0.0.1:7001/".into(),
             "redis://127.0.0.1:7002/".into(),
-        ]);
+        ])));
         assert_eq!(
             Target::parse("redis+cluster://127.0.0.1:7001,127.0.0.1:7002/").unwrap(),
             want

@@ -15,13 +15,19 @@
 //! failover may still promote a replica that had not received it (docs/runbook.md says what can
 //! be lost where).
 //!
+//! While the replicas are away (a confirmation just timed out) the edge does not make every
+//! call wait out the timeout, which would leave each sale shard a few calls a second: for
+//! [`DEGRADED_FOR`] its calls go without `WAIT` and their shoppers are told "being confirmed"
+//! at once ([`Confirm::degraded`]); then one call tries `WAIT` again. The worker still writes
+//! nothing a replica does not hold, so nothing is promised that a failover could take back.
+//!
 //! The count is chosen at start-up ([`choose`]): unset, 1 where a Sentinel set's primary or
 //! every cluster primary has a replica, else 0; a count the deployment cannot meet refuses to
 //! start.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use redis::{Pipeline, RedisResult, Value};
 
@@ -30,6 +36,8 @@ use crate::plumbing::redis_conn::{Mode, RedisConn, Target};
 
 /// How many connections of its own each process keeps for confirmed writes.
 pub const CONFIRM_CONNECTIONS: usize = 8;
+/// After a confirmation timed out, calls skip `WAIT` for this long (see the module comment).
+pub const DEGRADED_FOR: Duration = Duration::from_millis(500);
 
 /// Replicas that must confirm, and why that number (for the start-up log and `/readyz`).
 pub async fn choose(
@@ -75,6 +83,9 @@ pub struct Confirm {
     breaker: Arc<Breaker>,
     slots: Vec<tokio::sync::Mutex<Option<RedisConn>>>,
     next: AtomicUsize,
+    /// Until when (ms since `started`) calls skip `WAIT`: the replicas were just found away.
+    degraded_until: AtomicU64,
+    started: Instant,
 }
 
 impl Confirm {
@@ -88,7 +99,19 @@ impl Confirm {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next: AtomicUsize::new(0),
+            degraded_until: AtomicU64::new(0),
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// True while a confirmation timed out less than [`DEGRADED_FOR`] ago: callers do not wait
+    /// for one (and promise nothing that needs one).
+    pub fn degraded(&self) -> bool {
+        self.now_ms() < self.degraded_until.load(Relaxed)
     }
 
     /// Runs `pipe` (writes to the node holding `key`) and then `WAIT` on a connection no one
@@ -118,6 +141,11 @@ impl Confirm {
             *slot = None; // a broken socket: the next caller makes a new one
         }
         let (replies, acked) = result?;
-        Ok((replies, acked >= i64::from(self.replicas)))
+        let confirmed = acked >= i64::from(self.replicas);
+        if !confirmed {
+            self.degraded_until
+                .store(self.now_ms() + DEGRADED_FOR.as_millis() as u64, Relaxed);
+        }
+        Ok((replies, confirmed))
     }
 }
