@@ -10,6 +10,9 @@
 #      two with one connection (no concurrency: what coalescing costs a lone buy), 4. the sold-out
 #      path (1-4 run BENCH_ROUNDS times, interleaved, and are quoted as medians), 3b. k6 at a
 #      steady offered rate (constant-arrival-rate, default 2,000/s for 30 s) on the default edge
+#   3c. the buy path with replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1, a local replica
+#      the bench starts: every admit.lua call then waits for WAIT) against the default edge,
+#      which has the same replica attached but confirms nothing (BENCH_REPLICA=0: no replica, no 3c)
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
 # Every run against an edge reads the edge's and redis-server's own CPU time (/proc/PID/stat)
@@ -57,8 +60,9 @@ rcli() { redis-cli "$@"; }
 echo "== preparing: $USERS shoppers, sales, hidden paths"
 "$bin" migrate 2>/dev/null
 ROUNDS=${BENCH_ROUNDS:-3}
-bigs=()  # per round: coalesced buy, single buy, coalesced one-connection, single one-connection
-for _ in $(seq $((ROUNDS * 4))); do
+bigs=()  # per round: coalesced buy, single buy, coalesced one-connection, single one-connection,
+         # coalesced with replica confirmation
+for _ in $(seq $((ROUNDS * 5))); do
   bigs+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
 big=${bigs[0]}
@@ -74,14 +78,34 @@ tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${bigs[*
       printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
   | rcli --pipe >/dev/null
 
+# a local replica of the Redis the bench uses (3c); attached for the whole run, so every figure
+# includes the cost of feeding it, as on a deployment with replicas
+REPLICA=${BENCH_REPLICA:-1}
+if [ "$REPLICA" = 1 ]; then
+  RPORT=$((PORT + 400))
+  redis-server --port "$RPORT" --bind 127.0.0.1 --replicaof 127.0.0.1 6379 --save "" \
+    --appendonly no --repl-diskless-sync-delay 0 --dir "$work" --logfile "$work/replica.log" & pids+=($!)
+  for _ in $(seq 600); do
+    redis-cli -p "$RPORT" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+    sleep 0.1
+  done
+  echo "== a replica on 127.0.0.1:$RPORT is in sync"
+fi
 "$bin" serve 2>"$work/serve.log" & pids+=($!)
 serve_pid=$!
+if [ "$REPLICA" = 1 ]; then
+  # the same edge confirming each call with the replica before answering "queued"
+  PORT2=$((PORT + 2))
+  FLASHGATE_REDIS_ACK_REPLICAS=1 FLASHGATE_LISTEN="127.0.0.1:$PORT2" FLASHGATE_ADMIN_LISTEN=off \
+    "$bin" serve 2>"$work/serve2.log" & pids+=($!)
+  serve2_pid=$!
+fi
 # the same edge with every buy alone, side by side (its own port, no admin listener)
 PORT1=$((PORT + 1))
 FLASHGATE_ADMIT_BATCH=1 FLASHGATE_LISTEN="127.0.0.1:$PORT1" FLASHGATE_ADMIN_LISTEN=off \
   "$bin" serve 2>"$work/serve1.log" & pids+=($!)
 serve1_pid=$!
-for port in "$PORT" "$PORT1"; do
+for port in "$PORT" "$PORT1" ${PORT2:+"$PORT2"}; do
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -162,6 +186,7 @@ R_RB=() R_RB50=() R_RB99=() R_HW=() R_HW50=() R_HW99=() R_BUY=() R_BUY50=() R_BU
 R_SO=() R_SO50=() R_SO99=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
 R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
 R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_HIT=()
+R_BC=() R_BC50=() R_BC99=() R_BCE=() R_BCR=() R_BCUS=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
@@ -181,7 +206,7 @@ read -r a b c d e < <(edge_run "$serve_pid" "$CONNS" healthz "http://127.0.0.1:$
 R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c") R_HWE+=("$d") R_HWR+=("$e")
 
 # --- 3. the buy path: fresh sales each round, so every round buys for new shoppers ------------
-goods=${bigs[$(((round - 1) * 4))]}
+goods=${bigs[$(((round - 1) * 5))]}
 rcli CONFIG RESETSTAT >/dev/null
 echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
 # BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf)
@@ -190,12 +215,17 @@ read -r a b c d e f g h < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
 R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g") R_HIT+=("$h")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
 echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
-read -r a b c d e f g _ < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 4 + 1))]}" "$CONNS" "$serve1_pid")
+read -r a b c d e f g _ < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 5 + 1))]}" "$CONNS" "$serve1_pid")
 R_B1+=("$a") R_B150+=("$b") R_B199+=("$c") R_B1E+=("$d") R_B1R+=("$e") R_RUS1+=("$f")
+if [ "$REPLICA" = 1 ]; then
+  echo "== round $round/$ROUNDS: wrk buy path, coalesced, replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1)"
+  read -r a b c d e f g _ < <(buy_run buyc "$PORT2" "${bigs[$(((round - 1) * 5 + 4))]}" "$CONNS" "$serve2_pid")
+  R_BC+=("$a") R_BC50+=("$b") R_BC99+=("$c") R_BCE+=("$d") R_BCR+=("$e") R_BCUS+=("$f")
+fi
 echo "== round $round/$ROUNDS: one connection, coalesced and one call per buy"
-read -r a b c d e f g _ < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 4 + 2))]}" 1 "$serve_pid")
+read -r a b c d e f g _ < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 5 + 2))]}" 1 "$serve_pid")
 R_C1+=("$b")
-read -r a b c d e f g _ < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 4 + 3))]}" 1 "$serve1_pid")
+read -r a b c d e f g _ < <(buy_run c1s "$PORT1" "${bigs[$(((round - 1) * 5 + 3))]}" 1 "$serve1_pid")
 R_C1S+=("$b")
 
 # --- 4. the sold-out path ----------------------------------------------------------------------
@@ -216,6 +246,12 @@ rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(media
 hw_e=$(median "${R_HWE[@]}") hw_r=$(median "${R_HWR[@]}") buy_e=$(median "${R_BUYE[@]}") buy_r=$(median "${R_BUYR[@]}")
 b1_e=$(median "${R_B1E[@]}") b1_r=$(median "${R_B1R[@]}")
 queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") ))
+if [ "$REPLICA" = 1 ]; then
+  bc_rps=$(median "${R_BC[@]}") bc_p50=$(median "${R_BC50[@]}") bc_p99=$(median "${R_BC99[@]}")
+  bc_e=$(median "${R_BCE[@]}") bc_r=$(median "${R_BCR[@]}") bc_us=$(median "${R_BCUS[@]}")
+  queued=$((queued + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT2")))
+  unconfirmed=$(metric 'flashgate_admissions_total{outcome="confirming"}' "$PORT2")
+fi
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 + $(metric 'flashgate_admissions_total{outcome="duplicate"}' "$PORT1") ))
 local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
 median_ratio() { # the median of the per-round ratios a[i]/b[i]
@@ -331,6 +367,7 @@ echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps [$(IFS=/; echo "${R
 echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] | $hw_p50 | $hw_p99 | $hw_e [$(IFS=/; echo "${R_HWE[*]}")] | $hw_r | — |"
 echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $buy_e [$(IFS=/; echo "${R_BUYE[*]}")] | $buy_r [$(IFS=/; echo "${R_BUYR[*]}")] | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
 echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $b1_e [$(IFS=/; echo "${R_B1E[*]}")] | $b1_r [$(IFS=/; echo "${R_B1R[*]}")] | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
+[ "$REPLICA" = 1 ] && echo "| buy path, coalesced, replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1) | $bc_rps [$(IFS=/; echo "${R_BC[*]}")] | $bc_p50 | $bc_p99 [$(IFS=/; echo "${R_BC99[*]}")] | $bc_e [$(IFS=/; echo "${R_BCE[*]}")] | $bc_r [$(IFS=/; echo "${R_BCR[*]}")] | $(ratio "$bc_rps" "$buy_rps") the same edge without confirmation [$(ratios R_BC R_BUY)] |"
 echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | — | — | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
 echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | — | — | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
 echo
@@ -343,6 +380,9 @@ echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "$
 echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"
 echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX ${getex_us:-0} us/call"
 echo "sold-out answers from the local flag: $local_hits"
+if [ "$REPLICA" = 1 ]; then
+  echo "every figure with a replica attached (127.0.0.1:$RPORT); confirmation on: p99 $bc_p99 ms vs $buy_p99 ms off, Redis CPU per admitted buy $bc_us us [$(IFS=/; echo "${R_BCUS[*]}")] vs $rus us; shoppers told \"being confirmed\" (no confirmation within FLASHGATE_REDIS_ACK_TIMEOUT_MS): ${unconfirmed:-0}"
+fi
 echo
 echo "| worker | orders | wall s (with start-up) | orders/s | first→last commit s | orders/s |"
 echo "|---|---:|---:|---:|---:|---:|"

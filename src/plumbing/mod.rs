@@ -1,5 +1,6 @@
 //! The plumbing every part stands on: settings ([`config`]), Redis key names and TTLs ([`keys`]),
-//! the Redis connection ([`redis_conn`]) and the circuit breaker in front of it ([`breaker`]), the
+//! the Redis connection ([`redis_conn`]), replica confirmation of writes ([`replicas`]) and the
+//! circuit breaker in front of Redis ([`breaker`]), the
 //! MySQL pool and migrations ([`db`]), retry policies ([`retry`]) and Prometheus metrics
 //! ([`metrics`]). None of it decides anything about a sale. It imports the domain types and the
 //! error type, and [`config`] checks two settings with the parsers of the modules that use them
