@@ -131,6 +131,8 @@ test("log in with the token, create a sale through the form, watch it sell out l
       && document.querySelector('[data-figure="Orders written"]').textContent.startsWith(`${n} `),
     STOCK, { timeout: 20000 });
   assert.match(await page.textContent('[data-figure="Stock"]'), new RegExp(`^0 left of ${STOCK}$`));
+  // where this edge writes in Redis (a failover, and replica confirmation, would show here too)
+  assert.match(await page.textContent('[data-figure="Redis"]'), /^single, primary 127\.0\.0\.1:\d+$/);
   assert.equal((await page.$$("#shards .shard")).length, 2);
   // the chart's admitted line has the burst in it (counts reach Redis within a second or two)
   let admitted = 0;
