@@ -67,74 +67,11 @@ goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | ta
 start_edge; start_worker; up
 say "sale $goods: $STOCK units, $SHOPPERS shoppers, queue=$QUEUE, edge pid $edge_pid, worker pid $worker_pid"
 
-# The shoppers: each asks for a path and buys, retrying while the edge is down or busy, until
-# answered (202 or a final refusal) or the drill's time is up; after a 202 it polls the result
-# for up to 30 s, as the page does, beside the next shoppers. One line each: user status
-# seconds-until-the-outcome-was-seen (-1: not within 30 s, or not polled).
-python3 - "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" >"$work/answers" <<'PY' &
-import csv, json, sys, threading, time, urllib.request, urllib.error
-tokens, port, goods, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-base = f"http://127.0.0.1:{port}"
-users = list(csv.DictReader(open(tokens)))
-deadline = time.time() + seconds
-out, polls, lock = [], [], threading.Lock()
-
-def call(method, path, token, body=None):
-    req = urllib.request.Request(base + path, method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(req, timeout=3) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        try: return e.code, json.load(e)
-        except Exception: return e.code, {}
-    except Exception:
-        return 0, {}  # edge down: connection refused or reset
-
-def poll(token):
-    started = time.time()
-    while time.time() - started < 30:
-        s, b = call("GET", f"/api/seckill/result?goodsId={goods}", token)
-        if s == 200 and b.get("data", 0) != 0:
-            return time.time() - started
-        time.sleep(0.2)
-    return -1
-
-def shopper(u):
-    status = 0
-    while time.time() < deadline:
-        s, b = call("GET", f"/api/seckill/path?goodsId={goods}", u["token"])
-        if s == 200:
-            status, _ = call("POST", f"/api/seckill/{b['data']}/orders", u["token"], {"goodsId": goods})
-            if status in (202, 409, 410):
-                break
-        elif s in (409, 410):
-            status = s
-            break
-        time.sleep(0.2)
-    def settle():
-        seen = poll(u["token"]) if status == 202 else -1
-        with lock:
-            out.append(f"{u['userId']} {status} {seen:.1f}")
-    t = threading.Thread(target=settle)
-    t.start()
-    with lock:
-        polls.append(t)
-
-def worker(chunk):
-    for u in chunk:
-        shopper(u)
-        time.sleep(pace)  # spread the shoppers evenly over the drill
-
-THREADS = 16
-pace = seconds * 0.9 / (len(users) / THREADS)
-threads = [threading.Thread(target=worker, args=(users[i::THREADS],)) for i in range(THREADS)]
-for t in threads: t.start()
-for t in threads: t.join()
-for t in polls: t.join()
-print("\n".join(out))
-PY
+# The shoppers (loadtest/shoppers.py): each asks for a path and buys, retrying while the edge is
+# down or busy, until answered or the drill's time is up; after a 202 it polls the result for up
+# to 30 s, as the page does. One line each: user kind answered seen result.
+python3 loadtest/shoppers.py "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" 30 16 \
+  >"$work/answers" &
 shoppers=$!
 
 # The faults, while they buy.
@@ -189,17 +126,17 @@ redis_stock=$(redis-cli get "${ns}sk:{g:$goods}:stock")
 orders=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id = $goods")
 twice=$(sql "SELECT COUNT(*) FROM (SELECT user_id FROM order_info WHERE goods_id = $goods AND status <> 2 GROUP BY user_id HAVING COUNT(*) > 1) d")
 mysql_stock=$(sql "SELECT stock FROM seckill_goods WHERE goods_id = $goods")
-queued=$(awk '$2 == 202' "$work/answers" | wc -l)
+queued=$(awk '$2 == "queued"' "$work/answers" | wc -l)
 lost=0
-while read -r user status _; do
-  [ "$status" = 202 ] || continue
+while read -r user kind _; do
+  [ "$kind" = queued ] || continue
   has=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id = $goods AND user_id = $user")
   result=$(redis-cli get "${ns}sk:{g:$goods}:result:$user")
   if [ "$has" = 0 ] && [ "$result" != "-1" ]; then lost=$((lost + 1)); fi
 done <"$work/answers"
 handed_out=$((STOCK - redis_stock))
-unseen=$(awk '$2 == 202 && $3 < 0' "$work/answers" | wc -l)
-slowest=$(awk '$2 == 202 && $3 > m {m = $3} END {printf "%.1f", m}' "$work/answers")
+unseen=$(awk '$2 == "queued" && $4 == 0' "$work/answers" | wc -l)
+slowest=$(awk '$2 == "queued" && $4 - $3 > m {m = $4 - $3} END {printf "%.1f", m}' "$work/answers")
 # the audit (flashgate audit): every unit accounted for between Redis and MySQL, unit by unit
 audit_out=$("$bin" audit "$goods" 2>/dev/null) && audit_ok=1 || audit_ok=0
 failures=0 passes=0

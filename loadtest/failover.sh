@@ -102,81 +102,9 @@ drill() { # mode
   say "sale $goods: $STOCK units, $SHOPPERS shoppers, $url, edge $edge_pid, worker $worker_pid"
   say "replica confirmation: $(curl -fsS "http://127.0.0.1:$PORT/readyz" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["replicasRequired"], "-", d["replicaConfirmation"])')"
 
-  # The shoppers: one line each: user kind t_answer t_seen result
-  # (kind: queued, confirming, duplicate, sold_out, none; t_seen: when the result poll settled)
-  python3 - "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" >"$work/answers" <<'PY' &
-import csv, json, sys, threading, time, urllib.request, urllib.error
-tokens, port, goods, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-base = f"http://127.0.0.1:{port}"
-users = list(csv.DictReader(open(tokens)))
-deadline = time.time() + seconds
-out, polls, lock = [], [], threading.Lock()
-
-def call(method, path, token, body=None):
-    req = urllib.request.Request(base + path, method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(req, timeout=3) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        try: return e.code, json.load(e)
-        except Exception: return e.code, {}
-    except Exception:
-        return 0, {}
-
-def poll(token, until):
-    while time.time() < until:
-        s, b = call("GET", f"/api/seckill/result?goodsId={goods}", token)
-        if s == 200 and b.get("data", 0) != 0:
-            return time.time(), b["data"]
-        time.sleep(0.2)
-    return 0, 0
-
-def shopper(u):
-    kind, answered = "none", 0
-    while time.time() < deadline:
-        s, b = call("GET", f"/api/seckill/path?goodsId={goods}", u["token"])
-        if s == 200:
-            s, b = call("POST", f"/api/seckill/{b['data']}/orders", u["token"], {"goodsId": goods})
-            if s == 202:
-                kind = "queued" if b.get("code") == 0 else "confirming"
-            elif s == 409:
-                kind = "duplicate"  # a try again after an answer that was lost: already admitted
-            elif s == 410:
-                kind = "sold_out"
-            if kind != "none":
-                answered = time.time()
-                break
-        elif s == 410:
-            kind, answered = "sold_out", time.time()
-            break
-        time.sleep(0.2)
-    def settle():
-        seen, result = (0, 0)
-        if kind in ("queued", "confirming", "duplicate"):
-            seen, result = poll(u["token"], time.time() + 60)
-        with lock:
-            out.append(f"{u['userId']} {kind} {answered:.3f} {seen:.3f} {result}")
-    # the result is polled beside the next shoppers, as every shopper's own page would
-    t = threading.Thread(target=settle)
-    t.start()
-    with lock:
-        polls.append(t)
-
-def worker(chunk):
-    for u in chunk:
-        shopper(u)
-        time.sleep(pace)
-
-THREADS = 32
-pace = seconds * 0.8 / (len(users) / THREADS)
-threads = [threading.Thread(target=worker, args=(users[i::THREADS],)) for i in range(THREADS)]
-for t in threads: t.start()
-for t in threads: t.join()
-for t in polls: t.join()
-print("\n".join(out))
-PY
+  # The shoppers (loadtest/shoppers.py): one line each: user kind answered seen result
+  python3 loadtest/shoppers.py "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" 60 \
+    >"$work/answers" &
   local shoppers=$!
 
   # The fault: the sale's primary, mid-sale.

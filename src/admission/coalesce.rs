@@ -205,15 +205,6 @@ impl Admitter {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.metrics.admit_batch_size.observe(shoppers.len() as f64);
-        let failed = |e: redis::RedisError| {
-            self.metrics.redis_errors.inc();
-            if is_unavailable(&e) {
-                tracing::warn!(error = %e, "redis unavailable");
-                Failure::Unavailable
-            } else {
-                Failure::Internal(Arc::new(e.to_string()))
-            }
-        };
         let scripts = self.scripts.get();
         let confirm = match &self.confirm {
             // replicas away a moment ago: no WAIT, and no "queued" (see `plumbing::replicas`)
@@ -229,13 +220,24 @@ impl Admitter {
             .admit
             .invoke(&mut self.redis.clone(), &keys, &args)
             .await
-            .map_err(failed)?;
+            .map_err(|e| self.failed(e))?;
         let mut outcomes = Admission::from_batch_reply(reply, shoppers.len())
             .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))?;
         if confirm.is_some() {
             unconfirmed(&mut outcomes);
         }
         Ok(outcomes)
+    }
+
+    /// A call's Redis error, counted and logged: 503 when Redis cannot serve, else 500.
+    fn failed(&self, e: redis::RedisError) -> Failure {
+        self.metrics.redis_errors.inc();
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "redis unavailable");
+            Failure::Unavailable
+        } else {
+            Failure::Internal(Arc::new(e.to_string()))
+        }
     }
 
     /// The call and its `WAIT`, on a connection of their own: "queued" only once replicas hold
@@ -248,15 +250,6 @@ impl Admitter {
         args: &[&str],
         n: usize,
     ) -> Result<Vec<Admission>, Failure> {
-        let failed = |e: redis::RedisError| {
-            self.metrics.redis_errors.inc();
-            if is_unavailable(&e) {
-                tracing::warn!(error = %e, "redis unavailable");
-                Failure::Unavailable
-            } else {
-                Failure::Internal(Arc::new(e.to_string()))
-            }
-        };
         let scripts = self.scripts.get();
         let mut pipe = redis::pipe();
         pipe.add_command(scripts.admit.cmd(keys, args));
@@ -269,7 +262,7 @@ impl Admitter {
             };
         }
         self.metrics.confirm_waiting.dec();
-        let (mut replies, confirmed) = run.map_err(failed)?;
+        let (mut replies, confirmed) = run.map_err(|e| self.failed(e))?;
         let reply = replies.pop().unwrap_or(redis::Value::Nil);
         let mut outcomes = Admission::from_batch_reply(reply, n)
             .map_err(|e| Failure::Internal(Arc::new(format!("{e:#}"))))?;

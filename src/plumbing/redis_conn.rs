@@ -216,6 +216,21 @@ impl Target {
     }
 }
 
+/// Runs `step` over and over in a task of its own for as long as anything else holds what
+/// `weak` points to (a watch must not keep its target alive).
+fn watch_while_held<T, F, Fut>(weak: Weak<T>, step: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        while let Some(target) = weak.upgrade() {
+            step(target).await;
+        }
+    });
+}
+
 /// How often a cluster's layout is read to notice primaries being replaced.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
 
@@ -288,15 +303,8 @@ impl Cluster {
 
     /// Starts this cluster's watch task once; it ends when the last holder is gone.
     fn watch(self: &Arc<Self>) {
-        if self.watching.swap(true, Relaxed) {
-            return;
-        }
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(cluster) = weak.upgrade() else {
-                    return;
-                };
+        if !self.watching.swap(true, Relaxed) {
+            watch_while_held(Arc::downgrade(self), |cluster| async move {
                 if let Ok(now) = cluster.read_primaries().await {
                     let mut seen = cluster.primaries.lock().expect("primaries lock");
                     // a primary gone and another serving: a replica took over
@@ -308,10 +316,9 @@ impl Cluster {
                         *seen = now;
                     }
                 }
-                drop(cluster);
                 tokio::time::sleep(CLUSTER_POLL).await;
-            }
-        });
+            });
+        }
     }
 }
 
@@ -530,28 +537,21 @@ impl Sentinels {
 
     /// Starts this set's watch task once; it ends when the last holder of the set is gone.
     fn watch(self: &Arc<Self>) {
-        if self.watching.swap(true, Relaxed) {
-            return;
-        }
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(set) = weak.upgrade() else { return };
+        if !self.watching.swap(true, Relaxed) {
+            watch_while_held(Arc::downgrade(self), |set| async move {
                 match set.ask().await {
                     Ok(addr) => set.learn(addr),
                     Err(e) => {
                         tracing::warn!(error = %e, "asking the sentinels for the primary failed")
                     }
                 }
-                let nudged = async {
-                    set.nudge.notified().await;
-                };
                 tokio::select! {
                     _ = tokio::time::sleep(SENTINEL_POLL) => {}
-                    _ = nudged => tokio::time::sleep(Duration::from_millis(50)).await,
+                    // a failed command: ask again almost at once
+                    _ = set.nudge.notified() => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
-            }
-        });
+            });
+        }
     }
 }
 

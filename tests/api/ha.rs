@@ -207,8 +207,9 @@ async fn a_batch_is_not_answered_queued_while_its_replica_is_stopped_and_is_once
     app.assert_invariants(goods, 10).await;
 }
 
-#[tokio::test]
-async fn a_result_deleted_on_the_primary_after_the_commit_is_found_in_mysql_and_written_back() {
+/// An edge and a worker on the shared Redis, a sale, and one shopper whose order is written
+/// and drained: `(app, goods, [that shopper], order id)`.
+async fn one_order_written() -> (TestApp, GoodsId, Vec<flashgate::cli::seed::TestUser>, i64) {
     let app = spawn_with(test_settings(), true).await;
     let goods = app.sale(5).await;
     let users = app.users(1).await;
@@ -218,6 +219,13 @@ async fn a_result_deleted_on_the_primary_after_the_commit_is_found_in_mysql_and_
     let order = settled(&app, token, goods, Duration::from_secs(10)).await;
     assert!(order > 0);
     app.drained(goods, Duration::from_secs(5)).await;
+    (app, goods, users, order)
+}
+
+#[tokio::test]
+async fn a_result_deleted_on_the_primary_after_the_commit_is_found_in_mysql_and_written_back() {
+    let (app, goods, users, order) = one_order_written().await;
+    let token = &users[0].token;
     let k = app.state.keys.sale(goods);
     let result_key = k.result(users[0].id);
     let _: () = app.redis().del(&result_key).await.unwrap();
@@ -232,15 +240,7 @@ async fn a_result_deleted_on_the_primary_after_the_commit_is_found_in_mysql_and_
 
 #[tokio::test]
 async fn an_entry_delivered_again_after_a_failover_is_settled_as_the_order_already_written() {
-    let app = spawn_with(test_settings(), true).await;
-    let goods = app.sale(5).await;
-    let users = app.users(1).await;
-    let token = &users[0].token;
-    let path = app.path_for(token, goods).await;
-    assert_eq!(app.buy(token, &path, goods).await.0, 202);
-    let order = settled(&app, token, goods, Duration::from_secs(10)).await;
-    assert!(order > 0);
-    app.drained(goods, Duration::from_secs(5)).await;
+    let (app, goods, users, order) = one_order_written().await;
     // what a new primary that never saw the ack (nor the result) holds: the entry again
     let k = app.state.keys.sale(goods);
     let _: () = app.redis().del(k.result(users[0].id)).await.unwrap();
