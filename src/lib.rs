@@ -18,7 +18,8 @@
 //! - [`sales`]: sales as records: loading them into Redis, the rules of a change, the catalogue.
 //! - [`operators`]: the operators' side: a sale's live view, the per-second tally, the audit.
 //! - [`worker`]: the stream drain into MySQL, the fence, the unpaid-order closer, RabbitMQ.
-//! - [`plumbing`]: settings, key names, the Redis and MySQL connections, breaker, retry, metrics.
+//! - [`plumbing`]: settings, key names, the Redis connection (one server, Sentinel or cluster) and
+//!   its replica confirmation, the MySQL pool, breaker, retry, metrics.
 //! - [`domain`]: newtypes (`GoodsId`, `UserId`, `Shard`, `OrderStatus`, …) that validate on parse.
 //! - [`error`]: the one error type and its mapping to HTTP status + envelope code.
 //! - [`state`]: `AppState`, what handlers and worker tasks share.

@@ -142,10 +142,12 @@ impl Confirm {
         }
         let (replies, acked) = result?;
         let confirmed = acked >= i64::from(self.replicas);
-        if !confirmed {
-            self.degraded_until
-                .store(self.now_ms() + DEGRADED_FOR.as_millis() as u64, Relaxed);
-        }
+        // a timeout starts a degraded spell; a confirmation (the worker's too) ends it
+        let until = match confirmed {
+            true => 0,
+            false => self.now_ms() + DEGRADED_FOR.as_millis() as u64,
+        };
+        self.degraded_until.store(until, Relaxed);
         Ok((replies, confirmed))
     }
 }
