@@ -42,6 +42,9 @@ pub enum AppError {
     /// until they do; the result endpoint settles it either way.
     #[error("your buy is being confirmed; check the result (GET /api/seckill/result)")]
     Confirming,
+    /// This edge holds as many event streams as `push_max_connections` allows.
+    #[error("too many live connections on this server; poll instead")]
+    PushFull,
     #[error("the sale has not started yet")]
     NotStarted { starts_in_ms: i64 },
     #[error("the sale has ended")]
@@ -112,6 +115,7 @@ impl AppError {
             Unavailable(_) | LoginBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Confirming => StatusCode::ACCEPTED,
+            PushFull => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -138,6 +142,7 @@ impl AppError {
             NotYourTurn { .. } => 500507,
             RoomFull => 500508,
             Confirming => 500509,
+            PushFull => 500510,
             Invalid(rule) => 500700 + *rule as i64,
             Refused(why) => 500750 + *why as i64,
         }

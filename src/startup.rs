@@ -108,6 +108,12 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         scripts.clone(),
         metrics.clone(),
     ));
+    let push = Arc::new(crate::admission::push::Hub::new(
+        redis.clone(),
+        keys.clone(),
+        metrics.clone(),
+        settings.push_max_connections,
+    ));
     let login_pool = Arc::new(LoginPool::new(
         settings.login_threads,
         settings.login_queue,
@@ -131,6 +137,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         )),
         shapes: Arc::default(),
         room,
+        push,
         metrics,
         tally: Arc::default(),
         assets: Arc::new(assets),
@@ -208,6 +215,8 @@ impl Application {
                 flags: state.soldout.clone(),
                 shapes: state.shapes.clone(),
                 sessions: state.sessions.clone(),
+                results_channel: state.keys.results_channel(),
+                push: state.push.clone(),
             },
             shutdown.clone(),
         ));

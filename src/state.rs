@@ -38,6 +38,8 @@ pub struct AppState {
     pub shapes: Arc<Shapes>,
     /// The waiting rooms: joins and looks (see [`crate::admission::room`]).
     pub room: Arc<crate::admission::room::Room>,
+    /// The shoppers' event streams on this edge (see [`crate::admission::push`]).
+    pub push: Arc<crate::admission::push::Hub>,
     pub metrics: Arc<Metrics>,
     /// Per-sale, per-second counts for the operators' live view, flushed to Redis each second.
     pub tally: Arc<crate::operators::tally::Tally>,

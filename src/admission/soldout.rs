@@ -86,6 +86,9 @@ pub struct Listeners {
     pub flags: Arc<SoldOutFlags>,
     pub shapes: Arc<crate::admission::split::Shapes>,
     pub sessions: Arc<crate::accounts::session::SessionCache>,
+    /// Where the workers announce results (`Keys::results_channel`), for the push hub.
+    pub results_channel: String,
+    pub push: Arc<crate::admission::push::Hub>,
 }
 
 /// Subscribes to the restock and logout channels and, for each goods id heard (a unit came
@@ -103,7 +106,11 @@ pub async fn listen(
         let session = async {
             let mut pubsub = target.pubsub_client().await?.get_async_pubsub().await?;
             pubsub
-                .subscribe(&[&to.restock_channel, &to.session_channel])
+                .subscribe(&[
+                    &to.restock_channel,
+                    &to.session_channel,
+                    &to.results_channel,
+                ])
                 .await?;
             to.flags.clear_all();
             to.sessions.set_live(true);
@@ -113,6 +120,10 @@ pub async fn listen(
                 let payload: String = msg.get_payload().unwrap_or_default();
                 if msg.get_channel_name() == to.session_channel {
                     to.sessions.revoke(&payload);
+                    continue;
+                }
+                if msg.get_channel_name() == to.results_channel {
+                    to.push.results_message(&payload);
                     continue;
                 }
                 match GoodsId::parse(&payload) {

@@ -9,7 +9,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod conn;
+pub mod events;
 pub mod goods;
 pub mod ops;
 pub mod orders;
@@ -94,8 +96,12 @@ pub async fn serve(
                 let (state, phase) = (state.clone(), phase.clone());
                 phase.request_started();
                 async move {
-                    let resp = handle(req, state, surface, peer.ip(), limits.body).await;
-                    phase.request_done();
+                    let mut resp = handle(req, state, surface, peer.ip(), limits.body).await;
+                    match resp.body_mut() {
+                        // an event stream keeps the connection busy until it ends
+                        body::Body::Events(events) => events.hold(phase),
+                        body::Body::Full(_) => phase.request_done(),
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             })
@@ -251,6 +257,7 @@ async fn route(
         Route::Buy => seckill::buy(req, state, param).await,
         Route::RoomJoin => seckill::room_join(req, state).await,
         Route::RoomLook => seckill::room_look(req, state).await,
+        Route::Events => events::open(req, state).await,
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,
         Route::Pay => orders::pay(req, state, param).await,

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -151,7 +149,7 @@ pub async fn metrics(state: &AppState) -> Resp {
         })
         .set(1);
     let text = state.metrics.render(&sale_gauges(state).await);
-    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let mut resp = Response::new(super::body::Body::full(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

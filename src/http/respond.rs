@@ -2,8 +2,7 @@
 //! the one place an [`AppError`] becomes a response, and the request helpers handlers share:
 //! reading a bounded JSON body, query parameters, the session token.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -14,7 +13,7 @@ use crate::accounts::session::{self, SessionUser};
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<super::body::Body>;
 
 /// A JSON body is at most this large; anything bigger is refused unread.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -27,7 +26,7 @@ struct Envelope<'a, T: Serialize> {
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(super::body::Body::full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

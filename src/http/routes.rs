@@ -30,6 +30,7 @@ pub enum Route {
     Buy,
     RoomJoin,
     RoomLook,
+    Events,
     Result,
     Order,
     Pay,
@@ -48,7 +49,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 24] = [
+    pub const ALL: [Route; 25] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -58,6 +59,7 @@ impl Route {
         Route::Buy,
         Route::RoomJoin,
         Route::RoomLook,
+        Route::Events,
         Route::Result,
         Route::Order,
         Route::Pay,
@@ -88,6 +90,7 @@ impl Route {
             Route::Buy => (Method::POST, "/api/seckill/{path}/orders", Public),
             Route::RoomJoin => (Method::POST, "/api/seckill/room", Public),
             Route::RoomLook => (Method::GET, "/api/seckill/room", Public),
+            Route::Events => (Method::GET, "/api/seckill/events", Public),
             Route::Result => (Method::GET, "/api/seckill/result", Public),
             Route::Order => (Method::GET, "/api/orders/{id}", Public),
             Route::Pay => (Method::POST, "/api/orders/{id}/pay", Public),
@@ -123,6 +126,7 @@ impl Route {
             Route::Result => "result",
             Route::Path | Route::Captcha => "path",
             Route::RoomJoin | Route::RoomLook => "room",
+            Route::Events => "events",
             Route::GoodsList | Route::GoodsDetail => "goods",
             Route::Login | Route::Logout => "auth",
             _ => "other",

@@ -217,7 +217,7 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
             keys::CAPTCHA_TTL.as_secs(),
         )
         .await?;
-    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from(captcha.png())));
+    let mut resp = Response::new(super::body::Body::full(captcha.png()));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::Path;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sha1::{Digest, Sha1};
@@ -20,7 +19,7 @@ use crate::error::AppError;
 
 /// A response (the same type as `respond::Resp`, named here so that `AppState`, which holds the
 /// pages, does not reach the request helpers that take `AppState` back).
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<super::body::Body>;
 
 /// One file, ready to send.
 #[derive(Debug)]
@@ -178,7 +177,7 @@ pub async fn serve<B>(req: Request<B>, assets: &Assets) -> Result<Resp, AppError
     } else {
         body
     };
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(super::body::Body::full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::ETAG, asset.etag.clone());

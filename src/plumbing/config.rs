@@ -139,6 +139,9 @@ pub struct Settings {
     pub session_cache_ms: u64,
     /// Most sessions one edge keeps copies of.
     pub session_cache_entries: usize,
+    /// Most event streams (`GET /api/seckill/events`) one edge holds open; past it a new one is
+    /// refused (503) and the page polls instead.
+    pub push_max_connections: usize,
     /// Most buys of one sale shard decided in one `lua/admit.lua` call: buys that arrive while a
     /// call for their shard is in flight go together in the next (see `admission`); 1 sends
     /// every buy alone.
@@ -201,6 +204,7 @@ impl Default for Settings {
             cookie_secure: false,
             worker_listen: "off".into(),
             admit_batch: 32,
+            push_max_connections: 100_000,
         }
     }
 }
@@ -523,6 +527,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 47);
+        assert_eq!(names.len(), 48);
     }
 }

@@ -109,6 +109,12 @@ impl Keys {
         format!("{}worker:alive:{consumer}", self.ns)
     }
 
+    /// The pub/sub channel a worker announces written results on (message: `GOODS
+    /// UID=RESULT,…`), so each edge pushes them to the shoppers' streams (`admission::push`).
+    pub fn results_channel(&self) -> String {
+        format!("{}sk:results", self.ns)
+    }
+
     /// The pub/sub channel a give-back is announced on (message: the goods id).
     pub fn restock_channel(&self) -> String {
         format!("{}sk:restock", self.ns)

@@ -30,8 +30,8 @@ const ROOM_WAIT_BOUNDS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0
 const BATCH_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0];
 
 /// The route families latency is kept for.
-pub const ROUTES: [&str; 8] = [
-    "buy", "path", "room", "result", "goods", "auth", "static", "other",
+pub const ROUTES: [&str; 9] = [
+    "buy", "path", "room", "events", "result", "goods", "auth", "static", "other",
 ];
 /// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the local flag.
 pub const OUTCOMES: [&str; 10] = [
@@ -125,6 +125,10 @@ pub struct Metrics {
     pub primary: Family<PrimaryLabels, Gauge>,
     /// Sales the worker's audit mended by itself (`audit_repair`).
     pub audit_repairs: Counter,
+    /// Event streams open on the edge now (`admission::push`).
+    pub push_connections: Gauge,
+    /// Events sent on them.
+    pub push_events: Counter,
     /// Queue entries a worker took over from a dead worker, or picked up again from its own
     /// failed batch, without waiting for the claim timer.
     pub takeovers: Counter,
@@ -194,6 +198,8 @@ impl Metrics {
             primary: Family::default(),
             audit_repairs: Counter::default(),
             takeovers: Counter::default(),
+            push_connections: Gauge::default(),
+            push_events: Counter::default(),
             registry,
         };
         m.register_the_rest()
@@ -293,6 +299,16 @@ impl Metrics {
             "audit_repairs",
             "Sales the worker's audit mended by itself at rest (audit_repair on)",
             self.audit_repairs.clone(),
+        );
+        r.register(
+            "push_connections",
+            "Event streams (GET /api/seckill/events) open on the edge",
+            self.push_connections.clone(),
+        );
+        r.register(
+            "push_events",
+            "Events sent on the edge's event streams (room positions, results)",
+            self.push_events.clone(),
         );
         r.register(
             "worker_takeovers",

@@ -2,6 +2,8 @@
 //! or -1), each failed entry's unit goes back through `lua/restore.lua`, and only then are the
 //! stream entries acked (and deleted: an acked entry is done, and the stream stays small).
 //! Every step is idempotent, so a crash anywhere here is repaired by running it again.
+//! The results are also announced on `sk:results` (one message a batch, in the same `MULTI`), so
+//! the edges push them to the shoppers' open streams at once (`admission::push`).
 
 use redis::RedisResult;
 
@@ -42,6 +44,18 @@ pub async fn finish(
             pipe.set_ex(k.result(a.user), w.result(), keys::RESULT_TTL.as_secs())
                 .ignore();
         }
+    }
+    let announced: Vec<String> = batch
+        .iter()
+        .zip(written)
+        .map(|(a, w)| format!("{}={}", a.user.get(), w.result()))
+        .collect();
+    if !announced.is_empty() {
+        pipe.publish(
+            state.keys.results_channel(),
+            format!("{} {}", shard.goods.get(), announced.join(",")),
+        )
+        .ignore();
     }
     if !ack.is_empty() {
         pipe.xack(k.queue(), keys::GROUP, ack).ignore();

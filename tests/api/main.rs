@@ -22,6 +22,7 @@ mod observability;
 mod openapi;
 mod passwords;
 mod proxy;
+mod push;
 mod restart;
 mod room;
 mod scale;
