@@ -9,7 +9,12 @@
 // The countdown starts from the server's remainSeconds (not the phone's clock); the buy button is
 // enabled only while the sale runs. A buy is: GET /api/seckill/path (checks the captcha) then
 // POST /api/seckill/{path}/orders; "queued" polls GET /api/seckill/result every 200 ms for up to
-// 30 s and ends on the order link, or on the reason it failed. "Being confirmed" (202 with code
+// 30 s and ends on the order link, or on the reason it failed.
+//
+// Push: where the browser can, the page holds one event stream (GET /api/seckill/events,
+// EventSource) instead of polling: the room's positions and the buy's result come on it. It
+// falls back to polling when the stream is refused (503 past the edge's cap, an old browser, a
+// proxy that will not pass it) and keeps a slow poll of the result as a safety net. "Being confirmed" (202 with code
 // 500509: Redis replicas have not confirmed the buy yet) polls the same way: the result settles
 // it either way.
 "use strict";
@@ -75,6 +80,19 @@ async function roomStep(method) {
     setTimeout(() => roomStep("GET"), 2000);
     return;
   }
+  // while the line moves, the stream tells the page; polling only without one
+  if ((r.state === "in_room" || r.state === "waiting") && openStream()) {
+    pushing = true;
+  }
+  renderRoom(r);
+}
+
+// Polls again in `ms`, unless the stream is telling the page instead.
+function again(step, ms) {
+  if (!pushing) setTimeout(() => roomStep(step), ms);
+}
+
+function renderRoom(r) {
   const state = $("room-state"), detail = $("room-detail"), fill = $("room-fill");
   state.dataset.state = r.state;
   switch (r.state) {
@@ -88,16 +106,17 @@ async function roomStep(method) {
       detail.textContent = `${r.roomSize} shoppers are here. At the start everyone who is in the room ` +
         "is put in a random order: joining early or late before the start makes no difference.";
       fill.style.width = "0%";
-      setTimeout(() => roomStep("GET"), r.nextPollMs);
+      again("GET", r.nextPollMs);
       return;
     case "waiting":
       state.textContent = `You are number ${r.position} in line`;
       detail.textContent = `About ${secs(r.waitMs)} s to your turn. ${r.through} of ${r.roomSize} shoppers let through so far.`;
       state.dataset.position = r.position;
       fill.style.width = `${Math.round((100 * r.through) / (r.through + r.position))}%`;
-      setTimeout(() => roomStep("GET"), r.nextPollMs);
+      again("GET", r.nextPollMs);
       return;
     case "through":
+      if (through) return; // told twice (the stream and a poll): once is enough
       fill.style.width = "100%";
       state.textContent = "It is your turn! Solve the captcha and buy.";
       detail.textContent = "";
@@ -124,6 +143,40 @@ async function roomStep(method) {
       detail.textContent = "";
       $("state").textContent = r.state === "sold_out" ? "Sold out" : "";
   }
+}
+
+// ---- push ----
+
+let stream = null; // the open EventSource, while it works
+let pushing = false; // the room's positions come on the stream
+let pushedResult = 0; // the result the stream told, once it did
+const resultWaiters = [];
+
+// Opens the event stream (once); false where there is none to open.
+function openStream() {
+  if (stream) return true;
+  if (!window.EventSource) return false;
+  stream = new EventSource(`/api/seckill/events?goodsId=${goodsId}`);
+  stream.addEventListener("room", (e) => {
+    const r = JSON.parse(e.data);
+    if (r.state !== "no_ticket") renderRoom(r);
+  });
+  stream.addEventListener("result", (e) => {
+    pushedResult = JSON.parse(e.data).result;
+    resultWaiters.splice(0).forEach((w) => w(pushedResult));
+  });
+  stream.onerror = () => {
+    // a stream that breaks is opened again by the browser; one refused (an error status, no
+    // stream support on the way) is closed: back to polling
+    if (stream && stream.readyState === EventSource.CLOSED) {
+      stream = null;
+      if (pushing) {
+        pushing = false;
+        roomStep("GET");
+      }
+    }
+  };
+  return true;
 }
 
 function loginLink(el) {
@@ -163,10 +216,16 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 async function pollResult() {
   const started = Date.now();
   while (Date.now() - started < GIVE_UP_AFTER_MS) {
+    if (pushedResult !== 0) return pushedResult > 0 ? pushedResult : -1;
+    if (stream) {
+      // the stream brings it; a slow poll in case a message went astray
+      await Promise.race([new Promise((w) => resultWaiters.push(w)), sleep(3000)]);
+      if (pushedResult !== 0) continue;
+    }
     const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`);
     if (r > 0) return r;
     if (r < 0) return -1;
-    await sleep(POLL_EVERY_MS);
+    if (!stream) await sleep(POLL_EVERY_MS);
   }
   return 0;
 }
@@ -196,6 +255,7 @@ async function buy() {
   try {
     const answer = $("answer").value.trim();
     const path = await Flash.call("GET", `/api/seckill/path?goodsId=${goodsId}&verifyCode=${encodeURIComponent(answer || "0")}`);
+    openStream(); // the result will come on it
     await Flash.call("POST", `/api/seckill/${path}/orders`, { goodsId });
     Flash.show(msg, "Queued… your order is being placed.", "info");
     await settle();

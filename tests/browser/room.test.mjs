@@ -1,8 +1,9 @@
 // The waiting room on the sale page, end to end in headless Chromium against a real
 // `flashgate all`: a shopper opens the page before the start and is in the room (no position
 // before the draw); at the start a latecomer queues behind everyone who was there, sees their
-// position move up (never back), is let through, and buys. Screenshots: room-*.png in
-// target/test-output/browser/.
+// position move up (never back) by push (the page's event stream: no polling request while it
+// is up), is let through, and buys; on an edge that refuses streams (its cap at 0) a page polls
+// instead. Screenshots: room-*.png in target/test-output/browser/.
 //
 // Needs what shopper.test.mjs needs (FLASHGATE_BIN, the local services, CHROMIUM).
 import { test, before, after } from "node:test";
@@ -19,7 +20,7 @@ const db = `fg_room_${id}`;
 const EARLY = 30; // shoppers in the room before the start, besides the browser's
 const RATE = 4; // tickets let through per second
 
-let server, browser, base, goods, tokens, startsAt;
+let server, browser, base, goods, tokens, startsAt, refusing, refusingBase;
 
 
 let port;
@@ -41,7 +42,7 @@ before(async () => {
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   fg("migrate");
-  fg("users", "--count", String(EARLY + 2), "--out", path.join(shots, "room-tokens.csv"));
+  fg("users", "--count", String(EARLY + 6), "--out", path.join(shots, "room-tokens.csv"));
   tokens = readFileSync(path.join(shots, "room-tokens.csv"), "utf8").trim().split("\n").slice(1)
     .map((l) => l.split(",")[1]);
   const sale = JSON.parse(fg("sale", "create", "--starts-in", "12", "--lasts", "3600", "--json", JSON.stringify({
@@ -51,10 +52,18 @@ before(async () => {
   goods = sale.goodsId;
   startsAt = sale.startAt;
   server = await startServer(env(), `${base}/healthz`);
+  // a second edge of the same sale that refuses every event stream (its cap at 0)
+  const port2 = await freePort();
+  refusingBase = `http://127.0.0.1:${port2}`;
+  refusing = await startServer({ ...env(), FLASHGATE_LISTEN: `127.0.0.1:${port2}`,
+    FLASHGATE_ADMIN_LISTEN: "off", FLASHGATE_PUSH_MAX_CONNECTIONS: "0" }, `${refusingBase}/healthz`);
   browser = await launchBrowser();
 });
 
-after(() => cleanUp({ browser, server, db, ns }));
+after(async () => {
+  refusing?.kill("SIGKILL");
+  await cleanUp({ browser, server, db, ns });
+});
 
 async function shopperPage(token) {
   const ctx = await browser.newContext({ viewport: { width: 420, height: 900 } });
@@ -81,6 +90,12 @@ test("in the room before the start, then a latecomer moves up, is let through an
   // the latecomer opens the page after the start: behind all EARLY + 1 who were in the room
   await new Promise((r) => setTimeout(r, Math.max(0, startsAt - Date.now()) + 200));
   const late = await shopperPage(tokens[1]);
+  // what the page asks for: one event stream, and no polls of the room while it is up
+  let roomPolls = 0, streams = 0;
+  late.page.on("request", (r) => {
+    if (r.url().includes("/api/seckill/room") && r.method() === "GET") roomPolls += 1;
+    if (r.url().includes("/api/seckill/events")) streams += 1;
+  });
   await late.page.goto(`${base}/goods.html?id=${goods}`);
   await late.page.waitForFunction(() => document.querySelector("#room-state").dataset.state === "waiting");
   const positions = [];
@@ -99,6 +114,8 @@ test("in the room before the start, then a latecomer moves up, is let through an
   assert.ok(positions[0] >= 20, `a latecomer starts behind the room: ${positions}`);
   for (let i = 1; i < positions.length; i++) assert.ok(positions[i] < positions[i - 1], `went backwards: ${positions}`);
 
+  assert.equal(streams, 1, "one event stream");
+  assert.equal(roomPolls, 0, "the position moved by push, not by polling");
   await late.page.waitForSelector("#buy:not([disabled])", { timeout: 20000 });
   assert.match(await late.page.textContent("#room-state"), /your turn/);
   await shot(late.page, "let-through");
@@ -110,4 +127,34 @@ test("in the room before the start, then a latecomer moves up, is let through an
   assert.equal(await roomState(early.page), "through");
   await early.ctx.close();
   await late.ctx.close();
+});
+
+test("an edge that refuses the event stream: the page polls the room instead", async () => {
+  // a slow line (a ticket every 10 s) with three shoppers ahead, so this one waits
+  const slow = JSON.parse(fg("sale", "create", "--starts-in", "0", "--lasts", "3600", "--json", JSON.stringify({
+    name: "Slow phone", title: "A slow line", price: 999, salePrice: 1, stock: 50,
+    pathFactor: 10, roomOpensBefore: 600, roomRate: 0.1,
+  }))).goodsId;
+  for (const t of tokens.slice(EARLY + 3, EARLY + 6)) {
+    await fetch(`${base}/api/seckill/room`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ goodsId: slow }),
+    });
+  }
+  const shopper = await browser.newContext({ viewport: { width: 420, height: 900 } });
+  await shopper.addCookies([{ name: "token", value: tokens[EARLY + 2], url: refusingBase }]);
+  const page = await shopper.newPage();
+  let roomPolls = 0, refused = 0;
+  page.on("response", (r) => {
+    if (r.url().includes("/api/seckill/events") && r.status() === 503) refused += 1;
+    if (r.url().includes("/api/seckill/room") && r.request().method() === "GET") roomPolls += 1;
+  });
+  await page.goto(`${refusingBase}/goods.html?id=${slow}`);
+  await page.waitForFunction(() => document.querySelector("#room-state").dataset.state === "waiting");
+  for (let i = 0; i < 50 && (roomPolls < 2 || refused < 1); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(refused >= 1, "the stream was refused");
+  assert.ok(roomPolls >= 2, `the page polled the room: ${roomPolls}`);
+  await shot(page, "polling-without-a-stream");
+  await shopper.close();
 });
