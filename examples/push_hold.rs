@@ -96,7 +96,10 @@ async fn hold(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 6, "usage: BASE TOKENS_CSV GOODS SECONDS SOURCES");
+    anyhow::ensure!(
+        args.len() == 6,
+        "usage: BASE TOKENS_CSV GOODS SECONDS SOURCES"
+    );
     let (base, tokens, goods) = (&args[1], &args[2], args[3].clone());
     let seconds: u64 = args[4].parse()?;
     let sources: Vec<std::net::IpAddr> = args[5]
@@ -114,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     // every shopper joins the room first (500 at a time)
-    let http = reqwest::Client::builder().pool_max_idle_per_host(500).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(500)
+        .build()?;
     let gate = Arc::new(Semaphore::new(500));
     let mut joins = tokio::task::JoinSet::new();
     for (_, token) in &users {
