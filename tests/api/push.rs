@@ -389,3 +389,46 @@ async fn a_stream_through_nginx_is_passed_on_as_it_comes() {
         "no result through nginx"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_stream_is_dropped_not_buffered_for() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let goods = app.sale(5).await;
+    let users = app.users(1).await;
+    // a raw connection that asks for the stream and then never reads a byte
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(
+        format!(
+            "GET /api/seckill/events?goodsId={goods} HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            users[0].token
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.state.push.open_streams() == 0 {
+        assert!(Instant::now() < deadline, "the stream never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // events for it until the socket's buffers and then its queue are full
+    let mut sent = 0;
+    while app.state.push.open_streams() == 1 {
+        for _ in 0..1000 {
+            app.state
+                .push
+                .result(goods, users[0].id, 1_000_000_000 + sent);
+            sent += 1;
+        }
+        tokio::task::yield_now().await;
+        assert!(
+            sent < 5_000_000,
+            "still held after {sent} events: not dropped"
+        );
+    }
+    assert_eq!(app.state.metrics.push_connections.get(), 0, "let go");
+    drop(raw);
+}
