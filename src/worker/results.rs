@@ -2,8 +2,8 @@
 //! or -1), each failed entry's unit goes back through `lua/restore.lua`, and only then are the
 //! stream entries acked (and deleted: an acked entry is done, and the stream stays small).
 //! Every step is idempotent, so a crash anywhere here is repaired by running it again.
-//! The results are also announced on `sk:results` (one message a batch, in the same `MULTI`), so
-//! the edges push them to the shoppers' open streams at once (`admission::push`).
+//! The results are then announced on `sk:results` (one message a batch), so the edges push them
+//! to the shoppers' open streams at once (`admission::push`).
 
 use redis::RedisResult;
 
@@ -45,21 +45,39 @@ pub async fn finish(
                 .ignore();
         }
     }
+    if !ack.is_empty() {
+        pipe.xack(k.queue(), keys::GROUP, ack).ignore();
+        pipe.xdel(k.queue(), ack).ignore();
+    }
+    pipe.query_async::<()>(&mut con).await?;
+    announce(state, shard, batch, written, &mut con).await;
+    Ok(())
+}
+
+/// Announces the results just written on `sk:results`, for the edges to push. Best effort and
+/// after the `MULTI`, not in it (on a cluster a keyless `PUBLISH` cannot share a slot's
+/// transaction): a lost message costs a page one slow poll of the result, never a result.
+async fn announce(
+    state: &AppState,
+    shard: Shard,
+    batch: &[Admitted],
+    written: &[Written],
+    con: &mut crate::plumbing::redis_conn::RedisConn,
+) {
     let announced: Vec<String> = batch
         .iter()
         .zip(written)
         .map(|(a, w)| format!("{}={}", a.user.get(), w.result()))
         .collect();
-    if !announced.is_empty() {
-        pipe.publish(
-            state.keys.results_channel(),
-            format!("{} {}", shard.goods.get(), announced.join(",")),
-        )
-        .ignore();
+    if announced.is_empty() {
+        return;
     }
-    if !ack.is_empty() {
-        pipe.xack(k.queue(), keys::GROUP, ack).ignore();
-        pipe.xdel(k.queue(), ack).ignore();
+    let sent: RedisResult<i64> = redis::cmd("PUBLISH")
+        .arg(state.keys.results_channel())
+        .arg(format!("{} {}", shard.goods.get(), announced.join(",")))
+        .query_async(con)
+        .await;
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "results written but not announced; pages will poll for them");
     }
-    pipe.query_async::<()>(&mut con).await
 }
