@@ -233,6 +233,13 @@ impl Hub {
         Ok(Opened { events: rx, on_end })
     }
 
+    /// Ends every stream (the edge is shutting down): their responses end, browsers reconnect.
+    pub fn close_all(&self) {
+        for feed in self.feeds.lock().expect("feeds lock").values() {
+            feed.streams.lock().expect("streams lock").clear();
+        }
+    }
+
     /// Streams open on this edge now.
     pub fn open_streams(&self) -> usize {
         self.open.load(Relaxed)

@@ -128,6 +128,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // open event streams would never finish by themselves: end them (browsers reconnect, to
+    // another edge) so the graceful shutdown waits only for requests
+    state.push.close_all();
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
         .await
         .is_err()

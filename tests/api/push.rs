@@ -432,3 +432,23 @@ async fn a_client_that_never_reads_its_stream_is_dropped_not_buffered_for() {
     assert_eq!(app.state.metrics.push_connections.get(), 0, "let go");
     drop(raw);
 }
+
+#[tokio::test]
+async fn streams_end_when_their_edge_shuts_down() {
+    let app = spawn_app().await;
+    let goods = app.sale(5).await;
+    let users = app.users(1).await;
+    let mut stream = Stream::open(&app, &app.address, &users[0].token, goods).await;
+    assert_eq!(app.state.push.open_streams(), 1);
+    // what the edge does first when told to stop (`http::serve`)
+    app.state.push.close_all();
+    assert!(
+        stream.next(Duration::from_secs(2)).await.is_none(),
+        "the stream ended"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.state.push.open_streams() > 0 {
+        assert!(Instant::now() < deadline, "still counted open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
