@@ -53,7 +53,7 @@ pub async fn choose(
                 n as usize <= have,
                 "FLASHGATE_REDIS_ACK_REPLICAS={n}, but the Redis primary ({mode}) has {have} \
                  replica(s) connected: no admission could ever be confirmed. Add replicas, or \
-                 set it to {have} or less"
+                 set it to at most {have}"
             );
             Ok((
                 n,

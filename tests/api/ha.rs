@@ -120,23 +120,31 @@ impl Drop for Servers {
     }
 }
 
-/// Waits until the replica on `replica` has synced with its primary.
-async fn synced(replica: u16) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{replica}/")).unwrap();
+/// Waits until the replica on `replica` has synced with the primary on `primary`, as both see
+/// it (the replica's link is up, and the primary counts it among its replicas).
+async fn synced(primary: u16, replica: u16) {
+    let info = |port: u16| async move {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query_async::<String>(&mut c)
+            .await
+            .ok()
+    };
     for _ in 0..200 {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut c)
-                .await
-                .unwrap_or_default();
-            if info.contains("master_link_status:up") {
-                return;
-            }
+        let up = info(replica)
+            .await
+            .is_some_and(|i| i.contains("master_link_status:up"));
+        let counted = info(primary)
+            .await
+            .is_some_and(|i| i.contains("connected_slaves:1"));
+        if up && counted {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("replica {replica} never synced");
+    panic!("replica {replica} never synced with {primary}");
 }
 
 /// Polls the result until it is not 0 (queued), or `within` passes.
@@ -156,7 +164,7 @@ async fn a_batch_is_not_answered_queued_while_its_replica_is_stopped_and_is_once
     let mut servers = Servers::new();
     let primary = servers.redis(None);
     let replica = servers.redis(Some(primary));
-    synced(replica).await;
+    synced(primary, replica).await;
     let settings = Settings {
         redis_url: format!("redis://127.0.0.1:{primary}/"),
         redis_ack_replicas: Some(1),
@@ -385,7 +393,7 @@ async fn edges_and_workers_follow_a_sentinel_failover_and_every_queued_buy_becom
     let mut servers = Servers::new();
     let primary = servers.redis(None);
     let replica = servers.redis(Some(primary));
-    synced(replica).await;
+    synced(primary, replica).await;
     let sentinels: Vec<u16> = (0..3).map(|_| servers.sentinel(primary)).collect();
     let url = format!(
         "redis+sentinel://{}/mymaster",
