@@ -96,7 +96,11 @@ pub async fn serve(
                 let (state, phase) = (state.clone(), phase.clone());
                 phase.request_started();
                 async move {
-                    let mut resp = handle(req, state, surface, peer.ip(), limits.body).await;
+                    // boxed: hyper keeps the allocation of a connection's in-flight future for
+                    // the connection's life, and an open event stream's connection would keep
+                    // the largest route's future (~11 KiB, measured by loadtest/push-hold.sh)
+                    let mut resp =
+                        Box::pin(handle(req, state, surface, peer.ip(), limits.body)).await;
                     match resp.body_mut() {
                         // an event stream keeps the connection busy until it ends
                         body::Body::Events(events) => events.hold(phase),
