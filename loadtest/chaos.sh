@@ -21,6 +21,7 @@
 #        FLASHGATE_BIN=path           (default target/debug/flashgate, built if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 
 if [ "${CHAOS_SHORT:-}" = 1 ]; then
   STOCK=${CHAOS_STOCK:-500} SHOPPERS=${CHAOS_SHOPPERS:-600} SECONDS_=${CHAOS_SECONDS:-10}
@@ -140,10 +141,6 @@ slowest=$(awk '$2 == "queued" && $4 - $3 > m {m = $4 - $3} END {printf "%.1f", m
 # the audit (flashgate audit): every unit accounted for between Redis and MySQL, unit by unit
 audit_out=$("$bin" audit "$goods" 2>/dev/null) && audit_ok=1 || audit_ok=0
 failures=0 passes=0
-check() { # name ok detail
-  printf '  %-46s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
-  if [ "$2" = 1 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); fi
-}
 echo
 echo "chaos drill: $STOCK units, $SHOPPERS shoppers, $queued told \"queued\", queue=$QUEUE"
 check "the faults hit while the sale was selling" "$([ "$stock_at_last" -gt 0 ] && [ "$stock_at_first" -lt "$STOCK" ] && echo 1)" "$stock_at_first and $stock_at_last units left at the first and last fault"

@@ -22,6 +22,7 @@
 #        FLASHGATE_BIN=path                   (default target/debug/flashgate, built if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 
 if [ "${FAILOVER_SHORT:-}" = 1 ]; then
   STOCK=${FAILOVER_STOCK:-600} SHOPPERS=${FAILOVER_SHOPPERS:-1200} SECONDS_=${FAILOVER_SECONDS:-16}
@@ -165,10 +166,6 @@ drill() { # mode
   unsettled=$(awk '$2 == "confirming" && $5 == 0' "$work/answers" | wc -l)
   after=$(awk -v tnew="$t_new" '($2 == "queued" || $2 == "confirming") && $3 > tnew' "$work/answers" | wc -l)
   local failures=0 passes=0
-  check() { # name ok detail
-    printf '  %-58s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
-    if [ "$2" = 1 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); fi
-  }
   echo
   echo "failover drill ($mode): $STOCK units, $SHOPPERS shoppers; $queued told \"queued\", $confirming \"being confirmed\""
   check "the kill hit while the sale was selling" "$([ "$stock_at_kill" -gt 0 ] && [ "$stock_at_kill" -lt "$STOCK" ] && echo 1)" "$stock_at_kill units left at the kill"

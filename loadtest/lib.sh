@@ -4,6 +4,8 @@
 # median N...        the median of the numbers given
 # to_ms D            wrk's durations (812.00us, 1.23ms, 1.02s) in milliseconds
 # need_wrk           installs wrk (Debian) when it is missing and we are root, else fails
+# check NAME OK DETAIL  one line of a drill's verdict ("ok" when OK is 1, else "FAIL"), counted
+#                    in $passes / $failures (the caller sets both to 0 first)
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -11,6 +13,10 @@ to_ms() {
   echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
                    /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
                    /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
+}
+check() {
+  printf '  %-58s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"
+  if [ "$2" = 1 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); fi
 }
 need_wrk() {
   command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }

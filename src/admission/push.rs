@@ -176,8 +176,7 @@ impl Hub {
         // the browser reconnects a second after a break (and gets the state afresh)
         let _ = tx.try_send(Bytes::from_static(b"retry: 1000\n\n"));
         for (name, data) in &first {
-            let _ = tx.try_send(event(self.next.fetch_add(1, Relaxed), name, data));
-            self.metrics.push_events.inc();
+            self.send(&tx, name, data);
         }
         let (rank, waiting) = match room {
             Some(RoomAnswer::Waiting {
@@ -245,6 +244,18 @@ impl Hub {
         self.open.load(Relaxed)
     }
 
+    /// Queues one event on a stream, numbered and counted; false if the stream cannot take it
+    /// (its queue is full: the client is not reading; or it is gone), and is then to be dropped.
+    fn send(&self, tx: &mpsc::Sender<Bytes>, name: &str, data: &str) -> bool {
+        let taken = tx
+            .try_send(event(self.next.fetch_add(1, Relaxed), name, data))
+            .is_ok();
+        if taken {
+            self.metrics.push_events.inc();
+        }
+        taken
+    }
+
     /// Hands a written result to the shopper's streams on this edge (a worker's message).
     pub fn result(&self, goods: GoodsId, user: UserId, result: i64) {
         let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
@@ -254,12 +265,8 @@ impl Hub {
         let data = format!("{{\"result\":{result}}}");
         let mut gone = Vec::new();
         for (id, s) in streams.iter().filter(|(_, s)| s.user == user) {
-            let e = event(self.next.fetch_add(1, Relaxed), "result", &data);
-            match s.tx.try_send(e) {
-                Ok(()) => {
-                    self.metrics.push_events.inc();
-                }
-                Err(_) => gone.push(*id),
+            if !self.send(&s.tx, "result", &data) {
+                gone.push(*id);
             }
         }
         for id in gone {
@@ -351,15 +358,10 @@ impl Hub {
             if s.last.as_deref() == Some(data.as_str()) {
                 continue;
             }
-            match s
-                .tx
-                .try_send(event(self.next.fetch_add(1, Relaxed), "room", &data))
-            {
-                Ok(()) => {
-                    self.metrics.push_events.inc();
-                    s.last = Some(data);
-                }
-                Err(_) => gone.push(*id),
+            if self.send(&s.tx, "room", &data) {
+                s.last = Some(data);
+            } else {
+                gone.push(*id);
             }
         }
         for id in gone {

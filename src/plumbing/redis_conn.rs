@@ -293,11 +293,9 @@ impl Cluster {
             .arg("NODES")
             .query_async(&mut c)
             .await?;
-        Ok(nodes
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .filter(|f| f.len() > 8 && f[2].contains("master") && !f[2].contains("fail"))
-            .filter_map(|f| f[1].split('@').next().map(str::to_string))
+        Ok(live_nodes(&nodes)
+            .filter(|n| n.primary && n.serves_slots)
+            .map(|n| n.addr.to_string())
             .collect())
     }
 
@@ -325,26 +323,44 @@ impl Cluster {
 /// The fewest replicas any primary of a cluster has, from `CLUSTER NODES` (one line per node:
 /// `id addr flags primary-id ...`; a replica's fourth field is its primary's id).
 fn fewest_replicas(nodes: &str) -> usize {
-    let mut per_primary: std::collections::HashMap<&str, usize> = Default::default();
-    let lines: Vec<Vec<&str>> = nodes
-        .lines()
-        .map(|l| l.split_whitespace().collect())
+    let mut per_primary: std::collections::HashMap<&str, usize> = live_nodes(nodes)
+        .filter(|n| n.primary)
+        .map(|n| (n.id, 0))
         .collect();
-    for f in &lines {
-        if f.len() > 3 && f[2].contains("master") && !f[2].contains("fail") {
-            per_primary.entry(f[0]).or_insert(0);
-        }
-    }
-    for f in &lines {
-        if f.len() > 3
-            && f[2].contains("slave")
-            && !f[2].contains("fail")
-            && let Some(n) = per_primary.get_mut(f[3])
-        {
-            *n += 1;
+    for n in live_nodes(nodes) {
+        if let Some(count) = n.replica_of.and_then(|p| per_primary.get_mut(p)) {
+            *count += 1;
         }
     }
     per_primary.values().copied().min().unwrap_or(0)
+}
+
+/// A node of `CLUSTER NODES` that is not failing (a line: `id host:port@bus flags primary-id ping
+/// pong epoch state slots...`).
+struct NodeLine<'a> {
+    id: &'a str,
+    /// `host:port`
+    addr: &'a str,
+    primary: bool,
+    /// A replica's primary (its id).
+    replica_of: Option<&'a str>,
+    serves_slots: bool,
+}
+
+fn live_nodes(text: &str) -> impl Iterator<Item = NodeLine<'_>> {
+    text.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || f[2].contains("fail") {
+            return None;
+        }
+        Some(NodeLine {
+            id: f[0],
+            addr: f[1].split('@').next().unwrap_or(f[1]),
+            primary: f[2].contains("master"),
+            replica_of: f[2].contains("slave").then_some(f[3]),
+            serves_slots: f.len() > 8,
+        })
+    })
 }
 
 /// A `ConnectionManager` to one server: reconnects by itself, gives up a command after
@@ -567,12 +583,13 @@ struct Follow {
 impl Follow {
     /// The connection to the primary of the moment, made anew when the primary moved.
     async fn conn(&self) -> RedisResult<ConnectionManager> {
-        let want = self.set.current_or_ask().await?;
+        // every command passes here: the usual case compares in place, allocating nothing
         if let Some(cur) = self.current.load_full()
-            && cur.0 == want
+            && self.set.primary.borrow().as_deref() == Some(cur.0.as_str())
         {
             return Ok(cur.1.clone());
         }
+        let want = self.set.current_or_ask().await?;
         let _one = self.switching.lock().await;
         if let Some(cur) = self.current.load_full()
             && cur.0 == want
@@ -879,6 +896,25 @@ impl RedisConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_are_read_once_for_replicas_and_primaries() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-16383
+b1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+b2 127.0.0.1:7005@17005 slave,fail a2 0 0 2 disconnected
+c9 127.0.0.1:7009@17009 master,fail - 0 0 9 disconnected 100-200
+";
+        // a2's only replica is failing: the fewest any live primary has is 0
+        assert_eq!(fewest_replicas(nodes), 0);
+        assert_eq!(fewest_replicas(&nodes.replace("slave,fail", "slave")), 1);
+        let primaries: Vec<&str> = live_nodes(nodes)
+            .filter(|n| n.primary && n.serves_slots)
+            .map(|n| n.addr)
+            .collect();
+        assert_eq!(primaries, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+    }
 
     #[test]
     fn parses_one_server_and_both_cluster_forms() {

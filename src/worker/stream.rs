@@ -499,8 +499,8 @@ async fn process(
         return Ok(());
     }
     // written only once replicas hold the entries, and only those this primary holds
-    if ctx.state.confirm.is_some() {
-        let Some(held) = confirm_entries(ctx, shard, &ids, shutdown).await? else {
+    if let Some(confirm) = &ctx.state.confirm {
+        let Some(held) = confirm_entries(ctx, confirm, shard, &ids, shutdown).await? else {
             return Ok(()); // shutting down: the entries stay pending
         };
         if held.len() < ids.len() {
@@ -586,13 +586,11 @@ async fn finish_with_retry(
 /// that died before replicating it is not there). `None` at shutdown.
 async fn confirm_entries(
     ctx: &WorkerCtx,
+    confirm: &crate::plumbing::replicas::Confirm,
     shard: Shard,
     ids: &[&str],
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::collections::HashSet<String>>> {
-    let Some(confirm) = &ctx.state.confirm else {
-        return Ok(Some(ids.iter().map(|s| s.to_string()).collect()));
-    };
     let k = ctx.state.keys.shard(shard);
     let queue = k.queue();
     // each entry looked up, then one write (so the WAIT covers this connection's offset, which

@@ -283,7 +283,7 @@ async fn a_dead_workers_entries_are_taken_over_in_seconds_and_a_living_ones_are_
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(k.queue())
-        .arg("orders")
+        .arg(flashgate::plumbing::keys::GROUP)
         .arg("0")
         .arg("MKSTREAM")
         .query_async(&mut con)
@@ -291,27 +291,12 @@ async fn a_dead_workers_entries_are_taken_over_in_seconds_and_a_living_ones_are_
         .unwrap();
     // two admitted shoppers, each read by a worker that then stops: one dead (no heartbeat),
     // one alive but slow (its heartbeat kept)
-    for (user, consumer) in users.iter().zip(["ghost", "slow"]) {
-        let uid = user.id.get().to_string();
-        let _: () = redis::pipe()
-            .xadd(
-                k.queue(),
-                "*",
-                &[("u", uid.as_str()), ("r", "x"), ("t", "0")],
-            )
-            .ignore()
-            .sadd(k.buyers(), user.id.get())
-            .ignore()
-            .decr(k.stock(), 1)
-            .ignore()
-            .hincr(k.meta(), "admitted", 1)
-            .ignore()
-            .query_async(&mut con)
-            .await
-            .unwrap();
+    app.queue_by_hand(goods, &[&[users[0].id.get()], &[users[1].id.get()]])
+        .await;
+    for consumer in ["ghost", "slow"] {
         let _: redis::Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg("orders")
+            .arg(flashgate::plumbing::keys::GROUP)
             .arg(consumer)
             .arg("COUNT")
             .arg(1)

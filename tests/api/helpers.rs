@@ -309,6 +309,34 @@ impl TestApp {
         body["data"].as_i64().unwrap()
     }
 
+    /// Puts entries in a sale's queue as admit.lua would: each entry holds the given shoppers (one:
+    /// the form older edges wrote; several: one call's), with their buyer marks, the stock taken and
+    /// the admitted count; returns the entry ids.
+    pub async fn queue_by_hand(&self, goods: GoodsId, entries: &[&[i64]]) -> Vec<String> {
+        let k = self.state.keys.sale(goods);
+        let mut con = self.redis();
+        let mut ids = Vec::new();
+        for users in entries {
+            let u: Vec<String> = users.iter().map(|i| i.to_string()).collect();
+            let r: Vec<String> = users.iter().map(|i| format!("req-{i}")).collect();
+            let n = users.len() as i64;
+            let (id, _, _, _): (String, i64, i64, i64) = redis::pipe()
+                .xadd(
+                    k.queue(),
+                    "*",
+                    &[("u", u.join(",")), ("r", r.join(",")), ("t", "0".into())],
+                )
+                .sadd(k.buyers(), *users)
+                .decr(k.stock(), n)
+                .hincr(k.meta(), "admitted", n)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
     /// Stock, buyers and shoppers queued (not yet written) of a sale in Redis.
     pub async fn redis_state(&self, goods: GoodsId) -> (i64, i64, i64) {
         let k = self.state.keys.sale(goods);

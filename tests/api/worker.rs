@@ -634,7 +634,8 @@ async fn a_queue_of_old_single_entries_and_new_shared_ones_drains_to_one_order_e
     let goods = app.sale(10).await;
     let users = app.users(5).await;
     let ids: Vec<i64> = users.iter().map(|u| u.id.get()).collect();
-    queue_by_hand(&app, goods, &[&ids[..1], &ids[1..2], &ids[2..]]).await;
+    app.queue_by_hand(goods, &[&ids[..1], &ids[1..2], &ids[2..]])
+        .await;
 
     let mut app = app;
     app.start_worker();
@@ -661,7 +662,8 @@ async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives
     let mut con = app.redis();
     // both admitted in one call; user 0's order was written by a worker that died before its
     // ack, user 1's never was
-    let entry = queue_by_hand(&app, goods, &[&[users[0].id.get(), users[1].id.get()]])
+    let entry = app
+        .queue_by_hand(goods, &[&[users[0].id.get(), users[1].id.get()]])
         .await
         .remove(0);
     let written = writer::write_batch(
@@ -738,7 +740,7 @@ async fn a_read_holding_more_shoppers_than_one_transaction_writes_drains_in_seve
     let goods = app.sale(1200).await;
     let users = app.users(1100).await;
     let ids: Vec<i64> = users.iter().map(|u| u.id.get()).collect();
-    queue_by_hand(&app, goods, &[&ids[..600], &ids[600..]]).await;
+    app.queue_by_hand(goods, &[&ids[..600], &ids[600..]]).await;
     let mut app = app;
     app.start_worker();
     app.drained(goods, Duration::from_secs(60)).await;
@@ -753,32 +755,4 @@ async fn a_read_holding_more_shoppers_than_one_transaction_writes_drains_in_seve
     assert_eq!(orders.len(), 1100, "one order each, every result written");
     assert!(orders.iter().all(|o| *o > 0));
     app.assert_invariants(goods, 1200).await;
-}
-
-/// Puts entries in a sale's queue as admit.lua would: each entry holds the given shoppers (one:
-/// the form older edges wrote; several: one call's), with their buyer marks, the stock taken and
-/// the admitted count; returns the entry ids.
-async fn queue_by_hand(app: &TestApp, goods: GoodsId, entries: &[&[i64]]) -> Vec<String> {
-    let k = app.state.keys.sale(goods);
-    let mut con = app.redis();
-    let mut ids = Vec::new();
-    for users in entries {
-        let u: Vec<String> = users.iter().map(|i| i.to_string()).collect();
-        let r: Vec<String> = users.iter().map(|i| format!("req-{i}")).collect();
-        let n = users.len() as i64;
-        let (id, _, _, _): (String, i64, i64, i64) = redis::pipe()
-            .xadd(
-                k.queue(),
-                "*",
-                &[("u", u.join(",")), ("r", r.join(",")), ("t", "0".into())],
-            )
-            .sadd(k.buyers(), *users)
-            .decr(k.stock(), n)
-            .hincr(k.meta(), "admitted", n)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    ids
 }
