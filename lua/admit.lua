@@ -1,3 +1,4 @@
+-- contract: keys meta stock buyers gate queue user... | args now (user path request again)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE
 --[[
   admit.lua: the whole admission decision for 1..N shoppers of one sale shard, atomically.
 

@@ -1,3 +1,4 @@
+-- contract: keys captcha user issued meta stock | args answer checked path ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS
 --[[
   issue_path.lua: check the captcha and hand this user a hidden path for this sale.
 
@@ -27,6 +28,8 @@
     4 path TTL in ms
     5 '1' for a split sale: this shard's stock is not the sale's, so step 3 does not look at it
       (the edge's sold-out flag covers the whole sale)
+    6 now in ms, optional: `flashgate lua check` pins the clock with it; absent or empty means
+      Redis TIME
 ]]
 
 if ARGV[2] == '1' then
@@ -43,8 +46,13 @@ local meta = redis.call('HMGET', KEYS[4], 'start_ms', 'end_ms', 'path_cap')
 if not meta[1] then
   return {NO_SALE}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now
+if ARGV[6] and ARGV[6] ~= '' then
+  now = tonumber(ARGV[6])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 if now < tonumber(meta[1]) then
   return {NOT_STARTED, tonumber(meta[1]) - now}
 end

@@ -1,3 +1,4 @@
+-- contract: keys stock queue meta | args stock admitted delta | codes OK CHANGED
 --[[
   mend.lua: the audit's repair of one shard's stock (`flashgate audit --fix`), applied only if
   the shard is still as the audit read it: at rest (its queue empty), the same stock, the same

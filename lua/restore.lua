@@ -1,3 +1,4 @@
+-- contract: keys stock buyers result meta given_back? | args user result ttl_s channel goods counter order? | codes OK NOT_A_BUYER
 --[[
   restore.lua: give one unit of a sale back, once.
 

@@ -1,3 +1,4 @@
+-- contract: keys meta line seq stock soldout through | args op user draw split now? | codes OK WAITING IN_ROOM TOO_MANY_PATHS SOLD_OUT NOT_STARTED ENDED NO_TICKET NO_ROOM NO_SALE
 --[[
   room.lua: the waiting room of one sale: join it (one ticket per shopper), or look where a
   ticket stands. Atomic, so every edge sees one line.

@@ -1,3 +1,4 @@
+-- contract: keys stock | args | codes OK SOLD_OUT
 --[[
   take.lua: take one unit from a stock shard of a split sale, for another shard.
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::admission::scripts::{Admission, Scripts, is_noscript};
+use crate::admission::scripts::{Admission, ScriptSet, Scripts, is_not_loaded};
 use crate::domain::{HiddenPath, Shard, UserId};
 use crate::error::{AppError, Dependency};
 use crate::plumbing::keys::Keys;
@@ -188,8 +188,24 @@ impl Admitter {
         }
     }
 
-    /// One `EVALSHA` of admit.lua for `shoppers` of `shard`: one outcome each, in order.
+    /// One call of admit.lua for `shoppers` of `shard`: one outcome each, in order. The call
+    /// runs one set's script (the canary's for its share of calls, see `Scripts::pick`) and is
+    /// counted in that set's outcomes and latency.
     async fn call(&self, shard: Shard, shoppers: &[Shopper]) -> Result<Vec<Admission>, Failure> {
+        let set = self.scripts.pick();
+        let started = std::time::Instant::now();
+        let outcomes = self.call_with(&set, shard, shoppers).await?;
+        set.stats
+            .record(outcomes.iter().map(Admission::label), started.elapsed());
+        Ok(outcomes)
+    }
+
+    async fn call_with(
+        &self,
+        set: &ScriptSet,
+        shard: Shard,
+        shoppers: &[Shopper],
+    ) -> Result<Vec<Admission>, Failure> {
         let keys = self
             .keys
             .shard(shard)
@@ -205,18 +221,17 @@ impl Admitter {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.metrics.admit_batch_size.observe(shoppers.len() as f64);
-        let scripts = self.scripts.get();
         let confirm = match &self.confirm {
             // replicas away a moment ago: no WAIT, and no "queued" (see `plumbing::replicas`)
             Some(c) if c.degraded() => Some(c),
             Some(c) => {
                 return self
-                    .call_confirmed(c, shard, &keys, &args, shoppers.len())
+                    .call_confirmed(set, c, shard, &keys, &args, shoppers.len())
                     .await;
             }
             None => None,
         };
-        let reply = scripts
+        let reply = set
             .admit
             .invoke(&mut self.redis.clone(), &keys, &args)
             .await
@@ -244,19 +259,19 @@ impl Admitter {
     /// what the call wrote (see `plumbing::replicas`).
     async fn call_confirmed(
         &self,
+        set: &ScriptSet,
         confirm: &Confirm,
         shard: Shard,
         keys: &[&str],
         args: &[&str],
         n: usize,
     ) -> Result<Vec<Admission>, Failure> {
-        let scripts = self.scripts.get();
         let mut pipe = redis::pipe();
-        pipe.add_command(scripts.admit.cmd(keys, args));
+        pipe.add_command(set.admit.cmd(keys, args));
         self.metrics.confirm_waiting.inc();
         let mut run = confirm.run(&pipe, keys[0]).await;
-        if matches!(&run, Err(e) if is_noscript(e)) {
-            run = match scripts.admit.load(&mut self.redis.clone()).await {
+        if matches!(&run, Err(e) if is_not_loaded(e)) {
+            run = match set.admit.load(&mut self.redis.clone()).await {
                 Ok(()) => confirm.run(&pipe, keys[0]).await,
                 Err(e) => Err(e),
             };

@@ -12,6 +12,8 @@ pub mod captcha;
 pub mod coalesce;
 pub mod push;
 pub mod room;
+pub mod script_check;
+pub mod script_release;
 pub mod scripts;
 pub mod soldout;
 pub mod split;

@@ -13,8 +13,10 @@
 //! table is [`Code`] here; a test holds them equal. Each script's answer is decoded in one place:
 //! [`Admission`], [`PathIssue`], [`decode_done`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -22,40 +24,82 @@ use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
 use sha1::{Digest, Sha1};
 
-/// One script: its file name, its source and the SHA-1 Redis knows it by.
+/// How the edge calls a script: `EVALSHA` of its text (the built-in set), or `FCALL` of a
+/// function of a released library (`admission::script_release`), which Redis keeps through
+/// restarts and failovers.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Eval,
+    Function { name: String, library: Arc<String> },
+}
+
+/// One script: its file name, its own text (`body`), the text sent to Redis (the code table in
+/// front of the body), the SHA-1 Redis knows that text by, and how it is called.
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: &'static str,
+    pub body: String,
     pub source: String,
     pub sha: String,
+    pub call: Call,
 }
 
 impl Script {
-    pub fn new(name: &'static str, source: String) -> Self {
+    pub fn new(name: &'static str, codes: &str, body: String) -> Self {
+        let source = format!("{codes}\n{body}");
         let sha = hex::encode(Sha1::digest(source.as_bytes()));
-        Self { name, source, sha }
+        Self {
+            name,
+            body,
+            source,
+            sha,
+            call: Call::Eval,
+        }
     }
 
-    /// The `EVALSHA` of this script with these keys and arguments.
+    /// The `EVALSHA` (or `FCALL`) of this script with these keys and arguments.
     pub fn cmd(&self, keys: &[&str], args: &[&str]) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.sha).arg(keys.len()).arg(keys).arg(args);
+        let mut cmd = match &self.call {
+            Call::Eval => {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(&self.sha);
+                c
+            }
+            Call::Function { name, .. } => {
+                let mut c = redis::cmd("FCALL");
+                c.arg(name);
+                c
+            }
+        };
+        cmd.arg(keys.len()).arg(keys).arg(args);
         cmd
     }
 
-    /// `SCRIPT LOAD`, after a NOSCRIPT answer (the node restarted, or a failover promoted a
-    /// replica whose script cache is empty).
+    /// `SCRIPT LOAD` (or `FUNCTION LOAD REPLACE` of its library), after an answer that the node
+    /// does not hold it (it restarted, or a failover promoted a replica whose script cache is
+    /// empty; a released library survives both, but a node added later may lack it).
     pub async fn load<C: ConnectionLike>(&self, con: &mut C) -> RedisResult<()> {
-        tracing::info!(script = self.name, sha = %self.sha, "NOSCRIPT: loading the script");
-        let _: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(&self.source)
-            .query_async(con)
-            .await?;
+        match &self.call {
+            Call::Eval => {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(&self.source)
+                    .query_async(con)
+                    .await?;
+            }
+            Call::Function { library, .. } => {
+                let _: Value = redis::cmd("FUNCTION")
+                    .arg("LOAD")
+                    .arg("REPLACE")
+                    .arg(library.as_str())
+                    .query_async(con)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
-    /// `EVALSHA`, falling back to `SCRIPT LOAD` + `EVALSHA` on NOSCRIPT.
+    /// The call, loading the script and trying once more when the node does not hold it.
     pub async fn invoke<C: ConnectionLike>(
         &self,
         con: &mut C,
@@ -64,7 +108,8 @@ impl Script {
     ) -> RedisResult<Value> {
         let cmd = self.cmd(keys, args);
         match cmd.query_async(con).await {
-            Err(e) if is_noscript(&e) => {
+            Err(e) if is_not_loaded(&e) => {
+                tracing::info!(script = self.name, sha = %self.sha, "not loaded on this node: loading it");
                 self.load(con).await?;
                 cmd.query_async(con).await
             }
@@ -73,16 +118,17 @@ impl Script {
     }
 }
 
-/// Whether Redis answered that it does not hold a script (NOSCRIPT).
-pub fn is_noscript(e: &redis::RedisError) -> bool {
+/// Whether Redis answered that it does not hold a script (NOSCRIPT) or a released function.
+pub fn is_not_loaded(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        || e.to_string().contains("Function not found")
 }
 
 /// The shared table of return codes, put in front of every script.
-const CODES: (&str, &str) = ("codes.lua", include_str!("../../lua/codes.lua"));
+pub const CODES: (&str, &str) = ("codes.lua", include_str!("../../lua/codes.lua"));
 
 /// The embedded defaults: `(file name, source)`.
-const EMBEDDED: [(&str, &str); 6] = [
+pub const EMBEDDED: [(&str, &str); 6] = [
     ("admit.lua", include_str!("../../lua/admit.lua")),
     ("restore.lua", include_str!("../../lua/restore.lua")),
     ("issue_path.lua", include_str!("../../lua/issue_path.lua")),
@@ -91,39 +137,276 @@ const EMBEDDED: [(&str, &str); 6] = [
     ("room.lua", include_str!("../../lua/room.lua")),
 ];
 
-/// One consistent set of scripts (swapped as a whole on reload).
+/// What each script must take and answer for this edge to call it: the keys and arguments the
+/// edge passes and the codes it reads (`…` repeats per shopper, `?` may be left out). Each file's
+/// first line states its own (`-- contract: …`); an edge refuses a set whose lines differ.
+pub const CONTRACTS: [(&str, &str); 6] = [
+    (
+        "admit.lua",
+        "keys meta stock buyers gate queue user... | args now (user path request again)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE",
+    ),
+    (
+        "restore.lua",
+        "keys stock buyers result meta given_back? | args user result ttl_s channel goods counter order? | codes OK NOT_A_BUYER",
+    ),
+    (
+        "issue_path.lua",
+        "keys captcha user issued meta stock | args answer checked path ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
+    ),
+    ("take.lua", "keys stock | args | codes OK SOLD_OUT"),
+    (
+        "mend.lua",
+        "keys stock queue meta | args stock admitted delta | codes OK CHANGED",
+    ),
+    (
+        "room.lua",
+        "keys meta line seq stock soldout through | args op user draw split now? | codes OK WAITING IN_ROOM TOO_MANY_PATHS SOLD_OUT NOT_STARTED ENDED NO_TICKET NO_ROOM NO_SALE",
+    ),
+];
+
+/// A set's files by name (`codes.lua` and the six scripts), as read from a directory or a
+/// release record.
+pub type Files = BTreeMap<String, String>;
+
+/// Why a set of files cannot be a script set: named for the SRE who wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error("{0}: no such directory")]
+    NoDir(String),
+    #[error("the set lacks {0} (a set is codes.lua and the six scripts: {1})")]
+    Missing(String, String),
+    #[error("{name}: reading it failed: {why}")]
+    Unreadable { name: String, why: String },
+    #[error("{0}")]
+    Contract(String),
+}
+
+/// Every file name a complete set holds.
+pub fn file_names() -> Vec<&'static str> {
+    std::iter::once(CODES.0)
+        .chain(EMBEDDED.iter().map(|(n, _)| *n))
+        .collect()
+}
+
+/// The built-in files: the embedded ones, each replaced by `dir`'s file of the same name if any.
+pub fn builtin_files(dir: Option<&Path>) -> anyhow::Result<Files> {
+    let mut files = Files::new();
+    for (name, embedded) in std::iter::once(CODES).chain(EMBEDDED) {
+        let text = match dir.map(|d| d.join(name)) {
+            Some(path) if path.exists() => std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+            _ => embedded.to_string(),
+        };
+        files.insert(name.to_string(), text);
+    }
+    Ok(files)
+}
+
+/// A complete set read from `dir`: every file must be there (what `flashgate lua check` and
+/// `release` take).
+pub fn files_from_dir(dir: &Path) -> Result<Files, SetError> {
+    if !dir.is_dir() {
+        return Err(SetError::NoDir(dir.display().to_string()));
+    }
+    let names = file_names();
+    let mut files = Files::new();
+    for name in &names {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(SetError::Missing(name.to_string(), names.join(", ")));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| SetError::Unreadable {
+            name: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        files.insert(name.to_string(), text);
+    }
+    Ok(files)
+}
+
+/// The content hash of a set: SHA-1 over each file's name and text, in name order.
+pub fn content_hash(files: &Files) -> String {
+    let mut h = Sha1::new();
+    for (name, text) in files {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The contract line a script's text states (its first `-- contract:` line), if any.
+pub fn stated_contract(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("-- contract:"))
+        .map(str::trim)
+}
+
+/// Holds each script's stated contract, and the code table, to what this edge passes and reads;
+/// the message names the script and the part that differs.
+pub fn check_contracts(files: &Files) -> Result<(), SetError> {
+    let mut wrong = Vec::new();
+    for (name, ours) in CONTRACTS {
+        let Some(text) = files.get(name) else {
+            wrong.push(format!("{name}: missing from the set"));
+            continue;
+        };
+        let Some(theirs) = stated_contract(text) else {
+            wrong.push(format!(
+                "{name}: states no contract (its first line must be `-- contract: {ours}`)"
+            ));
+            continue;
+        };
+        let parts = |s: &str| -> Vec<String> {
+            s.split('|')
+                .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        let (ours_p, theirs_p) = (parts(ours), parts(theirs));
+        for (i, label) in ["keys", "args", "codes"].iter().enumerate() {
+            let (a, b) = (ours_p.get(i), theirs_p.get(i));
+            if a != b {
+                wrong.push(format!(
+                    "{name}: its {label} differ: this edge has `{}`, the script states `{}`",
+                    a.map(String::as_str).unwrap_or(""),
+                    b.map(String::as_str).unwrap_or("")
+                ));
+            }
+        }
+    }
+    match files.get(CODES.0) {
+        Some(codes) if code_table(codes) == Code::table() => {}
+        Some(codes) => wrong.push(format!(
+            "codes.lua: its table differs from this edge's: it has {:?}, the edge reads {:?}",
+            code_table(codes),
+            Code::table()
+        )),
+        None => wrong.push("codes.lua: missing from the set".into()),
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(SetError::Contract(wrong.join("; ")))
+    }
+}
+
+/// `local NAME = N` lines of a code table.
+fn code_table(codes: &str) -> Vec<(String, i64)> {
+    codes
+        .lines()
+        .filter_map(|l| l.strip_prefix("local "))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(" = ")?;
+            let n = rest.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim().to_string(), n))
+        })
+        .collect()
+}
+
+/// Outcomes and latency of the admission calls one set decided on this edge (lock-free: the
+/// call that picked the set counts into it).
+#[derive(Debug, Default)]
+pub struct SetStats {
+    pub calls: AtomicU64,
+    pub shoppers: [AtomicU64; crate::plumbing::metrics::OUTCOMES.len()],
+    pub micros: AtomicU64,
+    /// calls by latency: ≤0.5, ≤1, ≤2, ≤5, ≤10, ≤25, ≤100 ms, more
+    pub latency: [AtomicU64; 8],
+}
+
+/// The upper bounds of [`SetStats::latency`], in microseconds.
+pub const LATENCY_US: [u64; 7] = [500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000];
+
+impl SetStats {
+    /// One admission call: its shoppers' outcomes (labels of `metrics::OUTCOMES`) and its time.
+    pub fn record<'a>(&self, outcomes: impl Iterator<Item = &'a str>, took: std::time::Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        for o in outcomes {
+            if let Some(i) = crate::plumbing::metrics::OUTCOMES
+                .iter()
+                .position(|x| *x == o)
+            {
+                self.shoppers[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let us = took.as_micros() as u64;
+        self.micros.fetch_add(us, Ordering::Relaxed);
+        let b = LATENCY_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_US.len());
+        self.latency[b].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One consistent set of scripts, swapped as a whole: a call runs every script it needs from
+/// one set, never a mixture.
 #[derive(Debug)]
 pub struct ScriptSet {
+    /// 0 for the built-in set (embedded, or `lua_dir`); else the release's version number.
+    pub version: u64,
+    /// [`content_hash`] of its files.
+    pub hash: String,
+    pub codes: String,
     pub admit: Script,
     pub restore: Script,
     pub issue_path: Script,
     pub take: Script,
     pub mend: Script,
     pub room: Script,
+    pub stats: SetStats,
 }
 
 impl ScriptSet {
-    fn read(dir: Option<&Path>) -> anyhow::Result<Self> {
-        let text = |(name, embedded): (&'static str, &str)| -> anyhow::Result<String> {
-            match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display())),
-                _ => Ok(embedded.to_string()),
-            }
+    /// A set from its files (which must be complete), called by `EVALSHA`.
+    pub fn from_files(version: u64, files: &Files) -> Result<Self, SetError> {
+        let names = file_names();
+        let get = |name: &str| -> Result<String, SetError> {
+            files
+                .get(name)
+                .cloned()
+                .ok_or_else(|| SetError::Missing(name.to_string(), names.join(", ")))
         };
-        let codes = text(CODES)?;
-        let read = |file: (&'static str, &str)| -> anyhow::Result<Script> {
-            Ok(Script::new(file.0, format!("{codes}\n{}", text(file)?)))
+        let codes = get(CODES.0)?;
+        let script = |name: &'static str| -> Result<Script, SetError> {
+            Ok(Script::new(name, &codes, get(name)?))
         };
-        let [admit, restore, issue_path, take, mend, room] = EMBEDDED;
         Ok(Self {
-            admit: read(admit)?,
-            restore: read(restore)?,
-            issue_path: read(issue_path)?,
-            take: read(take)?,
-            mend: read(mend)?,
-            room: read(room)?,
+            version,
+            hash: content_hash(files),
+            admit: script("admit.lua")?,
+            restore: script("restore.lua")?,
+            issue_path: script("issue_path.lua")?,
+            take: script("take.lua")?,
+            mend: script("mend.lua")?,
+            room: script("room.lua")?,
+            codes,
+            stats: SetStats::default(),
         })
+    }
+
+    /// The same set called as the functions of the library `library` (named `lib`), each
+    /// script's function `lib_<stem>`.
+    pub fn as_functions(mut self, lib: &str, library: Arc<String>) -> Self {
+        for s in self.all_mut() {
+            s.call = Call::Function {
+                name: function_name(lib, s.name),
+                library: library.clone(),
+            };
+        }
+        self
+    }
+
+    fn all_mut(&mut self) -> [&mut Script; 6] {
+        [
+            &mut self.admit,
+            &mut self.restore,
+            &mut self.issue_path,
+            &mut self.take,
+            &mut self.mend,
+            &mut self.room,
+        ]
     }
 
     pub fn all(&self) -> [&Script; 6] {
@@ -136,48 +419,122 @@ impl ScriptSet {
             &self.room,
         ]
     }
+
+    /// The set's files again, by name.
+    pub fn files(&self) -> Files {
+        std::iter::once((CODES.0.to_string(), self.codes.clone()))
+            .chain(self.all().map(|s| (s.name.to_string(), s.body.clone())))
+            .collect()
+    }
 }
 
-/// The scripts in use, reloadable while requests run.
+/// A script's function name in a library: `lib_admit` for `admit.lua`.
+pub fn function_name(lib: &str, script: &str) -> String {
+    format!("{lib}_{}", script.trim_end_matches(".lua"))
+}
+
+/// The text of a Redis Functions library holding every script of a set as one function each
+/// (`FUNCTION LOAD`): the code table and the script's text become the function's body, with
+/// `KEYS` and `ARGV` its arguments, so each runs exactly as under `EVALSHA`.
+pub fn library_text(lib: &str, files: &Files) -> String {
+    let codes = files.get(CODES.0).map(String::as_str).unwrap_or("");
+    let mut out = format!("#!lua name={lib}\n");
+    for (name, _) in EMBEDDED {
+        let body = files.get(name).map(String::as_str).unwrap_or("");
+        out.push_str(&format!(
+            "redis.register_function('{}', function(KEYS, ARGV)\n{codes}\n{body}\nend)\n",
+            function_name(lib, name)
+        ));
+    }
+    out
+}
+
+/// A canary: a second set deciding `pct` % of admission calls.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub set: Arc<ScriptSet>,
+    pub pct: u8,
+}
+
+/// The scripts in use, swapped while requests run: the live set, and a canary if one is out.
 #[derive(Debug)]
 pub struct Scripts {
     dir: Option<PathBuf>,
-    current: ArcSwap<ScriptSet>,
+    builtin: ArcSwap<ScriptSet>,
+    live: ArcSwap<ScriptSet>,
+    canary: ArcSwap<Option<Canary>>,
 }
 
 impl Scripts {
     pub fn load(dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let set = ScriptSet::read(dir.as_deref())?;
+        let set = Arc::new(ScriptSet::from_files(0, &builtin_files(dir.as_deref())?)?);
         log_set(&set, dir.as_deref());
         Ok(Self {
             dir,
-            current: ArcSwap::from_pointee(set),
+            builtin: ArcSwap::new(set.clone()),
+            live: ArcSwap::new(set),
+            canary: ArcSwap::from_pointee(None),
         })
     }
 
-    /// The scripts in use now.
+    /// The live set (every script but the admission calls a canary takes).
     pub fn get(&self) -> Arc<ScriptSet> {
-        self.current.load_full()
+        self.live.load_full()
     }
 
-    /// Reads the scripts again (a bad file keeps the old set) and logs each SHA-1.
+    /// The set for one admission call: the canary's for its share of calls, else the live one.
+    pub fn pick(&self) -> Arc<ScriptSet> {
+        if let Some(c) = self.canary.load().as_ref() {
+            if rand::random_range(0..100u8) < c.pct {
+                return c.set.clone();
+            }
+        }
+        self.get()
+    }
+
+    /// The canary, if one is out.
+    pub fn canary(&self) -> Option<Canary> {
+        self.canary.load_full().as_ref().clone()
+    }
+
+    /// The built-in set (version 0).
+    pub fn builtin(&self) -> Arc<ScriptSet> {
+        self.builtin.load_full()
+    }
+
+    /// Makes `live` the live set and `canary` the canary (a release, a promote, a rollback).
+    pub fn adopt(&self, live: Arc<ScriptSet>, canary: Option<Canary>) {
+        self.live.store(live);
+        self.canary.store(Arc::new(canary));
+    }
+
+    /// Reads the built-in files again (a bad file keeps the old set) and logs each SHA-1; the
+    /// live set follows when no release is live.
     pub fn reload(&self) -> anyhow::Result<Arc<ScriptSet>> {
-        let set = ScriptSet::read(self.dir.as_deref())?;
+        let set = Arc::new(ScriptSet::from_files(
+            0,
+            &builtin_files(self.dir.as_deref())?,
+        )?);
         log_set(&set, self.dir.as_deref());
-        self.current.store(Arc::new(set));
+        self.builtin.store(set.clone());
+        if self.get().version == 0 {
+            self.live.store(set);
+        }
         Ok(self.get())
     }
 
-    /// `SCRIPT LOAD`s every script, so the first buy does not pay for it.
+    /// Loads every script of the live set, so the first buy does not pay for it.
     pub async fn preload<C: ConnectionLike>(&self, con: &mut C) -> RedisResult<()> {
-        for script in self.get().all() {
-            let _: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(&script.source)
-                .query_async(con)
-                .await?;
+        let set = self.get();
+        match &set.admit.call {
+            Call::Function { .. } => set.admit.load(con).await,
+            Call::Eval => {
+                for script in set.all() {
+                    script.load(con).await?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -233,6 +590,14 @@ impl Code {
         (Code::Waiting, "WAITING"),
         (Code::NoTicket, "NO_TICKET"),
     ];
+
+    /// The table as `(name, number)` pairs, as `lua/codes.lua` states it.
+    pub fn table() -> Vec<(String, i64)> {
+        Self::ALL
+            .iter()
+            .map(|(c, name)| (name.to_string(), *c as i64))
+            .collect()
+    }
 
     fn from_i64(n: i64) -> Option<Code> {
         Self::ALL.iter().map(|(c, _)| *c).find(|c| *c as i64 == n)
@@ -489,9 +854,10 @@ mod tests {
 
     #[test]
     fn sha_is_the_sha1_of_the_source() {
-        // SHA-1 of "return 1", as `redis-cli SCRIPT LOAD "return 1"` prints it.
-        let s = Script::new("x.lua", "return 1".into());
-        assert_eq!(s.sha, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        let s = Script::new("x.lua", "", "return 1".into());
+        // SHA-1 of "\nreturn 1" (an empty code table, then the script)
+        assert_eq!(s.sha, hex::encode(Sha1::digest(b"\nreturn 1")));
+        assert_eq!(s.source, "\nreturn 1");
     }
 
     #[test]
@@ -544,21 +910,8 @@ mod tests {
 
     #[test]
     fn the_lua_code_table_and_the_rust_one_are_the_same() {
-        let lua: Vec<(String, i64)> = CODES
-            .1
-            .lines()
-            .filter_map(|l| l.strip_prefix("local "))
-            .map(|l| {
-                let (name, rest) = l.split_once(" = ").expect("local NAME = N");
-                let n = rest.split_whitespace().next().unwrap().parse().unwrap();
-                (name.trim().to_string(), n)
-            })
-            .collect();
-        let rust: Vec<(String, i64)> = Code::ALL
-            .iter()
-            .map(|(c, name)| (name.to_string(), *c as i64))
-            .collect();
-        assert_eq!(lua, rust);
+        assert_eq!(code_table(CODES.1).len(), Code::ALL.len());
+        assert_eq!(code_table(CODES.1), Code::table());
         // and every script is sent with the table in front of it
         for s in Scripts::load(None).unwrap().get().all() {
             assert!(s.source.starts_with(CODES.1), "{}", s.name);
@@ -589,5 +942,49 @@ mod tests {
         assert!(scripts.get().restore.source.ends_with("\nreturn 2"));
         assert!(scripts.get().restore.source.starts_with(CODES.1));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_set_states_the_contracts_this_edge_has_and_a_changed_one_is_named() {
+        let files = builtin_files(None).unwrap();
+        check_contracts(&files).unwrap();
+        let mut changed = files.clone();
+        let admit = changed.get_mut("admit.lua").unwrap();
+        *admit = admit.replacen("gate queue user...", "gate queue", 1);
+        let err = check_contracts(&changed).unwrap_err().to_string();
+        assert!(err.contains("admit.lua: its keys differ"), "{err}");
+        let mut codes = files.clone();
+        codes.insert("codes.lua".into(), "local OK = 1\n".into());
+        let err = check_contracts(&codes).unwrap_err().to_string();
+        assert!(err.starts_with("codes.lua: its table differs"), "{err}");
+        let mut none = files;
+        none.insert("take.lua".into(), "return {0}".into());
+        let err = check_contracts(&none).unwrap_err().to_string();
+        assert!(err.contains("take.lua: states no contract"), "{err}");
+    }
+
+    #[test]
+    fn a_library_holds_one_function_per_script_with_the_code_table_inside() {
+        let files = builtin_files(None).unwrap();
+        let text = library_text("fg_x_v1", &files);
+        assert!(text.starts_with("#!lua name=fg_x_v1\n"));
+        for (name, _) in EMBEDDED {
+            assert!(text.contains(&format!("'{}'", function_name("fg_x_v1", name))));
+        }
+        assert_eq!(text.matches("local OK = 0").count(), EMBEDDED.len());
+        let set = ScriptSet::from_files(1, &files)
+            .unwrap()
+            .as_functions("fg_x_v1", Arc::new(text));
+        let cmd = set.admit.cmd(&["k"], &["a"]);
+        assert_eq!(
+            cmd.args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => String::from_utf8_lossy(b).to_string(),
+                    _ => String::new(),
+                })
+                .collect::<Vec<_>>(),
+            ["FCALL", "fg_x_v1_admit", "1", "k", "a"]
+        );
+        assert_eq!(set.files(), files);
     }
 }

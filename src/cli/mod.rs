@@ -83,6 +83,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check, release, canary, promote and roll back the Lua scripts.
+    Lua {
+        #[command(subcommand)]
+        op: LuaOp,
+    },
     /// Restore a sale for a repeat run (orders deleted, stock back, Redis reloaded).
     Reset {
         goods_id: String,
@@ -92,6 +97,34 @@ enum Command {
         /// …and lasts this long.
         #[arg(long, requires = "starts_in")]
         lasts: Option<i64>,
+    },
+}
+
+/// `flashgate lua …`: the SREs' tools for the Lua scripts (docs/lua.md).
+#[derive(Subcommand)]
+enum LuaOp {
+    /// Run the contract suite against the scripts in DIR (the shipped ones without DIR) on a
+    /// scratch namespace of the configured Redis; prints each case, exits 1 on a failure.
+    Check { dir: Option<PathBuf> },
+    /// Check DIR's complete set and, if every case passes, make it the version every edge runs
+    /// (or, with --canary, the one deciding that share of admission calls).
+    Release {
+        dir: PathBuf,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// The share of admission calls the new version decides until `promote`, 1-99 (%).
+        #[arg(long)]
+        canary: Option<i64>,
+    },
+    /// Make the canary the live version on every edge.
+    Promote,
+    /// Return every edge to the previous live version (or to VERSION; 0 is the built-in set);
+    /// with a canary out, withdraw it.
+    Rollback { version: Option<u64> },
+    /// Versions, which is live, the canary and its share, and what each running edge reports.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -124,6 +157,136 @@ enum SaleOp {
     },
     /// Cancel a scheduled or live sale: admissions stop at once; admitted orders are kept.
     Cancel { goods_id: String },
+}
+
+/// `flashgate lua …`; answers false when the command should exit 1.
+async fn lua_op(settings: Settings, op: LuaOp) -> anyhow::Result<bool> {
+    use crate::admission::{script_check, script_release as rel, scripts};
+    let target = crate::plumbing::redis_conn::Target::parse(&settings.redis_url)
+        .context("parsing FLASHGATE_REDIS_URL")?;
+    let mut con = target
+        .connect(std::time::Duration::from_secs(10))
+        .await
+        .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?;
+    let keys = crate::plumbing::keys::Keys::new(&settings.namespace);
+    let files = |dir: Option<&std::path::Path>| -> anyhow::Result<scripts::Files> {
+        Ok(match dir {
+            Some(d) => scripts::files_from_dir(d)?,
+            None => scripts::builtin_files(None)?,
+        })
+    };
+    match op {
+        LuaOp::Check { dir } => {
+            let report = script_check::run(&mut con, &files(dir.as_deref())?).await?;
+            print!("{}", report.text());
+            Ok(report.passed())
+        }
+        LuaOp::Release { dir, note, canary } => {
+            let set = files(Some(&dir))?;
+            match rel::release(&mut con, &keys, set, &note, canary).await {
+                Ok(r) => {
+                    println!(
+                        "released version {} (hash {}){}; every edge runs it within a second",
+                        r.version,
+                        &r.hash[..12],
+                        r.canary
+                            .map(|p| format!(" as a canary deciding {p}% of admission calls"))
+                            .unwrap_or_default()
+                    );
+                    Ok(true)
+                }
+                Err(rel::ReleaseError::Failed(report)) => {
+                    print!("{}", report.text());
+                    eprintln!("refused: the set fails the contract suite; nothing was released");
+                    Ok(false)
+                }
+                Err(e) => anyhow::bail!("refused: {e}; nothing was changed"),
+            }
+        }
+        LuaOp::Promote => {
+            let st = rel::promote(&mut con, &keys).await.map_err(refused_lua)?;
+            println!("version {} is live on every edge", st.live);
+            Ok(true)
+        }
+        LuaOp::Rollback { version } => {
+            let st = rel::rollback(&mut con, &keys, version)
+                .await
+                .map_err(refused_lua)?;
+            println!("version {} is live on every edge; no canary", st.live);
+            Ok(true)
+        }
+        LuaOp::Status { json } => {
+            let builtin = scripts::content_hash(&scripts::builtin_files(settings.lua_dir.as_deref())?);
+            let st = rel::status(&mut con, &keys, &builtin).await?;
+            if json {
+                print_json(&st)?;
+            } else {
+                print!("{}", status_text(&st));
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn refused_lua(e: crate::admission::script_release::ReleaseError) -> anyhow::Error {
+    anyhow::anyhow!("refused: {e}; nothing was changed")
+}
+
+/// `flashgate lua status` as text.
+fn status_text(st: &crate::admission::script_release::Status) -> String {
+    let mut out = format!(
+        "live: version {}{}\n",
+        st.state.live,
+        st.state
+            .canary
+            .map(|c| format!("; canary: version {c} deciding {}% of admission calls", st.state.pct))
+            .unwrap_or_default()
+    );
+    out.push_str("version  hash          calls     queued  mean ms  p99 ms  note\n");
+    for v in &st.versions {
+        let mark = if v.live {
+            "*"
+        } else if v.canary {
+            "c"
+        } else {
+            " "
+        };
+        out.push_str(&format!(
+            "{mark}{:<7}  {:<12}  {:>8}  {:>8}  {:>7.2}  {:>6}  {}\n",
+            v.version,
+            &v.hash[..12.min(v.hash.len())],
+            v.counts.calls,
+            v.counts.outcomes.get("queued").copied().unwrap_or(0),
+            v.mean_ms,
+            v.p99_ms.map_or(">100".into(), |p| format!("{p}")),
+            v.note
+        ));
+    }
+    out.push_str("edges:\n");
+    for e in &st.edges {
+        out.push_str(&format!(
+            "  {}  live {}{}  {}{}\n",
+            e.report.edge,
+            e.report.live,
+            e.report
+                .canary
+                .map(|c| format!(" canary {c} ({}%)", e.report.pct))
+                .unwrap_or_default(),
+            if !e.up {
+                "GONE"
+            } else if e.current {
+                "current"
+            } else {
+                "BEHIND"
+            },
+            e.report
+                .error
+                .as_ref()
+                .map(|m| format!("  error: {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
 }
 
 /// JSON text, `@file`, or `-` for stdin.
@@ -361,6 +524,11 @@ pub async fn main() -> anyhow::Result<()> {
             println!("{}", id.get());
         }
         Command::Sale { op } => sale_op(settings, op).await?,
+        Command::Lua { op } => {
+            if !lua_op(settings, op).await? {
+                std::process::exit(1);
+            }
+        }
         Command::Audit {
             goods_id,
             all,

@@ -120,6 +120,37 @@ impl Keys {
         format!("{}sk:restock", self.ns)
     }
 
+    /// `lua:state`: which script release is live, the canary and its share, the history that
+    /// a rollback goes back through (JSON; `admission::script_release`).
+    pub fn lua_state(&self) -> String {
+        format!("{}lua:state", self.ns)
+    }
+
+    /// `lua:release:N`: release N's files, content hash and note (JSON, kept for good).
+    pub fn lua_release(&self, version: u64) -> String {
+        format!("{}lua:release:{version}", self.ns)
+    }
+
+    /// `lua:versions`: the last release number handed out.
+    pub fn lua_versions(&self) -> String {
+        format!("{}lua:versions", self.ns)
+    }
+
+    /// `lua:edges`: a hash, one field per running edge, holding what it reports each second
+    /// (the versions it runs, its counts per version, a release it could not load).
+    pub fn lua_edges(&self) -> String {
+        format!("{}lua:edges", self.ns)
+    }
+
+    /// The name of the Redis Functions library that holds release `version` of this
+    /// namespace's scripts: `fg_<8 hex of the namespace's SHA-1>_v<N>` (libraries are per node,
+    /// not per key prefix, so namespaces sharing a Redis do not collide).
+    pub fn lua_library(&self, version: u64) -> String {
+        use sha1::{Digest, Sha1};
+        let tag = hex::encode(Sha1::digest(self.ns.as_bytes()));
+        format!("fg_{}_v{version}", &tag[..8])
+    }
+
     /// The pattern matching every key of this namespace (tests clean up with it).
     pub fn everything(&self) -> String {
         format!("{}*", self.ns)
