@@ -92,6 +92,13 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     let (settings_session_cache_ms, settings_session_cache_entries) =
         (settings.session_cache_ms, settings.session_cache_entries);
     let scripts = Arc::new(scripts);
+    // a released version of the scripts (kept in Redis) is used from the first request on
+    let mut watcher = crate::admission::script_release::Watcher::new(
+        redis.clone(),
+        Keys::new(&settings.namespace),
+        scripts.clone(),
+    );
+    watcher.follow().await;
     let metrics = Arc::new(Metrics::default());
     let keys = Keys::new(&settings.namespace);
     let admitter = Arc::new(Admitter::new(
@@ -206,6 +213,7 @@ impl Application {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let state = self.state;
         tokio::spawn(tidy_every(TIDY_EVERY, state.clone(), shutdown.clone()));
+        let scripts = tokio::spawn(watch_scripts(&state).run(shutdown.clone()));
         tracing::info!(port = self.port, "flashgate edge listening");
         let listener = tokio::spawn(soldout::listen(
             state.redis_target.clone(),
@@ -250,7 +258,18 @@ impl Application {
         }
         let _ = listener.await;
         let _ = tally.await;
+        let _ = scripts.await;
     }
+}
+
+/// The task that keeps this process on the released version of the Lua scripts and reports
+/// what it runs (`admission::script_release`); `run` it until shutdown.
+pub fn watch_scripts(state: &AppState) -> crate::admission::script_release::Watcher {
+    crate::admission::script_release::Watcher::new(
+        state.redis.clone(),
+        state.keys.clone(),
+        state.scripts.clone(),
+    )
 }
 
 /// For `flashgate worker`: `/healthz`, `/readyz` and `/metrics` on `worker_listen`, unless it

@@ -1,7 +1,7 @@
 //! The admin API, behind `Authorization: Bearer ADMIN_TOKEN` (disabled when no token is set),
 //! served on the admin listener only: sale management (`crate::sales::manage`), the live view
 //! (`crate::operators::live`), the per-second counts (`crate::operators::tally`), the audit (`crate::operators::audit`),
-//! resetting a sale for a repeat load test, and reloading the Lua scripts.
+//! resetting a sale for a repeat load test. The Lua scripts' operations are in `http::scripts`.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::sales::store::{self, Window};
 use crate::state::AppState;
 
-fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
+pub(super) fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
     let want = state.settings.admin_token.as_bytes();
     let got = respond::token(req).unwrap_or_default().as_bytes();
     if want.is_empty() || !crate::accounts::password::constant_time_eq(want, got) {
@@ -139,15 +139,3 @@ pub async fn series(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
     ))
 }
 
-/// `POST /api/admin/scripts/reload`: re-reads `lua_dir` and answers each script's SHA-1.
-pub async fn reload_scripts(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
-    check_admin(&req, state)?;
-    let set = state.scripts.reload()?;
-    state.scripts.preload(&mut state.redis.clone()).await?;
-    let shas: serde_json::Map<String, serde_json::Value> = set
-        .all()
-        .iter()
-        .map(|s| (s.name.to_string(), s.sha.clone().into()))
-        .collect();
-    Ok(respond::ok(shas))
-}

@@ -18,6 +18,7 @@ pub mod orders;
 pub mod proxy;
 pub mod respond;
 pub mod routes;
+pub mod scripts;
 pub mod seckill;
 pub mod static_files;
 
@@ -276,7 +277,12 @@ async fn route(
         Route::AdminAuditSale => admin::audit(req, state, param).await,
         Route::AdminSaleSeries => admin::series(req, state, param).await,
         Route::AdminResetSale => admin::reset(req, state, param).await,
-        Route::AdminReloadScripts => admin::reload_scripts(req, state).await,
+        Route::AdminReloadScripts => scripts::reload(req, state).await,
+        Route::AdminLuaStatus => scripts::status(req, state).await,
+        Route::AdminLuaCheck => scripts::check(req, state).await,
+        Route::AdminLuaRelease => scripts::release(req, state).await,
+        Route::AdminLuaPromote => scripts::promote(req, state).await,
+        Route::AdminLuaRollback => scripts::rollback(req, state).await,
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(state).await),
         Route::Metrics => Ok(ops::metrics(state).await),

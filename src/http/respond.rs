@@ -125,6 +125,14 @@ pub fn client_address<B>(req: &Request<B>, state: &AppState) -> std::net::IpAddr
 /// shopper's cookie, but not `application/json`, which needs a CORS preflight this edge never
 /// grants. So a state-changing request that is not JSON is refused (415) before anything else.
 pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AppError> {
+    json_body_up_to(req, MAX_BODY).await
+}
+
+/// [`json_body`] with another size limit (a release of the Lua scripts is bigger).
+pub async fn json_body_up_to<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<T, AppError> {
     require_json(&req)?;
     let limit = req
         .extensions()
@@ -136,11 +144,11 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(usize::MAX);
-        if len > MAX_BODY {
+        if len > max {
             return Err(AppError::TooLarge);
         }
     }
-    let read = Limited::new(req.into_body(), MAX_BODY).collect();
+    let read = Limited::new(req.into_body(), max).collect();
     let bytes = tokio::time::timeout(limit, read)
         .await
         .map_err(|_| AppError::BodyTimeout)?

@@ -43,13 +43,18 @@ pub enum Route {
     AdminSaleSeries,
     AdminResetSale,
     AdminReloadScripts,
+    AdminLuaStatus,
+    AdminLuaCheck,
+    AdminLuaRelease,
+    AdminLuaPromote,
+    AdminLuaRollback,
     Healthz,
     Readyz,
     Metrics,
 }
 
 impl Route {
-    pub const ALL: [Route; 25] = [
+    pub const ALL: [Route; 30] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -72,6 +77,11 @@ impl Route {
         Route::AdminSaleSeries,
         Route::AdminResetSale,
         Route::AdminReloadScripts,
+        Route::AdminLuaStatus,
+        Route::AdminLuaCheck,
+        Route::AdminLuaRelease,
+        Route::AdminLuaPromote,
+        Route::AdminLuaRollback,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -103,6 +113,11 @@ impl Route {
             Route::AdminSaleSeries => (Method::GET, "/api/admin/sales/{id}/series", Admin),
             Route::AdminResetSale => (Method::POST, "/api/admin/sales/{id}/reset", Admin),
             Route::AdminReloadScripts => (Method::POST, "/api/admin/scripts/reload", Admin),
+            Route::AdminLuaStatus => (Method::GET, "/api/admin/lua", Admin),
+            Route::AdminLuaCheck => (Method::POST, "/api/admin/lua/check", Admin),
+            Route::AdminLuaRelease => (Method::POST, "/api/admin/lua/releases", Admin),
+            Route::AdminLuaPromote => (Method::POST, "/api/admin/lua/promote", Admin),
+            Route::AdminLuaRollback => (Method::POST, "/api/admin/lua/rollback", Admin),
             Route::Healthz => (Method::GET, "/healthz", Ops),
             Route::Readyz => (Method::GET, "/readyz", Ops),
             Route::Metrics => (Method::GET, "/metrics", Ops),
