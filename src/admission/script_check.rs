@@ -30,15 +30,16 @@ use redis::Value;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::admission::scripts::{
-    CODES, Code, Files, SetError, check_contracts, library_text,
-};
+use crate::admission::scripts::{CODES, Code, Files, SetError, check_contracts, library_text};
 use crate::plumbing::redis_conn::RedisConn;
 
 /// The cases, one file per script, embedded in the binary.
 pub const CASES: [(&str, &str); 6] = [
     ("admit.lua", include_str!("../../lua/cases/admit.json")),
-    ("issue_path.lua", include_str!("../../lua/cases/issue_path.json")),
+    (
+        "issue_path.lua",
+        include_str!("../../lua/cases/issue_path.json"),
+    ),
     ("restore.lua", include_str!("../../lua/cases/restore.json")),
     ("take.lua", include_str!("../../lua/cases/take.json")),
     ("mend.lua", include_str!("../../lua/cases/mend.json")),
@@ -95,7 +96,11 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         for c in &self.cases {
-            let verdict = if c.failures.is_empty() { "ok  " } else { "FAIL" };
+            let verdict = if c.failures.is_empty() {
+                "ok  "
+            } else {
+                "FAIL"
+            };
             out.push_str(&format!("{verdict} {:<15} {}\n", c.script, c.case));
             for f in &c.failures {
                 out.push_str(&format!("       {f}\n"));
@@ -182,7 +187,10 @@ async fn compile(con: &mut RedisConn, files: &Files) -> Result<(), SetError> {
             )));
         }
     }
-    let lib = format!("fgcheck_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let lib = format!(
+        "fgcheck_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let r: redis::RedisResult<Value> = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg(library_text(&lib, files))
@@ -284,7 +292,9 @@ fn spec(v: &Json) -> Result<Spec, String> {
             } else if let Some(Json::Array(m)) = o.get("queue") {
                 let mut q = Vec::new();
                 for e in m {
-                    let e = e.as_array().ok_or("a queue shopper is [user, request, time]")?;
+                    let e = e
+                        .as_array()
+                        .ok_or("a queue shopper is [user, request, time]")?;
                     let f = |i: usize| e.get(i).map(text).unwrap_or_default();
                     q.push((f(0), f(1), f(2)));
                 }
@@ -312,9 +322,9 @@ fn matches(want: &State, got: &State) -> bool {
         }
         (State::Queue(w), State::Queue(g)) => {
             w.len() == g.len()
-                && w.iter().zip(g).all(|(a, b)| {
-                    wild_eq(&a.0, &b.0) && wild_eq(&a.1, &b.1) && wild_eq(&a.2, &b.2)
-                })
+                && w.iter()
+                    .zip(g)
+                    .all(|(a, b)| wild_eq(&a.0, &b.0) && wild_eq(&a.1, &b.1) && wild_eq(&a.2, &b.2))
         }
         (w, g) => w == g,
     }
@@ -499,7 +509,11 @@ impl<'a> Runner<'a> {
                 failures.push(format!(
                     "{at}, shopper {} (user {}): expected {}, got {}",
                     i + 1,
-                    shoppers.get(i).and_then(|s| s.first()).cloned().unwrap_or_default(),
+                    shoppers
+                        .get(i)
+                        .and_then(|s| s.first())
+                        .cloned()
+                        .unwrap_or_default(),
                     show_want(&want),
                     show_outcome(*code, detail)
                 ));
@@ -632,7 +646,13 @@ impl<'a> Runner<'a> {
         let err = |e: redis::RedisError| e.to_string();
         let state = match kind.as_str() {
             "none" => State::Absent,
-            "string" => State::Str(redis::cmd("GET").arg(&key).query_async(c).await.map_err(err)?),
+            "string" => State::Str(
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(c)
+                    .await
+                    .map_err(err)?,
+            ),
             "hash" => State::Hash(
                 redis::cmd("HGETALL")
                     .arg(&key)
@@ -678,7 +698,11 @@ impl<'a> Runner<'a> {
                 }
                 State::Queue(q)
             }
-            other => return Err(format!("{name} is a {other}, which the suite does not read")),
+            other => {
+                return Err(format!(
+                    "{name} is a {other}, which the suite does not read"
+                ));
+            }
         };
         let ttl: i64 = redis::cmd("PTTL")
             .arg(&key)
@@ -810,7 +834,8 @@ mod tests {
     #[test]
     fn every_case_file_parses_and_names_its_cases() {
         for (script, text) in CASES {
-            let f: CaseFile = serde_json::from_str(text).unwrap_or_else(|e| panic!("{script}: {e}"));
+            let f: CaseFile =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{script}: {e}"));
             assert!(!f.cases.is_empty(), "{script}");
             let names: BTreeSet<&str> = f.cases.iter().map(|c| c.name.as_str()).collect();
             assert_eq!(names.len(), f.cases.len(), "{script}: case names repeat");
@@ -829,8 +854,14 @@ mod tests {
     fn replies_match_by_number_code_name_string_and_wildcard() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let got = Value::Array(vec![bulk("1-0"), Value::Int(5), Value::Int(0)]);
-        assert!(reply_matches(&serde_json::json!(["*", "DUPLICATE", 0]), &got));
-        assert!(!reply_matches(&serde_json::json!(["*", "SOLD_OUT", 0]), &got));
+        assert!(reply_matches(
+            &serde_json::json!(["*", "DUPLICATE", 0]),
+            &got
+        ));
+        assert!(!reply_matches(
+            &serde_json::json!(["*", "SOLD_OUT", 0]),
+            &got
+        ));
         assert!(!reply_matches(&serde_json::json!(["*", "DUPLICATE"]), &got));
         assert!(reply_matches(&serde_json::json!("p"), &bulk("p")));
         assert!(!reply_matches(&serde_json::json!(1), &bulk("1")));

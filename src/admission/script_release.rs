@@ -333,7 +333,8 @@ impl VersionCounts {
             *self.outcomes.entry(k.clone()).or_default() += v;
         }
         self.micros += o.micros;
-        self.latency.resize(o.latency.len().max(self.latency.len()), 0);
+        self.latency
+            .resize(o.latency.len().max(self.latency.len()), 0);
         for (i, v) in o.latency.iter().enumerate() {
             self.latency[i] += v;
         }

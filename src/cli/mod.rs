@@ -216,7 +216,8 @@ async fn lua_op(settings: Settings, op: LuaOp) -> anyhow::Result<bool> {
             Ok(true)
         }
         LuaOp::Status { json } => {
-            let builtin = scripts::content_hash(&scripts::builtin_files(settings.lua_dir.as_deref())?);
+            let builtin =
+                scripts::content_hash(&scripts::builtin_files(settings.lua_dir.as_deref())?);
             let st = rel::status(&mut con, &keys, &builtin).await?;
             if json {
                 print_json(&st)?;
@@ -239,7 +240,10 @@ fn status_text(st: &crate::admission::script_release::Status) -> String {
         st.state.live,
         st.state
             .canary
-            .map(|c| format!("; canary: version {c} deciding {}% of admission calls", st.state.pct))
+            .map(|c| format!(
+                "; canary: version {c} deciding {}% of admission calls",
+                st.state.pct
+            ))
             .unwrap_or_default()
     );
     out.push_str("version  hash          calls     queued  mean ms  p99 ms  note\n");

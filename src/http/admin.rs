@@ -138,4 +138,3 @@ pub async fn series(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
         crate::operators::tally::read(con, &state.keys, goods, seconds).await?,
     ))
 }
-

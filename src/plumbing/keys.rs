@@ -146,9 +146,14 @@ impl Keys {
     /// namespace's scripts: `fg_<8 hex of the namespace's SHA-1>_v<N>` (libraries are per node,
     /// not per key prefix, so namespaces sharing a Redis do not collide).
     pub fn lua_library(&self, version: u64) -> String {
+        format!("{}{version}", self.lua_libraries())
+    }
+
+    /// What every library name of this namespace starts with (`fg_<8 hex>_v`).
+    pub fn lua_libraries(&self) -> String {
         use sha1::{Digest, Sha1};
         let tag = hex::encode(Sha1::digest(self.ns.as_bytes()));
-        format!("fg_{}_v{version}", &tag[..8])
+        format!("fg_{}_v", &tag[..8])
     }
 
     /// The pattern matching every key of this namespace (tests clean up with it).

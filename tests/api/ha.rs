@@ -479,3 +479,95 @@ async fn edges_and_workers_follow_a_sentinel_failover_and_every_queued_buy_becom
     );
     assert!(sold_out, "the sale sold out after the failover");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_script_version_is_still_the_one_used_after_a_sentinel_failover() {
+    let mut servers = Servers::new();
+    let primary = servers.redis(None);
+    let replica = servers.redis(Some(primary));
+    synced(primary, replica).await;
+    let sentinels: Vec<u16> = (0..3).map(|_| servers.sentinel(primary)).collect();
+    let url = format!(
+        "redis+sentinel://{}/mymaster",
+        sentinels
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settings = Settings {
+        redis_url: url,
+        ..test_settings()
+    };
+    let app = spawn_with(settings, true).await;
+    let goods = app.sale(10).await;
+    let users = app.users(2).await;
+    let v = crate::lua_release::release(&app, &crate::lua_release::good_tuned(), "ha", None).await;
+    crate::lua_release::on_every_edge(&[&app.state], v, None).await;
+    let lib = app.state.keys.lua_library(v);
+    // the replica holds the library by replication, before any failover
+    let on = |port: u16| {
+        let lib = lib.clone();
+        async move {
+            let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut con = c.get_multiplexed_async_connection().await.unwrap();
+            let listed: redis::Value = redis::cmd("FUNCTION")
+                .arg("LIST")
+                .arg("LIBRARYNAME")
+                .arg(&lib)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            format!("{listed:?}").contains(&lib)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !on(replica).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never got {lib}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    servers.signal(primary, libc::SIGKILL);
+    // buys go on once the replica is promoted, decided by the released version
+    let released = app.state.scripts.get();
+    let calls = || {
+        released
+            .stats
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = calls();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let user = &users[0];
+    loop {
+        let (s, body) = app
+            .get(&format!("/api/seckill/path?goodsId={goods}"), &user.token)
+            .await;
+        if s == 200 {
+            let path = body["data"].as_str().unwrap().to_string();
+            let (s, _) = app.buy(&user.token, &path, goods).await;
+            if s == 202 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no buy after the failover: {s} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(app.state.redis_target.failovers() >= 1, "no failover seen");
+    assert_eq!(
+        app.state.redis_target.primary().as_deref(),
+        Some(format!("127.0.0.1:{replica}").as_str())
+    );
+    assert!(on(replica).await, "the new primary holds the release");
+    assert_eq!(app.state.scripts.get().version, v);
+    assert!(
+        calls() > before,
+        "the buy after the failover ran the release"
+    );
+}

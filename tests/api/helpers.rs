@@ -452,6 +452,7 @@ impl Drop for TestApp {
         }
         let settings = (*self.state.settings).clone();
         let pattern = self.state.keys.everything();
+        let libraries = self.state.keys.lua_libraries();
         let queue = format!("{}flashgate.orders", self.state.keys.namespace());
         // Clean up on a thread of its own: Drop cannot await, and the test's runtime is ending.
         std::thread::spawn(move || {
@@ -464,6 +465,7 @@ impl Drop for TestApp {
                     && let Ok(mut con) = target.connect(Duration::from_secs(5)).await
                 {
                     let _ = con.delete_matching(&pattern).await;
+                    delete_libraries(&mut con, &libraries).await;
                 }
                 let _ = db::drop_database(&settings.database_url).await;
                 if let Ok(conn) = lapin::Connection::connect(
@@ -481,6 +483,45 @@ impl Drop for TestApp {
         })
         .join()
         .ok();
+    }
+}
+
+/// Deletes the Redis Functions libraries whose names start with `prefix` (a test's releases of
+/// the Lua scripts).
+pub async fn delete_libraries(con: &mut RedisConn, prefix: &str) {
+    let listed: redis::RedisResult<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg(format!("{prefix}*"))
+        .query_async(con)
+        .await;
+    let mut names = Vec::new();
+    if let Ok(redis::Value::Array(libs)) = listed {
+        for lib in libs {
+            let fields = match lib {
+                redis::Value::Array(f) => f,
+                redis::Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => continue,
+            };
+            let mut it = fields.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let (Ok(k), Ok(v)) = (
+                    redis::from_redis_value::<String>(k),
+                    redis::from_redis_value::<String>(v),
+                ) && k == "library_name"
+                    && v.starts_with(prefix)
+                {
+                    names.push(v);
+                }
+            }
+        }
+    }
+    for n in names {
+        let _: redis::RedisResult<()> = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg(n)
+            .query_async(con)
+            .await;
     }
 }
 

@@ -92,7 +92,10 @@ async fn a_batch_that_decides_otherwise_than_one_by_one_fails() {
     // is alone: in one call, shoppers after the first see a stock of 1 more than left
     let (mut con, _) = crate::helpers::script_redis("l").await;
     let files = tuned("admit.lua", |t| {
-        t.replace("      stock = stock - 1\n", "      if n == 1 then stock = stock - 1 end\n")
+        t.replace(
+            "      stock = stock - 1\n",
+            "      if n == 1 then stock = stock - 1 end\n",
+        )
     });
     let report = script_check::run(&mut con, &files).await.unwrap();
     let failed: Vec<&str> = report.failed().iter().map(|c| c.case.as_str()).collect();
@@ -107,7 +110,10 @@ async fn a_batch_that_decides_otherwise_than_one_by_one_fails() {
 async fn a_set_that_cannot_be_checked_is_named() {
     let err = |files| async move {
         let (mut con, _) = crate::helpers::script_redis("l").await;
-        script_check::run(&mut con, &files).await.unwrap_err().to_string()
+        script_check::run(&mut con, &files)
+            .await
+            .unwrap_err()
+            .to_string()
     };
     let broken = tuned("room.lua", |t| format!("{t}\nlocal = oops"));
     let e = err(broken).await;

@@ -15,6 +15,7 @@ mod hardening;
 mod helpers;
 mod history;
 mod lua_contract;
+mod lua_release;
 mod manage;
 mod nginx;
 mod observability;

@@ -15,14 +15,14 @@ use tokio::sync::Mutex;
 use crate::helpers::{concurrently, spawn_with, test_settings};
 
 /// A redis-server on its own port and directory; killed and its directory removed on drop.
-struct OwnRedis {
+pub struct OwnRedis {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -38,7 +38,7 @@ impl OwnRedis {
         r
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--dir")
@@ -69,14 +69,14 @@ impl OwnRedis {
         panic!("redis-server on {} did not come up", self.port);
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // SIGKILL: no shutdown, no final save
             let _ = c.wait();
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 }
