@@ -213,7 +213,8 @@ impl Application {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let state = self.state;
         tokio::spawn(tidy_every(TIDY_EVERY, state.clone(), shutdown.clone()));
-        let scripts = tokio::spawn(watch_scripts(&state).run(shutdown.clone()));
+        let scripts =
+            tokio::spawn(watch_scripts(&state).run(state.redis_target.clone(), shutdown.clone()));
         tracing::info!(port = self.port, "flashgate edge listening");
         let listener = tokio::spawn(soldout::listen(
             state.redis_target.clone(),

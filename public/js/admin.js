@@ -1,5 +1,5 @@
-// The operators' console: the sale list, the create/edit form, and a live view of one sale
-// refreshed every second. Everything comes from the admin API (docs/api.md, "Admin"); the
+// The operators' console: the sale list, the create/edit form, a live view of one sale
+// refreshed every second, and the Lua script releases (versions, canary, promote, roll back). Everything comes from the admin API (docs/api.md, "Admin"); the
 // validation messages are the API's own, shown beside the field it names. The admin token is
 // kept in sessionStorage only (this tab, until it closes). The chart is uPlot (vendored in
 // /vendor/uplot, MIT).
@@ -44,7 +44,7 @@ function stopTimers() {
 
 function view(name) {
   stopTimers();
-  for (const s of ["login", "sales", "editor", "live"]) show(s, s === name);
+  for (const s of ["login", "sales", "editor", "live", "scripts"]) show(s, s === name);
   show("logout", name !== "login");
 }
 
@@ -295,6 +295,71 @@ async function cancelSale() {
   }
   await refreshLive();
 }
+
+// ---- the scripts ----
+
+function cells(tr, values) {
+  for (const v of values) {
+    const td = document.createElement("td");
+    td.append(v instanceof Node ? v : String(v));
+    tr.append(td);
+  }
+  return tr;
+}
+
+async function refreshScripts() {
+  const { status, env } = await api("GET", "/api/admin/lua");
+  if (status !== 200) {
+    $("lua-msg").textContent = env ? env.msg : `The admin API answered ${status}.`;
+    show("lua-msg", true);
+    return;
+  }
+  const st = env.data.state;
+  $("lua-live").textContent = `Live: version ${st.live}` +
+    (st.canary != null ? `; canary: version ${st.canary} deciding ${st.pct}% of admission calls` : "; no canary");
+  $("lua-promote").disabled = st.canary == null;
+  $("lua-versions").replaceChildren(...env.data.versions.slice().reverse().map((v) => {
+    const tr = document.createElement("tr");
+    tr.dataset.version = v.version;
+    const badge = document.createElement("span");
+    badge.className = `phase ${v.live ? "live" : v.canary ? "scheduled" : ""}`;
+    badge.textContent = v.live ? "live" : v.canary ? `canary ${st.pct}%` : "—";
+    const o = v.counts.outcomes;
+    return cells(tr, [v.version, badge, v.hash.slice(0, 12), v.note,
+      v.atMs ? new Date(v.atMs).toLocaleString() : "built in", v.counts.calls, o.queued || 0,
+      (o.sold_out || 0), o.duplicate || 0, o.rate_limited || 0, v.meanMs.toFixed(2),
+      v.p99Ms == null ? ">100" : v.p99Ms]);
+  }));
+  $("lua-edges").replaceChildren(...env.data.edges.map((e) => cells(document.createElement("tr"), [
+    e.edge, `${e.live}${e.canary != null ? ` + canary ${e.canary} (${e.pct}%)` : ""}`,
+    !e.up ? "gone" : e.current ? "current" : "behind", e.error || ""])));
+}
+
+async function scriptsView() {
+  view("scripts");
+  show("lua-msg", false);
+  await refreshScripts();
+  timers.push(setInterval(refreshScripts, 1000));
+}
+
+async function luaAction(path, question) {
+  if (!confirm(question)) return;
+  const { status, env } = await api("POST", path);
+  if (status !== 200) {
+    $("lua-msg").textContent = env ? `${env.msg} (code ${env.code})` : `The admin API answered ${status}.`;
+    show("lua-msg", true);
+  } else {
+    show("lua-msg", false);
+  }
+  await refreshScripts();
+}
+
+$("to-scripts").addEventListener("click", scriptsView);
+$("scripts-back").addEventListener("click", listSales);
+$("lua-promote").addEventListener("click", () => luaAction("/api/admin/lua/promote",
+  "Make the canary the live version on every edge?"));
+$("lua-rollback").addEventListener("click", () => luaAction("/api/admin/lua/rollback",
+  "Roll every edge back to the previous version (a canary out is withdrawn)?"));
 
 $("enter").addEventListener("click", enter);
 $("token").addEventListener("keydown", (e) => { if (e.key === "Enter") enter(); });

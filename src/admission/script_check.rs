@@ -542,7 +542,18 @@ impl<'a> Runner<'a> {
             .arg(args)
             .query_async(self.con)
             .await
-            .map_err(|e| format!("{} raised an error: {e}", self.script))?;
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("non local key") || text.contains("CROSSSLOT") {
+                    // on a cluster, a key in another slot is refused before the suite sees it
+                    format!(
+                        "{} touched a key it was not given (the cluster refused it: {text})",
+                        self.script
+                    )
+                } else {
+                    format!("{} raised an error: {text}", self.script)
+                }
+            })?;
         let Value::Array(mut both) = reply else {
             return Err(format!("{} answered {}", self.script, show(&reply)));
         };
@@ -759,14 +770,14 @@ impl<'a> Runner<'a> {
                 .has_ttl
                 .or(want.ttl_ms.map(|_| true))
                 .filter(|_| want.state != State::Absent);
-            if let Some(t) = want_ttl {
-                if t != has_ttl {
-                    failures.push(format!(
-                        "afterwards {name} {} a TTL, expected {}",
-                        if has_ttl { "has" } else { "has no" },
-                        if t { "one" } else { "none" }
-                    ));
-                }
+            if let Some(t) = want_ttl
+                && t != has_ttl
+            {
+                failures.push(format!(
+                    "afterwards {name} {} a TTL, expected {}",
+                    if has_ttl { "has" } else { "has no" },
+                    if t { "one" } else { "none" }
+                ));
             }
         }
         Ok(dump)

@@ -6,14 +6,17 @@
 //! function a script, on every primary). Unlike the `EVALSHA` cache, a library is replicated and
 //! persisted: a restart from the AOF or a failover keeps it. Which release is live, and which is
 //! a canary deciding a share of the admission calls, is one small JSON value (`lua:state`),
-//! changed only by compare-and-set, with a generation number that every edge polls
-//! ([`WATCH_EVERY`]): a change reaches every edge within a second, and each edge swaps whole
-//! sets ([`Scripts::adopt`]), so one call never runs a mixture of two versions.
+//! changed only by compare-and-set, with a generation number; each change is announced on
+//! `lua:changed`, which every edge subscribes to (and it reads the state every [`POLL_EVERY`]
+//! too, in case a message was lost, and after every resubscription): a change reaches every
+//! edge within a second, and each edge swaps whole sets ([`Scripts::adopt`]), so one call never
+//! runs a mixture of two versions.
 //!
 //! An edge that cannot use a released set (its contract differs from the edge's, its record is
 //! unreadable, the library does not load) says so in its report and keeps the last set it
-//! could use. Each edge writes a report each second (`lua:edges`): the versions it runs and
-//! what each decided on it (outcomes, latency), which `flashgate lua status`, the admin API and
+//! could use. Each edge writes a report (`lua:edges`) when it changes, at most each second, and
+//! every [`HEARTBEAT_EVERY`] at least: the versions it runs and what each decided on it
+//! (outcomes, latency), so an idle edge costs Redis a command every few seconds, which `flashgate lua status`, the admin API and
 //! the console's Scripts view read. Version 0 is the built-in set (embedded, or `lua_dir`).
 
 use std::collections::BTreeMap;
@@ -31,19 +34,24 @@ use crate::admission::scripts::{
 };
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::OUTCOMES;
-use crate::plumbing::redis_conn::RedisConn;
+use crate::plumbing::redis_conn::{RedisConn, Target};
+use futures_util::StreamExt;
 
-/// How often an edge reads `lua:state`.
-pub const WATCH_EVERY: Duration = Duration::from_millis(250);
-/// How often an edge writes its report.
+/// How often an edge reads `lua:state` besides the announcements (a message lost in a
+/// reconnection is caught up with within this).
+pub const POLL_EVERY: Duration = Duration::from_secs(5);
+/// How often an edge looks whether its report changed (and writes it if so).
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// An edge writes its report at least this often, changed or not.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// An edge whose report is older than this is shown as gone.
-pub const EDGE_GONE_AFTER: Duration = Duration::from_secs(5);
+pub const EDGE_GONE_AFTER: Duration = Duration::from_secs(25);
 /// A report older than this is removed.
 pub const EDGE_FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 
 /// Which release is live, the canary, and the live versions a rollback goes back through.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct State {
     /// bumped by every change; edges compare it
     pub generation: u64,
@@ -157,6 +165,11 @@ async fn swap(
         .query_async(con)
         .await?;
     if done == 1 {
+        let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(keys.lua_channel())
+            .arg(next.generation)
+            .query_async(con)
+            .await;
         Ok(next)
     } else {
         Err(ReleaseError::Raced)
@@ -200,10 +213,10 @@ pub async fn release(
     note: &str,
     canary: Option<i64>,
 ) -> Result<Released, ReleaseError> {
-    if let Some(p) = canary {
-        if !(1..=99).contains(&p) {
-            return Err(ReleaseError::BadShare(p));
-        }
+    if let Some(p) = canary
+        && !(1..=99).contains(&p)
+    {
+        return Err(ReleaseError::BadShare(p));
     }
     let report = script_check::run(con, &files).await?;
     if !report.passed() {
@@ -368,6 +381,7 @@ impl VersionCounts {
 
 /// One edge's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EdgeReport {
     pub edge: String,
     pub live: u64,
@@ -384,6 +398,7 @@ pub struct EdgeReport {
 
 /// A version as `status` lists it.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VersionView {
     pub version: u64,
     pub hash: String,
@@ -501,6 +516,8 @@ pub struct Watcher {
     /// every set this edge has run, by version (their counts live in them)
     sets: BTreeMap<u64, Arc<ScriptSet>>,
     error: Option<String>,
+    /// the last report written (without its time), and when
+    written: Option<(String, tokio::time::Instant)>,
 }
 
 impl Watcher {
@@ -526,6 +543,7 @@ impl Watcher {
             generation: None,
             sets: BTreeMap::new(),
             error: None,
+            written: None,
         }
     }
 
@@ -611,11 +629,12 @@ impl Watcher {
         Ok(set)
     }
 
-    /// Writes this edge's report.
+    /// Writes this edge's report if it changed since the last (or that is
+    /// [`HEARTBEAT_EVERY`] old).
     pub async fn report(&mut self) {
         let live = self.scripts.get();
         let canary = self.scripts.canary();
-        let r = EdgeReport {
+        let mut r = EdgeReport {
             edge: self.edge.clone(),
             live: live.version,
             live_hash: live.hash.clone(),
@@ -623,7 +642,7 @@ impl Watcher {
             pct: canary.as_ref().map_or(0, |c| c.pct),
             generation: self.generation.unwrap_or(0),
             error: self.error.clone(),
-            at_ms: now_ms(),
+            at_ms: 0,
             versions: self
                 .sets
                 .iter()
@@ -631,27 +650,77 @@ impl Watcher {
                 .chain(std::iter::once((live.version, VersionCounts::of(&live))))
                 .collect(),
         };
-        let _: redis::RedisResult<i64> = redis::cmd("HSET")
+        let unchanged = serde_json::to_string(&r).expect("report");
+        if let Some((last, at)) = &self.written
+            && *last == unchanged
+            && at.elapsed() < HEARTBEAT_EVERY
+        {
+            return;
+        }
+        r.at_ms = now_ms();
+        let written: redis::RedisResult<i64> = redis::cmd("HSET")
             .arg(self.keys.lua_edges())
             .arg(&self.edge)
             .arg(serde_json::to_string(&r).expect("report"))
             .query_async(&mut self.con)
             .await;
+        if written.is_ok() {
+            self.written = Some((unchanged, tokio::time::Instant::now()));
+        }
     }
 
-    /// Follows and reports until `shutdown`; the report goes when the edge stops.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(WATCH_EVERY);
-        let mut last_report = tokio::time::Instant::now() - REPORT_EVERY;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
+    /// Follows the announcements (and polls) and reports until `shutdown`; the report goes
+    /// when the process stops.
+    pub async fn run(mut self, target: Target, mut shutdown: watch::Receiver<bool>) {
+        let channel = self.keys.lua_channel();
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        let mut report = tokio::time::interval(REPORT_EVERY);
+        let mut backoff = crate::plumbing::retry::Backoff::listener();
+        'subscribe: loop {
+            let sub = async {
+                let mut p = target.pubsub_client().await?.get_async_pubsub().await?;
+                p.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(p)
             }
+            .await;
+            let mut pubsub = match sub {
+                Ok(p) => {
+                    backoff.reset();
+                    Some(p)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "subscribing to script releases; polling meanwhile");
+                    None
+                }
+            };
+            let retry_at = tokio::time::Instant::now() + backoff.next_delay();
+            // whatever was announced while not subscribed
             self.follow().await;
-            if last_report.elapsed() >= REPORT_EVERY {
-                self.report().await;
-                last_report = tokio::time::Instant::now();
+            let mut messages = pubsub.as_mut().map(|p| p.on_message());
+            loop {
+                let next = async {
+                    match messages.as_mut() {
+                        Some(m) => m.next().await.map(|_| ()),
+                        None => {
+                            tokio::time::sleep_until(retry_at).await;
+                            None
+                        }
+                    }
+                };
+                tokio::select! {
+                    got = next => match got {
+                        Some(()) => {
+                            self.follow().await;
+                        }
+                        None => continue 'subscribe,
+                    },
+                    _ = poll.tick() => {
+                        self.follow().await;
+                    }
+                    _ = report.tick() => self.report().await,
+                    _ = target.primary_changed() => continue 'subscribe,
+                    _ = shutdown.changed() => break 'subscribe,
+                }
             }
         }
         let _: redis::RedisResult<i64> = redis::cmd("HDEL")

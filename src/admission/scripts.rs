@@ -484,10 +484,10 @@ impl Scripts {
 
     /// The set for one admission call: the canary's for its share of calls, else the live one.
     pub fn pick(&self) -> Arc<ScriptSet> {
-        if let Some(c) = self.canary.load().as_ref() {
-            if rand::random_range(0..100u8) < c.pct {
-                return c.set.clone();
-            }
+        if let Some(c) = self.canary.load().as_ref()
+            && rand::random_range(0..100u8) < c.pct
+        {
+            return c.set.clone();
         }
         self.get()
     }

@@ -472,7 +472,9 @@ pub async fn main() -> anyhow::Result<()> {
             let state = startup::connect(settings).await?;
             let shutdown = startup::shutdown_on_signals();
             let ops = startup::serve_worker_ops(&state, shutdown.clone()).await?;
-            tokio::spawn(startup::watch_scripts(&state).run(shutdown.clone()));
+            tokio::spawn(
+                startup::watch_scripts(&state).run(state.redis_target.clone(), shutdown.clone()),
+            );
             worker::run(state, shutdown).await?;
             if let Some(ops) = ops {
                 let _ = ops.await;

@@ -136,7 +136,13 @@ impl Keys {
         format!("{}lua:versions", self.ns)
     }
 
-    /// `lua:edges`: a hash, one field per running edge, holding what it reports each second
+    /// `lua:changed`: the pub/sub channel a change of `lua:state` is announced on (message: its
+    /// generation), so every edge follows at once instead of polling.
+    pub fn lua_channel(&self) -> String {
+        format!("{}lua:changed", self.ns)
+    }
+
+    /// `lua:edges`: a hash, one field per running edge, holding what it reports (when it changes, and every 10 s)
     /// (the versions it runs, its counts per version, a release it could not load).
     pub fn lua_edges(&self) -> String {
         format!("{}lua:edges", self.ns)

@@ -2,14 +2,16 @@
 // `flashgate all`: the token is asked for (a wrong one refused), a sale is created through the
 // form (a validation error first, shown beside its field), then watched live while a scripted
 // burst of shoppers buys it out: stock to zero, orders written, the chart drawn, the audit clean.
-// The console is not on the public listener. Each step's screenshot goes to
+// The console is not on the public listener. Then the Scripts view: a tuned set released as a
+// canary with `flashgate lua release`, its share and counts shown beside the live version's while
+// shoppers buy, promoted, then rolled back, each from its button. Each step's screenshot goes to
 // target/test-output/browser/ (console-*.png).
 //
 // Needs what shopper.test.mjs needs (FLASHGATE_BIN, the local services, CHROMIUM).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, cpSync, writeFileSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
@@ -158,5 +160,64 @@ test("log in with the token, create a sale through the form, watch it sell out l
     return row && /sold out/.test(row.textContent);
   }, goods);
   await shot(page, "sale-list-sold-out");
+  await ctx.close();
+});
+
+test("the Scripts view: a release as a canary, its counts beside the live one's, promote, roll back", async () => {
+  // an SRE's tuned set: the shipped scripts, admit.lua's queue entry carrying one more field
+  const dir = path.join(shots, `console-lua-${id}`);
+  cpSync(path.join(root, "lua"), dir, { recursive: true });
+  rmSync(path.join(dir, "cases"), { recursive: true, force: true });
+  const admit = readFileSync(path.join(dir, "admit.lua"), "utf8");
+  const tuned = admit.replace("'t', now)", "'t', now, 'tuned', '1')");
+  assert.notEqual(tuned, admit);
+  writeFileSync(path.join(dir, "admit.lua"), tuned);
+  const out = fg("lua", "release", dir, "--note", "entries carry tuned", "--canary", "30");
+  assert.match(out, /released version 1 .* as a canary deciding 30% of admission calls/);
+  const goods = fg("seed", "--stock", "1000", "--starts-in", "0", "--lasts", "600").trim().split("\n").pop();
+
+  const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 } });
+  const page = await ctx.newPage();
+  page.on("dialog", (d) => d.accept());
+  await page.goto(`${admin}/admin.html`);
+  await page.fill("#token", token);
+  await page.click("#enter");
+  await page.waitForSelector("#sales:not(.hidden)");
+  await page.click("#to-scripts");
+  await page.waitForSelector("#scripts:not(.hidden)");
+  await page.waitForFunction(() => /canary: version 1 deciding 30%/.test(document.querySelector("#lua-live").textContent));
+  assert.match(await page.textContent('tr[data-version="1"]'), /canary 30%.*entries carry tuned/);
+  // shoppers buy: both versions decide calls, and the edge reports each one's counts
+  for (let round = 0; round < 3; round++) await burst(goods);
+  await page.waitForFunction(() => {
+    const calls = (v) => Number(document.querySelector(`tr[data-version="${v}"] td:nth-child(6)`)?.textContent || 0);
+    return calls(0) > 0 && calls(1) > 0;
+  }, null, { timeout: 10000 });
+  const calls = async (v) => Number(await page.textContent(`tr[data-version="${v}"] td:nth-child(6)`));
+  const [c0, c1] = [await calls(0), await calls(1)];
+  assert.ok(c1 < c0, `the canary decided fewer calls than the live version: ${c1} vs ${c0}`);
+  assert.match(await page.textContent("#lua-edges"), /0 \+ canary 1 \(30%\)\s*current/);
+  await shot(page, "scripts-canary");
+
+  await page.click("#lua-promote");
+  await page.waitForFunction(() => /Live: version 1; no canary/.test(document.querySelector("#lua-live").textContent));
+  await page.waitForFunction(() => /^1\s*current/.test(document.querySelector("#lua-edges td:nth-child(2)").textContent
+    + document.querySelector("#lua-edges td:nth-child(3)").textContent));
+  assert.match(await page.textContent('tr[data-version="1"]'), /live/);
+  assert.equal(await page.$eval("#lua-promote", (b) => b.disabled), true);
+  await shot(page, "scripts-promoted");
+
+  await page.click("#lua-rollback");
+  await page.waitForFunction(() => /Live: version 0; no canary/.test(document.querySelector("#lua-live").textContent));
+  assert.match(await page.textContent('tr[data-version="0"]'), /live/);
+  await page.waitForFunction(() => /^0\s*current/.test(document.querySelector("#lua-edges td:nth-child(2)").textContent
+    + document.querySelector("#lua-edges td:nth-child(3)").textContent));
+  // nothing earlier than the built-in set: the API's refusal is shown
+  await page.click("#lua-rollback");
+  await page.waitForSelector("#lua-msg:not(.hidden)");
+  assert.match(await page.textContent("#lua-msg"), /no earlier version to roll back to/);
+  await shot(page, "scripts-rolled-back");
+  assert.match(fg("lua", "status"), /^live: version 0/);
+  rmSync(dir, { recursive: true, force: true });
   await ctx.close();
 });

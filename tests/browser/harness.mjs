@@ -1,6 +1,7 @@
 // What the browser tests share: a free port, a real `flashgate all` started and waited for,
 // Debian's Chromium launched headless, numbered screenshots, and the clean-up of the test's
 // database and Redis keys.
+import { createHash } from "node:crypto";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
@@ -59,4 +60,10 @@ export async function cleanUp({ browser, server, db, ns }) {
   const keys = execFileSync("redis-cli", ["--scan", "--pattern", `${ns}*`], { encoding: "utf8" })
     .split("\n").filter(Boolean);
   for (let i = 0; i < keys.length; i += 500) execFileSync("redis-cli", ["del", ...keys.slice(i, i + 500)]);
+  // the namespace's releases of the Lua scripts: Redis Functions libraries fg_<sha1(ns)[..8]>_v<N>
+  const lib = `fg_${createHash("sha1").update(ns).digest("hex").slice(0, 8)}_v`;
+  const listed = execFileSync("redis-cli", ["FUNCTION", "LIST", "LIBRARYNAME", `${lib}*`], { encoding: "utf8" });
+  for (const name of listed.split("\n").filter((l) => l.startsWith(lib))) {
+    execFileSync("redis-cli", ["FUNCTION", "DELETE", name]);
+  }
 }
