@@ -35,15 +35,7 @@ struct ResetBody {
 pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
-    let has_body = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .is_some_and(|v| v != "0");
-    let body: ResetBody = if has_body {
-        respond::json_body(req).await?
-    } else {
-        ResetBody::default()
-    };
+    let body: ResetBody = respond::optional_json_body(req).await?;
     let window = match (body.starts_in, body.lasts) {
         (None, None) => None,
         (Some(s), Some(l)) if s >= 0 && l > 0 => Some(Window {

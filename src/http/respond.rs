@@ -128,6 +128,21 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     json_body_up_to(req, MAX_BODY).await
 }
 
+/// [`json_body`] when the request has a body, else `T::default()` (an optional body).
+pub async fn optional_json_body<T: DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, AppError> {
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0");
+    if has_body {
+        json_body(req).await
+    } else {
+        Ok(T::default())
+    }
+}
+
 /// [`json_body`] with another size limit (a release of the Lua scripts is bigger).
 pub async fn json_body_up_to<T: DeserializeOwned>(
     req: Request<Incoming>,

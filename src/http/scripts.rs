@@ -146,15 +146,7 @@ struct RollbackBody {
 /// `POST /api/admin/lua/rollback` (`{"version": N}` optional): back to the previous version.
 pub async fn rollback(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
-    let has_body = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .is_some_and(|v| v != "0");
-    let body: RollbackBody = if has_body {
-        respond::json_body(req).await?
-    } else {
-        RollbackBody::default()
-    };
+    let body: RollbackBody = respond::optional_json_body(req).await?;
     Ok(respond::ok(
         rel::rollback(&mut state.redis.clone(), &state.keys, body.version).await?,
     ))

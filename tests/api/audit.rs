@@ -249,20 +249,9 @@ async fn the_cli_audits_exits_1_on_drift_and_fixes() {
         .incr(app.state.keys.sale(goods).stock(), 2)
         .await
         .unwrap();
-    let s = &app.state.settings;
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
-            .args(args)
-            .env("FLASHGATE_DATABASE_URL", &s.database_url)
-            .env("FLASHGATE_REDIS_URL", &s.redis_url)
-            .env("FLASHGATE_NAMESPACE", &s.namespace)
-            .env("FLASHGATE_LOG", "warn")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        let (code, out, _) = app.cli(args);
+        (code, out)
     };
     let id = goods.to_string();
     let (code, out) = run(&["audit", &id]);

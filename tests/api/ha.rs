@@ -120,6 +120,25 @@ impl Drop for Servers {
     }
 }
 
+/// A primary, its replica (synced) and three sentinels watching them; answers the servers, the
+/// primary's and the replica's ports, and the `redis+sentinel://` URL naming the sentinels.
+async fn sentinel_set() -> (Servers, u16, u16, String) {
+    let mut servers = Servers::new();
+    let primary = servers.redis(None);
+    let replica = servers.redis(Some(primary));
+    synced(primary, replica).await;
+    let sentinels: Vec<u16> = (0..3).map(|_| servers.sentinel(primary)).collect();
+    let url = format!(
+        "redis+sentinel://{}/mymaster",
+        sentinels
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    (servers, primary, replica, url)
+}
+
 /// Waits until the replica on `replica` has synced with the primary on `primary`, as both see
 /// it (the replica's link is up, and the primary counts it among its replicas).
 async fn synced(primary: u16, replica: u16) {
@@ -375,19 +394,7 @@ async fn a_redis_url_or_replica_count_that_cannot_be_met_refuses_to_start_and_sa
 
 #[tokio::test]
 async fn edges_and_workers_follow_a_sentinel_failover_and_every_queued_buy_becomes_an_order() {
-    let mut servers = Servers::new();
-    let primary = servers.redis(None);
-    let replica = servers.redis(Some(primary));
-    synced(primary, replica).await;
-    let sentinels: Vec<u16> = (0..3).map(|_| servers.sentinel(primary)).collect();
-    let url = format!(
-        "redis+sentinel://{}/mymaster",
-        sentinels
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (mut servers, primary, _, url) = sentinel_set().await;
     // sentinels need a moment to find the replica before they can fail over to it
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settings = Settings {
@@ -482,19 +489,7 @@ async fn edges_and_workers_follow_a_sentinel_failover_and_every_queued_buy_becom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_script_version_is_still_the_one_used_after_a_sentinel_failover() {
-    let mut servers = Servers::new();
-    let primary = servers.redis(None);
-    let replica = servers.redis(Some(primary));
-    synced(primary, replica).await;
-    let sentinels: Vec<u16> = (0..3).map(|_| servers.sentinel(primary)).collect();
-    let url = format!(
-        "redis+sentinel://{}/mymaster",
-        sentinels
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (servers, primary, replica, url) = sentinel_set().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settings = Settings {
         redis_url: url,

@@ -164,6 +164,25 @@ impl TestApp {
         }));
     }
 
+    /// Runs the `flashgate` binary with `args` against this app's database, Redis and
+    /// namespace; (exit code, standard output, standard error).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let s = &self.state.settings;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
+            .args(args)
+            .env("FLASHGATE_DATABASE_URL", &s.database_url)
+            .env("FLASHGATE_REDIS_URL", &s.redis_url)
+            .env("FLASHGATE_NAMESPACE", &s.namespace)
+            .env("FLASHGATE_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
     pub fn redis(&self) -> RedisConn {
         self.state.redis.clone()
     }

@@ -377,3 +377,147 @@ async fn the_released_version_survives_a_redis_restart_from_its_aof() {
     let (_, state2) = app.add_edge().await;
     assert_eq!(state2.scripts.get().version, v);
 }
+
+#[tokio::test]
+async fn an_edge_refuses_a_release_whose_contract_differs_and_keeps_the_last_good_one() {
+    // a release made by a flashgate whose admit.lua takes another key (a newer version, say):
+    // written as such a release would write it, then announced
+    let mut app = spawn_app().await;
+    let (_, state2) = app.add_edge().await;
+    let good = release(&app, &good_tuned(), "good", None).await;
+    on_every_edge(&[&app.state, &state2], good, None).await;
+    let other = tuned("admit.lua", |t| {
+        t.replacen("gate queue user...", "gate queue stats user...", 1)
+    });
+    let v = good + 1;
+    let mut con = app.redis();
+    let keys = &app.state.keys;
+    let record = json!({"version": v, "hash": scripts::content_hash(&other), "note": "from elsewhere",
+        "at_ms": 0, "files": other});
+    let _: () = redis::cmd("SET")
+        .arg(keys.lua_release(v))
+        .arg(record.to_string())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let state =
+        json!({"generation": 99, "live": v, "canary": null, "pct": 0, "history": [0, good]});
+    let _: () = redis::cmd("SET")
+        .arg(keys.lua_state())
+        .arg(state.to_string())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(keys.lua_channel())
+        .arg(99)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // each edge says why, and keeps the version it could use: never a mixture
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, st) = app.admin("GET", "/api/admin/lua", None).await;
+        let edges = st["data"]["edges"].as_array().cloned().unwrap_or_default();
+        let refused = edges
+            .iter()
+            .filter(|e| {
+                e["error"].as_str().is_some_and(|m| {
+                    m.contains(&format!("version {v}'s contract is not this edge's"))
+                        && m.contains("admit.lua: its keys differ")
+                })
+            })
+            .count();
+        if refused == 2 {
+            assert!(
+                edges
+                    .iter()
+                    .all(|e| e["live"] == good && e["current"] == false),
+                "{st}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edges did not say why: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s in [&app.state, &state2] {
+        assert_eq!(s.scripts.get().version, good);
+    }
+    let goods = app.sale(3).await;
+    let user = &app.users(1).await[0];
+    let path = app.path_for(&user.token, goods).await;
+    assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
+}
+
+#[tokio::test]
+async fn the_cli_checks_releases_promotes_rolls_back_and_refuses_bad_input_by_name() {
+    let app = spawn_app().await;
+    let run = |args: &[&str]| {
+        let (code, out, err) = app.cli(args);
+        (code, format!("{out}{err}"))
+    };
+    let dir = std::env::temp_dir().join(format!("fg-cli-lua-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |files: &Files| {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    };
+    let d = dir.to_str().unwrap();
+    let (code, out) = run(&["lua", "check"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("passed, 0 failed"), "{out}");
+    write(&admit_without_duplicate_marker());
+    let (code, out) = run(&["lua", "check", d]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL admit.lua       duplicates inside one call"),
+        "{out}"
+    );
+    let (code, out) = run(&["lua", "release", d, "--note", "buggy"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused: the set fails the contract suite"),
+        "{out}"
+    );
+    let missing = dir.join("nowhere");
+    let (code, out) = run(&["lua", "check", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("no such directory"), "{out}");
+    write(&good_tuned());
+    std::fs::remove_file(dir.join("take.lua")).unwrap();
+    let (code, out) = run(&["lua", "release", d]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("the set lacks take.lua"), "{out}");
+    write(&tuned("take.lua", |t| format!("{t}\nreturn return")));
+    let (code, out) = run(&["lua", "release", d]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("take.lua does not compile"), "{out}");
+    write(&good_tuned());
+    for bad in ["0", "100"] {
+        let (code, out) = run(&["lua", "release", d, "--canary", bad]);
+        assert_eq!(code, Some(1));
+        assert!(out.contains("a canary share is 1-99"), "{out}");
+    }
+    let (code, out) = run(&["lua", "rollback", "4"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("version 4 was never released"), "{out}");
+    // nothing so far changed anything
+    let (_, out) = run(&["lua", "status"]);
+    assert!(out.starts_with("live: version 0\n"), "{out}");
+    let (code, out) = run(&["lua", "release", d, "--note", "tuned", "--canary", "25"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("released version 1") && out.contains("25% of admission calls"),
+        "{out}"
+    );
+    on_every_edge(&[&app.state], 0, Some(1)).await;
+    let (_, out) = run(&["lua", "status"]);
+    assert!(out.contains("canary: version 1 deciding 25%"), "{out}");
+    assert!(out.contains("c1 ") && out.contains("tuned"), "{out}");
+    assert_eq!(run(&["lua", "promote"]).0, Some(0));
+    on_every_edge(&[&app.state], 1, None).await;
+    assert_eq!(run(&["lua", "rollback"]).0, Some(0));
+    on_every_edge(&[&app.state], 0, None).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
