@@ -267,7 +267,8 @@ impl Application {
 /// what it runs (`admission::script_release`); `run` it until shutdown.
 pub fn watch_scripts(state: &AppState) -> crate::admission::script_release::Watcher {
     crate::admission::script_release::Watcher::new(
-        state.redis.clone(),
+        // its polls and retries while Redis is away are not requests: the breaker counts those
+        state.redis.clone().without_breaker(),
         state.keys.clone(),
         state.scripts.clone(),
     )

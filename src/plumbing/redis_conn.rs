@@ -658,6 +658,13 @@ impl RedisConn {
         self
     }
 
+    /// The same connection, its outcomes not reported to the breaker: for background work
+    /// whose retries, while Redis is away, would otherwise count as failed requests.
+    pub fn without_breaker(mut self) -> Self {
+        self.breaker = None;
+        self
+    }
+
     fn heard<T>(breaker: &Option<Arc<Breaker>>, result: &RedisResult<T>) {
         if let Some(b) = breaker {
             match result {

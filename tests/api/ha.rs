@@ -140,7 +140,8 @@ async fn sentinel_set() -> (Servers, u16, u16, String) {
 }
 
 /// Waits until the replica on `replica` has synced with the primary on `primary`, as both see
-/// it (the replica's link is up, and the primary counts it among its replicas).
+/// it (the replica's link is up, and the primary counts it online among its replicas, as `ROLE`,
+/// which the edge's start-up check reads, does).
 async fn synced(primary: u16, replica: u16) {
     let info = |port: u16| async move {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
@@ -157,7 +158,7 @@ async fn synced(primary: u16, replica: u16) {
             .is_some_and(|i| i.contains("master_link_status:up"));
         let counted = info(primary)
             .await
-            .is_some_and(|i| i.contains("connected_slaves:1"));
+            .is_some_and(|i| i.contains("connected_slaves:1") && i.contains("state=online"));
         if up && counted {
             return;
         }
