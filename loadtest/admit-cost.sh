@@ -10,8 +10,13 @@
 # shared user key (a path key and a bucket key per shopper; a40dc0a is the last such), right
 # before the shipped one at each N, and prints the ratio: a baseline measured in the same run.
 #
+# ADMIT_COST_FUNCTION=1 also runs the same script as a released version runs it: the shipped set
+# released with `flashgate lua release` into this run's namespace (a Redis Functions library,
+# docs/lua.md), called by FCALL right after the EVALSHA at each N, with the ratio.
+#
 # Usage: loadtest/admit-cost.sh   (ADMIT_COST_SIZES="1 8 16 32" ADMIT_COST_CALLS=20000
-#        ADMIT_COST_USERS=300000 BENCH_CONNECTIONS=50 ADMIT_COST_BASELINE=a40dc0a)
+#        ADMIT_COST_USERS=300000 BENCH_CONNECTIONS=50 ADMIT_COST_BASELINE=a40dc0a
+#        ADMIT_COST_FUNCTION=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +28,9 @@ command -v redis-benchmark >/dev/null || { echo "needs redis-benchmark (apt-get 
 ns="cost$$:"
 k="${ns}sk:{g:1}:"
 P=0123456789abcdef0123456789abcdef
-trap 'redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null' EXIT
+lib="fg_$(printf '%s' "$ns" | sha1sum | cut -c1-8)_v1"
+trap 'redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null
+      redis-cli FUNCTION DELETE "$lib" >/dev/null 2>&1 || true' EXIT
 redis-cli HSET "${k}meta" start_ms 0 end_ms 99999999999999 user_rate 1000 user_burst 1000 \
   gate_rate 1000000000 gate_burst 1000000000 >/dev/null
 redis-cli SET "${k}stock" 1000000000000 >/dev/null
@@ -38,15 +45,23 @@ if [ -n "$BASE" ]; then
   redis-cli SET "${k}path:bench" "$P" EX 3600 >/dev/null
 fi
 
+FUNC=${ADMIT_COST_FUNCTION:-}
+if [ -n "$FUNC" ]; then
+  cargo build --release -q
+  FLASHGATE_NAMESPACE="$ns" FLASHGATE_LOG=warn target/release/flashgate lua release lua \
+    --note "admit-cost" >/dev/null
+fi
+
 # one redis-benchmark run: "calls/s us-per-call"
-run() { # sha, then keys...; the arguments are in args
-  local s=$1 line rps us
+run() { # sha (or fcall:FUNCTION), then keys...; the arguments are in args
+  local s=$1 line rps us cmd=(EVALSHA "$1") stat=evalsha
   shift
+  if [ "${s#fcall:}" != "$s" ]; then cmd=(FCALL "${s#fcall:}"); stat=fcall; fi
   redis-cli CONFIG RESETSTAT >/dev/null
   line=$(redis-benchmark -c "$CONNS" -P 1 -n "$CALLS" -r "$USERS" --csv \
-    EVALSHA "$s" "$#" "$@" "${args[@]}" | tail -n 1)
+    "${cmd[@]}" "$#" "$@" "${args[@]}" | tail -n 1)
   rps=$(echo "$line" | awk -F'","' '{print $2}')
-  us=$(redis-cli INFO commandstats | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $6}')
+  us=$(redis-cli INFO commandstats | awk -F'[=,]' -v c="cmdstat_$stat:" '$1 ~ "^"c {print $6}')
   redis-cli DEL "${k}queue" "${k}buyers" >/dev/null
   echo "$rps $us"
 }
@@ -70,5 +85,10 @@ for n in $SIZES; do
   for _ in $(seq "$n"); do keys+=("${k}u:__rand_int__"); done
   read -r rps us < <(run "$sha" "${keys[@]}")
   row shipped "$n" "$rps" "$us"
+  if [ -n "$FUNC" ]; then
+    read -r frps fus < <(run "fcall:${lib}_admit" "${keys[@]}")
+    row "released (FCALL)" "$n" "$frps" "$fus"
+    awk -v a="$us" -v b="$fus" -v n="$n" 'BEGIN { printf "| FCALL / EVALSHA | %d | | | %.2fx | |\n", n, b / a }'
+  fi
   [ -n "$BASE" ] && awk -v a="$bus" -v b="$us" -v n="$n" 'BEGIN { printf "| shipped / %s | %d | | | %.2fx | |\n", "baseline", n, b / a }'
 done
