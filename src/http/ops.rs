@@ -130,6 +130,30 @@ async fn sale_gauges(state: &AppState) -> SaleGauges {
     gauges
 }
 
+/// The script versions this process runs and what each decided here (see
+/// `admission::scripts::SetStats`), as of this scrape.
+fn script_gauges(state: &AppState, gauges: &SaleGauges) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let live = state.scripts.get();
+    gauges.script_version("live", live.version, 0);
+    let canary = state.scripts.canary();
+    if let Some(c) = &canary {
+        gauges.script_version("canary", c.set.version, c.pct);
+    }
+    for set in std::iter::once(live).chain(canary.map(|c| c.set)) {
+        let s = &set.stats;
+        gauges.script_counts(
+            set.version,
+            s.calls.load(Relaxed),
+            s.micros.load(Relaxed) as f64 / 1e6,
+            crate::plumbing::metrics::OUTCOMES
+                .iter()
+                .zip(&s.shoppers)
+                .map(|(o, n)| (*o, n.load(Relaxed))),
+        );
+    }
+}
+
 pub async fn metrics(state: &AppState) -> Resp {
     // the breaker's state as of this scrape
     state
@@ -148,7 +172,9 @@ pub async fn metrics(state: &AppState) -> Resp {
             primary: target.primary().unwrap_or_else(|| "per-slot".into()),
         })
         .set(1);
-    let text = state.metrics.render(&sale_gauges(state).await);
+    let gauges = sale_gauges(state).await;
+    script_gauges(state, &gauges);
+    let text = state.metrics.render(&gauges);
     let mut resp = Response::new(super::body::Body::full(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

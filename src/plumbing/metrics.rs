@@ -440,7 +440,22 @@ struct GoodsLabels {
     goods: i64,
 }
 
-/// The per-sale gauges of one scrape, read from Redis and MySQL at that moment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: u64,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionOutcomeLabels {
+    version: u64,
+    outcome: &'static str,
+}
+
+/// The per-sale gauges of one scrape, read from Redis and MySQL at that moment; and the Lua
+/// script versions this process runs with their counts (`admission::scripts`), read from it.
 #[derive(Debug)]
 pub struct SaleGauges {
     registry: Registry,
@@ -448,6 +463,11 @@ pub struct SaleGauges {
     queue_pending: Family<ShardLabels, Gauge>,
     stock: Family<ShardLabels, Gauge>,
     room_size: Family<GoodsLabels, Gauge>,
+    lua_version: Family<RoleLabels, Gauge>,
+    lua_canary_percent: Gauge,
+    lua_calls: Family<VersionLabels, Counter>,
+    lua_call_seconds: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    lua_shoppers: Family<VersionOutcomeLabels, Counter>,
 }
 
 impl Default for SaleGauges {
@@ -475,12 +495,48 @@ impl Default for SaleGauges {
             "Tickets in a sale's waiting room",
             Family::<GoodsLabels, Gauge>::clone(&room_size),
         );
+        let lua_version = Family::<RoleLabels, Gauge>::default();
+        registry.register(
+            "lua_version",
+            "The Lua script version this process runs, by role (live, canary; 0 is the built-in set)",
+            lua_version.clone(),
+        );
+        let lua_canary_percent = Gauge::default();
+        registry.register(
+            "lua_canary_percent",
+            "The share of admission calls the canary version decides (0: no canary)",
+            lua_canary_percent.clone(),
+        );
+        let lua_calls = Family::<VersionLabels, Counter>::default();
+        registry.register(
+            "lua_calls",
+            "admit.lua calls this process made with each script version",
+            lua_calls.clone(),
+        );
+        let lua_call_seconds =
+            Family::<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "lua_call_seconds",
+            "Time those calls took, seconds, summed by version (divide by the calls for a mean)",
+            lua_call_seconds.clone(),
+        );
+        let lua_shoppers = Family::<VersionOutcomeLabels, Counter>::default();
+        registry.register(
+            "lua_shoppers",
+            "Shoppers those calls decided, by version and outcome",
+            lua_shoppers.clone(),
+        );
         Self {
             registry,
             queue_length,
             queue_pending,
             stock,
             room_size,
+            lua_version,
+            lua_canary_percent,
+            lua_calls,
+            lua_call_seconds,
+            lua_shoppers,
         }
     }
 }
@@ -492,6 +548,34 @@ impl SaleGauges {
         self.queue_length.get_or_create(&l).set(length);
         self.queue_pending.get_or_create(&l).set(pending);
         self.stock.get_or_create(&l).set(stock);
+    }
+
+    /// A script version this process runs, in `role` (`live` or `canary`, with its share).
+    pub fn script_version(&self, role: &'static str, version: u64, canary_percent: u8) {
+        self.lua_version
+            .get_or_create(&RoleLabels { role })
+            .set(version as i64);
+        if role == "canary" {
+            self.lua_canary_percent.set(i64::from(canary_percent));
+        }
+    }
+
+    /// What one version's admission calls did in this process so far.
+    pub fn script_counts(
+        &self,
+        version: u64,
+        calls: u64,
+        seconds: f64,
+        shoppers: impl Iterator<Item = (&'static str, u64)>,
+    ) {
+        let v = VersionLabels { version };
+        self.lua_calls.get_or_create(&v).inc_by(calls);
+        self.lua_call_seconds.get_or_create(&v).inc_by(seconds);
+        for (outcome, n) in shoppers.filter(|(_, n)| *n > 0) {
+            self.lua_shoppers
+                .get_or_create(&VersionOutcomeLabels { version, outcome })
+                .inc_by(n);
+        }
     }
 
     /// How many tickets a sale's waiting room holds.
