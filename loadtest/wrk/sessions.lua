@@ -1,7 +1,8 @@
--- wrk script: reads every shopper's session once through the edge (GET /api/seckill/result),
--- as a shopper's own path request does before their buy, so the edge holds their session when
--- they buy. Each of the THREADS threads (default 2, as wrk -t) takes its share of the token CSV
--- and goes round it for as long as wrk runs (-d: wrk runs its whole duration).
+-- wrk script: reads every shopper's session once through the edge, with the request a shopper
+-- makes before their buy (GET /api/seckill/path: the hidden path they already hold is handed
+-- back), so the edge holds their session when they buy. Each of the THREADS threads (default 2,
+-- as wrk -t) takes its share of the token CSV, goes through it once and stops (wrk's -d is then
+-- only an upper bound).
 -- Environment: TOKENS (the `flashgate users` CSV), GOODS (goods id), THREADS.
 local count = 0
 function setup(thread)
@@ -11,10 +12,11 @@ end
 
 local reqs = {}
 local i = 0
+local answered = 0
 
 function init(args)
   local n = tonumber(os.getenv("THREADS") or "2")
-  local uri = "/api/seckill/result?goodsId=" .. os.getenv("GOODS")
+  local uri = "/api/seckill/path?goodsId=" .. os.getenv("GOODS")
   local all = {}
   for line in io.lines(os.getenv("TOKENS")) do
     local tok = line:match("^%d+,(%x+)$")
@@ -31,3 +33,9 @@ function request()
   return reqs[((i - 1) % #reqs) + 1]
 end
 
+function response(status, headers, body)
+  answered = answered + 1
+  if answered >= #reqs then
+    wrk.thread:stop()
+  end
+end
