@@ -416,11 +416,7 @@ impl<'a> Runner<'a> {
                 let reply = self.call(&keys, &args).await?;
                 let want = step.get("reply").cloned().unwrap_or(Json::Null);
                 if !reply_matches(&want, &reply) {
-                    failures.push(format!(
-                        "{at}: expected {}, got {}",
-                        show_want(&want),
-                        show(&reply)
-                    ));
+                    failures.push(format!("{at}: expected {}, got {}", want, show(&reply)));
                 }
             }
         }
@@ -514,7 +510,7 @@ impl<'a> Runner<'a> {
                         .and_then(|s| s.first())
                         .cloned()
                         .unwrap_or_default(),
-                    show_want(&want),
+                    want,
                     show_outcome(*code, detail)
                 ));
             }
@@ -813,10 +809,6 @@ fn code_name(n: i64) -> String {
         .iter()
         .find(|(c, _)| *c as i64 == n)
         .map_or_else(|| n.to_string(), |(_, name)| name.to_string())
-}
-
-fn show_want(v: &Json) -> String {
-    v.to_string()
 }
 
 fn show_outcome(code: i64, detail: &Value) -> String {

@@ -33,7 +33,6 @@ use crate::admission::scripts::{
     library_text,
 };
 use crate::plumbing::keys::Keys;
-use crate::plumbing::metrics::OUTCOMES;
 use crate::plumbing::redis_conn::{RedisConn, Target};
 use futures_util::StreamExt;
 
@@ -325,11 +324,10 @@ impl VersionCounts {
         let s = &set.stats;
         Self {
             calls: s.calls.load(Ordering::Relaxed),
-            outcomes: OUTCOMES
-                .iter()
-                .zip(&s.shoppers)
-                .map(|(o, n)| (o.to_string(), n.load(Ordering::Relaxed)))
+            outcomes: s
+                .by_outcome()
                 .filter(|(_, n)| *n > 0)
+                .map(|(o, n)| (o.to_string(), n))
                 .collect(),
             micros: s.micros.load(Ordering::Relaxed),
             latency: s
@@ -535,21 +533,22 @@ impl Watcher {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..4]
         );
+        // the sets this process already runs (adopted at start-up by another watcher): a
+        // release is read and its library loaded once, and its counts go on
+        let sets = std::iter::once(scripts.get())
+            .chain(scripts.canary().map(|c| c.set))
+            .map(|set| (set.version, set))
+            .collect();
         Self {
             con,
             keys,
             scripts,
             edge,
             generation: None,
-            sets: BTreeMap::new(),
+            sets,
             error: None,
             written: None,
         }
-    }
-
-    /// This edge's name in the reports.
-    pub fn edge(&self) -> &str {
-        &self.edge
     }
 
     /// Reads `lua:state` and, if it changed, adopts what it names (or keeps the last good

@@ -33,24 +33,22 @@ pub enum Call {
     Function { name: String, library: Arc<String> },
 }
 
-/// One script: its file name, its own text (`body`), the text sent to Redis (the code table in
-/// front of the body), the SHA-1 Redis knows that text by, and how it is called.
+/// One script: its file name, the text sent to Redis (the code table in front of the script's
+/// own text), the SHA-1 Redis knows that text by, and how it is called.
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: &'static str,
-    pub body: String,
     pub source: String,
     pub sha: String,
     pub call: Call,
 }
 
 impl Script {
-    pub fn new(name: &'static str, codes: &str, body: String) -> Self {
+    pub fn new(name: &'static str, codes: &str, body: &str) -> Self {
         let source = format!("{codes}\n{body}");
         let sha = hex::encode(Sha1::digest(source.as_bytes()));
         Self {
             name,
-            body,
             source,
             sha,
             call: Call::Eval,
@@ -338,6 +336,14 @@ impl SetStats {
             .unwrap_or(LATENCY_US.len());
         self.latency[b].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Shoppers decided so far, by outcome (every label of `metrics::OUTCOMES`, zeros too).
+    pub fn by_outcome(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        crate::plumbing::metrics::OUTCOMES
+            .iter()
+            .zip(&self.shoppers)
+            .map(|(o, n)| (*o, n.load(Ordering::Relaxed)))
+    }
 }
 
 /// One consistent set of scripts, swapped as a whole: a call runs every script it needs from
@@ -348,7 +354,6 @@ pub struct ScriptSet {
     pub version: u64,
     /// [`content_hash`] of its files.
     pub hash: String,
-    pub codes: String,
     pub admit: Script,
     pub restore: Script,
     pub issue_path: Script,
@@ -370,7 +375,7 @@ impl ScriptSet {
         };
         let codes = get(CODES.0)?;
         let script = |name: &'static str| -> Result<Script, SetError> {
-            Ok(Script::new(name, &codes, get(name)?))
+            Ok(Script::new(name, &codes, &get(name)?))
         };
         Ok(Self {
             version,
@@ -381,7 +386,6 @@ impl ScriptSet {
             take: script("take.lua")?,
             mend: script("mend.lua")?,
             room: script("room.lua")?,
-            codes,
             stats: SetStats::default(),
         })
     }
@@ -418,13 +422,6 @@ impl ScriptSet {
             &self.mend,
             &self.room,
         ]
-    }
-
-    /// The set's files again, by name.
-    pub fn files(&self) -> Files {
-        std::iter::once((CODES.0.to_string(), self.codes.clone()))
-            .chain(self.all().map(|s| (s.name.to_string(), s.body.clone())))
-            .collect()
     }
 }
 
@@ -854,7 +851,7 @@ mod tests {
 
     #[test]
     fn sha_is_the_sha1_of_the_source() {
-        let s = Script::new("x.lua", "", "return 1".into());
+        let s = Script::new("x.lua", "", "return 1");
         // SHA-1 of "\nreturn 1" (an empty code table, then the script)
         assert_eq!(s.sha, hex::encode(Sha1::digest(b"\nreturn 1")));
         assert_eq!(s.source, "\nreturn 1");
@@ -985,6 +982,5 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["FCALL", "fg_x_v1_admit", "1", "k", "a"]
         );
-        assert_eq!(set.files(), files);
     }
 }

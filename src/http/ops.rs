@@ -146,10 +146,7 @@ fn script_gauges(state: &AppState, gauges: &SaleGauges) {
             set.version,
             s.calls.load(Relaxed),
             s.micros.load(Relaxed) as f64 / 1e6,
-            crate::plumbing::metrics::OUTCOMES
-                .iter()
-                .zip(&s.shoppers)
-                .map(|(o, n)| (*o, n.load(Relaxed))),
+            s.by_outcome(),
         );
     }
 }

@@ -594,7 +594,7 @@ async fn scripts_reload_from_a_directory_through_the_admin_api() {
     let codes = include_str!("../../lua/codes.lua");
     assert_eq!(
         tuned_sha,
-        flashgate::admission::scripts::Script::new("admit.lua", codes, tuned).sha
+        flashgate::admission::scripts::Script::new("admit.lua", codes, &tuned).sha
     );
     // the tuned script is the one buys now run: the queue entry carries its mark
     let user = &app.users(1).await[0];
