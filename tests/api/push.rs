@@ -363,6 +363,11 @@ async fn results_are_pushed_as_the_worker_writes_them_and_a_stream_opened_again_
     let mut again = Stream::open(&app, &app.address, &users[0].token, goods).await;
     let d = again.until("result", Duration::from_secs(2)).await;
     assert!(d.is_some_and(|d| d["result"].as_i64() > Some(0)));
+    // the edge learns of a client's close when it next reads the socket: give it a moment
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.state.metrics.push_connections.get() != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         app.state.metrics.push_connections.get(),
         1,
