@@ -176,6 +176,7 @@ buy_run() { # label port goods connections edge-pid
   q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
   r0=$(cpu "$redis_pid")
+  [ -n "${PERF_NOW:-}" ] && { perf record -F 999 -g -p "$pid" -o "$PERF_NOW" -- sleep "$DUR" >/dev/null 2>&1 & }
   out=$(CONNS=$conns TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P \
     edge_run "$pid" "$conns" "$label" -s loadtest/wrk/buy.lua "http://127.0.0.1:$port" | tail -n 1)
   r1=$(cpu "$redis_pid")
@@ -214,9 +215,11 @@ R_HW+=("$a") R_HW50+=("$b") R_HW99+=("$c") R_HWE+=("$d") R_HWR+=("$e")
 goods=${bigs[$(((round - 1) * 5))]}
 rcli CONFIG RESETSTAT >/dev/null
 echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
-# BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf)
-[ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && { perf record -F 999 -g -p "$serve_pid" -o "$BENCH_PERF" -- sleep "$DUR" >/dev/null 2>&1 & }
+# BENCH_PERF=FILE records a CPU profile of the edge during the first buy run (perf, linux-perf;
+# started by buy_run after its warm-up)
+PERF_NOW=""; [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && PERF_NOW=$BENCH_PERF
 read -r a b c d e f g h < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
+PERF_NOW=""
 R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g") R_HIT+=("$h")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
 echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
@@ -259,6 +262,9 @@ if [ "$REPLICA" = 1 ]; then
 fi
 dups=$(( $(metric 'flashgate_admissions_total{outcome="duplicate"}') - d0 + $(metric 'flashgate_admissions_total{outcome="duplicate"}' "$PORT1") ))
 local_hits=$(metric 'flashgate_admissions_total{outcome="sold_out_local"}')
+# repeat buys answered from the edges' buyer marks (shoppers met again once the list wraps)
+dup_local=$(( $(metric 'flashgate_admissions_total{outcome="duplicate_local"}') + $(metric 'flashgate_admissions_total{outcome="duplicate_local"}' "$PORT1") ))
+[ "$REPLICA" = 1 ] && dup_local=$((dup_local + $(metric 'flashgate_admissions_total{outcome="duplicate_local"}' "$PORT2")))
 median_ratio() { # the median of the per-round ratios a[i]/b[i]
   local -n xs=$1 ys=$2; local out=() i
   for i in "${!xs[@]}"; do out+=("$(awk -v a="${xs[$i]}" -v b="${ys[$i]}" 'BEGIN { printf "%.2f", a / b }')"); done
@@ -380,7 +386,7 @@ echo "edge CPU per buy / per /healthz request, median of the rounds' ratios: coa
 echo "buys/s / /healthz requests/s, median of the rounds' ratios: coalesced $(median_ratio R_BUY R_HW)x, one call per buy $(median_ratio R_B1 R_HW)x"
 echo "(a buy run's requests are all admissions but for the duplicates of shoppers met again: see the outcomes below)"
 echo "sessions answered from the edge's copy during the coalesced buy runs: [$(IFS=/; echo "${R_HIT[*]}")] %; the rest cost a GETEX each"
-echo "buy path outcomes over all rounds: $queued queued, $dups duplicate"
+echo "buy path outcomes over all rounds: $queued queued, $dups duplicate answered by Redis, $dup_local duplicate answered from the edges' buyer marks (shoppers met again once the list of $USERS wraps)"
 echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
 echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"
 echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX ${getex_us:-0} us/call"

@@ -30,7 +30,7 @@ use crate::state::AppState;
 /// How often an edge drops the per-sale things it remembers that have gone stale.
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
-/// Every `every`, drops stale sold-out flags, session copies, shard counts, room checks and idle
+/// Every `every`, drops stale sold-out flags, buyer marks, session copies, shard counts, room checks and idle
 /// admission lanes: what an edge keeps follows the sales being bought and the shoppers buying,
 /// not every sale and shopper it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
@@ -40,6 +40,7 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
             _ = shutdown.wait_for(|s| *s) => return,
         }
         state.soldout.tidy();
+        state.buyers.tidy();
         state.sessions.tidy();
         state.shapes.tidy();
         state.room.tidy();
@@ -138,6 +139,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         db,
         scripts,
         soldout: Arc::new(SoldOutFlags::default()),
+        buyers: Arc::default(),
         sessions: Arc::new(crate::accounts::session::SessionCache::new(
             Duration::from_millis(settings_session_cache_ms),
             settings_session_cache_entries,
@@ -222,6 +224,7 @@ impl Application {
                 restock_channel: state.keys.restock_channel(),
                 session_channel: state.keys.session_channel(),
                 flags: state.soldout.clone(),
+                marks: state.buyers.clone(),
                 shapes: state.shapes.clone(),
                 sessions: state.sessions.clone(),
                 results_channel: state.keys.results_channel(),

@@ -32,6 +32,9 @@ pub struct AppState {
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
     pub soldout: Arc<SoldOutFlags>,
+    /// Shoppers this edge saw admitted, answered DUPLICATE without Redis (see
+    /// [`crate::admission::soldout::BuyerMarks`]).
+    pub buyers: Arc<crate::admission::soldout::BuyerMarks>,
     /// Copies of the sessions this edge read lately (see [`crate::accounts::session`]).
     pub sessions: Arc<crate::accounts::session::SessionCache>,
     /// How many stock shards each sale has (hot items are split).

@@ -14,6 +14,7 @@ const SERIES = [
   ["sold_out", "sold out", "#e4393c"],
   ["sold_out_local", "sold out (edge flag)", "#f4a3a4"],
   ["duplicate", "duplicate", "#8e24aa"],
+  ["duplicate_local", "duplicate (edge marks)", "#ce93d8"],
   ["rate_limited", "rate limited", "#ef6c00"],
   ["ended", "ended", "#555"],
   ["written", "orders written", "#1565c0"],

@@ -1,10 +1,17 @@
-//! The local sold-out flags (an in-memory map per edge), and the pub/sub listener that clears
-//! them (and drops the cached sessions of logouts, `accounts::session`).
+//! The edge's local answers: the sold-out flags and the buyer marks (in-memory maps per edge),
+//! and the pub/sub listener that clears them (and drops the cached sessions of logouts,
+//! `accounts::session`).
 //!
 //! Once a sale's stock is gone, every further buy would be one more Redis round trip answering
 //! SOLD_OUT. The edge remembers "sold out" per sale in process memory and answers from there.
 //! When a unit comes back (`lua/restore.lua` publishes the goods id on the restock channel) every
 //! edge clears its flag, so the unit can be sold again.
+//!
+//! Likewise a shopper Redis has admitted (or called a duplicate) who presses "buy" again, or
+//! whose page sends the buy again, would cost the sale's one Redis primary a script run to hear
+//! DUPLICATE: the edge marks them ([`BuyerMarks`]), with the hidden path they bought with, and
+//! answers DUPLICATE itself. A restock message of the sale (a unit given back: the buyer may buy
+//! again) drops the sale's marks, under the same guards as the flags.
 //!
 //! Two guards keep a flag from outliving the stock it describes:
 //! - a *generation*, shared by all sales and bumped by every restock message: a SOLD_OUT reply
@@ -19,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::domain::GoodsId;
+use crate::domain::{GoodsId, HiddenPath, UserId};
 
 /// How long a flag is trusted before one request re-checks Redis.
 pub const RECHECK: Duration = Duration::from_secs(1);
@@ -77,6 +84,87 @@ impl SoldOutFlags {
     }
 }
 
+/// How long a sale's buyer marks are trusted: after that the sale's marks start afresh, so a
+/// restock message missed without the listener noticing costs at most this long.
+pub const MARKS_TRUSTED: Duration = Duration::from_secs(30);
+
+/// The shoppers this edge has seen admitted, per sale, each with a hash of the hidden path they
+/// bought with (a repeat with another path goes to Redis, which answers as it would: BAD_PATH).
+/// Memory follows what is live: a sale's marks are at most [`MARKS_TRUSTED`] old, and at most
+/// one per shopper this edge admitted in that time.
+#[derive(Debug, Default)]
+pub struct BuyerMarks {
+    sales: RwLock<HashMap<GoodsId, Marks>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Marks {
+    since: Instant,
+    users: HashMap<UserId, u64>,
+}
+
+fn path_hash(path: &HiddenPath) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.as_str().hash(&mut h);
+    h.finish()
+}
+
+impl BuyerMarks {
+    /// True if `user` was seen admitted to this sale with this path (and the mark is trusted).
+    pub fn is_buyer(&self, goods: GoodsId, user: UserId, path: &HiddenPath) -> bool {
+        let sales = self.sales.read().expect("marks lock");
+        matches!(sales.get(&goods), Some(m) if m.since.elapsed() < MARKS_TRUSTED
+            && m.users.get(&user) == Some(&path_hash(path)))
+    }
+
+    /// The generation to pass to [`Self::mark`] after the script answers.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that Redis holds `user` as a buyer of this sale, unless a restock (of any sale)
+    /// arrived since `generation` was read: the buyer may have been given back meanwhile.
+    pub fn mark(&self, goods: GoodsId, user: UserId, path: &HiddenPath, generation: u64) {
+        let mut sales = self.sales.write().expect("marks lock");
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            return;
+        }
+        let marks = sales.entry(goods).or_insert_with(|| Marks {
+            since: Instant::now(),
+            users: HashMap::new(),
+        });
+        if marks.since.elapsed() >= MARKS_TRUSTED {
+            marks.since = Instant::now();
+            marks.users.clear();
+        }
+        marks.users.insert(user, path_hash(path));
+    }
+
+    /// A unit of this sale came back (or an operator changed it): forget its buyers.
+    pub fn clear(&self, goods: GoodsId) {
+        let mut sales = self.sales.write().expect("marks lock");
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        sales.remove(&goods);
+    }
+
+    /// Forget every mark (the listener reconnected and may have missed messages).
+    pub fn clear_all(&self) {
+        let mut sales = self.sales.write().expect("marks lock");
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        sales.clear();
+    }
+
+    /// Drops the sales whose marks are too old to be trusted.
+    pub fn tidy(&self) {
+        let mut sales = self.sales.write().expect("marks lock");
+        sales.retain(|_, m| m.since.elapsed() < MARKS_TRUSTED);
+    }
+}
+
 /// What the pub/sub listener keeps up to date.
 pub struct Listeners {
     /// Restocks: a goods id whose sold-out flag and shard count go.
@@ -84,6 +172,7 @@ pub struct Listeners {
     /// Logouts: a token whose cached session goes (see [`crate::accounts::session`]).
     pub session_channel: String,
     pub flags: Arc<SoldOutFlags>,
+    pub marks: Arc<BuyerMarks>,
     pub shapes: Arc<crate::admission::split::Shapes>,
     pub sessions: Arc<crate::accounts::session::SessionCache>,
     /// Where the workers announce results (`Keys::results_channel`), for the push hub.
@@ -113,6 +202,7 @@ pub async fn listen(
                 ])
                 .await?;
             to.flags.clear_all();
+            to.marks.clear_all();
             to.sessions.set_live(true);
             tracing::debug!(channel = %to.restock_channel, "listening for restocks and logouts");
             let mut messages = pubsub.on_message();
@@ -129,6 +219,7 @@ pub async fn listen(
                 match GoodsId::parse(&payload) {
                     Ok(goods) => {
                         to.flags.clear(goods);
+                        to.marks.clear(goods);
                         to.shapes.forget(goods);
                     }
                     Err(_) => tracing::warn!(%payload, "ignoring a malformed restock message"),
@@ -143,6 +234,7 @@ pub async fn listen(
                     Err(e) => tracing::warn!(error = %e, "restock subscription failed; reconnecting"),
                 }
                 to.flags.clear_all();
+                to.marks.clear_all();
                 to.sessions.set_live(false);
             }
             // a Sentinel failover: what the old primary publishes now is not what the edges
@@ -151,6 +243,7 @@ pub async fn listen(
             _ = target.primary_changed() => {
                 tracing::warn!("the Redis primary moved; subscribing again on the new one");
                 to.flags.clear_all();
+                to.marks.clear_all();
                 to.sessions.set_live(false);
                 continue;
             }
@@ -203,5 +296,65 @@ mod tests {
         flags.tidy();
         assert!(flags.is_sold_out(g(1)));
         assert_eq!(flags.flags.read().unwrap().len(), 1, "a stale flag goes");
+    }
+
+    fn u(n: i64) -> UserId {
+        UserId::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_buyer_is_known_with_the_path_they_bought_with_until_their_sale_is_restocked() {
+        let marks = BuyerMarks::default();
+        let p = HiddenPath::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let q = HiddenPath::parse("fedcba9876543210fedcba9876543210").unwrap();
+        marks.mark(g(1), u(7), &p, marks.generation());
+        assert!(marks.is_buyer(g(1), u(7), &p));
+        assert!(
+            !marks.is_buyer(g(1), u(7), &q),
+            "another path goes to Redis"
+        );
+        assert!(!marks.is_buyer(g(1), u(8), &p));
+        assert!(!marks.is_buyer(g(2), u(7), &p));
+        // a restock of another sale leaves this one's marks
+        marks.clear(g(2));
+        assert!(marks.is_buyer(g(1), u(7), &p));
+        marks.clear(g(1));
+        assert!(!marks.is_buyer(g(1), u(7), &p));
+        // an answer that raced a restock marks nothing
+        let before = marks.generation();
+        marks.clear(g(3));
+        marks.mark(g(1), u(7), &p, before);
+        assert!(!marks.is_buyer(g(1), u(7), &p));
+        marks.mark(g(1), u(7), &p, marks.generation());
+        marks.clear_all();
+        assert!(!marks.is_buyer(g(1), u(7), &p));
+    }
+
+    #[test]
+    fn marks_too_old_are_not_trusted_and_go() {
+        let marks = BuyerMarks::default();
+        let p = HiddenPath::parse("0123456789abcdef0123456789abcdef").unwrap();
+        marks.mark(g(1), u(7), &p, marks.generation());
+        marks.mark(g(2), u(7), &p, marks.generation());
+        marks.sales.write().unwrap().get_mut(&g(2)).unwrap().since =
+            Instant::now() - MARKS_TRUSTED * 2;
+        assert!(marks.is_buyer(g(1), u(7), &p));
+        assert!(
+            !marks.is_buyer(g(2), u(7), &p),
+            "a stale mark is not an answer"
+        );
+        marks.tidy();
+        assert_eq!(
+            marks.sales.read().unwrap().len(),
+            1,
+            "a stale sale's marks go"
+        );
+        // a mark on a stale sale starts it afresh: only the new shopper is known
+        marks.mark(g(1), u(8), &p, marks.generation());
+        marks.sales.write().unwrap().get_mut(&g(1)).unwrap().since =
+            Instant::now() - MARKS_TRUSTED * 2;
+        marks.mark(g(1), u(9), &p, marks.generation());
+        assert!(marks.is_buyer(g(1), u(9), &p));
+        assert!(!marks.is_buyer(g(1), u(8), &p));
     }
 }

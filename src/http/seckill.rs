@@ -2,8 +2,9 @@
 //!
 //! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
-//! gone; the session is read (from the edge's copy, or one `GETEX`: `accounts::session`); then
-//! `lua/admit.lua` decides everything else in one `EVALSHA`. Malformed input never reaches Redis.
+//! gone; the session is read (from the edge's copy, or one `GETEX`: `accounts::session`); a
+//! shopper this edge saw admitted with this path is answered DUPLICATE from its buyer marks
+//! (`admission::soldout`); then `lua/admit.lua` decides everything else in one `EVALSHA`. Malformed input never reaches Redis.
 //! A split sale (a hot item, [`crate::admission::split`]) runs the script in the shopper's home
 //! shard, and only when that shard is empty moves units over from the others.
 
@@ -47,7 +48,13 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
     let token = token.ok_or(AppError::SessionMissing)?;
     let user = respond::user_of(&token, state).await?;
+    if state.buyers.is_buyer(goods, user.id, &path) {
+        state.metrics.admission("duplicate_local");
+        state.tally.count(goods, "duplicate_local", 1);
+        return Err(AppError::Duplicate);
+    }
     let generation = state.soldout.generation();
+    let marks_generation = state.buyers.generation();
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
     let home = Shard::home(goods, user.id, shards);
@@ -80,6 +87,9 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     // counted per sale only for a sale that exists: an unknown goods id writes nothing
     if shape.loaded {
         state.tally.count(goods, outcome.label(), 1);
+    }
+    if matches!(outcome, Admission::Queued { .. } | Admission::Duplicate) {
+        state.buyers.mark(goods, user.id, &path, marks_generation);
     }
     match outcome {
         Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),

@@ -33,8 +33,9 @@ const BATCH_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 100
 pub const ROUTES: [&str; 9] = [
     "buy", "path", "room", "events", "result", "goods", "auth", "static", "other",
 ];
-/// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the local flag.
-pub const OUTCOMES: [&str; 10] = [
+/// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the edge's local
+/// answers (the sold-out flag, the buyer marks) and the unconfirmed.
+pub const OUTCOMES: [&str; 11] = [
     "queued",
     "bad_path",
     "not_started",
@@ -45,6 +46,7 @@ pub const OUTCOMES: [&str; 10] = [
     "no_sale",
     "sold_out_local",
     "confirming",
+    "duplicate_local",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
 pub const CUTOFFS: [&str; 4] = ["header_timeout", "idle_timeout", "body_timeout", "too_many"];

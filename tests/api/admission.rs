@@ -263,9 +263,12 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     assert_eq!(after_first, (4, 1, 1));
     let (s, r) = app.buy(&a.token, &path, goods).await;
     assert_eq!((s, code(&r)), (409, 500501));
-    // rate limited: the default bucket has a burst of 5
+    // rate limited: the default bucket has a burst of 5. The edge answers a buyer's repeats
+    // from its marks; cleared (as a restock message clears them), the repeats reach Redis,
+    // whose bucket refuses them
     let mut limited = None;
     for _ in 0..6 {
+        app.state.buyers.clear_all();
         let r = app
             .http
             .post(app.url(&buy_url(&path)))
@@ -371,6 +374,91 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
     assert!(queued, "the unit given back was never sold again");
     assert_eq!(app.result(&users[0].token, goods).await, -1);
     assert_eq!(app.result(&users[2].token, goods).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_pressing_again_is_answered_by_the_edge_until_their_unit_comes_back() {
+    let mut app = spawn_app().await;
+    let (edge2, state2) = app.add_edge().await;
+    let users = app.users(1).await;
+    let u = &users[0];
+    let goods = app.sale(5).await;
+    let path = app.path_for(&u.token, goods).await;
+    let buy2 = |path: String| {
+        let (http, token, edge2) = (app.http.clone(), u.token.clone(), edge2.clone());
+        async move {
+            let r = http
+                .post(format!("http://{edge2}/api/seckill/{path}/orders"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "goodsId": goods.get() }))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let local = |state: &flashgate::state::AppState| state.metrics.admissions_of("duplicate_local");
+    let asked = |state: &flashgate::state::AppState| state.metrics.admissions_of("duplicate");
+    assert_eq!(app.buy(&u.token, &path, goods).await.0, 202);
+
+    // the edge that admitted them answers the repeat itself: Redis is not asked (a DUPLICATE
+    // from admit.lua would have spent a token from the bucket in the user's key)
+    let key = app.state.keys.sale(goods).user(u.id);
+    let held = |app: &crate::helpers::TestApp| {
+        let (mut con, key) = (app.redis(), key.clone());
+        async move { con.get::<_, String>(key).await.unwrap() }
+    };
+    let (before, state_before) = (held(&app).await, app.redis_state(goods).await);
+    let (s, r) = app.buy(&u.token, &path, goods).await;
+    assert_eq!((s, code(&r)), (409, 500501));
+    assert_eq!((local(&app.state), asked(&app.state)), (1, 0));
+    assert_eq!(held(&app).await, before, "a local answer writes nothing");
+    assert_eq!(app.redis_state(goods).await, state_before);
+    // another path is not the one they bought with: Redis answers (the path is wrong)
+    let (s, r) = app
+        .buy(&u.token, "0123456789abcdef0123456789abcdef", goods)
+        .await;
+    assert_eq!((s, code(&r)), (403, 500503), "{r}");
+    assert_eq!(local(&app.state), 1);
+
+    // another edge asks Redis the first time, then knows them too
+    let (s, r) = buy2(path.clone()).await;
+    assert_eq!((s, code(&r)), (409, 500501));
+    assert_eq!((local(&state2), asked(&state2)), (0, 1));
+    let (s, r) = buy2(path.clone()).await;
+    assert_eq!((s, code(&r)), (409, 500501));
+    assert_eq!((local(&state2), asked(&state2)), (1, 1));
+
+    // their unit comes back (the order failed): the restock message drops the marks on both
+    // edges, and they can buy again on either
+    let back = flashgate::sales::store::give_back(
+        &mut app.redis(),
+        &app.state.keys,
+        &app.state.scripts,
+        flashgate::domain::Shard::whole(goods),
+        u.id,
+        flashgate::sales::store::GiveBack::Failed,
+    )
+    .await
+    .unwrap();
+    assert!(back);
+    let mut queued = false;
+    for _ in 0..50 {
+        let (s, _) = buy2(path.clone()).await;
+        if s == 202 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(queued, "the buyer given back could not buy again");
+    let (s, r) = app.buy(&u.token, &path, goods).await;
+    assert_eq!(
+        (s, code(&r)),
+        (409, 500501),
+        "bought again: a duplicate once more"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
