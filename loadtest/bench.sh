@@ -20,13 +20,13 @@
 # on a shared box, does not.
 # then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
 #
-# Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=200000 BENCH_ROUNDS=3)
+# Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=400000 BENCH_ROUNDS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-50}
-USERS=${BENCH_USERS:-200000}
+USERS=${BENCH_USERS:-400000}
 PORT=${BENCH_PORT:-18080}
 SINGLE=${BENCH_SINGLE_ORDERS:-3000}
 
@@ -159,7 +159,7 @@ edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
 # the shoppers' sessions read once on an edge by each shopper's path request, as before their
 # buy; not timed. Every shopper once, for at most BENCH_WARM seconds (default 60); the share of
 # buys then answered from the edge's copy is printed. The edges keep a session they read for
-# FLASHGATE_SESSION_CACHE_MS, set to 120 s here (30 s by default): 200,000 path requests take
+# FLASHGATE_SESSION_CACHE_MS, set to 120 s here (30 s by default): 400,000 path requests take
 # longer than 30 s on this box, and with the default the first warmed would be gone by the buy.
 warm_sessions() { # port goods
   THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 wrk -t2 -c"$CONNS" -d"${BENCH_WARM:-60}s" \
