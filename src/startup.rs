@@ -14,7 +14,7 @@ use crate::accounts::login_pool::LoginPool;
 use crate::admission::coalesce::Admitter;
 use crate::admission::room::Room;
 use crate::admission::scripts::Scripts;
-use crate::admission::soldout::{self, SoldOutFlags};
+use crate::admission::soldout::{self, LocalAnswers};
 use crate::http;
 use crate::http::routes::Surface;
 use crate::http::static_files::Assets;
@@ -30,17 +30,16 @@ use crate::state::AppState;
 /// How often an edge drops the per-sale things it remembers that have gone stale.
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
-/// Every `every`, drops stale sold-out flags, buyer marks, session copies, shard counts, room checks and idle
-/// admission lanes: what an edge keeps follows the sales being bought and the shoppers buying,
-/// not every sale and shopper it has seen.
+/// Every `every`, drops stale sold-out flags, buyer marks, session copies, shard counts, room
+/// checks and idle admission lanes: what an edge keeps follows the sales being bought and the
+/// shoppers buying, not every sale and shopper it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        state.soldout.tidy();
-        state.buyers.tidy();
+        state.local.tidy();
         state.sessions.tidy();
         state.shapes.tidy();
         state.room.tidy();
@@ -138,8 +137,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         confirm_why: Arc::new(confirm_why),
         db,
         scripts,
-        soldout: Arc::new(SoldOutFlags::default()),
-        buyers: Arc::default(),
+        local: Arc::new(LocalAnswers::default()),
         sessions: Arc::new(crate::accounts::session::SessionCache::new(
             Duration::from_millis(settings_session_cache_ms),
             settings_session_cache_entries,
@@ -223,8 +221,7 @@ impl Application {
             soldout::Listeners {
                 restock_channel: state.keys.restock_channel(),
                 session_channel: state.keys.session_channel(),
-                flags: state.soldout.clone(),
-                marks: state.buyers.clone(),
+                local: state.local.clone(),
                 shapes: state.shapes.clone(),
                 sessions: state.sessions.clone(),
                 results_channel: state.keys.results_channel(),

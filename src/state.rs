@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sqlx::MySqlPool;
 
 use crate::admission::scripts::Scripts;
-use crate::admission::soldout::SoldOutFlags;
+use crate::admission::soldout::LocalAnswers;
 use crate::admission::split::Shapes;
 use crate::http::static_files::Assets;
 use crate::plumbing::breaker::Breaker;
@@ -31,10 +31,9 @@ pub struct AppState {
     pub confirm_why: Arc<String>,
     pub db: MySqlPool,
     pub scripts: Arc<Scripts>,
-    pub soldout: Arc<SoldOutFlags>,
-    /// Shoppers this edge saw admitted, answered DUPLICATE without Redis (see
-    /// [`crate::admission::soldout::BuyerMarks`]).
-    pub buyers: Arc<crate::admission::soldout::BuyerMarks>,
+    /// The sold-out flags and the buyer marks: buys answered without Redis (see
+    /// [`crate::admission::soldout`]).
+    pub local: Arc<LocalAnswers>,
     /// Copies of the sessions this edge read lately (see [`crate::accounts::session`]).
     pub sessions: Arc<crate::accounts::session::SessionCache>,
     /// How many stock shards each sale has (hot items are split).

@@ -9,9 +9,9 @@
 //!
 //! Likewise a shopper Redis has admitted (or called a duplicate) who presses "buy" again, or
 //! whose page sends the buy again, would cost the sale's one Redis primary a script run to hear
-//! DUPLICATE: the edge marks them ([`BuyerMarks`]), with the hidden path they bought with, and
-//! answers DUPLICATE itself. A restock message of the sale (a unit given back: the buyer may buy
-//! again) drops the sale's marks, under the same guards as the flags.
+//! DUPLICATE: the edge marks them, with the hidden path they bought with, and answers DUPLICATE
+//! itself. A restock message of the sale (a unit given back: the buyer may buy again) drops the
+//! sale's marks with its flag; both are [`LocalAnswers`], under the same guards.
 //!
 //! Two guards keep a flag from outliving the stock it describes:
 //! - a *generation*, shared by all sales and bumped by every restock message: a SOLD_OUT reply
@@ -31,70 +31,22 @@ use crate::domain::{GoodsId, HiddenPath, UserId};
 /// How long a flag is trusted before one request re-checks Redis.
 pub const RECHECK: Duration = Duration::from_secs(1);
 
-/// The flags: when each sale was last seen sold out. A generation counter, shared by all sales,
-/// moves on every clear, so a flag is never raised by a script answer that raced a restock; as
-/// it is shared, an entry can be dropped at any time ([`SoldOutFlags::tidy`]), and the edge
-/// keeps no entry for a sale nobody asks about: memory follows what is live.
-#[derive(Debug, Default)]
-pub struct SoldOutFlags {
-    flags: RwLock<HashMap<GoodsId, Instant>>,
-    generation: std::sync::atomic::AtomicU64,
-}
-
-impl SoldOutFlags {
-    /// True if the sale is known to be sold out (and the knowledge is fresh).
-    pub fn is_sold_out(&self, goods: GoodsId) -> bool {
-        let flags = self.flags.read().expect("sold-out lock");
-        matches!(flags.get(&goods), Some(t) if t.elapsed() < RECHECK)
-    }
-
-    /// The generation to pass to [`Self::mark`] after the script answers.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Records SOLD_OUT, unless a restock (of any sale) arrived since `generation` was read.
-    pub fn mark(&self, goods: GoodsId, generation: u64) {
-        let mut flags = self.flags.write().expect("sold-out lock");
-        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-            flags.insert(goods, Instant::now());
-        }
-    }
-
-    /// A unit of this sale came back: clear the flag and start a new generation.
-    pub fn clear(&self, goods: GoodsId) {
-        let mut flags = self.flags.write().expect("sold-out lock");
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        flags.remove(&goods);
-    }
-
-    /// Forget every flag (the listener reconnected and may have missed messages).
-    pub fn clear_all(&self) {
-        let mut flags = self.flags.write().expect("sold-out lock");
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        flags.clear();
-    }
-
-    /// Drops the flags too old to be trusted (they would be re-checked anyway).
-    pub fn tidy(&self) {
-        let mut flags = self.flags.write().expect("sold-out lock");
-        flags.retain(|_, t| t.elapsed() < RECHECK);
-    }
-}
-
 /// How long a sale's buyer marks are trusted: after that the sale's marks start afresh, so a
 /// restock message missed without the listener noticing costs at most this long.
 pub const MARKS_TRUSTED: Duration = Duration::from_secs(30);
 
-/// The shoppers this edge has seen admitted, per sale, each with a hash of the hidden path they
-/// bought with (a repeat with another path goes to Redis, which answers as it would: BAD_PATH).
-/// Memory follows what is live: a sale's marks are at most [`MARKS_TRUSTED`] old, and at most
-/// one per shopper this edge admitted in that time.
+/// The edge's local answers: when each sale was last seen sold out (the flags), and the shoppers
+/// this edge has seen admitted, per sale, each with a hash of the hidden path they bought with
+/// (the buyer marks; a repeat with another path goes to Redis, which answers as it would:
+/// BAD_PATH). One generation counter, shared by all sales and both kinds, moves on every clear,
+/// so neither is ever set by a script answer that raced a restock; as it is shared, an entry can
+/// be dropped at any time ([`LocalAnswers::tidy`]), and the edge keeps nothing for a sale nobody
+/// asks about: memory follows what is live (a sale's marks are at most [`MARKS_TRUSTED`] old,
+/// and at most one per shopper this edge admitted in that time).
 #[derive(Debug, Default)]
-pub struct BuyerMarks {
-    sales: RwLock<HashMap<GoodsId, Marks>>,
+pub struct LocalAnswers {
+    flags: RwLock<HashMap<GoodsId, Instant>>,
+    marks: RwLock<HashMap<GoodsId, Marks>>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -111,68 +63,103 @@ fn path_hash(path: &HiddenPath) -> u64 {
     h.finish()
 }
 
-impl BuyerMarks {
-    /// True if `user` was seen admitted to this sale with this path (and the mark is trusted).
-    pub fn is_buyer(&self, goods: GoodsId, user: UserId, path: &HiddenPath) -> bool {
-        let sales = self.sales.read().expect("marks lock");
-        matches!(sales.get(&goods), Some(m) if m.since.elapsed() < MARKS_TRUSTED
-            && m.users.get(&user) == Some(&path_hash(path)))
+impl LocalAnswers {
+    /// True if the sale is known to be sold out (and the knowledge is fresh).
+    pub fn is_sold_out(&self, goods: GoodsId) -> bool {
+        let flags = self.flags.read().expect("sold-out lock");
+        matches!(flags.get(&goods), Some(t) if t.elapsed() < RECHECK)
     }
 
-    /// The generation to pass to [`Self::mark`] after the script answers.
+    /// True if `user` was seen admitted to this sale with this path (and the mark is trusted).
+    pub fn is_buyer(&self, goods: GoodsId, user: UserId, path: &HiddenPath) -> bool {
+        let marks = self.marks.read().expect("marks lock");
+        matches!(marks.get(&goods), Some(m) if m.since.elapsed() < MARKS_TRUSTED
+            && m.users.get(&user).is_some_and(|h| *h == path_hash(path)))
+    }
+
+    /// The generation to pass to [`Self::mark`] or [`Self::mark_buyer`] after the script
+    /// answers.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Records SOLD_OUT, unless a restock (of any sale) arrived since `generation` was read.
+    pub fn mark(&self, goods: GoodsId, generation: u64) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        if self.generation() == generation {
+            flags.insert(goods, Instant::now());
+        }
+    }
+
     /// Records that Redis holds `user` as a buyer of this sale, unless a restock (of any sale)
     /// arrived since `generation` was read: the buyer may have been given back meanwhile.
-    pub fn mark(&self, goods: GoodsId, user: UserId, path: &HiddenPath, generation: u64) {
-        let mut sales = self.sales.write().expect("marks lock");
-        if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+    pub fn mark_buyer(&self, goods: GoodsId, user: UserId, path: &HiddenPath, generation: u64) {
+        let mut marks = self.marks.write().expect("marks lock");
+        if self.generation() != generation {
             return;
         }
-        let marks = sales.entry(goods).or_insert_with(|| Marks {
+        let sale = marks.entry(goods).or_insert_with(|| Marks {
             since: Instant::now(),
             users: HashMap::new(),
         });
-        if marks.since.elapsed() >= MARKS_TRUSTED {
-            marks.since = Instant::now();
-            marks.users.clear();
+        if sale.since.elapsed() >= MARKS_TRUSTED {
+            sale.since = Instant::now();
+            sale.users.clear();
         }
-        marks.users.insert(user, path_hash(path));
+        sale.users.insert(user, path_hash(path));
     }
 
-    /// A unit of this sale came back (or an operator changed it): forget its buyers.
+    /// A unit of this sale came back (or an operator changed it): clear its flag and forget its
+    /// buyers, and start a new generation. Both locks are held while the generation moves, so a
+    /// mark either lands before (and is cleared here) or sees the new generation.
     pub fn clear(&self, goods: GoodsId) {
-        let mut sales = self.sales.write().expect("marks lock");
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        sales.remove(&goods);
+        self.forget(|flags, marks| {
+            flags.remove(&goods);
+            marks.remove(&goods);
+        });
     }
 
-    /// Forget every mark (the listener reconnected and may have missed messages).
+    /// Forget every flag and mark (the listener reconnected and may have missed messages).
     pub fn clear_all(&self) {
-        let mut sales = self.sales.write().expect("marks lock");
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        sales.clear();
+        self.forget(|flags, marks| {
+            flags.clear();
+            marks.clear();
+        });
     }
 
-    /// Drops the sales whose marks are too old to be trusted.
+    fn forget(
+        &self,
+        forget: impl FnOnce(&mut HashMap<GoodsId, Instant>, &mut HashMap<GoodsId, Marks>),
+    ) {
+        let mut flags = self.flags.write().expect("sold-out lock");
+        let mut marks = self.marks.write().expect("marks lock");
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        forget(&mut flags, &mut marks);
+    }
+
+    /// Drops the flags and the sales' marks too old to be trusted (they would be re-checked
+    /// anyway).
     pub fn tidy(&self) {
-        let mut sales = self.sales.write().expect("marks lock");
-        sales.retain(|_, m| m.since.elapsed() < MARKS_TRUSTED);
+        self.flags
+            .write()
+            .expect("sold-out lock")
+            .retain(|_, t| t.elapsed() < RECHECK);
+        self.marks
+            .write()
+            .expect("marks lock")
+            .retain(|_, m| m.since.elapsed() < MARKS_TRUSTED);
     }
 }
 
 /// What the pub/sub listener keeps up to date.
 pub struct Listeners {
-    /// Restocks: a goods id whose sold-out flag and shard count go.
+    /// Restocks: a goods id whose sold-out flag, buyer marks and shard count go.
     pub restock_channel: String,
     /// Logouts: a token whose cached session goes (see [`crate::accounts::session`]).
     pub session_channel: String,
-    pub flags: Arc<SoldOutFlags>,
-    pub marks: Arc<BuyerMarks>,
+    /// The sold-out flags and buyer marks a restock clears.
+    pub local: Arc<LocalAnswers>,
     pub shapes: Arc<crate::admission::split::Shapes>,
     pub sessions: Arc<crate::accounts::session::SessionCache>,
     /// Where the workers announce results (`Keys::results_channel`), for the push hub.
@@ -201,8 +188,7 @@ pub async fn listen(
                     &to.results_channel,
                 ])
                 .await?;
-            to.flags.clear_all();
-            to.marks.clear_all();
+            to.local.clear_all();
             to.sessions.set_live(true);
             tracing::debug!(channel = %to.restock_channel, "listening for restocks and logouts");
             let mut messages = pubsub.on_message();
@@ -218,8 +204,7 @@ pub async fn listen(
                 }
                 match GoodsId::parse(&payload) {
                     Ok(goods) => {
-                        to.flags.clear(goods);
-                        to.marks.clear(goods);
+                        to.local.clear(goods);
                         to.shapes.forget(goods);
                     }
                     Err(_) => tracing::warn!(%payload, "ignoring a malformed restock message"),
@@ -233,8 +218,7 @@ pub async fn listen(
                     Ok(()) => tracing::warn!("restock subscription closed; reconnecting"),
                     Err(e) => tracing::warn!(error = %e, "restock subscription failed; reconnecting"),
                 }
-                to.flags.clear_all();
-                to.marks.clear_all();
+                to.local.clear_all();
                 to.sessions.set_live(false);
             }
             // a Sentinel failover: what the old primary publishes now is not what the edges
@@ -242,8 +226,7 @@ pub async fn listen(
             // flags and sessions start afresh, as after any break)
             _ = target.primary_changed() => {
                 tracing::warn!("the Redis primary moved; subscribing again on the new one");
-                to.flags.clear_all();
-                to.marks.clear_all();
+                to.local.clear_all();
                 to.sessions.set_live(false);
                 continue;
             }
@@ -269,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_restock_during_the_script_keeps_the_flag_down() {
-        let flags = SoldOutFlags::default();
+        let flags = LocalAnswers::default();
         let before = flags.generation();
         flags.clear(g(1)); // the restock message arrives while the script runs
         flags.mark(g(1), before); // then the SOLD_OUT reply
@@ -284,7 +267,7 @@ mod tests {
 
     #[test]
     fn tidy_keeps_only_fresh_flags() {
-        let flags = SoldOutFlags::default();
+        let flags = LocalAnswers::default();
         flags.mark(g(1), flags.generation());
         flags.tidy();
         assert_eq!(flags.flags.read().unwrap().len(), 1, "a fresh flag stays");
@@ -304,10 +287,10 @@ mod tests {
 
     #[test]
     fn a_buyer_is_known_with_the_path_they_bought_with_until_their_sale_is_restocked() {
-        let marks = BuyerMarks::default();
+        let marks = LocalAnswers::default();
         let p = HiddenPath::parse("0123456789abcdef0123456789abcdef").unwrap();
         let q = HiddenPath::parse("fedcba9876543210fedcba9876543210").unwrap();
-        marks.mark(g(1), u(7), &p, marks.generation());
+        marks.mark_buyer(g(1), u(7), &p, marks.generation());
         assert!(marks.is_buyer(g(1), u(7), &p));
         assert!(
             !marks.is_buyer(g(1), u(7), &q),
@@ -323,20 +306,20 @@ mod tests {
         // an answer that raced a restock marks nothing
         let before = marks.generation();
         marks.clear(g(3));
-        marks.mark(g(1), u(7), &p, before);
+        marks.mark_buyer(g(1), u(7), &p, before);
         assert!(!marks.is_buyer(g(1), u(7), &p));
-        marks.mark(g(1), u(7), &p, marks.generation());
+        marks.mark_buyer(g(1), u(7), &p, marks.generation());
         marks.clear_all();
         assert!(!marks.is_buyer(g(1), u(7), &p));
     }
 
     #[test]
     fn marks_too_old_are_not_trusted_and_go() {
-        let marks = BuyerMarks::default();
+        let marks = LocalAnswers::default();
         let p = HiddenPath::parse("0123456789abcdef0123456789abcdef").unwrap();
-        marks.mark(g(1), u(7), &p, marks.generation());
-        marks.mark(g(2), u(7), &p, marks.generation());
-        marks.sales.write().unwrap().get_mut(&g(2)).unwrap().since =
+        marks.mark_buyer(g(1), u(7), &p, marks.generation());
+        marks.mark_buyer(g(2), u(7), &p, marks.generation());
+        marks.marks.write().unwrap().get_mut(&g(2)).unwrap().since =
             Instant::now() - MARKS_TRUSTED * 2;
         assert!(marks.is_buyer(g(1), u(7), &p));
         assert!(
@@ -345,15 +328,15 @@ mod tests {
         );
         marks.tidy();
         assert_eq!(
-            marks.sales.read().unwrap().len(),
+            marks.marks.read().unwrap().len(),
             1,
             "a stale sale's marks go"
         );
         // a mark on a stale sale starts it afresh: only the new shopper is known
-        marks.mark(g(1), u(8), &p, marks.generation());
-        marks.sales.write().unwrap().get_mut(&g(1)).unwrap().since =
+        marks.mark_buyer(g(1), u(8), &p, marks.generation());
+        marks.marks.write().unwrap().get_mut(&g(1)).unwrap().since =
             Instant::now() - MARKS_TRUSTED * 2;
-        marks.mark(g(1), u(9), &p, marks.generation());
+        marks.mark_buyer(g(1), u(9), &p, marks.generation());
         assert!(marks.is_buyer(g(1), u(9), &p));
         assert!(!marks.is_buyer(g(1), u(8), &p));
     }

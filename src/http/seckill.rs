@@ -4,7 +4,8 @@
 //! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
 //! gone; the session is read (from the edge's copy, or one `GETEX`: `accounts::session`); a
 //! shopper this edge saw admitted with this path is answered DUPLICATE from its buyer marks
-//! (`admission::soldout`); then `lua/admit.lua` decides everything else in one `EVALSHA`. Malformed input never reaches Redis.
+//! (`admission::soldout`); then `lua/admit.lua` decides everything else in one `EVALSHA`.
+//! Malformed input never reaches Redis.
 //! A split sale (a hot item, [`crate::admission::split`]) runs the script in the shopper's home
 //! shard, and only when that shard is empty moves units over from the others.
 
@@ -41,20 +42,19 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         .get::<RequestId>()
         .map_or_else(RequestId::new, Clone::clone);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
-    if state.soldout.is_sold_out(goods) {
+    if state.local.is_sold_out(goods) {
         state.metrics.admission("sold_out_local");
         state.tally.count(goods, "sold_out_local", 1);
         return Err(AppError::SoldOut);
     }
     let token = token.ok_or(AppError::SessionMissing)?;
     let user = respond::user_of(&token, state).await?;
-    if state.buyers.is_buyer(goods, user.id, &path) {
+    if state.local.is_buyer(goods, user.id, &path) {
         state.metrics.admission("duplicate_local");
         state.tally.count(goods, "duplicate_local", 1);
         return Err(AppError::Duplicate);
     }
-    let generation = state.soldout.generation();
-    let marks_generation = state.buyers.generation();
+    let generation = state.local.generation();
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
     let home = Shard::home(goods, user.id, shards);
@@ -89,7 +89,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         state.tally.count(goods, outcome.label(), 1);
     }
     if matches!(outcome, Admission::Queued { .. } | Admission::Duplicate) {
-        state.buyers.mark(goods, user.id, &path, marks_generation);
+        state.local.mark_buyer(goods, user.id, &path, generation);
     }
     match outcome {
         Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
@@ -102,7 +102,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         Admission::Duplicate => Err(AppError::Duplicate),
         Admission::SoldOut => {
             if everywhere {
-                state.soldout.mark(goods, generation);
+                state.local.mark(goods, generation);
             }
             Err(AppError::SoldOut)
         }
@@ -256,7 +256,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
     // a split sale's shard stock is not the sale's: the local flag says whether it is gone
-    if shards > 1 && state.soldout.is_sold_out(goods) {
+    if shards > 1 && state.local.is_sold_out(goods) {
         return Err(AppError::SoldOut);
     }
     // a sale with a waiting room: only a ticket that is through gets a path

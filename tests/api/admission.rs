@@ -268,7 +268,7 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     // whose bucket refuses them
     let mut limited = None;
     for _ in 0..6 {
-        app.state.buyers.clear_all();
+        app.state.local.clear_all();
         let r = app
             .http
             .post(app.url(&buy_url(&path)))
@@ -321,25 +321,6 @@ async fn not_started_and_ended_sales_are_refused() {
     }
 }
 
-/// Gives `user`'s unit of `goods` back, as a failed order does (`lua/restore.lua`, which
-/// publishes the restock message every edge hears).
-async fn give_back_failed(
-    app: &crate::helpers::TestApp,
-    goods: flashgate::domain::GoodsId,
-    user: flashgate::domain::UserId,
-) -> bool {
-    flashgate::sales::store::give_back(
-        &mut app.redis(),
-        &app.state.keys,
-        &app.state.scripts,
-        flashgate::domain::Shard::whole(goods),
-        user,
-        flashgate::sales::store::GiveBack::Failed,
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
     let app = spawn_app().await;
@@ -370,7 +351,14 @@ async fn sold_out_is_answered_locally_until_a_unit_comes_back() {
     assert_eq!((s, code(&r)), (410, 500500), "{r}");
 
     // the first buyer's unit comes back: the restock message clears the flag on this edge
-    assert!(give_back_failed(&app, goods, users[0].id).await);
+    assert!(
+        app.give_back(
+            goods,
+            users[0].id,
+            flashgate::sales::store::GiveBack::Failed
+        )
+        .await
+    );
     let mut queued = false;
     for _ in 0..50 {
         let (s, _) = app.buy(&users[2].token, &paths[2], goods).await;
@@ -441,7 +429,10 @@ async fn a_buyer_pressing_again_is_answered_by_the_edge_until_their_unit_comes_b
 
     // their unit comes back (the order failed): the restock message drops the marks on both
     // edges, and they can buy again on either
-    assert!(give_back_failed(&app, goods, u.id).await);
+    assert!(
+        app.give_back(goods, u.id, flashgate::sales::store::GiveBack::Failed)
+            .await
+    );
     let mut queued = false;
     for _ in 0..50 {
         let (s, _) = buy2(path.clone()).await;

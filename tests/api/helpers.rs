@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use flashgate::cli::seed::{self, NewSale, TestUser};
-use flashgate::domain::GoodsId;
+use flashgate::domain::{GoodsId, UserId};
 use flashgate::plumbing::config::Settings;
 use flashgate::plumbing::db;
 use flashgate::plumbing::redis_conn::{RedisConn, Target};
@@ -354,6 +354,21 @@ impl TestApp {
             ids.push(id);
         }
         ids
+    }
+
+    /// Gives `user`'s unit of an unsplit sale back (`lua/restore.lua`, which publishes the
+    /// restock message every edge hears); whether it came back.
+    pub async fn give_back(&self, goods: GoodsId, user: UserId, why: sale::GiveBack) -> bool {
+        sale::give_back(
+            &mut self.redis(),
+            &self.state.keys,
+            &self.state.scripts,
+            flashgate::domain::Shard::whole(goods),
+            user,
+            why,
+        )
+        .await
+        .unwrap()
     }
 
     /// Stock, buyers and shoppers queued (not yet written) of a sale in Redis.

@@ -241,7 +241,7 @@ async fn a_canary_of_20_percent_decides_about_20_percent_of_calls_until_promoted
     // then duplicate or rate limited: each decided by whichever set the call picked), the
     // edge's buyer marks cleared before each (else it answers the repeats itself)
     for _ in 0..1000 {
-        app.state.buyers.clear_all();
+        app.state.local.clear_all();
         let (s, _) = app.buy(&user.token, &path, goods).await;
         assert!([202, 409, 429].contains(&s), "{s}");
     }

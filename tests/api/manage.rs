@@ -345,7 +345,7 @@ async fn a_restock_reopens_a_sold_out_sale_on_every_edge() {
     assert_eq!((buy(0).await, buy(1).await), (202, 202));
     // sold out: the script says so on both edges, and both set their local flag
     assert_eq!((buy(2).await, buy(3).await), (410, 410));
-    assert!(app.state.soldout.is_sold_out(goods) && state2.soldout.is_sold_out(goods));
+    assert!(app.state.local.is_sold_out(goods) && state2.local.is_sold_out(goods));
     let (_, v) = app
         .admin("GET", &format!("/api/admin/sales/{goods}"), None)
         .await;

@@ -147,23 +147,15 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
         .await;
         assert_eq!((s, body["code"].as_i64()), (410, Some(500500)));
     }
-    assert!(app.state.soldout.is_sold_out(goods) && state2.soldout.is_sold_out(goods));
+    assert!(app.state.local.is_sold_out(goods) && state2.local.is_sold_out(goods));
     // one unit comes back (as when an order fails): restore.lua publishes, both flags clear
     let buyer = flashgate::domain::UserId::new(ids[0]).unwrap();
     assert!(
-        flashgate::sales::store::give_back(
-            &mut app.redis(),
-            &app.state.keys,
-            &app.state.scripts,
-            flashgate::domain::Shard::whole(goods),
-            buyer,
-            flashgate::sales::store::GiveBack::Failed
-        )
-        .await
-        .unwrap()
+        app.give_back(goods, buyer, flashgate::sales::store::GiveBack::Failed)
+            .await
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while app.state.soldout.is_sold_out(goods) || state2.soldout.is_sold_out(goods) {
+    while app.state.local.is_sold_out(goods) || state2.local.is_sold_out(goods) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "a sold-out flag was not cleared"

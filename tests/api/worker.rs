@@ -577,17 +577,12 @@ async fn a_closed_orders_unit_comes_back_once_even_if_its_buyer_bought_again_bef
         sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
-    let give_back = || async {
-        flashgate::sales::store::give_back(
-            &mut app.redis(),
-            &app.state.keys,
-            &app.state.scripts,
-            flashgate::domain::Shard::whole(goods),
+    let give_back = || {
+        app.give_back(
+            goods,
             u.id,
             flashgate::sales::store::GiveBack::Closed { order: first },
         )
-        .await
-        .unwrap()
     };
     assert!(give_back().await, "the unit came back");
     assert!(!give_back().await, "a second give-back of one order");
