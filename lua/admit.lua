@@ -17,7 +17,8 @@
 
   Steps, for each shopper in order; each one can refuse, and a refusal writes nothing but the
   token buckets of step 3 when they allowed the request:
-    1. the hidden path given matches the one issued to this user      else BAD_PATH
+    1. the hidden path given matches the one issued to this user,
+       bound to the token the buy carries (see below)                 else BAD_PATH
     2. the sale is loaded, and its window holds by Redis TIME (or
        ARGV[1] in tests)                                               else NO_SALE / NOT_STARTED / ENDED
     3. the user's token bucket, then the sale's gate bucket, both
@@ -42,13 +43,17 @@
     4 gate     hash: the shard's token bucket (tokens, ts)
     5 queue    stream: the outbox the worker drains
     then for shopper i = 1..N:
-    5+i user   string "PATH" or "PATH TOKENS TS": the hidden path issued to this user
+    5+i user   string "PATH.PRINT" or "PATH.PRINT TOKENS TS": the hidden path issued to this
+               user bound to the fingerprint of the session token that asked for it
                (lua/issue_path.lua sets it, with the path's TTL) and their token bucket
 
   ARGV:
     1 now in ms, optional: tests pin the clock with it; empty means Redis TIME
     then for shopper i = 1..N (four each, from ARGV[2]):
-      user id, hidden path sent by the client, request id (carried to the worker; no commas),
+      user id, the path binding: the hidden path sent by the client joined with the
+      fingerprint of the token it came with (PATH.PRINT; the edge reads no session for a buy:
+      holding the token and the path issued to it is what the buy proves), request id (carried
+      to the worker; no commas),
       '1' when the edge runs this shopper again after moving a unit into this shard of a split
       sale (take.lua): its tokens were spent by the first run, so step 3 is skipped
 

@@ -161,20 +161,105 @@ impl Mobile {
     }
 }
 
-/// A hidden path as issued: 32 lowercase hex digits (an MD5).
+/// A hidden path as the shopper holds it: `USER-DIGEST`, the user it was issued to (a decimal id)
+/// and 32 lowercase hex digits (an MD5). The user rides in the path so that a buy learns whose
+/// it is without reading the session; `lua/admit.lua` checks it against what the path request
+/// stored in that user's key (see [`HiddenPath::bound_to`]). The form before (the digest alone)
+/// is refused like any other malformed path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HiddenPath(String);
+pub struct HiddenPath {
+    user: UserId,
+    digest: String,
+}
+
+/// The longest user id a path may carry: `i64::MAX` has 19 digits.
+const MAX_ID_DIGITS: usize = 19;
+
+fn is_digest(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 impl HiddenPath {
+    /// Parses `USER-DIGEST` strictly: digits without a sign or leading zero, one dash, the digest.
     pub fn parse(s: &str) -> Result<Self, AppError> {
-        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(AppError::BadPath)
+        let (user, digest) = s.split_once('-').ok_or(AppError::BadPath)?;
+        let digits = !user.is_empty()
+            && user.len() <= MAX_ID_DIGITS
+            && !user.starts_with('0')
+            && user.bytes().all(|b| b.is_ascii_digit());
+        if !digits || !is_digest(digest) {
+            return Err(AppError::BadPath);
         }
+        let user = user.parse().ok().and_then(|v| UserId::new(v).ok());
+        Ok(Self {
+            user: user.ok_or(AppError::BadPath)?,
+            digest: digest.to_string(),
+        })
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
+
+    /// The path issued to `user`, of a digest the path request made (or found held).
+    pub fn issued(user: UserId, digest: &str) -> Result<Self, AppError> {
+        if !is_digest(digest) {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "a hidden path's digest is 32 hex digits, not {digest:?}"
+            )));
+        }
+        Ok(Self {
+            user,
+            digest: digest.to_string(),
+        })
+    }
+
+    /// The user the path was issued to.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The 32 hex digits.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// What the user's key holds for this path issued to the session whose token has this
+    /// fingerprint, and so what a buy sends the script: `DIGEST.PRINT`. A path works only with
+    /// the token it was issued to.
+    pub fn bound_to(&self, print: TokenPrint) -> String {
+        format!("{}.{}", self.digest, print)
+    }
+}
+
+impl fmt::Display for HiddenPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.user, self.digest)
+    }
+}
+
+/// A session token's fingerprint: the first 8 bytes of its SHA-1, written as 16 hex digits.
+/// Redis keeps it beside a hidden path (the path is bound to the session that asked for it) and
+/// in the list of recent logouts, never the token itself: a fingerprint does not open a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenPrint(u64);
+
+impl TokenPrint {
+    pub fn of(token: &str) -> Self {
+        use sha1::{Digest, Sha1};
+        let d = Sha1::digest(token.as_bytes());
+        Self(u64::from_be_bytes(
+            d[..8].try_into().expect("SHA-1 has 20 bytes"),
+        ))
+    }
+
+    /// Parses the 16 hex digits [`Display`](fmt::Display) writes.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| u64::from_str_radix(s, 16).ok().map(Self))
+            .flatten()
+    }
+}
+
+impl fmt::Display for TokenPrint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 
@@ -210,9 +295,42 @@ mod tests {
     }
 
     #[test]
-    fn hidden_paths_are_md5_hex() {
-        assert!(HiddenPath::parse("0123456789abcdef0123456789abcdef").is_ok());
-        assert!(HiddenPath::parse("../etc/passwd").is_err());
-        assert!(HiddenPath::parse("0123456789ABCDEF0123456789abcdef").is_err());
+    fn hidden_paths_are_a_user_and_an_md5() {
+        let p = HiddenPath::parse("42-0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(p.user().get(), 42);
+        assert_eq!(p.digest(), "0123456789abcdef0123456789abcdef");
+        assert_eq!(p.to_string(), "42-0123456789abcdef0123456789abcdef");
+        for bad in [
+            "0123456789abcdef0123456789abcdef", // the form before: no user
+            "../etc/passwd",
+            "42-0123456789ABCDEF0123456789abcdef",
+            "042-0123456789abcdef0123456789abcdef",
+            "+42-0123456789abcdef0123456789abcdef",
+            "0-0123456789abcdef0123456789abcdef",
+            "-0123456789abcdef0123456789abcdef",
+            "42-0123456789abcdef0123456789abcde",
+            "42--0123456789abcdef0123456789abcde",
+            "99999999999999999999-0123456789abcdef0123456789abcdef",
+            "9223372036854775808-0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(HiddenPath::parse(bad).is_err(), "{bad}");
+        }
+        assert!(HiddenPath::issued(UserId::new(1).unwrap(), "nothex").is_err());
+    }
+
+    #[test]
+    fn a_path_is_bound_to_a_token_by_its_fingerprint() {
+        let p = HiddenPath::parse("7-0123456789abcdef0123456789abcdef").unwrap();
+        let a = TokenPrint::of("0123456789abcdef0123456789abcdef");
+        let b = TokenPrint::of("fedcba9876543210fedcba9876543210");
+        assert_ne!(a, b);
+        // the first 16 hex digits of `printf 0123456789abcdef0123456789abcdef | sha1sum`
+        assert_eq!(a.to_string(), "b1775a785f09a6eb");
+        assert_eq!(TokenPrint::parse(&a.to_string()), Some(a));
+        assert_eq!(TokenPrint::parse("xyz"), None);
+        assert_eq!(
+            p.bound_to(a),
+            format!("0123456789abcdef0123456789abcdef.{a}")
+        );
     }
 }

@@ -30,8 +30,8 @@ use crate::state::AppState;
 /// How often an edge drops the per-sale things it remembers that have gone stale.
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
-/// Every `every`, drops stale sold-out flags, buyer marks, session copies, shard counts, room
-/// checks and idle admission lanes: what an edge keeps follows the sales being bought and the
+/// Every `every`, drops stale sold-out flags, buyer marks, session copies, old logouts, shard
+/// counts, room checks and idle admission lanes: what an edge keeps follows the sales being bought and the
 /// shoppers buying, not every sale and shopper it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -39,8 +39,19 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        state.local.tidy();
-        state.sessions.tidy();
+        // the per-shopper maps are walked whole: on a blocking thread, never an async worker
+        // (requests go on meanwhile: the maps take no lock)
+        let (local, sessions, logouts) = (
+            state.local.clone(),
+            state.sessions.clone(),
+            state.logouts.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            local.tidy();
+            sessions.tidy();
+            logouts.tidy();
+        })
+        .await;
         state.shapes.tidy();
         state.room.tidy();
         state.admitter.tidy();
@@ -142,6 +153,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
             Duration::from_millis(settings_session_cache_ms),
             settings_session_cache_entries,
         )),
+        logouts: Arc::default(),
         shapes: Arc::default(),
         room,
         push,
@@ -224,6 +236,9 @@ impl Application {
                 local: state.local.clone(),
                 shapes: state.shapes.clone(),
                 sessions: state.sessions.clone(),
+                logouts: state.logouts.clone(),
+                redis: state.redis.clone(),
+                keys: state.keys.clone(),
                 results_channel: state.keys.results_channel(),
                 push: state.push.clone(),
             },

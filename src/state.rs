@@ -36,6 +36,9 @@ pub struct AppState {
     pub local: Arc<LocalAnswers>,
     /// Copies of the sessions this edge read lately (see [`crate::accounts::session`]).
     pub sessions: Arc<crate::accounts::session::SessionCache>,
+    /// The tokens logged out lately: a buy reads no session, so it asks these (see
+    /// [`crate::accounts::logouts`]).
+    pub logouts: Arc<crate::accounts::logouts::Logouts>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
     /// The waiting rooms: joins and looks (see [`crate::admission::room`]).

@@ -4,20 +4,24 @@
 //! for load tools). Looking a session up is one `GETEX … EX`, which reads it and slides its TTL
 //! in one round trip. A token that is not shaped like one of ours is refused before Redis.
 //!
-//! Redis stays the source of truth, but an edge keeps what it read in a [`SessionCache`] for up
-//! to `session_cache_ms` (30 s by default), so a shopper's buy after their path request, and
-//! every poll after it, costs no session round trip. What bounds a stale answer:
-//! - **logout** deletes the key and publishes the token on [`Keys::session_channel`]; every edge
-//!   drops it as the message arrives (milliseconds). An edge trusts its cache only while its
+//! A buy reads no session at all (its path is bound to the token: see [`super::logouts`]). For
+//! the other requests (the path, the result polls, the room), Redis stays the source of truth,
+//! but an edge keeps what it read in a [`SessionCache`] for up to `session_cache_ms` (30 s by
+//! default), so a shopper's polls cost no session round trip. What bounds a stale answer:
+//! - **logout** deletes the key, records the token's fingerprint among the recent logouts and
+//!   publishes the token on [`Keys::session_channel`]; every edge drops it as the message
+//!   arrives (milliseconds). An edge trusts its cache only while its
 //!   subscription is up: it starts empty and unused, and is emptied whenever the subscription
 //!   breaks, so a missed message can never keep a logged-out session alive.
 //! - a revocation that arrives while a `GETEX` is in flight keeps that answer out of the cache
 //!   (a generation counter, as for the sold-out flags);
 //! - **expiry**: a session in use is read from Redis (and its TTL slid) at least once per
 //!   `session_cache_ms`, so one that expired or was deleted by hand is seen within that bound.
+//!
+//! The cache is a lock-free map (`papaya`, resized a few entries per write), so filling it with
+//! a crowd's sessions never stalls a request; the tidy-up that drops old copies walks it off the
+//! async workers.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::UserId;
+use crate::domain::{TokenPrint, UserId};
 use crate::error::AppError;
 use crate::plumbing::keys::{self, Keys};
 use crate::plumbing::metrics::Metrics;
@@ -106,13 +110,16 @@ pub async fn get_cached<C: ConnectionLike + Send>(
     Ok(user)
 }
 
-/// Ends a session, and tells every edge to forget its copy.
+/// Ends a session: records the logout (for the buys, which read no session: see
+/// [`super::logouts`]), deletes it, and tells every edge. In that order, so an edge that reads
+/// the recent logouts back after subscribing either finds this one or hears the message.
 pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
     con: &mut C,
     keys: &Keys,
     token: &str,
 ) -> Result<(), AppError> {
     if valid_token(token) {
+        super::logouts::record(con, keys, TokenPrint::of(token)).await?;
         let _: () = con.del(keys.session(token)).await?;
         let _: () = con.publish(keys.session_channel(), token).await?;
     }
@@ -124,7 +131,7 @@ pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
 /// tidy-up drops the old ones.
 #[derive(Debug)]
 pub struct SessionCache {
-    entries: Mutex<HashMap<String, (SessionUser, Instant)>>,
+    entries: papaya::HashMap<String, (SessionUser, Instant)>,
     ttl: Duration,
     capacity: usize,
     /// Moves on every revocation, so an answer read before one is not cached after it.
@@ -137,7 +144,7 @@ impl SessionCache {
     /// A cache keeping each session `ttl` (zero: no caching), at most `capacity` of them.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
-            entries: Mutex::default(),
+            entries: papaya::HashMap::new(),
             ttl,
             capacity,
             generation: AtomicU64::new(0),
@@ -149,8 +156,7 @@ impl SessionCache {
         if !self.live.load(SeqCst) {
             return None;
         }
-        let entries = self.entries.lock().expect("session cache lock");
-        match entries.get(token) {
+        match self.entries.pin().get(token) {
             Some((user, at)) if at.elapsed() < self.ttl => Some(user.clone()),
             _ => None,
         }
@@ -164,41 +170,43 @@ impl SessionCache {
         if self.ttl.is_zero() || !self.live.load(SeqCst) {
             return;
         }
-        let mut entries = self.entries.lock().expect("session cache lock");
-        // checked under the lock a revocation takes too: none can slip in between
-        if self.generation.load(SeqCst) != generation
-            || (entries.len() >= self.capacity && !entries.contains_key(token))
-        {
+        if self.generation.load(SeqCst) != generation || self.entries.len() >= self.capacity {
             return;
         }
+        let entries = self.entries.pin();
         entries.insert(token.to_string(), (user.clone(), Instant::now()));
+        // Insert, then look again: a revocation moves the generation *before* it removes the
+        // token, so either it removed what was just inserted, or its move is seen here.
+        if self.generation.load(SeqCst) != generation {
+            entries.remove(token);
+        }
     }
 
     /// A logout somewhere: forget this token.
     pub fn revoke(&self, token: &str) {
-        let mut entries = self.entries.lock().expect("session cache lock");
         self.generation.fetch_add(1, SeqCst);
-        entries.remove(token);
+        self.entries.pin().remove(token);
     }
 
     /// The subscription is up (`true`: start trusting the cache) or broke (`false`: forget
     /// everything and stop trusting it, as messages may be missed).
     pub fn set_live(&self, live: bool) {
-        let mut entries = self.entries.lock().expect("session cache lock");
         self.generation.fetch_add(1, SeqCst);
-        entries.clear();
+        self.live.store(false, SeqCst);
+        self.entries.pin().clear();
         self.live.store(live, SeqCst);
     }
 
-    /// Drops the copies too old to be used.
+    /// Drops the copies too old to be used. Walks every entry: run it off the async workers.
     pub fn tidy(&self) {
-        let mut entries = self.entries.lock().expect("session cache lock");
-        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        self.entries
+            .pin()
+            .retain(|_, (_, at)| at.elapsed() < self.ttl);
     }
 
     /// How many sessions are held now.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("session cache lock").len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use crate::admission::scripts::{Admission, ScriptSet, Scripts, is_not_loaded};
-use crate::domain::{HiddenPath, Shard, UserId};
+use crate::domain::{Shard, UserId};
 use crate::error::{AppError, Dependency};
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
@@ -42,7 +42,9 @@ fn unconfirmed(outcomes: &mut [Admission]) {
 #[derive(Debug, Clone)]
 pub struct Shopper {
     pub user: UserId,
-    pub path: HiddenPath,
+    /// The hidden path bound to the buy's token (`PATH.PRINT`: `HiddenPath::bound_to`), as
+    /// `lua/admit.lua` checks it.
+    pub binding: String,
     /// Carried into the queue entry (field `r`).
     pub request_id: String,
     /// A run again after a unit was moved into this shard (its tokens were spent already).
@@ -214,7 +216,7 @@ impl Admitter {
         args.push(String::new()); // now: Redis TIME
         for s in shoppers {
             args.push(s.user.get().to_string());
-            args.push(s.path.as_str().to_string());
+            args.push(s.binding.clone());
             args.push(s.request_id.clone());
             args.push(if s.again { "1" } else { "" }.to_string());
         }

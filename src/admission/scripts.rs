@@ -149,7 +149,7 @@ pub const CONTRACTS: [(&str, &str); 6] = [
     ),
     (
         "issue_path.lua",
-        "keys captcha user issued meta stock | args answer checked path ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
+        "keys captcha user issued meta stock | args answer checked path print ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
     ),
     ("take.lua", "keys stock | args | codes OK SOLD_OUT"),
     (

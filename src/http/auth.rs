@@ -169,7 +169,9 @@ pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     respond::require_json(&req)?;
     if let Some(token) = respond::token(&req) {
         session::delete(&mut state.redis.clone(), &state.keys, token).await?;
-        state.sessions.revoke(token); // at once here; the other edges hear it by pub/sub
+        // at once here; the other edges hear it by pub/sub
+        state.sessions.revoke(token);
+        state.logouts.add(crate::domain::TokenPrint::of(token));
     }
     let mut resp = respond::ok(());
     let cookie = format!(

@@ -260,6 +260,32 @@ pub async fn user_of(token: &str, state: &AppState) -> Result<SessionUser, AppEr
     .await
 }
 
+/// The fingerprint of the token a buy came with, once it is known not to be logged out. A buy
+/// reads no session (its path is bound to the token: see `accounts::logouts`), unless this
+/// edge's list of logouts cannot be trusted (not subscribed): then the session is read as
+/// before, and must be the path's user's (else `BadPath`: someone else's path).
+pub async fn buyer(
+    token: &str,
+    path: &crate::domain::HiddenPath,
+    state: &AppState,
+) -> Result<crate::domain::TokenPrint, AppError> {
+    if !session::valid_token(token) {
+        return Err(AppError::SessionMissing);
+    }
+    let print = crate::domain::TokenPrint::of(token);
+    match state.logouts.logged_out(print) {
+        Some(true) => Err(AppError::SessionMissing),
+        Some(false) => Ok(print),
+        None => {
+            state.metrics.buy_sessions_read.inc();
+            match user_of(token, state).await? {
+                user if user.id == path.user() => Ok(print),
+                _ => Err(AppError::BadPath),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,15 @@
 //! The sale itself: the captcha, the hidden path, the buy, and the result the page polls.
 //!
-//! The buy (`POST /api/seckill/{path}/orders`) is the hot path. In order: the path's shape and the
-//! body are checked without any I/O; the local sold-out flag answers without Redis once a sale is
-//! gone; the session is read (from the edge's copy, or one `GETEX`: `accounts::session`); a
-//! shopper this edge saw admitted with this path is answered DUPLICATE from its buyer marks
-//! (`admission::soldout`); then `lua/admit.lua` decides everything else in one `EVALSHA`.
-//! Malformed input never reaches Redis.
+//! The buy (`POST /api/seckill/{path}/orders`) is the hot path, and costs one Redis round trip on
+//! whichever edge it lands. In order: the path's shape (`USER-DIGEST`: the user rides in the
+//! path), the token's shape and the body are checked without any I/O; the local sold-out flag
+//! answers without Redis once a sale is gone; a token logged out lately is refused from the
+//! edge's list of logouts (`accounts::logouts`; only while that list cannot be trusted is the
+//! session read instead); a shopper this edge saw admitted with this path and token is answered
+//! DUPLICATE from its buyer marks (`admission::soldout`); then `lua/admit.lua` decides
+//! everything else in one `EVALSHA`, checking the path *bound to the token's fingerprint*
+//! against what the path request stored, so the path and the token issued it are proved
+//! together without a session read. Malformed input never reaches Redis.
 //! A split sale (a hot item, [`crate::admission::split`]) runs the script in the shopper's home
 //! shard, and only when that shard is empty moves units over from the others.
 
@@ -21,7 +25,8 @@ use super::respond::{self, Resp};
 use crate::admission::captcha::Captcha;
 use crate::admission::coalesce::Shopper;
 use crate::admission::scripts::{Admission, PathIssue};
-use crate::domain::{GoodsId, HiddenPath, Shard, UserId};
+use crate::admission::soldout::binding_hash;
+use crate::domain::{GoodsId, HiddenPath, Shard, TokenPrint, UserId};
 use crate::error::AppError;
 use crate::plumbing::keys;
 use crate::state::AppState;
@@ -48,18 +53,21 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         return Err(AppError::SoldOut);
     }
     let token = token.ok_or(AppError::SessionMissing)?;
-    let user = respond::user_of(&token, state).await?;
-    if state.local.is_buyer(goods, user.id, &path) {
+    let print = respond::buyer(&token, &path, state).await?;
+    let user = path.user();
+    let binding = path.bound_to(print);
+    let mark = binding_hash(&binding);
+    if state.local.is_buyer(goods, user, mark) {
         state.metrics.admission("duplicate_local");
         state.tally.count(goods, "duplicate_local", 1);
         return Err(AppError::Duplicate);
     }
-    let generation = state.local.generation();
+    let epoch = state.local.epoch(goods);
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
-    let home = Shard::home(goods, user.id, shards);
+    let home = Shard::home(goods, user, shards);
 
-    let mut outcome = admit(state, home, user.id, &path, &rid, false).await?;
+    let mut outcome = admit(state, home, user, &binding, &rid, false).await?;
     // A split sale: the home shard is empty, so move units over from the others (see `split`)
     // until one admits this shopper or every other shard is empty. A unit moved in and then
     // taken by another shopper of this shard is still sold; the same shard is asked again.
@@ -76,7 +84,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
                 next += 1;
                 continue;
             }
-            outcome = admit(state, home, user.id, &path, &rid, true).await?;
+            outcome = admit(state, home, user, &binding, &rid, true).await?;
             if !matches!(outcome, Admission::SoldOut) {
                 break;
             }
@@ -89,7 +97,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         state.tally.count(goods, outcome.label(), 1);
     }
     if matches!(outcome, Admission::Queued { .. } | Admission::Duplicate) {
-        state.local.mark_buyer(goods, user.id, &path, generation);
+        state.local.mark_buyer(goods, user, mark, epoch);
     }
     match outcome {
         Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
@@ -102,7 +110,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         Admission::Duplicate => Err(AppError::Duplicate),
         Admission::SoldOut => {
             if everywhere {
-                state.local.mark(goods, generation);
+                state.local.mark(goods, epoch);
             }
             Err(AppError::SoldOut)
         }
@@ -118,13 +126,13 @@ async fn admit(
     state: &AppState,
     home: Shard,
     user: UserId,
-    path: &HiddenPath,
+    binding: &str,
     rid: &RequestId,
     again: bool,
 ) -> Result<Admission, AppError> {
     let shopper = Shopper {
         user,
-        path: path.clone(),
+        binding: binding.to_string(),
         request_id: rid.as_str().to_string(),
         again,
     };
@@ -235,7 +243,8 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
 }
 
 /// `GET /api/seckill/path?goodsId=&verifyCode=`: checks (and uses up) the captcha and issues the
-/// hidden path, `md5(uuid + salt)`, through `lua/issue_path.lua`.
+/// hidden path, `USER-md5(uuid + salt)`, through `lua/issue_path.lua`, which binds it to this
+/// session's token (the fingerprint beside it in the user's key).
 pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let answer = match state.settings.captcha {
@@ -247,7 +256,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         .to_string(),
         false => String::new(),
     };
-    let user = respond::user(&req, state).await?;
+    let token = respond::token(&req).ok_or(AppError::SessionMissing)?;
+    let user = respond::user_of(token, state).await?;
+    let print = TokenPrint::of(token).to_string();
     let fresh = hex::encode(Md5::digest(format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -281,11 +292,13 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         .invoke(
             &mut state.redis.clone(),
             &[&captcha_key, &user_key, &issued, &meta, &stock],
-            &[&answer, checked, &fresh, &ttl, split],
+            &[&answer, checked, &fresh, &print, &ttl, split],
         )
         .await?;
     match PathIssue::from_reply(reply)? {
-        PathIssue::Issued(path) => Ok(respond::ok(path)),
+        PathIssue::Issued(digest) => Ok(respond::ok(
+            HiddenPath::issued(user.id, &digest)?.to_string(),
+        )),
         PathIssue::WrongCaptcha => Err(AppError::WrongCaptcha),
         PathIssue::NoSale => Err(AppError::NotFound),
         PathIssue::Ended => Err(AppError::Ended),

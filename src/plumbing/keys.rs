@@ -14,6 +14,10 @@ pub const PATH_TTL: Duration = Duration::from_secs(60);
 pub const CAPTCHA_TTL: Duration = Duration::from_secs(300);
 /// A session lives this long after its last use (sliding).
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+/// A logout is remembered this long (`Keys::logouts` and each edge's copy): a logged-out token
+/// gets no new path, and every path bound to it is gone within [`PATH_TTL`]; the rest is slack for
+/// the edges' clocks.
+pub const LOGOUT_KEEP: Duration = Duration::from_secs(PATH_TTL.as_secs() + 60);
 /// A written result stays for the page to poll this long.
 pub const RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Catalogue copies live this long, plus up to `CACHE_JITTER`, so they do not all expire at once.
@@ -80,6 +84,13 @@ impl Keys {
     /// its cached copy (see [`crate::accounts::session::SessionCache`]).
     pub fn session_channel(&self) -> String {
         format!("{}sess:revoked", self.ns)
+    }
+
+    /// `sess:logouts`, zset, [`LOGOUT_KEEP`]: the fingerprints of the tokens logged out lately,
+    /// scored by the time in ms (see [`crate::accounts::logouts`]): an edge that subscribes
+    /// reads them back, as it may have missed their messages.
+    pub fn logouts(&self) -> String {
+        format!("{}sess:logouts", self.ns)
     }
 
     /// `login:fail:m:MOBILE`: failed logins of this mobile in the current window
@@ -191,7 +202,8 @@ impl SaleKeys {
     pub fn buyers(&self) -> String {
         self.key("buyers")
     }
-    /// string, [`PATH_TTL`]: `PATH` or `PATH TOKENS TS`, the hidden path issued to this user
+    /// string, [`PATH_TTL`]: `PATH.PRINT` or `PATH.PRINT TOKENS TS`, the hidden path issued to
+    /// this user bound to their session token's fingerprint (`domain::HiddenPath::bound_to`),
     /// and their token bucket (`lua/admit.lua` keeps the bucket beside the path: one read per
     /// shopper instead of two; the bucket goes with the path, which a user must fetch again
     /// after [`PATH_TTL`] anyway).

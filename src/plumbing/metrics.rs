@@ -95,6 +95,9 @@ pub struct Metrics {
     /// Sessions answered from the edge's copy, and sessions read from Redis.
     pub sessions_cached: Counter,
     pub sessions_read: Counter,
+    /// Buys that had to read the session (the edge's list of logouts was not trusted: not
+    /// subscribed); every other buy reads none.
+    pub buy_sessions_read: Counter,
     /// Connections open on the edge now.
     pub connections: Gauge,
     /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
@@ -179,6 +182,7 @@ impl Metrics {
             passwords_rehashed: Counter::default(),
             sessions_cached: Counter::default(),
             sessions_read: Counter::default(),
+            buy_sessions_read: Counter::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
@@ -253,6 +257,11 @@ impl Metrics {
             "sessions_read",
             "Requests whose session the edge read from Redis (GETEX)",
             self.sessions_read.clone(),
+        );
+        r.register(
+            "buy_sessions_read",
+            "Buys that read the session because this edge's list of logouts was not trusted (not subscribed)",
+            self.buy_sessions_read.clone(),
         );
         r.register(
             "passwords_rehashed",

@@ -156,7 +156,8 @@ async fn an_edge_reuses_a_session_it_read_until_a_logout_anywhere_or_its_bound()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_asked_for_again_after_a_buy_is_the_same_path_not_the_key_beside_it() {
-    // after a buy the user's key holds "PATH TOKENS TS": issue_path.lua hands back the path only
+    // after a buy the user's key holds "PATH.PRINT TOKENS TS": issue_path.lua hands back the
+    // path only (and the edge hands the shopper USER-PATH)
     let app = spawn_app().await;
     let goods = app.sale(5).await;
     let user = &app.users(1).await[0];
@@ -167,9 +168,11 @@ async fn a_path_asked_for_again_after_a_buy_is_the_same_path_not_the_key_beside_
         .get(app.state.keys.sale(goods).user(user.id))
         .await
         .unwrap();
+    let issued = flashgate::domain::HiddenPath::parse(&path).unwrap();
+    let print = flashgate::domain::TokenPrint::of(&user.token);
     assert!(
-        held.starts_with(&format!("{path} ")),
-        "the bucket beside the path: {held}"
+        held.starts_with(&format!("{} ", issued.bound_to(print))),
+        "the path bound to the token, the bucket beside it: {held}"
     );
     assert_eq!(app.path_for(&user.token, goods).await, path);
     let (s, r) = app.buy(&user.token, &path, goods).await;
@@ -190,10 +193,15 @@ async fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     let path = app.path_for(&a.token, goods).await;
     let (s, r) = app.post(&buy_url(&path), "", &body).await;
     assert_eq!((s, code(&r)), (401, 500210));
+    let (s, r) = app.post(&buy_url(&path), "not-a-token", &body).await;
+    assert_eq!((s, code(&r)), (401, 500210));
+    // a token of the right shape that is not the one the path was issued to (this one has no
+    // session at all): the buy reads no session, the script finds the path bound to another
+    // token
     let (s, r) = app
         .post(&buy_url(&path), "ffffffffffffffffffffffffffffffff", &body)
         .await;
-    assert_eq!((s, code(&r)), (401, 500210));
+    assert_eq!((s, code(&r)), (403, 500503));
     // a path that is not this user's, or not one at all
     let (s, r) = app.buy(&b.token, &path, goods).await;
     assert_eq!((s, code(&r)), (403, 500503));
@@ -308,14 +316,9 @@ async fn not_started_and_ended_sales_are_refused() {
             .await;
         assert_eq!((s, code(&r)), (status, 500502), "path for {goods}");
         // even holding a path (issued by hand here), the window is checked at the buy
-        let path = "0123456789abcdef0123456789abcdef";
-        let _: () = app
-            .redis()
-            .set_ex(app.state.keys.sale(goods).user(user.id), path, 60)
-            .await
-            .unwrap();
+        let path = app.path_by_hand(goods, user).await;
         let before = app.redis_state(goods).await;
-        let (s, r) = app.buy(&user.token, path, goods).await;
+        let (s, r) = app.buy(&user.token, &path, goods).await;
         assert_eq!((s, code(&r)), (status, 500502), "buy of {goods}");
         assert_eq!(app.redis_state(goods).await, before);
     }
@@ -413,9 +416,8 @@ async fn a_buyer_pressing_again_is_answered_by_the_edge_until_their_unit_comes_b
     assert_eq!(held(&app).await, before, "a local answer writes nothing");
     assert_eq!(app.redis_state(goods).await, state_before);
     // another path is not the one they bought with: Redis answers (the path is wrong)
-    let (s, r) = app
-        .buy(&u.token, "0123456789abcdef0123456789abcdef", goods)
-        .await;
+    let other = format!("{}-0123456789abcdef0123456789abcdef", u.id);
+    let (s, r) = app.buy(&u.token, &other, goods).await;
     assert_eq!((s, code(&r)), (403, 500503), "{r}");
     assert_eq!(local(&app.state), 1);
 
@@ -492,7 +494,7 @@ async fn the_captcha_is_checked_once_and_the_path_cap_holds() {
         .await;
     assert_eq!((s, code(&r)), (400, 500101));
 
-    // a fresh captcha, answered right, gives a path of 32 hex digits
+    // a fresh captcha, answered right, gives a path: the user, a dash, 32 hex digits
     let mut paths = Vec::new();
     for user in &users {
         app.http
@@ -509,8 +511,8 @@ async fn the_captcha_is_checked_once_and_the_path_cap_holds() {
         paths.push(app.get(&path_url(answer), &user.token).await);
     }
     let p = paths[0].1["data"].as_str().unwrap();
-    assert_eq!(p.len(), 32);
-    assert!(p.bytes().all(|b| b.is_ascii_hexdigit()));
+    let p = flashgate::domain::HiddenPath::parse(p).expect("USER-DIGEST");
+    assert_eq!(p.user(), users[0].id);
     assert_eq!(paths[1].0, 200);
     // the third shopper is over the cap of 2 paths
     assert_eq!((paths[2].0, code(&paths[2].1)), (429, 500505));

@@ -2,6 +2,7 @@
 //! MariaDB database named by a UUID and a fresh Redis namespace; dropped, it stops them and
 //! removes the database, the keys and the RabbitMQ queue it made.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use flashgate::cli::seed::{self, NewSale, TestUser};
@@ -56,6 +57,61 @@ pub struct TestApp {
     worker_shutdown: Option<watch::Sender<bool>>,
     /// Further edges and workers of the same sale data (see [`TestApp::add_edge`]).
     extra: Vec<JoinHandle<()>>,
+}
+
+/// The commands Redis receives that name a string (MONITOR on every node of the test's Redis:
+/// one server, or each node of a `redis+cluster://` URL); those a script sends are left out.
+pub struct Monitor {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Starts watching `redis_url` for commands naming `needle`; returns once MONITOR is on.
+    pub async fn start(redis_url: &str, needle: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let nodes: Vec<String> = redis_url
+            .trim_start_matches("redis+cluster://")
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .split(',')
+            .map(|h| h.split('/').next().unwrap().to_string())
+            .collect();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for node in nodes {
+            let mut con = tokio::net::TcpStream::connect(&node).await.unwrap();
+            con.write_all(b"MONITOR\r\n").await.unwrap();
+            let mut reader = BufReader::new(con);
+            let mut ok = String::new();
+            reader.read_line(&mut ok).await.unwrap();
+            assert!(ok.starts_with("+OK"), "MONITOR on {node}: {ok}");
+            let (lines, needle) = (lines.clone(), needle.to_string());
+            tasks.push(tokio::spawn(async move {
+                let mut line = String::new();
+                while reader.read_line(&mut line).await.is_ok_and(|n| n > 0) {
+                    if line.contains(&needle) && !line.contains(" lua]") {
+                        lines.lock().unwrap().push(line.trim().to_string());
+                    }
+                    line.clear();
+                }
+            }));
+        }
+        Self { lines, tasks }
+    }
+
+    /// What was seen so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// The edge only.
@@ -307,6 +363,24 @@ impl TestApp {
             .await;
         assert_eq!(status, 200, "path: {body}");
         body["data"].as_str().unwrap().to_string()
+    }
+
+    /// A hidden path issued by hand (as `lua/issue_path.lua` would, but whatever the sale's
+    /// window): the user's key in the sale's first shard holds a fixed digest bound to the
+    /// user's token; returns the path as the shopper holds it.
+    pub async fn path_by_hand(&self, goods: GoodsId, user: &TestUser) -> String {
+        let digest = "0123456789abcdef0123456789abcdef";
+        let path = flashgate::domain::HiddenPath::issued(user.id, digest).unwrap();
+        let print = flashgate::domain::TokenPrint::of(&user.token);
+        let _: () = redis::AsyncCommands::set_ex(
+            &mut self.redis(),
+            self.state.keys.sale(goods).user(user.id),
+            path.bound_to(print),
+            60,
+        )
+        .await
+        .unwrap();
+        path.to_string()
     }
 
     /// One buy through HTTP.

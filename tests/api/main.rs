@@ -6,6 +6,7 @@
 
 mod admission;
 mod audit;
+mod bound_paths;
 mod catalogue;
 mod cluster;
 mod db;

@@ -128,15 +128,7 @@ async fn two_edges_two_workers_behind_nginx_sell_exactly_the_stock() {
         .iter()
         .find(|u| !buyers.contains(&u.id.get()))
         .unwrap();
-    let path = "0123456789abcdef0123456789abcdef";
-    let _: () = redis::AsyncCommands::set_ex(
-        &mut app.redis(),
-        app.state.keys.sale(goods).user(late.id),
-        path,
-        60,
-    )
-    .await
-    .unwrap();
+    let path = app.path_by_hand(goods, late).await;
     for edge in [&edge1, &edge2] {
         let (s, body) = send(
             app.http
