@@ -41,10 +41,8 @@ sales=()
 for _ in $(seq $((ROUNDS * n_caps))); do
   sales+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
-tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${sales[*]}" '
-  BEGIN { n = split(sales, s, " ") }
-  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:u:" $1
-      printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
+# every shopper holds the same hidden path digest in each sale, bound to their token
+loadtest/seed-paths.py "$work/tokens.csv" "$ns" "$P" ${sales[*]} \
   | redis-cli --pipe >/dev/null
 
 metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

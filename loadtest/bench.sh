@@ -3,8 +3,8 @@
 #   1. ceiling: redis-benchmark running lua/admit.lua by EVALSHA, one shopper a call (random
 #      users, huge stock)
 #   2. ceiling: the edge's /healthz under wrk (a hyper hello-world plus our router)
-#   3. the buy path over HTTP (wrk, same connection count; each shopper's session read once on
-#      that edge first, as their path request would) on two edges side by side: one with
+#   3. the buy path over HTTP (wrk, same connection count; every shopper holds a path bound to
+#      their token, loadtest/seed-paths.py; a buy reads no session) on two edges side by side: one with
 #      FLASHGATE_ADMIT_BATCH=1 (a call per buy) and one with the default (coalesced), each on a
 #      fresh sale; with the average batch size seen and Redis CPU per admitted buy; then the same
 #      two with one connection (no concurrency: what coalescing costs a lone buy), 4. the sold-out
@@ -13,6 +13,10 @@
 #   3c. the buy path with replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1, a local replica
 #      the bench starts: every admit.lua call then waits for WAIT) against the default edge,
 #      which has the same replica attached but confirms nothing (BENCH_REPLICA=0: no replica, no 3c)
+#   3d. two edges as behind a balancer: every shopper asks edge A for their path (through the
+#      API: loadtest/wrk/paths.lua), then buys on edge B, a fresh edge that never saw their
+#      session (started for this row: its first round is its first sale, its maps empty), with
+#      B's /healthz in the same round
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
 # Every run against an edge reads the edge's and redis-server's own CPU time (/proc/PID/stat)
@@ -69,18 +73,19 @@ bigs=()  # per round: coalesced buy, single buy, coalesced one-connection, singl
 for _ in $(seq $((ROUNDS * 5))); do
   bigs+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
+twos=()  # per round: the two-edge sale, whose paths are issued through edge A (3d)
+for _ in $(seq "$ROUNDS"); do
+  twos+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
+done
 big=${bigs[0]}
 gone=$("$bin" seed --stock 0 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 single=$("$bin" seed --stock "$SINGLE" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 rbs=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 "$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 P=0123456789abcdef0123456789abcdef
-# every shopper holds the same hidden path for each sale (issued directly, 1 h)
-tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${bigs[*]} $gone $single" '
-  BEGIN { n = split(sales, s, " ") }
-  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:u:" $1
-      printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
-  | rcli --pipe >/dev/null
+# every shopper holds the same hidden path digest in each sale, bound to their token
+loadtest/seed-paths.py "$work/tokens.csv" "$ns" "$P" ${bigs[*]} $gone $single \
+  | redis-cli --pipe >/dev/null
 
 # a local replica of the Redis the bench uses (3c); attached for the whole run, so every figure
 # includes the cost of feeding it, as on a deployment with replicas
@@ -109,7 +114,12 @@ PORT1=$((PORT + 1))
 FLASHGATE_ADMIT_BATCH=1 FLASHGATE_LISTEN="127.0.0.1:$PORT1" FLASHGATE_ADMIN_LISTEN=off \
   "$bin" serve 2>"$work/serve1.log" & pids+=($!)
 serve1_pid=$!
-for port in "$PORT" "$PORT1" ${PORT2:+"$PORT2"}; do
+# edge B of 3d: the paths come from edge A (the default edge), the buys go to B
+PORTB=$((PORT + 3))
+FLASHGATE_LISTEN="127.0.0.1:$PORTB" FLASHGATE_ADMIN_LISTEN=off \
+  "$bin" serve 2>"$work/serveb.log" & pids+=($!)
+serveb_pid=$!
+for port in "$PORT" "$PORT1" ${PORT2:+"$PORT2"} "$PORTB"; do
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -159,34 +169,32 @@ edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
   e1=$(cpu "$pid"); r1=$(cpu "$redis_pid")
   echo "$rps $p50 $p99 $(us_per "$e0" "$e1" "$n") $(us_per "$r0" "$r1" "$n")"
 }
-# the shoppers' sessions read once on an edge by each shopper's path request, as before their
-# buy; not timed. Every shopper once, for at most BENCH_WARM seconds (default 60); the share of
-# buys then answered from the edge's copy is printed. The edges keep a session they read for
-# FLASHGATE_SESSION_CACHE_MS, set to 120 s here (30 s by default): 400,000 path requests take
-# longer than 30 s on this box, and with the default the first warmed would be gone by the buy.
-warm_sessions() { # port goods
-  THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 wrk -t2 -c"$CONNS" -d"${BENCH_WARM:-60}s" \
-    -s loadtest/wrk/sessions.lua "http://127.0.0.1:$1" >/dev/null
+# every shopper asks edge A (port) for their hidden path once, through the API, as before their
+# buy; not timed. For at most BENCH_WARM seconds (default 120); the paths go to FILE.N
+issue_paths() { # port goods file
+  THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 PATHS_OUT=$3 wrk -t2 -c"$CONNS" \
+    -d"${BENCH_WARM:-120}s" -s loadtest/wrk/paths.lua "http://127.0.0.1:$1" >/dev/null
+  cat "$3".* >"$3"
 }
 # one buy run on an edge: "rps p50 p99 edge-us-per-request redis-us-per-request
-# redis-us-per-admitted-buy batch-size sessions-from-the-edge's-copy-%"
+# redis-us-per-admitted-buy batch-size sessions-read-by-buys"; PATHS=FILE buys with the paths
+# issued (else every shopper's USER-$P, seeded)
 buy_run() { # label port goods connections edge-pid
-  local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out h0 h1 m0 m1
-  warm_sessions "$port" "$g"
-  # the figures count the buy run only (the warm-up's issue_path.lua calls are EVALSHAs too)
+  local label=$1 port=$2 g=$3 conns=$4 pid=$5 q0 q1 n0 n1 c0 c1 r0 r1 out m0 m1
+  # the figures count the buy run only
   rcli CONFIG RESETSTAT >/dev/null
-  h0=$(metric flashgate_sessions_cached_total "$port"); m0=$(metric flashgate_sessions_read_total "$port")
+  m0=$(metric flashgate_buy_sessions_read_total "$port")
   q0=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n0=$(metric flashgate_admit_batch_size_sum "$port"); c0=$(metric flashgate_admit_batch_size_count "$port")
   r0=$(cpu "$redis_pid")
   [ -n "${PERF_NOW:-}" ] && { perf record -F 999 -g -p "$pid" -o "$PERF_NOW" -- sleep "$DUR" >/dev/null 2>&1 & }
-  out=$(CONNS=$conns TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P \
+  out=$(CONNS=$conns TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P PATHS=${PATHS:-} \
     edge_run "$pid" "$conns" "$label" -s loadtest/wrk/buy.lua "http://127.0.0.1:$port" | tail -n 1)
   r1=$(cpu "$redis_pid")
   q1=$(metric 'flashgate_admissions_total{outcome="queued"}' "$port")
   n1=$(metric flashgate_admit_batch_size_sum "$port"); c1=$(metric flashgate_admit_batch_size_count "$port")
-  h1=$(metric flashgate_sessions_cached_total "$port"); m1=$(metric flashgate_sessions_read_total "$port")
-  echo "$out $(us_per "$r0" "$r1" "$((q1 - q0))") $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }') $(awk -v h="$((h1 - h0))" -v m="$((m1 - m0))" 'BEGIN { if (h + m > 0) printf "%.0f", 100 * h / (h + m); else print "n/a" }')"
+  m1=$(metric flashgate_buy_sessions_read_total "$port")
+  echo "$out $(us_per "$r0" "$r1" "$((q1 - q0))") $(awk -v a="$n0" -v b="$n1" -v x="$c0" -v y="$c1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / (y - x); else print "n/a" }') $((m1 - m0))"
 }
 rb_n=$((DUR * 40000))
 q0=$(metric 'flashgate_admissions_total{outcome="queued"}')
@@ -196,6 +204,7 @@ R_SO=() R_SO50=() R_SO99=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
 R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
 R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_HIT=()
 R_BC=() R_BC50=() R_BC99=() R_BCE=() R_BCR=() R_BCUS=()
+R_TB=() R_TB50=() R_TB99=() R_TBE=() R_TBR=() R_TBUS=() R_TBS=() R_HB=() R_HBE=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
@@ -233,6 +242,15 @@ if [ "$REPLICA" = 1 ]; then
   read -r a b c d e f g _ < <(buy_run buyc "$PORT2" "${bigs[$(((round - 1) * 5 + 4))]}" "$CONNS" "$serve2_pid")
   R_BC+=("$a") R_BC50+=("$b") R_BC99+=("$c") R_BCE+=("$d") R_BCR+=("$e") R_BCUS+=("$f")
 fi
+# --- 3d. two edges behind a balancer: paths from edge A, buys on edge B --------------------------
+g2=${twos[$((round - 1))]}
+echo "== round $round/$ROUNDS: two edges: every shopper's path from edge A (goods $g2)"
+issue_paths "$PORT" "$g2" "$work/paths-$round"
+echo "== round $round/$ROUNDS: two edges: $(wc -l <"$work/paths-$round") buys on edge B, then its /healthz"
+read -r a b c d e f g h < <(PATHS="$work/paths-$round" buy_run buyb "$PORTB" "$g2" "$CONNS" "$serveb_pid")
+R_TB+=("$a") R_TB50+=("$b") R_TB99+=("$c") R_TBE+=("$d") R_TBR+=("$e") R_TBUS+=("$f") R_TBS+=("$h")
+read -r a b c d e < <(edge_run "$serveb_pid" "$CONNS" healthzb "http://127.0.0.1:$PORTB/healthz" | tail -n 1)
+R_HB+=("$a") R_HBE+=("$d")
 echo "== round $round/$ROUNDS: one connection, coalesced and one call per buy"
 read -r a b c d e f g _ < <(buy_run c1 "$PORT" "${bigs[$(((round - 1) * 5 + 2))]}" 1 "$serve_pid")
 R_C1+=("$b")
@@ -256,7 +274,7 @@ so_rps=$(median "${R_SO[@]}") so_p50=$(median "${R_SO50[@]}") so_p99=$(median "$
 rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(median "${R_GETEXUS[@]}")
 hw_e=$(median "${R_HWE[@]}") hw_r=$(median "${R_HWR[@]}") buy_e=$(median "${R_BUYE[@]}") buy_r=$(median "${R_BUYR[@]}")
 b1_e=$(median "${R_B1E[@]}") b1_r=$(median "${R_B1R[@]}")
-queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") ))
+queued=$(( $(metric 'flashgate_admissions_total{outcome="queued"}') - q0 + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORT1") + $(metric 'flashgate_admissions_total{outcome="queued"}' "$PORTB") ))
 if [ "$REPLICA" = 1 ]; then
   bc_rps=$(median "${R_BC[@]}") bc_p50=$(median "${R_BC50[@]}") bc_p99=$(median "${R_BC99[@]}")
   bc_e=$(median "${R_BCE[@]}") bc_r=$(median "${R_BCR[@]}") bc_us=$(median "${R_BCUS[@]}")
@@ -319,10 +337,10 @@ drain() { # batch size, goods... -> seconds until every named queue is empty
 }
 echo "== 5/6 worker drains $queued orders (batches of ${BENCH_BATCH:-1000})"
 BATCH=${BENCH_BATCH:-1000}
-batched_s=$(drain "$BATCH" "${bigs[@]}")
+batched_s=$(drain "$BATCH" "${bigs[@]}" "${twos[@]}")
 # the same drain seen from MySQL: first to last commit, without the worker's start-up
 span() { sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(created_at)) / 1e6 FROM order_info WHERE goods_id IN ($1)"; }
-batched_span=$(span "$(IFS=,; echo "${bigs[*]}")")
+batched_span=$(span "$(IFS=,; echo "${bigs[*]} ${twos[*]}" | tr ' ' ,)")
 first_orders=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $big")
 first_span=$(span "$big")
 # queue SINGLE orders for the one-per-transaction baseline
@@ -382,15 +400,20 @@ echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] 
 echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $buy_e [$(IFS=/; echo "${R_BUYE[*]}")] | $buy_r [$(IFS=/; echo "${R_BUYR[*]}")] | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
 echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $b1_e [$(IFS=/; echo "${R_B1E[*]}")] | $b1_r [$(IFS=/; echo "${R_B1R[*]}")] | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
 [ "$REPLICA" = 1 ] && echo "| buy path, coalesced, replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1) | $bc_rps [$(IFS=/; echo "${R_BC[*]}")] | $bc_p50 | $bc_p99 [$(IFS=/; echo "${R_BC99[*]}")] | $bc_e [$(IFS=/; echo "${R_BCE[*]}")] | $bc_r [$(IFS=/; echo "${R_BCR[*]}")] | $(ratio "$bc_rps" "$buy_rps") the same edge without confirmation [$(ratios R_BC R_BUY)] |"
+tb_rps=$(median "${R_TB[@]}") tb_p50=$(median "${R_TB50[@]}") tb_p99=$(median "${R_TB99[@]}")
+tb_e=$(median "${R_TBE[@]}") tb_r=$(median "${R_TBR[@]}") tb_us=$(median "${R_TBUS[@]}") hb_rps=$(median "${R_HB[@]}") hb_e=$(median "${R_HBE[@]}")
+echo "| two edges: edge B's /healthz | $hb_rps [$(IFS=/; echo "${R_HB[*]}")] | — | — | $hb_e [$(IFS=/; echo "${R_HBE[*]}")] | — | — |"
+echo "| two edges: paths from edge A, buys on edge B (sessions never seen there; B's first sale in round 1) | $tb_rps [$(IFS=/; echo "${R_TB[*]}")] | $tb_p50 | $tb_p99 [$(IFS=/; echo "${R_TB99[*]}")] | $tb_e [$(IFS=/; echo "${R_TBE[*]}")] | $tb_r [$(IFS=/; echo "${R_TBR[*]}")] | $(median_ratio R_TB R_HB)x B's /healthz [$(ratios R_TB R_HB)] |"
 echo "| buy path, k6 steady $K6_RATE/s offered for ${K6_DUR}s | $k6_rps | $k6_p50 | $k6_p99 | — | — | $k6_dropped iterations dropped; bar p99 <= 5 ms |"
 echo "| sold-out path | $so_rps [$(IFS=/; echo "${R_SO[*]}")] | $so_p50 | $so_p99 | — | — | $(ratio "$so_rps" "$hw_rps") hello-world [$(ratios R_SO R_HW)] |"
 echo
 echo "edge CPU per buy / per /healthz request, median of the rounds' ratios: coalesced $(median_ratio R_BUYE R_HWE)x [$(ratios R_BUYE R_HWE)], one call per buy $(median_ratio R_B1E R_HWE)x [$(ratios R_B1E R_HWE)]"
 echo "buys/s / /healthz requests/s, median of the rounds' ratios: coalesced $(median_ratio R_BUY R_HW)x, one call per buy $(median_ratio R_B1 R_HW)x"
 echo "(a buy run's requests are all admissions but for the duplicates of shoppers met again: see the outcomes below)"
-echo "sessions answered from the edge's copy during the coalesced buy runs: [$(IFS=/; echo "${R_HIT[*]}")] %; the rest cost a GETEX each"
+echo "sessions read by the coalesced buy runs (an edge not subscribed to the logouts reads them; none otherwise): [$(IFS=/; echo "${R_HIT[*]}")]"
 echo "buy path outcomes over all rounds: $queued queued, $dups duplicate answered by Redis, $dup_local duplicate answered from the edges' buyer marks (shoppers met again once the list of $USERS wraps)"
 echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
+echo "two edges, medians of the rounds' ratios: buys on B / B's /healthz $(median_ratio R_TB R_HB)x [$(ratios R_TB R_HB)] (bar >= 0.5); edge CPU per buy / per /healthz request on B $(median_ratio R_TBE R_HBE)x [$(ratios R_TBE R_HBE)] (bar <= 2.0); p99 per round [$(IFS=/; echo "${R_TB99[*]}")] ms (bar <= 10 in every round); Redis CPU per admitted buy $tb_us us [$(IFS=/; echo "${R_TBUS[*]}")] (bar <= 14); sessions read by B's buys [$(IFS=/; echo "${R_TBS[*]}")]"
 echo "one connection, p50: coalesced $c1_p50 ms [$(IFS=/; echo "${R_C1[*]}")] vs one call per buy $c1s_p50 ms [$(IFS=/; echo "${R_C1S[*]}")]: $(ratio "$c1_p50" "$c1s_p50")"
 echo "admit.lua in Redis (INFO commandstats): ${rb_us} us/call under redis-benchmark, ${buy_us} us/call under the edge; session GETEX ${getex_us:-0} us/call"
 echo "sold-out answers from the local flag: $local_hits"
@@ -410,7 +433,7 @@ echo "edge RSS: $((rss_before / 1024)) MiB before, $((rss_idle / 1024)) MiB with
 echo
 echo "| goods | initial | orders | Redis stock | invariants |"
 echo "|---|---:|---:|---:|---|"
-for g in "${bigs[@]}"; do check "$g" 100000000; done
+for g in "${bigs[@]}" "${twos[@]}"; do check "$g" 100000000; done
 check "$gone" 0
 check "$single" "$SINGLE"
 if [ "$fail" != 0 ]; then

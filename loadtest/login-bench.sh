@@ -60,10 +60,8 @@ for _ in $(seq $((ROUNDS * 2))); do
   goods_list+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
 P=0123456789abcdef0123456789abcdef
-tail -n +2 "$work/tokens.csv" | awk -F, -v ns="$ns" -v p="$P" -v sales="${goods_list[*]}" '
-  BEGIN { n = split(sales, s, " ") }
-  { for (i = 1; i <= n; i++) { k = ns "sk:{g:" s[i] "}:u:" $1
-      printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n", length(k), k, p } }' \
+# every shopper holds the same hidden path digest in each sale, bound to their token
+loadtest/seed-paths.py "$work/tokens.csv" "$ns" "$P" ${goods_list[*]} \
   | redis-cli --pipe >/dev/null
 
 "$bin" serve 2>"$work/serve.log" & pids+=($!)

@@ -6,8 +6,9 @@
 // -e SCENARIO=burst   every shopper at once at the sale's start (default); -e USERS caps how many
 // -e SCENARIO=steady  a constant arrival rate of -e RATE buys/s (default 1000) for -e DURATION;
 //                     constant-arrival-rate does not hide queueing the way closed loops do
-// -e HIDDEN_PATH=...  skip the path request: every shopper already holds this path (as
-//                     loadtest/bench.sh issues it), so the offered rate is buys only
+// -e HIDDEN_PATH=...  skip the path request: every shopper already holds this path digest, bound
+//                     to their token (loadtest/seed-paths.py, as loadtest/bench.sh issues it) and
+//                     buys with USER-DIGEST, so the offered rate is buys only
 // -e POLL=0           do not poll the result (measure admission alone)
 // -e P99_MS=...       the p99 threshold on the buy request (default 50; the bar's steady run: 5)
 import http from "k6/http";
@@ -96,7 +97,7 @@ export default function () {
   const shopper = shoppers[n % shoppers.length];
   const params = { headers: { Authorization: `Bearer ${shopper.token}`, "Content-Type": "application/json" } };
 
-  let path = HIDDEN_PATH;
+  let path = HIDDEN_PATH && `${shopper.userId}-${HIDDEN_PATH}`;
   if (!path) {
     const res = http.get(`${BASE}/api/seckill/path?goodsId=${GOODS}`, { ...params, tags: { name: "path" } });
     if (res.status !== 200) { count(res); return; }

@@ -1,6 +1,9 @@
 -- wrk script: every request is one shopper's buy, shoppers taken in turn from the token CSV.
--- Environment: TOKENS (the `flashgate users` CSV), GOODS (goods id), HIDDEN_PATH (the path every
--- shopper was issued for the benchmark).
+-- Environment: TOKENS (the `flashgate users` CSV), GOODS (goods id), and the shoppers' hidden
+-- paths, either HIDDEN_PATH (the digest every shopper was issued for the benchmark:
+-- loadtest/seed-paths.py; each buys with USER-DIGEST) or PATHS (a file of the paths the edge
+-- issued, one USER-DIGEST a line, as loadtest/wrk/paths.lua writes them; a shopper without one
+-- is left out).
 --
 -- The requests are built once, in init(): building one per request in Lua costs the load
 -- generator more CPU than the edge spends answering it, on a box where they share the cores.
@@ -15,12 +18,22 @@ local i = 0
 
 function init(args)
   local goods = os.getenv("GOODS")
-  local uri = "/api/seckill/" .. os.getenv("HIDDEN_PATH") .. "/orders"
+  local digest = os.getenv("HIDDEN_PATH")
+  local issued = {}
+  local paths = os.getenv("PATHS")
+  if paths == "" then paths = nil end
+  if paths then
+    for line in io.lines(paths) do
+      local user = line:match("^(%d+)%-%x+$")
+      if user then issued[user] = line end
+    end
+  end
   local body = '{"goodsId":' .. goods .. '}'
   for line in io.lines(os.getenv("TOKENS")) do
-    local tok = line:match("^%d+,(%x+)$")
-    if tok then
-      reqs[#reqs + 1] = wrk.format("POST", uri, {
+    local user, tok = line:match("^(%d+),(%x+)$")
+    local path = user and (paths and issued[user] or (digest and (user .. "-" .. digest)))
+    if path then
+      reqs[#reqs + 1] = wrk.format("POST", "/api/seckill/" .. path .. "/orders", {
         ["Authorization"] = "Bearer " .. tok,
         ["Content-Type"] = "application/json",
       }, body)

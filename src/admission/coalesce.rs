@@ -16,7 +16,6 @@
 //! one outcome per shopper fails them all loudly, never passing for "queued". `admit_batch = 1`
 //! sends every buy alone, without lanes.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -91,7 +90,9 @@ pub struct Admitter {
     metrics: Arc<Metrics>,
     /// Most shoppers in one call (`admit_batch`); 1 sends each buy alone.
     cap: usize,
-    lanes: Mutex<HashMap<Shard, Arc<Mutex<Lane>>>>,
+    /// The lanes by shard: a lock-free map (every buy looks its lane up); each lane has its own
+    /// small lock, held only to push or take buys.
+    lanes: papaya::HashMap<Shard, Arc<Mutex<Lane>>>,
 }
 
 impl Admitter {
@@ -110,7 +111,7 @@ impl Admitter {
             scripts,
             metrics,
             cap: cap.max(1),
-            lanes: Mutex::default(),
+            lanes: papaya::HashMap::new(),
         }
     }
 
@@ -145,21 +146,24 @@ impl Admitter {
 
     fn lane(&self, shard: Shard) -> Arc<Mutex<Lane>> {
         self.lanes
-            .lock()
-            .expect("lanes lock")
-            .entry(shard)
-            .or_default()
+            .pin()
+            .get_or_insert_with(shard, Arc::default)
             .clone()
     }
 
     /// Drops the lanes nothing holds but the map (no buy waiting, no driver running), so lanes
     /// follow the shards being bought, not every shard ever bought. Run by the edge's tidy-up,
-    /// off the buy path; a buy takes its lane under the map's lock, so none is dropped under it.
+    /// off the buy path. A buy that took a lane just as it was dropped still has it: its buy
+    /// is decided by a driver of that lane, beside the new lane's (two calls for one shard at
+    /// once: each atomic in Redis, only the coalescing is lost for that moment).
     pub fn tidy(&self) {
-        self.lanes
-            .lock()
-            .expect("lanes lock")
-            .retain(|_, lane| Arc::strong_count(lane) > 1);
+        self.lanes.pin().retain(|_, lane| {
+            Arc::strong_count(lane) > 1
+                || lane
+                    .lock()
+                    .map(|l| l.running || !l.waiting.is_empty())
+                    .unwrap_or(true)
+        });
     }
 
     /// Runs calls for `shard` while buys are waiting, up to `cap` a call.

@@ -18,8 +18,7 @@
 //! How many shards a sale has is in its meta (`shards`), remembered here for [`SHAPE_TTL`]
 //! (with whether it has a waiting room: [`Shape`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ConstantBuilder};
@@ -45,18 +44,17 @@ pub struct Shape {
     pub loaded: bool,
 }
 
-/// Each sale's shape, as last read from Redis.
+/// Each sale's shape, as last read from Redis (a lock-free map: every buy reads it).
 #[derive(Debug, Default)]
 pub struct Shapes {
-    known: RwLock<HashMap<GoodsId, (Shape, Instant)>>,
+    known: papaya::HashMap<GoodsId, (Shape, Instant)>,
 }
 
 impl Shapes {
     /// Forgets the shapes past [`SHAPE_TTL`] (they would be read again anyway).
     pub fn tidy(&self) {
         self.known
-            .write()
-            .expect("shapes lock")
+            .pin()
             .retain(|_, (_, at)| at.elapsed() < SHAPE_TTL);
     }
 
@@ -67,7 +65,7 @@ impl Shapes {
         keys: &Keys,
         goods: GoodsId,
     ) -> Result<Shape, AppError> {
-        if let Some(&(shape, at)) = self.known.read().expect("shapes lock").get(&goods)
+        if let Some(&(shape, at)) = self.known.pin().get(&goods)
             && at.elapsed() < SHAPE_TTL
         {
             return Ok(shape);
@@ -91,10 +89,7 @@ impl Shapes {
             room: room.is_some_and(|r| r >= 0),
             loaded: true,
         };
-        self.known
-            .write()
-            .expect("shapes lock")
-            .insert(goods, (shape, Instant::now()));
+        self.known.pin().insert(goods, (shape, Instant::now()));
         Ok(shape)
     }
 
@@ -110,7 +105,7 @@ impl Shapes {
 
     /// Forgets what was read for `goods` (its sale changed: see `crate::sales::manage`).
     pub fn forget(&self, goods: GoodsId) {
-        self.known.write().expect("shapes lock").remove(&goods);
+        self.known.pin().remove(&goods);
     }
 }
 
