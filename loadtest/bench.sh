@@ -172,9 +172,20 @@ edge_run() { # label edge-pid, then wrk_conns arguments (connections label ...)
 # every shopper asks edge A (port) for their hidden path once, through the API, as before their
 # buy; not timed. For at most BENCH_WARM seconds (default 120); the paths go to FILE.N
 issue_paths() { # port goods file
+  local want deadline got
   THREADS=2 TOKENS="$work/tokens.csv" GOODS=$2 PATHS_OUT=$3 wrk -t2 -c"$CONNS" \
-    -d"${BENCH_WARM:-120}s" -s loadtest/wrk/paths.lua "http://127.0.0.1:$1" >/dev/null
-  cat "$3".* >"$3"
+    -d"${BENCH_WARM:-120}s" -s loadtest/wrk/paths.lua "http://127.0.0.1:$1" >/dev/null &
+  local wpid=$!
+  # wrk goes on past its last path (a stopped thread's connections keep sending): stop it once
+  # every shopper has one, as their paths live only 60 s
+  want=$(($(wc -l <"$work/tokens.csv") - 1)) deadline=$((SECONDS + ${BENCH_WARM:-120}))
+  while kill -0 "$wpid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+    got=$(cat "$3".* 2>/dev/null | wc -l) || got=0
+    [ "$got" -ge "$want" ] && break
+    sleep 0.2
+  done
+  kill "$wpid" 2>/dev/null || true; wait "$wpid" 2>/dev/null || true
+  cat "$3".* | sort -u >"$3"
 }
 # one buy run on an edge: "rps p50 p99 edge-us-per-request redis-us-per-request
 # redis-us-per-admitted-buy batch-size sessions-read-by-buys"; PATHS=FILE buys with the paths

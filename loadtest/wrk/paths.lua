@@ -37,11 +37,13 @@ function request()
 end
 
 function response(status, headers, body)
+  if not out then return end -- answers still arriving after the thread stopped
   answered = answered + 1
   local path = body:match('"data":"(%d+%-%x+)"')
   if path then out:write(path, "\n") end
   if answered >= #reqs then
     out:close()
+    out = nil
     wrk.thread:stop()
   end
 end
