@@ -2,10 +2,11 @@
 //! entries while shoppers buy, and no buy waits on them.
 //!
 //! A binary of its own, so that it runs alone (cargo runs test binaries one after another): the
-//! latencies it reads are not those of a hundred other tests sharing two cores. What it shows:
-//! with the maps of before (a `HashMap` behind one lock) a table growing to a million entries
-//! rehashes under the lock for tens of milliseconds, and every buy waits; with lock-free maps
-//! resized a few entries per write, a buy costs what it costs.
+//! latencies it reads are not those of a hundred other tests sharing two cores. Why it matters:
+//! with the maps of before (a `HashMap` behind one lock each) a table growing to hundreds of
+//! thousands of entries rehashes under its lock and every buy waits (the first sale an edge
+//! served had a p99 of 107 ms, the next ones 3.5 ms); with lock-free maps resized a few entries
+//! per write, a buy costs what it costs while they grow.
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
