@@ -3,7 +3,8 @@
 -- paths, either HIDDEN_PATH (the digest every shopper was issued for the benchmark:
 -- loadtest/seed-paths.py; each buys with USER-DIGEST) or PATHS (a file of the paths the edge
 -- issued, one USER-DIGEST a line, as loadtest/wrk/paths.lua writes them; a shopper without one
--- is left out).
+-- is left out). HIDDEN_PATH_BARE=1 buys with the digest alone, the form of revisions before
+-- paths were bound to tokens (a baseline run: loadtest/two-edge.sh).
 --
 -- The requests are built once, in init(): building one per request in Lua costs the load
 -- generator more CPU than the edge spends answering it, on a box where they share the cores.
@@ -19,6 +20,7 @@ local i = 0
 function init(args)
   local goods = os.getenv("GOODS")
   local digest = os.getenv("HIDDEN_PATH")
+  local bare = os.getenv("HIDDEN_PATH_BARE") == "1"
   local issued = {}
   local paths = os.getenv("PATHS")
   if paths == "" then paths = nil end
@@ -31,7 +33,7 @@ function init(args)
   local body = '{"goodsId":' .. goods .. '}'
   for line in io.lines(os.getenv("TOKENS")) do
     local user, tok = line:match("^(%d+),(%x+)$")
-    local path = user and (paths and issued[user] or (digest and (user .. "-" .. digest)))
+    local path = user and (paths and issued[user] or (digest and (bare and digest or (user .. "-" .. digest))))
     if path then
       reqs[#reqs + 1] = wrk.format("POST", "/api/seckill/" .. path .. "/orders", {
         ["Authorization"] = "Bearer " .. tok,
