@@ -12,7 +12,7 @@
 #
 # Usage: TWO_EDGE_BASELINE=/path/to/older/flashgate loadtest/two-edge.sh
 #        (TWO_EDGE_ROUNDS=3 TWO_EDGE_DURATION=5 TWO_EDGE_USERS=400000; without a baseline, this
-#        revision alone)
+#        revision alone; TWO_EDGE_PERF=FILE records a perf profile of this revision's first run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
@@ -58,6 +58,10 @@ run() { # binary bare -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s h
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1 # subscribed to the logouts (this revision) / the session revocations (before)
   e0=$(cpu "$edge"); r0=$(cpu "$redis_pid")
+  # TWO_EDGE_PERF=FILE: a CPU profile of this revision's edge during its first buy run
+  if [ -n "${TWO_EDGE_PERF:-}" ] && [ "$bare" = 0 ] && [ ! -e "$TWO_EDGE_PERF" ]; then
+    perf record -F 999 -g -p "$edge" -o "$TWO_EDGE_PERF" -- sleep "$DUR" >/dev/null 2>&1 &
+  fi
   out=$(TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P HIDDEN_PATH_BARE=$bare \
     wrk -t2 -c50 -d"${DUR}s" --latency -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT")
   e1=$(cpu "$edge"); r1=$(cpu "$redis_pid")
