@@ -204,3 +204,53 @@ async fn a_path_of_the_form_before_gets_one_bad_path_and_the_next_path_buys() {
     assert_eq!(held, format!("{digest}.{print} 1 1000"));
     assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_path_or_token_is_refused_before_redis() {
+    let app = spawn_app().await;
+    subscribed(&app.state).await;
+    let user = &app.users(1).await[0];
+    let goods = app.sale(5).await;
+    let path = app.path_for(&user.token, goods).await;
+    let digest = path.split_once('-').unwrap().1.to_string();
+    let ns = app.state.settings.namespace.clone();
+    let monitor = Monitor::start(&app.state.settings.redis_url, &ns).await;
+    let edge = edge_of(&app);
+    let cases = [
+        (digest.clone(), user.token.clone(), (403, 500503)), // the form before: no user
+        (format!("0-{digest}"), user.token.clone(), (403, 500503)),
+        (
+            format!("0{}-{digest}", user.id),
+            user.token.clone(),
+            (403, 500503),
+        ),
+        (
+            format!("{}-{}", user.id, &digest[1..]),
+            user.token.clone(),
+            (403, 500503),
+        ),
+        (
+            format!("{}-{}", user.id, digest.to_uppercase()),
+            user.token.clone(),
+            (403, 500503),
+        ),
+        (path.clone(), "not-a-token".to_string(), (401, 500210)),
+        (path.clone(), user.token.to_uppercase(), (401, 500210)),
+        (path.clone(), String::new(), (401, 500210)),
+    ];
+    for (p, token, want) in &cases {
+        assert_eq!(
+            buy_at(&app, &edge, token, p, goods).await,
+            *want,
+            "{p} {token}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = monitor.lines();
+    assert!(lines.is_empty(), "malformed buys reached Redis: {lines:?}");
+    // the well-formed buy after them is the one Redis hears of
+    assert_eq!(
+        buy_at(&app, &edge, &user.token, &path, goods).await,
+        (202, 0)
+    );
+}
