@@ -248,9 +248,15 @@ async fn a_malformed_path_or_token_is_refused_before_redis() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let lines = monitor.lines();
     assert!(lines.is_empty(), "malformed buys reached Redis: {lines:?}");
-    // the well-formed buy after them is the one Redis hears of
+    // the well-formed buy after them is the one Redis hears of (and the monitor sees it)
     assert_eq!(
         buy_at(&app, &edge, &user.token, &path, goods).await,
         (202, 0)
     );
+    let user_key = app.state.keys.sale(goods).user(user.id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !monitor.lines().iter().any(|l| l.contains(&user_key)) {
+        assert!(Instant::now() < deadline, "MONITOR never saw the buy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
