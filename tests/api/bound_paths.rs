@@ -41,6 +41,24 @@ fn edge_of(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_string()
 }
 
+/// An app and a second edge on the same data, both subscribed to the logouts.
+async fn two_edges() -> (TestApp, String, AppState) {
+    let mut app = spawn_app().await;
+    let (b, edge_b) = app.add_edge().await;
+    subscribed(&app.state).await;
+    subscribed(&edge_b).await;
+    (app, b, edge_b)
+}
+
+/// Waits until `monitor` has seen a command naming `key`.
+async fn seen(monitor: &Monitor, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !monitor.lines().iter().any(|l| l.contains(key)) {
+        assert!(Instant::now() < deadline, "MONITOR never saw {key}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buy_on_an_edge_that_never_saw_the_session_reads_none_and_sends_one_command() {
     let mut app = spawn_app().await;
@@ -68,11 +86,7 @@ async fn a_buy_on_an_edge_that_never_saw_the_session_reads_none_and_sends_one_co
         (202, 0)
     );
     let user_key = app.state.keys.sale(goods).user(users[1].id);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !monitor.lines().iter().any(|l| l.contains(&user_key)) {
-        assert!(Instant::now() < deadline, "MONITOR never saw the buy");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    seen(&monitor, &user_key).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let lines = monitor.lines();
     let sessions: Vec<&String> = lines
@@ -103,10 +117,7 @@ async fn a_buy_on_an_edge_that_never_saw_the_session_reads_none_and_sends_one_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_stops_buys_on_every_edge_and_on_one_started_after_it() {
-    let mut app = spawn_app().await;
-    let (b, edge_b) = app.add_edge().await;
-    subscribed(&app.state).await;
-    subscribed(&edge_b).await;
+    let (mut app, b, _edge_b) = two_edges().await;
     let users = app.users(2).await;
     let goods = app.sale(5).await;
     let path = app.path_for(&users[0].token, goods).await;
@@ -151,10 +162,7 @@ async fn a_logout_stops_buys_on_every_edge_and_on_one_started_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_with_another_shoppers_token_is_refused_and_spends_nothing() {
-    let mut app = spawn_app().await;
-    let (b, edge_b) = app.add_edge().await;
-    subscribed(&app.state).await;
-    subscribed(&edge_b).await;
+    let (app, b, _edge_b) = two_edges().await;
     let users = app.users(2).await;
     let (owner, thief) = (&users[0], &users[1]);
     let goods = app.sale(5).await;
@@ -254,9 +262,5 @@ async fn a_malformed_path_or_token_is_refused_before_redis() {
         (202, 0)
     );
     let user_key = app.state.keys.sale(goods).user(user.id);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !monitor.lines().iter().any(|l| l.contains(&user_key)) {
-        assert!(Instant::now() < deadline, "MONITOR never saw the buy");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    seen(&monitor, &user_key).await;
 }
