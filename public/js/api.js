@@ -1,34 +1,18 @@
 // flashgate pages: the API client, human messages for every error code, and the client half of
-// the password hash. Plain JS, no build step. Every page loads this first.
+// the password hash. Plain JS, no build step. Every page loads public/js/i18n.js, then this.
 "use strict";
 
 const Flash = (() => {
-  // The API's codes (docs/api.md), in words a shopper understands.
-  const MESSAGES = {
-    500100: "Something went wrong on our side. Please try again.",
-    500101: "That request was not valid. Please check what you entered.",
-    500210: "Please log in first (your session may have expired).",
-    500213: "That is not a valid mobile number (11 digits starting with 1).",
-    500214: "No account has that mobile number.",
-    500215: "Wrong password.",
-    500216: "Many shoppers are logging in right now. Please try again in a moment.",
-    500403: "You are not allowed to do that.",
-    500404: "Not found.",
-    500500: "Sold out. Every unit has been taken.",
-    500501: "You have already bought this item: one per shopper.",
-    500502: "The sale is not running right now.",
-    500503: "Your buy link has expired. Please solve a new captcha.",
-    500504: "Wrong answer to the captcha. A new one is shown.",
-    500505: "Too many requests. Please wait a moment and try again.",
-    500506: "This order was closed because it was not paid in time.",
-    500507: "It is not your turn yet: please wait in the waiting room.",
-    500508: "The waiting room has let through as many shoppers as this sale can serve. Sorry!",
-    500509: "Your buy is being confirmed… this can take a few seconds.",
-  };
+  // The API's codes (docs/api.md), in words a shopper understands, in their language (the
+  // catalogues' error.CODE keys, public/js/i18n.js): MESSAGES[code] is the message, or undefined
+  // for a code the catalogues do not know (the server's own words are shown then).
+  const MESSAGES = new Proxy({}, {
+    get: (_, code) => (I18n.has(`error.${String(code)}`) ? I18n.t(`error.${String(code)}`) : undefined),
+  });
 
   class ApiError extends Error {
     constructor(code, msg, status, data) {
-      super(MESSAGES[code] || msg || "Request failed");
+      super(MESSAGES[code] || msg || I18n.t("error.request"));
       this.code = code;
       this.status = status;
       this.data = data;
@@ -69,7 +53,7 @@ const Flash = (() => {
     location.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
   }
 
-  function money(n) { return `¥${Number(n).toFixed(2)}`; }
+  const money = (n) => I18n.money(n);
 
   // --- MD5 (RFC 1321), for the client half of the login's double hash (docs/api.md) ---------------------------
   function md5(str) {

@@ -44,7 +44,7 @@ async function load() {
   }
   try {
     const g = await Flash.call("GET", `/api/goods/${goodsId}`);
-    document.title = `${g.name} · flashgate`;
+    document.title = I18n.t("sale.title", { name: g.name });
     $("img").src = g.img;
     $("title").textContent = g.title;
     $("price").textContent = Flash.money(g.seckillPrice);
@@ -97,20 +97,19 @@ function renderRoom(r) {
   state.dataset.state = r.state;
   switch (r.state) {
     case "not_open":
-      state.textContent = `The waiting room opens in ${secs(r.opensInMs)} s`;
-      detail.textContent = "Keep this page open: it joins by itself.";
+      state.textContent = I18n.t("room.opensIn", { s: secs(r.opensInMs) });
+      detail.textContent = I18n.t("room.keepOpen");
       setTimeout(() => roomStep("POST"), r.nextPollMs);
       return;
     case "in_room":
-      state.textContent = `You are in the waiting room. The sale starts in ${secs(r.startsInMs)} s.`;
-      detail.textContent = `${r.roomSize} shoppers are here. At the start everyone who is in the room ` +
-        "is put in a random order: joining early or late before the start makes no difference.";
+      state.textContent = I18n.t("room.inRoom", { s: secs(r.startsInMs) });
+      detail.textContent = I18n.t("room.here", { n: r.roomSize });
       fill.style.width = "0%";
       again("GET", r.nextPollMs);
       return;
     case "waiting":
-      state.textContent = `You are number ${r.position} in line`;
-      detail.textContent = `About ${secs(r.waitMs)} s to your turn. ${r.through} of ${r.roomSize} shoppers let through so far.`;
+      state.textContent = I18n.t("room.position", { position: r.position });
+      detail.textContent = I18n.t("room.wait", { s: secs(r.waitMs), through: r.through, size: r.roomSize });
       state.dataset.position = r.position;
       fill.style.width = `${Math.round((100 * r.through) / (r.through + r.position))}%`;
       again("GET", r.nextPollMs);
@@ -118,7 +117,7 @@ function renderRoom(r) {
     case "through":
       if (through) return; // told twice (the stream and a poll): once is enough
       fill.style.width = "100%";
-      state.textContent = "It is your turn! Solve the captcha and buy.";
+      state.textContent = I18n.t("room.yourTurn");
       detail.textContent = "";
       through = true;
       $("buy-box").classList.remove("hidden");
@@ -138,10 +137,10 @@ function renderRoom(r) {
       state.textContent = {
         sold_out: Flash.MESSAGES[500500],
         full: Flash.MESSAGES[500508],
-        ended: "This sale has ended",
+        ended: I18n.t("sale.ended"),
       }[r.state] || r.state;
       detail.textContent = "";
-      $("state").textContent = r.state === "sold_out" ? "Sold out" : "";
+      $("state").textContent = r.state === "sold_out" ? I18n.t("sale.soldOut") : "";
   }
 }
 
@@ -184,7 +183,7 @@ function loginLink(el) {
   const a = document.createElement("a");
   a.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
   a.id = "login-to-buy";
-  a.textContent = "Log in";
+  a.textContent = I18n.t("nav.login");
   el.appendChild(a);
 }
 
@@ -195,18 +194,18 @@ function countdown(g) {
     running = false;
     const tick = () => {
       if (left <= 0) { load(); return; }
-      state.textContent = `Starts in ${left} s`;
+      state.textContent = I18n.t("sale.startsIn", { s: left });
       left -= 1;
       setTimeout(tick, 1000);
     };
     tick();
   } else if (g.status === 1) {
     running = g.stock > 0;
-    state.textContent = g.stock > 0 ? "On sale now!" : "Sold out";
+    state.textContent = I18n.t(g.stock > 0 ? "sale.onSale" : "sale.soldOut");
     if (g.endSeconds > 0) setTimeout(load, g.endSeconds * 1000 + 500);
   } else {
     running = false;
-    state.textContent = "This sale has ended";
+    state.textContent = I18n.t("sale.ended");
   }
   setButton();
 }
@@ -234,18 +233,18 @@ async function pollResult() {
 async function settle() {
   const result = await pollResult();
   if (result > 0) success(result);
-  else if (result < 0) Flash.show(msg, "Sorry, your order did not go through: the item sold out.", "error");
-  else Flash.show(msg, "Still processing. Check back in a minute.", "info");
+  else if (result < 0) Flash.show(msg, I18n.t("sale.failed"), "error");
+  else Flash.show(msg, I18n.t("sale.stillProcessing"), "info");
 }
 
 function success(orderId) {
   msg.innerHTML = "";
   msg.className = "msg ok";
-  msg.append("Success! Your order is placed. ");
+  msg.append(I18n.t("sale.success"));
   const a = document.createElement("a");
   a.href = `/order.html?id=${orderId}`;
   a.id = "order-link";
-  a.textContent = "View and pay your order";
+  a.textContent = I18n.t("sale.viewAndPay");
   msg.appendChild(a);
 }
 
@@ -257,7 +256,7 @@ async function buy() {
     const path = await Flash.call("GET", `/api/seckill/path?goodsId=${goodsId}&verifyCode=${encodeURIComponent(answer || "0")}`);
     openStream(); // the result will come on it
     await Flash.call("POST", `/api/seckill/${path}/orders`, { goodsId });
-    Flash.show(msg, "Queued… your order is being placed.", "info");
+    Flash.show(msg, I18n.t("sale.queued"), "info");
     await settle();
   } catch (e) {
     if (e.code === 500210) { Flash.goLogin(); return; }
@@ -274,13 +273,13 @@ async function buy() {
         const a = document.createElement("a");
         a.href = `/order.html?id=${r}`;
         a.id = "order-link";
-        a.textContent = "View your order";
+        a.textContent = I18n.t("sale.viewOrder");
         msg.appendChild(a);
       }
     } else {
       Flash.show(msg, e.message, "error");
     }
-    if (e.code === 500500) { running = false; $("state").textContent = "Sold out"; }
+    if (e.code === 500500) { running = false; $("state").textContent = I18n.t("sale.soldOut"); }
     refreshCaptcha();
   } finally {
     busy = false;
@@ -291,7 +290,8 @@ async function buy() {
 $("captcha").addEventListener("click", refreshCaptcha);
 // The captcha needs a session: logged out, its request fails. Show no broken image then, but
 // why, and the way to log in.
-$("captcha").addEventListener("error", () => {
+$("captcha").addEventListener("error", async () => {
+  await I18n.ready;
   $("captcha").parentElement.classList.add("hidden");
   $("captcha-label").classList.add("hidden");
   Flash.loggedIn(false);
@@ -299,7 +299,7 @@ $("captcha").addEventListener("error", () => {
   const a = document.createElement("a");
   a.href = `/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
   a.id = "login-to-buy";
-  a.textContent = "Log in";
+  a.textContent = I18n.t("nav.login");
   msg.appendChild(a);
 });
 $("captcha").addEventListener("load", () => {
@@ -308,4 +308,4 @@ $("captcha").addEventListener("load", () => {
 });
 $("buy").addEventListener("click", buy);
 refreshCaptcha();
-load();
+I18n.ready.then(load);

@@ -2,17 +2,19 @@
 "use strict";
 
 function saleState(g, now) {
-  if (now < g.startAt) return "starts " + new Date(g.startAt).toLocaleString();
-  if (now < g.endAt) return g.stock > 0 ? "on sale now" : "sold out";
-  return "ended";
+  if (now < g.startAt) return I18n.t("list.starts", { time: I18n.date(g.startAt) });
+  if (now < g.endAt) return I18n.t(g.stock > 0 ? "list.onSale" : "list.soldOut");
+  return I18n.t("list.ended");
 }
 
 (async () => {
+  await I18n.ready;
+  account();
   const list = document.getElementById("list");
   try {
     const goods = await Flash.call("GET", "/api/goods");
     list.textContent = "";
-    if (goods.length === 0) list.innerHTML = '<p class="msg info">No sales right now.</p>';
+    if (goods.length === 0) Flash.show(list, I18n.t("list.empty"), "info");
     const now = Date.now();
     for (const g of goods) {
       const a = document.createElement("a");
@@ -32,16 +34,19 @@ function saleState(g, now) {
 })();
 
 // A visitor who has not logged in is offered "Log in", a shopper who has "Log out".
-const account = document.getElementById("logout");
-if (Flash.loggedIn()) {
-  account.addEventListener("click", async (ev) => {
-    ev.preventDefault();
-    try { await Flash.call("POST", "/api/logout"); } catch (e) { /* logged out either way */ }
-    Flash.loggedIn(false);
-    location.href = "/login.html";
-  });
-} else {
-  account.id = "login";
-  account.textContent = "Log in";
-  account.href = "/login.html";
+function account() {
+  const link = document.getElementById("logout");
+  if (Flash.loggedIn()) {
+    link.addEventListener("click", async (ev) => {
+      ev.preventDefault();
+      try { await Flash.call("POST", "/api/logout"); } catch (e) { /* logged out either way */ }
+      Flash.loggedIn(false);
+      location.href = "/login.html";
+    });
+  } else {
+    link.id = "login";
+    link.dataset.i18n = "nav.login";
+    link.textContent = I18n.t("nav.login");
+    link.href = "/login.html";
+  }
 }

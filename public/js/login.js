@@ -20,9 +20,9 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
   } catch (e) {
     if (e.status === 429 && e.data && e.data.retryAfterMs) {
       // failed logins are limited per number and per address: say so plainly, with the wait
-      const minutes = Math.ceil(e.data.retryAfterMs / 60000);
-      const wait = minutes <= 1 ? "a minute" : `${minutes} minutes`;
-      Flash.show(msg, `Too many failed logins. For your account's safety, logging in is paused: try again in ${wait}.`, "error");
+      const minutes = Math.max(1, Math.ceil(e.data.retryAfterMs / 60000));
+      const wait = I18n.t("login.minutes", { n: minutes });
+      Flash.show(msg, I18n.t("login.paused", { wait }), "error");
     } else {
       Flash.show(msg, e.message, "error");
     }

@@ -1,7 +1,6 @@
 // The order page: the shopper's own order, and a (simulated) pay button while it is unpaid.
 "use strict";
 
-const STATUS = { 0: "Unpaid", 1: "Paid", 2: "Closed (not paid in time)", 3: "Refunded" };
 const orderId = Flash.param("id");
 const $ = (id) => document.getElementById(id);
 
@@ -9,12 +8,14 @@ function render(o) {
   $("id").textContent = o.id;
   $("name").textContent = o.goodsName;
   $("price").textContent = Flash.money(o.goodsPrice);
-  $("created").textContent = new Date(o.createdAt).toLocaleString();
-  $("status").textContent = STATUS[o.status] || `status ${o.status}`;
+  $("created").textContent = I18n.date(o.createdAt);
+  const status = `order.status.${o.status}`;
+  $("status").textContent = I18n.has(status) ? I18n.t(status) : I18n.t("order.status.other", { n: o.status });
   $("pay").classList.toggle("hidden", o.status !== 0);
 }
 
 async function load() {
+  await I18n.ready;
   try {
     render(await Flash.call("GET", `/api/orders/${encodeURIComponent(orderId)}`));
   } catch (e) {
@@ -27,7 +28,7 @@ $("pay").addEventListener("click", async () => {
   $("pay").disabled = true;
   try {
     render(await Flash.call("POST", `/api/orders/${encodeURIComponent(orderId)}/pay`));
-    Flash.show($("msg"), "Paid. Thank you!", "ok");
+    Flash.show($("msg"), I18n.t("order.paid"), "ok");
   } catch (e) {
     Flash.show($("msg"), e.message, "error");
   } finally {

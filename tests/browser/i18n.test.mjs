@@ -1,0 +1,156 @@
+// The shoppers' pages in two languages (public/i18n/*.json, public/js/i18n.js).
+//
+// Without a browser: every catalogue parses, has exactly English's keys, the same placeholders
+// in each message, an "other" form in each plural; every key the pages name exists.
+// In headless Chromium against a real `flashgate all`: a shopper whose browser asks for Chinese
+// logs in, sees the list, buys and opens the order, every page in Chinese (<html lang="zh-CN">,
+// no English word on screen but the brand and the switch's "English"; screenshots
+// shopper-zh-*.png); the switch turns the pages to English and is remembered; a browser asking
+// for a language we do not have gets English.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
+
+const dir = path.join(root, "public/i18n");
+const catalogue = (name) => JSON.parse(readFileSync(path.join(dir, name), "utf8"));
+const placeholders = (v) =>
+  [...new Set((typeof v === "string" ? [v] : Object.values(v)).flatMap((s) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1])))].sort();
+
+test("every catalogue has English's keys, placeholders and plural forms", () => {
+  const en = catalogue("en.json");
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+  assert.ok(files.includes("zh-CN.json"), "a Chinese catalogue");
+  for (const f of files) {
+    const c = catalogue(f); // throws on malformed JSON
+    assert.deepEqual(Object.keys(c).sort(), Object.keys(en).sort(), `${f}: the keys differ from en.json`);
+    for (const [k, v] of Object.entries(c)) {
+      assert.ok(typeof v === "string" || (typeof v === "object" && typeof v.other === "string"), `${f}: ${k}`);
+      // a plural form may leave {n} out ("a minute"), so compare what the forms use together
+      const theirs = placeholders(v).filter((p) => p !== "n");
+      const ours = placeholders(en[k]).filter((p) => p !== "n");
+      assert.deepEqual(theirs, ours, `${f}: ${k} has other placeholders than in en.json`);
+    }
+  }
+});
+
+test("every key the shoppers' pages name is in the catalogue", () => {
+  const en = catalogue("en.json");
+  const pub = path.join(root, "public");
+  const used = new Set();
+  for (const f of readdirSync(pub).filter((f) => f.endsWith(".html") && f !== "admin.html")) {
+    const html = readFileSync(path.join(pub, f), "utf8");
+    for (const m of html.matchAll(/data-i18n="([^"]+)"/g)) used.add(m[1]);
+    for (const m of html.matchAll(/data-i18n-attr="([^"]+)"/g)) {
+      for (const pair of m[1].split(",")) used.add(pair.split(":")[1].trim());
+    }
+  }
+  for (const f of readdirSync(path.join(pub, "js")).filter((f) => f !== "admin.js")) {
+    const js = readFileSync(path.join(pub, "js", f), "utf8");
+    for (const m of js.matchAll(/I18n\.(?:t|has)\("([^"]+)"/g)) used.add(m[1]);
+  }
+  assert.ok(used.size > 40, `only ${used.size} keys found: is the scan still right?`);
+  const missing = [...used].filter((k) => !(k in en));
+  assert.deepEqual(missing, [], "keys used but missing from en.json");
+});
+
+const id = randomBytes(6).toString("hex");
+const ns = `i18n${id}:`;
+const db = `fg_i18n_${id}`;
+let server, browser, base, goods;
+const shot = screenshots("shopper-zh");
+
+function env(port) {
+  return {
+    ...process.env,
+    FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
+    FLASHGATE_NAMESPACE: ns,
+    FLASHGATE_LISTEN: `127.0.0.1:${port}`,
+    FLASHGATE_CAPTCHA: "on",
+    FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
+    FLASHGATE_LOG: "warn",
+  };
+}
+const fg = (port, ...args) => execFileSync(bin, args, { env: env(port), encoding: "utf8" });
+const redis = (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim();
+const sql = (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim();
+
+before(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fg(port, "migrate");
+  goods = fg(port, "seed", "--stock", "2", "--starts-in", "0", "--lasts", "3600").trim().split("\n").pop();
+  fg(port, "users", "--count", "1", "--out", path.join(shots, "i18n-tokens.csv"));
+  server = await startServer(env(port), `${base}/healthz`);
+  browser = await launchBrowser();
+});
+
+after(() => cleanUp({ browser, server, db, ns }));
+
+// The English words on screen, leaving out the brand, the switch's "English" and what comes from
+// the sale's data (its name and title, the order's item and number).
+async function englishOnScreen(page, withTitle) {
+  return page.evaluate((withTitle) => {
+    const body = document.body.cloneNode(true);
+    body.querySelectorAll("#title, .name, #name, #id, #lang, img").forEach((e) => e.remove());
+    const text = `${withTitle ? document.title : ""} ${body.innerText}`.replace(/flashgate/g, "");
+    return [...new Set(text.match(/[A-Za-z]{2,}/g) || [])];
+  }, withTitle);
+}
+
+// (the sale page's title is the sale's name: data, left out)
+async function inChinese(page, name, withTitle = true) {
+  await page.waitForFunction(() => document.documentElement.lang === "zh-CN");
+  assert.deepEqual(await englishOnScreen(page, withTitle), [], `English words on the ${name} page`);
+  await shot(page, name);
+}
+
+test("a shopper whose browser asks for Chinese buys in Chinese, and the switch is remembered", async () => {
+  const ctx = await browser.newContext({ locale: "zh-CN", viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/login.html`);
+  await inChinese(page, "login");
+  await page.fill("#mobile", sql("SELECT mobile FROM users LIMIT 1"));
+  await page.fill("#password", "123456");
+  await page.click("#submit");
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector("a.goods");
+  await inChinese(page, "list");
+  assert.equal((await page.textContent("header a:last-child")).trim(), "退出登录");
+
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForFunction(() => document.querySelector("#state").textContent !== "");
+  await page.waitForFunction(() => !document.querySelector("#buy").disabled);
+  await inChinese(page, "sale", false);
+  const user = sql("SELECT id FROM users LIMIT 1");
+  await page.waitForFunction(() => document.querySelector("#captcha").naturalWidth > 0);
+  const answer = redis("GET", `${ns}sk:{g:${goods}}:captcha:${user}`);
+  await page.fill("#answer", answer);
+  await page.click("#buy");
+  await page.waitForSelector("#order-link");
+  await inChinese(page, "ordered", false);
+  await page.click("#order-link");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "待支付");
+  await inChinese(page, "order");
+
+  // the switch: English, and it stays English on the next page
+  await page.click("#lang");
+  await page.waitForFunction(() => document.documentElement.lang === "en");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Unpaid");
+  await page.goto(`${base}/`);
+  await page.waitForFunction(() => document.documentElement.lang === "en");
+  assert.equal((await page.textContent("h1")).trim(), "Flash sales");
+  await ctx.close();
+});
+
+test("a browser asking for a language we do not have gets English", async () => {
+  const ctx = await browser.newContext({ locale: "xx-YY" });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/`);
+  await page.waitForFunction(() => document.documentElement.lang === "en");
+  assert.equal((await page.textContent("h1")).trim(), "Flash sales");
+  await ctx.close();
+});
