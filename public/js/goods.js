@@ -288,12 +288,14 @@ async function buy() {
 }
 
 $("captcha").addEventListener("click", refreshCaptcha);
+$("new-captcha").addEventListener("click", () => { refreshCaptcha(); $("answer").focus(); });
 // The captcha needs a session: logged out, its request fails. Show no broken image then, but
 // why, and the way to log in.
 $("captcha").addEventListener("error", async () => {
   await I18n.ready;
   $("captcha").parentElement.classList.add("hidden");
   $("captcha-label").classList.add("hidden");
+  $("new-captcha").classList.add("hidden");
   Flash.loggedIn(false);
   Flash.show(msg, Flash.MESSAGES[500210] + " ", "error");
   const a = document.createElement("a");
@@ -305,6 +307,7 @@ $("captcha").addEventListener("error", async () => {
 $("captcha").addEventListener("load", () => {
   $("captcha").parentElement.classList.remove("hidden");
   $("captcha-label").classList.remove("hidden");
+  $("new-captcha").classList.remove("hidden");
 });
 $("buy").addEventListener("click", buy);
 refreshCaptcha();

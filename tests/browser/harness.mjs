@@ -41,13 +41,21 @@ export function launchBrowser() {
   });
 }
 
-/// A screenshot function whose files are `PREFIX-NN-name.png`, numbered in order.
-export function screenshots(prefix) {
+/// A screenshot function whose files are `PREFIX-NN-name.png`, numbered in order. With
+/// `{ axe: true }` (the shoppers' pages) each state shot is also checked with axe-core, and a
+/// serious or critical violation fails the test there.
+export function screenshots(prefix, { axe = false } = {}) {
   let step = 0;
   return async (page, name) => {
     step += 1;
     const file = `${prefix}-${String(step).padStart(2, "0")}-${name}.png`;
     await page.screenshot({ path: path.join(shots, file), fullPage: true });
+    if (axe) {
+      const serious = await axeCheck(page, `${prefix} ${name}`);
+      if (serious.length) {
+        throw new Error(`axe-core: serious or critical violations on ${prefix} ${name}: ${JSON.stringify(serious)}`);
+      }
+    }
   };
 }
 
@@ -66,4 +74,16 @@ export async function cleanUp({ browser, server, db, ns }) {
   for (const name of listed.split("\n").filter((l) => l.startsWith(lib))) {
     execFileSync("redis-cli", ["FUNCTION", "DELETE", name]);
   }
+}
+
+/// axe-core (npm, pinned in package.json) run on the page as it stands: every violation it finds
+/// is printed; the serious and critical ones are returned (the tests fail on them).
+export async function axeCheck(page, name) {
+  await page.addScriptTag({ path: path.join(root, "tests/browser/node_modules/axe-core/axe.min.js") });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }));
+  });
+  for (const v of found) console.log(`axe ${name}: ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
+  return found.filter((v) => v.impact === "serious" || v.impact === "critical");
 }

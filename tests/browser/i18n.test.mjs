@@ -6,7 +6,7 @@
 // logs in, sees the list, buys and opens the order, every page in Chinese (<html lang="zh-CN">,
 // no English word on screen but the brand and the switch's "English"; screenshots
 // shopper-zh-*.png); the switch turns the pages to English and is remembered; a browser asking
-// for a language we do not have gets English.
+// for a language we do not have gets English; the whole buy can be done with the keyboard alone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -61,7 +61,7 @@ const id = randomBytes(6).toString("hex");
 const ns = `i18n${id}:`;
 const db = `fg_i18n_${id}`;
 let server, browser, base, goods;
-const shot = screenshots("shopper-zh");
+const shot = screenshots("shopper-zh", { axe: true });
 
 function env(port) {
   return {
@@ -83,7 +83,7 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   fg(port, "migrate");
   goods = fg(port, "seed", "--stock", "2", "--starts-in", "0", "--lasts", "3600").trim().split("\n").pop();
-  fg(port, "users", "--count", "1", "--out", path.join(shots, "i18n-tokens.csv"));
+  fg(port, "users", "--count", "2", "--out", path.join(shots, "i18n-tokens.csv"));
   server = await startServer(env(port), `${base}/healthz`);
   browser = await launchBrowser();
 });
@@ -113,7 +113,7 @@ test("a shopper whose browser asks for Chinese buys in Chinese, and the switch i
   const page = await ctx.newPage();
   await page.goto(`${base}/login.html`);
   await inChinese(page, "login");
-  await page.fill("#mobile", sql("SELECT mobile FROM users LIMIT 1"));
+  await page.fill("#mobile", sql("SELECT mobile FROM users ORDER BY id LIMIT 1"));
   await page.fill("#password", "123456");
   await page.click("#submit");
   await page.waitForURL(`${base}/`);
@@ -125,7 +125,7 @@ test("a shopper whose browser asks for Chinese buys in Chinese, and the switch i
   await page.waitForFunction(() => document.querySelector("#state").textContent !== "");
   await page.waitForFunction(() => !document.querySelector("#buy").disabled);
   await inChinese(page, "sale", false);
-  const user = sql("SELECT id FROM users LIMIT 1");
+  const user = sql("SELECT id FROM users ORDER BY id LIMIT 1");
   await page.waitForFunction(() => document.querySelector("#captcha").naturalWidth > 0);
   const answer = redis("GET", `${ns}sk:{g:${goods}}:captcha:${user}`);
   await page.fill("#answer", answer);
@@ -152,5 +152,61 @@ test("a browser asking for a language we do not have gets English", async () => 
   await page.goto(`${base}/`);
   await page.waitForFunction(() => document.documentElement.lang === "en");
   assert.equal((await page.textContent("h1")).trim(), "Flash sales");
+  await ctx.close();
+});
+
+// Presses Tab until the element matching `selector` has the focus (at most 25 presses).
+async function tabTo(page, selector) {
+  for (let i = 0; i < 25; i++) {
+    await page.keyboard.press("Tab");
+    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return;
+  }
+  assert.fail(`Tab never reached ${selector}`);
+}
+
+test("the whole buy with the keyboard alone, its outcome announced to screen readers", async () => {
+  const ctx = await browser.newContext({ locale: "en-US", viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  const kbd = screenshots("shopper-en-keyboard", { axe: true });
+  await page.goto(`${base}/login.html`);
+  await tabTo(page, "#mobile");
+  await page.keyboard.type(sql("SELECT mobile FROM users ORDER BY id DESC LIMIT 1"));
+  await tabTo(page, "#password");
+  await page.keyboard.type("123456");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector("a.goods");
+  await tabTo(page, "a.goods");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/goods\.html/);
+  await page.waitForFunction(() => !document.querySelector("#buy").disabled);
+  // the state, the messages and the waiting room's line are live regions
+  for (const id of ["#state", "#msg", "#room-state"]) {
+    assert.equal(await page.getAttribute(id, "aria-live"), "polite", `${id} is announced`);
+  }
+  // a new captcha by keyboard; its text alternative is not its answer
+  await page.waitForFunction(() => document.querySelector("#captcha").naturalWidth > 0);
+  await tabTo(page, "#new-captcha");
+  const before = await page.getAttribute("#captcha", "src");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((b) => document.querySelector("#captcha").getAttribute("src") !== b, before);
+  await page.waitForFunction(() => document.querySelector("#captcha").naturalWidth > 0);
+  const user = sql("SELECT id FROM users ORDER BY id DESC LIMIT 1");
+  const answer = redis("GET", `${ns}sk:{g:${goods}}:captcha:${user}`);
+  assert.ok(!(await page.getAttribute("#captcha", "alt")).includes(answer), "the alt text gives the answer away");
+  await kbd(page, "captcha");
+  await tabTo(page, "#answer");
+  await page.keyboard.type(answer);
+  await tabTo(page, "#buy");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#order-link");
+  await kbd(page, "ordered");
+  await tabTo(page, "#order-link");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Unpaid");
+  await tabTo(page, "#pay");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "Paid");
+  await kbd(page, "paid");
   await ctx.close();
 });

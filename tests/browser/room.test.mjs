@@ -36,7 +36,7 @@ const env = () => ({
 });
 const fg = (...args) => execFileSync(bin, args, { env: env(), encoding: "utf8" });
 
-const shot = screenshots("room");
+const shot = screenshots("room", { axe: true });
 
 before(async () => {
   port = await freePort();

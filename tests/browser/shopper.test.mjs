@@ -17,7 +17,7 @@ const ns = `e2e${id}:`;
 const db = `fg_e2e_${id}`;
 
 let server, browser, base, goods;
-const shot = screenshots("shopper");
+const shot = screenshots("shopper", { axe: true });
 
 function env(port) {
   return {
