@@ -87,3 +87,15 @@ export async function axeCheck(page, name) {
   for (const v of found) console.log(`axe ${name}: ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
   return found.filter((v) => v.impact === "serious" || v.impact === "critical");
 }
+
+/// The English words on screen, leaving out the brand, the switch's "English" and what comes from
+/// the sale's data (its name and title, the order's item and number).
+export async function englishOnScreen(page, withTitle) {
+  return page.evaluate((withTitle) => {
+    const body = document.body.cloneNode(true);
+    body.querySelectorAll("#title, .name, #name, #id, #lang, img").forEach((e) => e.remove());
+    const text = `${withTitle ? document.title : ""} ${body.innerText}`.replace(/flashgate/g, "");
+    return [...new Set(text.match(/[A-Za-z]{2,}/g) || [])];
+  }, withTitle);
+}
+

@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
+import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots, englishOnScreen } from "./harness.mjs";
 
 const dir = path.join(root, "public/i18n");
 const catalogue = (name) => JSON.parse(readFileSync(path.join(dir, name), "utf8"));
@@ -89,17 +89,6 @@ before(async () => {
 });
 
 after(() => cleanUp({ browser, server, db, ns }));
-
-// The English words on screen, leaving out the brand, the switch's "English" and what comes from
-// the sale's data (its name and title, the order's item and number).
-async function englishOnScreen(page, withTitle) {
-  return page.evaluate((withTitle) => {
-    const body = document.body.cloneNode(true);
-    body.querySelectorAll("#title, .name, #name, #id, #lang, img").forEach((e) => e.remove());
-    const text = `${withTitle ? document.title : ""} ${body.innerText}`.replace(/flashgate/g, "");
-    return [...new Set(text.match(/[A-Za-z]{2,}/g) || [])];
-  }, withTitle);
-}
 
 // (the sale page's title is the sale's name: data, left out)
 async function inChinese(page, name, withTitle = true) {
@@ -208,5 +197,24 @@ test("the whole buy with the keyboard alone, its outcome announced to screen rea
   await page.keyboard.press("Enter");
   await page.waitForFunction(() => document.querySelector("#status").textContent === "Paid");
   await kbd(page, "paid");
+  await ctx.close();
+});
+
+test("in Chinese too: a logged-out visitor told why, and the sale sold out", async () => {
+  // (after the tests above bought both units)
+  const ctx = await browser.newContext({ locale: "zh-CN", viewport: { width: 420, height: 800 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForSelector("#login-to-buy");
+  await inChinese(page, "logged-out-sale-page", false);
+  await page.goto(`${base}/login.html`);
+  await page.fill("#mobile", sql("SELECT mobile FROM users ORDER BY id LIMIT 1"));
+  await page.fill("#password", "123456");
+  await page.click("#submit");
+  await page.waitForURL(`${base}/`);
+  await page.goto(`${base}/goods.html?id=${goods}`);
+  await page.waitForFunction(() => document.querySelector("#state").textContent === "已售罄");
+  assert.equal(await page.isDisabled("#buy"), true, "no buying a sold-out sale");
+  await inChinese(page, "sold-out", false);
   await ctx.close();
 });

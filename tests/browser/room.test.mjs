@@ -12,7 +12,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
+import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots, englishOnScreen } from "./harness.mjs";
 
 const id = randomBytes(6).toString("hex");
 const ns = `room${id}:`;
@@ -157,4 +157,32 @@ test("an edge that refuses the event stream: the page polls the room instead", a
   assert.ok(roomPolls >= 2, `the page polled the room: ${roomPolls}`);
   await shot(page, "polling-without-a-stream");
   await shopper.close();
+});
+
+test("a Chinese shopper's waiting room: before the start, in line, let through", async () => {
+  const zh = screenshots("room-zh", { axe: true });
+  const sale = (startsIn, rate) => JSON.parse(fg("sale", "create", "--starts-in", String(startsIn), "--lasts", "3600", "--json", JSON.stringify({
+    name: "Fair phone", title: "A phone, sold fairly", price: 999, salePrice: 1, stock: 50,
+    pathFactor: 10, roomOpensBefore: 600, roomRate: rate,
+  }))).goodsId;
+  const later = sale(600, 50), slow = sale(0, 0.1), open = sale(0, 50);
+  // three shoppers ahead in the slow line
+  for (const t of tokens.slice(EARLY + 3, EARLY + 6)) {
+    await fetch(`${base}/api/seckill/room`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ goodsId: slow }),
+    });
+  }
+  const ctx = await browser.newContext({ locale: "zh-CN", viewport: { width: 420, height: 900 } });
+  await ctx.addCookies([{ name: "token", value: tokens[EARLY + 2], url: base }]);
+  const page = await ctx.newPage();
+  for (const [goods, state, name] of [[later, "in_room", "in-room"], [slow, "waiting", "in-line"], [open, "through", "let-through"]]) {
+    await page.goto(`${base}/goods.html?id=${goods}`);
+    await page.waitForFunction((s) => document.querySelector("#room-state").dataset.state === s, state);
+    await page.waitForFunction(() => document.documentElement.lang === "zh-CN");
+    assert.deepEqual(await englishOnScreen(page, false), [], `English words in the room (${state})`);
+    await zh(page, name);
+  }
+  await ctx.close();
 });

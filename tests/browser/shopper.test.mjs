@@ -1,7 +1,7 @@
 // The shopper's pages, end to end in headless Chromium against a real `flashgate all`:
 // log in, open a running sale, solve the captcha (answer read from Redis), buy, see "queued",
 // then the order page and pay; a second buy shows the duplicate message; another shopper sees
-// the sale sold out. Each step's screenshot goes to target/test-output/browser/ (shopper-*.png).
+// the sale sold out. Each step's screenshot goes to target/test-output/browser/ (shopper-en-*.png).
 //
 // Needs: the flashgate binary (FLASHGATE_BIN, default target/debug/flashgate), the local services,
 // redis-cli and mariadb on PATH, Chromium at CHROMIUM (default /usr/bin/chromium).
@@ -17,7 +17,7 @@ const ns = `e2e${id}:`;
 const db = `fg_e2e_${id}`;
 
 let server, browser, base, goods;
-const shot = screenshots("shopper", { axe: true });
+const shot = screenshots("shopper-en", { axe: true });
 
 function env(port) {
   return {
