@@ -135,13 +135,31 @@ test("a shopper whose browser asks for Chinese buys in Chinese, and the switch i
   await ctx.close();
 });
 
-test("a browser asking for a language we do not have gets English", async () => {
-  const ctx = await browser.newContext({ locale: "xx-YY" });
-  const page = await ctx.newPage();
-  await page.goto(`${base}/`);
-  await page.waitForFunction(() => document.documentElement.lang === "en");
-  assert.equal((await page.textContent("h1")).trim(), "Flash sales");
-  await ctx.close();
+test("a browser asking for a language we do not have, for none, or for junk gets English", async () => {
+  for (const languages of [["xx-YY"], [], ["x".repeat(10000), "", "zz"]]) {
+    const ctx = await browser.newContext({ locale: "xx-YY" });
+    await ctx.addInitScript((l) => Object.defineProperty(navigator, "languages", { get: () => l }), languages);
+    const page = await ctx.newPage();
+    await page.goto(`${base}/`);
+    await page.waitForSelector("#lang");
+    assert.equal(await page.evaluate(() => document.documentElement.lang), "en", JSON.stringify(languages).slice(0, 40));
+    assert.equal((await page.textContent("h1")).trim(), "Flash sales");
+    await ctx.close();
+  }
+});
+
+test("a sale not started yet counts down, in both languages", async () => {
+  const port = new URL(base).port;
+  const later = fg(port, "seed", "--stock", "5", "--starts-in", "600", "--lasts", "3600").trim().split("\n").pop();
+  for (const [locale, want, prefix] of [["en-US", /^Starts in \d+ s$/, "shopper-en"], ["zh-CN", /^\d+ 秒后开始$/, "shopper-zh"]]) {
+    const ctx = await browser.newContext({ locale, viewport: { width: 420, height: 800 } });
+    const page = await ctx.newPage();
+    await page.goto(`${base}/goods.html?id=${later}`);
+    await page.waitForFunction((re) => new RegExp(re).test(document.querySelector("#state").textContent), want.source);
+    assert.equal(await page.isDisabled("#buy"), true, "no buying before the start");
+    await screenshots(`${prefix}-countdown`, { axe: true })(page, "countdown");
+    await ctx.close();
+  }
 });
 
 // Presses Tab until the element matching `selector` has the focus (at most 25 presses).
