@@ -3,7 +3,7 @@
 // Without a browser: every catalogue parses, has exactly English's keys, the same placeholders
 // in each message, an "other" form in each plural; every key the pages name exists.
 // In headless Chromium against a real `flashgate all`: a shopper whose browser asks for Chinese
-// logs in, sees the list, buys and opens the order, every page in Chinese (<html lang="zh-CN">,
+// logs in, sees the list, buys, is refused a second time and opens the order, every page in Chinese (<html lang="zh-CN">,
 // no English word on screen but the brand and the switch's "English"; screenshots
 // shopper-zh-*.png); the switch turns the pages to English and is remembered; a browser asking
 // for a language we do not have gets English; the whole buy can be done with the keyboard alone.
@@ -121,6 +121,15 @@ test("a shopper whose browser asks for Chinese buys in Chinese, and the switch i
   await page.click("#buy");
   await page.waitForSelector("#order-link");
   await inChinese(page, "ordered", false);
+  // a second press: a new captcha, then refused as a duplicate
+  const shown = await page.getAttribute("#captcha", "src");
+  await page.click("#new-captcha");
+  await page.waitForFunction((b) => document.querySelector("#captcha").getAttribute("src") !== b, shown);
+  await page.waitForFunction(() => document.querySelector("#captcha").naturalWidth > 0);
+  await page.fill("#answer", redis("GET", `${ns}sk:{g:${goods}}:captcha:${user}`));
+  await page.click("#buy");
+  await page.waitForFunction(() => /已经购买/.test(document.querySelector("#msg").textContent));
+  await inChinese(page, "duplicate-refused", false);
   await page.click("#order-link");
   await page.waitForFunction(() => document.querySelector("#status").textContent === "待支付");
   await inChinese(page, "order");
