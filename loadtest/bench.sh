@@ -213,7 +213,7 @@ d0=$(metric 'flashgate_admissions_total{outcome="duplicate"}')
 R_RB=() R_RB50=() R_RB99=() R_HW=() R_HW50=() R_HW99=() R_BUY=() R_BUY50=() R_BUY99=()
 R_SO=() R_SO50=() R_SO99=() R_RBUS=() R_BUYUS=() R_GETEXUS=()
 R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
-R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_HIT=()
+R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_SESS=()
 R_BC=() R_BC50=() R_BC99=() R_BCE=() R_BCR=() R_BCUS=()
 R_TB=() R_TB50=() R_TB99=() R_TBE=() R_TBR=() R_TBUS=() R_TBS=() R_HB=() R_HBE=()
 
@@ -243,7 +243,7 @@ echo "== round $round/$ROUNDS: wrk buy path, coalesced (goods $goods)"
 PERF_NOW=""; [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && PERF_NOW=$BENCH_PERF
 read -r a b c d e f g h < <(buy_run buy "$PORT" "$goods" "$CONNS" "$serve_pid")
 PERF_NOW=""
-R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g") R_HIT+=("$h")
+R_BUY+=("$a") R_BUY50+=("$b") R_BUY99+=("$c") R_BUYE+=("$d") R_BUYR+=("$e") R_RUS+=("$f") R_BATCH+=("$g") R_SESS+=("$h")
 R_BUYUS+=("$(stat_us evalsha)") R_GETEXUS+=("$(stat_us getex)")
 echo "== round $round/$ROUNDS: wrk buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1)"
 read -r a b c d e f g _ < <(buy_run buy1 "$PORT1" "${bigs[$(((round - 1) * 5 + 1))]}" "$CONNS" "$serve1_pid")
@@ -421,7 +421,7 @@ echo
 echo "edge CPU per buy / per /healthz request, median of the rounds' ratios: coalesced $(median_ratio R_BUYE R_HWE)x [$(ratios R_BUYE R_HWE)], one call per buy $(median_ratio R_B1E R_HWE)x [$(ratios R_B1E R_HWE)]"
 echo "buys/s / /healthz requests/s, median of the rounds' ratios: coalesced $(median_ratio R_BUY R_HW)x, one call per buy $(median_ratio R_B1 R_HW)x"
 echo "(a buy run's requests are all admissions but for the duplicates of shoppers met again: see the outcomes below)"
-echo "sessions read by the coalesced buy runs (an edge not subscribed to the logouts reads them; none otherwise): [$(IFS=/; echo "${R_HIT[*]}")]"
+echo "sessions read by the coalesced buy runs (an edge not subscribed to the logouts reads them; none otherwise): [$(IFS=/; echo "${R_SESS[*]}")]"
 echo "buy path outcomes over all rounds: $queued queued, $dups duplicate answered by Redis, $dup_local duplicate answered from the edges' buyer marks (shoppers met again once the list of $USERS wraps)"
 echo "coalesced: $batch shoppers per admit.lua call on average [$(IFS=/; echo "${R_BATCH[*]}")]; Redis CPU per admitted buy $rus us coalesced [$(IFS=/; echo "${R_RUS[*]}")] vs $rus1 us one call per buy [$(IFS=/; echo "${R_RUS1[*]}")]"
 echo "two edges, medians of the rounds' ratios: buys on B / B's /healthz $(median_ratio R_TB R_HB)x [$(ratios R_TB R_HB)] (bar >= 0.5); edge CPU per buy / per /healthz request on B $(median_ratio R_TBE R_HBE)x [$(ratios R_TBE R_HBE)] (bar <= 2.0); p99 per round [$(IFS=/; echo "${R_TB99[*]}")] ms (bar <= 10 in every round); Redis CPU per admitted buy $tb_us us [$(IFS=/; echo "${R_TBUS[*]}")] (bar <= 14); sessions read by B's buys [$(IFS=/; echo "${R_TBS[*]}")]"

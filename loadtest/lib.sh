@@ -1,6 +1,7 @@
 # Helpers the benchmarks share; `source loadtest/lib.sh` after `cd` to the repository.
 # cpu PID            user+system CPU ticks of a process so far (/proc/PID/stat); ticks per
 #                    second: $tck
+# us_per A B N       CPU microseconds per item: ticks A before, B after, N items ("n/a" if none)
 # median N...        the median of the numbers given
 # to_ms D            wrk's durations (812.00us, 1.23ms, 1.02s) in milliseconds
 # need_wrk           installs wrk (Debian) when it is missing and we are root, else fails
@@ -8,6 +9,7 @@
 #                    in $passes / $failures (the caller sets both to 0 first)
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+us_per() { awk -v a="$1" -v b="$2" -v n="$3" -v t="$tck" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / t / n * 1e6; else print "n/a" }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 to_ms() {
   echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}

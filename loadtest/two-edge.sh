@@ -47,7 +47,6 @@ P=0123456789abcdef0123456789abcdef
 "${bins[0]}" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 redis_pid=$(redis-cli INFO server | awk -F: '/^process_id/ {print $2+0}')
 metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-us_per() { awk -v a="$1" -v b="$2" -v n="$3" -v t="$tck" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / t / n * 1e6; else print "n/a" }'; }
 run() { # binary bare -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s healthz-edge-us sessions-read"
   local bin=$1 bare=$2 g out e0 e1 r0 r1 q n rps p99 hr he
   g=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)

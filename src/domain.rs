@@ -175,8 +175,13 @@ pub struct HiddenPath {
 /// The longest user id a path may carry: `i64::MAX` has 19 digits.
 const MAX_ID_DIGITS: usize = 19;
 
+/// `s` is exactly `len` lowercase hex digits (a digest, a token, a fingerprint).
+pub fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn is_digest(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    lower_hex(s, 32)
 }
 
 impl HiddenPath {
@@ -251,7 +256,7 @@ impl TokenPrint {
 
     /// Parses the 16 hex digits [`Display`](fmt::Display) writes.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        lower_hex(s, 16)
             .then(|| u64::from_str_radix(s, 16).ok().map(Self))
             .flatten()
     }

@@ -31,8 +31,8 @@ use crate::state::AppState;
 pub const TIDY_EVERY: Duration = Duration::from_secs(30);
 
 /// Every `every`, drops stale sold-out flags, buyer marks, session copies, old logouts, shard
-/// counts, room checks and idle admission lanes: what an edge keeps follows the sales being bought and the
-/// shoppers buying, not every sale and shopper it has seen.
+/// counts, room checks and idle admission lanes: what an edge keeps follows the sales being
+/// bought and the shoppers buying, not every sale and shopper it has seen.
 async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -37,8 +37,11 @@ const I18n = (() => {
 
   const load = (l) => fetch(`/i18n/${l}.json`).then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
 
+  // The chosen catalogue's message, else English's, else undefined.
+  const lookup = (key) => (messages[key] !== undefined ? messages[key] : fallback[key]);
+
   function t(key, params = {}) {
-    let m = messages[key] !== undefined ? messages[key] : fallback[key];
+    let m = lookup(key);
     if (m === undefined) return key;
     if (typeof m === "object") {
       const n = Number(params.n || 0);
@@ -98,7 +101,7 @@ const I18n = (() => {
     addSwitch();
   });
 
-  const has = (key) => messages[key] !== undefined || fallback[key] !== undefined;
+  const has = (key) => lookup(key) !== undefined;
 
   return { LANGS, lang, ready, t, has, money, date, translate };
 })();

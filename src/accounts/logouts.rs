@@ -20,23 +20,18 @@
 //! paths bound to it expire: within `PATH_TTL` (60 s).
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 
 use crate::domain::TokenPrint;
 use crate::error::AppError;
+use crate::plumbing::clock::now_ms;
 use crate::plumbing::keys::{Keys, LOGOUT_KEEP};
 
 /// Most logouts an edge remembers; past that it stops trusting the list (buys read the session)
 /// until the tidy-up brings it under. About 50 bytes each.
 pub const CAPACITY: usize = 1_000_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Records a logout in Redis, so edges that subscribe later learn of it (the announcement on
 /// the logout channel is `accounts::session::delete`'s). Trims what is past [`LOGOUT_KEEP`].
@@ -94,15 +89,13 @@ impl Logouts {
     /// `Some(true)` if this token logged out lately, `Some(false)` if not, `None` when the list
     /// cannot be trusted (not subscribed, or full): then the session must be read.
     pub fn logged_out(&self, print: TokenPrint) -> Option<bool> {
-        if !self.live.load(SeqCst) || self.prints.len() >= CAPACITY {
-            return None;
-        }
-        Some(self.prints.pin().contains_key(&print))
+        self.trusted()
+            .then(|| self.prints.pin().contains_key(&print))
     }
 
     /// True while this edge trusts its list (subscribed, and not full).
     pub fn trusted(&self) -> bool {
-        self.logged_out(TokenPrint::of("")).is_some()
+        self.live.load(SeqCst) && self.prints.len() < CAPACITY
     }
 
     /// A logout heard (or made) on this edge.

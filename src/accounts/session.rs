@@ -44,10 +44,7 @@ pub struct SessionUser {
 
 /// Tokens are UUIDs in simple form: 32 lowercase hex digits.
 pub fn valid_token(token: &str) -> bool {
-    token.len() == 32
-        && token
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::domain::lower_hex(token, 32)
 }
 
 /// Stores a new session for `user` and returns its token.
@@ -124,6 +121,13 @@ pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
         let _: () = con.publish(keys.session_channel(), token).await?;
     }
     Ok(())
+}
+
+/// A logout, made on this edge or heard from another: its cached session goes, and its token
+/// joins the recent logouts. The logout route and the pub/sub listener both call this.
+pub fn logout_heard(token: &str, cache: &SessionCache, logouts: &super::logouts::Logouts) {
+    cache.revoke(token);
+    logouts.add(TokenPrint::of(token));
 }
 
 /// An edge's copies of the sessions it read lately (see the module comment for what bounds

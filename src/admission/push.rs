@@ -35,6 +35,7 @@ use crate::admission::room::View;
 use crate::admission::scripts::RoomAnswer;
 use crate::domain::{GoodsId, Shard, UserId};
 use crate::error::AppError;
+use crate::plumbing::clock::now_ms;
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
 use crate::plumbing::redis_conn::RedisConn;
@@ -96,10 +97,6 @@ struct Clock {
     size: i64,
     /// Redis's time minus this edge's, in ms.
     offset: i64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Clock {

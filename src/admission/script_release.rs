@@ -32,6 +32,7 @@ use crate::admission::scripts::{
     Canary, Files, LATENCY_US, ScriptSet, Scripts, SetError, check_contracts, content_hash,
     library_text,
 };
+use crate::plumbing::clock::now_ms;
 use crate::plumbing::keys::Keys;
 use crate::plumbing::redis_conn::{RedisConn, Target};
 use futures_util::StreamExt;
@@ -109,12 +110,6 @@ fn failed(r: &Report) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Reads `lua:state` (the default when no release was ever made).

@@ -240,8 +240,7 @@ pub async fn listen(
             while let Some(msg) = messages.next().await {
                 let payload: String = msg.get_payload().unwrap_or_default();
                 if msg.get_channel_name() == to.session_channel {
-                    to.sessions.revoke(&payload);
-                    to.logouts.add(crate::domain::TokenPrint::of(&payload));
+                    crate::accounts::session::logout_heard(&payload, &to.sessions, &to.logouts);
                     continue;
                 }
                 if msg.get_channel_name() == to.results_channel {

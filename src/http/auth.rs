@@ -170,8 +170,7 @@ pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     if let Some(token) = respond::token(&req) {
         session::delete(&mut state.redis.clone(), &state.keys, token).await?;
         // at once here; the other edges hear it by pub/sub
-        state.sessions.revoke(token);
-        state.logouts.add(crate::domain::TokenPrint::of(token));
+        session::logout_heard(token, &state.sessions, &state.logouts);
     }
     let mut resp = respond::ok(());
     let cookie = format!(

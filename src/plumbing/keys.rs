@@ -81,7 +81,8 @@ impl Keys {
     }
 
     /// The pub/sub channel a logout is announced on (message: the token), so every edge drops
-    /// its cached copy (see [`crate::accounts::session::SessionCache`]).
+    /// its cached copy (see [`crate::accounts::session::SessionCache`]) and adds the token to its
+    /// recent logouts (see [`crate::accounts::logouts`]).
     pub fn session_channel(&self) -> String {
         format!("{}sess:revoked", self.ns)
     }

@@ -1,5 +1,5 @@
 //! The plumbing every part stands on: settings ([`config`]), Redis key names and TTLs ([`keys`]),
-//! the Redis connection ([`redis_conn`]), replica confirmation of writes ([`replicas`]) and the
+//! the wall clock in milliseconds ([`clock`]), the Redis connection ([`redis_conn`]), replica confirmation of writes ([`replicas`]) and the
 //! circuit breaker in front of Redis ([`breaker`]), the
 //! MySQL pool and migrations ([`db`]), retry policies ([`retry`]) and Prometheus metrics
 //! ([`metrics`]). None of it decides anything about a sale. It imports the domain types and the
@@ -7,6 +7,7 @@
 //! (the trusted proxy list, the password cost); nothing here imports what imports it.
 
 pub mod breaker;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod keys;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{GoodsId, MAX_SHARDS};
 use crate::error::{AppError, Refusal, SaleRule};
+use crate::plumbing::clock::now_ms;
 use crate::sales::store::Phase;
 use crate::sales::store::{self, SaleRow, share};
 use crate::sales::stores::Stores;
@@ -267,10 +268,6 @@ struct Applied {
     stock_set: bool,
     /// A field fixed once live changed.
     fixed_changed: bool,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn datetime(ms: i64) -> NaiveDateTime {

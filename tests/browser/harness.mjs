@@ -1,7 +1,7 @@
 // What the browser tests share: a free port, a real `flashgate all` started and waited for,
 // Debian's Chromium launched headless, numbered screenshots, and the clean-up of the test's
 // database and Redis keys.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
@@ -99,3 +99,29 @@ export async function englishOnScreen(page, withTitle) {
   }, withTitle);
 }
 
+
+/// A test's own database and Redis namespace (`PREFIX` + a random id) for a `flashgate all` with
+/// the captcha on, and the ways to reach them: `env(port)`, `fg(port, ...args)` (the binary),
+/// `redis(...args)` (redis-cli), `sql(query)` (mariadb, tab-separated).
+export function sandbox(prefix) {
+  const id = randomBytes(6).toString("hex");
+  const ns = `${prefix}${id}:`;
+  const db = `fg_${prefix}_${id}`;
+  const env = (port) => ({
+    ...process.env,
+    FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
+    FLASHGATE_NAMESPACE: ns,
+    FLASHGATE_LISTEN: `127.0.0.1:${port}`,
+    FLASHGATE_CAPTCHA: "on",
+    FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
+    FLASHGATE_LOG: "warn",
+  });
+  return {
+    ns,
+    db,
+    env,
+    fg: (port, ...args) => execFileSync(bin, args, { env: env(port), encoding: "utf8" }),
+    redis: (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim(),
+    sql: (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim(),
+  };
+}

@@ -9,11 +9,9 @@
 // for a language we do not have gets English; the whole buy can be done with the keyboard alone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots, englishOnScreen } from "./harness.mjs";
+import { root, shots, freePort, startServer, launchBrowser, cleanUp, screenshots, englishOnScreen, sandbox } from "./harness.mjs";
 
 const dir = path.join(root, "public/i18n");
 const catalogue = (name) => JSON.parse(readFileSync(path.join(dir, name), "utf8"));
@@ -57,26 +55,9 @@ test("every key the shoppers' pages name is in the catalogue", () => {
   assert.deepEqual(missing, [], "keys used but missing from en.json");
 });
 
-const id = randomBytes(6).toString("hex");
-const ns = `i18n${id}:`;
-const db = `fg_i18n_${id}`;
+const { ns, db, env, fg, redis, sql } = sandbox("i18n");
 let server, browser, base, goods;
 const shot = screenshots("shopper-zh", { axe: true });
-
-function env(port) {
-  return {
-    ...process.env,
-    FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
-    FLASHGATE_NAMESPACE: ns,
-    FLASHGATE_LISTEN: `127.0.0.1:${port}`,
-    FLASHGATE_CAPTCHA: "on",
-    FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
-    FLASHGATE_LOG: "warn",
-  };
-}
-const fg = (port, ...args) => execFileSync(bin, args, { env: env(port), encoding: "utf8" });
-const redis = (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim();
-const sql = (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim();
 
 before(async () => {
   const port = await freePort();

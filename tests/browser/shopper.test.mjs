@@ -7,33 +7,13 @@
 // redis-cli and mariadb on PATH, Chromium at CHROMIUM (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { root, bin, shots, freePort, startServer, launchBrowser, cleanUp, screenshots } from "./harness.mjs";
+import { shots, freePort, startServer, launchBrowser, cleanUp, screenshots, sandbox } from "./harness.mjs";
 
-const id = randomBytes(6).toString("hex");
-const ns = `e2e${id}:`;
-const db = `fg_e2e_${id}`;
+const { ns, db, env, fg, redis, sql } = sandbox("e2e");
 
 let server, browser, base, goods;
 const shot = screenshots("shopper-en", { axe: true });
-
-function env(port) {
-  return {
-    ...process.env,
-    FLASHGATE_DATABASE_URL: `mysql://root@127.0.0.1:3306/${db}`,
-    FLASHGATE_NAMESPACE: ns,
-    FLASHGATE_LISTEN: `127.0.0.1:${port}`,
-    FLASHGATE_CAPTCHA: "on",
-    FLASHGATE_PUBLIC_DIR: path.join(root, "public"),
-    FLASHGATE_LOG: "warn",
-  };
-}
-
-const fg = (port, ...args) => execFileSync(bin, args, { env: env(port), encoding: "utf8" });
-const redis = (...args) => execFileSync("redis-cli", args, { encoding: "utf8" }).trim();
-const sql = (q) => execFileSync("mariadb", ["-uroot", "-h127.0.0.1", "-N", "-B", db, "-e", q], { encoding: "utf8" }).trim();
 
 before(async () => {
   const port = await freePort();
