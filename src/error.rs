@@ -89,6 +89,12 @@ pub enum AppError {
     /// A change a sale cannot take in its current phase (`crate::sales::manage`).
     #[error("{}", .0.message())]
     Refused(Refusal),
+    /// A shop's token (`identity`) that cannot be taken: why, each with its own code.
+    #[error("{}", .0.message())]
+    ShopToken(TokenFault),
+    /// A grant `POST /api/grants/redeem` refuses (`identity::grant`).
+    #[error("{}", .0.message())]
+    Grant(GrantFault),
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -101,7 +107,11 @@ impl AppError {
         match self {
             BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) => StatusCode::BAD_REQUEST,
             Refused(_) => StatusCode::CONFLICT,
-            SessionMissing | MobileNotFound | WrongPassword => StatusCode::UNAUTHORIZED,
+            SessionMissing | MobileNotFound | WrongPassword | ShopToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Grant(GrantFault::Spent) => StatusCode::CONFLICT,
+            Grant(_) => StatusCode::BAD_REQUEST,
             Forbidden | BadPath => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -143,6 +153,8 @@ impl AppError {
             RoomFull => 500508,
             Confirming => 500509,
             PushFull => 500510,
+            ShopToken(why) => 500220 + *why as i64,
+            Grant(why) => 500240 + *why as i64,
             Invalid(rule) => 500700 + *rule as i64,
             Refused(why) => 500750 + *why as i64,
         }
@@ -190,10 +202,12 @@ pub enum SaleRule {
     NothingToChange = 16,
     /// `roomOpensBefore`: 1 to 86,400 seconds; `roomRate`: more than 0, at most 1,000,000.
     Room = 17,
+    /// `externalRef`: the shop's product reference, 1 to 255 printable ASCII characters.
+    ExternalRef = 18,
 }
 
 impl SaleRule {
-    pub const ALL: [SaleRule; 18] = [
+    pub const ALL: [SaleRule; 19] = [
         SaleRule::Name,
         SaleRule::Title,
         SaleRule::Detail,
@@ -212,6 +226,7 @@ impl SaleRule {
         SaleRule::Time,
         SaleRule::NothingToChange,
         SaleRule::Room,
+        SaleRule::ExternalRef,
     ];
 
     /// The request field the rule is about (the console marks it).
@@ -233,6 +248,7 @@ impl SaleRule {
             AddStock => "addStock",
             NothingToChange => "",
             Room => "roomOpensBefore",
+            ExternalRef => "externalRef",
         }
     }
 
@@ -265,6 +281,115 @@ impl SaleRule {
                 "roomOpensBefore must be 1 to 86400 seconds, and roomRate more than 0 and at most \
                  1000000 per second"
             }
+            ExternalRef => "externalRef must be 1 to 255 printable ASCII characters",
+        }
+    }
+}
+
+/// Why a shop's token is refused (401, code 500220 + its number). None of these reaches Redis or
+/// MySQL: the token is judged at the edge (`identity::shop_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFault {
+    /// No token on the request (`Authorization: Bearer`, or the cookie `jwt_cookie` names).
+    Missing = 0,
+    /// Not a JWT: not three parts, bad base64 or JSON, or longer than 8 KiB.
+    Malformed = 1,
+    /// `alg: none`: an unsigned token, never taken.
+    AlgNone = 2,
+    /// An algorithm `jwt_algorithms` does not allow.
+    AlgNotAllowed = 3,
+    /// The algorithm is not the key's own (an HS256 token against an RSA key, say).
+    KeyMismatch = 4,
+    /// The signature does not verify.
+    BadSignature = 5,
+    /// The token names a key (`kid`) the shop's key set does not have.
+    UnknownKey = 6,
+    /// Past its `exp` (with the leeway), or no `exp`.
+    Expired = 7,
+    /// Before its `nbf` (with the leeway).
+    NotYetValid = 8,
+    /// `iss` is not `jwt_issuer`.
+    WrongIssuer = 9,
+    /// `aud` does not contain `jwt_audience`.
+    WrongAudience = 10,
+    /// The user claim (`jwt_user_claim`) is missing, empty or not a string.
+    NoSubject = 11,
+    /// The user claim is longer than 255 bytes.
+    SubjectTooLong = 12,
+}
+
+impl TokenFault {
+    pub const ALL: [TokenFault; 13] = [
+        TokenFault::Missing,
+        TokenFault::Malformed,
+        TokenFault::AlgNone,
+        TokenFault::AlgNotAllowed,
+        TokenFault::KeyMismatch,
+        TokenFault::BadSignature,
+        TokenFault::UnknownKey,
+        TokenFault::Expired,
+        TokenFault::NotYetValid,
+        TokenFault::WrongIssuer,
+        TokenFault::WrongAudience,
+        TokenFault::NoSubject,
+        TokenFault::SubjectTooLong,
+    ];
+
+    pub fn message(self) -> &'static str {
+        use TokenFault::*;
+        match self {
+            Missing => "no shop token: send the shop's JWT as Authorization: Bearer or its cookie",
+            Malformed => {
+                "the shop token is not a JWT (three base64url parts of JSON, at most 8 KiB)"
+            }
+            AlgNone => "the shop token is unsigned (alg none); it is never accepted",
+            AlgNotAllowed => "the shop token's algorithm is not allowed (jwt_algorithms)",
+            KeyMismatch => "the shop token's algorithm is not its key's algorithm",
+            BadSignature => "the shop token's signature does not verify",
+            UnknownKey => "the shop token names a key (kid) the shop's key set does not have",
+            Expired => "the shop token has expired (or has no exp)",
+            NotYetValid => "the shop token is not valid yet (nbf)",
+            WrongIssuer => "the shop token is from another issuer (iss)",
+            WrongAudience => "the shop token is for another audience (aud)",
+            NoSubject => "the shop token names no shopper (its user claim is missing or empty)",
+            SubjectTooLong => "the shop token's user claim is longer than 255 bytes",
+        }
+    }
+}
+
+/// Why `POST /api/grants/redeem` refuses a grant (code 500240 + its number): 409 for one
+/// already redeemed, 400 for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantFault {
+    /// Not a grant: not a JWT, or not one of flashgate's keys.
+    Malformed = 0,
+    /// Its signature does not verify (it was changed after signing).
+    Tampered = 1,
+    /// Past its `exp`.
+    Expired = 2,
+    /// For another audience, or from another issuer.
+    WrongAudience = 3,
+    /// Redeemed before (its `jti` is spent).
+    Spent = 4,
+}
+
+impl GrantFault {
+    pub const ALL: [GrantFault; 5] = [
+        GrantFault::Malformed,
+        GrantFault::Tampered,
+        GrantFault::Expired,
+        GrantFault::WrongAudience,
+        GrantFault::Spent,
+    ];
+
+    pub fn message(self) -> &'static str {
+        use GrantFault::*;
+        match self {
+            Malformed => "not a grant of this flashgate (not a JWT, or an unknown key)",
+            Tampered => "the grant's signature does not verify",
+            Expired => "the grant has expired",
+            WrongAudience => "the grant is for another audience or from another issuer",
+            Spent => "the grant was redeemed already",
         }
     }
 }
@@ -388,7 +513,9 @@ mod tests {
         ]
         .into_iter()
         .chain(SaleRule::ALL.map(AppError::Invalid))
-        .chain(Refusal::ALL.map(AppError::Refused));
+        .chain(Refusal::ALL.map(AppError::Refused))
+        .chain(TokenFault::ALL.map(AppError::ShopToken))
+        .chain(GrantFault::ALL.map(AppError::Grant));
         let mut codes = std::collections::HashSet::new();
         for e in all {
             assert!(e.status().is_client_error(), "{e:?}");
@@ -396,7 +523,13 @@ mod tests {
             codes.insert(e.code());
         }
         // every sale rule and refusal has a code of its own
-        assert!(codes.len() >= SaleRule::ALL.len() + Refusal::ALL.len());
+        assert!(
+            codes.len()
+                >= SaleRule::ALL.len()
+                    + Refusal::ALL.len()
+                    + TokenFault::ALL.len()
+                    + GrantFault::ALL.len()
+        );
         assert_eq!(
             AppError::Unavailable(Dependency::Redis).status(),
             StatusCode::SERVICE_UNAVAILABLE

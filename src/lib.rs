@@ -15,6 +15,8 @@
 //! - [`admission`]: the buy path: coalesced `lua/admit.lua` calls, the scripts, the captcha, the
 //!   sold-out flags, split sales and the waiting room.
 //! - [`accounts`]: shoppers' passwords, sessions and failed-login limits.
+//! - [`identity`]: a shop in front: its JWTs at the door, its subjects as user ids, the grant
+//!   flashgate signs for the shop's checkout.
 //! - [`sales`]: sales as records: loading them into Redis, the rules of a change, the catalogue.
 //! - [`operators`]: the operators' side: a sale's live view, the per-second tally, the audit.
 //! - [`worker`]: the stream drain into MySQL, the fence, the unpaid-order closer, RabbitMQ.
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod operators;
 pub mod plumbing;
 pub mod sales;

@@ -41,15 +41,19 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
         }
         // the per-shopper maps are walked whole: on a blocking thread, never an async worker
         // (requests go on meanwhile: the maps take no lock)
-        let (local, sessions, logouts) = (
+        let (local, sessions, logouts, identity) = (
             state.local.clone(),
             state.sessions.clone(),
             state.logouts.clone(),
+            state.identity.clone(),
         );
         let _ = tokio::task::spawn_blocking(move || {
             local.tidy();
             sessions.tidy();
             logouts.tidy();
+            if let Some(shop) = &identity.shop {
+                shop.tidy();
+            }
         })
         .await;
         state.shapes.tidy();
@@ -64,6 +68,8 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Opens every connection the edge and the worker need.
 pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     settings.validate()?;
+    // the shop's side (its keys, the grant key, the checkout) is checked by its own module
+    crate::identity::check(&settings)?;
     let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
     let breaker = Arc::new(Breaker::default());
     // every command on the shared connection reports its outcome to the breaker
@@ -126,6 +132,13 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         scripts.clone(),
         metrics.clone(),
     ));
+    let identity = Arc::new(crate::identity::Identity::from_settings(
+        &settings,
+        metrics.clone(),
+    )?);
+    if let Some(shop) = &identity.shop {
+        shop.start().await;
+    }
     let push = Arc::new(crate::admission::push::Hub::new(
         redis.clone(),
         keys.clone(),
@@ -154,6 +167,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
             settings_session_cache_entries,
         )),
         logouts: Arc::default(),
+        identity,
         shapes: Arc::default(),
         room,
         push,

@@ -39,6 +39,8 @@ pub struct AppState {
     /// The tokens logged out lately: a buy reads no session, so it asks these (see
     /// [`crate::accounts::logouts`]).
     pub logouts: Arc<crate::accounts::logouts::Logouts>,
+    /// The shop's side: its tokens, its subjects, flashgate's grants (see [`crate::identity`]).
+    pub identity: Arc<crate::identity::Identity>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
     /// The waiting rooms: joins and looks (see [`crate::admission::room`]).

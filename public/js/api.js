@@ -19,7 +19,9 @@ const Flash = (() => {
     }
   }
 
-  async function call(method, path, body) {
+  // The whole envelope: what `call` unwraps, for the answers that carry more than `data` (a
+  // result with a grant and the shop's checkout beside it).
+  async function envelope(method, path, body) {
     const opts = { method, headers: {}, credentials: "same-origin" };
     // every state-changing call is JSON, even without a body: the edge refuses anything else
     // (what a cross-site form could send), see docs/api.md
@@ -37,7 +39,11 @@ const Flash = (() => {
     try { env = await res.json(); } catch (e) { /* not JSON */ }
     if (!env) throw new ApiError(500100, `HTTP ${res.status}`, res.status);
     if (env.code !== 0) throw new ApiError(env.code, env.msg, res.status, env.data);
-    return env.data;
+    return env;
+  }
+
+  async function call(method, path, body) {
+    return (await envelope(method, path, body)).data;
   }
 
   function param(name) {
@@ -107,5 +113,5 @@ const Flash = (() => {
     }
   }
 
-  return { call, param, show, goLogin, money, md5, passwordHash, loggedIn, ApiError, MESSAGES };
+  return { call, envelope, param, show, goLogin, money, md5, passwordHash, loggedIn, ApiError, MESSAGES };
 })();

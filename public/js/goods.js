@@ -21,6 +21,8 @@
 
 const POLL_EVERY_MS = 200;
 const GIVE_UP_AFTER_MS = 30000;
+// In front of a shop: how long "continue to checkout" shows before the page goes there.
+const CHECKOUT_AFTER_MS = 1500;
 
 const goodsId = Number(Flash.param("id"));
 const $ = (id) => document.getElementById(id);
@@ -149,6 +151,7 @@ function renderRoom(r) {
 let stream = null; // the open EventSource, while it works
 let pushing = false; // the room's positions come on the stream
 let pushedResult = 0; // the result the stream told, once it did
+let checkout = null; // the shop's checkout with the grant, when the edge sends one
 const resultWaiters = [];
 
 // Opens the event stream (once); false where there is none to open.
@@ -161,7 +164,9 @@ function openStream() {
     if (r.state !== "no_ticket") renderRoom(r);
   });
   stream.addEventListener("result", (e) => {
-    pushedResult = JSON.parse(e.data).result;
+    const r = JSON.parse(e.data);
+    pushedResult = r.result;
+    if (r.checkout) checkout = r.checkout;
     resultWaiters.splice(0).forEach((w) => w(pushedResult));
   });
   stream.onerror = () => {
@@ -221,7 +226,9 @@ async function pollResult() {
       await Promise.race([new Promise((w) => resultWaiters.push(w)), sleep(3000)]);
       if (pushedResult !== 0) continue;
     }
-    const r = await Flash.call("GET", `/api/seckill/result?goodsId=${goodsId}`);
+    const env = await Flash.envelope("GET", `/api/seckill/result?goodsId=${goodsId}`);
+    const r = env.data;
+    if (env.checkout) checkout = env.checkout;
     if (r > 0) return r;
     if (r < 0) return -1;
     if (!stream) await sleep(POLL_EVERY_MS);
@@ -237,11 +244,21 @@ async function settle() {
   else Flash.show(msg, I18n.t("sale.stillProcessing"), "info");
 }
 
+// The order is written: its page, or, in front of a shop (the edge sent a checkout with the
+// grant in it), the shop's checkout, where the shopper is sent after a moment to read this.
 function success(orderId) {
   msg.innerHTML = "";
   msg.className = "msg ok";
   msg.append(I18n.t("sale.success"));
   const a = document.createElement("a");
+  if (checkout && /^https?:\/\//.test(checkout)) {
+    a.href = checkout;
+    a.id = "checkout-link";
+    a.textContent = I18n.t("sale.continueToCheckout");
+    msg.appendChild(a);
+    setTimeout(() => { location.href = checkout; }, CHECKOUT_AFTER_MS);
+    return;
+  }
   a.href = `/order.html?id=${orderId}`;
   a.id = "order-link";
   a.textContent = I18n.t("sale.viewAndPay");

@@ -40,6 +40,17 @@ pub struct SessionUser {
     pub id: UserId,
     pub mobile: String,
     pub nickname: String,
+    /// The shop's subject, for a shopper who came with the shop's token (`identity`); never
+    /// stored in a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl SessionUser {
+    /// Who the shopper is to the shop: its subject, or flashgate's user id.
+    pub fn shop_subject(&self) -> String {
+        self.subject.clone().unwrap_or_else(|| self.id.to_string())
+    }
 }
 
 /// Tokens are UUIDs in simple form: 32 lowercase hex digits.
@@ -228,6 +239,7 @@ mod tests {
             id: UserId::new(id).unwrap(),
             mobile: format!("1380000{id:04}"),
             nickname: "n".into(),
+            subject: None,
         }
     }
 

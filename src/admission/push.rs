@@ -78,6 +78,8 @@ struct Feed {
 
 struct Stream {
     user: UserId,
+    /// Signs the shopper's grant into their result, when grants are on (`identity`).
+    granter: Option<crate::identity::Granter>,
     tx: mpsc::Sender<Bytes>,
     /// Place in the line (0-based), once known; `None` before the draw.
     rank: Option<i64>,
@@ -161,6 +163,7 @@ impl Hub {
         goods: GoodsId,
         shards: u16,
         user: UserId,
+        granter: Option<crate::identity::Granter>,
         room: Option<RoomAnswer>,
         first: Vec<(&'static str, String)>,
     ) -> Result<Opened, AppError> {
@@ -205,6 +208,7 @@ impl Hub {
                 id,
                 Stream {
                     user,
+                    granter,
                     tx,
                     rank,
                     waiting,
@@ -259,9 +263,9 @@ impl Hub {
             return;
         };
         let mut streams = feed.streams.lock().expect("streams lock");
-        let data = format!("{{\"result\":{result}}}");
         let mut gone = Vec::new();
         for (id, s) in streams.iter().filter(|(_, s)| s.user == user) {
+            let data = crate::identity::Granter::result_event(s.granter.as_ref(), result);
             if !self.send(&s.tx, "result", &data) {
                 gone.push(*id);
             }

@@ -88,6 +88,9 @@ enum Command {
         #[command(subcommand)]
         op: LuaOp,
     },
+    /// Make a new Ed25519 grant key (`FLASHGATE_GRANT_KEY`): prints the seed to set, its public
+    /// key (for `FLASHGATE_GRANT_RETIRED_KEYS` once it is rotated out) and its `kid`.
+    GrantKey,
     /// Restore a sale for a repeat run (orders deleted, stock back, Redis reloaded).
     Reset {
         goods_id: String,
@@ -456,8 +459,18 @@ fn init_tracing() {
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
+    if let Command::GrantKey = cli.command {
+        // needs no settings and no services
+        let seed = crate::identity::grant::new_key();
+        let (public, kid) = crate::identity::grant::public_of(&seed)?;
+        println!("FLASHGATE_GRANT_KEY={seed}");
+        println!("public key: {public}");
+        println!("kid: {kid}");
+        return Ok(());
+    }
     let settings = Settings::load()?;
     match cli.command {
+        Command::GrantKey => unreachable!("answered above"),
         Command::Migrate => {
             db::migrate(&settings.database_url).await?;
             tracing::info!("migrations applied");

@@ -31,6 +31,8 @@ pub struct NewSale {
     pub lasts_secs: i64,
     /// How many stock shards the sale is split into (1: not split; see `domain::Shard`).
     pub shards: u16,
+    /// The shop's product reference (`externalRef`), if any.
+    pub external_ref: Option<String>,
 }
 
 impl NewSale {
@@ -43,6 +45,7 @@ impl NewSale {
             starts_in_secs,
             lasts_secs,
             shards: 1,
+            external_ref: None,
         }
     }
 }
@@ -80,6 +83,7 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         path_factor: None,
         room_opens_before: None,
         room_rate: None,
+        external_ref: sale.external_ref.clone(),
     };
     let mut tx = crate::plumbing::db::begin(db).await?;
     let id = crate::sales::manage::insert(&mut tx, &spec).await?;
@@ -155,6 +159,7 @@ pub async fn create_users<C: redis::aio::ConnectionLike + Clone + Send>(
                 id: UserId::new(id)?,
                 mobile: mobile.clone(),
                 nickname,
+                subject: None,
             };
             let mut con = redis.clone();
             let (key, json) = (keys.session(&token), serde_json::to_string(&user)?);

@@ -139,6 +139,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         id: UserId::new(row.id)?,
         mobile: mobile.as_str().to_string(),
         nickname: row.nickname,
+        subject: None,
     };
     let token = session::create(&mut state.redis.clone(), &state.keys, &user).await?;
     let mut resp = respond::ok(&token);

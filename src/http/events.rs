@@ -18,6 +18,7 @@ use crate::admission::room::View;
 use crate::admission::scripts::RoomAnswer;
 use crate::domain::{GoodsId, Shard};
 use crate::error::AppError;
+use crate::identity::Granter;
 use crate::state::AppState;
 
 pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
@@ -43,10 +44,16 @@ pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     };
     let home = state.keys.shard(Shard::home(goods, user.id, shape.shards));
     let result: Option<i64> = state.redis.clone().get(home.result(user.id)).await?;
+    let granter = state
+        .identity
+        .granter(&state.db, &state.metrics, &user.shop_subject(), goods)
+        .await?;
     if let Some(r) = result {
-        first.push(("result", format!("{{\"result\":{r}}}")));
+        first.push(("result", Granter::result_event(granter.as_ref(), r)));
     }
-    let opened = state.push.open(goods, shape.shards, user.id, room, first)?;
+    let opened = state
+        .push
+        .open(goods, shape.shards, user.id, granter, room, first)?;
     let mut resp = Response::new(Body::Events(Events::new(opened.events, opened.on_end)));
     let h = resp.headers_mut();
     h.insert(

@@ -13,6 +13,7 @@ pub mod body;
 pub mod conn;
 pub mod events;
 pub mod goods;
+pub mod grants;
 pub mod ops;
 pub mod orders;
 pub mod proxy;
@@ -269,6 +270,8 @@ async fn route(
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,
         Route::Pay => orders::pay(req, state, param).await,
+        Route::GrantKeys => grants::keys(state),
+        Route::GrantRedeem => grants::redeem(req, state).await,
         Route::AdminListSales => admin::list(req, state).await,
         Route::AdminCreateSale => admin::create(req, state).await,
         Route::AdminShowSale => admin::show(req, state, param).await,

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::accounts::session::{self, SessionUser};
-use crate::error::AppError;
+use crate::error::{AppError, TokenFault};
+use crate::identity::Credential;
+use crate::plumbing::config::AuthMode;
 use crate::state::AppState;
 
 pub type Resp = Response<super::body::Body>;
@@ -40,6 +42,30 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
 /// `200` with `data`.
 pub fn ok<T: Serialize>(data: T) -> Resp {
     with_status(StatusCode::OK, data)
+}
+
+/// `200` with `data`, and beside it (not inside, so clients that read `data` as before still
+/// do) the grant and the checkout it goes to, when there is one (`identity::grant`).
+pub fn ok_granted<T: Serialize>(data: T, granted: Option<crate::identity::Granted>) -> Resp {
+    let Some(granted) = granted else {
+        return ok(data);
+    };
+    #[derive(Serialize)]
+    struct WithGrant<'a, T: Serialize> {
+        code: i64,
+        msg: &'a str,
+        data: T,
+        #[serde(flatten)]
+        granted: crate::identity::Granted,
+    }
+    let body = serde_json::to_vec(&WithGrant {
+        code: 0,
+        msg: "success",
+        data,
+        granted,
+    })
+    .expect("serialising an envelope");
+    json_response(StatusCode::OK, body)
 }
 
 /// `status` with `data` in a success envelope.
@@ -242,33 +268,80 @@ pub fn token<B>(req: &Request<B>) -> Option<&str> {
         .find_map(|c| c.trim().strip_prefix("token="))
 }
 
-/// The logged-in user, or `SessionMissing`.
+/// The request's credential under `auth` (`identity::Credential`), or the refusal for none:
+/// `SessionMissing`, or the shop token's `Missing` when only shop tokens are taken.
+pub fn credential<B>(req: &Request<B>, state: &AppState) -> Result<Credential, AppError> {
+    Credential::of(req, &state.settings).ok_or(match state.settings.auth {
+        AuthMode::Jwt => AppError::ShopToken(TokenFault::Missing),
+        _ => AppError::SessionMissing,
+    })
+}
+
+/// The logged-in user, or why not.
 pub async fn user<B>(req: &Request<B>, state: &AppState) -> Result<SessionUser, AppError> {
-    user_of(token(req).ok_or(AppError::SessionMissing)?, state).await
+    user_of(&credential(req, state)?, state).await
 }
 
-/// The user of `token` (taken from a request before its body was read): from this edge's copy
-/// of the session, or Redis (`accounts::session`).
-pub async fn user_of(token: &str, state: &AppState) -> Result<SessionUser, AppError> {
-    session::get_cached(
-        &mut state.redis.clone(),
-        &state.keys,
-        &state.sessions,
-        &state.metrics,
-        token,
-    )
-    .await
+/// The user of `credential` (taken from a request before its body was read): a session from
+/// this edge's copy or Redis (`accounts::session`); a shop token verified (once per edge) and
+/// its subject mapped to a user id (`identity`).
+pub async fn user_of(credential: &Credential, state: &AppState) -> Result<SessionUser, AppError> {
+    match credential {
+        Credential::Session(token) => {
+            session::get_cached(
+                &mut state.redis.clone(),
+                &state.keys,
+                &state.sessions,
+                &state.metrics,
+                token,
+            )
+            .await
+        }
+        Credential::Shop(jwt) => {
+            let shop = shop_tokens(state)?;
+            let verified = shop.verify(jwt).await?;
+            let id = state
+                .identity
+                .subjects
+                .user_id(&state.db, &verified.subject)
+                .await?;
+            Ok(SessionUser {
+                id,
+                mobile: String::new(),
+                nickname: verified.subject.chars().take(64).collect(),
+                subject: Some(verified.subject.to_string()),
+            })
+        }
+    }
 }
 
-/// The fingerprint of the token a buy came with, once it is known not to be logged out. A buy
-/// reads no session (its path is bound to the token: see `accounts::logouts`), unless this
-/// edge's list of logouts cannot be trusted (not subscribed): then the session is read as
-/// before, and must be the path's user's (else `BadPath`: someone else's path).
+/// The verifier of shop tokens (a shop token where none are taken is refused as missing).
+fn shop_tokens(state: &AppState) -> Result<&crate::identity::shop_token::ShopTokens, AppError> {
+    state
+        .identity
+        .shop
+        .as_deref()
+        .ok_or(AppError::SessionMissing)
+}
+
+/// The fingerprint of the credential a buy came with, once it is known good. A buy reads no
+/// session and maps no subject (its path is bound to the token: see `accounts::logouts`): a
+/// shop token is verified (from this edge's verified copies after the first time); a session
+/// token is checked against the edge's list of logouts, and only while that list cannot be
+/// trusted (not subscribed) is the session read, and must be the path's user's (else
+/// `BadPath`: someone else's path).
 pub async fn buyer(
-    token: &str,
+    credential: &Credential,
     path: &crate::domain::HiddenPath,
     state: &AppState,
 ) -> Result<crate::domain::TokenPrint, AppError> {
+    let token = match credential {
+        Credential::Shop(jwt) => {
+            shop_tokens(state)?.verify(jwt).await?;
+            return Ok(crate::domain::TokenPrint::of(jwt));
+        }
+        Credential::Session(token) => token,
+    };
     if !session::valid_token(token) {
         return Err(AppError::SessionMissing);
     }
@@ -278,7 +351,7 @@ pub async fn buyer(
         Some(false) => Ok(print),
         None => {
             state.metrics.buy_sessions_read.inc();
-            match user_of(token, state).await? {
+            match user_of(credential, state).await? {
                 user if user.id == path.user() => Ok(print),
                 _ => Err(AppError::BadPath),
             }

@@ -34,6 +34,8 @@ pub enum Route {
     Result,
     Order,
     Pay,
+    GrantKeys,
+    GrantRedeem,
     AdminListSales,
     AdminCreateSale,
     AdminShowSale,
@@ -54,7 +56,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 30] = [
+    pub const ALL: [Route; 32] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -68,6 +70,8 @@ impl Route {
         Route::Result,
         Route::Order,
         Route::Pay,
+        Route::GrantKeys,
+        Route::GrantRedeem,
         Route::AdminListSales,
         Route::AdminCreateSale,
         Route::AdminShowSale,
@@ -104,6 +108,8 @@ impl Route {
             Route::Result => (Method::GET, "/api/seckill/result", Public),
             Route::Order => (Method::GET, "/api/orders/{id}", Public),
             Route::Pay => (Method::POST, "/api/orders/{id}/pay", Public),
+            Route::GrantKeys => (Method::GET, "/.well-known/jwks.json", Public),
+            Route::GrantRedeem => (Method::POST, "/api/grants/redeem", Admin),
             Route::AdminListSales => (Method::GET, "/api/admin/sales", Admin),
             Route::AdminCreateSale => (Method::POST, "/api/admin/sales", Admin),
             Route::AdminShowSale => (Method::GET, "/api/admin/sales/{id}", Admin),

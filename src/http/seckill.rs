@@ -39,7 +39,7 @@ struct Buy {
 
 pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Result<Resp, AppError> {
     let path = HiddenPath::parse(hidden)?;
-    let token = respond::token(&req).map(str::to_owned);
+    let credential = respond::credential(&req, state);
     // the request's id travels into the stream entry (field `r`), so a buy can be followed
     // from the edge's response header to the queue and the worker's logs
     let rid = req
@@ -52,8 +52,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         state.tally.count(goods, "sold_out_local", 1);
         return Err(AppError::SoldOut);
     }
-    let token = token.ok_or(AppError::SessionMissing)?;
-    let print = respond::buyer(&token, &path, state).await?;
+    let print = respond::buyer(&credential?, &path, state).await?;
     let user = path.user();
     let binding = path.bound_to(print);
     let mark = binding_hash(&binding);
@@ -142,10 +141,9 @@ async fn admit(
 /// `POST /api/seckill/room` `{goodsId}`: joins the sale's waiting room (a second join keeps the
 /// first ticket) and says where the ticket stands (`crate::admission::room::View`).
 pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
-    let token = respond::token(&req).map(str::to_owned);
+    let credential = respond::credential(&req, state);
     let Buy { goods_id: goods } = respond::json_body(req).await?;
-    let token = token.ok_or(AppError::SessionMissing)?;
-    let user = respond::user_of(&token, state).await?;
+    let user = respond::user_of(&credential?, state).await?;
     let shape = state.shape(goods).await?;
     let answer = state.room.call(goods, shape, user.id, true).await?;
     if answer == crate::admission::scripts::RoomAnswer::NoSale {
@@ -180,7 +178,10 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
         .query_async(&mut state.redis.clone())
         .await?;
     if let Some(r) = result {
-        return Ok(respond::ok(r));
+        return Ok(respond::ok_granted(
+            r,
+            granted(state, &user, goods, r).await?,
+        ));
     }
     // Nothing in the shard's queue, yet no result: a result (or a buyer mark) lost with a
     // Redis primary that died before its replica had it. MySQL is the record: an order there
@@ -200,9 +201,34 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
             order,
             "a result missing from Redis was found in MySQL and written back"
         );
-        return Ok(respond::ok(order));
+        return Ok(respond::ok_granted(
+            order,
+            granted(state, &user, goods, order).await?,
+        ));
     }
     Ok(respond::ok(if queued { 0 } else { -1 }))
+}
+
+/// The grant for a written order (`result` > 0), when grants are on (`identity::grant`).
+async fn granted(
+    state: &AppState,
+    user: &crate::accounts::session::SessionUser,
+    goods: GoodsId,
+    result: i64,
+) -> Result<Option<crate::identity::Granted>, AppError> {
+    if result <= 0 {
+        return Ok(None);
+    }
+    state
+        .identity
+        .grant_for(
+            &state.db,
+            &state.metrics,
+            &user.shop_subject(),
+            goods,
+            result,
+        )
+        .await
 }
 
 /// The live order of `user` for `goods`, if MySQL has one.
@@ -256,9 +282,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         .to_string(),
         false => String::new(),
     };
-    let token = respond::token(&req).ok_or(AppError::SessionMissing)?;
-    let user = respond::user_of(token, state).await?;
-    let print = TokenPrint::of(token).to_string();
+    let credential = respond::credential(&req, state)?;
+    let user = respond::user_of(&credential, state).await?;
+    let print = TokenPrint::of(credential.token()).to_string();
     let fresh = hex::encode(Md5::digest(format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),

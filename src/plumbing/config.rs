@@ -35,6 +35,18 @@ impl FromStr for QueueKind {
     }
 }
 
+/// Who a shopper is (`crate::identity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// flashgate's own login and sessions (the seeds' `users`): the default.
+    Session,
+    /// The shop's JWT only.
+    Jwt,
+    /// Either: a bearer or cookie shaped like a JWT is the shop's, else a session.
+    Both,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -152,6 +164,46 @@ pub struct Settings {
     /// Set when the edge is served over TLS (by a proxy in front): the session cookie then
     /// carries `Secure`, so a browser never sends it over plain HTTP.
     pub cookie_secure: bool,
+    /// `session`, `jwt` or `both`: whose login a shopper comes with (`crate::identity`).
+    pub auth: AuthMode,
+    /// The cookie a shop's JWT may come in (besides `Authorization: Bearer`); empty: none.
+    pub jwt_cookie: String,
+    /// The shop's key set (JWKS), http(s); fetched at start, again for an unknown `kid` (at
+    /// most once per `jwt_jwks_refetch_s`) and every 5 minutes.
+    pub jwt_jwks_url: String,
+    /// A fixed key instead of (or besides) the JWKS: a PEM or a JWK; an HS256 secret only when
+    /// `jwt_algorithms` names HS256.
+    pub jwt_key: String,
+    /// The algorithms a shop token may use, comma separated (never `none`).
+    pub jwt_algorithms: String,
+    /// The shop's `iss`, and the `aud` its tokens must contain (both required with `jwt`/`both`).
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub jwt_leeway_s: u64,
+    /// The claim naming the shopper (a string up to 255 bytes).
+    pub jwt_user_claim: String,
+    /// An unknown `kid` fetches the key set again at most this often, seconds.
+    pub jwt_jwks_refetch_s: u64,
+    /// Most shop tokens one edge keeps verified copies of (each until its `exp`).
+    pub jwt_cache_entries: usize,
+    /// flashgate's Ed25519 grant key: the 32-byte private seed in base64url (or standard
+    /// base64); empty: no grants. `flashgate grant-key` makes one.
+    pub grant_key: String,
+    /// Public keys (base64url, 32 bytes) of grant keys rotated out, still published at
+    /// `/.well-known/jwks.json` and taken by `redeem` until their grants have expired.
+    pub grant_retired_keys: String,
+    /// The grant's `iss` and `aud`.
+    pub grant_issuer: String,
+    pub grant_audience: String,
+    /// A grant is valid this long, seconds (1..=120).
+    pub grant_ttl_s: u64,
+    /// The bearer token the shop's server sends to `POST /api/grants/redeem`; empty: the admin
+    /// token.
+    pub grant_redeem_token: String,
+    /// The shop's checkout, with `{grant}` where the grant goes
+    /// (`https://shop.example/checkout?grant={grant}`); empty: the page shows the order as today.
+    pub checkout_url: String,
 }
 
 impl Default for Settings {
@@ -205,6 +257,24 @@ impl Default for Settings {
             worker_listen: "off".into(),
             admit_batch: 32,
             push_max_connections: 100_000,
+            auth: AuthMode::Session,
+            jwt_cookie: String::new(),
+            jwt_jwks_url: String::new(),
+            jwt_key: String::new(),
+            jwt_algorithms: "EdDSA,ES256,RS256".into(),
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            jwt_leeway_s: 30,
+            jwt_user_claim: "sub".into(),
+            jwt_jwks_refetch_s: 30,
+            jwt_cache_entries: 1_000_000,
+            grant_key: String::new(),
+            grant_retired_keys: String::new(),
+            grant_issuer: "flashgate".into(),
+            grant_audience: "shop".into(),
+            grant_ttl_s: 120,
+            grant_redeem_token: String::new(),
+            checkout_url: String::new(),
         }
     }
 }
@@ -401,6 +471,14 @@ impl Settings {
         );
         crate::http::proxy::Trusted::parse(&self.trusted_proxies)?;
         check_admin_token(&self.admin_token)?;
+        if !self.grant_redeem_token.is_empty() {
+            check_admin_token(&self.grant_redeem_token).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.to_string().replace("admin_token", "grant_redeem_token")
+                )
+            })?;
+        }
         if let Some(admin) = self.admin_address() {
             // (two `:0` addresses are two different free ports)
             anyhow::ensure!(
@@ -527,6 +605,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 48);
+        assert_eq!(names.len(), 66);
     }
 }

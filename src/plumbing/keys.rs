@@ -27,6 +27,10 @@ pub const CACHE_JITTER: Duration = Duration::from_secs(15);
 pub const ABSENT_TTL: Duration = Duration::from_secs(30);
 /// The value cached for an absent goods id.
 pub const ABSENT: &str = "null";
+/// A redeemed grant's `jti` is remembered as spent this long. A grant's `jti` names its order
+/// (every grant of one order shares it), so the mark outlives every grant the order's result can
+/// still be given with: [`RESULT_TTL`] and then some.
+pub const GRANT_SPENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The consumer group every worker reads a sale's queue with.
 pub const GROUP: &str = "orders";
 /// How long a sale's per-second counts (`tally`) are kept: the live view's window.
@@ -92,6 +96,12 @@ impl Keys {
     /// reads them back, as it may have missed their messages.
     pub fn logouts(&self) -> String {
         format!("{}sess:logouts", self.ns)
+    }
+
+    /// `grant:spent:JTI`, string, [`GRANT_SPENT_TTL`]: a grant redeemed (`SET NX`: the first
+    /// redemption wins; see [`crate::identity::grant`]).
+    pub fn grant_spent(&self, jti: &str) -> String {
+        format!("{}grant:spent:{jti}", self.ns)
     }
 
     /// `login:fail:m:MOBILE`: failed logins of this mobile in the current window

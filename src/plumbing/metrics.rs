@@ -98,6 +98,18 @@ pub struct Metrics {
     /// Buys that had to read the session (the edge's list of logouts was not trusted: not
     /// subscribed); every other buy reads none.
     pub buy_sessions_read: Counter,
+    /// Shop tokens whose signature this edge checked, tokens answered from its verified copies,
+    /// and tokens refused (`identity::shop_token`).
+    pub shop_tokens_verified: Counter,
+    pub shop_tokens_cached: Counter,
+    pub shop_tokens_refused: Counter,
+    /// Fetches of the shop's key set (JWKS), and those that failed (the last good set is kept).
+    pub jwks_fetches: Counter,
+    pub jwks_fetch_failures: Counter,
+    /// Grants signed, redeemed, and refused at redemption (`identity::grant`).
+    pub grants_issued: Counter,
+    pub grants_redeemed: Counter,
+    pub grants_refused: Counter,
     /// Connections open on the edge now.
     pub connections: Gauge,
     /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
@@ -183,6 +195,14 @@ impl Metrics {
             sessions_cached: Counter::default(),
             sessions_read: Counter::default(),
             buy_sessions_read: Counter::default(),
+            shop_tokens_verified: Counter::default(),
+            shop_tokens_cached: Counter::default(),
+            shop_tokens_refused: Counter::default(),
+            jwks_fetches: Counter::default(),
+            jwks_fetch_failures: Counter::default(),
+            grants_issued: Counter::default(),
+            grants_redeemed: Counter::default(),
+            grants_refused: Counter::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
@@ -263,6 +283,50 @@ impl Metrics {
             "Buys that read the session because this edge's list of logouts was not trusted (not subscribed)",
             self.buy_sessions_read.clone(),
         );
+        for (name, help, c) in [
+            (
+                "shop_tokens_verified",
+                "Shop tokens (JWTs) whose signature this edge checked",
+                &self.shop_tokens_verified,
+            ),
+            (
+                "shop_tokens_cached",
+                "Requests whose shop token this edge had verified before (no crypto)",
+                &self.shop_tokens_cached,
+            ),
+            (
+                "shop_tokens_refused",
+                "Requests refused for their shop token (401)",
+                &self.shop_tokens_refused,
+            ),
+            (
+                "jwks_fetches",
+                "Fetches of the shop's key set (JWKS)",
+                &self.jwks_fetches,
+            ),
+            (
+                "jwks_fetch_failures",
+                "Fetches of the shop's key set that failed (the last good set was kept)",
+                &self.jwks_fetch_failures,
+            ),
+            (
+                "grants_issued",
+                "Grants signed for shoppers with a written order",
+                &self.grants_issued,
+            ),
+            (
+                "grants_redeemed",
+                "Grants redeemed (their jti marked spent)",
+                &self.grants_redeemed,
+            ),
+            (
+                "grants_refused",
+                "Grants refused at redemption (tampered, expired, other audience, spent)",
+                &self.grants_refused,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
         r.register(
             "passwords_rehashed",
             "Stored passwords rewritten as Argon2id at the cost now set, at a successful login",

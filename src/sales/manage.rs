@@ -64,6 +64,10 @@ pub struct SaleSpec {
     pub room_opens_before: Option<i64>,
     /// The room's let-through rate per second (absent: the setting).
     pub room_rate: Option<f64>,
+    /// The shop's own reference for the product (its SKU), carried in the grant and the order
+    /// events (`identity::grant`); absent: the shop has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
 }
 
 fn one() -> i64 {
@@ -96,6 +100,7 @@ pub struct SalePatch {
     pub path_factor: Option<i64>,
     pub room_opens_before: Option<i64>,
     pub room_rate: Option<f64>,
+    pub external_ref: Option<String>,
 }
 
 /// Epoch ms of 2000-01-01 and 2100-01-01: the range a sale's times must be in.
@@ -130,7 +135,10 @@ impl SaleSpec {
             && self
                 .room_rate
                 .is_none_or(|r| r.is_finite() && r > 0.0 && r <= 1e6);
-        let rules: [(bool, SaleRule); 16] = [
+        let ref_ok = self.external_ref.as_ref().is_none_or(|r| {
+            (1..=255).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        });
+        let rules: [(bool, SaleRule); 17] = [
             ((1..=64).contains(&chars(self.name.trim())), SaleRule::Name),
             (
                 (1..=255).contains(&chars(self.title.trim())),
@@ -171,6 +179,7 @@ impl SaleSpec {
                 SaleRule::PathFactor,
             ),
             (room_ok, SaleRule::Room),
+            (ref_ok, SaleRule::ExternalRef),
         ];
         match rules.iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(*rule),
@@ -198,6 +207,7 @@ impl SaleSpec {
             path_factor: row.path_factor.map(i64::from),
             room_opens_before: row.room_opens_secs.map(i64::from),
             room_rate: row.room_rate,
+            external_ref: row.external_ref.clone(),
         }
     }
 }
@@ -233,6 +243,9 @@ impl SalePatch {
             room_opens_before,
             room_rate
         );
+        if let Some(r) = &self.external_ref {
+            next.external_ref = Some(r.clone());
+        }
         let add = self.add_stock.unwrap_or(0);
         if self.add_stock.is_some() {
             if !(1..=MAX_STOCK).contains(&add) || next.stock + add > MAX_STOCK {
@@ -298,7 +311,8 @@ pub(crate) async fn insert(
     sqlx::query(
         "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, \
          end_at, stock_shards, user_rate, user_burst, gate_rate, gate_burst, path_factor, \
-         room_opens_secs, room_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         room_opens_secs, room_rate, external_ref) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(spec.sale_price)
@@ -314,6 +328,7 @@ pub(crate) async fn insert(
     .bind(spec.path_factor)
     .bind(spec.room_opens_before)
     .bind(spec.room_rate)
+    .bind(&spec.external_ref)
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -351,8 +366,8 @@ pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Resul
     let changed = sqlx::query(
         "UPDATE seckill_goods SET seckill_price = ?, stock = stock + ?, initial_stock = ?, \
          start_at = ?, end_at = ?, stock_shards = ?, user_rate = ?, user_burst = ?, \
-         gate_rate = ?, gate_burst = ?, path_factor = ?, room_opens_secs = ?, room_rate = ? \
-         WHERE goods_id = ? \
+         gate_rate = ?, gate_burst = ?, path_factor = ?, room_opens_secs = ?, room_rate = ?, \
+         external_ref = ? WHERE goods_id = ? \
          AND cancelled_at IS NULL AND ((? AND start_at > NOW(3)) OR (NOT ? AND end_at > NOW(3)))",
     )
     .bind(next.sale_price)
@@ -368,6 +383,7 @@ pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Resul
     .bind(next.path_factor)
     .bind(next.room_opens_before)
     .bind(next.room_rate)
+    .bind(&next.external_ref)
     .bind(goods.get())
     .bind(scheduled)
     .bind(scheduled)
@@ -511,6 +527,7 @@ mod tests {
             path_factor: None,
             room_opens_before: None,
             room_rate: None,
+            external_ref: None,
         }
     }
 
@@ -555,6 +572,10 @@ mod tests {
             (|s| s.path_factor = Some(101), SaleRule::PathFactor),
             (|s| s.room_opens_before = Some(0), SaleRule::Room),
             (|s| s.room_rate = Some(-1.0), SaleRule::Room),
+            (
+                |s| s.external_ref = Some("a\nb".into()),
+                SaleRule::ExternalRef,
+            ),
         ];
         for (break_it, rule) in cases {
             let mut s = spec();

@@ -51,6 +51,8 @@ pub struct SaleRow {
     pub settled_at: Option<NaiveDateTime>,
     /// Bumped by every change that can move the sale's units (see [`unsettle`]).
     pub change_seq: i64,
+    /// The shop's product reference (`externalRef`), if the sale has one.
+    pub external_ref: Option<String>,
 }
 
 macro_rules! select_sales {
@@ -60,7 +62,7 @@ macro_rules! select_sales {
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
      sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
-     sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq \
+     sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq, sg.external_ref \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
             $tail
         )

@@ -27,5 +27,6 @@ mod push;
 mod restart;
 mod room;
 mod scale;
+mod shop_identity;
 mod split;
 mod worker;

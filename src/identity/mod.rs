@@ -1,0 +1,267 @@
+//! Who a shopper is, when flashgate stands in front of a shop that has its own accounts, and the
+//! grant it hands them back to the shop's checkout with. The three seams are walked through in
+//! `docs/integration.md`.
+//!
+//! - [`shop_token`]: the shop's JWT at the door (`auth = jwt` or `both`): verified once per edge
+//!   (keys from the shop's JWKS or a fixed key) and remembered until its `exp`, so a buy with a
+//!   verified token costs no crypto and no round trip beyond the admission call.
+//! - [`subjects`]: a shop's subject becomes a flashgate user id (a `users` row of its own, made
+//!   the first time the shopper asks for a path, joins a room or looks at a result; each edge keeps
+//!   the mapping). The buy needs none of it: its path is bound to the token's fingerprint, exactly
+//!   as for a session (`accounts::logouts`), so the binding proves the user.
+//! - [`grant`]: once the order is written, the result carries an Ed25519-signed JWT naming the
+//!   order; the shop verifies it offline against `/.well-known/jwks.json` or redeems it once.
+//!
+//! `auth = session` (the default) leaves all of this off: the demo is as it was.
+
+pub mod grant;
+pub mod shop_token;
+pub mod subjects;
+
+use std::sync::Arc;
+
+use hyper::Request;
+use hyper::header;
+
+use crate::domain::GoodsId;
+use crate::error::AppError;
+use crate::plumbing::config::{AuthMode, Settings};
+use crate::plumbing::metrics::Metrics;
+
+/// What an edge keeps for the shop's side (`AppState::identity`).
+pub struct Identity {
+    /// The shop's tokens, when `auth` takes them.
+    pub shop: Option<Arc<shop_token::ShopTokens>>,
+    pub subjects: subjects::Subjects,
+    /// flashgate's grant keys, when `grant_key` is set.
+    pub grants: Option<Arc<grant::Grants>>,
+    pub facts: grant::FactsCache,
+}
+
+/// A signed grant and where the shopper takes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Granted {
+    pub grant: String,
+    /// The shop's checkout with the grant in it, when `checkout_url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<String>,
+}
+
+impl Identity {
+    pub fn from_settings(s: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Identity> {
+        Ok(Identity {
+            shop: shop_token::ShopTokens::from_settings(s, metrics)?.map(Arc::new),
+            subjects: subjects::Subjects::new(s.jwt_cache_entries),
+            grants: grant::Grants::from_settings(s)?.map(Arc::new),
+            facts: grant::FactsCache::default(),
+        })
+    }
+
+    /// The grant for `order` in `goods`, to `sub`, if grants are on and the sale exists.
+    pub async fn grant_for(
+        &self,
+        db: &sqlx::MySqlPool,
+        metrics: &Arc<Metrics>,
+        sub: &str,
+        goods: GoodsId,
+        order: i64,
+    ) -> Result<Option<Granted>, AppError> {
+        Ok(self
+            .granter(db, metrics, sub, goods)
+            .await?
+            .map(|g| g.grant(order)))
+    }
+
+    /// What signs `sub`'s grants in `goods` without any more I/O (for the push stream, which
+    /// hands results on as they come), if grants are on and the sale exists.
+    pub async fn granter(
+        &self,
+        db: &sqlx::MySqlPool,
+        metrics: &Arc<Metrics>,
+        sub: &str,
+        goods: GoodsId,
+    ) -> Result<Option<Granter>, AppError> {
+        let Some(grants) = &self.grants else {
+            return Ok(None);
+        };
+        let Some(facts) = self.facts.get(db, goods).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Granter {
+            grants: grants.clone(),
+            metrics: metrics.clone(),
+            sub: sub.to_string(),
+            goods,
+            facts,
+        }))
+    }
+}
+
+/// Signs one shopper's grants in one sale.
+pub struct Granter {
+    grants: Arc<grant::Grants>,
+    metrics: Arc<Metrics>,
+    sub: String,
+    goods: GoodsId,
+    facts: grant::SaleFacts,
+}
+
+impl Granter {
+    pub fn grant(&self, order: i64) -> Granted {
+        let now = crate::plumbing::clock::now_ms() / 1000;
+        let grant = self
+            .grants
+            .sign(&self.sub, order, self.goods.get(), &self.facts, now);
+        self.metrics.grants_issued.inc();
+        Granted {
+            checkout: self.grants.checkout_for(&grant),
+            grant,
+        }
+    }
+
+    /// The push stream's `result` event for `result`: `{"result":R}`, with the grant and the
+    /// checkout beside it once the order is written.
+    pub fn result_event(granter: Option<&Granter>, result: i64) -> String {
+        match granter {
+            Some(g) if result > 0 => {
+                let granted = g.grant(result);
+                serde_json::json!({
+                    "result": result, "grant": granted.grant, "checkout": granted.checkout
+                })
+                .to_string()
+            }
+            _ => format!("{{\"result\":{result}}}"),
+        }
+    }
+}
+
+/// What a request says its shopper is: a flashgate session token, or the shop's JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(String),
+    Shop(String),
+}
+
+impl Credential {
+    /// The token itself (what a path is bound to: `TokenPrint::of`).
+    pub fn token(&self) -> &str {
+        match self {
+            Credential::Session(t) | Credential::Shop(t) => t,
+        }
+    }
+
+    /// The credential of `req` under `settings.auth`: `Authorization: Bearer`, else the shop's
+    /// cookie (`jwt_cookie`), else the session cookie `token`. Under `both` a bearer shaped like
+    /// a JWT (it has dots; a session token never does) is the shop's.
+    pub fn of<B>(req: &Request<B>, settings: &Settings) -> Option<Credential> {
+        let headers = req.headers();
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let cookie = |name: &str| {
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| {
+                    let (k, v) = c.trim().split_once('=')?;
+                    (k == name && !name.is_empty() && !v.is_empty()).then_some(v)
+                })
+        };
+        let shop = || cookie(&settings.jwt_cookie);
+        let session = || cookie("token");
+        let owned = |s: &str| s.to_string();
+        match settings.auth {
+            AuthMode::Session => bearer.or_else(session).map(owned).map(Credential::Session),
+            AuthMode::Jwt => bearer.or_else(shop).map(owned).map(Credential::Shop),
+            AuthMode::Both => match bearer {
+                Some(b) if b.contains('.') => Some(Credential::Shop(b.into())),
+                Some(b) => Some(Credential::Session(b.into())),
+                None => shop()
+                    .map(|t| Credential::Shop(t.into()))
+                    .or_else(|| session().map(|t| Credential::Session(t.into()))),
+            },
+        }
+    }
+}
+
+/// Refuses settings that cannot work, saying which (called by `Settings::validate`).
+pub fn check(s: &Settings) -> anyhow::Result<()> {
+    shop_token::Rules::from_settings(s)?;
+    if s.auth != AuthMode::Session {
+        anyhow::ensure!(
+            !s.jwt_jwks_url.is_empty() || !s.jwt_key.is_empty(),
+            "auth = {:?} needs the shop's keys: jwt_jwks_url or jwt_key",
+            s.auth
+        );
+        shop_token::FixedKey::parse(&s.jwt_key, &shop_token::Rules::from_settings(s)?)?;
+    }
+    grant::Grants::from_settings(s)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(auth: AuthMode) -> Settings {
+        Settings {
+            auth,
+            jwt_cookie: "shop_jwt".into(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn the_credential_follows_the_mode() {
+        let req = |h: &[(&str, &str)]| {
+            let mut b = Request::builder();
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap()
+        };
+        let jwt = "a.b.c";
+        let sess = "0123456789abcdef0123456789abcdef";
+        let both = settings(AuthMode::Both);
+        let only_jwt = settings(AuthMode::Jwt);
+        let only_sess = settings(AuthMode::Session);
+        let bearer_jwt = req(&[("Authorization", "Bearer a.b.c")]);
+        let cookies = req(&[(
+            "Cookie",
+            "token=0123456789abcdef0123456789abcdef; shop_jwt=a.b.c",
+        )]);
+        assert_eq!(
+            Credential::of(&bearer_jwt, &both),
+            Some(Credential::Shop(jwt.into()))
+        );
+        assert_eq!(
+            Credential::of(&cookies, &both),
+            Some(Credential::Shop(jwt.into()))
+        );
+        assert_eq!(
+            Credential::of(&cookies, &only_sess),
+            Some(Credential::Session(sess.into()))
+        );
+        assert_eq!(
+            Credential::of(&cookies, &only_jwt),
+            Some(Credential::Shop(jwt.into()))
+        );
+        let session_bearer = req(&[("Authorization", &format!("Bearer {sess}"))]);
+        assert_eq!(
+            Credential::of(&session_bearer, &both),
+            Some(Credential::Session(sess.into()))
+        );
+        assert_eq!(Credential::of(&req(&[]), &only_jwt), None);
+        // a cookie named like the shop's but empty-named settings never match
+        let s = Settings {
+            auth: AuthMode::Jwt,
+            ..Settings::default()
+        };
+        assert_eq!(Credential::of(&req(&[("Cookie", "=a.b.c")]), &s), None);
+    }
+}
