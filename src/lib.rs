@@ -15,6 +15,8 @@
 //! - [`admission`]: the buy path: coalesced `lua/admit.lua` calls, the scripts, the captcha, the
 //!   sold-out flags, split sales and the waiting room.
 //! - [`accounts`]: shoppers' passwords, sessions and failed-login limits.
+//! - [`events`]: orders out: the transactional outbox and its relay (Standard Webhooks,
+//!   RabbitMQ), CloudEvents bodies, what operators see and steer.
 //! - [`identity`]: a shop in front: its JWTs at the door, its subjects as user ids, the grant
 //!   flashgate signs for the shop's checkout.
 //! - [`sales`]: sales as records: loading them into Redis, the rules of a change, the catalogue.
@@ -34,6 +36,7 @@ pub mod admission;
 pub mod cli;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod identity;
 pub mod operators;

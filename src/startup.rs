@@ -70,6 +70,8 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
     settings.validate()?;
     // the shop's side (its keys, the grant key, the checkout) is checked by its own module
     crate::identity::check(&settings)?;
+    // orders out: a sink that cannot work refuses to start, saying which
+    let events = Arc::new(crate::events::EventSettings::from_settings(&settings)?);
     let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
     let breaker = Arc::new(Breaker::default());
     // every command on the shared connection reports its outcome to the breaker
@@ -168,6 +170,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         )),
         logouts: Arc::default(),
         identity,
+        events,
         shapes: Arc::default(),
         room,
         push,

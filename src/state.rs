@@ -41,6 +41,8 @@ pub struct AppState {
     pub logouts: Arc<crate::accounts::logouts::Logouts>,
     /// The shop's side: its tokens, its subjects, flashgate's grants (see [`crate::identity`]).
     pub identity: Arc<crate::identity::Identity>,
+    /// Orders out: the sinks and how events reach them (see [`crate::events`]); off when none.
+    pub events: Arc<crate::events::EventSettings>,
     /// How many stock shards each sale has (hot items are split).
     pub shapes: Arc<Shapes>,
     /// The waiting rooms: joins and looks (see [`crate::admission::room`]).

@@ -4,7 +4,10 @@
 -- loadtest/seed-paths.py; each buys with USER-DIGEST) or PATHS (a file of the paths the edge
 -- issued, one USER-DIGEST a line, as loadtest/wrk/paths.lua writes them; a shopper without one
 -- is left out). HIDDEN_PATH_BARE=1 buys with the digest alone, the form of revisions before
--- paths were bound to tokens (a baseline run: loadtest/two-edge.sh).
+-- paths were bound to tokens (a baseline run: loadtest/two-edge.sh). The tokens may be flashgate
+-- session tokens or a shop's JWTs (loadtest/shop-tokens.mjs). ONCE=1: each shopper buys once,
+-- the two threads taking halves of the list, and each thread stops when its half is done (so a
+-- pass is every shopper's first buy, however fast the edge).
 --
 -- The requests are built once, in init(): building one per request in Lua costs the load
 -- generator more CPU than the edge spends answering it, on a box where they share the cores.
@@ -32,7 +35,7 @@ function init(args)
   end
   local body = '{"goodsId":' .. goods .. '}'
   for line in io.lines(os.getenv("TOKENS")) do
-    local user, tok = line:match("^(%d+),(%x+)$")
+    local user, tok = line:match("^(%d+),([%w%-_%.]+)$")
     local path = user and (paths and issued[user] or (digest and (bare and digest or (user .. "-" .. digest))))
     if path then
       reqs[#reqs + 1] = wrk.format("POST", "/api/seckill/" .. path .. "/orders", {
@@ -43,9 +46,22 @@ function init(args)
   end
   -- threads start far apart in the list, so they buy for different shoppers
   i = math.floor((offset or 0) * #reqs / 2)
+  once = os.getenv("ONCE") == "1"
+  last = math.floor(((offset or 0) + 1) * #reqs / 2)
+  answered = i
 end
 
 function request()
   i = i + 1
+  if once and i > last then
+    return wrk.format("GET", "/healthz") -- this thread's half is sent: only waits for answers
+  end
   return reqs[(i % #reqs) + 1]
+end
+
+function response()
+  answered = answered + 1
+  if once and answered >= last then
+    wrk.thread:stop()
+  end
 end

@@ -88,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         op: LuaOp,
     },
+    /// Orders out: the sinks' state, replaying events, enabling an endpoint a 410 disabled.
+    Events {
+        #[command(subcommand)]
+        op: EventsOp,
+    },
     /// Make a new Ed25519 grant key (`FLASHGATE_GRANT_KEY`): prints the seed to set, its public
     /// key (for `FLASHGATE_GRANT_RETIRED_KEYS` once it is rotated out) and its `kid`.
     GrantKey,
@@ -101,6 +106,29 @@ enum Command {
         #[arg(long, requires = "starts_in")]
         lasts: Option<i64>,
     },
+}
+
+/// `flashgate events …`: orders out (docs/events.md, the runbook's "Orders out").
+#[derive(Subcommand)]
+enum EventsOp {
+    /// Each sink: its backlog and the age of its oldest event, failing and parked events, and
+    /// whether it is disabled (JSON). Exits 1 if a sink is disabled or has parked events.
+    Status,
+    /// Send events again, with the ids they had (receivers deduplicate): one order's, those
+    /// written since a time, or the parked ones; on every sink or `--sink`.
+    Replay {
+        #[arg(long, conflicts_with_all = ["since", "parked"])]
+        order: Option<i64>,
+        /// RFC 3339 (`2026-12-06T10:00:00Z`) or epoch milliseconds.
+        #[arg(long, conflicts_with = "parked")]
+        since: Option<String>,
+        #[arg(long)]
+        parked: bool,
+        #[arg(long)]
+        sink: Option<String>,
+    },
+    /// Enable an endpoint that answered 410 Gone (its pending events go out again).
+    Enable { sink: String },
 }
 
 /// `flashgate lua …`: the SREs' tools for the Lua scripts (docs/lua.md).
@@ -559,6 +587,11 @@ pub async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Events { op } => {
+            if !events_op(&settings, op).await? {
+                std::process::exit(1);
+            }
+        }
         Command::Reset {
             goods_id,
             starts_in,
@@ -598,4 +631,55 @@ async fn seed_sale(settings: Settings, new: &NewSale) -> anyhow::Result<()> {
     tracing::info!(goods = goods.get(), stock = new.stock, "sale created");
     println!("{}", goods.get());
     Ok(())
+}
+
+/// Runs one `flashgate events` operation; false when it found something wrong (for the exit
+/// code).
+async fn events_op(settings: &Settings, op: EventsOp) -> anyhow::Result<bool> {
+    use crate::events::ops;
+    let pool = db::connect(&settings.database_url, 2).await?;
+    match op {
+        EventsOp::Status => {
+            let sinks = ops::status(&pool).await?;
+            println!("{}", serde_json::to_string_pretty(&sinks)?);
+            Ok(sinks.iter().all(|s| s.disabled.is_none() && s.parked == 0))
+        }
+        EventsOp::Replay {
+            order,
+            since,
+            parked,
+            sink,
+        } => {
+            let what = match (order, since, parked) {
+                (Some(o), None, false) => ops::Replay::Order(o),
+                (None, Some(t), false) => ops::Replay::Since(parse_time(&t)?),
+                (None, None, true) => ops::Replay::Parked,
+                _ => anyhow::bail!("say which events: --order ID, --since TIME or --parked"),
+            };
+            let n = ops::replay(&pool, &what, sink.as_deref()).await?;
+            println!("{n} deliveries pending again");
+            Ok(true)
+        }
+        EventsOp::Enable { sink } => {
+            if ops::enable(&pool, &sink).await? {
+                println!("{sink} enabled");
+                Ok(true)
+            } else {
+                eprintln!("no sink named {sink:?} (flashgate events status lists them)");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// A time given as RFC 3339 or epoch milliseconds, as MySQL's UTC `DATETIME`.
+fn parse_time(s: &str) -> anyhow::Result<chrono::NaiveDateTime> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.naive_utc())
+            .ok_or_else(|| anyhow::anyhow!("{s} is not a time"));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.naive_utc())
+        .map_err(|e| anyhow::anyhow!("--since {s:?}: not RFC 3339 nor epoch ms ({e})"))
 }

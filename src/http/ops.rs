@@ -39,6 +39,11 @@ pub async fn readyz(state: &AppState) -> Resp {
     {
         o.extend(h);
     }
+    // orders out: a sink failing or disabled is shown (it does not make the process unready:
+    // orders are still written, their events wait in the outbox)
+    if let (serde_json::Value::Object(o), Some(sinks)) = (&mut body, event_sinks(state).await) {
+        o.insert("eventSinks".into(), serde_json::json!(sinks));
+    }
     let mut resp = respond::ok(body);
     if !ready {
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -99,6 +104,21 @@ pub async fn redis_health(state: &AppState) -> RedisHealth {
         confirm_waiting: m.confirm_waiting.get(),
         confirm_timeouts: m.confirm_timeouts.get(),
     }
+}
+
+/// The sinks of orders out as they stand (`events::ops::status`), when any is configured; best
+/// effort, within a second.
+async fn event_sinks(state: &AppState) -> Option<Vec<crate::events::ops::SinkState>> {
+    if !state.events.on() {
+        return None;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        crate::events::ops::status(&state.db),
+    )
+    .await
+    .ok()?
+    .ok()
 }
 
 /// Per-shard queue length, pending count and stock of every unsettled sale (settled ones are
@@ -171,6 +191,16 @@ pub async fn metrics(state: &AppState) -> Resp {
         .set(1);
     let gauges = sale_gauges(state).await;
     script_gauges(state, &gauges);
+    for s in event_sinks(state).await.unwrap_or_default() {
+        gauges.event_sink(
+            &s.sink,
+            s.backlog,
+            s.oldest_seconds,
+            s.failing,
+            s.parked,
+            s.disabled.is_some(),
+        );
+    }
     let text = state.metrics.render(&gauges);
     let mut resp = Response::new(super::body::Body::full(text));
     resp.headers_mut().insert(

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::respond::{self, Resp};
 use crate::domain::{OrderId, OrderStatus};
 use crate::error::AppError;
+use crate::events::{EventType, outbox};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -64,15 +65,28 @@ pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
     respond::require_json(&req)?;
     let id = OrderId::parse(id)?;
     let user = respond::user(&req, state).await?;
-    sqlx::query(
-        "UPDATE order_info SET status = ?, paid_at = NOW(3) WHERE id = ? AND user_id = ? AND status = ?",
+    // the payment and its event (orders out) in one transaction
+    let mut tx = crate::plumbing::db::begin(&state.db).await?;
+    let at = outbox::now();
+    let paid = sqlx::query(
+        "UPDATE order_info SET status = ?, paid_at = ? WHERE id = ? AND user_id = ? AND status = ?",
     )
     .bind(OrderStatus::Paid)
+    .bind(at)
     .bind(id.get())
     .bind(user.id.get())
     .bind(OrderStatus::Unpaid)
-    .execute(&state.db)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if paid == 1
+        && let Some(ev) =
+            outbox::order_changed(&mut tx, &state.events, EventType::Paid, id.get(), at).await?
+    {
+        outbox::write(&mut tx, &state.events, &[ev]).await?;
+        state.metrics.events_written.inc();
+    }
+    tx.commit().await?;
     let order = own_order(state, id, user.id.get()).await?;
     if order.status != OrderStatus::Paid {
         return Err(AppError::OrderClosed);

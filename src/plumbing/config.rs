@@ -204,6 +204,26 @@ pub struct Settings {
     /// The shop's checkout, with `{grant}` where the grant goes
     /// (`https://shop.example/checkout?grant={grant}`); empty: the page shows the order as today.
     pub checkout_url: String,
+    /// Webhook endpoints the order events go to, comma separated (http(s)); empty: none
+    /// (`crate::events`).
+    pub webhook_url: String,
+    /// The Standard Webhooks secret(s), `whsec_` + base64; two (comma separated) while one is
+    /// rotated: each request is signed with both.
+    pub webhook_secret: String,
+    /// Events per second sent to each endpoint, at most.
+    pub webhook_rate: f64,
+    /// Requests in flight to each endpoint, at most.
+    pub webhook_in_flight: usize,
+    /// A webhook request gives up after this long, ms (then it is retried).
+    pub webhook_timeout_ms: u64,
+    /// The RabbitMQ topic exchange the order events are published to (`amqp_url`); empty: none.
+    pub events_exchange: String,
+    /// An event failing this long (seconds since its first attempt) is parked, not retried.
+    pub events_retry_horizon_s: u64,
+    /// The CloudEvents `source` of every event.
+    pub events_source: String,
+    /// The currency of prices in events (ISO 4217).
+    pub events_currency: String,
 }
 
 impl Default for Settings {
@@ -275,6 +295,15 @@ impl Default for Settings {
             grant_ttl_s: 120,
             grant_redeem_token: String::new(),
             checkout_url: String::new(),
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            webhook_rate: 1000.0,
+            webhook_in_flight: 16,
+            webhook_timeout_ms: 10_000,
+            events_exchange: String::new(),
+            events_retry_horizon_s: 24 * 3600,
+            events_source: "/flashgate".into(),
+            events_currency: "CNY".into(),
         }
     }
 }
@@ -605,6 +634,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 66);
+        assert_eq!(names.len(), 75);
     }
 }

@@ -56,6 +56,10 @@ struct Outcome {
     outcome: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Route {
     route: &'static str,
 }
@@ -110,6 +114,12 @@ pub struct Metrics {
     pub grants_issued: Counter,
     pub grants_redeemed: Counter,
     pub grants_refused: Counter,
+    /// Order events written to the outbox (`events::outbox`), and per sink: delivered, tried
+    /// again later, parked (given up).
+    pub events_written: Counter,
+    events_delivered: Family<SinkLabel, Counter>,
+    events_retried: Family<SinkLabel, Counter>,
+    events_parked: Family<SinkLabel, Counter>,
     /// Connections open on the edge now.
     pub connections: Gauge,
     /// Shoppers decided per `lua/admit.lua` call (coalesced admission).
@@ -203,6 +213,10 @@ impl Metrics {
             grants_issued: Counter::default(),
             grants_redeemed: Counter::default(),
             grants_refused: Counter::default(),
+            events_written: Counter::default(),
+            events_delivered: Family::default(),
+            events_retried: Family::default(),
+            events_parked: Family::default(),
             connections: Gauge::default(),
             admit_batch_size: Histogram::new(ADMIT_BOUNDS),
             batches: Counter::default(),
@@ -328,6 +342,26 @@ impl Metrics {
             r.register(name, help, c.clone());
         }
         r.register(
+            "events_written",
+            "Order events written to the outbox",
+            self.events_written.clone(),
+        );
+        r.register(
+            "events_delivered",
+            "Order events a sink took (2xx, or the broker's confirm)",
+            self.events_delivered.clone(),
+        );
+        r.register(
+            "events_retried",
+            "Order event attempts that failed and will be tried again",
+            self.events_retried.clone(),
+        );
+        r.register(
+            "events_parked",
+            "Order events given up on (an answer that will not change, or past the retry horizon)",
+            self.events_parked.clone(),
+        );
+        r.register(
             "passwords_rehashed",
             "Stored passwords rewritten as Argon2id at the cost now set, at a successful login",
             self.passwords_rehashed.clone(),
@@ -451,6 +485,28 @@ impl Metrics {
         self
     }
 
+    pub fn event_delivered(&self, sink: &str, n: u64) {
+        self.events_delivered
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .inc_by(n);
+    }
+    pub fn event_retried(&self, sink: &str, n: u64) {
+        self.events_retried
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .inc_by(n);
+    }
+    pub fn event_parked(&self, sink: &str, n: u64) {
+        self.events_parked
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .inc_by(n);
+    }
+    /// Events delivered to `sink` so far (tests, benchmarks).
+    pub fn events_delivered_to(&self, sink: &str) -> u64 {
+        self.events_delivered
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .get()
+    }
+
     pub fn admission(&self, outcome: &str) {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             self.admissions[i].inc();
@@ -543,6 +599,11 @@ pub struct SaleGauges {
     lua_calls: Family<VersionLabels, Counter>,
     lua_call_seconds: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     lua_shoppers: Family<VersionOutcomeLabels, Counter>,
+    events_backlog: Family<SinkLabel, Gauge>,
+    events_oldest_seconds: Family<SinkLabel, Gauge>,
+    events_failing: Family<SinkLabel, Gauge>,
+    events_parked_now: Family<SinkLabel, Gauge>,
+    events_sink_disabled: Family<SinkLabel, Gauge>,
 }
 
 impl Default for SaleGauges {
@@ -601,7 +662,42 @@ impl Default for SaleGauges {
             "Shoppers those calls decided, by version and outcome",
             lua_shoppers.clone(),
         );
+        let sink_families: [(&str, &str); 5] = [
+            (
+                "events_backlog",
+                "Order events waiting in the outbox for a sink",
+            ),
+            (
+                "events_oldest_seconds",
+                "Age of a sink's oldest undelivered order event, seconds",
+            ),
+            (
+                "events_failing",
+                "A sink's waiting events that have failed at least once (the sink is failing)",
+            ),
+            ("events_parked_now", "A sink's parked (given up) events"),
+            (
+                "events_sink_disabled",
+                "1 while a sink is disabled (its endpoint answered 410)",
+            ),
+        ];
+        let sinks: Vec<Family<SinkLabel, Gauge>> = (0..sink_families.len())
+            .map(|_| Family::default())
+            .collect();
+        for ((name, help), f) in sink_families.iter().zip(&sinks) {
+            registry.register(*name, *help, f.clone());
+        }
+        let mut sinks = sinks.into_iter();
+        let mut next = || sinks.next().expect("one family a name");
+        let (events_backlog, events_oldest_seconds, events_failing, events_parked_now) =
+            (next(), next(), next(), next());
+        let events_sink_disabled = next();
         Self {
+            events_backlog,
+            events_oldest_seconds,
+            events_failing,
+            events_parked_now,
+            events_sink_disabled,
             registry,
             queue_length,
             queue_pending,
@@ -617,6 +713,28 @@ impl Default for SaleGauges {
 }
 
 impl SaleGauges {
+    /// One sink of orders out, as `events::ops::status` read it.
+    pub fn event_sink(
+        &self,
+        sink: &str,
+        backlog: i64,
+        oldest_seconds: i64,
+        failing: i64,
+        parked: i64,
+        disabled: bool,
+    ) {
+        let l = SinkLabel { sink: sink.into() };
+        self.events_backlog.get_or_create(&l).set(backlog);
+        self.events_oldest_seconds
+            .get_or_create(&l)
+            .set(oldest_seconds);
+        self.events_failing.get_or_create(&l).set(failing);
+        self.events_parked_now.get_or_create(&l).set(parked);
+        self.events_sink_disabled
+            .get_or_create(&l)
+            .set(i64::from(disabled));
+    }
+
     /// One shard's queue length, pending count and stock.
     pub fn shard(&self, goods: i64, shard: u16, length: i64, pending: i64, stock: i64) {
         let l = ShardLabels { goods, shard };

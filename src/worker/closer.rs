@@ -58,6 +58,20 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         .await?
         .rows_affected();
         if done == 1 {
+            // the event in the same transaction as the close (`events::outbox`)
+            let at = crate::events::outbox::now();
+            if let Some(ev) = crate::events::outbox::order_changed(
+                &mut tx,
+                &state.events,
+                crate::events::EventType::Closed,
+                id,
+                at,
+            )
+            .await?
+            {
+                crate::events::outbox::write(&mut tx, &state.events, &[ev]).await?;
+                state.metrics.events_written.inc();
+            }
             sqlx::query("DELETE FROM seckill_order WHERE order_id = ?")
                 .bind(id)
                 .execute(&mut *tx)

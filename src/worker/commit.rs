@@ -50,8 +50,18 @@ pub async fn write_with_retry(
     let mut backoff = Backoff::worker();
     loop {
         let started = Instant::now();
-        match writer::write_batch(&ctx.state.db, shard.goods, batch, holder).await {
+        match writer::write_batch(&ctx.state.db, &ctx.state.events, shard.goods, batch, holder)
+            .await
+        {
             Ok(Batch::Written(written)) => {
+                if ctx.state.events.on() {
+                    // each new order's created event, each failure's failed event (`writer`)
+                    let new = written
+                        .iter()
+                        .filter(|w| matches!(w, Written::Order(_) | Written::Failed))
+                        .count();
+                    ctx.state.metrics.events_written.inc_by(new as u64);
+                }
                 ctx.state
                     .metrics
                     .commit_seconds

@@ -84,6 +84,16 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         ctx.state.keys.clone(),
         shutdown.clone(),
     ));
+    if ctx.state.events.on() {
+        // orders out: the relays deliver what the outbox holds (`events::relay`)
+        let relays = crate::events::relay::Relays {
+            db: ctx.state.db.clone(),
+            settings: ctx.state.events.clone(),
+            metrics: ctx.state.metrics.clone(),
+            amqp_url: ctx.state.settings.amqp_url.clone(),
+        };
+        tasks.spawn(relays.run(shutdown.clone()));
+    }
     let rabbit = ctx.state.settings.queue == QueueKind::Rabbitmq;
     if !rabbit {
         // in rabbitmq mode units in flight sit in the broker too, where the audit cannot see

@@ -434,7 +434,7 @@ async fn dead_letter(
     entry: &StreamId,
     users: &[UserId],
     reason: &str,
-) -> RedisResult<()> {
+) -> anyhow::Result<()> {
     let state = &ctx.state;
     let k = state.keys.shard(shard);
     let mut con = state.redis.clone();
@@ -446,6 +446,17 @@ async fn dead_letter(
     };
     let request: String = entry.get("r").unwrap_or_default();
     tracing::error!(goods = shard.goods.get(), shard = shard.index, entry = %entry.id, request_id = %request, user = %listed, reason, "dead-lettering a queue entry");
+    // the shoppers told "queued" hear it failed (orders out), before the entry leaves the queue:
+    // a crash in between writes the same event again (its id names the entry), nothing is lost
+    crate::events::outbox::failed_buys(
+        &state.db,
+        &state.events,
+        shard.goods,
+        users,
+        &entry.id,
+        reason,
+    )
+    .await?;
     let _: String = con
         .xadd(
             k.dead(),

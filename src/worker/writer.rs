@@ -27,6 +27,7 @@ use sqlx::MySqlPool;
 
 use super::fence::{self, Checked};
 use crate::domain::{GoodsId, OrderStatus, UserId};
+use crate::events::{EventSettings, EventType, outbox};
 
 /// One admitted request, as the edge put it in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +70,8 @@ pub const ID_BLOCK: &str =
     "UPDATE order_block SET next_block = LAST_INSERT_ID(next_block + 1) WHERE id = 1";
 /// A plain (consistent, non-locking) read: an `INSERT … SELECT` joining `seckill_goods` would take
 /// a shared lock on the stock row, and concurrent batches would then deadlock on the UPDATE.
-pub const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR) FROM goods g \
-     JOIN seckill_goods sg ON sg.goods_id = g.id WHERE g.id = ?";
+pub const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR), sg.external_ref \
+     FROM goods g JOIN seckill_goods sg ON sg.goods_id = g.id WHERE g.id = ?";
 pub const INSERT_ORDERS: &str = "INSERT INTO order_info \
      (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, created_at) \
      SELECT j.id, j.u, ?, ?, 1, ?, ?, j.r, NOW(3) \
@@ -112,6 +113,7 @@ pub enum Batch {
 /// each entry, in order. An `Err` means nothing was committed.
 pub async fn write_batch(
     db: &MySqlPool,
+    events: &EventSettings,
     goods: GoodsId,
     batch: &[Admitted],
     holder: Option<Holder<'_>>,
@@ -120,13 +122,15 @@ pub async fn write_batch(
         batch.len() as i64 <= IDS_PER_BLOCK,
         "batch larger than an id block"
     );
-    match write(db, goods, batch, holder, Stock::TakeLast).await? {
+    match write(db, events, goods, batch, holder, Stock::TakeLast).await? {
         Pass::Done(batch) => Ok(batch),
         // MySQL had fewer units than the batch wanted: run it again, locking the row first
-        Pass::NotEnoughStock => match write(db, goods, batch, holder, Stock::LockFirst).await? {
-            Pass::Done(batch) => Ok(batch),
-            Pass::NotEnoughStock => unreachable!("the lock-first pass always decides"),
-        },
+        Pass::NotEnoughStock => {
+            match write(db, events, goods, batch, holder, Stock::LockFirst).await? {
+                Pass::Done(batch) => Ok(batch),
+                Pass::NotEnoughStock => unreachable!("the lock-first pass always decides"),
+            }
+        }
     }
 }
 
@@ -152,6 +156,7 @@ enum Stock {
 /// One pass of the transaction described in the module comment.
 async fn write(
     db: &MySqlPool,
+    events: &EventSettings,
     goods: GoodsId,
     batch: &[Admitted],
     holder: Option<Holder<'_>>,
@@ -178,18 +183,93 @@ async fn write(
     for &i in failed {
         results[i] = Some(Written::Failed);
     }
+    let mut sale = None;
     if !ordered.is_empty() {
-        let ids = insert_orders(&mut tx, goods, block, batch, ordered).await?;
+        let (ids, info) = insert_orders(&mut tx, goods, block, batch, ordered).await?;
         for (id, &i) in ids.into_iter().zip(ordered) {
             results[i] = Some(Written::Order(id));
         }
+        sale = Some(info);
         if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
             tx.rollback().await?;
             return Ok(Pass::NotEnoughStock);
         }
     }
+    if events.on() {
+        // the orders' events, and the failures', in this same transaction (`events::outbox`)
+        let created: Vec<(usize, i64)> = ordered
+            .iter()
+            .filter_map(|&i| match results[i] {
+                Some(Written::Order(id)) => Some((i, id)),
+                _ => None,
+            })
+            .collect();
+        record_events(&mut tx, events, goods, batch, &created, failed, sale).await?;
+    }
     tx.commit().await?;
     Ok(Pass::Done(Batch::Written(settle(batch, results))))
+}
+
+/// The outbox rows of a batch: a created event per new order, a failed event per entry MySQL
+/// had no unit for (its id names the entry and user, so a replay of the batch writes it once).
+async fn record_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    events: &EventSettings,
+    goods: GoodsId,
+    batch: &[Admitted],
+    created: &[(usize, i64)],
+    failed: &[usize],
+    sale: Option<(String, Option<String>)>,
+) -> Result<(), sqlx::Error> {
+    let (price, product) = match sale {
+        Some(s) => s,
+        None => {
+            let (_, price, product): (String, String, Option<String>) = sqlx::query_as(SALE_INFO)
+                .bind(goods.get())
+                .fetch_one(&mut **tx)
+                .await?;
+            (price, product)
+        }
+    };
+    let users: Vec<i64> = created
+        .iter()
+        .map(|(i, _)| batch[*i].user.get())
+        .chain(failed.iter().map(|&i| batch[i].user.get()))
+        .collect();
+    let subjects = outbox::subjects(tx, &users).await?;
+    let at = outbox::now();
+    let facts = |user: UserId| outbox::Facts {
+        price: price.clone(),
+        product: product.clone(),
+        shop_user: subjects.get(&user.get()).cloned(),
+    };
+    let mut rows = Vec::with_capacity(users.len());
+    for &(i, order) in created {
+        let user = batch[i].user;
+        let extra = serde_json::json!({ "createdAt": at.and_utc().timestamp_millis() });
+        rows.push(outbox::NewEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            kind: EventType::Created,
+            order,
+            goods,
+            user,
+            data: outbox::data(events, Some(order), goods, user, &facts(user), extra),
+            at,
+        });
+    }
+    for &i in failed {
+        let a = &batch[i];
+        rows.push(outbox::failed(
+            events,
+            goods,
+            a.user,
+            &a.entry_id,
+            "sold out in MySQL",
+            &facts(a.user),
+            at,
+        ));
+    }
+    outbox::write(tx, events, &rows).await
 }
 
 /// A fresh block of [`IDS_PER_BLOCK`] order ids (its number; ids are `block * 1024 + i`).
@@ -261,15 +341,16 @@ async fn grant_what_is_left(
     Ok(n)
 }
 
-/// Inserts one order per entry of `ordered` (indexes into `batch`); returns their ids in order.
+/// Inserts one order per entry of `ordered` (indexes into `batch`); returns their ids in order,
+/// and the sale's price and product reference (for the events).
 async fn insert_orders(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     goods: GoodsId,
     block: i64,
     batch: &[Admitted],
     ordered: &[usize],
-) -> Result<Vec<i64>, sqlx::Error> {
-    let (name, price): (String, String) = sqlx::query_as(SALE_INFO)
+) -> Result<(Vec<i64>, (String, Option<String>)), sqlx::Error> {
+    let (name, price, product): (String, String, Option<String>) = sqlx::query_as(SALE_INFO)
         .bind(goods.get())
         .fetch_one(&mut **tx)
         .await?;
@@ -296,7 +377,7 @@ async fn insert_orders(
         .bind(&json)
         .execute(&mut **tx)
         .await?;
-    Ok(rows.iter().map(|r| r.id).collect())
+    Ok((rows.iter().map(|r| r.id).collect(), (price, product)))
 }
 
 /// Every entry's final result: a second entry of a user within the batch answers with that

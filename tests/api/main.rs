@@ -11,6 +11,7 @@ mod catalogue;
 mod cluster;
 mod db;
 mod degrade;
+mod events;
 mod ha;
 mod hardening;
 mod helpers;

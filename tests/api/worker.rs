@@ -270,7 +270,7 @@ async fn the_same_entry_delivered_twice_makes_one_order() {
         entry_id: "1-1".into(),
         user: user.id,
     }];
-    let again = writer::write_batch(&app.state.db, goods, &batch, None)
+    let again = writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
         .await
         .unwrap();
     assert_eq!(again, Batch::Written(vec![Written::Existing(order)]));
@@ -286,9 +286,10 @@ async fn writer_gives_the_first_units_and_fails_the_rest_when_mysql_has_fewer() 
             user: UserId::new(100 + i).unwrap(),
         })
         .collect();
-    let Batch::Written(written) = writer::write_batch(&app.state.db, goods, &batch, None)
-        .await
-        .unwrap()
+    let Batch::Written(written) =
+        writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
+            .await
+            .unwrap()
     else {
         panic!("an unfenced write is never fenced")
     };
@@ -518,7 +519,7 @@ async fn a_batch_read_before_a_takeover_is_not_committed() {
         consumer: "stalled-worker",
         epoch: held,
     };
-    let r = writer::write_batch(&app.state.db, goods, &batch, Some(stale))
+    let r = writer::write_batch(&app.state.db, &app.state.events, goods, &batch, Some(stale))
         .await
         .unwrap();
     assert_eq!(r, Batch::Fenced);
@@ -531,7 +532,7 @@ async fn a_batch_read_before_a_takeover_is_not_committed() {
         consumer: "stalled-worker",
         epoch: now,
     };
-    let r = writer::write_batch(&app.state.db, goods, &batch, Some(fresh))
+    let r = writer::write_batch(&app.state.db, &app.state.events, goods, &batch, Some(fresh))
         .await
         .unwrap();
     assert!(matches!(r, Batch::Written(ref w) if matches!(w[0], Written::Order(_))));
@@ -663,6 +664,7 @@ async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives
         .remove(0);
     let written = writer::write_batch(
         &app.state.db,
+        &app.state.events,
         goods,
         &[Admitted {
             entry_id: entry.clone(),

@@ -1,0 +1,136 @@
+//! What operators see and steer of orders out: each sink's state (`flashgate events status`,
+//! `/readyz`, `/metrics`), replaying events (`flashgate events replay`), enabling an endpoint a
+//! 410 disabled (`flashgate events enable`).
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+/// One sink as it stands.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkState {
+    pub sink: String,
+    pub target: String,
+    /// Why it is disabled (a 410), if it is.
+    pub disabled: Option<String>,
+    /// Events waiting to be delivered, and how old the oldest is (seconds).
+    pub backlog: i64,
+    pub oldest_seconds: i64,
+    /// Of those, how many have failed at least once (the endpoint is failing).
+    pub failing: i64,
+    /// Events given up on (replay them with `flashgate events replay --parked`).
+    pub parked: i64,
+    /// The last error of a failing or parked event.
+    pub last_error: Option<String>,
+}
+
+/// Every sink the outbox has rows or a registration for. Counts only what is pending or parked
+/// (an index range per sink), never the delivered history.
+pub async fn status(db: &MySqlPool) -> Result<Vec<SinkState>, sqlx::Error> {
+    /// sink, target, disabled at, why
+    type Registered = (
+        String,
+        Option<String>,
+        Option<NaiveDateTime>,
+        Option<String>,
+    );
+    let rows: Vec<Registered> = sqlx::query_as(
+        "SELECT s.sink, s.target, s.disabled_at, s.disabled_why FROM event_sink s \
+             UNION SELECT DISTINCT d.sink, NULL, NULL, NULL FROM event_delivery d \
+             WHERE d.state IN (0, 2) AND d.sink NOT IN (SELECT sink FROM event_sink)",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::new();
+    for (sink, target, disabled_at, why) in rows {
+        let (backlog, oldest, failing, parked, last_error): (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT COUNT(*), TIMESTAMPDIFF(SECOND, MIN(CASE WHEN d.state = 0 THEN e.created_at END), \
+             NOW(3)), CAST(SUM(d.state = 0 AND d.failing_since IS NOT NULL) AS SIGNED), \
+             CAST(SUM(d.state = 2) AS SIGNED), MAX(d.last_error) \
+             FROM event_delivery d JOIN order_event e ON e.id = d.event \
+             WHERE d.sink = ? AND d.state IN (0, 2)",
+        )
+        .bind(&sink)
+        .fetch_one(db)
+        .await?;
+        let parked = parked.unwrap_or(0);
+        out.push(SinkState {
+            disabled: disabled_at.map(|at| {
+                format!(
+                    "{} (since {})",
+                    why.unwrap_or_else(|| "disabled".into()),
+                    at.and_utc().to_rfc3339()
+                )
+            }),
+            sink,
+            target: target.unwrap_or_default(),
+            backlog: backlog - parked,
+            oldest_seconds: oldest.unwrap_or(0),
+            failing: failing.unwrap_or(0),
+            parked,
+            last_error,
+        });
+    }
+    Ok(out)
+}
+
+/// Which events to send again (the same ids: receivers that have them deduplicate).
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// Every event of one order, delivered or not.
+    Order(i64),
+    /// Every event written since this time.
+    Since(NaiveDateTime),
+    /// Every parked event.
+    Parked,
+}
+
+/// Makes the events `what` names pending again (now, attempts and failures forgotten), on
+/// `sink` or every sink; returns how many deliveries.
+pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result<u64, sqlx::Error> {
+    macro_rules! set {
+        ($cond:literal) => {
+            concat!(
+                "UPDATE event_delivery d JOIN order_event e ON e.id = d.event \
+                 SET d.state = 0, d.attempts = 0, d.failing_since = NULL, d.last_error = NULL, \
+                 d.next_at = NOW(3), d.done_at = NULL WHERE (? IS NULL OR d.sink = ?) AND ",
+                $cond
+            )
+        };
+    }
+    let q = match what {
+        Replay::Order(_) => set!("e.order_id = ?"),
+        Replay::Since(_) => set!("e.created_at >= ?"),
+        Replay::Parked => set!("d.state = 2"),
+    };
+    let mut query = sqlx::query(q).bind(sink).bind(sink);
+    query = match what {
+        Replay::Order(o) => query.bind(*o),
+        Replay::Since(t) => query.bind(*t),
+        Replay::Parked => query,
+    };
+    Ok(query.execute(db).await?.rows_affected())
+}
+
+/// Enables `sink` again; false if no such sink is registered.
+pub async fn enable(db: &MySqlPool, sink: &str) -> Result<bool, sqlx::Error> {
+    let known: Option<String> = sqlx::query_scalar("SELECT sink FROM event_sink WHERE sink = ?")
+        .bind(sink)
+        .fetch_optional(db)
+        .await?;
+    if known.is_none() {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE event_sink SET disabled_at = NULL, disabled_why = NULL WHERE sink = ?")
+        .bind(sink)
+        .execute(db)
+        .await?;
+    Ok(true)
+}

@@ -1,0 +1,308 @@
+//! Writing order events into the outbox, inside the caller's transaction: the event rows and one
+//! delivery row per configured sink, two statements whatever the number of events (the rows
+//! travel as one JSON document through `JSON_TABLE`, as the worker's orders do).
+//!
+//! An event's `data` is written as it is at the time (the order, the shopper and the shop's
+//! subject, the sale's product reference, the price in minor units), so an event says what was
+//! true when it happened. Ids: a fresh UUID for created, paid and closed (the transaction that
+//! writes it happens once); a failed buy's is `failed-ENTRY-USER`, so a dead-lettering that is
+//! run again (a crash between the outbox and the dead-letter stream) writes nothing twice.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{MySql, Transaction};
+
+use super::{EventSettings, EventType};
+use crate::domain::{GoodsId, UserId};
+
+/// One event to write.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub kind: EventType,
+    /// 0 for a failed buy (no order).
+    pub order: i64,
+    pub goods: GoodsId,
+    pub user: UserId,
+    pub data: serde_json::Value,
+    pub at: NaiveDateTime,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    ev: &'a str,
+    t: i8,
+    o: i64,
+    g: i64,
+    u: i64,
+    d: String,
+    at: String,
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO order_event \
+     (event_id, type, order_id, goods_id, user_id, data, created_at) \
+     SELECT j.ev, j.t, j.o, j.g, j.u, j.d, j.at FROM JSON_TABLE(?, '$[*]' COLUMNS(\
+     ev VARCHAR(64) PATH '$.ev', t INT PATH '$.t', o BIGINT PATH '$.o', g BIGINT PATH '$.g', \
+     u BIGINT PATH '$.u', d TEXT PATH '$.d', at DATETIME(3) PATH '$.at')) j \
+     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = order_event.event_id";
+const INSERT_DELIVERIES: &str = "INSERT INTO event_delivery (sink, event, order_id, next_at) \
+     SELECT s.sink, e.id, e.order_id, NOW(3) FROM order_event e \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS(ev VARCHAR(64) PATH '$')) j ON e.event_id = j.ev \
+     CROSS JOIN JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s \
+     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event = event_delivery.event";
+
+/// (`WHERE 1 = 1`: without a WHERE, the parser takes `ON DUPLICATE` for a join condition.)
+/// Writes `events` and their deliveries in `tx`; nothing when no sink is configured.
+pub async fn write(
+    tx: &mut Transaction<'_, MySql>,
+    settings: &EventSettings,
+    events: &[NewEvent],
+) -> Result<(), sqlx::Error> {
+    if !settings.on() || events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Row> = events
+        .iter()
+        .map(|e| Row {
+            ev: &e.event_id,
+            t: e.kind as i8,
+            o: e.order,
+            g: e.goods.get(),
+            u: e.user.get(),
+            d: e.data.to_string(),
+            at: e.at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        })
+        .collect();
+    sqlx::query(INSERT_EVENTS)
+        .bind(serde_json::to_string(&rows).expect("rows serialise"))
+        .execute(&mut **tx)
+        .await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    sqlx::query(INSERT_DELIVERIES)
+        .bind(serde_json::to_string(&ids).expect("ids serialise"))
+        .bind(serde_json::to_string(&settings.sink_names()).expect("names serialise"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A price as MySQL gives it (`"12.30"`) in minor units (1230).
+pub fn minor_units(price: &str) -> i64 {
+    let (whole, frac) = price.trim().split_once('.').unwrap_or((price.trim(), ""));
+    let frac: String = frac.chars().chain("00".chars()).take(2).collect();
+    whole.parse::<i64>().unwrap_or(0) * 100 + frac.parse::<i64>().unwrap_or(0)
+}
+
+/// What an event says about its order's sale and shopper.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub price: String,
+    pub product: Option<String>,
+    pub shop_user: Option<String>,
+}
+
+/// The `data` of an event: the order, its sale and shopper, and `extra` (the time of the change).
+pub fn data(
+    settings: &EventSettings,
+    order: Option<i64>,
+    goods: GoodsId,
+    user: UserId,
+    facts: &Facts,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut d = json!({
+        "orderId": order,
+        "goodsId": goods.get(),
+        "userId": user.get(),
+        "price": minor_units(&facts.price),
+        "currency": settings.currency,
+        "quantity": 1,
+    });
+    if let Some(s) = &facts.shop_user {
+        d["shopUser"] = json!(s);
+    }
+    if let Some(p) = &facts.product {
+        d["product"] = json!(p);
+    }
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        d[k] = v.clone();
+    }
+    d
+}
+
+/// The shop subjects of `users` (those that have one), read in `tx` without locking.
+pub async fn subjects(
+    tx: &mut Transaction<'_, MySql>,
+    users: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT u.id, u.subject FROM users u \
+         JOIN JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$')) j ON u.id = j.id \
+         WHERE u.subject IS NOT NULL",
+    )
+    .bind(serde_json::to_string(users).expect("ids serialise"))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The sale's product reference.
+pub async fn product(
+    tx: &mut Transaction<'_, MySql>,
+    goods: GoodsId,
+) -> Result<Option<String>, sqlx::Error> {
+    let r: Option<Option<String>> =
+        sqlx::query_scalar("SELECT external_ref FROM seckill_goods WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(r.flatten())
+}
+
+/// The event of an order's change of state (paid, closed), read from the order in `tx` (after
+/// the change): its sale, shopper and price as the order has them.
+pub async fn order_changed(
+    tx: &mut Transaction<'_, MySql>,
+    settings: &EventSettings,
+    kind: EventType,
+    order: i64,
+    at: NaiveDateTime,
+) -> Result<Option<NewEvent>, sqlx::Error> {
+    if !settings.on() {
+        return Ok(None);
+    }
+    /// goods, user, price, created at, shop subject, product reference
+    type OrderRow = (
+        i64,
+        i64,
+        String,
+        NaiveDateTime,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<OrderRow> = sqlx::query_as(
+        "SELECT o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, u.subject, \
+             sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
+             LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id = ?",
+    )
+    .bind(order)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((goods, user, price, created, shop_user, product)) = row else {
+        return Ok(None);
+    };
+    let (Ok(goods), Ok(user)) = (GoodsId::new(goods), UserId::new(user)) else {
+        return Ok(None);
+    };
+    let facts = Facts {
+        price,
+        product,
+        shop_user,
+    };
+    let when = match kind {
+        EventType::Paid => "paidAt",
+        _ => "closedAt",
+    };
+    let extra = json!({
+        "createdAt": created.and_utc().timestamp_millis(),
+        when: at.and_utc().timestamp_millis(),
+    });
+    Ok(Some(NewEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind,
+        order,
+        goods,
+        user,
+        data: data(settings, Some(order), goods, user, &facts, extra),
+        at,
+    }))
+}
+
+/// The event of a buy given up on: a shopper told "queued" whose entry could not be written
+/// (dead-lettered, or MySQL had no unit left). No order; its id names the entry and the user.
+pub fn failed(
+    settings: &EventSettings,
+    goods: GoodsId,
+    user: UserId,
+    entry: &str,
+    reason: &str,
+    facts: &Facts,
+    at: NaiveDateTime,
+) -> NewEvent {
+    let extra = json!({
+        "requestId": entry,
+        "reason": reason,
+        "failedAt": at.and_utc().timestamp_millis(),
+    });
+    NewEvent {
+        event_id: format!("failed-{entry}-{}", user.get()),
+        kind: EventType::Failed,
+        order: 0,
+        goods,
+        user,
+        data: data(settings, None, goods, user, facts, extra),
+        at,
+    }
+}
+
+/// Records the failed events of a dead-lettered entry's `users`, in a transaction of its own
+/// (the change it reports is in Redis); written again by a dead-lettering run again, it is the
+/// same event (its id names the entry).
+pub async fn failed_buys(
+    db: &sqlx::MySqlPool,
+    settings: &EventSettings,
+    goods: GoodsId,
+    users: &[UserId],
+    entry: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    if !settings.on() || users.is_empty() {
+        return Ok(());
+    }
+    let mut tx = crate::plumbing::db::begin(db).await?;
+    let ids: Vec<i64> = users.iter().map(|u| u.get()).collect();
+    let subjects = subjects(&mut tx, &ids).await?;
+    let price: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(seckill_price AS CHAR) FROM seckill_goods WHERE goods_id = ?",
+    )
+    .bind(goods.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let product = product(&mut tx, goods).await?;
+    let at = now();
+    let rows: Vec<NewEvent> = users
+        .iter()
+        .map(|&u| {
+            let facts = Facts {
+                price: price.clone().unwrap_or_default(),
+                product: product.clone(),
+                shop_user: subjects.get(&u.get()).cloned(),
+            };
+            failed(settings, goods, u, entry, reason, &facts, at)
+        })
+        .collect();
+    write(&mut tx, settings, &rows).await?;
+    tx.commit().await
+}
+
+/// The time now, as MySQL's `DATETIME(3)` holds it (UTC).
+pub fn now() -> NaiveDateTime {
+    let ms = crate::plumbing::clock::now_ms();
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("now is a valid time")
+        .naive_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_become_minor_units() {
+        assert_eq!(minor_units("12.30"), 1230);
+        assert_eq!(minor_units("1.00"), 100);
+        assert_eq!(minor_units("7999"), 799900);
+        assert_eq!(minor_units("0.5"), 50);
+    }
+}

@@ -1,0 +1,469 @@
+//! The relay: in the worker process, one task per sink, delivering what the outbox holds.
+//!
+//! A pass, in one MySQL transaction:
+//! 1. claims up to [`CLAIM`] due deliveries of the sink (`state` pending, `next_at` past) with
+//!    `SELECT … FOR UPDATE SKIP LOCKED`: another worker's relay skips what this one holds, so no
+//!    event is sent by two at the same time, and a relay that dies (its connection gone) lets go
+//!    of its claim by itself;
+//! 2. keeps of those only each order's earliest pending event (a snapshot read): an order's paid
+//!    or closed event waits until its created event is delivered, whichever worker holds it;
+//! 3. sends them, at most `webhook_in_flight` at a time and `webhook_rate` a second (the pace is
+//!    the sink's, kept across passes), to the webhook or RabbitMQ (publisher confirms: an event
+//!    counts as delivered only once the broker confirmed it);
+//! 4. records what happened (delivered; retry at `next_at` with exponential backoff and jitter,
+//!    or after a 429's `Retry-After`; parked past `events_retry_horizon_s` of failing or at once
+//!    for an answer that will not change) and commits. A crash before the commit leaves every
+//!    claimed event pending: it is sent again (at least once; receivers deduplicate by id).
+//!
+//! A 410 disables the endpoint (`event_sink.disabled_at`) until an operator enables it; its
+//! events stay pending meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use rand::Rng;
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+use super::webhook::{self, Outcome};
+use super::{EventSettings, EventType, Sink, SinkKind};
+use crate::plumbing::metrics::Metrics;
+
+/// Deliveries claimed per pass, at most.
+pub const CLAIM: usize = 500;
+/// A pass that found nothing due waits this long before the next.
+pub const IDLE: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts of one event.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait before attempt `attempts + 1` of an event: 1 s doubled per attempt, at most
+/// [`MAX_BACKOFF`], give or take 20%.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempts.min(9)).min(MAX_BACKOFF);
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+/// What the relays of one worker need.
+#[derive(Clone)]
+pub struct Relays {
+    pub db: MySqlPool,
+    pub settings: Arc<EventSettings>,
+    pub metrics: Arc<Metrics>,
+    pub amqp_url: String,
+}
+
+impl Relays {
+    /// Runs one relay per sink until `shutdown`.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let mut tasks = Vec::new();
+        for sink in self.settings.sinks.clone() {
+            let (me, shutdown) = (self.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(
+                async move { me.run_sink(sink, shutdown).await },
+            ));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn run_sink(self, sink: Sink, mut shutdown: watch::Receiver<bool>) {
+        let mut out = Out::new(&sink, &self);
+        let mut failures = 0u32;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.pass(&sink, &mut out).await {
+                Ok(Pass::Sent) => {
+                    failures = 0;
+                    Duration::ZERO
+                }
+                Ok(Pass::Idle) => IDLE,
+                Ok(Pass::Pause(d)) => d,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(sink = %sink.name, error = %e, "the relay's pass failed; trying again");
+                    backoff(failures.min(5))
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+
+    /// One pass (see the module comment).
+    async fn pass(&self, sink: &Sink, out: &mut Out) -> anyhow::Result<Pass> {
+        let disabled: Option<Option<NaiveDateTime>> =
+            sqlx::query_scalar("SELECT disabled_at FROM event_sink WHERE sink = ?")
+                .bind(&sink.name)
+                .fetch_optional(&self.db)
+                .await?;
+        match disabled {
+            None => {
+                sqlx::query(
+                    "INSERT INTO event_sink (sink, target) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE target = VALUES(target)",
+                )
+                .bind(&sink.name)
+                .bind(sink.target())
+                .execute(&self.db)
+                .await?;
+            }
+            Some(Some(_)) => return Ok(Pass::Pause(Duration::from_secs(1))),
+            Some(None) => {}
+        }
+        let mut tx = crate::plumbing::db::begin(&self.db).await?;
+        let claimed: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT event, order_id FROM event_delivery WHERE sink = ? AND state = 0 \
+             AND next_at <= NOW(3) ORDER BY event LIMIT ? FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&sink.name)
+        .bind(CLAIM as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if claimed.is_empty() {
+            tx.rollback().await?;
+            return Ok(Pass::Idle);
+        }
+        // each order's earliest pending event only (order 0: failed buys, no order to follow)
+        let orders: Vec<i64> = claimed.iter().map(|c| c.1).filter(|o| *o != 0).collect();
+        let first: HashMap<i64, i64> = sqlx::query_as(
+            "SELECT d.order_id, MIN(d.event) FROM event_delivery d \
+             JOIN JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$')) j ON d.order_id = j.o \
+             WHERE d.sink = ? AND d.state = 0 GROUP BY d.order_id",
+        )
+        .bind(serde_json::to_string(&orders)?)
+        .bind(&sink.name)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let due: Vec<i64> = claimed
+            .iter()
+            .filter(|(e, o)| *o == 0 || first.get(o) == Some(e))
+            .map(|(e, _)| *e)
+            .collect();
+        if due.is_empty() {
+            tx.rollback().await?;
+            return Ok(Pass::Idle);
+        }
+        /// outbox id, event id, type, order, data, written at, a failed buy's request id
+        type EventRow = (i64, String, i8, i64, String, NaiveDateTime, Option<String>);
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT e.id, e.event_id, e.type, e.order_id, e.data, e.created_at, \
+                 JSON_UNQUOTE(JSON_EXTRACT(e.data, '$.requestId')) FROM order_event e \
+                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$')) j ON e.id = j.id \
+                 ORDER BY e.id",
+        )
+        .bind(serde_json::to_string(&due)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let bodies: Vec<(i64, String, EventType, Vec<u8>)> = events
+            .into_iter()
+            .filter_map(|(id, event_id, t, order, data, at, request)| {
+                let kind = EventType::from_i8(t)?;
+                let subject = match order {
+                    0 => request.unwrap_or_default(),
+                    o => o.to_string(),
+                };
+                let body =
+                    super::cloud::body(&event_id, &self.settings.source, kind, subject, at, &data);
+                Some((id, event_id, kind, body))
+            })
+            .collect();
+        let outcomes = out.send(bodies).await;
+        let mut pause = None;
+        let (mut delivered, mut retry, mut park) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, outcome) in outcomes {
+            match outcome {
+                Outcome::Delivered => delivered.push(id),
+                Outcome::Retry { why, after } => {
+                    if let Some(a) = after {
+                        pause = Some(pause.map_or(a, |p: Duration| p.max(a)));
+                    }
+                    retry.push(serde_json::json!({"e": id, "why": why, "after": after.map(|a| a.as_millis() as u64)}));
+                }
+                Outcome::Park { why } => park.push(serde_json::json!({"e": id, "why": why})),
+                Outcome::Disable { why } => {
+                    sqlx::query(
+                        "UPDATE event_sink SET disabled_at = NOW(3), disabled_why = ? WHERE sink = ?",
+                    )
+                    .bind(&why)
+                    .bind(&sink.name)
+                    .execute(&mut *tx)
+                    .await?;
+                    tracing::error!(sink = %sink.name, target = sink.target(), why, "the endpoint is gone: disabled until an operator enables it (flashgate events enable)");
+                    pause = Some(Duration::from_secs(1));
+                }
+            }
+        }
+        let label = sink.name.as_str();
+        if !delivered.is_empty() {
+            sqlx::query(
+                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$')) j \
+                 ON d.event = j.e SET d.state = 1, d.done_at = NOW(3), d.attempts = d.attempts + 1 \
+                 WHERE d.sink = ?",
+            )
+            .bind(serde_json::to_string(&delivered)?)
+            .bind(&sink.name)
+            .execute(&mut *tx)
+            .await?;
+            self.metrics.event_delivered(label, delivered.len() as u64);
+        }
+        if !retry.is_empty() {
+            // each one's wait: the endpoint's Retry-After, or the backoff of its attempt count
+            let attempts: HashMap<i64, i32> = sqlx::query_as(
+                "SELECT d.event, d.attempts FROM event_delivery d \
+                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e')) j ON d.event = j.e \
+                 WHERE d.sink = ?",
+            )
+            .bind(serde_json::to_string(&retry)?)
+            .bind(&sink.name)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            for r in &mut retry {
+                let e = r["e"].as_i64().unwrap_or_default();
+                let wait = r["after"]
+                    .as_u64()
+                    .map(Duration::from_millis)
+                    .unwrap_or_else(|| {
+                        backoff(attempts.get(&e).copied().unwrap_or(0).max(0) as u32)
+                    });
+                r["ms"] = serde_json::json!(wait.as_millis() as u64);
+            }
+            let horizon = self.settings.horizon.as_secs() as i64;
+            let parked_now: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM event_delivery d \
+                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e')) j ON d.event = j.e \
+                 WHERE d.sink = ? AND d.failing_since IS NOT NULL \
+                 AND d.failing_since <= NOW(3) - INTERVAL ? SECOND",
+            )
+            .bind(serde_json::to_string(&retry)?)
+            .bind(&sink.name)
+            .bind(horizon)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e', \
+                 ms BIGINT PATH '$.ms', why VARCHAR(255) PATH '$.why')) j ON d.event = j.e \
+                 SET d.state = IF(d.failing_since IS NOT NULL \
+                     AND d.failing_since <= NOW(3) - INTERVAL ? SECOND, 2, 0), \
+                 d.attempts = d.attempts + 1, d.last_error = j.why, \
+                 d.failing_since = COALESCE(d.failing_since, NOW(3)), \
+                 d.next_at = NOW(3) + INTERVAL j.ms * 1000 MICROSECOND WHERE d.sink = ?",
+            )
+            .bind(serde_json::to_string(&retry)?)
+            .bind(horizon)
+            .bind(&sink.name)
+            .execute(&mut *tx)
+            .await?;
+            self.metrics
+                .event_retried(label, retry.len() as u64 - parked_now as u64);
+            if parked_now > 0 {
+                self.metrics.event_parked(label, parked_now as u64);
+                tracing::error!(sink = %sink.name, events = parked_now, "events failing past the retry horizon were parked (flashgate events replay --parked)");
+            }
+        }
+        if !park.is_empty() {
+            sqlx::query(
+                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e', \
+                 why VARCHAR(255) PATH '$.why')) j ON d.event = j.e \
+                 SET d.state = 2, d.attempts = d.attempts + 1, d.last_error = j.why, \
+                 d.failing_since = COALESCE(d.failing_since, NOW(3)) WHERE d.sink = ?",
+            )
+            .bind(serde_json::to_string(&park)?)
+            .bind(&sink.name)
+            .execute(&mut *tx)
+            .await?;
+            self.metrics.event_parked(label, park.len() as u64);
+            tracing::error!(sink = %sink.name, events = park.len(), first = %park[0]["why"], "events parked: the endpoint refused them for good (flashgate events replay --parked)");
+        }
+        tx.commit().await?;
+        Ok(match pause {
+            Some(d) => Pass::Pause(d),
+            None if delivered.is_empty() => Pass::Pause(IDLE),
+            None => Pass::Sent,
+        })
+    }
+}
+
+/// What a pass asks of the loop.
+enum Pass {
+    /// Something was sent: go on at once.
+    Sent,
+    /// Nothing due.
+    Idle,
+    /// Wait this long (a 429's `Retry-After`, a disabled endpoint, all failed).
+    Pause(Duration),
+}
+
+/// A sink's way out: a webhook endpoint with its client and pace, or a RabbitMQ channel.
+struct Out {
+    kind: SinkKind,
+    settings: Arc<EventSettings>,
+    client: reqwest::Client,
+    /// When the next request may start (the sink's rate).
+    next_slot: Instant,
+    amqp_url: String,
+    amqp: Option<(Connection, Channel)>,
+}
+
+impl Out {
+    fn new(sink: &Sink, relays: &Relays) -> Out {
+        Out {
+            kind: sink.kind.clone(),
+            settings: relays.settings.clone(),
+            client: webhook::client(relays.settings.timeout),
+            next_slot: Instant::now(),
+            amqp_url: relays.amqp_url.clone(),
+            amqp: None,
+        }
+    }
+
+    /// Sends every event; what became of each (by outbox id).
+    async fn send(
+        &mut self,
+        events: Vec<(i64, String, EventType, Vec<u8>)>,
+    ) -> Vec<(i64, Outcome)> {
+        match self.kind.clone() {
+            SinkKind::Webhook { url } => self.send_webhooks(&url, events).await,
+            SinkKind::Rabbit { exchange } => match self.publish(&exchange, &events).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    self.amqp = None; // a fresh connection next time
+                    let why = format!("RabbitMQ: {e}");
+                    events
+                        .into_iter()
+                        .map(|(id, ..)| {
+                            (
+                                id,
+                                Outcome::Retry {
+                                    why: why.clone(),
+                                    after: None,
+                                },
+                            )
+                        })
+                        .collect()
+                }
+            },
+        }
+    }
+
+    async fn send_webhooks(
+        &mut self,
+        url: &str,
+        events: Vec<(i64, String, EventType, Vec<u8>)>,
+    ) -> Vec<(i64, Outcome)> {
+        let gap = Duration::from_secs_f64(1.0 / self.settings.rate);
+        let mut in_flight = FuturesUnordered::new();
+        let mut done = Vec::with_capacity(events.len());
+        for (id, event_id, _, body) in events {
+            while in_flight.len() >= self.settings.in_flight {
+                if let Some(r) = in_flight.next().await {
+                    done.push(r);
+                }
+            }
+            // the pace: one request per `gap`, kept across passes (no burst after an idle spell
+            // beyond one in-flight window)
+            let now = Instant::now();
+            if self.next_slot > now {
+                tokio::time::sleep_until(self.next_slot.into()).await;
+            }
+            self.next_slot = self.next_slot.max(now) + gap;
+            let (client, secrets) = (self.client.clone(), self.settings.secrets.clone());
+            let url = url.to_string();
+            in_flight.push(async move {
+                (
+                    id,
+                    webhook::send(&client, &url, &secrets, &event_id, body).await,
+                )
+            });
+        }
+        while let Some(r) = in_flight.next().await {
+            done.push(r);
+        }
+        done
+    }
+
+    async fn channel(&mut self, exchange: &str) -> anyhow::Result<&Channel> {
+        let usable = self
+            .amqp
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            self.amqp = Some((conn, channel));
+        }
+        Ok(&self.amqp.as_ref().expect("just opened").1)
+    }
+
+    /// Publishes every event persistently; each is delivered once the broker confirmed it.
+    async fn publish(
+        &mut self,
+        exchange: &str,
+        events: &[(i64, String, EventType, Vec<u8>)],
+    ) -> anyhow::Result<Vec<(i64, Outcome)>> {
+        let channel = self.channel(exchange).await?.clone();
+        let mut confirms = Vec::with_capacity(events.len());
+        for (id, event_id, kind, body) in events {
+            let confirm = channel
+                .basic_publish(
+                    exchange.into(),
+                    kind.name().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/cloudevents+json".into())
+                        .with_message_id(event_id.as_str().into()),
+                )
+                .await?;
+            confirms.push((*id, confirm));
+        }
+        let mut out = Vec::with_capacity(confirms.len());
+        for (id, confirm) in confirms {
+            let outcome = match confirm.await {
+                Ok(c) if c.is_ack() => Outcome::Delivered,
+                Ok(_) => Outcome::Retry {
+                    why: "the broker did not confirm it (nack)".into(),
+                    after: None,
+                },
+                Err(e) => Outcome::Retry {
+                    why: format!("RabbitMQ: {e}"),
+                    after: None,
+                },
+            };
+            out.push((id, outcome));
+        }
+        Ok(out)
+    }
+}
