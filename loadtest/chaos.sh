@@ -10,6 +10,11 @@
 #   - every shopper told "queued" saw the outcome through /api/seckill/result within the 30 s the
 #     page polls (a killed worker's entries are taken over within seconds: its heartbeat stops;
 #     the claim timer, FLASHGATE_CLAIM_IDLE_MS, is left at its default of 30 s)
+#   - orders out (docs/events.md) to a webhook receiver (loadtest/receiver.mjs, which checks every
+#     signature) and a RabbitMQ exchange: every order has its created event, every event reached
+#     both sinks, none parked; meanwhile the receiver is killed and started again
+#     CHAOS_RECEIVER_DOWN seconds later (60 in the full drill, 3 in the short one) and RabbitMQ is
+#     restarted (when rabbitmqctl can), besides the worker killed mid-delivery and MariaDB
 # Exit status 0 only if every invariant holds.
 #
 # The shoppers arrive evenly over the drill and the stock is most of them, so the sale is still
@@ -25,8 +30,10 @@ source loadtest/lib.sh
 
 if [ "${CHAOS_SHORT:-}" = 1 ]; then
   STOCK=${CHAOS_STOCK:-500} SHOPPERS=${CHAOS_SHOPPERS:-600} SECONDS_=${CHAOS_SECONDS:-10}
+  RX_DOWN=${CHAOS_RECEIVER_DOWN:-3}
 else
   STOCK=${CHAOS_STOCK:-1200} SHOPPERS=${CHAOS_SHOPPERS:-1500} SECONDS_=${CHAOS_SECONDS:-20}
+  RX_DOWN=${CHAOS_RECEIVER_DOWN:-60}
 fi
 QUEUE=${CHAOS_QUEUE:-redis}
 PORT=${CHAOS_PORT:-18380}
@@ -42,13 +49,20 @@ export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESP
 export FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_QUEUE="$QUEUE"
 export FLASHGATE_LOG=warn FLASHGATE_ADMIN_TOKEN=
 export FLASHGATE_USER_RATE=20 FLASHGATE_USER_BURST=20
+# orders out, to a receiver of ours and to a RabbitMQ exchange (one name for every drill, so runs
+# leave at most that one exchange behind)
+RX_PORT=$((PORT + 1))
+SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+export FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
+export FLASHGATE_EVENTS_EXCHANGE=flashgate.chaos.events
 
-edge_pid="" worker_pid=""
+edge_pid="" worker_pid="" rx_pid=""
 say() { printf '[chaos %5.1fs] %s\n' "$(awk "BEGIN { print $(date +%s.%N) - $t0 }")" "$*"; }
 start_edge() { "$bin" serve 2>>"$work/edge.log" & edge_pid=$!; }
 start_worker() { "$bin" worker 2>>"$work/worker.log" & worker_pid=$!; }
+start_receiver() { SECRET=$SECRET node loadtest/receiver.mjs "$RX_PORT" & rx_pid=$!; }
 cleanup() {
-  kill -9 "$edge_pid" "$worker_pid" 2>/dev/null || true
+  kill -9 "$edge_pid" "$worker_pid" "$rx_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null || true
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
@@ -65,7 +79,7 @@ t0=$(date +%s.%N)
 "$bin" migrate 2>/dev/null
 goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 "$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
-start_edge; start_worker; up
+start_receiver; start_edge; start_worker; up
 say "sale $goods: $STOCK units, $SHOPPERS shoppers, queue=$QUEUE, edge pid $edge_pid, worker pid $worker_pid"
 
 # The shoppers (loadtest/shoppers.py): each asks for a path and buys, retrying while the edge is
@@ -78,6 +92,10 @@ shoppers=$!
 # The faults, while they buy.
 step=$(awk "BEGIN { print $SECONDS_ / 6 }")
 stock_now() { redis-cli get "${ns}sk:{g:$goods}:stock"; }
+# the shop's receiver goes away for RX_DOWN seconds, alongside the rest
+say "kill -9 the webhook receiver for ${RX_DOWN} s"; kill -9 "$rx_pid"; wait "$rx_pid" 2>/dev/null || true
+( sleep "$RX_DOWN"; SECRET=$SECRET exec node loadtest/receiver.mjs "$RX_PORT" ) &
+rx_pid=$!
 sleep "$step"; stock_at_first=$(stock_now)
 say "kill -9 worker $worker_pid ($stock_at_first units left)"; kill -9 "$worker_pid"; wait "$worker_pid" 2>/dev/null || true
 sleep "$step"; start_worker; say "worker started again: $worker_pid"
@@ -95,7 +113,7 @@ if [ "$(id -u)" = 0 ] && command -v mariadb-admin >/dev/null \
 else
   say "MariaDB: not a local server we can restart here; skipped"
 fi
-if [ "$QUEUE" = rabbitmq ]; then
+if true; then # the queue's broker (queue=rabbitmq) and the events' exchange
   if command -v rabbitmqctl >/dev/null && rabbitmqctl -q stop_app >/dev/null 2>&1; then
     say "RabbitMQ app stopped"; sleep 1
     rabbitmqctl -q start_app >/dev/null && say "RabbitMQ app started again"
@@ -121,6 +139,13 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 say "queue drained ($left left)"
+# orders out: every event delivered to both sinks (the receiver may have been down a while, and
+# attempts back off up to 5 minutes apart: wait up to RX_DOWN + 120 s)
+for _ in $(seq $(( (RX_DOWN + 120) * 10 ))); do
+  [ "$(sql "SELECT COUNT(*) FROM event_delivery WHERE state <> 1")" = 0 ] && break
+  sleep 0.1
+done
+say "events delivered"
 
 # The invariants.
 redis_stock=$(redis-cli get "${ns}sk:{g:$goods}:stock")
@@ -152,6 +177,17 @@ check "every \"queued\" shopper has an outcome" "$([ "$lost" = 0 ] && echo 1)" "
 check "and saw it within the page's 30 s of polling" "$([ "$unseen" = 0 ] && echo 1)" "$unseen did not; slowest ${slowest} s"
 check "no oversell" "$([ "$orders" -le "$STOCK" ] && echo 1)" "$orders <= $STOCK"
 check "the audit is clean" "$audit_ok" "$(echo "$audit_out" | head -n 1)"
+# (a created event's record is its order row plus a delivery row per sink: docs/architecture.md)
+no_event=$(sql "SELECT COUNT(*) FROM order_info o WHERE o.goods_id = $goods AND (SELECT COUNT(*) FROM event_delivery d WHERE d.order_id = o.id AND d.type = 0) <> 2")
+created=$(sql "SELECT COUNT(DISTINCT order_id) FROM event_delivery WHERE type = 0")
+all_orders=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $goods")
+check "every order has one created event" "$([ "$no_event" = 0 ] && [ "$created" = "$all_orders" ] && echo 1)" "$created created events, $all_orders orders, $no_event without"
+undelivered=$(sql "SELECT COUNT(*) FROM event_delivery WHERE state = 0")
+parked=$(sql "SELECT COUNT(*) FROM event_delivery WHERE state = 2")
+sinks=$(sql "SELECT COUNT(DISTINCT sink) FROM event_delivery")
+check "every event reached both sinks, none parked" "$([ "$undelivered" = 0 ] && [ "$parked" = 0 ] && [ "$sinks" = 2 ] && echo 1)" "$undelivered undelivered, $parked parked, $sinks sinks"
+stats=$(curl -fsS "http://127.0.0.1:$RX_PORT/stats" || echo '{}')
+check "the receiver found every signature good" "$(grep -q '"badSignatures":0' <<<"$stats" && echo 1)" "since its restart: $stats"
 echo "lost: $lost, duplicated: $twice"
 echo "chaos: $passes passed, $failures failed"
 [ "$failures" = 0 ]

@@ -182,6 +182,12 @@ function redisLine(r) {
   return `${where}${moved}${confirm}${late}`;
 }
 
+// Orders out: each sink, flagged when it is disabled (a 410), failing or has parked events.
+function sinkLine(k) {
+  const trouble = k.disabled ? `DISABLED: ${k.disabled}` : k.parked > 0 ? `${k.parked} PARKED` : k.failing > 0 ? `FAILING (${k.lastError || "retrying"})` : "ok";
+  return `${trouble}; ${k.backlog} waiting, oldest ${k.oldestSeconds} s`;
+}
+
 function figures(s) {
   const l = s.live;
   const rows = [
@@ -195,6 +201,7 @@ function figures(s) {
     ...(l.room ? [["Waiting room", `${l.room.size} tickets, ${l.room.through} let through`]] : []),
     ["Window", `${new Date(s.startAt).toLocaleString()} → ${new Date(s.endAt).toLocaleString()}`],
     ...(s.redis ? [["Redis", redisLine(s.redis)]] : []),
+    ...(s.eventSinks || []).map((k) => [`Events → ${k.sink}`, sinkLine(k)]),
   ];
   $("live-figures").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");

@@ -51,11 +51,10 @@ pub async fn status(db: &MySqlPool) -> Result<Vec<SinkState>, sqlx::Error> {
             Option<i64>,
             Option<String>,
         ) = sqlx::query_as(
-            "SELECT COUNT(*), TIMESTAMPDIFF(SECOND, MIN(CASE WHEN d.state = 0 THEN e.created_at END), \
-             NOW(3)), CAST(SUM(d.state = 0 AND d.failing_since IS NOT NULL) AS SIGNED), \
-             CAST(SUM(d.state = 2) AS SIGNED), MAX(d.last_error) \
-             FROM event_delivery d JOIN order_event e ON e.id = d.event \
-             WHERE d.sink = ? AND d.state IN (0, 2)",
+            "SELECT COUNT(*), TIMESTAMPDIFF(SECOND, MIN(CASE WHEN state = 0 THEN created_at END), \
+             NOW(3)), CAST(SUM(state = 0 AND failing_since IS NOT NULL) AS SIGNED), \
+             CAST(SUM(state = 2) AS SIGNED), MAX(last_error) \
+             FROM event_delivery WHERE sink = ? AND state IN (0, 2)",
         )
         .bind(&sink)
         .fetch_one(db)
@@ -98,7 +97,7 @@ pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result
     macro_rules! set {
         ($cond:literal) => {
             concat!(
-                "UPDATE event_delivery d JOIN order_event e ON e.id = d.event \
+                "UPDATE event_delivery d \
                  SET d.state = 0, d.attempts = 0, d.failing_since = NULL, d.last_error = NULL, \
                  d.next_at = NOW(3), d.done_at = NULL WHERE (? IS NULL OR d.sink = ?) AND ",
                 $cond
@@ -106,8 +105,8 @@ pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result
         };
     }
     let q = match what {
-        Replay::Order(_) => set!("e.order_id = ?"),
-        Replay::Since(_) => set!("e.created_at >= ?"),
+        Replay::Order(_) => set!("d.order_id = ?"),
+        Replay::Since(_) => set!("d.created_at >= ?"),
         Replay::Parked => set!("d.state = 2"),
     };
     let mut query = sqlx::query(q).bind(sink).bind(sink);

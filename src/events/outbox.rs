@@ -4,9 +4,11 @@
 //!
 //! An event's `data` is written as it is at the time (the order, the shopper and the shop's
 //! subject, the sale's product reference, the price in minor units), so an event says what was
-//! true when it happened. Ids: a fresh UUID for created, paid and closed (the transaction that
-//! writes it happens once); a failed buy's is `failed-ENTRY-USER`, so a dead-lettering that is
-//! run again (a crash between the outbox and the dead-letter stream) writes nothing twice.
+//! true when it happened. An event's id names what it reports: `created-ORDER`, `paid-ORDER`,
+//! `closed-ORDER` (an order is written, paid and closed at most once each), `failed-ENTRY-USER`
+//! (so a dead-lettering run again after a crash between the outbox and the dead-letter stream
+//! writes nothing twice). Ids that grow with the order ids also keep the unique index's inserts
+//! in order, where random UUIDs would scatter them.
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
@@ -46,11 +48,38 @@ const INSERT_EVENTS: &str = "INSERT INTO order_event \
      ev VARCHAR(64) PATH '$.ev', t INT PATH '$.t', o BIGINT PATH '$.o', g BIGINT PATH '$.g', \
      u BIGINT PATH '$.u', d TEXT PATH '$.d', at DATETIME(3) PATH '$.at')) j \
      WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = order_event.event_id";
-const INSERT_DELIVERIES: &str = "INSERT INTO event_delivery (sink, event, order_id, next_at) \
-     SELECT s.sink, e.id, e.order_id, NOW(3) FROM order_event e \
-     JOIN JSON_TABLE(?, '$[*]' COLUMNS(ev VARCHAR(64) PATH '$')) j ON e.event_id = j.ev \
+const INSERT_DELIVERIES: &str = "INSERT INTO event_delivery \
+     (sink, event_id, type, order_id, next_at, created_at) \
+     SELECT s.sink, j.ev, j.t, j.o, NOW(3), NOW(3) FROM JSON_TABLE(?, '$[*]' COLUMNS(\
+     ev VARCHAR(64) PATH '$.ev', t INT PATH '$.t', o BIGINT PATH '$.o')) j \
      CROSS JOIN JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s \
-     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event = event_delivery.event";
+     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id";
+/// A batch's created events: a delivery row per order and sink, and nothing else (the order row
+/// is the event's record; the relay builds its body from it).
+const INSERT_CREATED: &str = "INSERT INTO event_delivery \
+     (sink, event_id, type, order_id, next_at, created_at) \
+     SELECT s.sink, CONCAT('created-', j.o), 0, j.o, NOW(3), NOW(3) \
+     FROM JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$')) j \
+     CROSS JOIN JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s \
+     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id";
+
+/// Records the created events of `orders`, just written in `tx`: a delivery row per order and
+/// sink (see [`INSERT_CREATED`]); nothing when no sink is configured.
+pub async fn created(
+    tx: &mut Transaction<'_, MySql>,
+    settings: &EventSettings,
+    orders: &[i64],
+) -> Result<(), sqlx::Error> {
+    if !settings.on() || orders.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(INSERT_CREATED)
+        .bind(serde_json::to_string(orders).expect("ids serialise"))
+        .bind(serde_json::to_string(&settings.sink_names()).expect("names serialise"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 /// (`WHERE 1 = 1`: without a WHERE, the parser takes `ON DUPLICATE` for a join condition.)
 /// Writes `events` and their deliveries in `tx`; nothing when no sink is configured.
@@ -74,13 +103,13 @@ pub async fn write(
             at: e.at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
         })
         .collect();
+    let json = serde_json::to_string(&rows).expect("rows serialise");
     sqlx::query(INSERT_EVENTS)
-        .bind(serde_json::to_string(&rows).expect("rows serialise"))
+        .bind(&json)
         .execute(&mut **tx)
         .await?;
-    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     sqlx::query(INSERT_DELIVERIES)
-        .bind(serde_json::to_string(&ids).expect("ids serialise"))
+        .bind(&json)
         .bind(serde_json::to_string(&settings.sink_names()).expect("names serialise"))
         .execute(&mut **tx)
         .await?;
@@ -131,17 +160,24 @@ pub fn data(
     d
 }
 
-/// The shop subjects of `users` (those that have one), read in `tx` without locking.
+/// The shop subjects of `users` (those that have one), read in `tx` without locking. (An `IN`
+/// list of numbers, not a join with `JSON_TABLE`, which MariaDB would answer by scanning
+/// `users`.)
 pub async fn subjects(
     tx: &mut Transaction<'_, MySql>,
     users: &[i64],
 ) -> Result<std::collections::HashMap<i64, String>, sqlx::Error> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT u.id, u.subject FROM users u \
-         JOIN JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$')) j ON u.id = j.id \
-         WHERE u.subject IS NOT NULL",
-    )
-    .bind(serde_json::to_string(users).expect("ids serialise"))
+    if users.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = users
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, subject FROM users WHERE id IN ({list}) AND subject IS NOT NULL"
+    )))
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
@@ -209,7 +245,7 @@ pub async fn order_changed(
         when: at.and_utc().timestamp_millis(),
     });
     Ok(Some(NewEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id: event_id(kind, order),
         kind,
         order,
         goods,
@@ -217,6 +253,12 @@ pub async fn order_changed(
         data: data(settings, Some(order), goods, user, &facts, extra),
         at,
     }))
+}
+
+/// The id of an order's event of `kind` (created, paid, closed).
+pub fn event_id(kind: EventType, order: i64) -> String {
+    let what = kind.name().rsplit('.').next().unwrap_or("event");
+    format!("{what}-{order}")
 }
 
 /// The event of a buy given up on: a shopper told "queued" whose entry could not be written

@@ -37,7 +37,7 @@ use super::{EventSettings, EventType, Sink, SinkKind};
 use crate::plumbing::metrics::Metrics;
 
 /// Deliveries claimed per pass, at most.
-pub const CLAIM: usize = 500;
+pub const CLAIM: usize = 2000;
 /// A pass that found nothing due waits this long before the next.
 pub const IDLE: Duration = Duration::from_millis(200);
 /// The longest wait between two attempts of one event.
@@ -125,9 +125,9 @@ impl Relays {
             Some(None) => {}
         }
         let mut tx = crate::plumbing::db::begin(&self.db).await?;
-        let claimed: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT event, order_id FROM event_delivery WHERE sink = ? AND state = 0 \
-             AND next_at <= NOW(3) ORDER BY event LIMIT ? FOR UPDATE SKIP LOCKED",
+        let claimed: Vec<(String, i8, i64)> = sqlx::query_as(
+            "SELECT event_id, type, order_id FROM event_delivery WHERE sink = ? AND state = 0 \
+             AND next_at <= NOW(3) ORDER BY next_at LIMIT ? FOR UPDATE SKIP LOCKED",
         )
         .bind(&sink.name)
         .bind(CLAIM as i64)
@@ -137,42 +137,106 @@ impl Relays {
             tx.rollback().await?;
             return Ok(Pass::Idle);
         }
-        // each order's earliest pending event only (order 0: failed buys, no order to follow)
-        let orders: Vec<i64> = claimed.iter().map(|c| c.1).filter(|o| *o != 0).collect();
-        let first: HashMap<i64, i64> = sqlx::query_as(
-            "SELECT d.order_id, MIN(d.event) FROM event_delivery d \
-             JOIN JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$')) j ON d.order_id = j.o \
-             WHERE d.sink = ? AND d.state = 0 GROUP BY d.order_id",
-        )
-        .bind(serde_json::to_string(&orders)?)
-        .bind(&sink.name)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let due: Vec<i64> = claimed
+        // an order's paid or closed event waits while its created one is pending (held by this
+        // pass or another worker's: a snapshot read sees it pending either way)
+        let later: Vec<i64> = claimed
             .iter()
-            .filter(|(e, o)| *o == 0 || first.get(o) == Some(e))
-            .map(|(e, _)| *e)
+            .filter(|(_, t, o)| *t != EventType::Created as i8 && *o != 0)
+            .map(|c| c.2)
+            .collect();
+        let waiting: std::collections::HashSet<i64> = if later.is_empty() {
+            Default::default()
+        } else {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT order_id FROM event_delivery WHERE sink = ? AND state = 0 AND type = 0 \
+                 AND order_id IN ({})",
+                numbers(&later)
+            )))
+            .bind(&sink.name)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let due: Vec<&str> = claimed
+            .iter()
+            .filter(|(_, t, o)| *t == EventType::Created as i8 || !waiting.contains(o))
+            .map(|c| c.0.as_str())
             .collect();
         if due.is_empty() {
             tx.rollback().await?;
             return Ok(Pass::Idle);
         }
-        /// outbox id, event id, type, order, data, written at, a failed buy's request id
-        type EventRow = (i64, String, i8, i64, String, NaiveDateTime, Option<String>);
-        let events: Vec<EventRow> = sqlx::query_as(
-            "SELECT e.id, e.event_id, e.type, e.order_id, e.data, e.created_at, \
-                 JSON_UNQUOTE(JSON_EXTRACT(e.data, '$.requestId')) FROM order_event e \
-                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$')) j ON e.id = j.id \
-                 ORDER BY e.id",
-        )
-        .bind(serde_json::to_string(&due)?)
-        .fetch_all(&mut *tx)
-        .await?;
-        let bodies: Vec<(i64, String, EventType, Vec<u8>)> = events
+        /// event id, type, order, data, written at, a failed buy's request id
+        type EventRow = (String, i8, i64, String, NaiveDateTime, Option<String>);
+        let (created, others): (Vec<&str>, Vec<&str>) =
+            due.iter().partition(|id| id.starts_with("created-"));
+        let mut events: Vec<EventRow> = Vec::with_capacity(due.len());
+        if !others.is_empty() {
+            events.extend(
+                sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT event_id, type, order_id, data, created_at, \
+                     JSON_UNQUOTE(JSON_EXTRACT(data, '$.requestId')) FROM order_event \
+                     WHERE event_id IN ({})",
+                    ids(&others)
+                )))
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        if !created.is_empty() {
+            // a created event's record is its order row
+            let orders: Vec<i64> = created
+                .iter()
+                .filter_map(|id| id.strip_prefix("created-")?.parse().ok())
+                .collect();
+            /// order, goods, user, price, written at, shop subject, product reference
+            type OrderRow = (
+                i64,
+                i64,
+                i64,
+                String,
+                NaiveDateTime,
+                Option<String>,
+                Option<String>,
+            );
+            let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
+                     u.subject, sg.external_ref FROM order_info o \
+                     LEFT JOIN users u ON u.id = o.user_id \
+                     LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
+                numbers(&orders)
+            )))
+            .fetch_all(&mut *tx)
+            .await?;
+            for (order, goods, user, price, at, shop_user, product) in rows {
+                let (Ok(goods), Ok(user)) = (
+                    crate::domain::GoodsId::new(goods),
+                    crate::domain::UserId::new(user),
+                ) else {
+                    continue;
+                };
+                let facts = super::outbox::Facts {
+                    price,
+                    product,
+                    shop_user,
+                };
+                let extra = serde_json::json!({ "createdAt": at.and_utc().timestamp_millis() });
+                let data =
+                    super::outbox::data(&self.settings, Some(order), goods, user, &facts, extra);
+                events.push((
+                    super::outbox::event_id(EventType::Created, order),
+                    EventType::Created as i8,
+                    order,
+                    data.to_string(),
+                    at,
+                    None,
+                ));
+            }
+        }
+        let bodies: Vec<(String, EventType, Vec<u8>)> = events
             .into_iter()
-            .filter_map(|(id, event_id, t, order, data, at, request)| {
+            .filter_map(|(event_id, t, order, data, at, request)| {
                 let kind = EventType::from_i8(t)?;
                 let subject = match order {
                     0 => request.unwrap_or_default(),
@@ -180,7 +244,7 @@ impl Relays {
                 };
                 let body =
                     super::cloud::body(&event_id, &self.settings.source, kind, subject, at, &data);
-                Some((id, event_id, kind, body))
+                Some((event_id, kind, body))
             })
             .collect();
         let outcomes = out.send(bodies).await;
@@ -193,9 +257,9 @@ impl Relays {
                     if let Some(a) = after {
                         pause = Some(pause.map_or(a, |p: Duration| p.max(a)));
                     }
-                    retry.push(serde_json::json!({"e": id, "why": why, "after": after.map(|a| a.as_millis() as u64)}));
+                    retry.push((id, why, after));
                 }
-                Outcome::Park { why } => park.push(serde_json::json!({"e": id, "why": why})),
+                Outcome::Park { why } => park.push((id, why)),
                 Outcome::Disable { why } => {
                     sqlx::query(
                         "UPDATE event_sink SET disabled_at = NOW(3), disabled_why = ? WHERE sink = ?",
@@ -211,86 +275,79 @@ impl Relays {
         }
         let label = sink.name.as_str();
         if !delivered.is_empty() {
-            sqlx::query(
-                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$')) j \
-                 ON d.event = j.e SET d.state = 1, d.done_at = NOW(3), d.attempts = d.attempts + 1 \
-                 WHERE d.sink = ?",
-            )
-            .bind(serde_json::to_string(&delivered)?)
+            let list: Vec<&str> = delivered.iter().map(String::as_str).collect();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE event_delivery SET state = 1, done_at = NOW(3), attempts = attempts + 1 \
+                 WHERE sink = ? AND event_id IN ({})",
+                ids(&list)
+            )))
             .bind(&sink.name)
             .execute(&mut *tx)
             .await?;
             self.metrics.event_delivered(label, delivered.len() as u64);
         }
-        if !retry.is_empty() {
-            // each one's wait: the endpoint's Retry-After, or the backoff of its attempt count
-            let attempts: HashMap<i64, i32> = sqlx::query_as(
-                "SELECT d.event, d.attempts FROM event_delivery d \
-                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e')) j ON d.event = j.e \
-                 WHERE d.sink = ?",
-            )
-            .bind(serde_json::to_string(&retry)?)
-            .bind(&sink.name)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            for r in &mut retry {
-                let e = r["e"].as_i64().unwrap_or_default();
-                let wait = r["after"]
-                    .as_u64()
-                    .map(Duration::from_millis)
-                    .unwrap_or_else(|| {
-                        backoff(attempts.get(&e).copied().unwrap_or(0).max(0) as u32)
-                    });
-                r["ms"] = serde_json::json!(wait.as_millis() as u64);
-            }
-            let horizon = self.settings.horizon.as_secs() as i64;
-            let parked_now: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM event_delivery d \
-                 JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e')) j ON d.event = j.e \
-                 WHERE d.sink = ? AND d.failing_since IS NOT NULL \
-                 AND d.failing_since <= NOW(3) - INTERVAL ? SECOND",
-            )
-            .bind(serde_json::to_string(&retry)?)
+        // failures, grouped by what went wrong (an endpoint that is down fails a whole pass
+        // alike): one statement a group, each row's wait from its own attempt count (1 s doubled
+        // per attempt, at most 5 minutes, give or take 20%) or the endpoint's Retry-After, and
+        // parked once it has been failing past the horizon
+        let horizon = self.settings.horizon.as_secs() as i64;
+        let mut groups: HashMap<(String, Option<Duration>), Vec<&str>> = HashMap::new();
+        for (id, why, after) in &retry {
+            groups.entry((why.clone(), *after)).or_default().push(id);
+        }
+        let mut parked_late = 0u64;
+        for ((why, after), list) in &groups {
+            let list = ids(list);
+            let late: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM event_delivery WHERE sink = ? AND event_id IN ({list}) \
+                 AND failing_since IS NOT NULL AND failing_since <= NOW(3) - INTERVAL ? SECOND"
+            )))
             .bind(&sink.name)
             .bind(horizon)
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e', \
-                 ms BIGINT PATH '$.ms', why VARCHAR(255) PATH '$.why')) j ON d.event = j.e \
-                 SET d.state = IF(d.failing_since IS NOT NULL \
-                     AND d.failing_since <= NOW(3) - INTERVAL ? SECOND, 2, 0), \
-                 d.attempts = d.attempts + 1, d.last_error = j.why, \
-                 d.failing_since = COALESCE(d.failing_since, NOW(3)), \
-                 d.next_at = NOW(3) + INTERVAL j.ms * 1000 MICROSECOND WHERE d.sink = ?",
-            )
-            .bind(serde_json::to_string(&retry)?)
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE event_delivery SET \
+                 state = IF(failing_since IS NOT NULL \
+                     AND failing_since <= NOW(3) - INTERVAL ? SECOND, 2, 0), \
+                 next_at = NOW(3) + INTERVAL COALESCE(?, \
+                     LEAST(POW(2, LEAST(attempts, 9)), {max}) * (0.8 + RAND() * 0.4) * 1000000) \
+                     MICROSECOND, \
+                 attempts = attempts + 1, last_error = ?, \
+                 failing_since = COALESCE(failing_since, NOW(3)) \
+                 WHERE sink = ? AND event_id IN ({list})",
+                max = MAX_BACKOFF.as_secs()
+            )))
             .bind(horizon)
+            .bind(after.map(|a| a.as_micros() as i64))
+            .bind(why)
             .bind(&sink.name)
             .execute(&mut *tx)
             .await?;
+            parked_late += late as u64;
+        }
+        if !retry.is_empty() {
             self.metrics
-                .event_retried(label, retry.len() as u64 - parked_now as u64);
-            if parked_now > 0 {
-                self.metrics.event_parked(label, parked_now as u64);
-                tracing::error!(sink = %sink.name, events = parked_now, "events failing past the retry horizon were parked (flashgate events replay --parked)");
-            }
+                .event_retried(label, retry.len() as u64 - parked_late);
+        }
+        if parked_late > 0 {
+            self.metrics.event_parked(label, parked_late);
+            tracing::error!(sink = %sink.name, events = parked_late, "events failing past the retry horizon were parked (flashgate events replay --parked)");
+        }
+        for (id, why) in &park {
+            sqlx::query(
+                "UPDATE event_delivery SET state = 2, attempts = attempts + 1, last_error = ?, \
+                 failing_since = COALESCE(failing_since, NOW(3)) WHERE sink = ? AND event_id = ?",
+            )
+            .bind(why)
+            .bind(&sink.name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         if !park.is_empty() {
-            sqlx::query(
-                "UPDATE event_delivery d JOIN JSON_TABLE(?, '$[*]' COLUMNS(e BIGINT PATH '$.e', \
-                 why VARCHAR(255) PATH '$.why')) j ON d.event = j.e \
-                 SET d.state = 2, d.attempts = d.attempts + 1, d.last_error = j.why, \
-                 d.failing_since = COALESCE(d.failing_since, NOW(3)) WHERE d.sink = ?",
-            )
-            .bind(serde_json::to_string(&park)?)
-            .bind(&sink.name)
-            .execute(&mut *tx)
-            .await?;
             self.metrics.event_parked(label, park.len() as u64);
-            tracing::error!(sink = %sink.name, events = park.len(), first = %park[0]["why"], "events parked: the endpoint refused them for good (flashgate events replay --parked)");
+            tracing::error!(sink = %sink.name, events = park.len(), first = %park[0].1, "events parked: the endpoint refused them for good (flashgate events replay --parked)");
         }
         tx.commit().await?;
         Ok(match pause {
@@ -299,6 +356,26 @@ impl Relays {
             None => Pass::Sent,
         })
     }
+}
+
+/// A list of numbers for `IN (…)`: numbers only, so nothing can be injected. (`IN` lists, not a
+/// join with `JSON_TABLE`: MariaDB would scan the table for such a join.)
+fn numbers(list: &[i64]) -> String {
+    list.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A list of event ids for `IN (…)`, quoted. Event ids are flashgate's own
+/// (`created-1048577`, `failed-1765000000000-0-42`: letters, digits, dashes); anything else is
+/// left out, so nothing can be injected.
+fn ids(list: &[&str]) -> String {
+    list.iter()
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What a pass asks of the loop.
@@ -335,10 +412,7 @@ impl Out {
     }
 
     /// Sends every event; what became of each (by outbox id).
-    async fn send(
-        &mut self,
-        events: Vec<(i64, String, EventType, Vec<u8>)>,
-    ) -> Vec<(i64, Outcome)> {
+    async fn send(&mut self, events: Vec<(String, EventType, Vec<u8>)>) -> Vec<(String, Outcome)> {
         match self.kind.clone() {
             SinkKind::Webhook { url } => self.send_webhooks(&url, events).await,
             SinkKind::Rabbit { exchange } => match self.publish(&exchange, &events).await {
@@ -366,12 +440,12 @@ impl Out {
     async fn send_webhooks(
         &mut self,
         url: &str,
-        events: Vec<(i64, String, EventType, Vec<u8>)>,
-    ) -> Vec<(i64, Outcome)> {
+        events: Vec<(String, EventType, Vec<u8>)>,
+    ) -> Vec<(String, Outcome)> {
         let gap = Duration::from_secs_f64(1.0 / self.settings.rate);
         let mut in_flight = FuturesUnordered::new();
         let mut done = Vec::with_capacity(events.len());
-        for (id, event_id, _, body) in events {
+        for (event_id, _, body) in events {
             while in_flight.len() >= self.settings.in_flight {
                 if let Some(r) = in_flight.next().await {
                     done.push(r);
@@ -387,10 +461,8 @@ impl Out {
             let (client, secrets) = (self.client.clone(), self.settings.secrets.clone());
             let url = url.to_string();
             in_flight.push(async move {
-                (
-                    id,
-                    webhook::send(&client, &url, &secrets, &event_id, body).await,
-                )
+                let outcome = webhook::send(&client, &url, &secrets, &event_id, body).await;
+                (event_id, outcome)
             });
         }
         while let Some(r) = in_flight.next().await {
@@ -430,11 +502,11 @@ impl Out {
     async fn publish(
         &mut self,
         exchange: &str,
-        events: &[(i64, String, EventType, Vec<u8>)],
-    ) -> anyhow::Result<Vec<(i64, Outcome)>> {
+        events: &[(String, EventType, Vec<u8>)],
+    ) -> anyhow::Result<Vec<(String, Outcome)>> {
         let channel = self.channel(exchange).await?.clone();
         let mut confirms = Vec::with_capacity(events.len());
-        for (id, event_id, kind, body) in events {
+        for (event_id, kind, body) in events {
             let confirm = channel
                 .basic_publish(
                     exchange.into(),
@@ -447,7 +519,7 @@ impl Out {
                         .with_message_id(event_id.as_str().into()),
                 )
                 .await?;
-            confirms.push((*id, confirm));
+            confirms.push((event_id.clone(), confirm));
         }
         let mut out = Vec::with_capacity(confirms.len());
         for (id, confirm) in confirms {

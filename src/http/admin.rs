@@ -84,6 +84,11 @@ pub async fn show(req: Request<Incoming>, state: &AppState, id: &str) -> Result<
             "redis".into(),
             serde_json::to_value(health).map_err(|e| AppError::Internal(e.into()))?,
         );
+        // orders out: each sink's state, when any is configured (the console flags a sink that
+        // is failing, has parked events, or is disabled)
+        if let Some(sinks) = super::ops::event_sinks(state).await {
+            o.insert("eventSinks".into(), serde_json::json!(sinks));
+        }
     }
     Ok(respond::ok(body))
 }

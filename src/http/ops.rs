@@ -108,7 +108,7 @@ pub async fn redis_health(state: &AppState) -> RedisHealth {
 
 /// The sinks of orders out as they stand (`events::ops::status`), when any is configured; best
 /// effort, within a second.
-async fn event_sinks(state: &AppState) -> Option<Vec<crate::events::ops::SinkState>> {
+pub async fn event_sinks(state: &AppState) -> Option<Vec<crate::events::ops::SinkState>> {
     if !state.events.on() {
         return None;
     }

@@ -27,7 +27,7 @@ use sqlx::MySqlPool;
 
 use super::fence::{self, Checked};
 use crate::domain::{GoodsId, OrderStatus, UserId};
-use crate::events::{EventSettings, EventType, outbox};
+use crate::events::{EventSettings, outbox};
 
 /// One admitted request, as the edge put it in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,8 +210,9 @@ async fn write(
     Ok(Pass::Done(Batch::Written(settle(batch, results))))
 }
 
-/// The outbox rows of a batch: a created event per new order, a failed event per entry MySQL
-/// had no unit for (its id names the entry and user, so a replay of the batch writes it once).
+/// The outbox rows of a batch: a created event per new order (a delivery row per sink: the order
+/// row is its record), a failed event per entry MySQL had no unit for (its id names the entry and
+/// user, so a replay of the batch writes it once).
 async fn record_events(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     events: &EventSettings,
@@ -221,6 +222,11 @@ async fn record_events(
     failed: &[usize],
     sale: Option<(String, Option<String>)>,
 ) -> Result<(), sqlx::Error> {
+    let orders: Vec<i64> = created.iter().map(|c| c.1).collect();
+    outbox::created(tx, events, &orders).await?;
+    if failed.is_empty() {
+        return Ok(());
+    }
     let (price, product) = match sale {
         Some(s) => s,
         None => {
@@ -231,44 +237,29 @@ async fn record_events(
             (price, product)
         }
     };
-    let users: Vec<i64> = created
-        .iter()
-        .map(|(i, _)| batch[*i].user.get())
-        .chain(failed.iter().map(|&i| batch[i].user.get()))
-        .collect();
+    let users: Vec<i64> = failed.iter().map(|&i| batch[i].user.get()).collect();
     let subjects = outbox::subjects(tx, &users).await?;
     let at = outbox::now();
-    let facts = |user: UserId| outbox::Facts {
-        price: price.clone(),
-        product: product.clone(),
-        shop_user: subjects.get(&user.get()).cloned(),
-    };
-    let mut rows = Vec::with_capacity(users.len());
-    for &(i, order) in created {
-        let user = batch[i].user;
-        let extra = serde_json::json!({ "createdAt": at.and_utc().timestamp_millis() });
-        rows.push(outbox::NewEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            kind: EventType::Created,
-            order,
-            goods,
-            user,
-            data: outbox::data(events, Some(order), goods, user, &facts(user), extra),
-            at,
-        });
-    }
-    for &i in failed {
-        let a = &batch[i];
-        rows.push(outbox::failed(
-            events,
-            goods,
-            a.user,
-            &a.entry_id,
-            "sold out in MySQL",
-            &facts(a.user),
-            at,
-        ));
-    }
+    let rows: Vec<outbox::NewEvent> = failed
+        .iter()
+        .map(|&i| {
+            let a = &batch[i];
+            let facts = outbox::Facts {
+                price: price.clone(),
+                product: product.clone(),
+                shop_user: subjects.get(&a.user.get()).cloned(),
+            };
+            outbox::failed(
+                events,
+                goods,
+                a.user,
+                &a.entry_id,
+                "sold out in MySQL",
+                &facts,
+                at,
+            )
+        })
+        .collect();
     outbox::write(tx, events, &rows).await
 }
 
