@@ -94,20 +94,22 @@ pub enum Replay {
 /// Makes the events `what` names pending again (now, attempts and failures forgotten), on
 /// `sink` or every sink; returns how many deliveries.
 pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result<u64, sqlx::Error> {
-    macro_rules! set {
-        ($cond:literal) => {
-            concat!(
-                "UPDATE event_delivery d \
-                 SET d.state = 0, d.attempts = 0, d.failing_since = NULL, d.last_error = NULL, \
-                 d.next_at = NOW(3), d.done_at = NULL WHERE (? IS NULL OR d.sink = ?) AND ",
-                $cond
-            )
-        };
-    }
     let q = match what {
-        Replay::Order(_) => set!("d.order_id = ?"),
-        Replay::Since(_) => set!("d.created_at >= ?"),
-        Replay::Parked => set!("d.state = 2"),
+        Replay::Order(_) => {
+            "UPDATE event_delivery SET state = 0, attempts = 0, failing_since = NULL, \
+             last_error = NULL, next_at = NOW(3), done_at = NULL \
+             WHERE (? IS NULL OR sink = ?) AND order_id = ?"
+        }
+        Replay::Since(_) => {
+            "UPDATE event_delivery SET state = 0, attempts = 0, failing_since = NULL, \
+             last_error = NULL, next_at = NOW(3), done_at = NULL \
+             WHERE (? IS NULL OR sink = ?) AND created_at >= ?"
+        }
+        Replay::Parked => {
+            "UPDATE event_delivery SET state = 0, attempts = 0, failing_since = NULL, \
+             last_error = NULL, next_at = NOW(3), done_at = NULL \
+             WHERE (? IS NULL OR sink = ?) AND state = 2"
+        }
     };
     let mut query = sqlx::query(q).bind(sink).bind(sink);
     query = match what {

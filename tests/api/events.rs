@@ -42,6 +42,7 @@ pub enum Answer {
 pub struct Receiver {
     pub url: String,
     pub got: Arc<Mutex<Vec<Got>>>,
+    pub answer: Arc<Mutex<Answer>>,
     /// Requests for a `webhook-id` that came while another for it was being answered.
     pub overlaps: Arc<Mutex<Vec<String>>>,
     pub bad_signatures: Arc<Mutex<usize>>,
@@ -153,6 +154,7 @@ impl Receiver {
         Receiver {
             url,
             got,
+            answer,
             overlaps,
             bad_signatures: bad,
             task,
@@ -568,4 +570,100 @@ fn settings_that_cannot_work_stop_the_worker_saying_which() {
         assert!(!out.status.success(), "{var}={value} started");
         assert!(err.contains(says), "{var}={value}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_replay_and_enable_from_the_command_line() {
+    // an endpoint that refuses everything for good (a 4xx): its events are parked at once
+    let rx = Receiver::start(Answer::FirstN(1_000, 422, None), Duration::ZERO).await;
+    let app = spawn_with(events_settings(&rx.url), true).await;
+    let goods = app.sale(2).await;
+    orders(&app, goods, 2).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    while flashgate::events::ops::status(&app.state.db)
+        .await
+        .unwrap()
+        .first()
+        .is_none_or(|s| s.parked < 2)
+    {
+        assert!(Instant::now() < until, "nothing parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, err) = app.cli(&["events", "status"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "parked events make status exit 1: {out} {err}"
+    );
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status[0]["parked"], 2, "{out}");
+    assert!(status[0]["lastError"].as_str().unwrap().contains("422"));
+    let sink = status[0]["sink"].as_str().unwrap().to_string();
+    // the shop fixed its endpoint: replay the parked ones, with their ids
+    *rx.answer.lock().unwrap() = Answer::Ok;
+    let parked_ids: HashSet<String> = rx.got().into_iter().map(|g| g.id).collect();
+    let (code, out, _) = app.cli(&["events", "replay", "--parked", "--sink", &sink]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("2 deliveries"), "{out}");
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        rx.delivered().keys().cloned().collect::<HashSet<_>>(),
+        parked_ids
+    );
+    let (code, _, _) = app.cli(&["events", "status"]);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = app.cli(&["events", "enable", "no-such-sink"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no sink named"), "{err}");
+    let (code, _, err) = app.cli(&["events", "replay", "--since", "yesterday"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("RFC 3339"), "{err}");
+}
+
+/// The Python verifier printed in docs/events.md, run on the documented test vector (python3's
+/// standard library only): it accepts it, and refuses it with the body changed.
+#[test]
+fn the_documented_python_verifier_takes_the_test_vector() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.md")).unwrap();
+    let code = doc
+        .split("```python\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/events.md has a Python verifier");
+    let field = |name: &str| {
+        doc.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .trim()
+            .trim_matches('`')
+            .to_string()
+    };
+    let run = |body: &str| {
+        let script = format!(
+            "{code}\nheaders = {{'webhook-id': {id:?}, 'webhook-timestamp': {ts:?}, 'webhook-signature': {sig:?}}}\nprint(verify({secret:?}, headers, {body:?}.encode(), tolerance=10**10))\n",
+            id = field("webhook-id"),
+            ts = field("timestamp"),
+            sig = field("webhook-signature"),
+            secret = field("secret"),
+        );
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&field("body"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        field("webhook-id")
+    );
+    let bad = run("{\"test\": 1}");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad signature"));
 }
