@@ -38,6 +38,8 @@ use crate::plumbing::metrics::Metrics;
 
 /// Deliveries claimed per pass, at most.
 pub const CLAIM: usize = 2000;
+/// Relay tasks per RabbitMQ sink in one worker.
+pub const RABBIT_PASSES: usize = 2;
 /// A pass that found nothing due waits this long before the next.
 pub const IDLE: Duration = Duration::from_millis(200);
 /// The longest wait between two attempts of one event.
@@ -64,10 +66,19 @@ impl Relays {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let mut tasks = Vec::new();
         for sink in self.settings.sinks.clone() {
-            let (me, shutdown) = (self.clone(), shutdown.clone());
-            tasks.push(tokio::spawn(
-                async move { me.run_sink(sink, shutdown).await },
-            ));
+            // a broker sink gets two passes at once (each its own channel; `SKIP LOCKED` keeps
+            // them apart, as it does two workers): one publishes while the other's MySQL work
+            // runs. A webhook sink keeps one, whose pace is the endpoint's rate.
+            let passes = match sink.kind {
+                SinkKind::Rabbit { .. } => RABBIT_PASSES,
+                SinkKind::Webhook { .. } => 1,
+            };
+            for _ in 0..passes {
+                let (me, shutdown, sink) = (self.clone(), shutdown.clone(), sink.clone());
+                tasks.push(tokio::spawn(
+                    async move { me.run_sink(sink, shutdown).await },
+                ));
+            }
         }
         for t in tasks {
             let _ = t.await;
@@ -248,10 +259,66 @@ impl Relays {
             })
             .collect();
         let outcomes = out.send(bodies).await;
+        // recorded in the claim's transaction; if MySQL gives up on it (a deadlock with a
+        // worker's batch writing delivery rows beside it), recorded again in a fresh one rather
+        // than sending every event of the pass a second time
+        let rec = match self.record(sink, &mut tx, &outcomes).await {
+            Ok(r) => {
+                tx.commit().await?;
+                r
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                tracing::warn!(sink = %sink.name, error = %e, "recording a pass's outcomes failed; recording them again");
+                let mut again = None;
+                for _ in 0..3 {
+                    let mut tx = crate::plumbing::db::begin(&self.db).await?;
+                    match self.record(sink, &mut tx, &outcomes).await {
+                        Ok(r) => {
+                            tx.commit().await?;
+                            again = Some(r);
+                            break;
+                        }
+                        Err(_) => {
+                            let _ = tx.rollback().await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                again.ok_or(e)?
+            }
+        };
+        let label = sink.name.as_str();
+        if rec.delivered > 0 {
+            self.metrics.event_delivered(label, rec.delivered);
+        }
+        if rec.retried > 0 {
+            self.metrics.event_retried(label, rec.retried);
+        }
+        if rec.parked > 0 {
+            self.metrics.event_parked(label, rec.parked);
+        }
+        Ok(match rec.pause {
+            Some(d) => Pass::Pause(d),
+            None if rec.delivered == 0 => Pass::Pause(IDLE),
+            None => Pass::Sent,
+        })
+    }
+
+    /// Records what became of a pass's events in `tx` (see the module comment); the counts, for
+    /// the metrics once it is committed.
+    async fn record(
+        &self,
+        sink: &Sink,
+        tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+        outcomes: &[(String, Outcome)],
+    ) -> Result<Recorded, sqlx::Error> {
+        let mut rec = Recorded::default();
         let mut pause = None;
         let (mut delivered, mut retry, mut park) = (Vec::new(), Vec::new(), Vec::new());
         for (id, outcome) in outcomes {
-            match outcome {
+            let id = id.clone();
+            match outcome.clone() {
                 Outcome::Delivered => delivered.push(id),
                 Outcome::Retry { why, after } => {
                     if let Some(a) = after {
@@ -266,14 +333,13 @@ impl Relays {
                     )
                     .bind(&why)
                     .bind(&sink.name)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                     tracing::error!(sink = %sink.name, target = sink.target(), why, "the endpoint is gone: disabled until an operator enables it (flashgate events enable)");
                     pause = Some(Duration::from_secs(1));
                 }
             }
         }
-        let label = sink.name.as_str();
         if !delivered.is_empty() {
             let list: Vec<&str> = delivered.iter().map(String::as_str).collect();
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -282,9 +348,9 @@ impl Relays {
                 ids(&list)
             )))
             .bind(&sink.name)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            self.metrics.event_delivered(label, delivered.len() as u64);
+            rec.delivered = delivered.len() as u64;
         }
         // failures, grouped by what went wrong (an endpoint that is down fails a whole pass
         // alike): one statement a group, each row's wait from its own attempt count (1 s doubled
@@ -304,7 +370,7 @@ impl Relays {
             )))
             .bind(&sink.name)
             .bind(horizon)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE event_delivery SET \
@@ -322,16 +388,15 @@ impl Relays {
             .bind(after.map(|a| a.as_micros() as i64))
             .bind(why)
             .bind(&sink.name)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             parked_late += late as u64;
         }
         if !retry.is_empty() {
-            self.metrics
-                .event_retried(label, retry.len() as u64 - parked_late);
+            rec.retried = retry.len() as u64 - parked_late;
         }
         if parked_late > 0 {
-            self.metrics.event_parked(label, parked_late);
+            rec.parked += parked_late;
             tracing::error!(sink = %sink.name, events = parked_late, "events failing past the retry horizon were parked (flashgate events replay --parked)");
         }
         for (id, why) in &park {
@@ -342,20 +407,25 @@ impl Relays {
             .bind(why)
             .bind(&sink.name)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         if !park.is_empty() {
-            self.metrics.event_parked(label, park.len() as u64);
+            rec.parked += park.len() as u64;
             tracing::error!(sink = %sink.name, events = park.len(), first = %park[0].1, "events parked: the endpoint refused them for good (flashgate events replay --parked)");
         }
-        tx.commit().await?;
-        Ok(match pause {
-            Some(d) => Pass::Pause(d),
-            None if delivered.is_empty() => Pass::Pause(IDLE),
-            None => Pass::Sent,
-        })
+        rec.pause = pause;
+        Ok(rec)
     }
+}
+
+/// What [`Relays::record`] wrote.
+#[derive(Debug, Default)]
+struct Recorded {
+    pause: Option<Duration>,
+    delivered: u64,
+    retried: u64,
+    parked: u64,
 }
 
 /// A list of numbers for `IN (…)`: numbers only, so nothing can be injected. (`IN` lists, not a
