@@ -208,8 +208,28 @@ pub async fn order_changed(
     if !settings.on() {
         return Ok(None);
     }
-    /// goods, user, price, created at, shop subject, product reference
+    Ok(from_orders(tx, settings, kind, &[order], Some(at))
+        .await?
+        .pop())
+}
+
+/// The events of `kind` for `orders`, built from their order rows in `tx`: the sale, shopper and
+/// price as each order has them. A created event's record is its order row (the relay builds
+/// its body here); a paid or closed one is written from it. `at`: when the change happened
+/// (`None` for created: the order's own time).
+pub async fn from_orders(
+    tx: &mut Transaction<'_, MySql>,
+    settings: &EventSettings,
+    kind: EventType,
+    orders: &[i64],
+    at: Option<NaiveDateTime>,
+) -> Result<Vec<NewEvent>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    /// order, goods, user, price, created at, shop subject, product reference
     type OrderRow = (
+        i64,
         i64,
         i64,
         String,
@@ -217,42 +237,51 @@ pub async fn order_changed(
         Option<String>,
         Option<String>,
     );
-    let row: Option<OrderRow> = sqlx::query_as(
-        "SELECT o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, u.subject, \
-             sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
-             LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id = ?",
-    )
-    .bind(order)
-    .fetch_optional(&mut **tx)
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
+         u.subject, sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
+         LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
+        numbers(orders)
+    )))
+    .fetch_all(&mut **tx)
     .await?;
-    let Some((goods, user, price, created, shop_user, product)) = row else {
-        return Ok(None);
-    };
-    let (Ok(goods), Ok(user)) = (GoodsId::new(goods), UserId::new(user)) else {
-        return Ok(None);
-    };
-    let facts = Facts {
-        price,
-        product,
-        shop_user,
-    };
-    let when = match kind {
-        EventType::Paid => "paidAt",
-        _ => "closedAt",
-    };
-    let extra = json!({
-        "createdAt": created.and_utc().timestamp_millis(),
-        when: at.and_utc().timestamp_millis(),
-    });
-    Ok(Some(NewEvent {
-        event_id: event_id(kind, order),
-        kind,
-        order,
-        goods,
-        user,
-        data: data(settings, Some(order), goods, user, &facts, extra),
-        at,
-    }))
+    let mut out = Vec::with_capacity(rows.len());
+    for (order, goods, user, price, created, shop_user, product) in rows {
+        let (Ok(goods), Ok(user)) = (GoodsId::new(goods), UserId::new(user)) else {
+            continue;
+        };
+        let facts = Facts {
+            price,
+            product,
+            shop_user,
+        };
+        let at = at.unwrap_or(created);
+        let mut extra = json!({ "createdAt": created.and_utc().timestamp_millis() });
+        match kind {
+            EventType::Paid => extra["paidAt"] = json!(at.and_utc().timestamp_millis()),
+            EventType::Closed => extra["closedAt"] = json!(at.and_utc().timestamp_millis()),
+            EventType::Created | EventType::Failed => {}
+        }
+        out.push(NewEvent {
+            event_id: event_id(kind, order),
+            kind,
+            order,
+            goods,
+            user,
+            data: data(settings, Some(order), goods, user, &facts, extra),
+            at,
+        });
+    }
+    Ok(out)
+}
+
+/// A list of numbers for `IN (…)`: numbers only, so nothing can be injected. (`IN` lists, not a
+/// join with `JSON_TABLE`, which MariaDB answers by scanning the joined table.)
+pub fn numbers(list: &[i64]) -> String {
+    list.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The id of an order's event of `kind` (created, paid, closed).

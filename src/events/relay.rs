@@ -161,7 +161,7 @@ impl Relays {
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT order_id FROM event_delivery WHERE sink = ? AND state = 0 AND type = 0 \
                  AND order_id IN ({})",
-                numbers(&later)
+                super::outbox::numbers(&later)
             )))
             .bind(&sink.name)
             .fetch_all(&mut *tx)
@@ -201,49 +201,27 @@ impl Relays {
                 .iter()
                 .filter_map(|id| id.strip_prefix("created-")?.parse().ok())
                 .collect();
-            /// order, goods, user, price, written at, shop subject, product reference
-            type OrderRow = (
-                i64,
-                i64,
-                i64,
-                String,
-                NaiveDateTime,
-                Option<String>,
-                Option<String>,
-            );
-            let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
-                     u.subject, sg.external_ref FROM order_info o \
-                     LEFT JOIN users u ON u.id = o.user_id \
-                     LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
-                numbers(&orders)
-            )))
-            .fetch_all(&mut *tx)
-            .await?;
-            for (order, goods, user, price, at, shop_user, product) in rows {
-                let (Ok(goods), Ok(user)) = (
-                    crate::domain::GoodsId::new(goods),
-                    crate::domain::UserId::new(user),
-                ) else {
-                    continue;
-                };
-                let facts = super::outbox::Facts {
-                    price,
-                    product,
-                    shop_user,
-                };
-                let extra = serde_json::json!({ "createdAt": at.and_utc().timestamp_millis() });
-                let data =
-                    super::outbox::data(&self.settings, Some(order), goods, user, &facts, extra);
-                events.push((
-                    super::outbox::event_id(EventType::Created, order),
-                    EventType::Created as i8,
-                    order,
-                    data.to_string(),
-                    at,
+            events.extend(
+                super::outbox::from_orders(
+                    &mut tx,
+                    &self.settings,
+                    EventType::Created,
+                    &orders,
                     None,
-                ));
-            }
+                )
+                .await?
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.event_id,
+                        e.kind as i8,
+                        e.order,
+                        e.data.to_string(),
+                        e.at,
+                        None,
+                    )
+                }),
+            );
         }
         let bodies: Vec<(String, EventType, Vec<u8>)> = events
             .into_iter()
@@ -426,15 +404,6 @@ struct Recorded {
     delivered: u64,
     retried: u64,
     parked: u64,
-}
-
-/// A list of numbers for `IN (…)`: numbers only, so nothing can be injected. (`IN` lists, not a
-/// join with `JSON_TABLE`: MariaDB would scan the table for such a join.)
-fn numbers(list: &[i64]) -> String {
-    list.iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// A list of event ids for `IN (…)`, quoted. Event ids are flashgate's own
