@@ -10,7 +10,7 @@
 # with a sink, writes every order's created event in the same transaction). Worker orders/s is
 # taken from MySQL's own clock, first to last order commit. With a sink the worker keeps
 # running until the sink has every event; the relay's events/s is first to last recorded
-# delivery (`event_delivery.done_at`). FLASHGATE_WEBHOOK_RATE is set out of the way (1,000,000)
+# delivery (`done_at` of the batches and delivery rows). FLASHGATE_WEBHOOK_RATE is set out of the way (1,000,000)
 # and FLASHGATE_WEBHOOK_IN_FLIGHT to EVENTS_IN_FLIGHT (64). The RabbitMQ exchange has no queue
 # bound (the broker routes the events nowhere; each is still confirmed).
 # Ends by checking every order has exactly one created event and none is parked.
@@ -77,8 +77,17 @@ admit() { # a fresh sale, every shopper admitted once -> goods id
   kill -INT "$w" 2>/dev/null || true; wait "$w" 2>/dev/null || true
   echo "$g"
 }
-drain() { # mode goods -> "orders orders/s events events/s"
-  local mode=$1 g=$2 env=() w orders span ev evspan want
+my=$(pidof mariadbd || pidof mysqld) broker=$(pgrep -f beam.smp | head -n 1)
+# created events written since T that a sink took: on the first attempt of their batch, or later
+# from their own delivery row (docs/architecture.md)
+delivered() {
+  sql "SELECT (SELECT COALESCE(SUM(delivered), 0) FROM event_batch WHERE created_at >= '$1')
+    + (SELECT COUNT(*) FROM event_delivery WHERE created_at >= '$1' AND state = 1)"
+}
+# (sink, order) of every created event written: from the batches and the delivery rows
+created_sql="SELECT b.sink, j.o FROM event_batch b CROSS JOIN JSON_TABLE(b.orders, '\$[*]' COLUMNS(o BIGINT PATH '\$')) j"
+drain() { # mode goods -> "orders orders/s events events/s worker-µs mysql-µs broker-µs receiver-µs" (CPU per order)
+  local mode=$1 g=$2 env=() w orders span ev evspan want c0 c1 wc t0
   want=$(redis-cli SCARD "${ns}sk:{g:$g}:buyers")
   case $mode in
     webhook) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
@@ -88,20 +97,30 @@ drain() { # mode goods -> "orders orders/s events events/s"
     # off): the outbox's own cost to the worker, without a relay working beside it
     outbox) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:9/closed" FLASHGATE_WEBHOOK_SECRET=$SECRET) ;;
   esac
+  t0=$(sql "SELECT NOW(3)")
+  c0="$(cpu "$my") $(cpu "$broker") $(cpu "$rx")"
   env "${env[@]}" "$bin" worker 2>>"$work/worker.log" &
   w=$!
   while [ "$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $g")" -lt "$want" ]; do sleep 0.2; done
   if [ "$mode" = webhook ] || [ "$mode" = rabbit ]; then
-    until [ "$(sql "SELECT COUNT(*) FROM event_delivery d JOIN order_info o ON o.id = d.order_id WHERE o.goods_id = $g AND d.state = 1")" -ge "$want" ]; do sleep 0.2; done
+    until [ "$(delivered "$t0")" -ge "$want" ]; do sleep 0.2; done
   fi
+  wc=$(cpu "$w") c1="$(cpu "$my") $(cpu "$broker") $(cpu "$rx")"
   kill "$w"; wait "$w" 2>/dev/null || true
   orders=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $g")
   span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(created_at)) / 1e6 FROM order_info WHERE goods_id = $g")
   if [ "$mode" = off ] || [ "$mode" = outbox ]; then ev=0; evspan=0; else
-    ev=$(sql "SELECT COUNT(*) FROM event_delivery d JOIN order_info o ON o.id = d.order_id WHERE o.goods_id = $g AND d.state = 1")
-    evspan=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(d.done_at), MAX(d.done_at)) / 1e6 FROM event_delivery d JOIN order_info o ON o.id = d.order_id WHERE o.goods_id = $g")
+    # first to last recorded delivery; a pass records its events when they are all sent, so the
+    # events of the first pass recorded are not counted (they were sent before the span begins)
+    read -r ev evspan <<<"$(sql "SELECT SUM(n) - SUBSTRING_INDEX(GROUP_CONCAT(n ORDER BY t), ',', 1),
+      TIMESTAMPDIFF(MICROSECOND, MIN(t), MAX(t)) / 1e6 FROM (
+        SELECT done_at AS t, delivered AS n FROM event_batch WHERE created_at >= '$t0' AND state = 1
+        UNION ALL SELECT done_at, 1 FROM event_delivery WHERE created_at >= '$t0' AND state = 1) x")"
   fi
-  awk -v o="$orders" -v s="$span" -v e="$ev" -v es="$evspan" 'BEGIN {printf "%d %.0f %d %.0f\n", o, o / s, e, (es > 0 ? e / es : 0)}'
+  awk -v o="$orders" -v s="$span" -v e="$ev" -v es="$evspan" -v wc="$wc" -v c0="$c0" -v c1="$c1" -v t="$tck" '
+    BEGIN {split(c0, a, " "); split(c1, b, " "); u = 1e6 / t / o
+      printf "%d %.0f %d %.0f %.1f %.1f %.1f %.1f\n", o, o / s, e, (es > 0 ? e / es : 0),
+        wc * u, (b[1] - a[1]) * u, (b[2] - a[2]) * u, (b[3] - a[3]) * u}'
 }
 modes=(off outbox webhook rabbit)
 declare -A R
@@ -118,13 +137,13 @@ col() { awk -v c="$2" 'NF {print $c}' <<<"$1" | paste -sd/; }
 med() { median $(tr / ' ' <<<"$1"); }
 echo
 echo "orders out, $ROUNDS rounds interleaved, $N orders a run, $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "| events | worker orders/s (first→last commit) | vs off | relay events/s (first→last delivery) |"
-echo "|---|---:|---:|---:|"
+echo "| events | worker orders/s (first→last commit) | vs off | relay events/s (first→last delivery) | CPU µs per order: worker process | MariaDB | RabbitMQ | receiver |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for mode in "${modes[@]}"; do
   o=$(col "${R[$mode]}" 2)
   ratio=$(paste -d' ' <(tr / '\n' <<<"$o") <(col "${R[off]}" 2 | tr / '\n') | awk '{printf "%.2f\n", $1 / $2}' | paste -sd/)
   e=$(col "${R[$mode]}" 4)
-  echo "| $mode | $(med "$o") [$o] | $(med "$ratio") [$ratio] | $([ "$mode" = off ] || [ "$mode" = outbox ] && echo — || echo "$(med "$e") [$e]") |"
+  echo "| $mode | $(med "$o") [$o] | $(med "$ratio") [$ratio] | $([ "$mode" = off ] || [ "$mode" = outbox ] && echo — || echo "$(med "$e") [$e]") | $(med "$(col "${R[$mode]}" 5)") | $(med "$(col "${R[$mode]}" 6)") | $(med "$(col "${R[$mode]}" 7)") | $(med "$(col "${R[$mode]}" 8)") |"
 done
 echo "receiver: $(curl -fsS "http://127.0.0.1:$RX_PORT/stats")"
 bad=0
@@ -135,9 +154,9 @@ for g in "${sales[@]}"; do
 done
 parked=$(sql "SELECT COUNT(*) FROM event_delivery WHERE state = 2")
 # (the outbox runs' events were never sent: their endpoint refused every connection)
-dupes=$(sql "SELECT COUNT(*) FROM (SELECT order_id FROM event_delivery WHERE type = 0 GROUP BY order_id HAVING COUNT(*) > 1) x")
+dupes=$(sql "SELECT COUNT(*) FROM ($created_sql) c GROUP BY c.sink, c.o HAVING COUNT(*) > 1" | wc -l)
 # the runs with a sink: every order has its created event
 evented=$(for i in "${!sales[@]}"; do [ $((i % 4)) != 0 ] && echo "${sales[$i]}"; done | paste -sd,)
-without=$(sql "SELECT COUNT(*) FROM order_info o WHERE o.goods_id IN ($evented) AND NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.order_id = o.id AND d.type = 0)")
+without=$(sql "SELECT COUNT(*) FROM order_info o LEFT JOIN (SELECT DISTINCT c.o FROM ($created_sql UNION ALL SELECT sink, order_id FROM event_delivery WHERE type = 0) c) k ON k.o = o.id WHERE o.goods_id IN ($evented) AND k.o IS NULL")
 echo "invariants: orders = admitted in every sale; parked $parked; orders with two created events $dupes; orders of the runs with a sink without one $without"
 [ "$parked" = 0 ] && [ "$dupes" = 0 ] && [ "$without" = 0 ] && [ "$bad" = 0 ]

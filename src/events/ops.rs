@@ -38,7 +38,9 @@ pub async fn status(db: &MySqlPool) -> Result<Vec<SinkState>, sqlx::Error> {
     let rows: Vec<Registered> = sqlx::query_as(
         "SELECT s.sink, s.target, s.disabled_at, s.disabled_why FROM event_sink s \
              UNION SELECT DISTINCT d.sink, NULL, NULL, NULL FROM event_delivery d \
-             WHERE d.state IN (0, 2) AND d.sink NOT IN (SELECT sink FROM event_sink)",
+             WHERE d.state IN (0, 2) AND d.sink NOT IN (SELECT sink FROM event_sink) \
+             UNION SELECT DISTINCT b.sink, NULL, NULL, NULL FROM event_batch b \
+             WHERE b.state = 0 AND b.sink NOT IN (SELECT sink FROM event_sink)",
     )
     .fetch_all(db)
     .await?;
@@ -59,6 +61,16 @@ pub async fn status(db: &MySqlPool) -> Result<Vec<SinkState>, sqlx::Error> {
         .bind(&sink)
         .fetch_one(db)
         .await?;
+        // and the created events in batches not sent yet
+        let (batched, batched_oldest): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT CAST(SUM(events) AS SIGNED), TIMESTAMPDIFF(SECOND, MIN(created_at), NOW(3)) \
+             FROM event_batch WHERE sink = ? AND state = 0",
+        )
+        .bind(&sink)
+        .fetch_one(db)
+        .await?;
+        let backlog = backlog + batched.unwrap_or(0);
+        let oldest = oldest.max(batched_oldest);
         let parked = parked.unwrap_or(0);
         out.push(SinkState {
             disabled: disabled_at.map(|at| {
@@ -92,8 +104,42 @@ pub enum Replay {
 }
 
 /// Makes the events `what` names pending again (now, attempts and failures forgotten), on
-/// `sink` or every sink; returns how many deliveries.
+/// `sink` or every sink; returns how many deliveries. A created event sent from a batch has no
+/// delivery row: one is made for it first (as delivered, so that the update counts it with the
+/// rest): for `--order`, from the order row on every registered sink; for `--since`, from the
+/// batches done since then. (Created events in batches not sent yet are left to them.)
 pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result<u64, sqlx::Error> {
+    let mut tx = crate::plumbing::db::begin(db).await?;
+    match what {
+        Replay::Order(o) => {
+            sqlx::query(
+                "INSERT INTO event_delivery (sink, event_id, type, order_id, state, next_at, created_at) \
+                 SELECT s.sink, CONCAT('created-', o.id), 0, o.id, 1, NOW(3), o.created_at \
+                 FROM order_info o JOIN event_sink s ON (? IS NULL OR s.sink = ?) WHERE o.id = ? \
+                 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id",
+            )
+            .bind(sink)
+            .bind(sink)
+            .bind(*o)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Replay::Since(t) => {
+            sqlx::query(
+                "INSERT INTO event_delivery (sink, event_id, type, order_id, state, next_at, created_at) \
+                 SELECT b.sink, CONCAT('created-', j.o), 0, j.o, 1, NOW(3), b.created_at \
+                 FROM event_batch b CROSS JOIN JSON_TABLE(b.orders, '$[*]' COLUMNS(o BIGINT PATH '$')) j \
+                 WHERE (? IS NULL OR b.sink = ?) AND b.created_at >= ? AND b.state = 1 \
+                 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id",
+            )
+            .bind(sink)
+            .bind(sink)
+            .bind(*t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Replay::Parked => {}
+    }
     let q = match what {
         Replay::Order(_) => {
             "UPDATE event_delivery SET state = 0, attempts = 0, failing_since = NULL, \
@@ -117,7 +163,9 @@ pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result
         Replay::Since(t) => query.bind(*t),
         Replay::Parked => query,
     };
-    Ok(query.execute(db).await?.rows_affected())
+    let n = query.execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Enables `sink` again; false if no such sink is registered.

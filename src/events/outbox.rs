@@ -1,6 +1,8 @@
-//! Writing order events into the outbox, inside the caller's transaction: the event rows and one
-//! delivery row per configured sink, two statements whatever the number of events (the rows
-//! travel as one JSON document through `JSON_TABLE`, as the worker's orders do).
+//! Writing order events into the outbox, inside the caller's transaction. A worker batch's created
+//! events are one `event_batch` row per configured sink listing the orders (the order rows are
+//! their record); a paid, closed or failed event is an `order_event` row and one delivery row per
+//! sink (`event_delivery`): two statements whatever the number of events (the rows travel as one
+//! JSON document through `JSON_TABLE`, as the worker's orders do).
 //!
 //! An event's `data` is written as it is at the time (the order, the shopper and the shop's
 //! subject, the sale's product reference, the price in minor units), so an event says what was
@@ -54,17 +56,15 @@ const INSERT_DELIVERIES: &str = "INSERT INTO event_delivery \
      ev VARCHAR(64) PATH '$.ev', t INT PATH '$.t', o BIGINT PATH '$.o')) j \
      CROSS JOIN JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s \
      WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id";
-/// A batch's created events: a delivery row per order and sink, and nothing else (the order row
-/// is the event's record; the relay builds its body from it).
-const INSERT_CREATED: &str = "INSERT INTO event_delivery \
-     (sink, event_id, type, order_id, next_at, created_at) \
-     SELECT s.sink, CONCAT('created-', j.o), 0, j.o, NOW(3), NOW(3) \
-     FROM JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$')) j \
-     CROSS JOIN JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s \
-     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id";
+/// A batch's created events: one `event_batch` row per sink, listing the orders (the order rows
+/// are the events' record; the relay builds their bodies from them).
+const INSERT_CREATED: &str = "INSERT INTO event_batch \
+     (sink, orders, events, first_order, last_order, created_at) \
+     SELECT s.sink, ?, ?, ?, ?, NOW(3) \
+     FROM JSON_TABLE(?, '$[*]' COLUMNS(sink VARCHAR(64) PATH '$')) s";
 
-/// Records the created events of `orders`, just written in `tx`: a delivery row per order and
-/// sink (see [`INSERT_CREATED`]); nothing when no sink is configured.
+/// Records the created events of `orders`, just written in `tx`: one row per sink whatever the
+/// number of orders (`event_batch`); nothing when no sink is configured.
 pub async fn created(
     tx: &mut Transaction<'_, MySql>,
     settings: &EventSettings,
@@ -73,8 +73,14 @@ pub async fn created(
     if !settings.on() || orders.is_empty() {
         return Ok(());
     }
+    let (first, last) = orders
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &o| (lo.min(o), hi.max(o)));
     sqlx::query(INSERT_CREATED)
         .bind(serde_json::to_string(orders).expect("ids serialise"))
+        .bind(orders.len() as i64)
+        .bind(first)
+        .bind(last)
         .bind(serde_json::to_string(&settings.sink_names()).expect("names serialise"))
         .execute(&mut **tx)
         .await?;

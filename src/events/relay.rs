@@ -1,24 +1,35 @@
-//! The relay: in the worker process, one task per sink, delivering what the outbox holds.
+//! The relay: in the worker process, one task per sink (two for RabbitMQ), delivering what the
+//! outbox holds.
 //!
-//! A pass, in one MySQL transaction:
-//! 1. claims up to [`CLAIM`] due deliveries of the sink (`state` pending, `next_at` past) with
-//!    `SELECT … FOR UPDATE SKIP LOCKED`: another worker's relay skips what this one holds, so no
-//!    event is sent by two at the same time, and a relay that dies (its connection gone) lets go
-//!    of its claim by itself;
-//! 2. keeps of those only each order's earliest pending event (a snapshot read): an order's paid
-//!    or closed event waits until its created event is delivered, whichever worker holds it;
+//! A pass, in one MySQL transaction (READ COMMITTED: the claims lock the rows they take and no
+//! gaps, so a worker's batch never waits to insert its rows behind a pass):
+//! 1. claims up to [`CLAIM`] due events with `SELECT … FOR UPDATE SKIP LOCKED`: delivery rows of
+//!    their own (`state` pending, `next_at` past: paid, closed, failed, retries) and, in the room
+//!    left, the oldest pending batches of created events (`event_batch`, a row per worker batch
+//!    and sink). Another worker's relay skips what this one holds, so no event is sent by two at
+//!    the same time, and a relay that dies (its connection gone) lets go of its claim by itself;
+//! 2. keeps back an order's paid or closed event while its created event is pending (in a
+//!    delivery row or a batch not yet done, whichever worker holds it);
 //! 3. sends them, at most `webhook_in_flight` at a time and `webhook_rate` a second (the pace is
 //!    the sink's, kept across passes), to the webhook or RabbitMQ (publisher confirms: an event
 //!    counts as delivered only once the broker confirmed it);
-//! 4. records what happened (delivered; retry at `next_at` with exponential backoff and jitter,
-//!    or after a 429's `Retry-After`; parked past `events_retry_horizon_s` of failing or at once
-//!    for an answer that will not change) and commits. A crash before the commit leaves every
-//!    claimed event pending: it is sent again (at least once; receivers deduplicate by id).
+//! 4. records what happened and commits: a batch is done, and each of its events the sink did
+//!    not take gets a delivery row of its own; a delivery row is delivered, retried at `next_at`
+//!    with exponential backoff and jitter (or after a 429's `Retry-After`), or parked past
+//!    `events_retry_horizon_s` of failing or at once for an answer that will not change. A
+//!    crash before the commit leaves every claimed event pending: it is sent again (at least
+//!    once; receivers deduplicate by id).
+//!
+//! Between passes: a pass that delivered nothing and has something to retry (the endpoint is
+//! down) backs the whole sink off, 1 s doubling to 32 s, so the events wait in their batches
+//! rather than each failing on its own; and while the worker's order writing is behind (a full
+//! batch or more of entries in hand: a sale's opening burst) the relay gives way, up to
+//! [`YIELD_MAX`] at a time, so that shoppers' orders are written before the shop hears of them.
 //!
 //! A 410 disables the endpoint (`event_sink.disabled_at`) until an operator enables it; its
 //! events stay pending meanwhile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +49,8 @@ use crate::plumbing::metrics::Metrics;
 
 /// Deliveries claimed per pass, at most.
 pub const CLAIM: usize = 2000;
+/// Batches of created events a pass claims, at most (it takes as many as fit in [`CLAIM`]).
+pub const BATCH_CLAIM: usize = 16;
 /// Relay tasks per RabbitMQ sink in one worker.
 pub const RABBIT_PASSES: usize = 2;
 /// A pass that found nothing due waits this long before the next.
@@ -52,6 +65,12 @@ pub fn backoff(attempts: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
+/// Whether the worker's order writing is behind (it holds a full batch or more of entries).
+pub type Behind = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The longest a relay gives way to order writing before it runs a pass anyway.
+pub const YIELD_MAX: Duration = Duration::from_secs(2);
+
 /// What the relays of one worker need.
 #[derive(Clone)]
 pub struct Relays {
@@ -59,6 +78,7 @@ pub struct Relays {
     pub settings: Arc<EventSettings>,
     pub metrics: Arc<Metrics>,
     pub amqp_url: String,
+    pub behind: Behind,
 }
 
 impl Relays {
@@ -92,6 +112,16 @@ impl Relays {
             if *shutdown.borrow() {
                 return;
             }
+            // orders first: while the worker is behind (a sale's opening burst), the relay gives
+            // way, up to YIELD_MAX at a time, so that shoppers' orders are written before the
+            // shop hears of them; then it runs a pass anyway (it always makes progress)
+            let yielding = Instant::now();
+            while (self.behind)() && yielding.elapsed() < YIELD_MAX {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
             let wait = match self.pass(&sink, &mut out).await {
                 Ok(Pass::Sent) => {
                     failures = 0;
@@ -99,6 +129,13 @@ impl Relays {
                 }
                 Ok(Pass::Idle) => IDLE,
                 Ok(Pass::Pause(d)) => d,
+                // the endpoint took nothing: the sink backs off as a whole (1 s doubling to
+                // 32 s), so an endpoint that is down is tried with a pass now and then, and the
+                // events wait in their batches meanwhile rather than each failing on its own
+                Ok(Pass::Failing) => {
+                    failures += 1;
+                    backoff(failures.min(5))
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(sink = %sink.name, error = %e, "the relay's pass failed; trying again");
@@ -135,7 +172,16 @@ impl Relays {
             Some(Some(_)) => return Ok(Pass::Pause(Duration::from_secs(1))),
             Some(None) => {}
         }
-        let mut tx = crate::plumbing::db::begin(&self.db).await?;
+        // READ COMMITTED: the claims below lock the rows they take and nothing else, where
+        // REPEATABLE READ would also lock the gaps of the index they scan, and a worker's batch
+        // inserting its batch row there would wait for this pass to end
+        let mut conn = self.db.acquire().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *conn)
+            .await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // events one by one: retries, paid, closed, failed (and created ones an older version
+        // wrote this way)
         let claimed: Vec<(String, i8, i64)> = sqlx::query_as(
             "SELECT event_id, type, order_id FROM event_delivery WHERE sink = ? AND state = 0 \
              AND next_at <= NOW(3) ORDER BY next_at LIMIT ? FOR UPDATE SKIP LOCKED",
@@ -144,7 +190,13 @@ impl Relays {
         .bind(CLAIM as i64)
         .fetch_all(&mut *tx)
         .await?;
-        if claimed.is_empty() {
+        // and the batches of created events, oldest first, while the pass has room
+        let batches = if claimed.len() < CLAIM {
+            claim_batches(&mut tx, &sink.name, CLAIM - claimed.len()).await?
+        } else {
+            Vec::new()
+        };
+        if claimed.is_empty() && batches.is_empty() {
             tx.rollback().await?;
             return Ok(Pass::Idle);
         }
@@ -155,33 +207,18 @@ impl Relays {
             .filter(|(_, t, o)| *t != EventType::Created as i8 && *o != 0)
             .map(|c| c.2)
             .collect();
-        let waiting: std::collections::HashSet<i64> = if later.is_empty() {
-            Default::default()
-        } else {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT order_id FROM event_delivery WHERE sink = ? AND state = 0 AND type = 0 \
-                 AND order_id IN ({})",
-                super::outbox::numbers(&later)
-            )))
-            .bind(&sink.name)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-        };
-        let due: Vec<&str> = claimed
+        let waiting = created_pending(&mut tx, &sink.name, &later).await?;
+        let due: Vec<&(String, i8, i64)> = claimed
             .iter()
             .filter(|(_, t, o)| *t == EventType::Created as i8 || !waiting.contains(o))
-            .map(|c| c.0.as_str())
             .collect();
-        if due.is_empty() {
-            tx.rollback().await?;
-            return Ok(Pass::Idle);
-        }
         /// event id, type, order, data, written at, a failed buy's request id
         type EventRow = (String, i8, i64, String, NaiveDateTime, Option<String>);
-        let (created, others): (Vec<&str>, Vec<&str>) =
-            due.iter().partition(|id| id.starts_with("created-"));
+        let others: Vec<&str> = due
+            .iter()
+            .filter(|(_, t, _)| *t != EventType::Created as i8)
+            .map(|c| c.0.as_str())
+            .collect();
         let mut events: Vec<EventRow> = Vec::with_capacity(due.len());
         if !others.is_empty() {
             events.extend(
@@ -195,18 +232,27 @@ impl Relays {
                 .await?,
             );
         }
-        if !created.is_empty() {
-            // a created event's record is its order row
-            let orders: Vec<i64> = created
+        // created events, one by one and from the batches (an order in both, after a replay, is
+        // sent once): a created event's record is its order row
+        let mut created: Vec<i64> = due
+            .iter()
+            .filter(|(_, t, _)| *t == EventType::Created as i8)
+            .map(|c| c.2)
+            .collect();
+        let singles: std::collections::HashSet<i64> = created.iter().copied().collect();
+        created.extend(
+            batches
                 .iter()
-                .filter_map(|id| id.strip_prefix("created-")?.parse().ok())
-                .collect();
+                .flat_map(|b| b.orders.iter().copied())
+                .filter(|o| !singles.contains(o)),
+        );
+        if !created.is_empty() {
             events.extend(
                 super::outbox::from_orders(
                     &mut tx,
                     &self.settings,
                     EventType::Created,
-                    &orders,
+                    &created,
                     None,
                 )
                 .await?
@@ -236,7 +282,21 @@ impl Relays {
                 Some((event_id, kind, body))
             })
             .collect();
-        let outcomes = out.send(bodies).await;
+        if bodies.is_empty() && batches.is_empty() && due.is_empty() {
+            tx.rollback().await?;
+            return Ok(Pass::Idle);
+        }
+        // a due event with nothing to send (its record deleted since) is parked, not claimed
+        // again and again
+        let built: HashSet<&str> = bodies.iter().map(|b| b.0.as_str()).collect();
+        let gone: Vec<(String, Outcome)> = due
+            .iter()
+            .filter(|c| !built.contains(c.0.as_str()))
+            .map(|c| (c.0.clone(), Outcome::Park { why: GONE.into() }))
+            .collect();
+        let mut outcomes = out.send(bodies).await;
+        outcomes.extend(gone);
+        let outcomes = Outcomes::sort(outcomes, &batches, &singles);
         // recorded in the claim's transaction; if MySQL gives up on it (a deadlock with a
         // worker's batch writing delivery rows beside it), recorded again in a fresh one rather
         // than sending every event of the pass a second time
@@ -278,23 +338,50 @@ impl Relays {
         }
         Ok(match rec.pause {
             Some(d) => Pass::Pause(d),
+            None if rec.delivered == 0 && rec.retried > 0 => Pass::Failing,
             None if rec.delivered == 0 => Pass::Pause(IDLE),
             None => Pass::Sent,
         })
     }
 
     /// Records what became of a pass's events in `tx` (see the module comment); the counts, for
-    /// the metrics once it is committed.
+    /// the metrics once it is committed. A batch is marked done, and those of its events the
+    /// sink did not take get a delivery row of their own first (retried, parked and replayed
+    /// from there like any other).
     async fn record(
         &self,
         sink: &Sink,
         tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
-        outcomes: &[(String, Outcome)],
+        outcomes: &Outcomes,
     ) -> Result<Recorded, sqlx::Error> {
         let mut rec = Recorded::default();
-        let mut pause = None;
+        for b in &outcomes.batches {
+            if !b.left.is_empty() {
+                sqlx::query(
+                    "INSERT INTO event_delivery (sink, event_id, type, order_id, next_at, created_at) \
+                     SELECT ?, CONCAT('created-', j.o), 0, j.o, NOW(3), ? \
+                     FROM JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$')) j \
+                     WHERE 1 = 1 ON DUPLICATE KEY UPDATE event_id = event_delivery.event_id",
+                )
+                .bind(&sink.name)
+                .bind(b.created_at)
+                .bind(serde_json::to_string(&b.left).expect("ids serialise"))
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE event_batch SET state = 1, done_at = NOW(3), delivered = ? \
+                 WHERE id = ? AND state = 0",
+            )
+            .bind(b.delivered as i64)
+            .bind(b.id)
+            .execute(&mut **tx)
+            .await?;
+            rec.delivered += b.delivered;
+        }
+        let (mut pause, mut disabled) = (None, false);
         let (mut delivered, mut retry, mut park) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, outcome) in outcomes {
+        for (id, outcome) in &outcomes.rows {
             let id = id.clone();
             match outcome.clone() {
                 Outcome::Delivered => delivered.push(id),
@@ -305,7 +392,9 @@ impl Relays {
                     retry.push((id, why, after));
                 }
                 Outcome::Park { why } => park.push((id, why)),
+                Outcome::Disable { .. } if disabled => {}
                 Outcome::Disable { why } => {
+                    disabled = true;
                     sqlx::query(
                         "UPDATE event_sink SET disabled_at = NOW(3), disabled_why = ? WHERE sink = ?",
                     )
@@ -328,7 +417,7 @@ impl Relays {
             .bind(&sink.name)
             .execute(&mut **tx)
             .await?;
-            rec.delivered = delivered.len() as u64;
+            rec.delivered += delivered.len() as u64;
         }
         // failures, grouped by what went wrong (an endpoint that is down fails a whole pass
         // alike): one statement a group, each row's wait from its own attempt count (1 s doubled
@@ -417,14 +506,174 @@ fn ids(list: &[&str]) -> String {
         .join(",")
 }
 
+/// Why an event with no record left to send is parked.
+const GONE: &str = "nothing to send: the event's order or event row is gone";
+
+/// A batch of created events a pass holds (`event_batch`).
+struct BatchClaim {
+    id: i64,
+    orders: Vec<i64>,
+    created_at: NaiveDateTime,
+}
+
+/// Claims a sink's oldest pending batches, up to `room` events (at least one batch, however
+/// large: a worker batch is at most `FLASHGATE_BATCH_SIZE` orders). A few more rows than are
+/// taken are locked until the pass ends; other relays skip them meanwhile.
+async fn claim_batches(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    sink: &str,
+    room: usize,
+) -> Result<Vec<BatchClaim>, sqlx::Error> {
+    let rows: Vec<(i64, String, i32, NaiveDateTime)> = sqlx::query_as(
+        "SELECT id, orders, events, created_at FROM event_batch WHERE sink = ? AND state = 0 \
+         ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+    )
+    .bind(sink)
+    .bind(BATCH_CLAIM as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Vec::new();
+    let mut taken = 0usize;
+    for (id, orders, events, created_at) in rows {
+        if !out.is_empty() && taken + events.max(0) as usize > room {
+            break;
+        }
+        taken += events.max(0) as usize;
+        // (written by the worker as a JSON array of numbers; anything else is a batch of none)
+        let orders: Vec<i64> = serde_json::from_str(&orders).unwrap_or_default();
+        out.push(BatchClaim {
+            id,
+            orders,
+            created_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Of `orders`, those whose created event is still pending on `sink`: as a delivery row of its
+/// own, or in a batch not yet done (this pass's included: its events are sent together).
+async fn created_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    sink: &str,
+    orders: &[i64],
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let mut pending = HashSet::new();
+    if orders.is_empty() {
+        return Ok(pending);
+    }
+    let list = super::outbox::numbers(orders);
+    pending.extend(
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "SELECT order_id FROM event_delivery WHERE sink = ? AND state = 0 AND type = 0 \
+             AND order_id IN ({list})"
+        )))
+        .bind(sink)
+        .fetch_all(&mut **tx)
+        .await?,
+    );
+    let (lo, hi) = orders
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &o| (lo.min(o), hi.max(o)));
+    let batches: Vec<String> = sqlx::query_scalar(
+        "SELECT orders FROM event_batch WHERE sink = ? AND state = 0 \
+         AND first_order <= ? AND last_order >= ?",
+    )
+    .bind(sink)
+    .bind(hi)
+    .bind(lo)
+    .fetch_all(&mut **tx)
+    .await?;
+    let wanted: HashSet<i64> = orders.iter().copied().collect();
+    for b in batches {
+        let held: Vec<i64> = serde_json::from_str(&b).unwrap_or_default();
+        pending.extend(held.into_iter().filter(|o| wanted.contains(o)));
+    }
+    Ok(pending)
+}
+
+/// What became of a pass's events: those sent from their own delivery rows, and per batch how
+/// many the sink took and which it did not.
+struct Outcomes {
+    rows: Vec<(String, Outcome)>,
+    batches: Vec<BatchDone>,
+}
+
+struct BatchDone {
+    id: i64,
+    created_at: NaiveDateTime,
+    delivered: u64,
+    /// orders whose created event the sink did not take (they move to `event_delivery`)
+    left: Vec<i64>,
+}
+
+impl Outcomes {
+    /// Sorts the outcomes of a send by where each event came from. `singles`: orders whose
+    /// created event the pass sent from its own delivery row (an order also in a batch, after a
+    /// replay, counts there only).
+    fn sort(
+        sent: Vec<(String, Outcome)>,
+        batches: &[BatchClaim],
+        singles: &HashSet<i64>,
+    ) -> Outcomes {
+        let mut by_order: HashMap<i64, Outcome> = HashMap::new();
+        let mut rows = Vec::with_capacity(sent.len());
+        for (id, outcome) in sent {
+            match id
+                .strip_prefix("created-")
+                .and_then(|o| o.parse::<i64>().ok())
+            {
+                Some(o) if !singles.contains(&o) => {
+                    by_order.insert(o, outcome);
+                }
+                _ => rows.push((id, outcome)),
+            }
+        }
+        let batches = batches
+            .iter()
+            .map(|b| {
+                let mut done = BatchDone {
+                    id: b.id,
+                    created_at: b.created_at,
+                    delivered: 0,
+                    left: Vec::new(),
+                };
+                for o in &b.orders {
+                    if singles.contains(o) {
+                        continue;
+                    }
+                    match by_order.get(o) {
+                        Some(Outcome::Delivered) => done.delivered += 1,
+                        // not taken: retried one by one from its own row, the outcome recorded
+                        // there
+                        Some(outcome) => {
+                            done.left.push(*o);
+                            rows.push((format!("created-{o}"), outcome.clone()));
+                        }
+                        // no order row to build it from (the batch row was written with the
+                        // orders, so only a row deleted since): parked, for an operator to see
+                        None => {
+                            done.left.push(*o);
+                            rows.push((format!("created-{o}"), Outcome::Park { why: GONE.into() }));
+                        }
+                    }
+                }
+                done
+            })
+            .collect();
+        Outcomes { rows, batches }
+    }
+}
+
 /// What a pass asks of the loop.
 enum Pass {
     /// Something was sent: go on at once.
     Sent,
     /// Nothing due.
     Idle,
-    /// Wait this long (a 429's `Retry-After`, a disabled endpoint, all failed).
+    /// Wait this long (a 429's `Retry-After`, a disabled endpoint, nothing sent).
     Pause(Duration),
+    /// Nothing was delivered and something is to be tried again: the endpoint is failing.
+    Failing,
 }
 
 /// A sink's way out: a webhook endpoint with its client and pace, or a RabbitMQ channel.
@@ -544,10 +793,14 @@ impl Out {
         events: &[(String, EventType, Vec<u8>)],
     ) -> anyhow::Result<Vec<(String, Outcome)>> {
         let channel = self.channel(exchange).await?.clone();
-        let mut confirms = Vec::with_capacity(events.len());
-        for (event_id, kind, body) in events {
-            let confirm = channel
-                .basic_publish(
+        // all at once: each publish queues its frames and waits until the connection's I/O
+        // thread has written them, so awaiting them one by one costs a thread hand-off and a
+        // socket write per event; together, the I/O thread writes the pass in a few large
+        // writes. (The first poll of each queues its frames, in this order, so the broker gets
+        // them in the pass's order.)
+        let published =
+            futures_util::future::join_all(events.iter().map(|(event_id, kind, body)| {
+                channel.basic_publish(
                     exchange.into(),
                     kind.name().into(),
                     BasicPublishOptions::default(),
@@ -557,8 +810,11 @@ impl Out {
                         .with_content_type("application/cloudevents+json".into())
                         .with_message_id(event_id.as_str().into()),
                 )
-                .await?;
-            confirms.push((event_id.clone(), confirm));
+            }))
+            .await;
+        let mut confirms = Vec::with_capacity(events.len());
+        for ((event_id, ..), confirm) in events.iter().zip(published) {
+            confirms.push((event_id.clone(), confirm?));
         }
         let mut out = Vec::with_capacity(confirms.len());
         for (id, confirm) in confirms {

@@ -91,6 +91,11 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
             settings: ctx.state.events.clone(),
             metrics: ctx.state.metrics.clone(),
             amqp_url: ctx.state.settings.amqp_url.clone(),
+            // behind: a full batch or more of entries in hand (read, not yet settled)
+            behind: {
+                let (writing, full) = (ctx.writing.clone(), ctx.state.settings.batch_size);
+                Arc::new(move || writing.lock().is_ok_and(|w| w.len() >= full))
+            },
         };
         tasks.spawn(relays.run(shutdown.clone()));
     }

@@ -374,6 +374,104 @@ async fn a_receiver_failing_for_a_while_gets_every_event_once_it_recovers_with_t
     assert!(app.state.metrics.events_delivered_to(&status[0].sink) >= 5);
 }
 
+/// The sink the worker's relay registered (it does at its first pass).
+async fn registered_sink(app: &TestApp) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sink: Option<String> = sqlx::query_scalar("SELECT sink FROM event_sink")
+            .fetch_optional(&app.state.db)
+            .await
+            .unwrap();
+        if let Some(s) = sink {
+            return s;
+        }
+        assert!(Instant::now() < until, "the relay registered no sink");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_event_waits_while_its_created_event_is_held_in_a_batch_and_both_replay() {
+    // every answer takes 300 ms: sent in one window, the two would arrive together
+    let rx = Receiver::start(Answer::Ok, Duration::from_millis(300)).await;
+    let app = spawn_with(events_settings(&rx.url), true).await;
+    // the endpoint disabled before the order is written: its created event waits in its batch
+    let sink = registered_sink(&app).await;
+    sqlx::query("UPDATE event_sink SET disabled_at = NOW(3), disabled_why = 'test' WHERE sink = ?")
+        .bind(&sink)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let goods = app.sale(1).await;
+    let (payer, order) = orders(&app, goods, 1).await[0].clone();
+    let (s, body) = app
+        .post(&format!("/api/orders/{order}/pay"), &payer, &json!({}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let batched: Vec<String> =
+        sqlx::query_scalar("SELECT orders FROM event_batch WHERE sink = ? AND state = 0")
+            .bind(&sink)
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        batched,
+        vec![format!("[{order}]")],
+        "the created event is in its batch"
+    );
+    let status = flashgate::events::ops::status(&app.state.db).await.unwrap();
+    assert_eq!(
+        status[0].backlog, 2,
+        "the batch's event and the paid one: {status:?}"
+    );
+    assert!(rx.got().is_empty());
+    // enabled: one pass holds both; the paid event goes only once the created one was taken
+    assert!(
+        flashgate::events::ops::enable(&app.state.db, &sink)
+            .await
+            .unwrap()
+    );
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    let at = |id: String| rx.got().iter().find(|g| g.id == id).unwrap().at;
+    let (created, paid) = (at(format!("created-{order}")), at(format!("paid-{order}")));
+    assert!(
+        paid >= created + Duration::from_millis(300),
+        "the paid event was sent before its created one was answered ({:?} after)",
+        paid.saturating_duration_since(created)
+    );
+    let status = flashgate::events::ops::status(&app.state.db).await.unwrap();
+    assert_eq!((status[0].backlog, status[0].parked), (0, 0), "{status:?}");
+    // replays: the order's two events (the created one sent from its batch has no delivery row
+    // of its own until the replay makes one), then everything since before the sale
+    let (code, out, err) = app.cli(&["events", "replay", "--order", &order.to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 deliveries"), "{out}");
+    let sent = |id: String| rx.got().iter().filter(|g| g.id == id).count();
+    let until = Instant::now() + Duration::from_secs(10);
+    while sent(format!("created-{order}")) < 2 || sent(format!("paid-{order}")) < 2 {
+        assert!(
+            Instant::now() < until,
+            "not sent again: {:?}",
+            rx.got().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = app.cli(&["events", "replay", "--since", &before.to_rfc3339()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 deliveries"), "{out}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while sent(format!("created-{order}")) < 3 || sent(format!("paid-{order}")) < 3 {
+        assert!(
+            Instant::now() < until,
+            "not sent again: {:?}",
+            rx.got().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(*rx.bad_signatures.lock().unwrap(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_honoured() {
     let rx = Receiver::start(Answer::FirstN(1, 429, Some(2)), Duration::ZERO).await;
