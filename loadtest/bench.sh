@@ -19,12 +19,16 @@
 #      B's /healthz in the same round
 #   5. the worker draining the queue into MariaDB: batched vs one order per transaction
 #   6. the edge's resident memory with 10,000 idle connections open
+#   7. orders out: the worker's orders/s with events off, the outbox only, a webhook sink and a
+#      RabbitMQ sink, and the relay's delivered events/s (loadtest/events-bench.sh, BENCH_ROUNDS
+#      rounds, once the invariants above held; BENCH_EVENTS=0 leaves it out)
 # Every run against an edge reads the edge's and redis-server's own CPU time (/proc/PID/stat)
 # before and after, and prints CPU microseconds per request: it holds steady where throughput,
 # on a shared box, does not.
 # then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
 #
-# Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=400000 BENCH_ROUNDS=3)
+# Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=400000 BENCH_ROUNDS=3
+#        BENCH_EVENTS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -450,4 +454,11 @@ check "$single" "$SINGLE"
 if [ "$fail" != 0 ]; then
   echo "INVARIANT BROKEN: see the table above" >&2
   exit 1
+fi
+
+# --- 7. orders out -------------------------------------------------------------------------------
+if [ "${BENCH_EVENTS:-1}" != 0 ]; then
+  echo
+  echo "== 7/7 orders out (loadtest/events-bench.sh)"
+  EVENTS_ROUNDS=$ROUNDS loadtest/events-bench.sh | sed -n '/^orders out/,$p'
 fi

@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # Orders out (docs/events.md) under load: the worker's batched order writing with events off,
-# with a webhook sink, and with a RabbitMQ sink, in the same interleaved rounds; and how fast the
-# relay delivers to a local webhook receiver (loadtest/receiver.mjs, which checks every
-# signature) and to RabbitMQ (publisher confirms).
+# with the outbox only, with a webhook sink and with a RabbitMQ sink (the relay giving way to
+# order writing, the default, and never giving way: `-now`), in the same interleaved rounds; how
+# fast the relay delivers to a local webhook receiver (loadtest/receiver.mjs, which checks every
+# signature) and to RabbitMQ (publisher confirms); and each process's CPU per order.
 #
-# Each round, for each mode in turn: a fresh sale of EVENTS_ORDERS units whose every shopper
-# already holds a path; one edge admits them all (every shopper buys once: wrk/buy.lua's ONCE);
-# then a fresh `flashgate worker` with the mode's settings drains the queue into MariaDB (and,
-# with a sink, writes every order's created event in the same transaction). Worker orders/s is
-# taken from MySQL's own clock, first to last order commit. With a sink the worker keeps
-# running until the sink has every event; the relay's events/s is first to last recorded
-# delivery (`done_at` of the batches and delivery rows). FLASHGATE_WEBHOOK_RATE is set out of the way (1,000,000)
-# and FLASHGATE_WEBHOOK_IN_FLIGHT to EVENTS_IN_FLIGHT (64). The RabbitMQ exchange has no queue
-# bound (the broker routes the events nowhere; each is still confirmed).
-# Ends by checking every order has exactly one created event and none is parked.
+# Each round, for each mode in turn (each round starting one mode further on): a fresh sale of
+# EVENTS_ORDERS units whose every shopper already holds a path; one edge admits them all (every
+# shopper buys once: wrk/buy.lua's ONCE); MariaDB left to finish flushing; then a fresh
+# `flashgate worker` with the mode's settings drains the queue into MariaDB (and, with a sink,
+# writes the created events in the same transactions). Worker orders/s is taken from MySQL's own
+# clock, first to last order commit. With a sink the worker keeps running until the sink has
+# every event; the relay's events/s is first to last recorded delivery (`done_at` of the batches
+# and delivery rows, less the first pass recorded), and "last event after last order" how long
+# after the last order's commit its event was delivered. FLASHGATE_WEBHOOK_RATE is set out of the
+# way (1,000,000) and FLASHGATE_WEBHOOK_IN_FLIGHT to EVENTS_IN_FLIGHT (64). The RabbitMQ exchange
+# has no queue bound (the broker routes the events nowhere; each is still confirmed). CPU per
+# order: the worker process (with its relays), MariaDB, the broker and the receiver, from
+# /proc/PID/stat over the run.
+# Ends by checking every order has exactly one created event per sink and none is parked.
 #
-# A fourth mode, outbox, writes the events with a webhook sink that refuses connections (the relay
-# backs off): the outbox's own cost to the worker, apart from the relay's work beside it.
+# The outbox mode writes the events with a webhook sink that refuses connections (the relay backs
+# off): the outbox's own cost to the worker, apart from the relay's work beside it.
 #
-# Usage: loadtest/events-bench.sh   (EVENTS_ROUNDS=3 EVENTS_ORDERS=50000 EVENTS_IN_FLIGHT=64)
+# Usage: loadtest/events-bench.sh   (EVENTS_ROUNDS=3 EVENTS_ORDERS=50000 EVENTS_IN_FLIGHT=64
+#        EVENTS_MODES="off outbox webhook rabbit webhook-now rabbit-now")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
@@ -86,29 +92,41 @@ delivered() {
 }
 # (sink, order) of every created event written: from the batches and the delivery rows
 created_sql="SELECT b.sink, j.o FROM event_batch b CROSS JOIN JSON_TABLE(b.orders, '\$[*]' COLUMNS(o BIGINT PATH '\$')) j"
+settle() { # waits (15 s at most) until MariaDB is quiet: under 5% of a core for half a second
+  # (it flushes the last run's pages in the background, which would slow the next run)
+  local a b
+  for _ in $(seq 30); do
+    a=$(cpu "$my"); sleep 0.5; b=$(cpu "$my")
+    [ $(( (b - a) * 100 * 2 / tck )) -lt 5 ] && return
+  done
+}
 drain() { # mode goods -> "orders orders/s events events/s worker-µs mysql-µs broker-µs receiver-µs" (CPU per order)
-  local mode=$1 g=$2 env=() w orders span ev evspan want c0 c1 wc t0
+  local mode=$1 g=$2 env=() w orders span ev evspan want c0 c1 wc t0 lag
   want=$(redis-cli SCARD "${ns}sk:{g:$g}:buyers")
   case $mode in
-    webhook) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
+    webhook*) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
                   FLASHGATE_WEBHOOK_RATE=1000000 FLASHGATE_WEBHOOK_IN_FLIGHT=${EVENTS_IN_FLIGHT:-64}) ;;
-    rabbit) env=(FLASHGATE_EVENTS_EXCHANGE="$exchange") ;;
+    rabbit*) env=(FLASHGATE_EVENTS_EXCHANGE="$exchange") ;;
     # the events written, none sent yet (an endpoint that refuses connections: the relay backs
     # off): the outbox's own cost to the worker, without a relay working beside it
     outbox) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:9/closed" FLASHGATE_WEBHOOK_SECRET=$SECRET) ;;
   esac
+  settle
   t0=$(sql "SELECT NOW(3)")
   c0="$(cpu "$my") $(cpu "$broker") $(cpu "$rx")"
+  # (-now: the relay never gives way to order writing, it delivers beside it)
+  [[ $mode = *-now ]] && env+=(FLASHGATE_EVENTS_GIVE_WAY_MS=0)
   env "${env[@]}" "$bin" worker 2>>"$work/worker.log" &
   w=$!
   while [ "$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $g")" -lt "$want" ]; do sleep 0.2; done
-  if [ "$mode" = webhook ] || [ "$mode" = rabbit ]; then
+  if [[ $mode = webhook* || $mode = rabbit* ]]; then
     until [ "$(delivered "$t0")" -ge "$want" ]; do sleep 0.2; done
   fi
   wc=$(cpu "$w") c1="$(cpu "$my") $(cpu "$broker") $(cpu "$rx")"
   kill "$w"; wait "$w" 2>/dev/null || true
   orders=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $g")
   span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(created_at)) / 1e6 FROM order_info WHERE goods_id = $g")
+  lag=0
   if [ "$mode" = off ] || [ "$mode" = outbox ]; then ev=0; evspan=0; else
     # first to last recorded delivery; a pass records its events when they are all sent, so the
     # events of the first pass recorded are not counted (they were sent before the span begins)
@@ -116,18 +134,26 @@ drain() { # mode goods -> "orders orders/s events events/s worker-µs mysql-µs 
       TIMESTAMPDIFF(MICROSECOND, MIN(t), MAX(t)) / 1e6 FROM (
         SELECT done_at AS t, delivered AS n FROM event_batch WHERE created_at >= '$t0' AND state = 1
         UNION ALL SELECT done_at, 1 FROM event_delivery WHERE created_at >= '$t0' AND state = 1) x")"
+    # how long after the last order's commit its event was delivered
+    lag=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT MAX(created_at) FROM order_info WHERE goods_id = $g),
+      GREATEST((SELECT MAX(done_at) FROM event_batch WHERE created_at >= '$t0'),
+               COALESCE((SELECT MAX(done_at) FROM event_delivery WHERE created_at >= '$t0'), 0))) / 1e6")
   fi
-  awk -v o="$orders" -v s="$span" -v e="$ev" -v es="$evspan" -v wc="$wc" -v c0="$c0" -v c1="$c1" -v t="$tck" '
+  awk -v o="$orders" -v s="$span" -v e="$ev" -v es="$evspan" -v wc="$wc" -v c0="$c0" -v c1="$c1" -v t="$tck" -v lag="$lag" '
     BEGIN {split(c0, a, " "); split(c1, b, " "); u = 1e6 / t / o
-      printf "%d %.0f %d %.0f %.1f %.1f %.1f %.1f\n", o, o / s, e, (es > 0 ? e / es : 0),
-        wc * u, (b[1] - a[1]) * u, (b[2] - a[2]) * u, (b[3] - a[3]) * u}'
+      printf "%d %.0f %d %.0f %.1f %.1f %.1f %.1f %.2f\n", o, o / s, e, (es > 0 ? e / es : 0),
+        wc * u, (b[1] - a[1]) * u, (b[2] - a[2]) * u, (b[3] - a[3]) * u, lag}'
 }
-modes=(off outbox webhook rabbit)
+modes=(${EVENTS_MODES:-off outbox webhook rabbit webhook-now rabbit-now})
 declare -A R
-sales=()
+sales=() with_sink=()
 for round in $(seq "$ROUNDS"); do
-  for mode in "${modes[@]}"; do
+  # each round starts one mode further on, so that no mode always runs on the freshest tables
+  # (every run adds EVENTS_ORDERS orders) or right after the same other mode
+  for k in "${!modes[@]}"; do
+    mode=${modes[$(( (k + round - 1) % ${#modes[@]} ))]}
     g=$(admit); sales+=("$g")
+    [ "$mode" = off ] || with_sink+=("$g")
     line=$(drain "$mode" "$g")
     echo "round $round $mode: orders orders/s events events/s = $line"
     R[$mode]+="$line"$'\n'
@@ -137,13 +163,13 @@ col() { awk -v c="$2" 'NF {print $c}' <<<"$1" | paste -sd/; }
 med() { median $(tr / ' ' <<<"$1"); }
 echo
 echo "orders out, $ROUNDS rounds interleaved, $N orders a run, $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "| events | worker orders/s (first→last commit) | vs off | relay events/s (first→last delivery) | CPU µs per order: worker process | MariaDB | RabbitMQ | receiver |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| events | worker orders/s (first→last commit) | vs off | relay events/s (first→last delivery) | last event after last order, s | CPU µs per order: worker process | MariaDB | RabbitMQ | receiver |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for mode in "${modes[@]}"; do
   o=$(col "${R[$mode]}" 2)
   ratio=$(paste -d' ' <(tr / '\n' <<<"$o") <(col "${R[off]}" 2 | tr / '\n') | awk '{printf "%.2f\n", $1 / $2}' | paste -sd/)
   e=$(col "${R[$mode]}" 4)
-  echo "| $mode | $(med "$o") [$o] | $(med "$ratio") [$ratio] | $([ "$mode" = off ] || [ "$mode" = outbox ] && echo — || echo "$(med "$e") [$e]") | $(med "$(col "${R[$mode]}" 5)") | $(med "$(col "${R[$mode]}" 6)") | $(med "$(col "${R[$mode]}" 7)") | $(med "$(col "${R[$mode]}" 8)") |"
+  echo "| $mode | $(med "$o") [$o] | $(med "$ratio") [$ratio] | $([ "$mode" = off ] || [ "$mode" = outbox ] && echo — || echo "$(med "$e") [$e]") | $(med "$(col "${R[$mode]}" 9)") [$(col "${R[$mode]}" 9)] | $(med "$(col "${R[$mode]}" 5)") | $(med "$(col "${R[$mode]}" 6)") | $(med "$(col "${R[$mode]}" 7)") | $(med "$(col "${R[$mode]}" 8)") |"
 done
 echo "receiver: $(curl -fsS "http://127.0.0.1:$RX_PORT/stats")"
 bad=0
@@ -156,7 +182,7 @@ parked=$(sql "SELECT COUNT(*) FROM event_delivery WHERE state = 2")
 # (the outbox runs' events were never sent: their endpoint refused every connection)
 dupes=$(sql "SELECT COUNT(*) FROM ($created_sql) c GROUP BY c.sink, c.o HAVING COUNT(*) > 1" | wc -l)
 # the runs with a sink: every order has its created event
-evented=$(for i in "${!sales[@]}"; do [ $((i % 4)) != 0 ] && echo "${sales[$i]}"; done | paste -sd,)
+evented=$(IFS=,; echo "${with_sink[*]}")
 without=$(sql "SELECT COUNT(*) FROM order_info o LEFT JOIN (SELECT DISTINCT c.o FROM ($created_sql UNION ALL SELECT sink, order_id FROM event_delivery WHERE type = 0) c) k ON k.o = o.id WHERE o.goods_id IN ($evented) AND k.o IS NULL")
 echo "invariants: orders = admitted in every sale; parked $parked; orders with two created events $dupes; orders of the runs with a sink without one $without"
 [ "$parked" = 0 ] && [ "$dupes" = 0 ] && [ "$without" = 0 ] && [ "$bad" = 0 ]

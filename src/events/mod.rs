@@ -95,6 +95,8 @@ pub struct EventSettings {
     pub in_flight: usize,
     pub timeout: Duration,
     pub horizon: Duration,
+    /// How long a relay gives way to order writing that is behind, at most (`relay`).
+    pub give_way: Duration,
     pub source: String,
     pub currency: String,
 }
@@ -161,6 +163,10 @@ impl EventSettings {
             "events_retry_horizon_s must be at least 1"
         );
         anyhow::ensure!(
+            s.events_give_way_ms <= 60_000,
+            "events_give_way_ms must be 0..=60000"
+        );
+        anyhow::ensure!(
             !s.events_source.is_empty(),
             "events_source must not be empty"
         );
@@ -176,6 +182,7 @@ impl EventSettings {
             in_flight: s.webhook_in_flight,
             timeout: Duration::from_millis(s.webhook_timeout_ms),
             horizon: Duration::from_secs(s.events_retry_horizon_s),
+            give_way: Duration::from_millis(s.events_give_way_ms),
             source: s.events_source.clone(),
             currency: s.events_currency.clone(),
         })

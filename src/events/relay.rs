@@ -21,10 +21,11 @@
 //!    once; receivers deduplicate by id).
 //!
 //! Between passes: a pass that delivered nothing and has something to retry (the endpoint is
-//! down) backs the whole sink off, 1 s doubling to 32 s, so the events wait in their batches
+//! down) backs the whole sink off, 1 s doubling to 8 s, so the events wait in their batches
 //! rather than each failing on its own; and while the worker's order writing is behind (a full
 //! batch or more of entries in hand: a sale's opening burst) the relay gives way, up to
-//! [`YIELD_MAX`] at a time, so that shoppers' orders are written before the shop hears of them.
+//! `events_give_way_ms` (2 s) at a time, so that shoppers' orders are written before the shop
+//! hears of them.
 //!
 //! A 410 disables the endpoint (`event_sink.disabled_at`) until an operator enables it; its
 //! events stay pending meanwhile.
@@ -68,9 +69,6 @@ pub fn backoff(attempts: u32) -> Duration {
 /// Whether the worker's order writing is behind (it holds a full batch or more of entries).
 pub type Behind = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// The longest a relay gives way to order writing before it runs a pass anyway.
-pub const YIELD_MAX: Duration = Duration::from_secs(2);
-
 /// What the relays of one worker need.
 #[derive(Clone)]
 pub struct Relays {
@@ -113,10 +111,10 @@ impl Relays {
                 return;
             }
             // orders first: while the worker is behind (a sale's opening burst), the relay gives
-            // way, up to YIELD_MAX at a time, so that shoppers' orders are written before the
-            // shop hears of them; then it runs a pass anyway (it always makes progress)
+            // way, up to `events_give_way_ms` at a time, so that shoppers' orders are written
+            // before the shop hears of them; then it runs a pass anyway (it always progresses)
             let yielding = Instant::now();
-            while (self.behind)() && yielding.elapsed() < YIELD_MAX {
+            while yielding.elapsed() < self.settings.give_way && (self.behind)() {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                     _ = shutdown.wait_for(|s| *s) => return,
@@ -130,11 +128,12 @@ impl Relays {
                 Ok(Pass::Idle) => IDLE,
                 Ok(Pass::Pause(d)) => d,
                 // the endpoint took nothing: the sink backs off as a whole (1 s doubling to
-                // 32 s), so an endpoint that is down is tried with a pass now and then, and the
-                // events wait in their batches meanwhile rather than each failing on its own
+                // 8 s: short, as one event that keeps failing alone also lands here), so an
+                // endpoint that is down is tried with a pass now and then, and the new events
+                // wait in their batches meanwhile rather than each failing on its own
                 Ok(Pass::Failing) => {
                     failures += 1;
-                    backoff(failures.min(5))
+                    backoff((failures - 1).min(3))
                 }
                 Err(e) => {
                     failures += 1;

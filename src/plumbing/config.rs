@@ -220,6 +220,9 @@ pub struct Settings {
     pub events_exchange: String,
     /// An event failing this long (seconds since its first attempt) is parked, not retried.
     pub events_retry_horizon_s: u64,
+    /// While the worker's order writing is behind (a sale's opening burst), its relays give way
+    /// this long at most before a pass, ms; 0: never (events go out beside the orders).
+    pub events_give_way_ms: u64,
     /// The CloudEvents `source` of every event.
     pub events_source: String,
     /// The currency of prices in events (ISO 4217).
@@ -302,6 +305,7 @@ impl Default for Settings {
             webhook_timeout_ms: 10_000,
             events_exchange: String::new(),
             events_retry_horizon_s: 24 * 3600,
+            events_give_way_ms: 2000,
             events_source: "/flashgate".into(),
             events_currency: "CNY".into(),
         }
@@ -634,6 +638,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 75);
+        assert_eq!(names.len(), 76);
     }
 }
