@@ -52,6 +52,8 @@ use crate::plumbing::metrics::Metrics;
 pub const CLAIM: usize = 2000;
 /// Batches of created events a pass claims, at most (it takes as many as fit in [`CLAIM`]).
 pub const BATCH_CLAIM: usize = 16;
+/// RabbitMQ publishes handed to the connection together.
+pub const PUBLISH_WINDOW: usize = 256;
 /// Relay tasks per RabbitMQ sink in one worker.
 pub const RABBIT_PASSES: usize = 2;
 /// A pass that found nothing due waits this long before the next.
@@ -792,28 +794,31 @@ impl Out {
         events: &[(String, EventType, Vec<u8>)],
     ) -> anyhow::Result<Vec<(String, Outcome)>> {
         let channel = self.channel(exchange).await?.clone();
-        // all at once: each publish queues its frames and waits until the connection's I/O
+        // many at once: each publish queues its frames and waits until the connection's I/O
         // thread has written them, so awaiting them one by one costs a thread hand-off and a
-        // socket write per event; together, the I/O thread writes the pass in a few large
-        // writes. (The first poll of each queues its frames, in this order, so the broker gets
-        // them in the pass's order.)
-        let published =
-            futures_util::future::join_all(events.iter().map(|(event_id, kind, body)| {
-                channel.basic_publish(
-                    exchange.into(),
-                    kind.name().into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/cloudevents+json".into())
-                        .with_message_id(event_id.as_str().into()),
-                )
-            }))
-            .await;
+        // socket write per event; PUBLISH_WINDOW together, the I/O thread writes them in a few
+        // large writes. (The first poll of each queues its frames, in this order, so the broker
+        // gets them in the pass's order. A window, not the whole pass: a pass's worth of
+        // publish futures at once is megabytes, fresh memory every pass.)
         let mut confirms = Vec::with_capacity(events.len());
-        for ((event_id, ..), confirm) in events.iter().zip(published) {
-            confirms.push((event_id.clone(), confirm?));
+        for window in events.chunks(PUBLISH_WINDOW) {
+            let published =
+                futures_util::future::join_all(window.iter().map(|(event_id, kind, body)| {
+                    channel.basic_publish(
+                        exchange.into(),
+                        kind.name().into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_content_type("application/cloudevents+json".into())
+                            .with_message_id(event_id.as_str().into()),
+                    )
+                }))
+                .await;
+            for ((event_id, ..), confirm) in window.iter().zip(published) {
+                confirms.push((event_id.clone(), confirm?));
+            }
         }
         let mut out = Vec::with_capacity(confirms.len());
         for (id, confirm) in confirms {
