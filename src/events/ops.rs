@@ -110,8 +110,8 @@ pub enum Replay {
 /// batches done since then. (Created events in batches not sent yet are left to them.)
 pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result<u64, sqlx::Error> {
     let mut tx = crate::plumbing::db::begin(db).await?;
-    match what {
-        Replay::Order(o) => {
+    let rows = match what {
+        Replay::Order(o) => Some(
             sqlx::query(
                 "INSERT INTO event_delivery (sink, event_id, type, order_id, state, next_at, created_at) \
                  SELECT s.sink, CONCAT('created-', o.id), 0, o.id, 1, NOW(3), o.created_at \
@@ -120,11 +120,9 @@ pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result
             )
             .bind(sink)
             .bind(sink)
-            .bind(*o)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Replay::Since(t) => {
+            .bind(*o),
+        ),
+        Replay::Since(t) => Some(
             sqlx::query(
                 "INSERT INTO event_delivery (sink, event_id, type, order_id, state, next_at, created_at) \
                  SELECT b.sink, CONCAT('created-', j.o), 0, j.o, 1, NOW(3), b.created_at \
@@ -134,11 +132,12 @@ pub async fn replay(db: &MySqlPool, what: &Replay, sink: Option<&str>) -> Result
             )
             .bind(sink)
             .bind(sink)
-            .bind(*t)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Replay::Parked => {}
+            .bind(*t),
+        ),
+        Replay::Parked => None,
+    };
+    if let Some(rows) = rows {
+        rows.execute(&mut *tx).await?;
     }
     let q = match what {
         Replay::Order(_) => {

@@ -447,28 +447,25 @@ async fn a_paid_event_waits_while_its_created_event_is_held_in_a_batch_and_both_
     let (code, out, err) = app.cli(&["events", "replay", "--order", &order.to_string()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("2 deliveries"), "{out}");
-    let sent = |id: String| rx.got().iter().filter(|g| g.id == id).count();
-    let until = Instant::now() + Duration::from_secs(10);
-    while sent(format!("created-{order}")) < 2 || sent(format!("paid-{order}")) < 2 {
-        assert!(
-            Instant::now() < until,
-            "not sent again: {:?}",
-            rx.got().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // until the order's created and paid events were each sent `times` times
+    let rx = &rx;
+    let sent_times = |times: usize| async move {
+        let sent = |id: String| rx.got().iter().filter(|g| g.id == id).count();
+        let until = Instant::now() + Duration::from_secs(10);
+        while sent(format!("created-{order}")) < times || sent(format!("paid-{order}")) < times {
+            assert!(
+                Instant::now() < until,
+                "not sent again: {:?}",
+                rx.got().len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    sent_times(2).await;
     let (code, out, err) = app.cli(&["events", "replay", "--since", &before.to_rfc3339()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("2 deliveries"), "{out}");
-    let until = Instant::now() + Duration::from_secs(10);
-    while sent(format!("created-{order}")) < 3 || sent(format!("paid-{order}")) < 3 {
-        assert!(
-            Instant::now() < until,
-            "not sent again: {:?}",
-            rx.got().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sent_times(3).await;
     assert_eq!(*rx.bad_signatures.lock().unwrap(), 0);
 }
 
