@@ -71,15 +71,7 @@ admit() { # a fresh sale, every shopper admitted once -> goods id
   ONCE=1 TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P wrk -t2 -c50 -d120s -s loadtest/wrk/buy.lua \
     "http://127.0.0.1:$PORT" >/dev/null &
   w=$!
-  local seen=-1 now still=0
-  while kill -0 "$w" 2>/dev/null; do
-    now=$(redis-cli SCARD "${ns}sk:{g:$g}:buyers")
-    [ "$now" -ge "$N" ] && break
-    # (wrk may drop a request or two when it stops: stop once nothing moves for half a second)
-    if [ "$now" = "$seen" ]; then still=$((still + 1)); [ "$still" -ge 10 ] && break; else still=0; fi
-    seen=$now
-    sleep 0.05
-  done
+  until_bought "$ns" "$g" "$N" "$w"
   kill -INT "$w" 2>/dev/null || true; wait "$w" 2>/dev/null || true
   echo "$g"
 }

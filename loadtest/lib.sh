@@ -5,6 +5,9 @@
 # median N...        the median of the numbers given
 # to_ms D            wrk's durations (812.00us, 1.23ms, 1.02s) in milliseconds
 # need_wrk           installs wrk (Debian) when it is missing and we are root, else fails
+# until_bought NS GOODS WANT PID  while PID (wrk buying) runs, waits until WANT shoppers of the
+#                    sale are its buyers, or none more came for half a second (a shopper refused,
+#                    or a request wrk drops as it stops, never becomes one)
 # check NAME OK DETAIL  one line of a drill's verdict ("ok" when OK is 1, else "FAIL"), counted
 #                    in $passes / $failures (the caller sets both to 0 first)
 tck=$(getconf CLK_TCK)
@@ -15,6 +18,16 @@ to_ms() {
   echo "$1" | awk '/us$/ {sub(/us/,""); printf "%.3f", $1/1000; next}
                    /ms$/ {sub(/ms/,""); printf "%.3f", $1; next}
                    /s$/  {sub(/s/,"");  printf "%.3f", $1*1000}'
+}
+until_bought() {
+  local seen=-1 now still=0
+  while kill -0 "$4" 2>/dev/null; do
+    now=$(redis-cli SCARD "${1}sk:{g:$2}:buyers")
+    [ "$now" -ge "$3" ] && return
+    if [ "$now" = "$seen" ]; then still=$((still + 1)); [ "$still" -ge 25 ] && return; else still=0; fi
+    seen=$now
+    sleep 0.02
+  done
 }
 check() {
   printf '  %-58s %s  %s\n' "$1" "$([ "$2" = 1 ] && echo ok || echo FAIL)" "$3"

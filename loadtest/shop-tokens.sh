@@ -81,15 +81,7 @@ pass() { # tokens.csv goods -> "rps p99ms edge-us-per-buy requests"
   ONCE=1 TOKENS="$1" GOODS=$2 HIDDEN_PATH=$P wrk -t2 -c50 -d120s --latency -s loadtest/wrk/buy.lua \
     "http://127.0.0.1:$PORT" >"$work/wrk.out" &
   w=$!
-  local seen=-1 now still=0
-  while kill -0 "$w" 2>/dev/null; do
-    now=$(redis-cli SCARD "${ns}sk:{g:$2}:buyers")
-    [ "$now" -ge "$want" ] && break
-    # (a shopper refused is not a buyer: stop once nothing has moved for half a second)
-    if [ "$now" = "$seen" ]; then still=$((still + 1)); [ "$still" -ge 25 ] && break; else still=0; fi
-    seen=$now
-    sleep 0.02
-  done
+  until_bought "$ns" "$2" "$want" "$w"
   t1=$(date +%s.%N)
   got=$(redis-cli SCARD "${ns}sk:{g:$2}:buyers")
   kill -INT "$w" 2>/dev/null || true

@@ -3,12 +3,14 @@
 //! receiver's side; the runbook has the operator's.
 //!
 //! - [`outbox`]: the events (`flashgate.order.created`, `.paid`, `.closed`, `.failed`) written in
-//!   the same MySQL transaction as the change they report, with one delivery row per sink.
-//!   Nothing is written while no sink is configured.
-//! - [`relay`]: in the worker process, per sink: claims due deliveries with `FOR UPDATE SKIP
-//!   LOCKED` (several workers share one outbox, none sends what another is sending), never an
-//!   order's later event while an earlier one is pending, sends them (bounded in flight, at the
-//!   sink's rate), and records what happened in the same transaction; a crash redelivers.
+//!   the same MySQL transaction as the change they report: a worker batch's created events as one
+//!   batch row per sink, the others with one delivery row per sink. Nothing is written while no
+//!   sink is configured.
+//! - [`relay`]: in the worker process, per sink: claims due deliveries and pending batches with
+//!   `FOR UPDATE SKIP LOCKED` (several workers share one outbox, none sends what another is
+//!   sending), never an order's later event while an earlier one is pending, sends them (bounded
+//!   in flight, at the sink's rate), and records what happened in the same transaction; a crash
+//!   redelivers.
 //! - [`webhook`]: Standard Webhooks: the signature, the request, what each answer means.
 //! - [`cloud`]: the CloudEvents 1.0 body.
 //! - [`ops`]: what operators see and steer (`flashgate events status|replay|enable`, metrics).

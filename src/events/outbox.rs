@@ -176,47 +176,31 @@ pub async fn subjects(
     if users.is_empty() {
         return Ok(Default::default());
     }
-    let list = users
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, subject FROM users WHERE id IN ({list}) AND subject IS NOT NULL"
+        "SELECT id, subject FROM users WHERE id IN ({}) AND subject IS NOT NULL",
+        numbers(users)
     )))
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// The sale's product reference.
-pub async fn product(
-    tx: &mut Transaction<'_, MySql>,
-    goods: GoodsId,
-) -> Result<Option<String>, sqlx::Error> {
-    let r: Option<Option<String>> =
-        sqlx::query_scalar("SELECT external_ref FROM seckill_goods WHERE goods_id = ?")
-            .bind(goods.get())
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(r.flatten())
-}
-
-/// The event of an order's change of state (paid, closed), read from the order in `tx` (after
-/// the change): its sale, shopper and price as the order has them.
+/// Writes the event of an order's change of state (paid, closed) in `tx`, built from the order
+/// (after the change): its sale, shopper and price as the order has them. Whether one was
+/// written (none while no sink is configured).
 pub async fn order_changed(
     tx: &mut Transaction<'_, MySql>,
     settings: &EventSettings,
     kind: EventType,
     order: i64,
     at: NaiveDateTime,
-) -> Result<Option<NewEvent>, sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     if !settings.on() {
-        return Ok(None);
+        return Ok(false);
     }
-    Ok(from_orders(tx, settings, kind, &[order], Some(at))
-        .await?
-        .pop())
+    let events = from_orders(tx, settings, kind, &[order], Some(at)).await?;
+    write(tx, settings, &events).await?;
+    Ok(!events.is_empty())
 }
 
 /// The events of `kind` for `orders`, built from their order rows in `tx`: the sale, shopper and
@@ -338,29 +322,50 @@ pub async fn failed_buys(
         return Ok(());
     }
     let mut tx = crate::plumbing::db::begin(db).await?;
-    let ids: Vec<i64> = users.iter().map(|u| u.get()).collect();
-    let subjects = subjects(&mut tx, &ids).await?;
-    let price: Option<String> = sqlx::query_scalar(
-        "SELECT CAST(seckill_price AS CHAR) FROM seckill_goods WHERE goods_id = ?",
-    )
-    .bind(goods.get())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let product = product(&mut tx, goods).await?;
+    let failures: Vec<(UserId, &str)> = users.iter().map(|&u| (u, entry)).collect();
+    write_failed(&mut tx, settings, goods, &failures, reason, None).await?;
+    tx.commit().await
+}
+
+/// Writes in `tx` the failed events of buys given up on, a `(user, queue entry)` each (see
+/// [`failed`]), with each shopper's shop subject; `sale`: the sale's price and product reference
+/// when the caller has them (else read here).
+pub async fn write_failed(
+    tx: &mut Transaction<'_, MySql>,
+    settings: &EventSettings,
+    goods: GoodsId,
+    failures: &[(UserId, &str)],
+    reason: &str,
+    sale: Option<(String, Option<String>)>,
+) -> Result<(), sqlx::Error> {
+    if !settings.on() || failures.is_empty() {
+        return Ok(());
+    }
+    let (price, product) = match sale {
+        Some(s) => s,
+        None => sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT CAST(seckill_price AS CHAR), external_ref FROM seckill_goods WHERE goods_id = ?",
+        )
+        .bind(goods.get())
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or_default(),
+    };
+    let users: Vec<i64> = failures.iter().map(|f| f.0.get()).collect();
+    let subjects = subjects(tx, &users).await?;
     let at = now();
-    let rows: Vec<NewEvent> = users
+    let rows: Vec<NewEvent> = failures
         .iter()
-        .map(|&u| {
+        .map(|&(user, entry)| {
             let facts = Facts {
-                price: price.clone().unwrap_or_default(),
+                price: price.clone(),
                 product: product.clone(),
-                shop_user: subjects.get(&u.get()).cloned(),
+                shop_user: subjects.get(&user.get()).cloned(),
             };
-            failed(settings, goods, u, entry, reason, &facts, at)
+            failed(settings, goods, user, entry, reason, &facts, at)
         })
         .collect();
-    write(&mut tx, settings, &rows).await?;
-    tx.commit().await
+    write(tx, settings, &rows).await
 }
 
 /// The time now, as MySQL's `DATETIME(3)` holds it (UTC).

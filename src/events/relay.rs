@@ -240,7 +240,7 @@ impl Relays {
             .filter(|(_, t, _)| *t == EventType::Created as i8)
             .map(|c| c.2)
             .collect();
-        let singles: std::collections::HashSet<i64> = created.iter().copied().collect();
+        let singles: HashSet<i64> = created.iter().copied().collect();
         created.extend(
             batches
                 .iter()
@@ -283,7 +283,7 @@ impl Relays {
                 Some((event_id, kind, body))
             })
             .collect();
-        if bodies.is_empty() && batches.is_empty() && due.is_empty() {
+        if due.is_empty() && batches.is_empty() {
             tx.rollback().await?;
             return Ok(Pass::Idle);
         }

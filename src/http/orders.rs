@@ -80,10 +80,8 @@ pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
     .await?
     .rows_affected();
     if paid == 1
-        && let Some(ev) =
-            outbox::order_changed(&mut tx, &state.events, EventType::Paid, id.get(), at).await?
+        && outbox::order_changed(&mut tx, &state.events, EventType::Paid, id.get(), at).await?
     {
-        outbox::write(&mut tx, &state.events, &[ev]).await?;
         state.metrics.events_written.inc();
     }
     tx.commit().await?;

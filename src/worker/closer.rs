@@ -60,7 +60,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         if done == 1 {
             // the event in the same transaction as the close (`events::outbox`)
             let at = crate::events::outbox::now();
-            if let Some(ev) = crate::events::outbox::order_changed(
+            if crate::events::outbox::order_changed(
                 &mut tx,
                 &state.events,
                 crate::events::EventType::Closed,
@@ -69,7 +69,6 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
             )
             .await?
             {
-                crate::events::outbox::write(&mut tx, &state.events, &[ev]).await?;
                 state.metrics.events_written.inc();
             }
             sqlx::query("DELETE FROM seckill_order WHERE order_id = ?")

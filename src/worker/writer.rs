@@ -183,13 +183,13 @@ async fn write(
     for &i in failed {
         results[i] = Some(Written::Failed);
     }
-    let mut sale = None;
+    let (mut created, mut sale) = (Vec::new(), None);
     if !ordered.is_empty() {
         let (ids, info) = insert_orders(&mut tx, goods, block, batch, ordered).await?;
-        for (id, &i) in ids.into_iter().zip(ordered) {
+        for (&id, &i) in ids.iter().zip(ordered) {
             results[i] = Some(Written::Order(id));
         }
-        sale = Some(info);
+        (created, sale) = (ids, Some(info));
         if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
             tx.rollback().await?;
             return Ok(Pass::NotEnoughStock);
@@ -197,70 +197,30 @@ async fn write(
     }
     if events.on() {
         // the orders' events, and the failures', in this same transaction (`events::outbox`)
-        let created: Vec<(usize, i64)> = ordered
-            .iter()
-            .filter_map(|&i| match results[i] {
-                Some(Written::Order(id)) => Some((i, id)),
-                _ => None,
-            })
-            .collect();
         record_events(&mut tx, events, goods, batch, &created, failed, sale).await?;
     }
     tx.commit().await?;
     Ok(Pass::Done(Batch::Written(settle(batch, results))))
 }
 
-/// The outbox rows of a batch: a created event per new order (a delivery row per sink: the order
-/// row is its record), a failed event per entry MySQL had no unit for (its id names the entry and
-/// user, so a replay of the batch writes it once).
+/// The outbox rows of a batch: its new orders' created events (a batch row per sink: the order
+/// rows are their record), a failed event per entry MySQL had no unit for (its id names the entry
+/// and user, so a replay of the batch writes it once).
 async fn record_events(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     events: &EventSettings,
     goods: GoodsId,
     batch: &[Admitted],
-    created: &[(usize, i64)],
+    created: &[i64],
     failed: &[usize],
     sale: Option<(String, Option<String>)>,
 ) -> Result<(), sqlx::Error> {
-    let orders: Vec<i64> = created.iter().map(|c| c.1).collect();
-    outbox::created(tx, events, &orders).await?;
-    if failed.is_empty() {
-        return Ok(());
-    }
-    let (price, product) = match sale {
-        Some(s) => s,
-        None => {
-            let (_, price, product): (String, String, Option<String>) = sqlx::query_as(SALE_INFO)
-                .bind(goods.get())
-                .fetch_one(&mut **tx)
-                .await?;
-            (price, product)
-        }
-    };
-    let users: Vec<i64> = failed.iter().map(|&i| batch[i].user.get()).collect();
-    let subjects = outbox::subjects(tx, &users).await?;
-    let at = outbox::now();
-    let rows: Vec<outbox::NewEvent> = failed
+    outbox::created(tx, events, created).await?;
+    let failures: Vec<(UserId, &str)> = failed
         .iter()
-        .map(|&i| {
-            let a = &batch[i];
-            let facts = outbox::Facts {
-                price: price.clone(),
-                product: product.clone(),
-                shop_user: subjects.get(&a.user.get()).cloned(),
-            };
-            outbox::failed(
-                events,
-                goods,
-                a.user,
-                &a.entry_id,
-                "sold out in MySQL",
-                &facts,
-                at,
-            )
-        })
+        .map(|&i| (batch[i].user, batch[i].entry_id.as_str()))
         .collect();
-    outbox::write(tx, events, &rows).await
+    outbox::write_failed(tx, events, goods, &failures, "sold out in MySQL", sale).await
 }
 
 /// A fresh block of [`IDS_PER_BLOCK`] order ids (its number; ids are `block * 1024 + i`).

@@ -470,6 +470,69 @@ async fn a_paid_event_waits_while_its_created_event_is_held_in_a_batch_and_both_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buys_given_up_on_are_written_as_failed_events_with_their_entry() {
+    use flashgate::domain::UserId;
+    use flashgate::worker::writer::{self, Admitted, Batch, Written};
+    // no worker: the events stay in the outbox, where this test reads them
+    let app = spawn_with(events_settings("http://127.0.0.1:9/hook"), false).await;
+    let goods = app.sale(2).await;
+    // MySQL has a unit fewer than the batch wants: the third shopper's buy fails in the batch
+    let batch: Vec<Admitted> = (1..=3)
+        .map(|i| Admitted {
+            entry_id: format!("1-{i}"),
+            user: UserId::new(100 + i).unwrap(),
+        })
+        .collect();
+    let Batch::Written(written) =
+        writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
+            .await
+            .unwrap()
+    else {
+        panic!("an unfenced write is never fenced")
+    };
+    assert_eq!(written[2], Written::Failed);
+    // and a dead-lettered entry of two shoppers
+    let users = [UserId::new(201).unwrap(), UserId::new(202).unwrap()];
+    flashgate::events::outbox::failed_buys(
+        &app.state.db,
+        &app.state.events,
+        goods,
+        &users,
+        "9-0",
+        "delivered too often",
+    )
+    .await
+    .unwrap();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT e.event_id, e.data, (SELECT COUNT(*) FROM event_delivery d \
+         WHERE d.event_id = e.event_id AND d.state = 0) FROM order_event e \
+         WHERE e.type = 3 ORDER BY e.event_id",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, ["failed-1-3-103", "failed-9-0-201", "failed-9-0-202"]);
+    for (id, data, pending) in &rows {
+        let data: Value = serde_json::from_str(data).unwrap();
+        check_schema(&data);
+        assert_eq!(*pending, 1, "{id}: one delivery row, pending");
+        assert_eq!(data["orderId"], Value::Null);
+        assert_eq!(data["goodsId"], goods.get());
+        assert_eq!(data["price"], 100);
+        let (entry, reason) = if id.starts_with("failed-1-3") {
+            ("1-3", "sold out in MySQL")
+        } else {
+            ("9-0", "delivered too often")
+        };
+        assert_eq!(
+            (data["requestId"].as_str(), data["reason"].as_str()),
+            (Some(entry), Some(reason))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_honoured() {
     let rx = Receiver::start(Answer::FirstN(1, 429, Some(2)), Duration::ZERO).await;
     let app = spawn_with(events_settings(&rx.url), true).await;
