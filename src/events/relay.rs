@@ -731,6 +731,17 @@ impl Out {
         url: &str,
         events: Vec<(String, EventType, Vec<u8>)>,
     ) -> Vec<(String, Outcome)> {
+        // (parsed once a pass, not per request; it was checked at start)
+        let endpoint = match reqwest::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => {
+                let why = format!("webhook_url {url:?} is not a URL: {e}");
+                return events
+                    .into_iter()
+                    .map(|(id, ..)| (id, Outcome::Park { why: why.clone() }))
+                    .collect();
+            }
+        };
         let gap = Duration::from_secs_f64(1.0 / self.settings.rate);
         let mut in_flight = FuturesUnordered::new();
         let mut done = Vec::with_capacity(events.len());
@@ -747,10 +758,10 @@ impl Out {
                 tokio::time::sleep_until(self.next_slot.into()).await;
             }
             self.next_slot = self.next_slot.max(now) + gap;
-            let (client, secrets) = (self.client.clone(), self.settings.secrets.clone());
-            let url = url.to_string();
+            let (client, settings, url) =
+                (self.client.clone(), self.settings.clone(), endpoint.clone());
             in_flight.push(async move {
-                let outcome = webhook::send(&client, &url, &secrets, &event_id, body).await;
+                let outcome = webhook::send(&client, url, &settings.secrets, &event_id, body).await;
                 (event_id, outcome)
             });
         }

@@ -94,7 +94,7 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 /// Sends one event to `url`.
 pub async fn send(
     client: &reqwest::Client,
-    url: &str,
+    url: reqwest::Url,
     secrets: &[Vec<u8>],
     id: &str,
     body: Vec<u8>,
