@@ -98,10 +98,10 @@ drill() { # mode
   goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
   "$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
   "$bin" serve 2>>"$work/edge.log" & edge_pid=$!
-  "$bin" worker 2>>"$work/worker.log" & worker_pid=$!
+  FLASHGATE_WORKER_LISTEN="127.0.0.1:$((PORT + 1))" "$bin" worker 2>>"$work/worker.log" & worker_pid=$!
   up
   say "sale $goods: $STOCK units, $SHOPPERS shoppers, $url, edge $edge_pid, worker $worker_pid"
-  say "replica confirmation: $(curl -fsS "http://127.0.0.1:$PORT/readyz" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["replicasRequired"], "-", d["replicaConfirmation"])')"
+  say "replica confirmation: $(curl -fsS --retry 5 --retry-connrefused "http://127.0.0.1:$((PORT + 1))/readyz" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["replicasRequired"], "-", d["replicaConfirmation"])')"
 
   # The shoppers (loadtest/shoppers.py): one line each: user kind answered seen result
   python3 loadtest/shoppers.py "$work/tokens.csv" "$PORT" "$goods" "$SECONDS_" 60 \

@@ -40,8 +40,10 @@ ns="pushhold$$:"
 db="flashgate_pushhold_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESPACE="$ns"
 export FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_ADMIN_LISTEN=off FLASHGATE_LOG=warn
-export FLASHGATE_CAPTCHA=off FLASHGATE_MAX_CONNECTIONS=$((N + 1000))
-export FLASHGATE_PUSH_MAX_CONNECTIONS=$((N + 1000))
+# streams may take four fifths of the connections (the rest are kept for requests), and every
+# stream here comes from one address: both caps are opened to hold N
+export FLASHGATE_CAPTCHA=off FLASHGATE_MAX_CONNECTIONS=$(((N + 1000) * 5 / 4 + 1))
+export FLASHGATE_PUSH_MAX_CONNECTIONS=$((N + 1000)) FLASHGATE_PUSH_PER_ADDRESS=$((N + 1000))
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

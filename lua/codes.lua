@@ -23,3 +23,4 @@ local NO_ROOM = 12        -- room.lua: the sale has no waiting room
 local IN_ROOM = 13        -- room.lua: in the room before the start; detail: ms to start, size
 local WAITING = 14        -- room.lua: in line; detail: position, wait ms, size, through
 local NO_TICKET = 15      -- room.lua: this shopper has not joined the room
+local CAPTCHA_LOCKED = 30 -- issue_path.lua: too many wrong answers lately; detail: ms until the lock ends

@@ -1,10 +1,12 @@
--- contract: keys captcha user issued meta stock | args answer checked path print ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS
+-- contract: keys captcha user paths meta stock fails | args answer checked path print ttl_ms split member max_wrong lock_ms now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS
 --[[
   issue_path.lua: check the captcha and hand this user a hidden path for this sale.
 
   Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/admission/scripts.rs):
-    1. if the captcha is on: the stored answer exists and equals ARGV[1]; it is deleted either
-       way (single use)                                           else {WRONG_CAPTCHA}
+    1. if the captcha is on: this user has given fewer than ARGV[8] wrong answers in this sale
+       lately                                                     else {CAPTCHA_LOCKED, ms left}
+       and the stored answer exists and equals ARGV[1]             else {WRONG_CAPTCHA}
+       (a wrong answer uses the captcha up and is counted, for ARGV[9] ms from the first)
     2. the sale is loaded and running                              else {NO_SALE},
                                               {NOT_STARTED, ms to start}, {ENDED}
     3. a path this user already holds is handed back as it is      {OK, path}
@@ -12,11 +14,15 @@
        another: the same user logged in again, or a path issued
        before paths were bound; its bucket and TTL are kept)
        and else the sale has stock                                 else {SOLD_OUT}
-    4. the sale has issued fewer than its cap of paths (path
-       factor x stock)                                             else {TOO_MANY_PATHS}
+    4. fewer paths are *live* than the sale's cap (path factor x
+       stock): paths past their TTL are dropped from the count
+       first, so an unused path gives its place back when it
+       expires                                                     else {TOO_MANY_PATHS}
     5. SET the new path, bound to the token, with its TTL in the
        user's key (admit.lua keeps the user's token bucket beside
-       it, for as long)                                            {OK, path}
+       it, for as long), and count it live until then             {OK, path}
+  The captcha is used up only by a wrong answer (step 1) or a path handed out (steps 3, 5): a
+  request refused for the sale's sake spends nothing, and may be sent again.
 
   A path is *bound* to the session that asked for it: the user's key holds `PATH.PRINT`, PRINT
   being the fingerprint of the session's token (16 hex digits, `TokenPrint` in src/domain.rs).
@@ -27,9 +33,10 @@
     1 captcha  string: the answer, this user
     2 user     string "PATH.PRINT" or "PATH.PRINT TOKENS TS": the hidden path of this user,
                bound to a token (and their token bucket, lua/admit.lua)
-    3 issued   string: how many paths this sale has issued
+    3 paths    sorted set: the live paths of this sale, member the user, score when it expires
     4 meta     hash: start_ms, end_ms, path_cap
     5 stock    string
+    6 fails    string: wrong captcha answers of this user in this sale, with a TTL
   ARGV:
     1 the captcha answer given
     2 '1' if the captcha is checked, '0' if it is off
@@ -38,16 +45,26 @@
     5 path TTL in ms
     6 '1' for a split sale: this shard's stock is not the sale's, so step 3 does not look at it
       (the edge's sold-out flag covers the whole sale)
-    7 now in ms, optional: `flashgate lua check` pins the clock with it; absent or empty means
+    7 this user's member in KEYS[3] (the user id)
+    8 wrong answers allowed before the captcha is locked
+    9 how long wrong answers are counted (and the lock lasts), in ms
+    10 now in ms, optional: `flashgate lua check` pins the clock with it; absent or empty means
       Redis TIME
 ]]
 
 if ARGV[2] == '1' then
-  local answer = redis.call('GET', KEYS[1])
-  if answer then
-    redis.call('DEL', KEYS[1])
+  local wrong = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if wrong >= tonumber(ARGV[8]) then
+    return {CAPTCHA_LOCKED, math.max(redis.call('PTTL', KEYS[6]), 1)}
   end
+  local answer = redis.call('GET', KEYS[1])
   if (not answer) or answer ~= ARGV[1] then
+    if answer then
+      redis.call('DEL', KEYS[1])
+    end
+    if redis.call('INCR', KEYS[6]) == 1 then
+      redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[9]))
+    end
     return {WRONG_CAPTCHA}
   end
 end
@@ -57,8 +74,8 @@ if not meta[1] then
   return {NO_SALE}
 end
 local now
-if ARGV[7] and ARGV[7] ~= '' then
-  now = tonumber(ARGV[7])
+if ARGV[10] and ARGV[10] ~= '' then
+  now = tonumber(ARGV[10])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -81,13 +98,23 @@ if held then
   if binding ~= mine then
     redis.call('SET', KEYS[2], mine .. (sp and string.sub(held, sp) or ''), 'KEEPTTL')
   end
+  if ARGV[2] == '1' then
+    redis.call('DEL', KEYS[1])
+  end
   return {OK, path}
 end
 if ARGV[6] ~= '1' and tonumber(redis.call('GET', KEYS[5]) or '0') <= 0 then
   return {SOLD_OUT}
 end
-if redis.call('INCR', KEYS[3]) > tonumber(meta[3]) then
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(meta[3]) then
   return {TOO_MANY_PATHS}
 end
-redis.call('SET', KEYS[2], ARGV[3] .. '.' .. ARGV[4], 'PX', tonumber(ARGV[5]))
+local ttl = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('SET', KEYS[2], ARGV[3] .. '.' .. ARGV[4], 'PX', ttl)
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+end
 return {OK, ARGV[3]}

@@ -30,9 +30,9 @@ pub enum AppError {
     SessionMissing,
     #[error("mobile number is not valid")]
     BadMobile,
-    #[error("mobile number not registered")]
-    MobileNotFound,
-    #[error("wrong password")]
+    /// An unknown mobile or a wrong password: one answer for both, so a login does not tell
+    /// who is registered (code 500214, "not registered", is no longer given).
+    #[error("wrong mobile number or password")]
     WrongPassword,
     #[error("sold out")]
     SoldOut,
@@ -45,6 +45,22 @@ pub enum AppError {
     /// This edge holds as many event streams as `push_max_connections` allows.
     #[error("too many live connections on this server; poll instead")]
     PushFull,
+    /// This shopper, or this address, holds as many event streams as an edge gives one
+    /// (`admission::push`): the page polls instead.
+    #[error("too many live connections from you; poll instead")]
+    TooManyStreams,
+    /// Too many wrong captcha answers from this shopper in this sale lately.
+    #[error("too many wrong captcha answers; try again after the wait given")]
+    CaptchaLocked { retry_after_ms: u64 },
+    /// This shopper asked for more fresh captchas of this sale than a minute allows.
+    #[error("too many new captchas; try again after the wait given")]
+    TooManyCaptchas { retry_after_ms: u64 },
+    /// An API request a browser says came from another site (`Sec-Fetch-Site: cross-site`).
+    #[error("cross-site requests are not served")]
+    CrossSite,
+    /// The admin listener asked for by a name it does not answer to (`admin_hosts`).
+    #[error("this listener does not answer to that host name")]
+    WrongHost,
     #[error("the sale has not started yet")]
     NotStarted { starts_in_ms: i64 },
     #[error("the sale has ended")]
@@ -107,9 +123,7 @@ impl AppError {
         match self {
             BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) => StatusCode::BAD_REQUEST,
             Refused(_) => StatusCode::CONFLICT,
-            SessionMissing | MobileNotFound | WrongPassword | ShopToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            SessionMissing | WrongPassword | ShopToken(_) => StatusCode::UNAUTHORIZED,
             Grant(GrantFault::Spent) => StatusCode::CONFLICT,
             Grant(_) => StatusCode::BAD_REQUEST,
             Forbidden | BadPath => StatusCode::FORBIDDEN,
@@ -126,6 +140,11 @@ impl AppError {
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Confirming => StatusCode::ACCEPTED,
             PushFull => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyStreams | CaptchaLocked { .. } | TooManyCaptchas { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            CrossSite => StatusCode::FORBIDDEN,
+            WrongHost => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -137,7 +156,6 @@ impl AppError {
             BadParam(_) | TooLarge | BodyTimeout | NotJson | MethodNotAllowed => 500101,
             SessionMissing => 500210,
             BadMobile => 500213,
-            MobileNotFound => 500214,
             WrongPassword => 500215,
             LoginBusy { .. } => 500216,
             NotFound => 500404,
@@ -153,6 +171,11 @@ impl AppError {
             RoomFull => 500508,
             Confirming => 500509,
             PushFull => 500510,
+            TooManyStreams => 500511,
+            CrossSite => 500512,
+            CaptchaLocked { .. } => 500514,
+            TooManyCaptchas { .. } => 500515,
+            WrongHost => 500513,
             ShopToken(why) => 500220 + *why as i64,
             Grant(why) => 500240 + *why as i64,
             Invalid(rule) => 500700 + *rule as i64,
@@ -316,10 +339,13 @@ pub enum TokenFault {
     NoSubject = 11,
     /// The user claim is longer than 255 bytes.
     SubjectTooLong = 12,
+    /// The user claim starts or ends with whitespace, or holds a control character: refused so
+    /// that no two spellings of one subject can exist (`alice` and `alice `).
+    SubjectUnsafe = 13,
 }
 
 impl TokenFault {
-    pub const ALL: [TokenFault; 13] = [
+    pub const ALL: [TokenFault; 14] = [
         TokenFault::Missing,
         TokenFault::Malformed,
         TokenFault::AlgNone,
@@ -333,6 +359,7 @@ impl TokenFault {
         TokenFault::WrongAudience,
         TokenFault::NoSubject,
         TokenFault::SubjectTooLong,
+        TokenFault::SubjectUnsafe,
     ];
 
     pub fn message(self) -> &'static str {
@@ -353,6 +380,10 @@ impl TokenFault {
             WrongAudience => "the shop token is for another audience (aud)",
             NoSubject => "the shop token names no shopper (its user claim is missing or empty)",
             SubjectTooLong => "the shop token's user claim is longer than 255 bytes",
+            SubjectUnsafe => {
+                "the shop token's user claim starts or ends with whitespace or holds a control \
+                 character"
+            }
         }
     }
 }
@@ -491,7 +522,6 @@ mod tests {
             AppError::BadParam("x".into()),
             AppError::SessionMissing,
             AppError::BadMobile,
-            AppError::MobileNotFound,
             AppError::WrongPassword,
             AppError::SoldOut,
             AppError::Duplicate,
@@ -510,6 +540,11 @@ mod tests {
             AppError::MethodNotAllowed,
             AppError::NotYourTurn { position: Some(3) },
             AppError::RoomFull,
+            AppError::TooManyStreams,
+            AppError::CrossSite,
+            AppError::WrongHost,
+            AppError::CaptchaLocked { retry_after_ms: 5 },
+            AppError::TooManyCaptchas { retry_after_ms: 5 },
         ]
         .into_iter()
         .chain(SaleRule::ALL.map(AppError::Invalid))

@@ -145,7 +145,11 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         redis.clone(),
         keys.clone(),
         metrics.clone(),
-        settings.push_max_connections,
+        // streams never take the last fifth of the connections: ordinary requests keep them
+        settings
+            .push_max_connections
+            .min(settings.max_connections - settings.max_connections / 5),
+        settings.push_per_address,
     ));
     let login_pool = Arc::new(LoginPool::new(
         settings.login_threads,

@@ -50,6 +50,20 @@ const Flash = (() => {
     return new URLSearchParams(location.search).get(name);
   }
 
+  // Where to go after login: `next` only if it is a path of this site. Resolved by the browser's
+  // own URL parser and kept only when the origin is ours, so `/\\evil.example`,
+  // `/%09/evil.example` or `//evil.example` (which browsers read as another host) go home.
+  function sameOrigin(next) {
+    if (!next || !next.startsWith("/")) return "/";
+    try {
+      const url = new URL(next, location.origin);
+      if (url.origin !== location.origin) return "/";
+      return url.pathname + url.search + url.hash;
+    } catch (e) {
+      return "/";
+    }
+  }
+
   function show(el, text, kind) {
     el.textContent = text;
     el.className = `msg ${kind || "info"}`;
@@ -113,5 +127,5 @@ const Flash = (() => {
     }
   }
 
-  return { call, envelope, param, show, goLogin, money, md5, passwordHash, loggedIn, ApiError, MESSAGES };
+  return { call, envelope, param, sameOrigin, show, goLogin, money, md5, passwordHash, loggedIn, ApiError, MESSAGES };
 })();

@@ -15,8 +15,7 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
   try {
     await Flash.call("POST", "/api/login", { mobile, password: Flash.passwordHash(plain) });
     Flash.loggedIn(true);
-    const next = Flash.param("next");
-    location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    location.href = Flash.sameOrigin(Flash.param("next"));
   } catch (e) {
     if (e.status === 429 && e.data && e.data.retryAfterMs) {
       // failed logins are limited per number and per address: say so plainly, with the wait

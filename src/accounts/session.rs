@@ -118,20 +118,28 @@ pub async fn get_cached<C: ConnectionLike + Send>(
     Ok(user)
 }
 
-/// Ends a session: records the logout (for the buys, which read no session: see
-/// [`super::logouts`]), deletes it, and tells every edge. In that order, so an edge that reads
+/// Ends a session, if there is one (whether there was): records the logout (for the buys, which
+/// read no session: see [`super::logouts`]), deletes it, and tells every edge. In that order, so an edge that reads
 /// the recent logouts back after subscribing either finds this one or hears the message.
 pub async fn delete<C: ConnectionLike + Send + AsyncCommands>(
     con: &mut C,
     keys: &Keys,
     token: &str,
-) -> Result<(), AppError> {
-    if valid_token(token) {
-        super::logouts::record(con, keys, TokenPrint::of(token)).await?;
-        let _: () = con.del(keys.session(token)).await?;
-        let _: () = con.publish(keys.session_channel(), token).await?;
+) -> Result<bool, AppError> {
+    if !valid_token(token) {
+        return Ok(false);
     }
-    Ok(())
+    // only a session that was there is recorded and told to every edge: a logout of an invented
+    // token writes nothing (security review, row 10: a million of them made edges stop trusting
+    // their logout list)
+    let there: bool = con.exists(keys.session(token)).await?;
+    if !there {
+        return Ok(false);
+    }
+    super::logouts::record(con, keys, TokenPrint::of(token)).await?;
+    let _: () = con.del(keys.session(token)).await?;
+    let _: () = con.publish(keys.session_channel(), token).await?;
+    Ok(true)
 }
 
 /// A logout, made on this edge or heard from another: its cached session goes, and its token

@@ -22,6 +22,13 @@
 //! A connection costs one bounded channel ([`QUEUE`] events): a shopper who does not read is
 //! dropped when it is full, so memory stays bounded; past `push_max_connections` an edge
 //! refuses a new stream (503, the page polls instead). A feed ends when its last stream does.
+//!
+//! Streams are held for minutes, so one client must not be able to take them all (security
+//! review, row 2): a shopper has **one stream per sale** (a new one replaces the old, which ends:
+//! a reloaded page, a second tab) and at most [`PER_USER`] in all; one address (IPv6 by /64)
+//! holds at most `push_per_address`; the edge's stream cap always leaves a fifth of its
+//! connections to ordinary requests (`startup`); and a client that stops reading is cut by the
+//! connection's watchdog when its socket refuses bytes for a while (`http::conn`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -42,6 +49,8 @@ use crate::plumbing::redis_conn::RedisConn;
 
 /// Events waiting for one shopper at most; past it the shopper is dropped (not reading).
 pub const QUEUE: usize = 16;
+/// Most streams one shopper holds on one edge (one per sale).
+pub const PER_USER: usize = 4;
 /// How often a feed moves its shoppers' positions (and reads the stock).
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often a feed reads the room's clock and size.
@@ -67,6 +76,16 @@ pub struct Hub {
     open: AtomicUsize,
     next: AtomicU64,
     feeds: Mutex<HashMap<GoodsId, Arc<Feed>>>,
+    /// Most streams from one address (`push_per_address`).
+    per_address: usize,
+    /// Who holds which streams: a shopper's by sale, an address's count.
+    holders: Mutex<Holders>,
+}
+
+#[derive(Default)]
+struct Holders {
+    users: HashMap<UserId, Vec<(GoodsId, u64)>>,
+    addresses: HashMap<std::net::IpAddr, usize>,
 }
 
 /// One sale's streams on this edge, and what its positions are computed from.
@@ -143,7 +162,13 @@ impl Clock {
 }
 
 impl Hub {
-    pub fn new(redis: RedisConn, keys: Keys, metrics: Arc<Metrics>, cap: usize) -> Self {
+    pub fn new(
+        redis: RedisConn,
+        keys: Keys,
+        metrics: Arc<Metrics>,
+        cap: usize,
+        per_address: usize,
+    ) -> Self {
         Self {
             redis,
             keys,
@@ -152,23 +177,79 @@ impl Hub {
             open: AtomicUsize::new(0),
             next: AtomicU64::new(1),
             feeds: Mutex::default(),
+            per_address,
+            holders: Mutex::default(),
         }
     }
 
-    /// Opens a stream for `user` in `goods` (`shards` stock shards), starting with `first`
-    /// (the events of the shopper's state now); `room` the ticket's state from the look at
-    /// connect, for a sale with a room. Refused past the cap.
+    /// Takes a place for a new stream of `user` in `goods` from `address` (already cut to its
+    /// /64 for IPv6): ends the shopper's earlier stream of the same sale, then refuses past the
+    /// shopper's or the address's share. The place is given back by [`Hub::release`].
+    fn hold(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        address: std::net::IpAddr,
+        id: u64,
+    ) -> Result<(), AppError> {
+        let mut h = self.holders.lock().expect("holders lock");
+        let mine = h.users.entry(user).or_default();
+        if let Some(at) = mine.iter().position(|(g, _)| *g == goods) {
+            let (_, old) = mine.swap_remove(at);
+            // its sender dropped: the old response ends (and gives its address place back)
+            if let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods) {
+                feed.streams.lock().expect("streams lock").remove(&old);
+            }
+        }
+        if mine.len() >= PER_USER {
+            return Err(AppError::TooManyStreams);
+        }
+        let from = h.addresses.entry(address).or_default();
+        if *from >= self.per_address {
+            return Err(AppError::TooManyStreams);
+        }
+        *from += 1;
+        h.users.entry(user).or_default().push((goods, id));
+        Ok(())
+    }
+
+    /// Gives back the place [`Hub::hold`] took.
+    fn release(&self, goods: GoodsId, user: UserId, address: std::net::IpAddr, id: u64) {
+        let mut h = self.holders.lock().expect("holders lock");
+        if let Some(mine) = h.users.get_mut(&user) {
+            mine.retain(|&(g, i)| !(g == goods && i == id));
+            if mine.is_empty() {
+                h.users.remove(&user);
+            }
+        }
+        if let Some(n) = h.addresses.get_mut(&address) {
+            *n -= 1;
+            if *n == 0 {
+                h.addresses.remove(&address);
+            }
+        }
+    }
+
+    /// Opens a stream for `user` in `goods` (`shards` stock shards) from `address`, starting
+    /// with `first` (the events of the shopper's state now); `room` the ticket's state from the
+    /// look at connect, for a sale with a room. Refused past the edge's cap, the shopper's or
+    /// the address's share; the shopper's earlier stream of this sale ends.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         self: &Arc<Self>,
         goods: GoodsId,
         shards: u16,
         user: UserId,
+        address: std::net::IpAddr,
         granter: Option<crate::identity::Granter>,
         room: Option<RoomAnswer>,
         first: Vec<(&'static str, String)>,
     ) -> Result<Opened, AppError> {
+        let id = self.next.fetch_add(1, Relaxed);
+        self.hold(goods, user, address, id)?;
         if self.open.fetch_add(1, Relaxed) >= self.cap {
             self.open.fetch_sub(1, Relaxed);
+            self.release(goods, user, address, id);
             return Err(AppError::PushFull);
         }
         self.metrics.push_connections.inc();
@@ -189,7 +270,6 @@ impl Hub {
             .iter()
             .find(|(n, _)| *n == "room")
             .map(|(_, d)| d.clone());
-        let id = self.next.fetch_add(1, Relaxed);
         let (feed, new) = {
             let mut feeds = self.feeds.lock().expect("feeds lock");
             let mut new = false;
@@ -228,6 +308,7 @@ impl Hub {
             if let Some(h) = hub.upgrade() {
                 h.open.fetch_sub(1, Relaxed);
                 h.metrics.push_connections.dec();
+                h.release(goods, user, address, id);
             }
         });
         Ok(Opened { events: rx, on_end })

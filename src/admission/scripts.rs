@@ -149,7 +149,7 @@ pub const CONTRACTS: [(&str, &str); 6] = [
     ),
     (
         "issue_path.lua",
-        "keys captcha user issued meta stock | args answer checked path print ttl_ms split now? | codes OK WRONG_CAPTCHA NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
+        "keys captcha user paths meta stock fails | args answer checked path print ttl_ms split member max_wrong lock_ms now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
     ),
     ("take.lua", "keys stock | args | codes OK SOLD_OUT"),
     (
@@ -565,11 +565,12 @@ pub enum Code {
     InRoom = 13,
     Waiting = 14,
     NoTicket = 15,
+    CaptchaLocked = 30,
 }
 
 impl Code {
     /// Every code with its name in `lua/codes.lua`.
-    pub const ALL: [(Code, &'static str); 16] = [
+    pub const ALL: [(Code, &'static str); 17] = [
         (Code::Ok, "OK"),
         (Code::BadPath, "BAD_PATH"),
         (Code::NotStarted, "NOT_STARTED"),
@@ -586,6 +587,7 @@ impl Code {
         (Code::InRoom, "IN_ROOM"),
         (Code::Waiting, "WAITING"),
         (Code::NoTicket, "NO_TICKET"),
+        (Code::CaptchaLocked, "CAPTCHA_LOCKED"),
     ];
 
     /// The table as `(name, number)` pairs, as `lua/codes.lua` states it.
@@ -748,6 +750,8 @@ pub enum PathIssue {
     Issued(String),
     /// WRONG_CAPTCHA: the captcha answer is wrong, or there was none.
     WrongCaptcha,
+    /// CAPTCHA_LOCKED: too many wrong answers lately; the lock ends in this many ms.
+    CaptchaLocked { retry_after_ms: i64 },
     /// NO_SALE: the sale was never loaded.
     NoSale,
     /// ENDED: the sale is over.
@@ -766,6 +770,9 @@ impl PathIssue {
         Ok(match code {
             Code::Ok => Self::Issued(detail_string(detail)?),
             Code::WrongCaptcha => Self::WrongCaptcha,
+            Code::CaptchaLocked => Self::CaptchaLocked {
+                retry_after_ms: detail_int(detail),
+            },
             Code::NoSale => Self::NoSale,
             Code::Ended => Self::Ended,
             Code::SoldOut => Self::SoldOut,

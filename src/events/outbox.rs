@@ -177,7 +177,7 @@ pub async fn subjects(
         return Ok(Default::default());
     }
     let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, subject FROM users WHERE id IN ({}) AND subject IS NOT NULL",
+        "SELECT id, CAST(subject AS CHAR CHARACTER SET utf8mb4) FROM users WHERE id IN ({}) AND subject IS NOT NULL",
         numbers(users)
     )))
     .fetch_all(&mut **tx)
@@ -229,7 +229,7 @@ pub async fn from_orders(
     );
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
-         u.subject, sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
+         CAST(u.subject AS CHAR CHARACTER SET utf8mb4), sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
          LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
         numbers(orders)
     )))

@@ -66,7 +66,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         window: Duration::from_secs(s.login_window_secs),
     };
     let guard = login_guard::Guard::new(&state.redis, &state.keys, limits, &mobile, client);
-    if let Err(e) = guard.check().await {
+    if let Err(e) = guard.attempt().await {
         if let AppError::TooManyLogins { .. } = e {
             state.metrics.logins_throttled.inc();
         }
@@ -78,16 +78,21 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
     .bind(mobile.as_str())
     .fetch_optional(&state.db)
     .await?;
-    let Some(row) = row else {
-        guard.failed().await?;
-        return Err(AppError::MobileNotFound);
+    // An unknown mobile is checked against a stand-in hash of the same cost, and answered with
+    // the wrong password's code: neither the answer nor its time tells whether a mobile is
+    // registered (security review, row 11).
+    let (stored, test_user) = match &row {
+        Some(r) => (
+            Some(password::Stored::parse(&r.password, &r.salt)),
+            r.test_user,
+        ),
+        None => (None, true),
     };
-    let stored = password::Stored::parse(&row.password, &row.salt);
-    let (client_hash, cost, test_user) =
-        (body.password, state.settings.password_cost(), row.test_user);
+    let (client_hash, cost) = (body.password, state.settings.password_cost());
     let checked = state
         .login_pool
         .run_in(slot, move || {
+            let stored = stored.unwrap_or_else(|| password::Stored::parse(stand_in(cost), ""));
             let verdict = password::verify(&client_hash, &stored, cost);
             let rehashed = match verdict {
                 password::Verdict::Right { rehash: true } if !test_user => {
@@ -99,22 +104,19 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         })
         .await;
     let (verdict, rehashed) = checked?;
-    match verdict {
-        password::Verdict::Right { .. } => {}
-        password::Verdict::Wrong => {
-            guard.failed().await?;
-            return Err(AppError::WrongPassword);
-        }
-        password::Verdict::Unreadable(why) => {
+    state.metrics.logins_verified.inc();
+    let row = match (verdict, row) {
+        (password::Verdict::Right { .. }, Some(row)) => row,
+        (password::Verdict::Unreadable(why), Some(row)) => {
             tracing::warn!(
                 user = row.id,
                 why,
                 "a stored password is unreadable: it cannot log in"
             );
-            guard.failed().await?;
             return Err(AppError::WrongPassword);
         }
-    }
+        _ => return Err(AppError::WrongPassword),
+    };
     if let Some(new) = rehashed {
         // only if the row still holds what was checked: a concurrent change wins
         let done =
@@ -155,6 +157,15 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
     Ok(resp)
 }
 
+/// The stand-in an unknown mobile's password is checked against: an Argon2id hash of the
+/// settings' cost, made once per process (on the login pool, like every hash).
+fn stand_in(cost: password::Cost) -> &'static str {
+    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAND_IN.get_or_init(|| {
+        password::hash(&"0".repeat(32), cost).expect("the settings' password cost was checked")
+    })
+}
+
 /// `; Secure` when the edge is served over TLS (`cookie_secure`): the browser then never sends
 /// the session over plain HTTP.
 fn secure(state: &AppState) -> &'static str {
@@ -168,8 +179,9 @@ fn secure(state: &AppState) -> &'static str {
 /// Ends the session. State-changing, so JSON only (see `respond::json_body` on forgery).
 pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     respond::require_json(&req)?;
-    if let Some(token) = respond::token(&req) {
-        session::delete(&mut state.redis.clone(), &state.keys, token).await?;
+    if let Some(token) = respond::token(&req)
+        && session::delete(&mut state.redis.clone(), &state.keys, token).await?
+    {
         // at once here; the other edges hear it by pub/sub
         session::logout_heard(token, &state.sessions, &state.logouts);
     }

@@ -12,6 +12,11 @@
 //!   service): at most `header_timeout_ms`;
 //! - **busy**: a request is being answered. Its body is read under `body_timeout_ms` by the
 //!   handler (`respond::json_body`), which answers 408 and closes the connection.
+//! - **stalled**, in any phase: the socket has refused our bytes (its send buffer is full: the
+//!   client stopped reading) for [`WRITE_STALL`]. An event stream is busy for as long as it is
+//!   open, so without this a client that opens streams and never reads would hold each one
+//!   forever; a stream writes a ping every 15 s, so a reader that stops is noticed within a
+//!   minute.
 //!
 //! The phase is kept in a few atomics shared by the socket wrapper ([`Watched`], which sees bytes
 //! arrive), the service (which sees a request start and end) and the watchdog. The watchdog is
@@ -49,7 +54,13 @@ pub struct Phase {
     head_since: AtomicU64,
     /// A request is being answered.
     busy: AtomicBool,
+    /// ms since `born` + 1 when a write was first refused (the socket's buffer full); 0 while
+    /// writes go through.
+    write_blocked_since: AtomicU64,
 }
+
+/// How long a socket may refuse our bytes before the connection is cut (`write_stalled`).
+pub const WRITE_STALL: Duration = Duration::from_secs(45);
 
 impl Phase {
     pub fn new() -> Arc<Self> {
@@ -58,6 +69,7 @@ impl Phase {
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             busy: AtomicBool::new(false),
+            write_blocked_since: AtomicU64::new(0),
         })
     }
 
@@ -69,6 +81,16 @@ impl Phase {
     fn bytes_arrived(&self) {
         if !self.busy.load(Relaxed) && self.head_since.load(Relaxed) == 0 {
             self.head_since.store(self.now_ms() + 1, Relaxed);
+        }
+    }
+
+    /// A write was refused (`blocked`) or went through.
+    fn wrote(&self, blocked: bool) {
+        let since = self.write_blocked_since.load(Relaxed);
+        match (blocked, since) {
+            (true, 0) => self.write_blocked_since.store(self.now_ms() + 1, Relaxed),
+            (false, s) if s != 0 => self.write_blocked_since.store(0, Relaxed),
+            _ => {}
         }
     }
 
@@ -97,10 +119,14 @@ impl Phase {
 
     /// The phase the connection has overstayed now, if any.
     fn overstayed(&self, limits: Limits) -> Option<&'static str> {
+        let now = self.now_ms();
+        let blocked = self.write_blocked_since.load(Relaxed);
+        if blocked != 0 && now >= blocked - 1 + WRITE_STALL.as_millis() as u64 {
+            return Some("write_stalled");
+        }
         if self.busy.load(Relaxed) {
             return None; // the handler bounds the body; the rest is our own work
         }
-        let now = self.now_ms();
         match self.head_since.load(Relaxed) {
             0 => (now >= self.idle_since.load(Relaxed) + limits.idle.as_millis() as u64)
                 .then_some("idle_timeout"),
@@ -144,7 +170,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.phase.wrote(polled.is_pending());
+        polled
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -157,7 +185,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.phase.wrote(polled.is_pending());
+        polled
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -207,5 +237,24 @@ mod tests {
         assert!(!watch.is_finished(), "a request being answered was cut");
         phase.request_done();
         assert_eq!(watch.await.unwrap(), "idle_timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_whose_client_stopped_reading_is_cut() {
+        let phase = Phase::new();
+        phase.request_started(); // an event stream: busy for as long as it is open
+        let watch = {
+            let p = phase.clone();
+            tokio::spawn(async move { p.watch(LIMITS).await })
+        };
+        // writes refused, then through again: not cut
+        phase.wrote(true);
+        tokio::time::sleep(WRITE_STALL / 2).await;
+        phase.wrote(false);
+        tokio::time::sleep(WRITE_STALL).await;
+        assert!(!watch.is_finished(), "a reader that caught up was cut");
+        phase.wrote(true);
+        tokio::time::sleep(WRITE_STALL + Duration::from_secs(1)).await;
+        assert_eq!(watch.await.unwrap(), "write_stalled");
     }
 }

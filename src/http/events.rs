@@ -51,9 +51,10 @@ pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     if let Some(r) = result {
         first.push(("result", Granter::result_event(granter.as_ref(), r)));
     }
+    let address = crate::http::proxy::counted(respond::client_address(&req, state));
     let opened = state
         .push
-        .open(goods, shape.shards, user.id, granter, room, first)?;
+        .open(goods, shape.shards, user.id, address, granter, room, first)?;
     let mut resp = Response::new(Body::Events(Events::new(opened.events, opened.on_end)));
     let h = resp.headers_mut();
     h.insert(

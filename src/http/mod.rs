@@ -112,10 +112,18 @@ pub async fn serve(
                 }
             })
         };
-        let conn = http1::Builder::new().keep_alive(true).serve_connection(
-            TokioIo::new(conn::Watched::new(stream, phase.clone())),
-            service,
-        );
+        // A request's head is at most MAX_HEAD bytes and MAX_HEADERS fields (431 past them):
+        // hyper's own bound is ~400 KiB a connection, ~9.5 GiB at the connection cap before
+        // anyone logs in (security review, row 6). The longest honest head is a shop's JWT
+        // (8 KiB at most) in a cookie and again in Authorization.
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .max_buf_size(MAX_HEAD)
+            .max_headers(MAX_HEADERS)
+            .serve_connection(
+                TokioIo::new(conn::Watched::new(stream, phase.clone())),
+                service,
+            );
         let conn = graceful.watch(conn);
         let state = state.clone();
         tokio::spawn(async move {
@@ -144,6 +152,11 @@ pub async fn serve(
         tracing::warn!("some connections were still open after 5 s");
     }
 }
+
+/// The most bytes of one request's head an edge buffers (hyper's read buffer).
+pub const MAX_HEAD: usize = 24 * 1024;
+/// The most header fields one request may have.
+pub const MAX_HEADERS: usize = 64;
 
 /// A request's id: the client's `X-Request-Id` if it sent a sane one (nginx can set it), else
 /// this process's random prefix and a counter (unique, and cheaper than a UUID). Every response
@@ -207,7 +220,9 @@ async fn handle(
     let needs_redis = req.uri().path().starts_with("/api/");
     // the breaker itself hears every Redis command's outcome (see `RedisConn`); here it only
     // keeps requests that would need Redis from trying while it is open
-    let result = if needs_redis && !state.redis_breaker.allow() {
+    let result = if let Err(refused) = guard_origin(&req, surface, &state.settings.admin_hosts) {
+        Err(refused)
+    } else if needs_redis && !state.redis_breaker.allow() {
         Err(AppError::Unavailable(Dependency::Redis))
     } else {
         route(req, &state, surface, found).await
@@ -224,13 +239,74 @@ async fn handle(
             respond::error(e)
         }
     };
+    let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-        response.headers_mut().insert(X_REQUEST_ID, v);
+        h.insert(X_REQUEST_ID, v);
     }
+    // no answer of the edge is ever to be read as another type than it says
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     state
         .metrics
         .route_latency(family, started.elapsed().as_secs_f64());
     response
+}
+
+/// Refusals that depend only on where a request comes from, before anything is routed:
+///
+/// - on the public listener, an API request a browser marks `Sec-Fetch-Site: cross-site` (a
+///   link or a form on another site, which would carry the shopper's Lax cookie: the path and
+///   captcha requests are GETs that change state). Clients that are not browsers send no such
+///   header and are not concerned.
+/// - on the admin listener, a `Host` that is a name not listed in `admin_hosts`: DNS rebinding
+///   (a page whose name is made to resolve to 127.0.0.1) would otherwise let a browser read the
+///   console and the unauthenticated ops routes. An address (`127.0.0.1:9180`, `[::1]:9180`) or
+///   `localhost` is always taken: rebinding needs a name.
+fn guard_origin<B>(req: &Request<B>, surface: Surface, admin_hosts: &str) -> Result<(), AppError> {
+    let headers = req.headers();
+    match surface {
+        Surface::Public => {
+            let cross = headers
+                .get("sec-fetch-site")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+            if cross && req.uri().path().starts_with("/api/") {
+                return Err(AppError::CrossSite);
+            }
+        }
+        Surface::Admin => {
+            let host = headers
+                .get(hyper::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !admin_host_taken(host, admin_hosts) {
+                return Err(AppError::WrongHost);
+            }
+        }
+        Surface::Ops => {}
+    }
+    Ok(())
+}
+
+/// Whether `host` (a `Host` header: `name[:port]`, `address[:port]`, `[v6][:port]`) may reach the
+/// admin listener: an address, `localhost`, or a name in `allowed` (comma-separated).
+fn admin_host_taken(host: &str, allowed: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<IpAddr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed
+            .split(',')
+            .map(str::trim)
+            .any(|a| !a.is_empty() && a.eq_ignore_ascii_case(name))
 }
 
 /// Routes one request of `surface` to its handler: `found` is its row of the table (see
@@ -248,11 +324,9 @@ async fn route(
             Found::WrongMethod => Err(AppError::MethodNotAllowed),
             // pages on the public and admin listeners, not on a worker's ops listener
             _ if path.starts_with("/api/") || surface == Surface::Ops => Err(AppError::NotFound),
-            // the console's pages only where its API is: on the admin listener
-            _ if surface == Surface::Public && static_files::is_console(path) => {
-                Err(AppError::NotFound)
-            }
-            _ => static_files::serve(req, &state.assets).await,
+            // the console's files only where its API is: on the admin listener (judged on the
+            // decoded path of the file found, so no spelling of its name gets it in public)
+            _ => static_files::serve(req, &state.assets, surface == Surface::Admin).await,
         };
     };
     let param = param.as_deref().unwrap_or_default();
@@ -287,7 +361,49 @@ async fn route(
         Route::AdminLuaPromote => scripts::promote(req, state).await,
         Route::AdminLuaRollback => scripts::rollback(req, state).await,
         Route::Healthz => Ok(ops::healthz()),
-        Route::Readyz => Ok(ops::readyz(state).await),
+        Route::Readyz => {
+            let full = ops::readyz(state).await;
+            Ok(match surface {
+                // in public, only the verdict: what is down, the primary's address and raw
+                // errors are for the operators' listeners (security review, row 15)
+                Surface::Public => {
+                    let mut r = respond::ok(serde_json::json!({
+                        "ready": full.status().is_success()
+                    }));
+                    *r.status_mut() = full.status();
+                    r
+                }
+                _ => full,
+            })
+        }
         Route::Metrics => Ok(ops::metrics(state).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_hosts_are_addresses_localhost_or_named() {
+        for ok in [
+            "127.0.0.1:9180",
+            "127.0.0.1",
+            "[::1]:9180",
+            "localhost:9180",
+            "10.1.2.3:9180",
+            "flashgate-admin:9180",
+        ] {
+            assert!(admin_host_taken(ok, "flashgate-admin"), "{ok}");
+        }
+        for bad in [
+            "evil.example:9180",
+            "evil.example",
+            "",
+            "[evil]:1",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!admin_host_taken(bad, "flashgate-admin"), "{bad}");
+        }
     }
 }

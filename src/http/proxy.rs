@@ -12,6 +12,19 @@ use std::net::IpAddr;
 use anyhow::Context;
 use hyper::header::HeaderMap;
 
+/// The address a client is counted under for limits: an IPv4 address as it is, an IPv6
+/// address cut to its /64 (one subscriber is given a whole /64: counting by /128 let a client
+/// walk past every per-address limit by rotating inside it).
+pub fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
+}
+
 /// One trusted address, or a range written as `address/prefix-length`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Range {
@@ -88,10 +101,15 @@ impl Trusted {
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
             .collect();
+        // the rightmost address no trusted proxy stands for; if every hop is trusted (a client
+        // inside a trusted range), the address the nearest proxy saw: never the proxy itself
+        // (all clients would share one counter) and never the leftmost, which the client wrote
         forwarded
-            .into_iter()
+            .iter()
             .rev()
-            .find(|ip| !self.trusts(*ip))
+            .find(|ip| !self.trusts(**ip))
+            .or(forwarded.last())
+            .copied()
             .unwrap_or(peer)
     }
 }
@@ -131,6 +149,26 @@ mod tests {
         assert_eq!(t.client(stranger, &headers("1.2.3.4")), stranger);
         // no one trusted: the peer, always
         assert_eq!(Trusted::default().client(nginx, &headers("1.2.3.4")), nginx);
+        // every hop trusted (a client inside a trusted range): the address nginx saw, not
+        // nginx's own and not the leftmost, which the client chose
+        assert_eq!(
+            t.client(nginx, &headers("10.9.9.9, 10.1.2.3")),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(counted(a), counted(b));
+        assert_ne!(counted(a), counted(other));
+        assert_eq!(counted(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(counted(v4), v4);
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(counted(mapped), v4);
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub fn error(e: AppError) -> Resp {
     let data = match &e {
         AppError::TooManyRequests { retry_after_ms }
         | AppError::TooManyLogins { retry_after_ms }
+        | AppError::CaptchaLocked { retry_after_ms }
+        | AppError::TooManyCaptchas { retry_after_ms }
         | AppError::LoginBusy { retry_after_ms } => {
             serde_json::json!({ "retryAfterMs": retry_after_ms })
         }
@@ -102,6 +104,8 @@ pub fn error(e: AppError) -> Resp {
     let mut resp = json_response(e.status(), body);
     if let AppError::TooManyRequests { retry_after_ms }
     | AppError::TooManyLogins { retry_after_ms }
+    | AppError::CaptchaLocked { retry_after_ms }
+    | AppError::TooManyCaptchas { retry_after_ms }
     | AppError::LoginBusy { retry_after_ms } = e
     {
         let secs = retry_after_ms.div_ceil(1000).max(1);
@@ -260,12 +264,17 @@ pub fn token<B>(req: &Request<B>) -> Option<&str> {
     {
         return Some(t.trim());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("token="))
+    crate::identity::cookie(headers, crate::identity::SESSION_COOKIE)
+}
+
+/// `Authorization: Bearer TOKEN` only: the admin and redeem tokens never come from a cookie
+/// (a cookie is sent by the browser to whoever it likes, a header only by the caller).
+pub fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// The request's credential under `auth` (`identity::Credential`), or the refusal for none:
@@ -377,6 +386,32 @@ mod tests {
             .unwrap();
         assert_eq!(token(&r), Some("xyz"));
         assert_eq!(token(&Request::builder().body(()).unwrap()), None);
+        // a second, different `token` (planted by a sibling subdomain) makes it ambiguous: none
+        let r = Request::builder()
+            .header("Cookie", "token=planted; token=abc")
+            .body(())
+            .unwrap();
+        assert_eq!(token(&r), None);
+        let r = Request::builder()
+            .header("Cookie", "token=abc")
+            .header("Cookie", "token=abc")
+            .body(())
+            .unwrap();
+        assert_eq!(token(&r), Some("abc"));
+    }
+
+    #[test]
+    fn the_admin_token_comes_only_from_the_authorization_header() {
+        let r = Request::builder()
+            .header("Cookie", "token=abc")
+            .body(())
+            .unwrap();
+        assert_eq!(bearer(&r), None);
+        let r = Request::builder()
+            .header("Authorization", "Bearer abc")
+            .body(())
+            .unwrap();
+        assert_eq!(bearer(&r), Some("abc"));
     }
 
     #[test]

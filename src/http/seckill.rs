@@ -169,8 +169,8 @@ pub async fn room_look(req: Request<Incoming>, state: &AppState) -> Result<Resp,
 pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
-    let shards = state.shards(goods).await?;
-    let k = state.keys.shard(Shard::home(goods, user.id, shards));
+    let shape = state.shape(goods).await?;
+    let k = state.keys.shard(Shard::home(goods, user.id, shape.shards));
     let (result, queued, backlog): (Option<i64>, bool, i64) = redis::pipe()
         .get(k.result(user.id))
         .sismember(k.buyers(), user.id.get())
@@ -186,8 +186,10 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     // Nothing in the shard's queue, yet no result: a result (or a buyer mark) lost with a
     // Redis primary that died before its replica had it. MySQL is the record: an order there
     // is this shopper's, and is written back. Asked only when nothing is in flight, so a busy
-    // sale's polls never reach MySQL.
+    // sale's polls never reach MySQL; nor do the polls of a sale that is not loaded (one that
+    // does not exist, above all).
     if backlog == 0
+        && shape.loaded
         && let Some(order) = order_of(state, goods, user.id).await?
     {
         let _: () = state
@@ -242,21 +244,42 @@ async fn order_of(state: &AppState, goods: GoodsId, user: UserId) -> Result<Opti
     Ok(order)
 }
 
-/// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG.
+/// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG. Only for
+/// a sale that exists, and at most `captcha::PER_MINUTE` a minute per shopper and sale (429):
+/// nothing is written for a sale that does not exist or past the bound.
 pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
-    let captcha = Captcha::generate();
+    let shape = state.shape(goods).await?;
+    if !shape.loaded {
+        return Err(AppError::NotFound);
+    }
     // in the user's home shard, beside the path it unlocks (one slot for issue_path.lua)
-    let shards = state.shards(goods).await?;
+    let k = state.keys.shard(Shard::home(goods, user.id, shape.shards));
+    let (made, wait_ms): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(k.captcha_made(user.id))
+        .arg(0)
+        .arg("EX")
+        .arg(60)
+        .arg("NX")
+        .ignore()
+        .incr(k.captcha_made(user.id), 1)
+        .pttl(k.captcha_made(user.id))
+        .query_async(&mut state.redis.clone())
+        .await?;
+    if made > crate::admission::captcha::PER_MINUTE {
+        return Err(AppError::TooManyCaptchas {
+            retry_after_ms: wait_ms.max(1) as u64,
+        });
+    }
+    let captcha = Captcha::generate();
     let _: () = state
         .redis
         .clone()
         .set_ex(
-            state
-                .keys
-                .shard(Shard::home(goods, user.id, shards))
-                .captcha(user.id),
+            k.captcha(user.id),
             captcha.answer,
             keys::CAPTCHA_TTL.as_secs(),
         )
@@ -302,23 +325,31 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));
-    let (captcha_key, user_key, issued, meta, stock) = (
+    let (captcha_key, user_key, paths, meta, stock, fails) = (
         k.captcha(user.id),
         k.user(user.id),
-        k.issued(),
+        k.paths(),
         k.meta(),
         k.stock(),
+        k.captcha_fails(user.id),
     );
     let ttl = keys::PATH_TTL.as_millis().to_string();
     let checked = if state.settings.captcha { "1" } else { "0" };
+    let (member, max_wrong, lock) = (
+        user.id.get().to_string(),
+        state.settings.captcha_wrong_max.to_string(),
+        keys::CAPTCHA_LOCK.as_millis().to_string(),
+    );
     let reply = state
         .scripts
         .get()
         .issue_path
         .invoke(
             &mut state.redis.clone(),
-            &[&captcha_key, &user_key, &issued, &meta, &stock],
-            &[&answer, checked, &fresh, &print, &ttl, split],
+            &[&captcha_key, &user_key, &paths, &meta, &stock, &fails],
+            &[
+                &answer, checked, &fresh, &print, &ttl, split, &member, &max_wrong, &lock,
+            ],
         )
         .await?;
     match PathIssue::from_reply(reply)? {
@@ -326,6 +357,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
             HiddenPath::issued(user.id, &digest)?.to_string(),
         )),
         PathIssue::WrongCaptcha => Err(AppError::WrongCaptcha),
+        PathIssue::CaptchaLocked { retry_after_ms } => Err(AppError::CaptchaLocked {
+            retry_after_ms: retry_after_ms.max(1) as u64,
+        }),
         PathIssue::NoSale => Err(AppError::NotFound),
         PathIssue::Ended => Err(AppError::Ended),
         PathIssue::SoldOut => Err(AppError::SoldOut),

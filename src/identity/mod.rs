@@ -142,6 +142,38 @@ pub enum Credential {
     Shop(String),
 }
 
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "token";
+
+/// The value of the cookie `name`, if the request carries it exactly once (or several times
+/// with one value). A second, different value is a cookie planted by a sibling subdomain
+/// (`Domain=.shop.example`), which the browser may well send first: an ambiguous credential is
+/// no credential.
+pub fn cookie<'h>(headers: &'h hyper::HeaderMap, name: &str) -> Option<&'h str> {
+    if name.is_empty() {
+        return None;
+    }
+    let mut found: Option<&str> = None;
+    for c in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+    {
+        let Some((k, v)) = c.trim().split_once('=') else {
+            continue;
+        };
+        if k != name || v.is_empty() {
+            continue;
+        }
+        match found {
+            Some(seen) if seen != v => return None,
+            _ => found = Some(v),
+        }
+    }
+    found
+}
+
 impl Credential {
     /// The token itself (what a path is bound to: `TokenPrint::of`).
     pub fn token(&self) -> &str {
@@ -161,19 +193,9 @@ impl Credential {
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        let cookie = |name: &str| {
-            headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|c| {
-                    let (k, v) = c.trim().split_once('=')?;
-                    (k == name && !name.is_empty() && !v.is_empty()).then_some(v)
-                })
-        };
+        let cookie = |name: &str| cookie(headers, name);
         let shop = || cookie(&settings.jwt_cookie);
-        let session = || cookie("token");
+        let session = || cookie(SESSION_COOKIE);
         let owned = |s: &str| s.to_string();
         match settings.auth {
             AuthMode::Session => bearer.or_else(session).map(owned).map(Credential::Session),

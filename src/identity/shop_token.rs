@@ -39,6 +39,13 @@ use crate::plumbing::metrics::Metrics;
 pub const MAX_TOKEN: usize = 8 * 1024;
 /// The longest user claim taken, in bytes.
 pub const MAX_SUBJECT: usize = 255;
+
+/// A subject is taken only in one spelling: no whitespace at either end and no control
+/// character anywhere. MySQL stores it byte for byte (`users.subject` is VARBINARY), but a shop
+/// that trims, or a log that hides a trailing tab, would still see two shoppers as one.
+pub fn subject_is_safe(subject: &str) -> bool {
+    subject.trim() == subject && !subject.chars().any(char::is_control)
+}
 /// The key set is fetched again this often even when no token asks for it (a key that left the
 /// set is noticed by then).
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -409,6 +416,9 @@ impl ShopTokens {
         };
         if subject.len() > MAX_SUBJECT {
             return Err(fault(TokenFault::SubjectTooLong));
+        }
+        if !subject_is_safe(subject) {
+            return Err(fault(TokenFault::SubjectUnsafe));
         }
         let exp = claims
             .get("exp")

@@ -55,11 +55,12 @@ impl Subjects {
 
     /// The subject of `user`, if it is a shop's shopper (for orders and events).
     pub async fn subject_of(db: &MySqlPool, user: UserId) -> Result<Option<String>, AppError> {
-        let s: Option<Option<String>> =
-            sqlx::query_scalar("SELECT subject FROM users WHERE id = ?")
-                .bind(user.get())
-                .fetch_optional(db)
-                .await?;
+        let s: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT CAST(subject AS CHAR CHARACTER SET utf8mb4) FROM users WHERE id = ?",
+        )
+        .bind(user.get())
+        .fetch_optional(db)
+        .await?;
         Ok(s.flatten())
     }
 }

@@ -152,8 +152,19 @@ pub struct Settings {
     /// Most sessions one edge keeps copies of.
     pub session_cache_entries: usize,
     /// Most event streams (`GET /api/seckill/events`) one edge holds open; past it a new one is
-    /// refused (503) and the page polls instead.
+    /// refused (503) and the page polls instead. Never more than four fifths of
+    /// `max_connections`, whatever this says: the rest are kept for ordinary requests.
     pub push_max_connections: usize,
+    /// Wrong captcha answers a shopper may give in one sale within 10 minutes; past them the
+    /// path request is refused (429, code 500514) until the 10 minutes end.
+    pub captcha_wrong_max: u32,
+    /// Host names the admin listener answers to besides addresses and `localhost`
+    /// (comma-separated, e.g. `flashgate-admin,edge1`): any other name in `Host` is refused
+    /// (421), so DNS rebinding cannot turn a browser against it.
+    pub admin_hosts: String,
+    /// Most event streams one client address (IPv6: one /64) holds open on one edge; past it
+    /// 429 (code 500511) and the page polls.
+    pub push_per_address: usize,
     /// Most buys of one sale shard decided in one `lua/admit.lua` call: buys that arrive while a
     /// call for their shard is in flight go together in the next (see `admission`); 1 sends
     /// every buy alone.
@@ -280,6 +291,9 @@ impl Default for Settings {
             worker_listen: "off".into(),
             admit_batch: 32,
             push_max_connections: 100_000,
+            push_per_address: 256,
+            admin_hosts: String::new(),
+            captcha_wrong_max: 5,
             auth: AuthMode::Session,
             jwt_cookie: String::new(),
             jwt_jwks_url: String::new(),
@@ -480,6 +494,14 @@ impl Settings {
         }
         anyhow::ensure!(self.max_connections >= 1, "max_connections must be >= 1");
         anyhow::ensure!(
+            (1..=100).contains(&self.captcha_wrong_max),
+            "captcha_wrong_max must be 1..=100 (FLASHGATE_CAPTCHA_WRONG_MAX)"
+        );
+        anyhow::ensure!(
+            self.push_per_address >= 1,
+            "push_per_address must be >= 1 (FLASHGATE_PUSH_PER_ADDRESS)"
+        );
+        anyhow::ensure!(
             (10..=10_000).contains(&self.redis_ack_timeout_ms),
             "redis_ack_timeout_ms must be within 10..=10000"
         );
@@ -638,6 +660,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 76);
+        assert_eq!(names.len(), 79);
     }
 }

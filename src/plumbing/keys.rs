@@ -12,6 +12,9 @@ use crate::domain::{GoodsId, Shard, UserId};
 pub const PATH_TTL: Duration = Duration::from_secs(60);
 /// A captcha answer is valid this long (and only once).
 pub const CAPTCHA_TTL: Duration = Duration::from_secs(300);
+/// How long a shopper's wrong captcha answers are counted (from the first), and so how long the
+/// captcha stays locked once they reach `captcha_wrong_max`.
+pub const CAPTCHA_LOCK: Duration = Duration::from_secs(600);
 /// A session lives this long after its last use (sliding).
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
 /// A logout is remembered this long (`Keys::logouts` and each edge's copy): a logged-out token
@@ -25,6 +28,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const CACHE_JITTER: Duration = Duration::from_secs(15);
 /// A goods id that does not exist is remembered as absent this long.
 pub const ABSENT_TTL: Duration = Duration::from_secs(30);
+/// How long the highest sale id is kept: a sale made since is found within this.
+pub const HIGHEST_TTL: Duration = Duration::from_secs(1);
 /// The value cached for an absent goods id.
 pub const ABSENT: &str = "null";
 /// A redeemed grant's `jti` is remembered as spent this long. A grant's `jti` names its order
@@ -118,6 +123,12 @@ impl Keys {
     /// `cache:goods:list`: the cached sale list.
     pub fn goods_list(&self) -> String {
         format!("{}cache:goods:list", self.ns)
+    }
+
+    /// `cache:goods:max`, [`HIGHEST_TTL`]: the highest sale id MySQL has. An id above it is
+    /// answered 404 with no MySQL read and nothing cached for it.
+    pub fn goods_highest(&self) -> String {
+        format!("{}cache:goods:max", self.ns)
     }
 
     /// `cache:goods:ID`: one cached sale, or [`ABSENT`].
@@ -229,9 +240,20 @@ impl SaleKeys {
     pub fn gate(&self) -> String {
         self.key("gate")
     }
-    /// string: how many hidden paths this sale has issued (capped at path_factor × stock).
-    pub fn issued(&self) -> String {
-        self.key("issued")
+    /// sorted set, [`PATH_TTL`] after the last path: the sale's live hidden paths, member the
+    /// user id, score when the path expires (capped at path_factor × stock; an unused path
+    /// leaves the count when it expires, `lua/issue_path.lua`). It replaces `issued`, a count
+    /// of paths ever issued, which an upgrade leaves to expire with the sale's other keys.
+    pub fn paths(&self) -> String {
+        self.key("paths")
+    }
+    /// string, [`CAPTCHA_LOCK`]: this user's wrong captcha answers in this sale lately.
+    pub fn captcha_fails(&self, user: UserId) -> String {
+        self.key(&format!("captcha:fails:{}", user.get()))
+    }
+    /// string, 60 s: the captchas made for this user in this sale this minute.
+    pub fn captcha_made(&self, user: UserId) -> String {
+        self.key(&format!("captcha:made:{}", user.get()))
     }
     /// stream: the admitted requests (the outbox). One entry per `lua/admit.lua` call that
     /// admitted anyone: `u` the user ids, `r` the request ids (comma-separated, same order), `t`

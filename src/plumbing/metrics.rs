@@ -49,7 +49,13 @@ pub const OUTCOMES: [&str; 11] = [
     "duplicate_local",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
-pub const CUTOFFS: [&str; 4] = ["header_timeout", "idle_timeout", "body_timeout", "too_many"];
+pub const CUTOFFS: [&str; 5] = [
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "too_many",
+    "write_stalled",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -88,6 +94,8 @@ pub struct Metrics {
     pub logins_throttled: Counter,
     /// Logins refused at once because the login pool was full (503).
     pub logins_busy: Counter,
+    /// Password checks run (one Argon2id hash each; an unknown mobile's against a stand-in).
+    pub logins_verified: Counter,
     /// Sales audited by this worker's background audit, one per sale and pass.
     pub audits: Counter,
     /// Sales this worker's audit found over, drained and clean, and settled.
@@ -198,6 +206,7 @@ impl Metrics {
             breaker_open: Gauge::default(),
             logins_throttled: Counter::default(),
             logins_busy: Counter::default(),
+            logins_verified: Counter::default(),
             audits: Counter::default(),
             sales_settled: Counter::default(),
             worker_readers: Gauge::default(),
@@ -276,6 +285,11 @@ impl Metrics {
             "worker_readers",
             "Stream readers this worker runs: one per shard of each sale not settled",
             self.worker_readers.clone(),
+        );
+        r.register(
+            "logins_verified",
+            "Password checks run at login (an unknown mobile's against a stand-in hash)",
+            self.logins_verified.clone(),
         );
         r.register(
             "logins_busy",

@@ -142,6 +142,9 @@ pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, App
     let mut view: GoodsView = match cached.as_deref() {
         Some(keys::ABSENT) => return Err(AppError::NotFound),
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
+        // an id above the highest there is: no MySQL read, nothing cached for it (a flood of
+        // invented ids costs one shared read a second, not one each)
+        None if goods.get() > highest(state).await? => return Err(AppError::NotFound),
         None => match store::one(&state.db, goods).await? {
             Some(row) => {
                 let view = GoodsView::from(&row);
@@ -161,6 +164,20 @@ pub async fn detail(state: &AppState, goods: GoodsId) -> Result<GoodsDetail, App
         view.stock = stock.max(0);
     }
     Ok(GoodsDetail::at(view, chrono::Utc::now().timestamp_millis()))
+}
+
+/// The highest sale id MySQL has, through [`keys::HIGHEST_TTL`] of cache.
+async fn highest(state: &AppState) -> Result<i64, AppError> {
+    let mut con = state.redis.clone();
+    let key = state.keys.goods_highest();
+    if let Some(max) = con.get::<_, Option<i64>>(&key).await? {
+        return Ok(max);
+    }
+    let max: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS SIGNED) FROM goods")
+        .fetch_one(&state.db)
+        .await?;
+    let _: () = con.set_ex(&key, max, keys::HIGHEST_TTL.as_secs()).await?;
+    Ok(max)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ async fn login_sets_an_http_only_cookie_and_refuses_bad_credentials() {
         (
             json!({ "mobile": "17999999999", "password": good }),
             401,
-            500214,
+            500215,
         ),
         (json!({ "mobile": "12345", "password": good }), 400, 500213),
         (

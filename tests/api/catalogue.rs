@@ -67,7 +67,7 @@ async fn health_readiness_and_metrics_answer() {
     let app = spawn_app().await;
     let (s, _) = app.get("/healthz", "").await;
     assert_eq!(s, 200);
-    let (s, r) = app.get("/readyz", "").await;
+    let (s, r) = app.ops_get("/readyz").await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["data"]["redis"], "ok");
     app.sale(1).await;

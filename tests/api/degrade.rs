@@ -54,7 +54,7 @@ async fn redis_going_away_gives_fast_503s_and_service_resumes_when_it_returns() 
             .status(),
         200
     );
-    let (status, body) = app.get("/readyz", "").await;
+    let (status, body) = app.ops_get("/readyz").await;
     assert_eq!(status, 503);
     assert_ne!(body["data"]["redis"], "ok");
     assert_eq!(body["data"]["mysql"], "ok");

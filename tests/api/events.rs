@@ -569,7 +569,7 @@ async fn a_410_disables_the_endpoint_until_an_operator_enables_it() {
     assert!(status[0].backlog >= 1, "its events wait: {status:?}");
     let sent = rx.got().len();
     // /readyz shows it
-    let (_, ready) = app.get("/readyz", "").await;
+    let (_, ready) = app.ops_get("/readyz").await;
     assert!(
         ready["data"]["eventSinks"][0]["disabled"].is_string(),
         "{ready}"

@@ -215,7 +215,7 @@ async fn a_batch_is_not_answered_queued_while_its_replica_is_stopped_and_is_once
         0,
         "the page keeps asking"
     );
-    let (_, health) = app.get("/readyz", "").await;
+    let (_, health) = app.ops_get("/readyz").await;
     assert!(
         health["data"]["confirmTimeouts"].as_u64().unwrap() >= 1,
         "{health}"

@@ -304,6 +304,15 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET from the admin listener with no token (the ops routes: `/readyz` in full);
+    /// (status, JSON body).
+    pub async fn ops_get(&self, path: &str) -> (u16, Value) {
+        let base = self.admin_address.as_deref().expect("the admin API is off");
+        let r = self.http.get(format!("{base}{path}")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// POST a JSON body with a bearer token to the admin listener; (status, JSON body).
     pub async fn admin_post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
         let base = self.admin_address.as_deref().expect("the admin API is off");

@@ -125,7 +125,9 @@ async fn a_set_that_cannot_be_checked_is_named() {
     missing.remove("mend.lua");
     let e = err(missing).await;
     assert!(e.contains("mend.lua: missing from the set"), "{e}");
-    let changed = tuned("issue_path.lua", |t| t.replacen("split now?", "split", 1));
+    let changed = tuned("issue_path.lua", |t| {
+        t.replacen("lock_ms now?", "lock_ms", 1)
+    });
     let e = err(changed).await;
     assert!(e.contains("issue_path.lua: its args differ"), "{e}");
     let dir = std::env::temp_dir().join(format!("fg-none-{}", uuid::Uuid::new_v4()));

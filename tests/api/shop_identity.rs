@@ -260,7 +260,8 @@ async fn a_sale_bought_with_shop_tokens_end_to_end() {
 
     // the order is the subject's: a users row of its own, made at the path request
     let subject: Option<String> = sqlx::query_scalar(
-        "SELECT u.subject FROM order_info o JOIN users u ON u.id = o.user_id WHERE o.id = ?",
+        "SELECT CAST(u.subject AS CHAR CHARACTER SET utf8mb4) FROM order_info o \
+         JOIN users u ON u.id = o.user_id WHERE o.id = ?",
     )
     .bind(order)
     .fetch_one(&app.state.db)
@@ -514,7 +515,7 @@ async fn bad_shop_tokens_are_refused_with_their_codes_and_reach_neither_redis_no
             format!("{}.{c}.sig", URL_SAFE_NO_PAD.encode("{not json")),
             500221,
         ),
-        ("64 KiB of junk", "x".repeat(64 * 1024), 500221),
+        ("12 KiB of junk", "x".repeat(12 * 1024), 500221),
         (
             "alg none",
             format!("{}.{c}.", b64(&json!({"alg": "none", "typ": "JWT"}))),
@@ -565,6 +566,20 @@ async fn bad_shop_tokens_are_refused_with_their_codes_and_reach_neither_redis_no
             key.sign(&"s".repeat(256), json!({})),
             500232,
         ),
+        // one subject, one spelling (security review, row 1)
+        ("a trailing space", key.sign("alice ", json!({})), 500233),
+        ("a leading space", key.sign(" alice", json!({})), 500233),
+        ("a trailing tab", key.sign("alice\t", json!({})), 500233),
+        (
+            "a control character",
+            key.sign("al\u{1}ice", json!({})),
+            500233,
+        ),
+        (
+            "a no-break space",
+            key.sign("alice\u{a0}", json!({})),
+            500233,
+        ),
     ];
     let ns = app.state.settings.namespace.clone();
     let monitor = Monitor::start(&app.state.settings.redis_url, &ns).await;
@@ -599,4 +614,31 @@ async fn bad_shop_tokens_are_refused_with_their_codes_and_reach_neither_redis_no
     assert_eq!(users_before, users_after, "a bad token made a user");
     // the good token after them is taken
     assert!(!app.path_for(&good, goods).await.is_empty());
+}
+
+/// Security review, row 1: `alice` and `alice ` were one user under MySQL's PAD SPACE collation,
+/// so the second read and paid the first's order. Subjects are now stored byte for byte, and the
+/// door refuses the padded spelling outright (tested with the other refusals above).
+#[tokio::test]
+async fn subjects_that_differ_only_by_trailing_spaces_are_never_one_user() {
+    let app = crate::helpers::spawn_app().await;
+    let subjects = flashgate::identity::subjects::Subjects::new(16);
+    let alice = subjects.user_id(&app.state.db, "alice").await.unwrap();
+    // a second edge (no shared map): the row is found again by its bytes
+    let again = flashgate::identity::subjects::Subjects::new(16)
+        .user_id(&app.state.db, "alice")
+        .await
+        .unwrap();
+    assert_eq!(alice, again);
+    for other in ["alice ", "alice  ", "ALICE", "alice\u{a0}"] {
+        let id = flashgate::identity::subjects::Subjects::new(16)
+            .user_id(&app.state.db, other)
+            .await
+            .unwrap();
+        assert_ne!(id, alice, "{other:?} became alice's user");
+        let back = flashgate::identity::subjects::Subjects::subject_of(&app.state.db, id)
+            .await
+            .unwrap();
+        assert_eq!(back.as_deref(), Some(other));
+    }
 }
