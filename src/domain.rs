@@ -161,6 +161,20 @@ impl Mobile {
     }
 }
 
+/// The address a client is counted under for limits: an IPv4 address as it is, an IPv6
+/// address cut to its /64 (one subscriber is given a whole /64: counting by /128 let a client
+/// walk past every per-address limit by rotating inside it).
+pub fn counted(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
+}
+
 /// A hidden path as the shopper holds it: `USER-DIGEST`, the user it was issued to (a decimal id)
 /// and 32 lowercase hex digits (an MD5). The user rides in the path so that a buy learns whose
 /// it is without reading the session; `lua/admit.lua` checks it against what the path request

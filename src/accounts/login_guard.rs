@@ -8,6 +8,12 @@
 //! successful login takes its attempt back: the mobile's count is cleared, the address's
 //! lowered by one (one success must not clear a guesser's tries at other accounts).
 //!
+//! **The owner is not locked out with the guesser.** A browser that logged in as a mobile gets a
+//! device cookie (`fg_device`, 32 random hex digits, `login:dev:DEVICE` names its mobile for 30
+//! days). Its attempts count against the device, not the mobile: a guesser who keeps the mobile's
+//! window full keeps out everyone but the owner's own browsers (OWASP's "device cookies"). A
+//! device cookie of another mobile, or an invented one, counts against the mobile as before.
+//!
 //! Each counter is one key (`login:fail:m:MOBILE`, `login:fail:a:ADDRESS`, see
 //! [`crate::plumbing::keys`]), written as `SET key 0 EX window NX` + `INCR key` + `PTTL key` in
 //! one `MULTI`: the window is set once, by the first attempt, and every key expires by itself.
@@ -34,8 +40,22 @@ pub struct Limits {
 pub struct Guard {
     redis: RedisConn,
     limits: Limits,
+    mobile: String,
     mobile_key: String,
     address_key: String,
+    /// The browser's device cookie and its keys, if it sent one.
+    device: Option<Device>,
+}
+
+struct Device {
+    id: String,
+    key: String,
+    failures_key: String,
+}
+
+/// A device cookie's value: 32 lowercase hex digits.
+pub fn is_device(s: &str) -> bool {
+    crate::domain::lower_hex(s, 32)
 }
 
 impl Guard {
@@ -45,13 +65,32 @@ impl Guard {
         limits: Limits,
         mobile: &Mobile,
         client: IpAddr,
+        device: Option<&str>,
     ) -> Self {
         Self {
             redis: redis.clone(),
             limits,
+            mobile: mobile.as_str().to_string(),
             mobile_key: keys.login_failures_mobile(mobile.as_str()),
-            address_key: keys.login_failures_address(crate::http::proxy::counted(client)),
+            address_key: keys.login_failures_address(crate::domain::counted(client)),
+            device: device.filter(|d| is_device(d)).map(|d| Device {
+                id: d.to_string(),
+                key: keys.login_device(d),
+                failures_key: keys.login_failures_device(d),
+            }),
         }
+    }
+
+    /// The counter this attempt's account side is counted on: the device's, if the browser
+    /// logged in as this mobile before; else the mobile's.
+    async fn account_key(&self) -> Result<&str, AppError> {
+        if let Some(d) = &self.device {
+            let known: Option<String> = self.redis.clone().get(&d.key).await?;
+            if known.as_deref() == Some(self.mobile.as_str()) {
+                return Ok(&d.failures_key);
+            }
+        }
+        Ok(&self.mobile_key)
     }
 
     /// Counts this attempt against the mobile and the address *before* the password is
@@ -80,10 +119,9 @@ impl Guard {
                     .await
             }
         };
-        let ((by_mobile, mobile_ttl), (by_address, address_ttl)) = tokio::try_join!(
-            count(self.mobile_key.clone()),
-            count(self.address_key.clone()),
-        )?;
+        let account = self.account_key().await?.to_string();
+        let ((by_mobile, mobile_ttl), (by_address, address_ttl)) =
+            tokio::try_join!(count(account), count(self.address_key.clone()),)?;
         let mut wait_ms = 0i64;
         if by_mobile > self.limits.per_mobile {
             wait_ms = wait_ms.max(mobile_ttl.max(1));
@@ -102,16 +140,29 @@ impl Guard {
     /// A successful login: the mobile's failures are forgiven, and the attempt no longer
     /// counts against the address (its other failures still do: one success must not clear a
     /// guesser's tries at other accounts).
-    pub async fn succeeded(&self) -> Result<(), AppError> {
-        let _: () = redis::pipe()
-            .del(&self.mobile_key)
-            .ignore()
-            .query_async(&mut self.redis.clone())
-            .await?;
+    ///
+    /// Returns the device cookie to set: this browser's, known now as this mobile's for
+    /// [`crate::plumbing::keys::DEVICE_TTL`] (a new one if it had none, or another mobile's).
+    pub async fn succeeded(&self, keys: &Keys) -> Result<String, AppError> {
+        let account = self.account_key().await?.to_string();
+        let _: () = self.redis.clone().del(&account).await?;
         let left: i64 = self.redis.clone().decr(&self.address_key, 1).await?;
         if left <= 0 {
             let _: () = self.redis.clone().del(&self.address_key).await?;
         }
-        Ok(())
+        let id = match &self.device {
+            Some(d) if account == d.failures_key => d.id.clone(),
+            _ => hex::encode(rand::random::<[u8; 16]>()),
+        };
+        let _: () = self
+            .redis
+            .clone()
+            .set_ex(
+                keys.login_device(&id),
+                &self.mobile,
+                crate::plumbing::keys::DEVICE_TTL.as_secs(),
+            )
+            .await?;
+        Ok(id)
     }
 }

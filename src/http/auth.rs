@@ -44,6 +44,7 @@ struct UserRow {
 
 pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
     let client = respond::client_address(&req, state);
+    let device = crate::identity::cookie(req.headers(), DEVICE_COOKIE).map(str::to_string);
     let body: Login = respond::json_body(req).await?;
     let mobile = Mobile::parse(&body.mobile)?;
     if !password::is_client_hash(&body.password) {
@@ -65,7 +66,14 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         per_address: s.login_fails_per_address,
         window: Duration::from_secs(s.login_window_secs),
     };
-    let guard = login_guard::Guard::new(&state.redis, &state.keys, limits, &mobile, client);
+    let guard = login_guard::Guard::new(
+        &state.redis,
+        &state.keys,
+        limits,
+        &mobile,
+        client,
+        device.as_deref(),
+    );
     if let Err(e) = guard.attempt().await {
         if let AppError::TooManyLogins { .. } = e {
             state.metrics.logins_throttled.inc();
@@ -136,7 +144,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
             }
         }
     }
-    guard.succeeded().await?;
+    let device = guard.succeeded(&state.keys).await?;
     let user = SessionUser {
         id: UserId::new(row.id)?,
         mobile: mobile.as_str().to_string(),
@@ -154,8 +162,21 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
     );
+    // this browser is known as this mobile's: its attempts are counted apart from a guesser's
+    let known = format!(
+        "{DEVICE_COOKIE}={device}; Path=/api/login; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        keys::DEVICE_TTL.as_secs(),
+        secure(state)
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&known).expect("cookie is ASCII"),
+    );
     Ok(resp)
 }
+
+/// The cookie that marks a browser that logged in (`accounts::login_guard`).
+const DEVICE_COOKIE: &str = "fg_device";
 
 /// The stand-in an unknown mobile's password is checked against: an Argon2id hash of the
 /// settings' cost, made once per process (on the login pool, like every hash).

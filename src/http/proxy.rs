@@ -12,18 +12,7 @@ use std::net::IpAddr;
 use anyhow::Context;
 use hyper::header::HeaderMap;
 
-/// The address a client is counted under for limits: an IPv4 address as it is, an IPv6
-/// address cut to its /64 (one subscriber is given a whole /64: counting by /128 let a client
-/// walk past every per-address limit by rotating inside it).
-pub fn counted(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-        },
-        v4 => v4,
-    }
-}
+pub use crate::domain::counted;
 
 /// One trusted address, or a range written as `address/prefix-length`.
 #[derive(Debug, Clone, PartialEq, Eq)]

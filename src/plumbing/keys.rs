@@ -28,6 +28,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const CACHE_JITTER: Duration = Duration::from_secs(15);
 /// A goods id that does not exist is remembered as absent this long.
 pub const ABSENT_TTL: Duration = Duration::from_secs(30);
+/// How long a browser that logged in is known as its mobile's (`login:dev:DEVICE`).
+pub const DEVICE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long the highest sale id is kept: a sale made since is found within this.
 pub const HIGHEST_TTL: Duration = Duration::from_secs(1);
 /// The value cached for an absent goods id.
@@ -113,6 +115,17 @@ impl Keys {
     /// (see [`crate::accounts::login_guard`]; expires with the window).
     pub fn login_failures_mobile(&self, mobile: &str) -> String {
         format!("{}login:fail:m:{mobile}", self.ns)
+    }
+
+    /// `login:dev:DEVICE`, [`DEVICE_TTL`]: the mobile a browser (its `fg_device` cookie) logged in
+    /// as (see [`crate::accounts::login_guard`]).
+    pub fn login_device(&self, device: &str) -> String {
+        format!("{}login:dev:{device}", self.ns)
+    }
+
+    /// `login:fail:d:DEVICE`: login attempts from a known browser in the current window.
+    pub fn login_failures_device(&self, device: &str) -> String {
+        format!("{}login:fail:d:{device}", self.ns)
     }
 
     /// `login:fail:a:ADDRESS`: failed logins from this client address in the current window.

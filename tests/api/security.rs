@@ -563,3 +563,55 @@ async fn a_planted_second_session_cookie_is_no_session() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Review row 11's second half: five wrong guesses locked the owner out too. A browser that has
+/// logged in as the mobile carries a device cookie, and its attempts are counted apart: the
+/// guesser's burst locks out everyone but the owner's own browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guesser_filling_the_mobiles_window_does_not_lock_out_the_owners_browser() {
+    let mut settings = test_settings();
+    settings.login_fails_per_mobile = 5;
+    let app = spawn_with(settings, false).await;
+    let user = &app.users(1).await[0];
+    let right = json!({ "mobile": user.mobile, "password": password::client_hash(TEST_PASSWORD) });
+    let login = |cookie: Option<String>, body: Value| {
+        let mut req = app.http.post(app.url("/api/login")).json(&body);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    // the owner logs in once from their browser
+    let r = login(None, right.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let device = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("fg_device="))
+        .and_then(|c| c.split(';').next())
+        .expect("a device cookie")
+        .to_string();
+    // a guesser elsewhere fills the mobile's window
+    let wrong = json!({ "mobile": user.mobile, "password": password::client_hash("guess") });
+    for _ in 0..8 {
+        login(None, wrong.clone()).await.unwrap();
+    }
+    let r = login(None, right.clone()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the mobile is locked for browsers it does not know"
+    );
+    // the owner's browser still gets in
+    let r = login(Some(format!("fg_device={device}")), right.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // an invented device cookie is no way around the lock
+    let r = login(Some(format!("fg_device={}", "ab".repeat(16))), right)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
