@@ -59,6 +59,9 @@ async fn tidy_every(every: Duration, state: AppState, mut shutdown: watch::Recei
         state.shapes.tidy();
         state.room.tidy();
         state.admitter.tidy();
+        if let Err(e) = state.path_seal.refresh(&state.redis, &state.keys).await {
+            tracing::debug!(error = %e, "reading the hidden paths' key failed; the one held stays");
+        }
     }
 }
 
@@ -151,6 +154,15 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
             .min(settings.max_connections - settings.max_connections / 5),
         settings.push_per_address,
     ));
+    // the paths' key, shared through Redis; with Redis down at start, a key of this edge's own
+    // until the refresh finds the shared one (paths it sealed meanwhile still open after)
+    let path_seal = match crate::admission::path_seal::PathSeal::load(&redis, &keys).await {
+        Ok(seal) => seal,
+        Err(e) => {
+            tracing::warn!(error = %e, "the hidden paths' key could not be read: one of this edge's own for now");
+            crate::admission::path_seal::PathSeal::with_key(rand::random())
+        }
+    };
     let login_pool = Arc::new(LoginPool::new(
         settings.login_threads,
         settings.login_queue,
@@ -178,6 +190,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         shapes: Arc::default(),
         room,
         push,
+        path_seal: Arc::new(path_seal),
         metrics,
         tally: Arc::default(),
         assets: Arc::new(assets),

@@ -49,6 +49,8 @@ pub struct AppState {
     pub room: Arc<crate::admission::room::Room>,
     /// The shoppers' event streams on this edge (see [`crate::admission::push`]).
     pub push: Arc<crate::admission::push::Hub>,
+    /// Seals hidden paths and opens them at the buy, before Redis (`admission::path_seal`).
+    pub path_seal: Arc<crate::admission::path_seal::PathSeal>,
     pub metrics: Arc<Metrics>,
     /// Per-sale, per-second counts for the operators' live view, flushed to Redis each second.
     pub tally: Arc<crate::operators::tally::Tally>,

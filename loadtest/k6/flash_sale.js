@@ -40,6 +40,17 @@ const shoppers = new SharedArray("shoppers", () =>
       return { userId, token };
     }),
 );
+// loadtest/seed-paths.py lists each shopper's sealed path beside the token CSV, in the CSV's
+// order (TOKENS.paths.GOODS); without the list, USER-HIDDEN_PATH (a revision before paths were
+// sealed)
+const seeded = new SharedArray("paths", () => {
+  if (!HIDDEN_PATH) return [];
+  try {
+    return open(`${TOKENS_PATH}.paths.${GOODS}`).split("\n").filter((l) => l.trim() !== "");
+  } catch (e) {
+    return [];
+  }
+});
 const USERS = Math.min(Number(__ENV.USERS || shoppers.length), shoppers.length);
 
 const scenarios = {
@@ -97,7 +108,8 @@ export default function () {
   const shopper = shoppers[n % shoppers.length];
   const params = { headers: { Authorization: `Bearer ${shopper.token}`, "Content-Type": "application/json" } };
 
-  let path = HIDDEN_PATH && `${shopper.userId}-${HIDDEN_PATH}`;
+  const sealed = seeded.length === shoppers.length ? seeded[n % seeded.length] : "";
+  let path = HIDDEN_PATH && (sealed || `${shopper.userId}-${HIDDEN_PATH}`);
   if (!path) {
     const res = http.get(`${BASE}/api/seckill/path?goodsId=${GOODS}`, { ...params, tags: { name: "path" } });
     if (res.status !== 200) { count(res); return; }

@@ -1,7 +1,8 @@
 -- wrk script: every request is one shopper's buy, shoppers taken in turn from the token CSV.
 -- Environment: TOKENS (the `flashgate users` CSV), GOODS (goods id), and the shoppers' hidden
--- paths, either HIDDEN_PATH (the digest every shopper was issued for the benchmark:
--- loadtest/seed-paths.py; each buys with USER-DIGEST) or PATHS (a file of the paths the edge
+-- paths, either HIDDEN_PATH (the shoppers were issued paths for the benchmark by
+-- loadtest/seed-paths.py, which lists each one's sealed USER-DIGEST in TOKENS.paths.GOODS; a
+-- revision from before paths were sealed, with no such list, buys with USER-HIDDEN_PATH) or PATHS (a file of the paths the edge
 -- issued, one USER-DIGEST a line, as loadtest/wrk/paths.lua writes them; a shopper without one
 -- is left out). HIDDEN_PATH_BARE=1 buys with the digest alone, the form of revisions before
 -- paths were bound to tokens (a baseline run: loadtest/two-edge.sh). The tokens may be flashgate
@@ -27,6 +28,12 @@ function init(args)
   local issued = {}
   local paths = os.getenv("PATHS")
   if paths == "" then paths = nil end
+  -- loadtest/seed-paths.py seals each shopper's digest and lists them beside the token CSV
+  if not paths and digest and not bare then
+    local seeded = os.getenv("TOKENS") .. ".paths." .. goods
+    local f = io.open(seeded)
+    if f then f:close(); paths = seeded end
+  end
   if paths then
     for line in io.lines(paths) do
       local user = line:match("^(%d+)%-%x+$")

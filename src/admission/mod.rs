@@ -10,6 +10,7 @@
 
 pub mod captcha;
 pub mod coalesce;
+pub mod path_seal;
 pub mod push;
 pub mod room;
 pub mod script_check;

@@ -16,7 +16,6 @@
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use md5::{Digest, Md5};
 use redis::AsyncCommands;
 use serde::Deserialize;
 
@@ -54,6 +53,11 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
     let print = respond::buyer(&credential?, &path, state).await?;
     let user = path.user();
+    // an invented path, or one sent with a token it was not issued to, never reaches Redis
+    if !state.path_seal.opens(goods, user, print, path.digest()) {
+        state.metrics.admission("bad_path");
+        return Err(AppError::BadPath);
+    }
     let binding = path.bound_to(print);
     let mark = binding_hash(&binding);
     if state.local.is_buyer(goods, user, mark) {
@@ -307,12 +311,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     };
     let credential = respond::credential(&req, state)?;
     let user = respond::user_of(&credential, state).await?;
-    let print = TokenPrint::of(credential.token()).to_string();
-    let fresh = hex::encode(Md5::digest(format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        crate::accounts::password::CLIENT_SALT
-    )));
+    let token_print = TokenPrint::of(credential.token());
+    let print = token_print.to_string();
+    let fresh = state.path_seal.seal(goods, user.id, token_print);
     let shape = state.shape(goods).await?;
     let shards = shape.shards;
     // a split sale's shard stock is not the sale's: the local flag says whether it is gone
@@ -340,19 +341,31 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         state.settings.captcha_wrong_max.to_string(),
         keys::CAPTCHA_LOCK.as_millis().to_string(),
     );
-    let reply = state
-        .scripts
-        .get()
-        .issue_path
-        .invoke(
-            &mut state.redis.clone(),
-            &[&captcha_key, &user_key, &paths, &meta, &stock, &fails],
-            &[
-                &answer, checked, &fresh, &print, &ttl, split, &member, &max_wrong, &lock,
-            ],
-        )
-        .await?;
-    match PathIssue::from_reply(reply)? {
+    let issue = || async {
+        let reply = state
+            .scripts
+            .get()
+            .issue_path
+            .invoke(
+                &mut state.redis.clone(),
+                &[&captcha_key, &user_key, &paths, &meta, &stock, &fails],
+                &[
+                    &answer, checked, &fresh, &print, &ttl, split, &member, &max_wrong, &lock,
+                ],
+            )
+            .await?;
+        PathIssue::from_reply(reply).map_err(AppError::Internal)
+    };
+    let mut issued = issue().await?;
+    // a path held from before paths were sealed (an upgrade) would be refused at every buy for
+    // the rest of its minute: it is dropped and a sealed one issued in its place
+    if let PathIssue::Issued(digest) = &issued
+        && !state.path_seal.opens(goods, user.id, token_print, digest)
+    {
+        let _: () = state.redis.clone().del(&user_key).await?;
+        issued = issue().await?;
+    }
+    match issued {
         PathIssue::Issued(digest) => Ok(respond::ok(
             HiddenPath::issued(user.id, &digest)?.to_string(),
         )),

@@ -138,6 +138,12 @@ impl Keys {
         format!("{}cache:goods:list", self.ns)
     }
 
+    /// `path:key`: the key hidden paths are sealed with (64 hex digits, no TTL), shared by every
+    /// edge (`crate::admission::path_seal`).
+    pub fn path_key(&self) -> String {
+        format!("{}path:key", self.ns)
+    }
+
     /// `cache:goods:max`, [`HIGHEST_TTL`]: the highest sale id MySQL has. An id above it is
     /// answered 404 with no MySQL read and nothing cached for it.
     pub fn goods_highest(&self) -> String {

@@ -415,7 +415,7 @@ async fn a_buyer_pressing_again_is_answered_by_the_edge_until_their_unit_comes_b
     assert_eq!((local(&app.state), asked(&app.state)), (1, 0));
     assert_eq!(held(&app).await, before, "a local answer writes nothing");
     assert_eq!(app.redis_state(goods).await, state_before);
-    // another path is not the one they bought with: Redis answers (the path is wrong)
+    // another path is not the one they bought with: refused at the edge (it is not sealed)
     let other = format!("{}-0123456789abcdef0123456789abcdef", u.id);
     let (s, r) = app.buy(&u.token, &other, goods).await;
     assert_eq!((s, code(&r)), (403, 500503), "{r}");

@@ -204,12 +204,14 @@ async fn a_path_of_the_form_before_gets_one_bad_path_and_the_next_path_buys() {
     let (s, r) = app.buy(&user.token, digest, goods).await;
     assert_eq!((s, code(&r)), (403, 500503), "the old form is refused");
     assert_eq!(app.redis_state(goods).await, before);
-    // the page asks for a path again: the one held, now bound to this token, bucket kept
+    // the page asks for a path again: the one held was not sealed (`admission::path_seal`), so a
+    // sealed one takes its place, bound to this token
     let path = app.path_for(&user.token, goods).await;
-    assert_eq!(path, format!("{}-{digest}", user.id));
+    assert_ne!(path, format!("{}-{digest}", user.id));
     let held: String = app.redis().get(&key).await.unwrap();
     let print = flashgate::domain::TokenPrint::of(&user.token);
-    assert_eq!(held, format!("{digest}.{print} 1 1000"));
+    let sealed = path.split_once('-').unwrap().1;
+    assert_eq!(held, format!("{sealed}.{print}"));
     assert_eq!(app.buy(&user.token, &path, goods).await.0, 202);
 }
 

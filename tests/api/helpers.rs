@@ -375,12 +375,12 @@ impl TestApp {
     }
 
     /// A hidden path issued by hand (as `lua/issue_path.lua` would, but whatever the sale's
-    /// window): the user's key in the sale's first shard holds a fixed digest bound to the
+    /// window): the user's key in the sale's first shard holds a sealed digest bound to the
     /// user's token; returns the path as the shopper holds it.
     pub async fn path_by_hand(&self, goods: GoodsId, user: &TestUser) -> String {
-        let digest = "0123456789abcdef0123456789abcdef";
-        let path = flashgate::domain::HiddenPath::issued(user.id, digest).unwrap();
         let print = flashgate::domain::TokenPrint::of(&user.token);
+        let digest = self.state.path_seal.seal(goods, user.id, print);
+        let path = flashgate::domain::HiddenPath::issued(user.id, &digest).unwrap();
         let _: () = redis::AsyncCommands::set_ex(
             &mut self.redis(),
             self.state.keys.sale(goods).user(user.id),

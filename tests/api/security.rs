@@ -615,3 +615,55 @@ async fn a_guesser_filling_the_mobiles_window_does_not_lock_out_the_owners_brows
         .unwrap();
     assert_eq!(r.status(), 429);
 }
+
+/// Row 9: a buy with any 32-hex token and an invented path ran the admission script on the
+/// sale's hot key with no account at all. Paths are sealed (an HMAC of sale, user and token under
+/// a key every edge shares): an invented one, or a real one with another token, never reaches
+/// Redis; the real one still buys, on another edge too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invented_path_never_reaches_redis() {
+    let mut app = spawn_with(test_settings(), false).await;
+    let (second, _) = app.add_edge().await;
+    let goods = app.sale(5).await;
+    let users = app.users(2).await;
+    let real = app.path_for(&users[0].token, goods).await;
+    let ns = app.state.settings.namespace.clone();
+    let monitor = Monitor::start(&app.state.settings.redis_url, &ns).await;
+    let invented = [
+        (
+            format!("{}-{}", users[0].id, "0".repeat(32)),
+            "f".repeat(32),
+        ),
+        (
+            format!("{}-{}", users[0].id, "ab".repeat(16)),
+            users[1].token.clone(),
+        ),
+        (real.clone(), users[1].token.clone()), // a real path with another's token
+        (real.clone(), "e".repeat(32)),         // a real path with an invented token
+        (format!("{}-{}", 424242, "c".repeat(32)), "d".repeat(32)),
+    ];
+    for (path, token) in &invented {
+        let (s, b) = app.buy(token, path, goods).await;
+        assert_eq!((s, code(&b)), (403, 500503), "{path}: {b}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reached: Vec<String> = monitor
+        .lines()
+        .into_iter()
+        .filter(|l| !l.contains(&format!("{ns}lua:")))
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "invented paths reached Redis: {reached:?}"
+    );
+    // the real path buys, on the other edge (the key is shared)
+    let (s, b) = app
+        .post_at(
+            &format!("http://{second}"),
+            &format!("/api/seckill/{real}/orders"),
+            &users[0].token,
+            &json!({ "goodsId": goods.get() }),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+}
