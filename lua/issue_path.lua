@@ -1,14 +1,15 @@
--- contract: keys captcha user paths meta stock fails | args answer checked path print ttl_ms split member max_wrong lock_ms now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS
+-- contract: keys captcha user paths meta stock fails taken | args answer checked path print ttl_ms split member max_wrong lock_ms per_user now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS
 --[[
   issue_path.lua: check the captcha and hand this user a hidden path for this sale.
 
   Steps (the codes are the shared table of lua/codes.lua; `PathIssue` in src/admission/scripts.rs):
-    1. if the captcha is on: this user has given fewer than ARGV[8] wrong answers in this sale
+    1. the sale is loaded                                          else {NO_SALE}
+       (first: nothing is written for a sale that does not exist)
+    2. if the captcha is on: this user has given fewer than ARGV[8] wrong answers in this sale
        lately                                                     else {CAPTCHA_LOCKED, ms left}
        and the stored answer exists and equals ARGV[1]             else {WRONG_CAPTCHA}
-       (a wrong answer uses the captcha up and is counted, for ARGV[9] ms from the first)
-    2. the sale is loaded and running                              else {NO_SALE},
-                                              {NOT_STARTED, ms to start}, {ENDED}
+       (a wrong answer uses the captcha up and is counted, for ARGV[9] ms from the first);
+       then the sale is running               else {NOT_STARTED, ms to start}, {ENDED}
     3. a path this user already holds is handed back as it is      {OK, path}
        (bound to this session's token first if it was bound to
        another: the same user logged in again, or a path issued
@@ -18,9 +19,13 @@
        stock): paths past their TTL are dropped from the count
        first, so an unused path gives its place back when it
        expires                                                     else {TOO_MANY_PATHS}
+       and this user has taken fewer than ARGV[11] paths of this
+       sale in the last hour (a few accounts cannot hold the
+       sale's places by taking a new path each minute)  else {TOO_MANY_PATHS, ms to wait}
     5. SET the new path, bound to the token, with its TTL in the
        user's key (admit.lua keeps the user's token bucket beside
-       it, for as long), and count it live until then             {OK, path}
+       it, for as long), count it live until then, and count it
+       against the user                                           {OK, path}
   The captcha is used up only by a wrong answer (step 1) or a path handed out (steps 3, 5): a
   request refused for the sale's sake spends nothing, and may be sent again.
 
@@ -37,6 +42,7 @@
     4 meta     hash: start_ms, end_ms, path_cap
     5 stock    string
     6 fails    string: wrong captcha answers of this user in this sale, with a TTL
+    7 taken    string: paths this user took in this sale, for an hour from the first
   ARGV:
     1 the captcha answer given
     2 '1' if the captcha is checked, '0' if it is off
@@ -48,9 +54,15 @@
     7 this user's member in KEYS[3] (the user id)
     8 wrong answers allowed before the captcha is locked
     9 how long wrong answers are counted (and the lock lasts), in ms
-    10 now in ms, optional: `flashgate lua check` pins the clock with it; absent or empty means
+    10 the most paths one user may take in this sale in an hour
+    11 now in ms, optional: `flashgate lua check` pins the clock with it; absent or empty means
       Redis TIME
 ]]
+
+local meta = redis.call('HMGET', KEYS[4], 'start_ms', 'end_ms', 'path_cap')
+if not meta[1] then
+  return {NO_SALE}
+end
 
 if ARGV[2] == '1' then
   local wrong = tonumber(redis.call('GET', KEYS[6]) or '0')
@@ -69,13 +81,9 @@ if ARGV[2] == '1' then
   end
 end
 
-local meta = redis.call('HMGET', KEYS[4], 'start_ms', 'end_ms', 'path_cap')
-if not meta[1] then
-  return {NO_SALE}
-end
 local now
-if ARGV[10] and ARGV[10] ~= '' then
-  now = tonumber(ARGV[10])
+if ARGV[11] and ARGV[11] ~= '' then
+  now = tonumber(ARGV[11])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -109,6 +117,12 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(meta[3]) then
   return {TOO_MANY_PATHS}
+end
+if tonumber(redis.call('GET', KEYS[7]) or '0') >= tonumber(ARGV[10]) then
+  return {TOO_MANY_PATHS, math.max(redis.call('PTTL', KEYS[7]), 1)}
+end
+if redis.call('INCR', KEYS[7]) == 1 then
+  redis.call('PEXPIRE', KEYS[7], 3600000)
 end
 local ttl = tonumber(ARGV[5])
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[7])

@@ -51,13 +51,16 @@ const Flash = (() => {
   }
 
   // Where to go after login: `next` only if it is a path of this site. Resolved by the browser's
-  // own URL parser and kept only when the origin is ours, so `/\\evil.example`,
-  // `/%09/evil.example` or `//evil.example` (which browsers read as another host) go home.
+  // own URL parser and kept only when the origin is ours and the path cannot be read as a host,
+  // so `/\\evil.example`, `/%09/evil.example`, `//evil.example` or `/.//evil.example` go home.
   function sameOrigin(next) {
     if (!next || !next.startsWith("/")) return "/";
     try {
       const url = new URL(next, location.origin);
       if (url.origin !== location.origin) return "/";
+      // dot segments can leave a path that starts with two slashes (`/.//evil.example`), which
+      // the browser would read as another host when it follows it
+      if (url.pathname.startsWith("//") || url.pathname.includes("\\")) return "/";
       return url.pathname + url.search + url.hash;
     } catch (e) {
       return "/";

@@ -5,12 +5,14 @@
 //! against both in a fixed window (`login_window_secs`, starting at the first attempt) *before*
 //! the password is checked; once either count is past its limit the login is refused with 429
 //! and `Retry-After` until that window ends, so the right password does not get in either. A
-//! successful login takes its attempt back: the mobile's count is cleared, the address's
-//! lowered by one (one success must not clear a guesser's tries at other accounts).
+//! successful login counts too: a login is rare for a person (a session lasts), and a script
+//! logging a few of its own accounts in over and over must not take the login pool from
+//! everyone else (an outside test did, with 20 accounts from two addresses).
 //!
 //! **The owner is not locked out with the guesser.** A browser that logged in as a mobile gets a
-//! device cookie (`fg_device`, 32 random hex digits, `login:dev:DEVICE` names its mobile for 30
-//! days). Its attempts count against the device, not the mobile: a guesser who keeps the mobile's
+//! device cookie (`fg_device`, 32 random hex digits; `login:devices:MOBILE` keeps the mobile's
+//! [`DEVICES`] latest for 30 days, so the keys are bounded by the accounts, not by the logins).
+//! Its attempts count against the device, not the mobile: a guesser who keeps the mobile's
 //! window full keeps out everyone but the owner's own browsers (OWASP's "device cookies"). A
 //! device cookie of another mobile, or an invented one, counts against the mobile as before.
 //!
@@ -40,18 +42,21 @@ pub struct Limits {
 pub struct Guard {
     redis: RedisConn,
     limits: Limits,
-    mobile: String,
     mobile_key: String,
     address_key: String,
-    /// The browser's device cookie and its keys, if it sent one.
+    /// The browsers this mobile logged in on (`login:devices:MOBILE`).
+    devices_key: String,
+    /// The browser's device cookie and its counter, if it sent one.
     device: Option<Device>,
 }
 
 struct Device {
     id: String,
-    key: String,
     failures_key: String,
 }
+
+/// The browsers one mobile is known on (the latest).
+pub const DEVICES: isize = 5;
 
 /// A device cookie's value: 32 lowercase hex digits.
 pub fn is_device(s: &str) -> bool {
@@ -70,12 +75,11 @@ impl Guard {
         Self {
             redis: redis.clone(),
             limits,
-            mobile: mobile.as_str().to_string(),
             mobile_key: keys.login_failures_mobile(mobile.as_str()),
             address_key: keys.login_failures_address(crate::domain::counted(client)),
+            devices_key: keys.login_devices(mobile.as_str()),
             device: device.filter(|d| is_device(d)).map(|d| Device {
                 id: d.to_string(),
-                key: keys.login_device(d),
                 failures_key: keys.login_failures_device(d),
             }),
         }
@@ -85,8 +89,8 @@ impl Guard {
     /// logged in as this mobile before; else the mobile's.
     async fn account_key(&self) -> Result<&str, AppError> {
         if let Some(d) = &self.device {
-            let known: Option<String> = self.redis.clone().get(&d.key).await?;
-            if known.as_deref() == Some(self.mobile.as_str()) {
+            let known: Option<f64> = self.redis.clone().zscore(&self.devices_key, &d.id).await?;
+            if known.is_some() {
                 return Ok(&d.failures_key);
             }
         }
@@ -137,31 +141,24 @@ impl Guard {
         Ok(())
     }
 
-    /// A successful login: the mobile's failures are forgiven, and the attempt no longer
-    /// counts against the address (its other failures still do: one success must not clear a
-    /// guesser's tries at other accounts).
-    ///
-    /// Returns the device cookie to set: this browser's, known now as this mobile's for
+    /// A successful login (its attempt still counts): returns the device cookie to set, this
+    /// browser's, known now as one of this mobile's for
     /// [`crate::plumbing::keys::DEVICE_TTL`] (a new one if it had none, or another mobile's).
-    pub async fn succeeded(&self, keys: &Keys) -> Result<String, AppError> {
-        let account = self.account_key().await?.to_string();
-        let _: () = self.redis.clone().del(&account).await?;
-        let left: i64 = self.redis.clone().decr(&self.address_key, 1).await?;
-        if left <= 0 {
-            let _: () = self.redis.clone().del(&self.address_key).await?;
-        }
+    pub async fn succeeded(&self) -> Result<String, AppError> {
         let id = match &self.device {
-            Some(d) if account == d.failures_key => d.id.clone(),
+            Some(d) if self.account_key().await? == d.failures_key => d.id.clone(),
             _ => hex::encode(rand::random::<[u8; 16]>()),
         };
-        let _: () = self
-            .redis
-            .clone()
-            .set_ex(
-                keys.login_device(&id),
-                &self.mobile,
-                crate::plumbing::keys::DEVICE_TTL.as_secs(),
-            )
+        let ttl = crate::plumbing::keys::DEVICE_TTL.as_secs();
+        let _: () = redis::pipe()
+            .atomic()
+            .zadd(&self.devices_key, &id, crate::plumbing::clock::now_ms())
+            .ignore()
+            .zremrangebyrank(&self.devices_key, 0, -(DEVICES + 1))
+            .ignore()
+            .expire(&self.devices_key, ttl as i64)
+            .ignore()
+            .query_async(&mut self.redis.clone())
             .await?;
         Ok(id)
     }

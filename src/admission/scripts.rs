@@ -149,7 +149,7 @@ pub const CONTRACTS: [(&str, &str); 6] = [
     ),
     (
         "issue_path.lua",
-        "keys captcha user paths meta stock fails | args answer checked path print ttl_ms split member max_wrong lock_ms now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
+        "keys captcha user paths meta stock fails taken | args answer checked path print ttl_ms split member max_wrong lock_ms per_user now? | codes OK WRONG_CAPTCHA CAPTCHA_LOCKED NO_SALE NOT_STARTED ENDED SOLD_OUT TOO_MANY_PATHS",
     ),
     ("take.lua", "keys stock | args | codes OK SOLD_OUT"),
     (
@@ -758,8 +758,9 @@ pub enum PathIssue {
     Ended,
     /// SOLD_OUT: no stock left.
     SoldOut,
-    /// TOO_MANY_PATHS: the sale has issued as many paths as its cap allows.
-    TooMany,
+    /// TOO_MANY_PATHS: as many paths are live as the sale's cap allows (no detail), or this user
+    /// took as many of this sale's paths as an hour allows (the ms until the count ends).
+    TooMany { retry_after_ms: Option<i64> },
     /// NOT_STARTED: the sale starts in this many ms.
     NotStarted { starts_in_ms: i64 },
 }
@@ -776,7 +777,9 @@ impl PathIssue {
             Code::NoSale => Self::NoSale,
             Code::Ended => Self::Ended,
             Code::SoldOut => Self::SoldOut,
-            Code::TooManyPaths => Self::TooMany,
+            Code::TooManyPaths => Self::TooMany {
+                retry_after_ms: detail.map(|d| detail_int(Some(d))),
+            },
             Code::NotStarted => Self::NotStarted {
                 starts_in_ms: detail_int(detail),
             },

@@ -176,13 +176,16 @@ pub async fn subjects(
     if users.is_empty() {
         return Ok(Default::default());
     }
-    let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, CAST(subject AS CHAR CHARACTER SET utf8mb4) FROM users WHERE id IN ({}) AND subject IS NOT NULL",
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, subject FROM users WHERE id IN ({}) AND subject IS NOT NULL",
         numbers(users)
     )))
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, s)| (id, crate::identity::subjects::text(s)))
+        .collect())
 }
 
 /// Writes the event of an order's change of state (paid, closed) in `tx`, built from the order
@@ -224,12 +227,12 @@ pub async fn from_orders(
         i64,
         String,
         NaiveDateTime,
-        Option<String>,
+        Option<Vec<u8>>,
         Option<String>,
     );
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
-         CAST(u.subject AS CHAR CHARACTER SET utf8mb4), sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
+         u.subject, sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
          LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
         numbers(orders)
     )))
@@ -243,7 +246,7 @@ pub async fn from_orders(
         let facts = Facts {
             price,
             product,
-            shop_user,
+            shop_user: shop_user.map(crate::identity::subjects::text),
         };
         let at = at.unwrap_or(created);
         let mut extra = json!({ "createdAt": created.and_utc().timestamp_millis() });

@@ -144,7 +144,7 @@ pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, App
             }
         }
     }
-    let device = guard.succeeded(&state.keys).await?;
+    let device = guard.succeeded().await?;
     let user = SessionUser {
         id: UserId::new(row.id)?,
         mobile: mobile.as_str().to_string(),

@@ -23,6 +23,12 @@ use super::conn::Phase;
 
 /// How often an open event stream sends a comment line when nothing else happens.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// The longest an event stream lives (plus up to a minute, at random, so streams opened together
+/// do not end together). A browser reconnects by itself a second later and gets the state
+/// afresh; a client that opened streams and stopped reading loses them. A stalled reader is not
+/// seen by the socket's watchdog when only pings are sent: 15 bytes every 15 s never fill the
+/// kernel's buffers, so the stream's age is what bounds it (security review, row 2).
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A response body.
 pub enum Body {
@@ -41,6 +47,8 @@ impl Body {
 pub struct Events {
     rx: mpsc::Receiver<Bytes>,
     ping: tokio::time::Interval,
+    /// When the stream ends by itself ([`STREAM_MAX_AGE`]), looked at on each ping.
+    ends_at: tokio::time::Instant,
     phase: Option<Arc<Phase>>,
     on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
@@ -49,9 +57,11 @@ impl Events {
     pub fn new(rx: mpsc::Receiver<Bytes>, on_end: Box<dyn FnOnce() + Send + Sync>) -> Self {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let jitter = Duration::from_millis(rand::random_range(0..60_000));
         Self {
             rx,
             ping,
+            ends_at: tokio::time::Instant::now() + STREAM_MAX_AGE + jitter,
             phase: None,
             on_end: Some(on_end),
         }
@@ -90,6 +100,7 @@ impl hyper::body::Body for Body {
                     return Poll::Ready(next.map(|b| Ok(Frame::data(b))));
                 }
                 match e.ping.poll_tick(cx) {
+                    Poll::Ready(now) if now >= e.ends_at => Poll::Ready(None),
                     Poll::Ready(_) => {
                         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b": ping\n\n")))))
                     }
@@ -111,5 +122,27 @@ impl hyper::body::Body for Body {
             Body::Full(f) => f.size_hint(),
             Body::Events(_) => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_stream_ends_by_itself_after_its_longest_life() {
+        let (_tx, rx) = mpsc::channel(4);
+        let mut body = Body::Events(Events::new(rx, Box::new(|| {})));
+        let started = tokio::time::Instant::now();
+        let mut pings = 0;
+        while let Some(frame) = body.frame().await {
+            assert_eq!(frame.unwrap().into_data().unwrap(), ": ping\n\n");
+            pings += 1;
+            assert!(pings < 100, "the stream never ended");
+        }
+        let lived = started.elapsed();
+        assert!(lived >= STREAM_MAX_AGE, "{lived:?}");
+        assert!(lived <= STREAM_MAX_AGE + Duration::from_secs(60) + PING_EVERY);
     }
 }

@@ -315,6 +315,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     let print = token_print.to_string();
     let fresh = state.path_seal.seal(goods, user.id, token_print);
     let shape = state.shape(goods).await?;
+    if !shape.loaded {
+        return Err(AppError::NotFound); // nothing is written for a sale that does not exist
+    }
     let shards = shape.shards;
     // a split sale's shard stock is not the sale's: the local flag says whether it is gone
     if shards > 1 && state.local.is_sold_out(goods) {
@@ -326,20 +329,22 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));
-    let (captcha_key, user_key, paths, meta, stock, fails) = (
+    let (captcha_key, user_key, paths, meta, stock, fails, taken) = (
         k.captcha(user.id),
         k.user(user.id),
         k.paths(),
         k.meta(),
         k.stock(),
         k.captcha_fails(user.id),
+        k.paths_taken(user.id),
     );
     let ttl = keys::PATH_TTL.as_millis().to_string();
     let checked = if state.settings.captcha { "1" } else { "0" };
-    let (member, max_wrong, lock) = (
+    let (member, max_wrong, lock, per_user) = (
         user.id.get().to_string(),
         state.settings.captcha_wrong_max.to_string(),
         keys::CAPTCHA_LOCK.as_millis().to_string(),
+        keys::PATHS_PER_USER.to_string(),
     );
     let issue = || async {
         let reply = state
@@ -348,9 +353,18 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
             .issue_path
             .invoke(
                 &mut state.redis.clone(),
-                &[&captcha_key, &user_key, &paths, &meta, &stock, &fails],
+                &[
+                    &captcha_key,
+                    &user_key,
+                    &paths,
+                    &meta,
+                    &stock,
+                    &fails,
+                    &taken,
+                ],
                 &[
                     &answer, checked, &fresh, &print, &ttl, split, &member, &max_wrong, &lock,
+                    &per_user,
                 ],
             )
             .await?;
@@ -376,8 +390,9 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         PathIssue::NoSale => Err(AppError::NotFound),
         PathIssue::Ended => Err(AppError::Ended),
         PathIssue::SoldOut => Err(AppError::SoldOut),
-        PathIssue::TooMany => Err(AppError::TooManyRequests {
-            retry_after_ms: keys::PATH_TTL.as_millis() as u64,
+        PathIssue::TooMany { retry_after_ms } => Err(AppError::TooManyRequests {
+            retry_after_ms: retry_after_ms
+                .map_or(keys::PATH_TTL.as_millis() as u64, |ms| ms.max(1) as u64),
         }),
         PathIssue::NotStarted { starts_in_ms } => Err(AppError::NotStarted { starts_in_ms }),
     }

@@ -17,6 +17,11 @@ use sqlx::MySqlPool;
 use crate::domain::UserId;
 use crate::error::AppError;
 
+/// A subject as stored (`users.subject`, bytes) as the text it was.
+pub fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The mappings one edge keeps.
 pub struct Subjects {
     ids: papaya::HashMap<Arc<str>, UserId>,
@@ -55,12 +60,12 @@ impl Subjects {
 
     /// The subject of `user`, if it is a shop's shopper (for orders and events).
     pub async fn subject_of(db: &MySqlPool, user: UserId) -> Result<Option<String>, AppError> {
-        let s: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT CAST(subject AS CHAR CHARACTER SET utf8mb4) FROM users WHERE id = ?",
-        )
-        .bind(user.get())
-        .fetch_optional(db)
-        .await?;
-        Ok(s.flatten())
+        // the column is bytes (VARBINARY: compared byte for byte); a subject was UTF-8 text
+        let s: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT subject FROM users WHERE id = ?")
+                .bind(user.get())
+                .fetch_optional(db)
+                .await?;
+        Ok(s.flatten().map(text))
     }
 }

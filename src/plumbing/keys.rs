@@ -28,7 +28,10 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const CACHE_JITTER: Duration = Duration::from_secs(15);
 /// A goods id that does not exist is remembered as absent this long.
 pub const ABSENT_TTL: Duration = Duration::from_secs(30);
-/// How long a browser that logged in is known as its mobile's (`login:dev:DEVICE`).
+/// The most hidden paths one shopper may take in one sale in an hour (one a minute keeps a
+/// place in the path cap for an hour: this bounds how long a few accounts can hold it).
+pub const PATHS_PER_USER: u32 = 10;
+/// How long a browser that logged in is known as its mobile's (`login:devices:MOBILE`).
 pub const DEVICE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long the highest sale id is kept: a sale made since is found within this.
 pub const HIGHEST_TTL: Duration = Duration::from_secs(1);
@@ -117,10 +120,10 @@ impl Keys {
         format!("{}login:fail:m:{mobile}", self.ns)
     }
 
-    /// `login:dev:DEVICE`, [`DEVICE_TTL`]: the mobile a browser (its `fg_device` cookie) logged in
-    /// as (see [`crate::accounts::login_guard`]).
-    pub fn login_device(&self, device: &str) -> String {
-        format!("{}login:dev:{device}", self.ns)
+    /// `login:devices:MOBILE`, [`DEVICE_TTL`]: the browsers (their `fg_device` cookies) this
+    /// mobile logged in on lately, the latest few (see [`crate::accounts::login_guard`]).
+    pub fn login_devices(&self, mobile: &str) -> String {
+        format!("{}login:devices:{mobile}", self.ns)
     }
 
     /// `login:fail:d:DEVICE`: login attempts from a known browser in the current window.
@@ -269,6 +272,11 @@ impl SaleKeys {
     /// string, [`CAPTCHA_LOCK`]: this user's wrong captcha answers in this sale lately.
     pub fn captcha_fails(&self, user: UserId) -> String {
         self.key(&format!("captcha:fails:{}", user.get()))
+    }
+    /// string, an hour from the first: the hidden paths this user took in this sale
+    /// (at most [`PATHS_PER_USER`]).
+    pub fn paths_taken(&self, user: UserId) -> String {
+        self.key(&format!("paths:taken:{}", user.get()))
     }
     /// string, 60 s: the captchas made for this user in this sale this minute.
     pub fn captcha_made(&self, user: UserId) -> String {

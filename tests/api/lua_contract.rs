@@ -126,7 +126,7 @@ async fn a_set_that_cannot_be_checked_is_named() {
     let e = err(missing).await;
     assert!(e.contains("mend.lua: missing from the set"), "{e}");
     let changed = tuned("issue_path.lua", |t| {
-        t.replacen("lock_ms now?", "lock_ms", 1)
+        t.replacen("per_user now?", "per_user", 1)
     });
     let e = err(changed).await;
     assert!(e.contains("issue_path.lua: its args differ"), "{e}");
