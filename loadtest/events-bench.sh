@@ -96,12 +96,12 @@ drain() { # mode goods -> "orders orders/s events events/s worker-µs mysql-µs 
   local mode=$1 g=$2 env=() w orders span ev evspan want c0 c1 wc t0 lag
   want=$(redis-cli SCARD "${ns}sk:{g:$g}:buyers")
   case $mode in
-    webhook*) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
+    webhook*) env=(FLASHGATE_CURRENCY=CNY FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
                   FLASHGATE_WEBHOOK_RATE=1000000 FLASHGATE_WEBHOOK_IN_FLIGHT=${EVENTS_IN_FLIGHT:-64}) ;;
-    rabbit*) env=(FLASHGATE_EVENTS_EXCHANGE="$exchange") ;;
+    rabbit*) env=(FLASHGATE_CURRENCY=CNY FLASHGATE_EVENTS_EXCHANGE="$exchange") ;;
     # the events written, none sent yet (an endpoint that refuses connections: the relay backs
     # off): the outbox's own cost to the worker, without a relay working beside it
-    outbox) env=(FLASHGATE_WEBHOOK_URL="http://127.0.0.1:9/closed" FLASHGATE_WEBHOOK_SECRET=$SECRET) ;;
+    outbox) env=(FLASHGATE_CURRENCY=CNY FLASHGATE_WEBHOOK_URL="http://127.0.0.1:9/closed" FLASHGATE_WEBHOOK_SECRET=$SECRET) ;;
   esac
   settle
   t0=$(sql "SELECT NOW(3)")

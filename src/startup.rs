@@ -112,14 +112,15 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         (settings.session_cache_ms, settings.session_cache_entries);
     let scripts = Arc::new(scripts);
     // a released version of the scripts (kept in Redis) is used from the first request on
+    // channels and script libraries are per server, not per db: they carry the db (`Keys`)
+    let keys = Keys::new(&settings.namespace).on_db(redis::aio::ConnectionLike::get_db(&redis));
     let mut watcher = crate::admission::script_release::Watcher::new(
         redis.clone(),
-        Keys::new(&settings.namespace),
+        keys.clone(),
         scripts.clone(),
     );
     watcher.follow().await;
     let metrics = Arc::new(Metrics::default());
-    let keys = Keys::new(&settings.namespace);
     let admitter = Arc::new(Admitter::new(
         redis.clone(),
         confirm.clone(),

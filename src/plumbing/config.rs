@@ -198,8 +198,9 @@ pub struct Settings {
     pub grant_audience: String,
     /// A grant is valid this long, seconds (1..=120).
     pub grant_ttl_s: u64,
-    /// The bearer token the shop's server sends to `POST /api/grants/redeem`; empty: the admin
-    /// token.
+    /// The bearer token the shop's server sends to the admin listener: `POST /api/grants/redeem`
+    /// and paying or closing an order. Required with `grant_key` (the shop never gets the admin
+    /// token), and not the admin token.
     pub grant_redeem_token: String,
     /// The shop's checkout, with `{grant}` where the grant goes
     /// (`https://shop.example/checkout?grant={grant}`); empty: the page shows the order as today.
@@ -225,8 +226,10 @@ pub struct Settings {
     pub events_give_way_ms: u64,
     /// The CloudEvents `source` of every event.
     pub events_source: String,
-    /// The currency of prices in events (ISO 4217).
-    pub events_currency: String,
+    /// The currency of every price flashgate hands the shop, in grants and in events (ISO 4217,
+    /// `EUR`): no default, a shop's prices are in its own currency; required once grants or an
+    /// event sink are on (it was `events_currency`, CNY by default, for events only).
+    pub currency: String,
 }
 
 impl Default for Settings {
@@ -307,7 +310,7 @@ impl Default for Settings {
             events_retry_horizon_s: 24 * 3600,
             events_give_way_ms: 2000,
             events_source: "/flashgate".into(),
-            events_currency: "CNY".into(),
+            currency: String::new(),
         }
     }
 }
@@ -370,6 +373,23 @@ const PLACEHOLDER_TOKENS: [&str; 9] = [
     "example",
     "replace-me",
 ];
+
+/// The currency setting (`FLASHGATE_CURRENCY`): an ISO 4217 code (three capitals) when set,
+/// and set when `needed` (by `what`: grants, an event sink), since a price without its
+/// currency is a guess.
+pub fn check_currency(currency: &str, needed: bool, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !currency.is_empty() || !needed,
+        "{what} is on: set FLASHGATE_CURRENCY to the shop's currency (ISO 4217, as EUR); there \
+         is no default (FLASHGATE_EVENTS_CURRENCY is now FLASHGATE_CURRENCY)"
+    );
+    anyhow::ensure!(
+        currency.is_empty()
+            || (currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())),
+        "FLASHGATE_CURRENCY must be an ISO 4217 code (three capitals, as EUR), not {currency:?}"
+    );
+    Ok(())
+}
 
 /// The admin token, if set, must be a real secret: 32 characters or more, not a placeholder
 /// (nor one padded out with repeats of itself), not one character repeated.

@@ -28,6 +28,7 @@ mod push;
 mod restart;
 mod room;
 mod scale;
+mod seams;
 mod shop_identity;
 mod split;
 mod worker;
