@@ -19,7 +19,7 @@ use crate::http;
 use crate::http::routes::Surface;
 use crate::http::static_files::Assets;
 use crate::plumbing::breaker::Breaker;
-use crate::plumbing::config::Settings;
+use crate::plumbing::config::{self, Settings};
 use crate::plumbing::db;
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
@@ -67,11 +67,13 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Opens every connection the edge and the worker need.
 pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
-    settings.validate()?;
+    // a refusal names the variables an operator sets (`FLASHGATE_CHECKOUT_URL`), not fields
+    let named = |e: anyhow::Error| anyhow::anyhow!("{}", config::name_variables(&format!("{e:#}")));
+    settings.validate().map_err(named)?;
     // the shop's side (its keys, the grant key, the checkout) is checked by its own module
-    crate::identity::check(&settings)?;
+    crate::identity::check(&settings).map_err(named)?;
     // orders out: a sink that cannot work refuses to start, saying which
-    let events = Arc::new(crate::events::EventSettings::from_settings(&settings)?);
+    let events = Arc::new(crate::events::EventSettings::from_settings(&settings).map_err(named)?);
     let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
     let breaker = Arc::new(Breaker::default());
     // every command on the shared connection reports its outcome to the breaker

@@ -420,6 +420,33 @@ fn check_admin_token(token: &str) -> anyhow::Result<()> {
 /// The prefix of every setting's environment variable.
 pub const ENV_PREFIX: &str = "FLASHGATE_";
 
+/// `message` with every setting it names (`checkout_url`) written as the variable an operator
+/// sets (`FLASHGATE_CHECKOUT_URL`): start-up refusals speak the operator's language. Only names
+/// with an underscore are taken (a bare `listen` or `currency` is also an English word).
+pub fn name_variables(message: &str) -> String {
+    let mut out = message.to_string();
+    for field in Settings::field_names().iter().filter(|f| f.contains('_')) {
+        let var = format!("{ENV_PREFIX}{}", field.to_uppercase());
+        let mut done = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(field.as_str()) {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + field.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            done.push_str(&rest[..at]);
+            done.push_str(if word(before) || word(after) {
+                field
+            } else {
+                &var
+            });
+            rest = &rest[at + field.len()..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
+
 impl Settings {
     /// Defaults, then `flashgate.toml` (or the file `FLASHGATE_CONFIG` names), then the environment.
     pub fn load() -> anyhow::Result<Self> {
@@ -460,7 +487,9 @@ impl Settings {
             // figment's message names the field and where its value came from
             anyhow::anyhow!("{}", e.to_string().replace("\n", "; "))
         })?;
-        settings.validate()?;
+        settings
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}", name_variables(&format!("{e:#}"))))?;
         Ok(settings)
     }
 
@@ -607,9 +636,22 @@ mod tests {
             jail.set_env("FLASHGATE_BATCH_SIZE", "100");
             jail.set_env("FLASHGATE_USER_RATE", "0");
             let err = Settings::from_figment(defaults()).unwrap_err().to_string();
-            assert!(err.contains("user_rate"), "{err}");
+            assert!(err.contains("FLASHGATE_USER_RATE"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn refusals_name_the_variables_not_the_fields() {
+        assert_eq!(
+            name_variables("checkout_url needs grant_key; admin_listen, not listen"),
+            "FLASHGATE_CHECKOUT_URL needs FLASHGATE_GRANT_KEY; FLASHGATE_ADMIN_LISTEN, not listen"
+        );
+        // a variable already named stays as it is
+        assert_eq!(
+            name_variables("FLASHGATE_GRANT_KEY is set"),
+            "FLASHGATE_GRANT_KEY is set"
+        );
     }
 
     #[test]

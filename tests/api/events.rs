@@ -712,8 +712,13 @@ fn settings_that_cannot_work_stop_the_worker_saying_which() {
             "ftp://shop.example/hook",
             "http(s)",
         ),
-        ("FLASHGATE_WEBHOOK_RATE", "0", "webhook_rate"),
-        ("FLASHGATE_EVENTS_EXCHANGE", "amq.orders", "events_exchange"),
+        ("FLASHGATE_WEBHOOK_RATE", "0", "FLASHGATE_WEBHOOK_RATE"),
+        (
+            "FLASHGATE_EVENTS_EXCHANGE",
+            "amq.orders",
+            "FLASHGATE_EVENTS_EXCHANGE",
+        ),
+        ("FLASHGATE_CURRENCY", "eur", "FLASHGATE_CURRENCY"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
             .arg("worker")

@@ -614,3 +614,41 @@ async fn a_worker_whose_exchange_the_broker_refuses_does_not_start() {
         .exchange_delete(exchange.as_str().into(), Default::default())
         .await;
 }
+
+#[test]
+fn start_up_refusals_name_the_variables_an_operator_sets() {
+    let redeem = ("FLASHGATE_GRANT_REDEEM_TOKEN", SHOP_TOKEN);
+    let currency = ("FLASHGATE_CURRENCY", "CNY");
+    for (env, says) in [
+        (vec![], "FLASHGATE_GRANT_REDEEM_TOKEN"),
+        (vec![redeem], "FLASHGATE_CURRENCY"),
+        (
+            vec![redeem, currency, ("FLASHGATE_ADMIN_TOKEN", SHOP_TOKEN)],
+            "admin token",
+        ),
+        (
+            vec![
+                redeem,
+                currency,
+                ("FLASHGATE_CHECKOUT_URL", "https://shop.test/c"),
+            ],
+            "FLASHGATE_CHECKOUT_URL",
+        ),
+        (
+            vec![redeem, currency, ("FLASHGATE_GRANT_TTL_S", "500")],
+            "FLASHGATE_GRANT_TTL_S",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
+            .arg("serve")
+            .env("FLASHGATE_GRANT_KEY", GRANT_KEY)
+            .envs(env.iter().copied())
+            .env("FLASHGATE_DATABASE_URL", "mysql://root@127.0.0.1:1/none")
+            .env("FLASHGATE_LOG", "error")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} started");
+        assert!(err.contains(says), "{env:?}: {err}");
+    }
+}
