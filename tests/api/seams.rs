@@ -5,6 +5,8 @@
 //! exists from the worker's start and an event no queue takes is not delivered; an edge that
 //! has none of the shop's keys is not ready.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
@@ -650,5 +652,130 @@ fn start_up_refusals_name_the_variables_an_operator_sets() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{env:?} started");
         assert!(err.contains(says), "{env:?}: {err}");
+    }
+}
+
+/// A server answering every request with `body` (JSON), counting them: flashgate's key set as a
+/// checkout would fetch it, where the test can see how often it is asked.
+async fn counting_server(body: String) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut con, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = con.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = con.write_all(answer.as_bytes()).await;
+            let _ = con.shutdown().await;
+        }
+    });
+    (url, hits, task)
+}
+
+/// The first block of `lang` in docs/integration.md, as printed.
+fn documented(lang: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integration.md"))
+        .unwrap();
+    doc.split(&format!("```{lang}\n"))
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("docs/integration.md has no {lang} block"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_verifiers_take_a_real_grant_with_the_checkouts_clock_5_s_off_and_fetch_the_keys_once()
+ {
+    let app = spawn_with(with_grants(), true).await;
+    let goods = app.sale(2).await;
+    let users = app.users(2).await;
+    let mut grants = Vec::new();
+    for u in &users {
+        bought(&app, &u.token, goods).await;
+        let (_, body) = app
+            .get(&format!("/api/seckill/result?goodsId={goods}"), &u.token)
+            .await;
+        grants.push(body["grant"].as_str().expect("a grant").to_string());
+    }
+    let jwks = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (url, hits, _server) = counting_server(jwks).await;
+    // each verifier: every grant with the checkout's clock 5 s behind and 5 s ahead (taken),
+    // then 10 s behind (not yet valid); it prints one line per check
+    let python = format!(
+        "{}\nimport sys, time\nfor g in sys.argv[2:]:\n    for off in (-5, 5, -10):\n        \
+         try:\n            c = verify_grant(g, sys.argv[1], now=time.time() + off)\n            \
+         print('ok', c['order'], c['currency'])\n        except Exception as e:\n            \
+         print('refused', e)\n",
+        documented("python")
+    );
+    let node = format!(
+        "{}\n(async () => {{\n  const [url, ...grants] = process.argv.slice(1);\n  for (const g of \
+         grants) for (const off of [-5, 5, -10]) {{\n    try {{\n      const c = verifyGrant(g, \
+         await keysFor(g, url), {{ audience: \"shop\", issuer: \"flashgate\" }}, Date.now() / 1000 \
+         + off);\n      console.log(\"ok\", c.order, c.currency);\n    }} catch (e) {{ \
+         console.log(\"refused\", e.message); }}\n  }}\n}})();\n",
+        documented("js")
+    );
+    let has_crypto = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut runs = vec![("node", vec!["-e".to_string(), node, url.clone()])];
+    if has_crypto {
+        runs.push(("python3", vec!["-c".to_string(), python, url.clone()]));
+    } else {
+        eprintln!("python3 has no `cryptography`: the Python verifier is not run here");
+    }
+    for (program, mut args) in runs {
+        args.extend(grants.iter().cloned());
+        let before = hits.load(Ordering::SeqCst);
+        let out = tokio::process::Command::new(program)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{program}: {text}");
+        for chunk in lines.chunks(3) {
+            assert!(
+                chunk[0].starts_with("ok ") && chunk[0].ends_with(" CNY"),
+                "{program}: {text}"
+            );
+            assert_eq!(chunk[0], chunk[1], "{program}: 5 s ahead: {text}");
+            assert!(
+                chunk[2].contains("not yet valid"),
+                "{program}: 10 s behind: {text}"
+            );
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst) - before,
+            1,
+            "{program} fetched the keys once"
+        );
     }
 }
