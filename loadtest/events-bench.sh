@@ -14,8 +14,10 @@
 # every event; the relay's events/s is first to last recorded delivery (`done_at` of the batches
 # and delivery rows, less the first pass recorded), and "last event after last order" how long
 # after the last order's commit its event was delivered. FLASHGATE_WEBHOOK_RATE is set out of the
-# way (1,000,000) and FLASHGATE_WEBHOOK_IN_FLIGHT to EVENTS_IN_FLIGHT (64). The RabbitMQ exchange
-# has no queue bound (the broker routes the events nowhere; each is still confirmed). CPU per
+# way (1,000,000) and FLASHGATE_WEBHOOK_IN_FLIGHT to EVENTS_IN_FLIGHT (64). The RabbitMQ modes
+# need a queue bound to the exchange (flashgate.bench.PID, `flashgate.order.*`): events are
+# published mandatory, and one no queue takes is not delivered (docs/events.md); the figures in
+# loadtest/README §14 were measured before that, with no queue bound. CPU per
 # order: the worker process (with its relays), MariaDB, the broker and the receiver, from
 # /proc/PID/stat over the run.
 # Ends by checking every order has exactly one created event per sink and none is parked.
