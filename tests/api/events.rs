@@ -17,7 +17,7 @@ use crate::helpers::{TestApp, spawn_with, test_settings};
 use flashgate::domain::GoodsId;
 use flashgate::plumbing::config::Settings;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request the receiver took.
 #[derive(Debug, Clone)]

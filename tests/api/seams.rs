@@ -685,10 +685,15 @@ async fn counting_server(body: String) -> (String, Arc<AtomicUsize>, tokio::task
 
 /// The first block of `lang` in docs/integration.md, as printed.
 fn documented(lang: &str) -> String {
+    documented_nth(lang, 1)
+}
+
+/// The `n`th block (from 1) of `lang` in docs/integration.md, as printed.
+fn documented_nth(lang: &str, n: usize) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integration.md"))
         .unwrap();
     doc.split(&format!("```{lang}\n"))
-        .nth(1)
+        .nth(n)
         .and_then(|b| b.split("```").next())
         .unwrap_or_else(|| panic!("docs/integration.md has no {lang} block"))
         .to_string()
@@ -778,4 +783,155 @@ async fn the_documented_verifiers_take_a_real_grant_with_the_checkouts_clock_5_s
             "{program} fetched the keys once"
         );
     }
+}
+
+/// A command of docs/integration.md run as printed (bash), against this app's admin listener
+/// (the doc's `127.0.0.1:9180`), with `env`; its answer.
+async fn run_documented(app: &TestApp, command: &str, env: &[(&str, &str)]) -> Value {
+    let admin = app.admin_address.clone().unwrap();
+    let command = command.replace("http://127.0.0.1:9180", &admin);
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &command])
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The walk of docs/integration.md, as a shop's developer takes it: the shop's identity provider
+/// (a JWKS), its checkout (the documented verifier, the documented redeem and pay commands), its
+/// webhook receiver and its RabbitMQ queue bound before the sale; one sale bought end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_integration_walk_as_docs_integration_md_tells_it() {
+    use crate::events::{Answer, Receiver, SECRET};
+    use futures_util::StreamExt;
+    let key = ShopKey::load("eddsa-1.pem", Algorithm::EdDSA, "shop-1");
+    let jwks = JwksServer::start(&[&key]).await;
+    let receiver = Receiver::start(Answer::Ok, Duration::ZERO).await;
+    let exchange = exchange_name();
+    let settings = Settings {
+        webhook_url: receiver.url.clone(),
+        webhook_secret: SECRET.into(),
+        events_exchange: exchange.clone(),
+        ..shop_settings(&jwks.url, AuthMode::Jwt)
+    };
+    let (conn, ch) = amqp(&settings).await;
+    let app = spawn_with(settings, true).await;
+    // orders out: a queue bound before the sale
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exchange_exists(&conn, &exchange).await {
+        assert!(Instant::now() < deadline, "no exchange to bind to");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut queue = bind_queue(&ch, &exchange).await;
+    let goods = app
+        .create_sale(&{
+            let mut s = flashgate::cli::seed::NewSale::new(2, -1, 3600);
+            s.external_ref = Some("SKU-PHONE-1".into());
+            s
+        })
+        .await;
+
+    // identity in: the shop's token; the grant out: beside the result, with the checkout
+    let token = key.sign("customer-42", json!({}));
+    let order = bought(&app, &token, goods).await;
+    let (_, result) = app
+        .get(&format!("/api/seckill/result?goodsId={goods}"), &token)
+        .await;
+    let grant = result["grant"].as_str().expect("a grant").to_string();
+    let checkout = result["checkout"].as_str().unwrap();
+    assert!(
+        checkout.starts_with("https://shop.test/checkout?grant="),
+        "{checkout}"
+    );
+
+    // the checkout verifies it with the documented Node.js verifier...
+    let node = format!(
+        "{}\n(async () => {{\n  const [url, g] = process.argv.slice(1);\n  const c = verifyGrant(g, \
+         await keysFor(g, url), {{ audience: \"shop\", issuer: \"flashgate\" }});\n  \
+         console.log(JSON.stringify(c));\n}})();\n",
+        documented("js")
+    );
+    let out = tokio::process::Command::new("node")
+        .args(["-e", &node, &app.url("/.well-known/jwks.json"), &grant])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &claims["sub"],
+            &claims["order"],
+            &claims["product"],
+            &claims["currency"]
+        ),
+        (
+            &json!("customer-42"),
+            &json!(order),
+            &json!("SKU-PHONE-1"),
+            &json!("CNY")
+        )
+    );
+    // ...and redeems it with the documented command: once
+    let redeem = documented_nth("sh", 1);
+    let env = [
+        ("FLASHGATE_GRANT_REDEEM_TOKEN", SHOP_TOKEN),
+        ("GRANT", grant.as_str()),
+    ];
+    let first = run_documented(&app, &redeem, &env).await;
+    assert_eq!(
+        (code(&first), &first["data"]["order"]),
+        (0, &json!(order)),
+        "{first}"
+    );
+    let again = run_documented(&app, &redeem, &env).await;
+    assert_eq!(code(&again), 500244, "{again}");
+
+    // the shop took the money: its server says so, with the documented command
+    let pay = documented_nth("sh", 2)
+        .split("\n# or")
+        .next()
+        .unwrap()
+        .replace("1048577", &order.to_string());
+    let paid = run_documented(&app, &pay, &env).await;
+    assert_eq!(paid["data"]["status"], 1, "{paid}");
+
+    // orders out: the receiver (signatures checked) and the queue get created and paid
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    let delivered = receiver.delivered();
+    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0);
+    for id in [format!("created-{order}"), format!("paid-{order}")] {
+        let event = &delivered[&id];
+        assert_eq!(event["data"]["currency"], "CNY", "{event}");
+    }
+    let mut queued = std::collections::BTreeSet::new();
+    while queued.len() < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(20), queue.next())
+            .await
+            .expect("both events on the queue")
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_slice(&d.data).unwrap();
+        queued.insert(event["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        queued,
+        [format!("created-{order}"), format!("paid-{order}")].into()
+    );
+    app.assert_invariants(goods, 2).await;
+    let _ = ch
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
 }
