@@ -352,18 +352,25 @@ async fn with_no_key_set_of_the_shops_at_start_a_jwt_edge_is_not_ready_and_says_
         false,
     )
     .await;
-    let (status, body) = app.get("/readyz", "").await;
+    // (the reason on the admin listener: the public one says only ready or not)
+    let admin = app.admin_address.clone().unwrap();
+    let (status, body) = app.get_at(&admin, "/readyz", "").await;
     assert_eq!(status, 503, "{body}");
     let why = body["data"]["shopKeys"].as_str().unwrap_or_default();
     assert!(
         why.contains("503") && why.contains("FLASHGATE_JWT_JWKS_URL"),
         "{body}"
     );
+    assert_eq!(
+        app.get("/readyz", "").await.0,
+        503,
+        "the public listener too"
+    );
     // a key set answering garbage (nothing usable) is no better
     jwks.serve(&[]);
     jwks.set_down(false);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, body) = app.get("/readyz", "").await;
+    let (status, body) = app.get_at(&admin, "/readyz", "").await;
     assert_eq!(status, 503, "{body}");
     assert!(
         body["data"]["shopKeys"]
@@ -376,7 +383,7 @@ async fn with_no_key_set_of_the_shops_at_start_a_jwt_edge_is_not_ready_and_says_
     jwks.serve(&[&key]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = app.get("/readyz", "").await;
+        let (status, body) = app.get_at(&admin, "/readyz", "").await;
         if status == 200 {
             assert!(body["data"]["shopKeys"].is_null(), "{body}");
             break;
