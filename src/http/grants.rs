@@ -55,13 +55,13 @@ pub fn check_shop<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError>
 }
 
 /// The grant's order as MySQL has it: it exists, is the grant's subject's (the shop's subject,
-/// or flashgate's user id for a session shopper: `User::shop_subject`), is in its sale and is
-/// not closed. `Some` the fault, if not.
+/// or flashgate's user id for a session shopper: `User::shop_subject`; compared byte for byte,
+/// whatever the column's collation), is in its sale and is not closed. `Some` the fault, if not.
 async fn order_fault(
     state: &AppState,
     claims: &GrantClaims,
 ) -> Result<Option<GrantFault>, AppError> {
-    let row: Option<(i64, i64, OrderStatus, Option<String>)> = sqlx::query_as(
+    let row: Option<(i64, i64, OrderStatus, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT o.user_id, o.goods_id, o.status, u.subject FROM order_info o \
          LEFT JOIN users u ON u.id = o.user_id WHERE o.id = ?",
     )
@@ -71,8 +71,8 @@ async fn order_fault(
     let Some((user, goods, status, subject)) = row else {
         return Ok(Some(GrantFault::NoSuchOrder));
     };
-    let owner = subject.unwrap_or_else(|| user.to_string());
-    if owner != claims.sub || goods != claims.sale {
+    let owner = subject.unwrap_or_else(|| user.to_string().into_bytes());
+    if owner != claims.sub.as_bytes() || goods != claims.sale {
         return Ok(Some(GrantFault::NoSuchOrder));
     }
     Ok((status == OrderStatus::Closed).then_some(GrantFault::OrderClosed))
