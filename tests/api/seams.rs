@@ -942,3 +942,46 @@ async fn the_integration_walk_as_docs_integration_md_tells_it() {
         .exchange_delete(exchange.as_str().into(), Default::default())
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_no_queue_takes_past_the_horizon_is_parked_and_replayed_once_one_is_bound() {
+    use futures_util::StreamExt;
+    let exchange = exchange_name();
+    let settings = Settings {
+        events_exchange: exchange.clone(),
+        events_retry_horizon_s: 1,
+        ..test_settings()
+    };
+    let (_conn, ch) = amqp(&settings).await;
+    let app = spawn_with(settings, true).await;
+    let sink = format!("rabbitmq-{exchange}");
+    let goods = app.sale(1).await;
+    let user = &app.users(1).await[0];
+    let order = bought(&app, &user.token, goods).await;
+    // retried, then parked: `flashgate events status` says so (and exits 1)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, _) = app.cli(&["events", "status"]);
+        if code == Some(1) && out.contains("\"parked\": 1") {
+            assert!(out.contains("unroutable"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never parked: {out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(app.state.metrics.events_delivered_to(&sink), 0);
+    // bound now, and replayed: it arrives
+    let mut consumer = bind_queue(&ch, &exchange).await;
+    let (code, _, err) = app.cli(&["events", "replay", "--parked", "--sink", &sink]);
+    assert_eq!(code, Some(0), "{err}");
+    let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+        .await
+        .expect("the parked event, replayed")
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_slice(&d.data).unwrap();
+    assert_eq!(event["id"], format!("created-{order}"));
+    let _ = ch
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
+}
