@@ -9,6 +9,8 @@ use hyper::StatusCode;
 pub enum Dependency {
     Redis,
     Mysql,
+    /// The shop's key set (`jwt_jwks_url`), never fetched yet: a shop token cannot be judged.
+    ShopKeys,
 }
 
 impl std::fmt::Display for Dependency {
@@ -16,6 +18,7 @@ impl std::fmt::Display for Dependency {
         f.write_str(match self {
             Dependency::Redis => "Redis",
             Dependency::Mysql => "MySQL",
+            Dependency::ShopKeys => "the shop's key set",
         })
     }
 }

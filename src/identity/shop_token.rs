@@ -413,10 +413,15 @@ impl ShopTokens {
         }
         let (alg, kid) = self.judge_shape(token)?;
         let key = match &kid {
-            Some(kid) if self.jwks.is_some() => self
-                .key_for(kid)
-                .await
-                .ok_or(fault(TokenFault::UnknownKey))?,
+            // no key set ever fetched: the token cannot be judged (503, try again), not refused
+            Some(kid) if self.jwks.is_some() => {
+                self.key_for(kid)
+                    .await
+                    .ok_or_else(|| match self.unready() {
+                        Some(_) => AppError::Unavailable(crate::error::Dependency::ShopKeys),
+                        None => fault(TokenFault::UnknownKey),
+                    })?
+            }
             _ => match &self.fixed {
                 Some(k) => k.clone(),
                 None => self.only_key_for(alg)?,

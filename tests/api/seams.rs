@@ -366,6 +366,11 @@ async fn with_no_key_set_of_the_shops_at_start_a_jwt_edge_is_not_ready_and_says_
         503,
         "the public listener too"
     );
+    // and a shopper's token is not refused as if it named a key the shop does not have: it
+    // cannot be judged yet (503, try again), not "log in again" (401)
+    let token = key.sign("alice", json!({}));
+    let (status, body) = app.get("/api/orders/1", &token).await;
+    assert_eq!((status, code(&body)), (503, 500100), "{body}");
     // a key set answering garbage (nothing usable) is no better
     jwks.serve(&[]);
     jwks.set_down(false);
