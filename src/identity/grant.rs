@@ -13,6 +13,12 @@
 //! any grant of the order can be signed), so it answers the claims once and 409 after; a shop
 //! that verifies offline marks the `jti` in its own store.
 //!
+//! **Only from the order of record.** An edge signs a grant for the order its shopper's own
+//! result key holds (`GET /api/seckill/result`, and the push stream, which reads the key back when
+//! a worker's message names the shopper: `admission::push`), never for a number a message
+//! carries; `redeem` checks the order in MySQL (it exists, is the `sub`'s, is in the `sale`, is
+//! not closed) before it answers.
+//!
 //! **Keys.** `grant_key` is the Ed25519 private seed (32 bytes); its `kid` is the RFC 7638
 //! thumbprint of its public JWK, so every edge with the same seed names it alike. Keys rotated
 //! out stay in `grant_retired_keys` (public halves only) while their grants may be in flight:
