@@ -54,7 +54,7 @@ export FLASHGATE_USER_RATE=20 FLASHGATE_USER_BURST=20
 RX_PORT=$((PORT + 1))
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 export FLASHGATE_WEBHOOK_URL="http://127.0.0.1:$RX_PORT/hook" FLASHGATE_WEBHOOK_SECRET=$SECRET
-export FLASHGATE_EVENTS_EXCHANGE=flashgate.chaos.events
+export FLASHGATE_EVENTS_EXCHANGE=flashgate.chaos.events FLASHGATE_CURRENCY=CNY
 
 edge_pid="" worker_pid="" rx_pid=""
 say() { printf '[chaos %5.1fs] %s\n' "$(awk "BEGIN { print $(date +%s.%N) - $t0 }")" "$*"; }

@@ -9,6 +9,8 @@ use hyper::StatusCode;
 pub enum Dependency {
     Redis,
     Mysql,
+    /// The shop's key set (`jwt_jwks_url`), never fetched yet: a shop token cannot be judged.
+    ShopKeys,
 }
 
 impl std::fmt::Display for Dependency {
@@ -16,6 +18,7 @@ impl std::fmt::Display for Dependency {
         f.write_str(match self {
             Dependency::Redis => "Redis",
             Dependency::Mysql => "MySQL",
+            Dependency::ShopKeys => "the shop's key set",
         })
     }
 }
@@ -77,6 +80,9 @@ pub enum AppError {
     Forbidden,
     #[error("the order was closed unpaid")]
     OrderClosed,
+    /// The shop's server asked to close an order that is paid.
+    #[error("the order is paid; it cannot be closed")]
+    OrderPaid,
     #[error("request body too large")]
     TooLarge,
     #[error("too many failed logins; try again after the wait given")]
@@ -111,6 +117,14 @@ pub enum AppError {
     /// A grant `POST /api/grants/redeem` refuses (`identity::grant`).
     #[error("{}", .0.message())]
     Grant(GrantFault),
+    /// `POST /api/login` on an edge that takes only the shop's tokens (`auth = jwt`): its
+    /// shoppers log in at the shop; nothing is hashed.
+    #[error("this flashgate takes the shop's tokens (FLASHGATE_AUTH=jwt): log in at the shop")]
+    LoginAtShop,
+    /// A shopper holding the shop's token asked to pay or close an order: only the shop's server
+    /// does that (on the admin listener, with `FLASHGATE_GRANT_REDEEM_TOKEN`).
+    #[error("an order is paid or closed by the shop's server, not with a shopper's token")]
+    ShopServerOnly,
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -124,12 +138,15 @@ impl AppError {
             BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) => StatusCode::BAD_REQUEST,
             Refused(_) => StatusCode::CONFLICT,
             SessionMissing | WrongPassword | ShopToken(_) => StatusCode::UNAUTHORIZED,
-            Grant(GrantFault::Spent) => StatusCode::CONFLICT,
+            Grant(GrantFault::Spent | GrantFault::NoSuchOrder | GrantFault::OrderClosed) => {
+                StatusCode::CONFLICT
+            }
+            LoginAtShop | ShopServerOnly => StatusCode::FORBIDDEN,
             Grant(_) => StatusCode::BAD_REQUEST,
             Forbidden | BadPath => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Duplicate | OrderClosed => StatusCode::CONFLICT,
+            Duplicate | OrderClosed | OrderPaid => StatusCode::CONFLICT,
             SoldOut | Ended | RoomFull => StatusCode::GONE,
             NotStarted { .. } | NotYourTurn { .. } => StatusCode::TOO_EARLY,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -178,6 +195,9 @@ impl AppError {
             WrongHost => 500513,
             ShopToken(why) => 500220 + *why as i64,
             Grant(why) => 500240 + *why as i64,
+            LoginAtShop => 500260,
+            ShopServerOnly => 500261,
+            OrderPaid => 500262,
             Invalid(rule) => 500700 + *rule as i64,
             Refused(why) => 500750 + *why as i64,
         }
@@ -402,15 +422,22 @@ pub enum GrantFault {
     WrongAudience = 3,
     /// Redeemed before (its `jti` is spent).
     Spent = 4,
+    /// Its order does not exist, or is not its `sub`'s, or not in its `sale`: a well-signed
+    /// grant is still only as good as the order of record.
+    NoSuchOrder = 5,
+    /// Its order was closed (unpaid past its time, or by the shop).
+    OrderClosed = 6,
 }
 
 impl GrantFault {
-    pub const ALL: [GrantFault; 5] = [
+    pub const ALL: [GrantFault; 7] = [
         GrantFault::Malformed,
         GrantFault::Tampered,
         GrantFault::Expired,
         GrantFault::WrongAudience,
         GrantFault::Spent,
+        GrantFault::NoSuchOrder,
+        GrantFault::OrderClosed,
     ];
 
     pub fn message(self) -> &'static str {
@@ -421,6 +448,10 @@ impl GrantFault {
             Expired => "the grant has expired",
             WrongAudience => "the grant is for another audience or from another issuer",
             Spent => "the grant was redeemed already",
+            NoSuchOrder => {
+                "the grant's order does not exist, or is not its subject's or its sale's"
+            }
+            OrderClosed => "the grant's order was closed",
         }
     }
 }
@@ -545,6 +576,9 @@ mod tests {
             AppError::WrongHost,
             AppError::CaptchaLocked { retry_after_ms: 5 },
             AppError::TooManyCaptchas { retry_after_ms: 5 },
+            AppError::LoginAtShop,
+            AppError::ShopServerOnly,
+            AppError::OrderPaid,
         ]
         .into_iter()
         .chain(SaleRule::ALL.map(AppError::Invalid))

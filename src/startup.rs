@@ -19,7 +19,7 @@ use crate::http;
 use crate::http::routes::Surface;
 use crate::http::static_files::Assets;
 use crate::plumbing::breaker::Breaker;
-use crate::plumbing::config::Settings;
+use crate::plumbing::config::{self, Settings};
 use crate::plumbing::db;
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
@@ -70,11 +70,13 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Opens every connection the edge and the worker need.
 pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
-    settings.validate()?;
+    // a refusal names the variables an operator sets (`FLASHGATE_CHECKOUT_URL`), not fields
+    let named = |e: anyhow::Error| anyhow::anyhow!("{}", config::name_variables(&format!("{e:#}")));
+    settings.validate().map_err(named)?;
     // the shop's side (its keys, the grant key, the checkout) is checked by its own module
-    crate::identity::check(&settings)?;
+    crate::identity::check(&settings).map_err(named)?;
     // orders out: a sink that cannot work refuses to start, saying which
-    let events = Arc::new(crate::events::EventSettings::from_settings(&settings)?);
+    let events = Arc::new(crate::events::EventSettings::from_settings(&settings).map_err(named)?);
     let target = Target::parse(&settings.redis_url).context("parsing FLASHGATE_REDIS_URL")?;
     let breaker = Arc::new(Breaker::default());
     // every command on the shared connection reports its outcome to the breaker
@@ -115,14 +117,15 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         (settings.session_cache_ms, settings.session_cache_entries);
     let scripts = Arc::new(scripts);
     // a released version of the scripts (kept in Redis) is used from the first request on
+    // channels and script libraries are per server, not per db: they carry the db (`Keys`)
+    let keys = Keys::new(&settings.namespace).on_db(redis::aio::ConnectionLike::get_db(&redis));
     let mut watcher = crate::admission::script_release::Watcher::new(
         redis.clone(),
-        Keys::new(&settings.namespace),
+        keys.clone(),
         scripts.clone(),
     );
     watcher.follow().await;
     let metrics = Arc::new(Metrics::default());
-    let keys = Keys::new(&settings.namespace);
     let admitter = Arc::new(Admitter::new(
         redis.clone(),
         confirm.clone(),

@@ -17,7 +17,9 @@
 //!   at connect; those waiting from before the start get theirs from one `ZRANGE` of the line
 //!   at the draw;
 //! - **results by pub/sub**: a worker publishes each batch's results on `sk:results` as it writes
-//!   them (`worker::results`); each edge hands every result to its shopper's stream.
+//!   them (`worker::results`); each edge reads each of its shoppers' results back from their
+//!   result key (the message is a hint, not a fact: see [`Hub::results_message`]) and hands it to
+//!   the shopper's stream.
 //!
 //! A connection costs one bounded channel ([`QUEUE`] events): a shopper who does not read is
 //! dropped when it is full, so memory stays bounded; past `push_max_connections` an edge
@@ -338,7 +340,8 @@ impl Hub {
         taken
     }
 
-    /// Hands a written result to the shopper's streams on this edge (a worker's message).
+    /// Hands a written result, as read from the shopper's result key (never a message's word
+    /// for it: see [`Hub::results_message`]), to their streams on this edge.
     pub fn result(&self, goods: GoodsId, user: UserId, result: i64) {
         let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
             return;
@@ -356,21 +359,55 @@ impl Hub {
         }
     }
 
-    /// A worker's message on the results channel: `GOODS UID=RESULT,UID=RESULT,...`.
-    pub fn results_message(&self, payload: &str) {
+    /// A worker's message on the results channel: `GOODS UID=RESULT,UID=RESULT,...`. It only
+    /// says *whose* results to look at: what a stream is told, and any grant signed into it, is
+    /// the result read back from the shopper's own result key (the worker writes it, after the
+    /// order's commit, before it announces), never the message's number: anyone who can
+    /// `PUBLISH` on the server (another deployment, another db) could have sent that.
+    pub fn results_message(self: &Arc<Self>, payload: &str) {
         let Some((goods, list)) = payload.split_once(' ') else {
             return;
         };
         let Ok(goods) = GoodsId::parse(goods) else {
             return;
         };
-        for pair in list.split(',') {
-            if let Some((u, r)) = pair.split_once('=')
-                && let (Ok(user), Ok(result)) = (UserId::parse(u), r.parse::<i64>())
-            {
-                self.result(goods, user, result);
-            }
+        let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
+            return;
+        };
+        let users: Vec<UserId> = {
+            let streams = feed.streams.lock().expect("streams lock");
+            list.split(',')
+                .filter_map(|pair| UserId::parse(pair.split_once('=')?.0).ok())
+                .filter(|u| streams.values().any(|s| s.user == *u))
+                .collect()
+        };
+        if users.is_empty() {
+            return;
         }
+        let hub = self.clone();
+        // one round trip for the whole message (a worker's batch is one shard: one hash tag)
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            for user in &users {
+                let home = hub.keys.shard(Shard::home(goods, *user, feed.shards));
+                pipe.get(home.result(*user));
+            }
+            let read: redis::RedisResult<Vec<Option<i64>>> =
+                pipe.query_async(&mut hub.redis.clone()).await;
+            match read {
+                Ok(results) => {
+                    for (user, result) in users.into_iter().zip(results) {
+                        // nothing written: not a result (the page polls as before)
+                        if let Some(result) = result {
+                            hub.result(goods, user, result);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "push: reading results back failed; pages poll")
+                }
+            }
+        });
     }
 
     /// A feed's task: every [`TICK`], the stock; every [`CLOCK_EVERY`], the clock; then each

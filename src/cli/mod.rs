@@ -199,7 +199,8 @@ async fn lua_op(settings: Settings, op: LuaOp) -> anyhow::Result<bool> {
         .connect(std::time::Duration::from_secs(10))
         .await
         .with_context(|| format!("connecting to Redis at {}", db::redact(&settings.redis_url)))?;
-    let keys = crate::plumbing::keys::Keys::new(&settings.namespace);
+    let keys = crate::plumbing::keys::Keys::new(&settings.namespace)
+        .on_db(redis::aio::ConnectionLike::get_db(&con));
     let files = |dir: Option<&std::path::Path>| -> anyhow::Result<scripts::Files> {
         Ok(match dir {
             Some(d) => scripts::files_from_dir(d)?,

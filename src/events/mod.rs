@@ -172,11 +172,7 @@ impl EventSettings {
             !s.events_source.is_empty(),
             "events_source must not be empty"
         );
-        anyhow::ensure!(
-            s.events_currency.len() == 3
-                && s.events_currency.bytes().all(|b| b.is_ascii_uppercase()),
-            "events_currency must be an ISO 4217 code (three capitals)"
-        );
+        crate::plumbing::config::check_currency(&s.currency, !sinks.is_empty(), "an event sink")?;
         Ok(EventSettings {
             sinks,
             secrets,
@@ -186,7 +182,7 @@ impl EventSettings {
             horizon: Duration::from_secs(s.events_retry_horizon_s),
             give_way: Duration::from_millis(s.events_give_way_ms),
             source: s.events_source.clone(),
-            currency: s.events_currency.clone(),
+            currency: s.currency.clone(),
         })
     }
 
@@ -206,7 +202,10 @@ mod tests {
     use super::*;
 
     fn with(f: impl Fn(&mut Settings)) -> Result<EventSettings, String> {
-        let mut s = Settings::default();
+        let mut s = Settings {
+            currency: "EUR".into(),
+            ..Settings::default()
+        };
         f(&mut s);
         EventSettings::from_settings(&s).map_err(|e| e.to_string())
     }
@@ -239,6 +238,9 @@ mod tests {
         assert!(err(&|s| s.webhook_rate = -5.0).contains("webhook_rate"));
         assert!(err(&|s| s.events_exchange = "amq.topic".into()).contains("events_exchange"));
         assert!(err(&|s| s.events_exchange = "bad name!".into()).contains("events_exchange"));
+        // no currency by default: a sink without one refuses, naming the variable
+        assert!(err(&|s| s.currency.clear()).contains("FLASHGATE_CURRENCY"));
+        assert!(err(&|s| s.currency = "eur".into()).contains("FLASHGATE_CURRENCY"));
         let two = with(|s| {
             s.webhook_url = "http://127.0.0.1:9/a, https://shop.example/b".into();
             s.webhook_secret = format!("{secret}, whsec_dGVzdHNlY3JldC10ZXN0c2VjcmV0LTIwMjY=");

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -777,28 +778,15 @@ impl Out {
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
         if !usable {
-            let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default()).await?;
-            let channel = conn.create_channel().await?;
-            channel
-                .exchange_declare(
-                    exchange.into(),
-                    ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-            self.amqp = Some((conn, channel));
+            self.amqp = Some(open_exchange(&self.amqp_url, exchange).await?);
         }
         Ok(&self.amqp.as_ref().expect("just opened").1)
     }
 
-    /// Publishes every event persistently; each is delivered once the broker confirmed it.
+    /// Publishes every event persistently and `mandatory`; each is delivered once the broker
+    /// confirmed it *and* routed it to a queue. One no queue took comes back (`basic.return`,
+    /// then its confirm): it is not delivered but retried (bind a queue, and it goes), and
+    /// parked past the horizon, as any failure.
     async fn publish(
         &mut self,
         exchange: &str,
@@ -818,7 +806,10 @@ impl Out {
                     channel.basic_publish(
                         exchange.into(),
                         kind.name().into(),
-                        BasicPublishOptions::default(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
                         body,
                         BasicProperties::default()
                             .with_delivery_mode(2)
@@ -834,6 +825,16 @@ impl Out {
         let mut out = Vec::with_capacity(confirms.len());
         for (id, confirm) in confirms {
             let outcome = match confirm.await {
+                Ok(Confirmation::Ack(Some(back)) | Confirmation::Nack(Some(back))) => {
+                    Outcome::Retry {
+                        why: format!(
+                            "unroutable: no queue is bound to the exchange {exchange} for {} \
+                             (the broker returned it: {} {}); bind a queue before the sale",
+                            back.delivery.routing_key, back.reply_code, back.reply_text
+                        ),
+                        after: None,
+                    }
+                }
                 Ok(c) if c.is_ack() => Outcome::Delivered,
                 Ok(_) => Outcome::Retry {
                     why: "the broker did not confirm it (nack)".into(),
@@ -848,4 +849,47 @@ impl Out {
         }
         Ok(out)
     }
+}
+
+/// A connection and a confirming channel on which `exchange` is declared (a durable topic
+/// exchange): what each RabbitMQ relay publishes on, and what the worker opens once at start
+/// ([`declare_exchanges`]), so a queue can be bound before the first event.
+async fn open_exchange(amqp_url: &str, exchange: &str) -> anyhow::Result<(Connection, Channel)> {
+    let conn = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok((conn, channel))
+}
+
+/// Declares every RabbitMQ sink's exchange, at the worker's start: a broker that is down or
+/// refuses the exchange (a name it will not take, a type it has already as another kind, no
+/// rights) stops the worker from starting, saying which. Then an integrator can bind a queue
+/// before the sale, and one that is not bound shows as failing (see `Out::publish`).
+pub async fn declare_exchanges(settings: &EventSettings, amqp_url: &str) -> anyhow::Result<()> {
+    for sink in &settings.sinks {
+        if let SinkKind::Rabbit { exchange } = &sink.kind {
+            let (conn, _) = open_exchange(amqp_url, exchange).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "RabbitMQ refused the events exchange {exchange:?} \
+                     (FLASHGATE_EVENTS_EXCHANGE, at FLASHGATE_AMQP_URL): {e}"
+                )
+            })?;
+            let _ = conn.close(200, "declared".into()).await;
+            tracing::info!(exchange = %exchange, "events exchange declared; bind a queue to it before the sale");
+        }
+    }
+    Ok(())
 }

@@ -43,6 +43,10 @@ struct UserRow {
 }
 
 pub async fn login(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    // an edge taking only the shop's tokens has no logins: refused at once, nothing hashed
+    if state.settings.auth == crate::plumbing::config::AuthMode::Jwt {
+        return Err(AppError::LoginAtShop);
+    }
     let client = respond::client_address(&req, state);
     let device = crate::identity::cookie(req.headers(), DEVICE_COOKIE).map(str::to_string);
     let body: Login = respond::json_body(req).await?;

@@ -4,15 +4,19 @@
 //! - `GET /.well-known/jwks.json` (public): the grant keys as a JWK Set, so the shop verifies
 //!   grants offline; 404 while grants are off.
 //! - `POST /api/grants/redeem` `{grant}` (admin listener; `Authorization: Bearer` the
-//!   `grant_redeem_token`, or the admin token when that is empty): verifies the grant and marks
-//!   its `jti` spent in one `SET NX`, answering the claims the first time and 409 after.
+//!   `grant_redeem_token`, never the admin token: the shop does not hold that): verifies the
+//!   grant, checks it against the order of record (the order exists, is the grant's `sub`'s, is
+//!   in its `sale` and is not closed: a genuine signature over a wrong order is still refused),
+//!   and marks its `jti` spent in one `SET NX`, answering the claims the first time and 409 after.
 
 use hyper::Request;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::respond::{self, Resp};
+use crate::domain::OrderStatus;
 use crate::error::{AppError, GrantFault};
+use crate::identity::grant::GrantClaims;
 use crate::plumbing::keys;
 use crate::state::AppState;
 
@@ -39,21 +43,53 @@ struct Redeem {
     grant: String,
 }
 
-pub async fn redeem(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
-    let want = match state.settings.grant_redeem_token.as_str() {
-        "" => state.settings.admin_token.as_bytes(),
-        t => t.as_bytes(),
-    };
-    let got = respond::token(&req).unwrap_or_default().as_bytes();
+/// Whether `req` comes from the shop's server: `Authorization: Bearer` the
+/// `grant_redeem_token` (redeem, and paying or closing an order on the admin listener).
+pub fn check_shop<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
+    let want = state.settings.grant_redeem_token.as_bytes();
+    let got = respond::token(req).unwrap_or_default().as_bytes();
     if want.is_empty() || !crate::accounts::password::constant_time_eq(want, got) {
         return Err(AppError::Forbidden);
     }
+    Ok(())
+}
+
+/// The grant's order as MySQL has it: it exists, is the grant's subject's (the shop's subject,
+/// or flashgate's user id for a session shopper: `User::shop_subject`; compared byte for byte,
+/// whatever the column's collation), is in its sale and is not closed. `Some` the fault, if not.
+async fn order_fault(
+    state: &AppState,
+    claims: &GrantClaims,
+) -> Result<Option<GrantFault>, AppError> {
+    let row: Option<(i64, i64, OrderStatus, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT o.user_id, o.goods_id, o.status, u.subject FROM order_info o \
+         LEFT JOIN users u ON u.id = o.user_id WHERE o.id = ?",
+    )
+    .bind(claims.order)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((user, goods, status, subject)) = row else {
+        return Ok(Some(GrantFault::NoSuchOrder));
+    };
+    let owner = subject.unwrap_or_else(|| user.to_string().into_bytes());
+    if owner != claims.sub.as_bytes() || goods != claims.sale {
+        return Ok(Some(GrantFault::NoSuchOrder));
+    }
+    Ok((status == OrderStatus::Closed).then_some(GrantFault::OrderClosed))
+}
+
+pub async fn redeem(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    check_shop(&req, state)?;
     let grants = state.identity.grants.clone().ok_or(AppError::NotFound)?;
     let Redeem { grant } = respond::json_body(req).await?;
-    let claims = grants.verify(&grant).map_err(|f| {
+    let refused = |f| {
         state.metrics.grants_refused.inc();
         AppError::Grant(f)
-    })?;
+    };
+    let claims = grants.verify(&grant).map_err(refused)?;
+    if let Some(fault) = order_fault(state, &claims).await? {
+        return Err(refused(fault));
+    }
     let first: bool = redis::cmd("SET")
         .arg(state.keys.grant_spent(&claims.jti))
         .arg(claims.exp)

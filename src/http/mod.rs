@@ -284,7 +284,7 @@ fn guard_origin<B>(req: &Request<B>, surface: Surface, admin_hosts: &str) -> Res
                 return Err(AppError::WrongHost);
             }
         }
-        Surface::Ops => {}
+        Surface::Ops | Surface::PublicAndAdmin => {}
     }
     Ok(())
 }
@@ -343,7 +343,9 @@ async fn route(
         Route::Events => events::open(req, state).await,
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,
+        Route::Pay if surface == Surface::Admin => orders::shop_pay(req, state, param).await,
         Route::Pay => orders::pay(req, state, param).await,
+        Route::Close => orders::shop_close(req, state, param).await,
         Route::GrantKeys => grants::keys(state),
         Route::GrantRedeem => grants::redeem(req, state).await,
         Route::AdminListSales => admin::list(req, state).await,

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (Redis and MySQL answer, and why not) and
+//! `/healthz` (the process answers), `/readyz` (Redis and MySQL answer, in `auth = jwt` the
+//! shop's key set was fetched, and why not) and
 //! `/metrics` (Prometheus text, with per-sale queue gauges read from Redis).
 
 use std::time::Duration;
@@ -8,6 +9,7 @@ use hyper::{Response, StatusCode};
 
 use super::respond::{self, Resp};
 use crate::domain::Shard;
+use crate::plumbing::config::AuthMode;
 use crate::plumbing::metrics::SaleGauges;
 use crate::sales::store;
 use crate::state::AppState;
@@ -32,8 +34,15 @@ pub async fn readyz(state: &AppState) -> Resp {
     };
     let redis = why(redis.map(|r| r.map(drop).map_err(|e| e.to_string())));
     let mysql = why(mysql.map(|r| r.map(drop).map_err(|e| e.to_string())));
-    let ready = redis == "ok" && mysql == "ok";
+    // `auth = jwt` with no key set of the shop's: every shopper would be refused (`both` still
+    // serves sessions: shown, not unready)
+    let shop_keys = state.identity.shop.as_ref().and_then(|s| s.unready());
+    let keys_block = shop_keys.is_some() && state.settings.auth == AuthMode::Jwt;
+    let ready = redis == "ok" && mysql == "ok" && !keys_block;
     let mut body = serde_json::json!({ "ready": ready, "redis": redis, "mysql": mysql });
+    if let (serde_json::Value::Object(o), Some(why)) = (&mut body, shop_keys) {
+        o.insert("shopKeys".into(), why.into());
+    }
     if let (serde_json::Value::Object(o), serde_json::Value::Object(h)) =
         (&mut body, serde_json::json!(redis_health(state).await))
     {

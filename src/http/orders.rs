@@ -1,6 +1,13 @@
-//! `GET /api/orders/{id}` and `POST /api/orders/{id}/pay`: the shopper's own orders.
+//! `GET /api/orders/{id}` and `POST /api/orders/{id}/pay`: the shopper's own orders; and paying
+//! or closing any order from the shop's server.
 //!
 //! Someone else's order is answered 404, exactly like a missing one, so ids cannot be probed.
+//!
+//! **Who pays.** On the public listener only a flashgate session pays (the seeds' demo and its pay
+//! button, `auth = session` or `both`); a shopper holding the shop's token never pays nor closes
+//! (403, 500261): a browser is no proof of payment. The shop's server does, on the admin listener
+//! with `FLASHGATE_GRANT_REDEEM_TOKEN`: `POST /api/orders/{id}/pay` and `/close`, idempotent,
+//! each answering the order.
 
 use chrono::NaiveDateTime;
 use hyper::Request;
@@ -11,6 +18,7 @@ use super::respond::{self, Resp};
 use crate::domain::{OrderId, OrderStatus};
 use crate::error::AppError;
 use crate::events::{EventType, outbox};
+use crate::identity::Credential;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -41,17 +49,23 @@ fn opt_epoch_ms<S: serde::Serializer>(t: &Option<NaiveDateTime>, s: S) -> Result
     }
 }
 
-async fn own_order(state: &AppState, id: OrderId, user: i64) -> Result<OrderView, AppError> {
+/// The order `id`, if it is `user`'s (any user's: `None`, for the shop's server).
+async fn order(state: &AppState, id: OrderId, user: Option<i64>) -> Result<OrderView, AppError> {
     sqlx::query_as(
         "SELECT id, user_id, goods_id, goods_name, goods_count, \
          CAST(goods_price AS DOUBLE) AS goods_price, status, created_at, paid_at \
-         FROM order_info WHERE id = ? AND user_id = ?",
+         FROM order_info WHERE id = ? AND (? IS NULL OR user_id = ?)",
     )
     .bind(id.get())
+    .bind(user)
     .bind(user)
     .fetch_optional(&state.db)
     .await?
     .ok_or(AppError::NotFound)
+}
+
+async fn own_order(state: &AppState, id: OrderId, user: i64) -> Result<OrderView, AppError> {
+    order(state, id, Some(user)).await
 }
 
 pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
@@ -60,21 +74,38 @@ pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
     Ok(respond::ok(own_order(state, id, user.id.get()).await?))
 }
 
-/// Marks an unpaid order paid (simulated payment). Paying twice is fine; a closed order is 409.
+/// Marks the shopper's unpaid order paid (simulated payment: the demo's pay button). Paying twice
+/// is fine; a closed order is 409. The shop's token never pays (403, 500261).
 pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     respond::require_json(&req)?;
     let id = OrderId::parse(id)?;
-    let user = respond::user(&req, state).await?;
-    // the payment and its event (orders out) in one transaction
+    let credential = respond::credential(&req, state)?;
+    if matches!(credential, Credential::Shop(_)) {
+        return Err(AppError::ShopServerOnly);
+    }
+    let user = respond::user_of(&credential, state).await?;
+    mark_paid(state, id, Some(user.id.get())).await?;
+    let order = own_order(state, id, user.id.get()).await?;
+    if order.status != OrderStatus::Paid {
+        return Err(AppError::OrderClosed);
+    }
+    Ok(respond::ok(order))
+}
+
+/// Marks order `id` paid if it is unpaid (and `user`'s, when given), with its event (orders out)
+/// in the same transaction.
+async fn mark_paid(state: &AppState, id: OrderId, user: Option<i64>) -> Result<(), AppError> {
     let mut tx = crate::plumbing::db::begin(&state.db).await?;
     let at = outbox::now();
     let paid = sqlx::query(
-        "UPDATE order_info SET status = ?, paid_at = ? WHERE id = ? AND user_id = ? AND status = ?",
+        "UPDATE order_info SET status = ?, paid_at = ? \
+         WHERE id = ? AND (? IS NULL OR user_id = ?) AND status = ?",
     )
     .bind(OrderStatus::Paid)
     .bind(at)
     .bind(id.get())
-    .bind(user.id.get())
+    .bind(user)
+    .bind(user)
     .bind(OrderStatus::Unpaid)
     .execute(&mut *tx)
     .await?
@@ -85,9 +116,45 @@ pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
         state.metrics.events_written.inc();
     }
     tx.commit().await?;
-    let order = own_order(state, id, user.id.get()).await?;
+    Ok(())
+}
+
+/// `POST /api/orders/{id}/pay` on the admin listener: the shop's server says the order is paid
+/// (bearer `FLASHGATE_GRANT_REDEEM_TOKEN`). Idempotent: a paid order is answered as it is; a
+/// closed one is 409 (500506).
+pub async fn shop_pay(
+    req: Request<Incoming>,
+    state: &AppState,
+    id: &str,
+) -> Result<Resp, AppError> {
+    super::grants::check_shop(&req, state)?;
+    respond::require_json(&req)?;
+    let id = OrderId::parse(id)?;
+    mark_paid(state, id, None).await?;
+    let order = order(state, id, None).await?;
     if order.status != OrderStatus::Paid {
         return Err(AppError::OrderClosed);
+    }
+    Ok(respond::ok(order))
+}
+
+/// `POST /api/orders/{id}/close` on the admin listener: the shop's server gives up an unpaid
+/// order (its unit goes back on sale: in MySQL now, in Redis on the worker's next closer pass).
+/// Idempotent: a closed order is answered as it is; a paid one is 409 (500262).
+pub async fn shop_close(
+    req: Request<Incoming>,
+    state: &AppState,
+    id: &str,
+) -> Result<Resp, AppError> {
+    super::grants::check_shop(&req, state)?;
+    respond::require_json(&req)?;
+    let id = OrderId::parse(id)?;
+    let found = order(state, id, None).await?;
+    let goods = crate::domain::GoodsId::new(found.goods_id)?;
+    crate::worker::closer::close(state, id.get(), goods).await?;
+    let order = order(state, id, None).await?;
+    if order.status == OrderStatus::Paid {
+        return Err(AppError::OrderPaid);
     }
     Ok(respond::ok(order))
 }

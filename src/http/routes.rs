@@ -14,6 +14,10 @@ pub enum Surface {
     Public,
     /// The operators' API, on `FLASHGATE_ADMIN_LISTEN` only (loopback by default).
     Admin,
+    /// On the public and the admin listener, for two callers the handler tells apart by the
+    /// listener: paying an order (a session shopper on the public one, as the demo's pay button
+    /// does; the shop's server on the admin one).
+    PublicAndAdmin,
     /// Health and metrics, on both listeners (for probes and Prometheus; nginx does not proxy
     /// them from its public port).
     Ops,
@@ -34,6 +38,7 @@ pub enum Route {
     Result,
     Order,
     Pay,
+    Close,
     GrantKeys,
     GrantRedeem,
     AdminListSales,
@@ -56,7 +61,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 32] = [
+    pub const ALL: [Route; 33] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -70,6 +75,7 @@ impl Route {
         Route::Result,
         Route::Order,
         Route::Pay,
+        Route::Close,
         Route::GrantKeys,
         Route::GrantRedeem,
         Route::AdminListSales,
@@ -107,7 +113,8 @@ impl Route {
             Route::Events => (Method::GET, "/api/seckill/events", Public),
             Route::Result => (Method::GET, "/api/seckill/result", Public),
             Route::Order => (Method::GET, "/api/orders/{id}", Public),
-            Route::Pay => (Method::POST, "/api/orders/{id}/pay", Public),
+            Route::Pay => (Method::POST, "/api/orders/{id}/pay", PublicAndAdmin),
+            Route::Close => (Method::POST, "/api/orders/{id}/close", Admin),
             Route::GrantKeys => (Method::GET, "/.well-known/jwks.json", Public),
             Route::GrantRedeem => (Method::POST, "/api/grants/redeem", Admin),
             Route::AdminListSales => (Method::GET, "/api/admin/sales", Admin),
@@ -200,7 +207,9 @@ pub fn find<'p>(surface: Surface, method: &Method, path: &'p str) -> Found<'p> {
     let segments = &segments[..n];
     let mut path_known = false;
     for route in Route::ALL {
-        let served = route.surface() == surface || route.surface() == Surface::Ops;
+        let served = route.surface() == surface
+            || route.surface() == Surface::Ops
+            || (route.surface() == Surface::PublicAndAdmin && surface != Surface::Ops);
         if !served {
             continue;
         }
@@ -260,6 +269,25 @@ mod tests {
         assert_eq!(
             find(Surface::Admin, &Method::GET, "/api/goods"),
             Found::None
+        );
+        // paying: the shopper's listener and the shop server's; closing: the shop server's only
+        for surface in [Surface::Public, Surface::Admin] {
+            assert_eq!(
+                find(surface, &Method::POST, "/api/orders/7/pay"),
+                Found::Route(Route::Pay, Some("7"))
+            );
+        }
+        assert_eq!(
+            find(Surface::Ops, &Method::POST, "/api/orders/7/pay"),
+            Found::None
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::POST, "/api/orders/7/close"),
+            Found::None
+        );
+        assert_eq!(
+            find(Surface::Admin, &Method::POST, "/api/orders/7/close"),
+            Found::Route(Route::Close, Some("7"))
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! A compact JWT signed by flashgate with Ed25519 (`alg: EdDSA`), claims `iss`, `aud`, `sub`
 //! (the shop's subject, or flashgate's user id for a session shopper), `order`, `sale`,
-//! `product` (the sale's `externalRef`, when it has one), `price` (minor units), `jti`, `iat`,
+//! `product` (the sale's `externalRef`, when it has one), `price` (minor units), `currency`
+//! (ISO 4217, `FLASHGATE_CURRENCY`), `jti`, `iat`,
 //! `exp` (`grant_ttl_s` after `iat`, at most 120 s). Because admission *is* the reservation,
 //! the grant names the order: the shop's checkout needs nothing else.
 //!
@@ -11,6 +12,12 @@
 //! with `SET NX` (kept [`GRANT_SPENT_TTL`](crate::plumbing::keys::GRANT_SPENT_TTL), longer than
 //! any grant of the order can be signed), so it answers the claims once and 409 after; a shop
 //! that verifies offline marks the `jti` in its own store.
+//!
+//! **Only from the order of record.** An edge signs a grant for the order its shopper's own
+//! result key holds (`GET /api/seckill/result`, and the push stream, which reads the key back when
+//! a worker's message names the shopper: `admission::push`), never for a number a message
+//! carries; `redeem` checks the order in MySQL (it exists, is the `sub`'s, is in the `sale`, is
+//! not closed) before it answers.
 //!
 //! **Keys.** `grant_key` is the Ed25519 private seed (32 bytes); its `kid` is the RFC 7638
 //! thumbprint of its public JWK, so every edge with the same seed names it alike. Keys rotated
@@ -45,6 +52,8 @@ pub struct GrantClaims {
     pub product: Option<String>,
     /// The sale price, in minor units (cents, fen).
     pub price: i64,
+    /// The currency of `price` (ISO 4217, `FLASHGATE_CURRENCY`).
+    pub currency: String,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
@@ -115,6 +124,7 @@ pub struct Grants {
     issuer: String,
     audience: String,
     ttl_s: i64,
+    currency: String,
     /// The shop's checkout with `{grant}`, if set.
     checkout: Option<String>,
 }
@@ -163,32 +173,44 @@ impl Grants {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Option<Grants>> {
         if !s.checkout_url.is_empty() {
             let url = reqwest::Url::parse(&s.checkout_url)
-                .map_err(|e| anyhow::anyhow!("checkout_url is not a URL: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("FLASHGATE_CHECKOUT_URL is not a URL: {e}"))?;
             anyhow::ensure!(
                 matches!(url.scheme(), "http" | "https") && s.checkout_url.contains("{grant}"),
-                "checkout_url must be an http(s) URL with {{grant}} where the grant goes"
+                "FLASHGATE_CHECKOUT_URL must be an http(s) URL with {{grant}} where the grant goes"
             );
             anyhow::ensure!(
                 !s.grant_key.is_empty(),
-                "checkout_url needs grant_key (the grant is what the checkout is sent)"
+                "FLASHGATE_CHECKOUT_URL needs FLASHGATE_GRANT_KEY (the grant is what the checkout \
+                 is sent; flashgate grant-key makes one)"
             );
         }
         if s.grant_key.is_empty() {
             anyhow::ensure!(
                 s.grant_retired_keys.is_empty(),
-                "grant_retired_keys without grant_key"
+                "FLASHGATE_GRANT_RETIRED_KEYS without FLASHGATE_GRANT_KEY"
             );
             return Ok(None);
         }
         anyhow::ensure!(
             (1..=120).contains(&s.grant_ttl_s),
-            "grant_ttl_s must be 1..=120"
+            "FLASHGATE_GRANT_TTL_S must be 1..=120"
         );
         anyhow::ensure!(
             !s.grant_issuer.is_empty() && !s.grant_audience.is_empty(),
-            "grant_issuer and grant_audience must not be empty"
+            "FLASHGATE_GRANT_ISSUER and FLASHGATE_GRANT_AUDIENCE must not be empty"
         );
-        let seed = key_bytes("grant_key", &s.grant_key)?;
+        // the shop's server redeems (and pays, closes) with a token of its own, never the admin's
+        anyhow::ensure!(
+            !s.grant_redeem_token.is_empty(),
+            "FLASHGATE_GRANT_KEY is set: set FLASHGATE_GRANT_REDEEM_TOKEN too (the shop's server \
+             redeems grants with it; openssl rand -hex 32), the admin token is never the shop's"
+        );
+        anyhow::ensure!(
+            s.grant_redeem_token != s.admin_token,
+            "FLASHGATE_GRANT_REDEEM_TOKEN must not be the admin token (the shop holds it)"
+        );
+        crate::plumbing::config::check_currency(&s.currency, true, "FLASHGATE_GRANT_KEY")?;
+        let seed = key_bytes("FLASHGATE_GRANT_KEY", &s.grant_key)?;
         let (x, kid) = public_of(&s.grant_key)?;
         let mut published = vec![Published {
             kid: kid.clone(),
@@ -200,7 +222,7 @@ impl Grants {
             .map(str::trim)
             .filter(|k| !k.is_empty())
         {
-            let bytes = key_bytes("grant_retired_keys", old)?;
+            let bytes = key_bytes("FLASHGATE_GRANT_RETIRED_KEYS", old)?;
             let x = URL_SAFE_NO_PAD.encode(bytes);
             published.push(Published {
                 kid: thumbprint(&x),
@@ -221,6 +243,7 @@ impl Grants {
             issuer: s.grant_issuer.clone(),
             audience: s.grant_audience.clone(),
             ttl_s: s.grant_ttl_s as i64,
+            currency: s.currency.clone(),
             checkout: (!s.checkout_url.is_empty()).then(|| s.checkout_url.clone()),
         }))
     }
@@ -240,6 +263,7 @@ impl Grants {
             sale,
             product: facts.product.clone(),
             price: facts.price_minor,
+            currency: self.currency.clone(),
             jti: format!("order-{order}"),
             iat: now_s,
             exp: now_s + self.ttl_s,
@@ -308,6 +332,8 @@ mod tests {
     fn grants(f: impl Fn(&mut Settings)) -> anyhow::Result<Option<Grants>> {
         let mut s = Settings {
             grant_key: "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A".into(),
+            grant_redeem_token: "a-shop-token-of-its-own-0123456789abcdef".into(),
+            currency: "CNY".into(),
             ..Settings::default()
         };
         f(&mut s);
@@ -370,6 +396,27 @@ mod tests {
                 .is_some()
         );
         assert!(grants(|s| s.grant_ttl_s = 121).is_err());
+        // refusals name the variables an operator sets
+        let no_token = grants(|s| s.grant_redeem_token.clear())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            no_token.contains("FLASHGATE_GRANT_REDEEM_TOKEN"),
+            "{no_token}"
+        );
+        let admin = grants(|s| s.admin_token = s.grant_redeem_token.clone())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(admin.contains("admin token"), "{admin}");
+        let currency = grants(|s| s.currency.clear()).err().unwrap().to_string();
+        assert!(currency.contains("FLASHGATE_CURRENCY"), "{currency}");
+        let checkout = grants(|s| s.checkout_url = "https://x/c".into())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(checkout.contains("FLASHGATE_CHECKOUT_URL"), "{checkout}");
     }
 
     /// The test vector of `docs/integration.md`: a fixed key and claims, and the grant they give

@@ -16,7 +16,9 @@
 //!
 //! **The key set** is fetched at start, every [`REFRESH`], and when a token names a `kid` it does
 //! not have: at most once per `jwt_jwks_refetch_s` (30 s) and one fetch at a time, so a flood of
-//! made-up `kid`s costs the shop one request per 30 s. A failed fetch keeps the last good set.
+//! made-up `kid`s costs the shop one request per 30 s. A failed fetch keeps the last good set;
+//! while there never was one (the shop's key set unreachable at start), the edge is not ready
+//! (`/readyz` 503, saying why) and fetches again every `jwt_jwks_refetch_s`.
 //! Fetches follow no redirect, give up after [`FETCH_TIMEOUT`] and read at most [`MAX_JWKS`].
 
 use std::collections::HashMap;
@@ -209,6 +211,9 @@ struct Jwks {
     /// Held by the one fetch under way; holds when the last fetch started.
     fetching: tokio::sync::Mutex<Option<Instant>>,
     min_gap: Duration,
+    /// Why the last fetch failed, while no set was ever fetched (`None` once one was): until
+    /// then no shop token can verify, so the edge is not ready ([`ShopTokens::unready`]).
+    never: std::sync::Mutex<Option<String>>,
 }
 
 /// The verifier an edge keeps (`AppState::shop_tokens`).
@@ -261,6 +266,7 @@ impl ShopTokens {
                 keys: ArcSwap::from_pointee(HashMap::new()),
                 fetching: tokio::sync::Mutex::new(None),
                 min_gap: Duration::from_secs(s.jwt_jwks_refetch_s),
+                never: std::sync::Mutex::new(Some("not fetched yet".into())),
             }),
         };
         Ok(Some(ShopTokens {
@@ -274,22 +280,40 @@ impl ShopTokens {
     }
 
     /// Fetches the key set (a failure is logged: the first token naming a key fetches again),
-    /// then every [`REFRESH`] for as long as the verifier lives.
+    /// then every [`REFRESH`] for as long as the verifier lives; every `jwt_jwks_refetch_s`
+    /// while no set was ever fetched (the edge is not ready until one is).
     pub async fn start(self: &Arc<Self>) {
-        if self.jwks.is_none() {
+        let Some(jwks) = &self.jwks else {
             return;
-        }
+        };
         self.fetch_now().await;
         let weak = Arc::downgrade(self);
+        let soon = jwks.min_gap.max(Duration::from_secs(1));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH);
-            tick.tick().await;
+            let mut since = Instant::now();
             loop {
-                tick.tick().await;
+                tokio::time::sleep(soon).await;
                 let Some(me) = weak.upgrade() else { return };
-                me.fetch_now().await;
+                if me.unready().is_some() || since.elapsed() >= REFRESH {
+                    me.fetch_now().await;
+                    since = Instant::now();
+                }
             }
         });
+    }
+
+    /// Why this edge cannot verify any shop token yet, if it cannot: the key set
+    /// (`jwt_jwks_url`, and no fixed `jwt_key`) was never fetched. `/readyz` answers 503 with it.
+    pub fn unready(&self) -> Option<String> {
+        let jwks = self.jwks.as_ref()?;
+        if self.fixed.is_some() {
+            return None;
+        }
+        let never = jwks.never.lock().expect("never lock").clone()?;
+        Some(format!(
+            "the shop's key set (FLASHGATE_JWT_JWKS_URL {}) was never fetched: {never}",
+            jwks.url
+        ))
     }
 
     /// Fetches the key set now, one fetch at a time.
@@ -315,6 +339,7 @@ impl ShopTokens {
                     .collect();
                 tracing::info!(keys = keys.len(), url = %jwks.url, "the shop's key set fetched");
                 jwks.keys.store(Arc::new(keys));
+                *jwks.never.lock().expect("never lock") = None;
                 if !gone.is_empty() {
                     let pinned = self.verified.pin();
                     pinned.retain(|_, v| {
@@ -326,7 +351,16 @@ impl ShopTokens {
             }
             Err(e) => {
                 self.metrics.jwks_fetch_failures.inc();
-                tracing::warn!(error = %e, url = %jwks.url, "fetching the shop's key set failed; the last good set is kept");
+                let mut never = jwks.never.lock().expect("never lock");
+                match never.as_mut() {
+                    Some(why) => {
+                        *why = format!("{e:#}");
+                        tracing::warn!(error = %format!("{e:#}"), url = %jwks.url, "fetching the shop's key set failed and there is no earlier one: every shop token is refused and /readyz answers 503 until a fetch succeeds");
+                    }
+                    None => {
+                        tracing::warn!(error = %format!("{e:#}"), url = %jwks.url, "fetching the shop's key set failed; the last good set is kept");
+                    }
+                }
             }
         }
     }
@@ -386,10 +420,15 @@ impl ShopTokens {
         }
         let (alg, kid) = self.judge_shape(token)?;
         let key = match &kid {
-            Some(kid) if self.jwks.is_some() => self
-                .key_for(kid)
-                .await
-                .ok_or(fault(TokenFault::UnknownKey))?,
+            // no key set ever fetched: the token cannot be judged (503, try again), not refused
+            Some(kid) if self.jwks.is_some() => {
+                self.key_for(kid)
+                    .await
+                    .ok_or_else(|| match self.unready() {
+                        Some(_) => AppError::Unavailable(crate::error::Dependency::ShopKeys),
+                        None => fault(TokenFault::UnknownKey),
+                    })?
+            }
             _ => match &self.fixed {
                 Some(k) => k.clone(),
                 None => self.only_key_for(alg)?,
@@ -522,13 +561,19 @@ async fn read_jwks(
         body.extend_from_slice(&chunk);
         anyhow::ensure!(body.len() <= MAX_JWKS, "the key set is larger than 1 MiB");
     }
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body)?;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("the key set is not a JWK Set: {e}"))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
         if let (Some(kid), Some(key)) = (&jwk.common.key_id, key_of(jwk)) {
             keys.insert(kid.clone(), key);
         }
     }
+    // a set with nothing usable in it is no better than none (the last good one is kept)
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "the key set has no key flashgate can use (each needs a kid, a signing kind it takes)"
+    );
     Ok(keys)
 }
 

@@ -209,8 +209,9 @@ pub struct Settings {
     pub grant_audience: String,
     /// A grant is valid this long, seconds (1..=120).
     pub grant_ttl_s: u64,
-    /// The bearer token the shop's server sends to `POST /api/grants/redeem`; empty: the admin
-    /// token.
+    /// The bearer token the shop's server sends to the admin listener: `POST /api/grants/redeem`
+    /// and paying or closing an order. Required with `grant_key` (the shop never gets the admin
+    /// token), and not the admin token.
     pub grant_redeem_token: String,
     /// The shop's checkout, with `{grant}` where the grant goes
     /// (`https://shop.example/checkout?grant={grant}`); empty: the page shows the order as today.
@@ -236,8 +237,10 @@ pub struct Settings {
     pub events_give_way_ms: u64,
     /// The CloudEvents `source` of every event.
     pub events_source: String,
-    /// The currency of prices in events (ISO 4217).
-    pub events_currency: String,
+    /// The currency of every price flashgate hands the shop, in grants and in events (ISO 4217,
+    /// `EUR`): no default, a shop's prices are in its own currency; required once grants or an
+    /// event sink are on (it was `events_currency`, CNY by default, for events only).
+    pub currency: String,
 }
 
 impl Default for Settings {
@@ -321,7 +324,7 @@ impl Default for Settings {
             events_retry_horizon_s: 24 * 3600,
             events_give_way_ms: 2000,
             events_source: "/flashgate".into(),
-            events_currency: "CNY".into(),
+            currency: String::new(),
         }
     }
 }
@@ -385,6 +388,23 @@ const PLACEHOLDER_TOKENS: [&str; 9] = [
     "replace-me",
 ];
 
+/// The currency setting (`FLASHGATE_CURRENCY`): an ISO 4217 code (three capitals) when set,
+/// and set when `needed` (by `what`: grants, an event sink), since a price without its
+/// currency is a guess.
+pub fn check_currency(currency: &str, needed: bool, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !currency.is_empty() || !needed,
+        "{what} is on: set FLASHGATE_CURRENCY to the shop's currency (ISO 4217, as EUR); there \
+         is no default (FLASHGATE_EVENTS_CURRENCY is now FLASHGATE_CURRENCY)"
+    );
+    anyhow::ensure!(
+        currency.is_empty()
+            || (currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())),
+        "FLASHGATE_CURRENCY must be an ISO 4217 code (three capitals, as EUR), not {currency:?}"
+    );
+    Ok(())
+}
+
 /// The admin token, if set, must be a real secret: 32 characters or more, not a placeholder
 /// (nor one padded out with repeats of itself), not one character repeated.
 fn check_admin_token(token: &str) -> anyhow::Result<()> {
@@ -413,6 +433,33 @@ fn check_admin_token(token: &str) -> anyhow::Result<()> {
 
 /// The prefix of every setting's environment variable.
 pub const ENV_PREFIX: &str = "FLASHGATE_";
+
+/// `message` with every setting it names (`checkout_url`) written as the variable an operator
+/// sets (`FLASHGATE_CHECKOUT_URL`): start-up refusals speak the operator's language. Only names
+/// with an underscore are taken (a bare `listen` or `currency` is also an English word).
+pub fn name_variables(message: &str) -> String {
+    let mut out = message.to_string();
+    for field in Settings::field_names().iter().filter(|f| f.contains('_')) {
+        let var = format!("{ENV_PREFIX}{}", field.to_uppercase());
+        let mut done = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(field.as_str()) {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + field.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            done.push_str(&rest[..at]);
+            done.push_str(if word(before) || word(after) {
+                field
+            } else {
+                &var
+            });
+            rest = &rest[at + field.len()..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
 
 impl Settings {
     /// Defaults, then `flashgate.toml` (or the file `FLASHGATE_CONFIG` names), then the environment.
@@ -454,7 +501,9 @@ impl Settings {
             // figment's message names the field and where its value came from
             anyhow::anyhow!("{}", e.to_string().replace("\n", "; "))
         })?;
-        settings.validate()?;
+        settings
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}", name_variables(&format!("{e:#}"))))?;
         Ok(settings)
     }
 
@@ -609,9 +658,22 @@ mod tests {
             jail.set_env("FLASHGATE_BATCH_SIZE", "100");
             jail.set_env("FLASHGATE_USER_RATE", "0");
             let err = Settings::from_figment(defaults()).unwrap_err().to_string();
-            assert!(err.contains("user_rate"), "{err}");
+            assert!(err.contains("FLASHGATE_USER_RATE"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn refusals_name_the_variables_not_the_fields() {
+        assert_eq!(
+            name_variables("checkout_url needs grant_key; admin_listen, not listen"),
+            "FLASHGATE_CHECKOUT_URL needs FLASHGATE_GRANT_KEY; FLASHGATE_ADMIN_LISTEN, not listen"
+        );
+        // a variable already named stays as it is
+        assert_eq!(
+            name_variables("FLASHGATE_GRANT_KEY is set"),
+            "FLASHGATE_GRANT_KEY is set"
+        );
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! All keys of one sale share the hash tag `{g:ID}`, so a script touching them runs on one Redis
 //! Cluster slot. The leading `sk`/`sess`/`cache` sit under a configurable namespace (empty by
 //! default), which lets parallel tests share one Redis.
+//!
+//! **Pub/sub channels ignore database numbers**: a `PUBLISH` on db 2 reaches every subscriber of
+//! that channel on the server, whatever db it selected. So a channel carries the deployment's
+//! db too (`sk:results@db2`; db 0 keeps the bare name, as before), and so does the name of a
+//! Redis Functions library (per server, not per db): two deployments on one Redis server, on
+//! different dbs or namespaces, never hear each other nor share scripts.
 
 use std::time::Duration;
 
@@ -54,12 +60,32 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     ns: String,
+    /// The Redis database the deployment selected: keys are per db, channels and function
+    /// libraries are not, so their names carry it ([`Keys::on_db`]).
+    db: i64,
 }
 
 impl Keys {
     pub fn new(namespace: &str) -> Self {
         Self {
             ns: namespace.to_string(),
+            db: 0,
+        }
+    }
+
+    /// The same names for a deployment on database `db` (its channels and libraries are its
+    /// own: see the module's comment).
+    pub fn on_db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// A pub/sub channel of this deployment: `NS` + `base`, and `@dbN` on a db other than 0
+    /// (`base` never ends in `@dbN`, so no two deployments' names meet).
+    fn channel(&self, base: &str) -> String {
+        match self.db {
+            0 => format!("{}{base}", self.ns),
+            db => format!("{}{base}@db{db}", self.ns),
         }
     }
 
@@ -98,7 +124,7 @@ impl Keys {
     /// its cached copy (see [`crate::accounts::session::SessionCache`]) and adds the token to its
     /// recent logouts (see [`crate::accounts::logouts`]).
     pub fn session_channel(&self) -> String {
-        format!("{}sess:revoked", self.ns)
+        self.channel("sess:revoked")
     }
 
     /// `sess:logouts`, zset, [`LOGOUT_KEEP`]: the fingerprints of the tokens logged out lately,
@@ -167,12 +193,12 @@ impl Keys {
     /// The pub/sub channel a worker announces written results on (message: `GOODS
     /// UID=RESULT,…`), so each edge pushes them to the shoppers' streams (`admission::push`).
     pub fn results_channel(&self) -> String {
-        format!("{}sk:results", self.ns)
+        self.channel("sk:results")
     }
 
     /// The pub/sub channel a give-back is announced on (message: the goods id).
     pub fn restock_channel(&self) -> String {
-        format!("{}sk:restock", self.ns)
+        self.channel("sk:restock")
     }
 
     /// `lua:state`: which script release is live, the canary and its share, the history that
@@ -194,7 +220,7 @@ impl Keys {
     /// `lua:changed`: the pub/sub channel a change of `lua:state` is announced on (message: its
     /// generation), so every edge follows at once instead of polling.
     pub fn lua_channel(&self) -> String {
-        format!("{}lua:changed", self.ns)
+        self.channel("lua:changed")
     }
 
     /// `lua:edges`: a hash, one field per running edge, holding what it reports (when it changes, and every 10 s)
@@ -210,10 +236,11 @@ impl Keys {
         format!("{}{version}", self.lua_libraries())
     }
 
-    /// What every library name of this namespace starts with (`fg_<8 hex>_v`).
+    /// What every library name of this namespace starts with (`fg_<8 hex>_v`; the hex is of
+    /// the namespace, and of `NS@dbN` on a db other than 0: libraries are per server).
     pub fn lua_libraries(&self) -> String {
         use sha1::{Digest, Sha1};
-        let tag = hex::encode(Sha1::digest(self.ns.as_bytes()));
+        let tag = hex::encode(Sha1::digest(self.channel("").as_bytes()));
         format!("fg_{}_v", &tag[..8])
     }
 
@@ -384,5 +411,24 @@ mod tests {
             t.sale(GoodsId::new(7).unwrap()).queue(),
             "t1:sk:{g:7}:queue"
         );
+    }
+
+    #[test]
+    fn channels_and_libraries_carry_the_db_and_keys_do_not() {
+        let (zero, two) = (Keys::new(""), Keys::new("").on_db(2));
+        // db 0 keeps the names a deployment had before (an upgrade hears its old workers)
+        assert_eq!(zero.results_channel(), "sk:results");
+        assert_eq!(zero.lua_libraries(), Keys::new("").lua_libraries());
+        assert_eq!(two.results_channel(), "sk:results@db2");
+        assert_eq!(two.session_channel(), "sess:revoked@db2");
+        assert_eq!(two.restock_channel(), "sk:restock@db2");
+        assert_eq!(two.lua_channel(), "lua:changed@db2");
+        assert_ne!(zero.lua_libraries(), two.lua_libraries());
+        assert_ne!(
+            Keys::new("").on_db(1).results_channel(),
+            two.results_channel()
+        );
+        let g = GoodsId::new(7).unwrap();
+        assert_eq!(two.sale(g).stock(), zero.sale(g).stock());
     }
 }

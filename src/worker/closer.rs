@@ -33,6 +33,55 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Step 1 for one order of `goods`, if it is still unpaid: closed, its `seckill_order` row
+/// deleted, its unit back in MySQL's stock, its event written, all in one transaction. Whether
+/// it was closed now (false: it was paid or closed already). Step 2 (the unit back in Redis)
+/// follows on the closer's next pass. The closer and the shop's server
+/// (`POST /api/orders/{id}/close`) both close through here.
+pub async fn close(
+    state: &crate::state::AppState,
+    id: i64,
+    goods: GoodsId,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = crate::plumbing::db::begin(&state.db).await?;
+    let done = sqlx::query(
+        "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
+    )
+    .bind(OrderStatus::Closed)
+    .bind(id)
+    .bind(OrderStatus::Unpaid)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        // the event in the same transaction as the close (`events::outbox`)
+        let at = crate::events::outbox::now();
+        if crate::events::outbox::order_changed(
+            &mut tx,
+            &state.events,
+            crate::events::EventType::Closed,
+            id,
+            at,
+        )
+        .await?
+        {
+            state.metrics.events_written.inc();
+        }
+        sqlx::query("DELETE FROM seckill_order WHERE order_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?")
+            .bind(goods.get())
+            .execute(&mut *tx)
+            .await?;
+        // a closed order moves the sale's units: it is audited again
+        store::unsettle(&mut *tx, goods).await?;
+    }
+    tx.commit().await?;
+    Ok(done == 1)
+}
+
 /// One pass of both steps; returns how many orders were closed.
 pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     let state = &ctx.state;
@@ -47,43 +96,9 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .await?;
     let mut closed = 0;
     for (id, goods) in due {
-        let mut tx = crate::plumbing::db::begin(db).await?;
-        let done = sqlx::query(
-            "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
-        )
-        .bind(OrderStatus::Closed)
-        .bind(id)
-        .bind(OrderStatus::Unpaid)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 1 {
-            // the event in the same transaction as the close (`events::outbox`)
-            let at = crate::events::outbox::now();
-            if crate::events::outbox::order_changed(
-                &mut tx,
-                &state.events,
-                crate::events::EventType::Closed,
-                id,
-                at,
-            )
-            .await?
-            {
-                state.metrics.events_written.inc();
-            }
-            sqlx::query("DELETE FROM seckill_order WHERE order_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?")
-                .bind(goods)
-                .execute(&mut *tx)
-                .await?;
-            // a closed order moves the sale's units: it is audited again
-            store::unsettle(&mut *tx, GoodsId::new(goods)?).await?;
+        if close(state, id, GoodsId::new(goods)?).await? {
             closed += 1;
         }
-        tx.commit().await?;
     }
 
     let to_return: Vec<(i64, i64, i64, i16)> = sqlx::query_as(

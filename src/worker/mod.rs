@@ -64,6 +64,9 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
         std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // orders out to RabbitMQ: the exchange exists before any event (a queue can be bound before
+    // the sale), and a broker that refuses it stops the worker here, saying why
+    crate::events::relay::declare_exchanges(&state.events, &state.settings.amqp_url).await?;
     let blocking = blocking::pool(state.redis_target.clone());
     let fence = fence::Fence::register(&state.db, &consumer).await?;
     let ctx = Arc::new(WorkerCtx {

@@ -17,7 +17,7 @@ use crate::helpers::{TestApp, spawn_with, test_settings};
 use flashgate::domain::GoodsId;
 use flashgate::plumbing::config::Settings;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request the receiver took.
 #[derive(Debug, Clone)]
@@ -712,8 +712,13 @@ fn settings_that_cannot_work_stop_the_worker_saying_which() {
             "ftp://shop.example/hook",
             "http(s)",
         ),
-        ("FLASHGATE_WEBHOOK_RATE", "0", "webhook_rate"),
-        ("FLASHGATE_EVENTS_EXCHANGE", "amq.orders", "events_exchange"),
+        ("FLASHGATE_WEBHOOK_RATE", "0", "FLASHGATE_WEBHOOK_RATE"),
+        (
+            "FLASHGATE_EVENTS_EXCHANGE",
+            "amq.orders",
+            "FLASHGATE_EVENTS_EXCHANGE",
+        ),
+        ("FLASHGATE_CURRENCY", "eur", "FLASHGATE_CURRENCY"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
             .arg("worker")

@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-9f2c4e7a1b3d5f6081a2b3c4d5e6f708";
+/// The shop's server's token (`FLASHGATE_GRANT_REDEEM_TOKEN`): redeem, pay, close.
+pub const SHOP_TOKEN: &str = "test-shop-server-3c1d9e8b7a6f5e4d3c2b1a0f9e8d";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -37,6 +39,8 @@ pub fn test_settings() -> Settings {
         namespace: format!("t{}:", &id[..12]),
         captcha: false,
         admin_token: ADMIN_TOKEN.into(),
+        grant_redeem_token: SHOP_TOKEN.into(),
+        currency: "CNY".into(),
         admin_listen: "127.0.0.1:0".into(),
         public_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/public").into(),
         claim_idle_ms: 1000,

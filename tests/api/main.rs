@@ -28,6 +28,7 @@ mod push;
 mod restart;
 mod room;
 mod scale;
+mod seams;
 mod security;
 mod shop_identity;
 mod split;

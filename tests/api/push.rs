@@ -16,13 +16,13 @@ fn now_ms() -> i64 {
 }
 
 /// One open event stream, read event by event.
-struct Stream {
+pub struct Stream {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl Stream {
-    async fn open(app: &TestApp, base: &str, token: &str, goods: GoodsId) -> Self {
+    pub async fn open(app: &TestApp, base: &str, token: &str, goods: GoodsId) -> Self {
         let resp = app
             .http
             .get(format!("{base}/api/seckill/events?goodsId={goods}"))
@@ -43,7 +43,7 @@ impl Stream {
     }
 
     /// The next event `(name, data)`, or `None` if none came within `within`.
-    async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
+    pub async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -71,7 +71,7 @@ impl Stream {
     }
 
     /// Events until one named `name` comes, within `within`.
-    async fn until(&mut self, name: &str, within: Duration) -> Option<Value> {
+    pub async fn until(&mut self, name: &str, within: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

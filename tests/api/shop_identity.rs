@@ -14,7 +14,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Monitor, TestApp, spawn_with, test_settings};
+use crate::helpers::{Monitor, SHOP_TOKEN, TestApp, spawn_with, test_settings};
 use flashgate::domain::GoodsId;
 use flashgate::plumbing::config::{AuthMode, Settings};
 
@@ -257,6 +257,7 @@ async fn a_sale_bought_with_shop_tokens_end_to_end() {
     .await
     .unwrap();
     assert_eq!(claims["price"], price);
+    assert_eq!(claims["currency"], "CNY");
 
     // the order is the subject's: a users row of its own, made at the path request
     let subject: Option<Vec<u8>> = sqlx::query_scalar(
@@ -270,36 +271,30 @@ async fn a_sale_bought_with_shop_tokens_end_to_end() {
 
     // redeemed once, 409 after; a second grant of the same order is the same pass
     let (status, body) = app
-        .admin_post(
-            "/api/grants/redeem",
-            ADMIN_TOKEN,
-            &json!({ "grant": grant }),
-        )
+        .admin_post("/api/grants/redeem", SHOP_TOKEN, &json!({ "grant": grant }))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["order"], order);
     let (status, body) = app
-        .admin_post(
-            "/api/grants/redeem",
-            ADMIN_TOKEN,
-            &json!({ "grant": grant }),
-        )
+        .admin_post("/api/grants/redeem", SHOP_TOKEN, &json!({ "grant": grant }))
         .await;
     assert_eq!((status, code(&body)), (409, 500244), "{body}");
     let again = written(&app, &token, goods).await;
     let (status, body) = app
         .admin_post(
             "/api/grants/redeem",
-            ADMIN_TOKEN,
+            SHOP_TOKEN,
             &json!({ "grant": again["grant"] }),
         )
         .await;
     assert_eq!((status, code(&body)), (409, 500244), "{body}");
-    // not without the redeem token, and a tampered grant is refused as such
-    let (status, _) = app
-        .admin_post("/api/grants/redeem", "wrong", &json!({ "grant": grant }))
-        .await;
-    assert_eq!(status, 403);
+    // not without the redeem token (the admin token is not it), and a tampered grant is refused
+    for wrong in ["wrong", crate::helpers::ADMIN_TOKEN] {
+        let (status, _) = app
+            .admin_post("/api/grants/redeem", wrong, &json!({ "grant": grant }))
+            .await;
+        assert_eq!(status, 403);
+    }
     let mut parts: Vec<String> = grant.split('.').map(str::to_string).collect();
     let mut c: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     c["order"] = json!(order + 1);
@@ -307,7 +302,7 @@ async fn a_sale_bought_with_shop_tokens_end_to_end() {
     let (status, body) = app
         .admin_post(
             "/api/grants/redeem",
-            ADMIN_TOKEN,
+            SHOP_TOKEN,
             &json!({ "grant": parts.join(".") }),
         )
         .await;

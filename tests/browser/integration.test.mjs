@@ -36,7 +36,11 @@ test("the documented verifier takes the documented test vector, and refuses it c
   const [h, c, s] = grant.split(".");
   const changed = Buffer.from(JSON.stringify({ ...claims, price: 1 })).toString("base64url");
   assert.throws(() => verifyGrant(`${h}.${changed}.${s}`, jwks, { audience: "shop", issuer: "flashgate" }, 1796000001), /bad signature/);
-  assert.throws(() => verifyGrant(grant, jwks, { audience: "shop", issuer: "flashgate" }, 1796000121), /expired/);
+  // a checkout clock 5 s off either way still takes it (the default leeway); past that it does not
+  verifyGrant(grant, jwks, { audience: "shop", issuer: "flashgate" }, 1796000124);
+  verifyGrant(grant, jwks, { audience: "shop", issuer: "flashgate" }, 1795999995);
+  assert.throws(() => verifyGrant(grant, jwks, { audience: "shop", issuer: "flashgate" }, 1796000126), /expired/);
+  assert.throws(() => verifyGrant(grant, jwks, { audience: "shop", issuer: "flashgate" }, 1795999994), /not yet valid/);
   assert.throws(() => verifyGrant(grant, jwks, { audience: "other", issuer: "flashgate" }, 1796000001), /not for us/);
 });
 
@@ -82,6 +86,8 @@ before(async () => {
     FLASHGATE_JWT_AUDIENCE: "flashgate",
     FLASHGATE_JWT_COOKIE: "shop_jwt",
     FLASHGATE_GRANT_KEY: crypto.randomBytes(32).toString("base64url"),
+    FLASHGATE_GRANT_REDEEM_TOKEN: crypto.randomBytes(32).toString("hex"),
+    FLASHGATE_CURRENCY: "CNY",
     FLASHGATE_CHECKOUT_URL: `${shopBase}/checkout?grant={grant}`,
   };
   fg(port, "migrate");
