@@ -277,6 +277,9 @@ impl Hub {
 
     /// A worker's message on the results channel: `GOODS UID=RESULT,UID=RESULT,...`.
     pub fn results_message(&self, payload: &str) {
+        if let Some(claims) = payload.strip_prefix("draw ") {
+            return self.draw_message(claims);
+        }
         let Some((goods, list)) = payload.split_once(' ') else {
             return;
         };
@@ -289,6 +292,40 @@ impl Hub {
             {
                 self.result(goods, user, result);
             }
+        }
+    }
+
+    /// A draw's claims given (`crate::draws::record::step`): `GOODS UNTIL UID,UID,...`; each
+    /// shopper's streams on this edge get a `draw` event `{"goodsId","won":true,"claimUntil"}`.
+    fn draw_message(&self, payload: &str) {
+        let mut parts = payload.splitn(3, ' ');
+        let (Some(goods), Some(until), Some(users)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(goods), Ok(until)) = (GoodsId::parse(goods), until.parse::<i64>()) else {
+            return;
+        };
+        let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
+            return;
+        };
+        let data = format!(
+            "{{\"goodsId\":{},\"won\":true,\"claimUntil\":{until}}}",
+            goods.get()
+        );
+        let users: std::collections::HashSet<UserId> = users
+            .split(',')
+            .filter_map(|u| UserId::parse(u).ok())
+            .collect();
+        let mut streams = feed.streams.lock().expect("streams lock");
+        let mut gone = Vec::new();
+        for (id, s) in streams.iter().filter(|(_, s)| users.contains(&s.user)) {
+            if !self.send(&s.tx, "draw", &data) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            streams.remove(&id); // not reading: dropped (its stream ends)
         }
     }
 

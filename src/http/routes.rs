@@ -36,6 +36,10 @@ pub enum Route {
     Pay,
     GrantKeys,
     GrantRedeem,
+    DrawShow,
+    DrawChallenge,
+    DrawEnter,
+    DrawPublished,
     AdminListSales,
     AdminCreateSale,
     AdminShowSale,
@@ -56,7 +60,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 32] = [
+    pub const ALL: [Route; 36] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -72,6 +76,10 @@ impl Route {
         Route::Pay,
         Route::GrantKeys,
         Route::GrantRedeem,
+        Route::DrawShow,
+        Route::DrawChallenge,
+        Route::DrawEnter,
+        Route::DrawPublished,
         Route::AdminListSales,
         Route::AdminCreateSale,
         Route::AdminShowSale,
@@ -110,6 +118,10 @@ impl Route {
             Route::Pay => (Method::POST, "/api/orders/{id}/pay", Public),
             Route::GrantKeys => (Method::GET, "/.well-known/jwks.json", Public),
             Route::GrantRedeem => (Method::POST, "/api/grants/redeem", Admin),
+            Route::DrawShow => (Method::GET, "/api/draws/{goodsId}", Public),
+            Route::DrawChallenge => (Method::GET, "/api/draws/{goodsId}/challenge", Public),
+            Route::DrawEnter => (Method::POST, "/api/draws/{goodsId}/entries", Public),
+            Route::DrawPublished => (Method::GET, "/api/draws/{goodsId}/published", Public),
             Route::AdminListSales => (Method::GET, "/api/admin/sales", Admin),
             Route::AdminCreateSale => (Method::POST, "/api/admin/sales", Admin),
             Route::AdminShowSale => (Method::GET, "/api/admin/sales/{id}", Admin),
@@ -150,6 +162,9 @@ impl Route {
             Route::Events => "events",
             Route::GoodsList | Route::GoodsDetail => "goods",
             Route::Login | Route::Logout => "auth",
+            Route::DrawShow | Route::DrawChallenge | Route::DrawEnter | Route::DrawPublished => {
+                "draw"
+            }
             _ => "other",
         }
     }
