@@ -53,21 +53,49 @@ impl Keyed {
     }
 }
 
-/// An entry's published digest (see the module comment).
+/// An entry's published digest (see the module comment). Written without an allocation: a
+/// draw makes a million of them.
 pub fn entry_digest(secret: &Keyed, goods: i64, user: i64) -> [u8; 32] {
-    secret.sign(format!("flashgate-draw-entry:{goods}:{user}").as_bytes())
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut at = &mut buf[..];
+    write!(at, "flashgate-draw-entry:{goods}:{user}").expect("64 bytes hold two i64s");
+    let len = 64 - at.len();
+    secret.sign(&buf[..len])
 }
 
-/// The indexes of `digests` in the draw's order under `seed`.
+/// Runs `f` over `items` and `out` in matching chunks, one thread per core.
+pub fn on_every_core<T: Sync, U: Send>(items: &[T], out: &mut [U], f: impl Fn(&T, &mut U) + Sync) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (ins, outs) in items.chunks(per).zip(out.chunks_mut(per)) {
+            let f = &f;
+            s.spawn(move || ins.iter().zip(outs).for_each(|(i, o)| f(i, o)));
+        }
+    });
+}
+
+/// The indexes of `digests` in the draw's order under `seed` (the keys on every core, then one
+/// sort).
 pub fn order(seed: &[u8], digests: &[[u8; 32]]) -> Vec<u32> {
     let keyed = Keyed::new(seed);
-    let mut ranked: Vec<([u8; 32], u32)> = digests
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (keyed.sign(d), i as u32))
-        .collect();
+    let mut ranked = vec![([0u8; 32], 0u32); digests.len()];
+    let indexed: Vec<(u32, &[u8; 32])> = (0..).zip(digests).collect();
+    on_every_core(&indexed, &mut ranked, |(i, d), out| {
+        *out = (keyed.sign(*d), *i)
+    });
     ranked.sort_unstable();
     ranked.into_iter().map(|(_, i)| i).collect()
+}
+
+/// User ids as the order and the log hold them: 16 lower-case hex digits each.
+pub fn ids_text(ids: impl ExactSizeIterator<Item = i64>) -> Vec<u8> {
+    let mut out = vec![0u8; ids.len() * 16];
+    for (id, slot) in ids.zip(out.chunks_exact_mut(16)) {
+        hex::encode_to_slice(id.to_be_bytes(), slot).expect("16 digits for 8 bytes");
+    }
+    out
 }
 
 /// What flashgate publishes once a sale is drawn (`GET /api/draws/{goodsId}/published`): enough
@@ -187,6 +215,20 @@ mod tests {
         assert_eq!(a, b);
         let k = Keyed::new(&seed);
         assert!(a.windows(2).all(|w| k.sign(&w[0]) < k.sign(&w[1])));
+    }
+
+    #[test]
+    fn ids_are_written_as_sixteen_hex_digits() {
+        let text = ids_text([1i64, 0xabc, 123_456_789].into_iter());
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            format!("{:016x}{:016x}{:016x}", 1, 0xabc, 123_456_789)
+        );
+        let k = Keyed::new(b"s");
+        assert_eq!(
+            entry_digest(&k, 5, 77),
+            k.sign(b"flashgate-draw-entry:5:77")
+        );
     }
 
     #[test]

@@ -340,12 +340,9 @@ async fn run(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> Result<Drawn, A
     .await
     .map_err(|e| anyhow::anyhow!("ordering the entries: {e}"))?;
     let order_ms = ordering.elapsed().as_millis();
-    let mut text = String::with_capacity(ranked.len() * 16);
-    for &i in &ranked {
-        text.push_str(&format!("{:016x}", users[i as usize]));
-    }
+    let text = order::ids_text(ranked.iter().map(|&i| users[i as usize]));
     let _: () = con.del(k.draw_order()).await?;
-    for chunk in text.as_bytes().chunks(CHUNK) {
+    for chunk in text.chunks(CHUNK) {
         let _: () = con.append(k.draw_order(), chunk).await?;
     }
     let _: () = con
@@ -365,19 +362,11 @@ async fn run(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> Result<Drawn, A
     })
 }
 
-/// Every entry's digest, on every core (a million take well under a second).
+/// Every entry's digest, on every core.
 pub fn digests(secret: &Keyed, goods: i64, users: &[i64]) -> Vec<[u8; 32]> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = users.len().div_ceil(threads).max(1);
     let mut out = vec![[0u8; 32]; users.len()];
-    std::thread::scope(|s| {
-        for (ids, digests) in users.chunks(per).zip(out.chunks_mut(per)) {
-            s.spawn(move || {
-                for (u, d) in ids.iter().zip(digests) {
-                    *d = order::entry_digest(secret, goods, *u);
-                }
-            });
-        }
+    order::on_every_core(users, &mut out, |u, d| {
+        *d = order::entry_digest(secret, goods, *u)
     });
     out
 }
