@@ -81,6 +81,7 @@ impl Cache {
         keys: &Keys,
         goods: GoodsId,
     ) -> Result<Arc<HashMap<i64, i64>>, AppError> {
+        // only once drawn whole (the callers check `DrawRow::drawn`): cached for good
         if let Some(p) = self.places.lock().expect("places lock").get(&goods) {
             return Ok(p.clone());
         }
@@ -140,9 +141,17 @@ async fn look_after(db: &MySqlPool, redis: &RedisConn, keys: &Keys) -> anyhow::R
     let now = crate::plumbing::clock::now_ms();
     let con = &mut redis.clone();
     for row in record::active(db).await? {
-        if row.drawn_at.is_none() {
+        if row.drawn_at.is_some() && row.entries.is_none() {
+            // claimed by a runner and not finished: after a minute, someone else's to finish
+            if record::release_stale(db, row.goods()).await? {
+                tracing::warn!(
+                    goods = row.goods_id,
+                    "a draw left unfinished is drawn again"
+                );
+            }
+        } else if row.drawn_at.is_none() {
             record::load(con, keys, &row).await?;
-            if now >= row.until_ms() {
+            if now >= row.until_ms() && row.cancelled_at.is_none() {
                 match record::draw(db, con, keys, row.goods(), now).await {
                     Ok(_) | Err(AppError::Draw(DrawFault::AlreadyDrawn)) => {}
                     Err(e) => tracing::warn!(goods = row.goods_id, error = %e, "draw failed"),

@@ -96,12 +96,17 @@ impl DrawRow {
     pub fn secret(&self) -> Keyed {
         Keyed::new(&self.secret)
     }
+    /// Drawn: the order is written whole (`entries` is set after it; `drawn_at` alone only
+    /// says a runner claimed the draw). Places, the seed and the publication wait for this.
+    pub fn drawn(&self) -> bool {
+        self.drawn_at.is_some() && self.entries.is_some()
+    }
     /// Where the draw stands at `now`: `scheduled`, `registering`, `drawing` (registration
     /// closed, not drawn yet), `claiming` (drawn, the sale running), `over`.
     pub fn phase(&self, now: i64) -> &'static str {
         match () {
             _ if now >= self.end_ms() => "over",
-            _ if self.drawn_at.is_some() => "claiming",
+            _ if self.drawn() => "claiming",
             _ if now < self.from_ms() => "scheduled",
             _ if now < self.until_ms() => "registering",
             _ => "drawing",
@@ -269,6 +274,20 @@ pub struct Drawn {
     pub order_ms: u128,
 }
 
+/// Gives a draw claimed more than a minute ago and never finished (its runner died) back to the
+/// next runner. Returns whether it did.
+pub async fn release_stale(db: &MySqlPool, goods: GoodsId) -> Result<bool, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE sale_draw SET drawn_at = NULL WHERE goods_id = ? AND entries IS NULL \
+         AND drawn_at < NOW(3) - INTERVAL 1 MINUTE",
+    )
+    .bind(goods.get())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(released > 0)
+}
+
 /// Draws `goods`: once, not before its registration closed (see the module comment).
 pub async fn draw(
     db: &MySqlPool,
@@ -328,6 +347,20 @@ async fn run(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> Result<Drawn, A
     let began = std::time::Instant::now();
     let k = keys.sale(row.goods());
     load(con, keys, row).await?;
+    let (state, total): (Option<String>, Option<usize>) = redis::cmd("HMGET")
+        .arg(k.draw())
+        .arg(&["state", "total"])
+        .query_async(con)
+        .await?;
+    if let (Some("drawn"), Some(total)) = (state.as_deref(), total) {
+        // drawn in Redis by a runner whose MySQL write was lost: the order (and the claims
+        // handed out since) stand; rewriting it would send the waitlist back to its start
+        return Ok(Drawn {
+            entries: total,
+            took_ms: began.elapsed().as_millis(),
+            order_ms: 0,
+        });
+    }
     let _: () = con.hset(k.draw(), "state", "closed").await?;
     let users = read_ids(con, &k.draw_log()).await?;
     let (secret, seed, goods) = (row.secret(), row.seed.clone(), row.goods_id);
@@ -434,7 +467,7 @@ pub async fn publication(
     keys: &Keys,
     row: &DrawRow,
 ) -> Result<Publication, AppError> {
-    if row.drawn_at.is_none() {
+    if !row.drawn() {
         return Err(AppError::Draw(DrawFault::NotDrawn));
     }
     let k = keys.sale(row.goods());
@@ -512,7 +545,7 @@ pub async fn view(
             .sismember(k.draw_lapsed(), uid)
             .query_async(con)
             .await?;
-    let drawn = row.drawn_at.is_some();
+    let drawn = row.drawn();
     let you = match (user, entry) {
         (Some(u), Some(entry)) => {
             let state = match () {

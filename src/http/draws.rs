@@ -88,7 +88,7 @@ pub async fn enter(
     if now < row.from_ms() {
         return Err(AppError::Draw(DrawFault::NotOpen));
     }
-    if now >= row.until_ms() || row.drawn_at.is_some() {
+    if now >= row.until_ms() || row.drawn_at.is_some() || row.cancelled_at.is_some() {
         return Err(AppError::Draw(DrawFault::Closed));
     }
     let scope = proof::Scope {
@@ -129,7 +129,7 @@ pub async fn show(req: Request<Incoming>, state: &AppState, goods: &str) -> Resu
         Ok(credential) => Some(respond::user_of(&credential, state).await?.id),
         Err(_) => None,
     };
-    let places = match (user, row.drawn_at.is_some()) {
+    let places = match (user, row.drawn()) {
         (Some(_), true) => Some(state.draws.places(&state.redis, &state.keys, goods).await?),
         _ => None,
     };
