@@ -31,7 +31,7 @@
 //! - [`state`]: `AppState`, what handlers and worker tasks share.
 //! - [`startup`]: `Application::build` (binds, port 0 allowed) and `run` with a shutdown future.
 //! - [`cli`]: the `flashgate` subcommands (`serve`, `worker`, `all`, `migrate`, `seed`, `users`,
-//!   `sale`, `audit`, `reset`) and the demo data they write.
+//!   `sale`, `audit`, `draw`, `reset`) and the demo data they write.
 
 pub mod accounts;
 pub mod admission;
