@@ -593,3 +593,48 @@ pub async fn places(
         .map(|(i, u)| (u, i as i64 + 1))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .naive_utc()
+    }
+
+    fn row(drawn: bool, entries: bool) -> DrawRow {
+        DrawRow {
+            goods_id: 1,
+            register_from: at(1_000_000),
+            register_until: at(2_000_000),
+            claim_for_secs: 60,
+            seed: vec![0; 32],
+            commitment: String::new(),
+            secret: vec![1; 32],
+            drawn_at: drawn.then(|| at(2_000_001)),
+            entries: entries.then_some(10),
+            initial_stock: 3,
+            start_at: at(2_000_000),
+            end_at: at(9_000_000),
+            cancelled_at: None,
+        }
+    }
+
+    #[test]
+    fn a_draw_is_drawn_only_once_its_order_is_written_whole() {
+        assert_eq!(row(false, false).phase(999_999), "scheduled");
+        assert_eq!(row(false, false).phase(1_000_000), "registering");
+        assert_eq!(row(false, false).phase(2_000_000), "drawing");
+        // claimed by a runner, the order not written yet: still drawing, nothing shown
+        assert!(!row(true, false).drawn());
+        assert_eq!(row(true, false).phase(2_000_500), "drawing");
+        assert!(row(true, true).drawn());
+        assert_eq!(row(true, true).phase(2_000_500), "claiming");
+        assert_eq!(row(true, true).phase(9_000_000), "over");
+        let mut cancelled = row(false, false);
+        cancelled.cancelled_at = Some(at(1_500_000));
+        assert_eq!(cancelled.phase(1_500_000), "over");
+    }
+}
