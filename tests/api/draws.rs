@@ -489,3 +489,70 @@ async fn a_million_entries_are_drawn() {
         drawn.order_ms
     );
 }
+
+/// A measurement (docs/capacity.md, "Draws"): what an entry costs Redis, `lua/draw_enter.lua`
+/// called as the edge calls it (the proof checked before, not here), N entries from 8 tasks.
+/// Run against a Redis of its own so `INFO commandstats` counts only these calls:
+/// `TEST_REDIS_URL=redis://127.0.0.1:6390/ cargo test --test api -- --ignored --nocapture
+/// draws::what_an_entry`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn what_an_entry_costs_redis() {
+    const N: i64 = 20_000;
+    let app = spawn_with(app_settings(), false).await;
+    let body = draw_body(10, 300, 600_000, 600);
+    let goods = create(&app, &body).await;
+    wait_until(body["registerFrom"].as_i64().unwrap()).await;
+    let stats = |app: &TestApp| {
+        let mut con = app.redis();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let line = info
+                .lines()
+                .find(|l| l.starts_with("cmdstat_evalsha:"))
+                .unwrap_or("")
+                .to_string();
+            let field = |name: &str| -> f64 {
+                line.split([',', ':'])
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            (field("calls"), field("usec"))
+        }
+    };
+    let (calls0, usec0) = stats(&app).await;
+    let began = std::time::Instant::now();
+    let ids: Vec<i64> = (1..=N).collect();
+    crate::helpers::concurrently(ids, 8, |u| {
+        let (state, keys) = (app.state.clone(), app.state.keys.clone());
+        async move {
+            let user = flashgate::domain::UserId::new(u).unwrap();
+            flashgate::draws::record::enter(
+                &mut state.redis.clone(),
+                &keys,
+                goods,
+                user,
+                "addr",
+                &format!("c{u}"),
+                600_000,
+            )
+            .await
+            .unwrap()
+        }
+    })
+    .await;
+    let wall = began.elapsed();
+    let (calls1, usec1) = stats(&app).await;
+    println!(
+        "{N} entries in {wall:?} ({:.0}/s from one test process, 8 at a time); Redis: {} EVALSHA, \
+         {:.1} µs of Redis CPU per entry",
+        N as f64 / wall.as_secs_f64(),
+        calls1 - calls0,
+        (usec1 - usec0) / N as f64
+    );
+}
