@@ -125,6 +125,9 @@ pub enum AppError {
     /// does that (on the admin listener, with `FLASHGATE_GRANT_REDEEM_TOKEN`).
     #[error("an order is paid or closed by the shop's server, not with a shopper's token")]
     ShopServerOnly,
+    /// A draw sale's refusal (`crate::draws`): why, each with its own code.
+    #[error("{}", .0.message())]
+    Draw(DrawFault),
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -154,6 +157,7 @@ impl AppError {
             NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooManyRequests { .. } | TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) | LoginBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Draw(why) => why.status(),
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Confirming => StatusCode::ACCEPTED,
             PushFull => StatusCode::SERVICE_UNAVAILABLE,
@@ -200,6 +204,7 @@ impl AppError {
             OrderPaid => 500262,
             Invalid(rule) => 500700 + *rule as i64,
             Refused(why) => 500750 + *why as i64,
+            Draw(why) => 500540 + *why as i64,
         }
     }
 }
@@ -247,10 +252,23 @@ pub enum SaleRule {
     Room = 17,
     /// `externalRef`: the shop's product reference, 1 to 255 printable ASCII characters.
     ExternalRef = 18,
+    /// `registerFrom`, `registerUntil`, `claimFor` are for a draw sale (`mode: "draw"`) and a
+    /// draw sale needs all three.
+    DrawFields = 30,
+    /// A draw's windows in order: `registerFrom` < `registerUntil` <= `startAt` < `endAt`,
+    /// epoch ms between 2000 and 2100.
+    DrawWindows = 31,
+    /// `registerFrom` is in the future when the sale is made (the commitment is published
+    /// before anyone can enter).
+    RegisterInPast = 32,
+    /// `claimFor`: 1 to 604,800 seconds (a week).
+    ClaimFor = 33,
+    /// A draw sale has one shard and no waiting room (the draw is its line).
+    DrawShape = 34,
 }
 
 impl SaleRule {
-    pub const ALL: [SaleRule; 19] = [
+    pub const ALL: [SaleRule; 24] = [
         SaleRule::Name,
         SaleRule::Title,
         SaleRule::Detail,
@@ -270,6 +288,11 @@ impl SaleRule {
         SaleRule::NothingToChange,
         SaleRule::Room,
         SaleRule::ExternalRef,
+        SaleRule::DrawFields,
+        SaleRule::DrawWindows,
+        SaleRule::RegisterInPast,
+        SaleRule::ClaimFor,
+        SaleRule::DrawShape,
     ];
 
     /// The request field the rule is about (the console marks it).
@@ -292,6 +315,11 @@ impl SaleRule {
             NothingToChange => "",
             Room => "roomOpensBefore",
             ExternalRef => "externalRef",
+            DrawFields => "mode",
+            DrawWindows => "registerUntil",
+            RegisterInPast => "registerFrom",
+            ClaimFor => "claimFor",
+            DrawShape => "shards",
         }
     }
 
@@ -325,6 +353,17 @@ impl SaleRule {
                  1000000 per second"
             }
             ExternalRef => "externalRef must be 1 to 255 printable ASCII characters",
+            DrawFields => {
+                "registerFrom, registerUntil and claimFor are for a draw sale (mode \"draw\"), \
+                 which needs all three"
+            }
+            DrawWindows => {
+                "a draw's times must be in order: registerFrom < registerUntil <= startAt < \
+                 endAt, epoch milliseconds between the years 2000 and 2100"
+            }
+            RegisterInPast => "registerFrom must be in the future when the sale is made",
+            ClaimFor => "claimFor must be 1 to 604800 seconds",
+            DrawShape => "a draw sale has one shard (shards 1) and no waiting room",
         }
     }
 }
@@ -452,6 +491,78 @@ impl GrantFault {
                 "the grant's order does not exist, or is not its subject's or its sale's"
             }
             OrderClosed => "the grant's order was closed",
+        }
+    }
+}
+
+/// Why a draw sale refuses (code 500540 + its number; `crate::draws`). Each says nothing was
+/// recorded: refusals happen before the entry is written, or instead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrawFault {
+    /// The sale is a first-come sale, not a draw (409).
+    NotADraw = 0,
+    /// Registration has not opened yet (425).
+    NotOpen = 1,
+    /// Registration is closed (410).
+    Closed = 2,
+    /// No proof of work, or not one: not base64 JSON of an ALTCHA solution (400).
+    ProofMalformed = 3,
+    /// The proof's signature is not ours, or its number does not solve its challenge (400).
+    ProofForged = 4,
+    /// The proof's challenge has expired: fetch a new one (400).
+    ProofExpired = 5,
+    /// The proof was issued for another sale or another address (400).
+    ProofElsewhere = 6,
+    /// The proof was used for an entry already (409).
+    ProofReplayed = 7,
+    /// The sale was drawn already: a draw happens once (409).
+    AlreadyDrawn = 8,
+    /// Not drawn yet: registration is still open, or the draw has not run (409).
+    NotDrawn = 9,
+    /// A draw sale sells only to entries holding a claim, within its window (403).
+    NoClaim = 10,
+}
+
+impl DrawFault {
+    pub const ALL: [DrawFault; 11] = [
+        DrawFault::NotADraw,
+        DrawFault::NotOpen,
+        DrawFault::Closed,
+        DrawFault::ProofMalformed,
+        DrawFault::ProofForged,
+        DrawFault::ProofExpired,
+        DrawFault::ProofElsewhere,
+        DrawFault::ProofReplayed,
+        DrawFault::AlreadyDrawn,
+        DrawFault::NotDrawn,
+        DrawFault::NoClaim,
+    ];
+
+    pub fn status(self) -> StatusCode {
+        use DrawFault::*;
+        match self {
+            NotADraw | ProofReplayed | AlreadyDrawn | NotDrawn => StatusCode::CONFLICT,
+            NotOpen => StatusCode::TOO_EARLY,
+            Closed => StatusCode::GONE,
+            ProofMalformed | ProofForged | ProofExpired | ProofElsewhere => StatusCode::BAD_REQUEST,
+            NoClaim => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        use DrawFault::*;
+        match self {
+            NotADraw => "this sale is first come, first served: it takes no entries",
+            NotOpen => "registration for this draw has not opened yet",
+            Closed => "registration for this draw is closed",
+            ProofMalformed => "the entry needs a proof of work (proof: the solved challenge)",
+            ProofForged => "the proof of work does not solve a challenge of this sale's",
+            ProofExpired => "the proof of work's challenge has expired; fetch a new one",
+            ProofElsewhere => "the proof of work was issued for another sale or address",
+            ProofReplayed => "the proof of work was used already; fetch a new challenge",
+            AlreadyDrawn => "this sale was drawn already; a draw happens once",
+            NotDrawn => "this sale has not been drawn yet",
+            NoClaim => "only a drawn entry may buy, within its claim window",
         }
     }
 }
@@ -584,7 +695,8 @@ mod tests {
         .chain(SaleRule::ALL.map(AppError::Invalid))
         .chain(Refusal::ALL.map(AppError::Refused))
         .chain(TokenFault::ALL.map(AppError::ShopToken))
-        .chain(GrantFault::ALL.map(AppError::Grant));
+        .chain(GrantFault::ALL.map(AppError::Grant))
+        .chain(DrawFault::ALL.map(AppError::Draw));
         let mut codes = std::collections::HashSet::new();
         for e in all {
             assert!(e.status().is_client_error(), "{e:?}");
@@ -598,6 +710,7 @@ mod tests {
                     + Refusal::ALL.len()
                     + TokenFault::ALL.len()
                     + GrantFault::ALL.len()
+                    + DrawFault::ALL.len()
         );
         assert_eq!(
             AppError::Unavailable(Dependency::Redis).status(),

@@ -15,6 +15,8 @@
 //! - [`admission`]: the buy path: coalesced `lua/admit.lua` calls, the scripts, the captcha, the
 //!   sold-out flags, split sales and the waiting room.
 //! - [`accounts`]: shoppers' passwords, sessions and failed-login limits.
+//! - [`draws`]: draw sales: entries paid for with a proof of work, a draw anyone can check,
+//!   claims through the ordinary buy, the waitlist.
 //! - [`events`]: orders out: the transactional outbox and its relay (Standard Webhooks,
 //!   RabbitMQ), CloudEvents bodies, what operators see and steer.
 //! - [`identity`]: a shop in front: its JWTs at the door, its subjects as user ids, the grant
@@ -29,12 +31,13 @@
 //! - [`state`]: `AppState`, what handlers and worker tasks share.
 //! - [`startup`]: `Application::build` (binds, port 0 allowed) and `run` with a shutdown future.
 //! - [`cli`]: the `flashgate` subcommands (`serve`, `worker`, `all`, `migrate`, `seed`, `users`,
-//!   `sale`, `audit`, `reset`) and the demo data they write.
+//!   `sale`, `audit`, `draw`, `reset`) and the demo data they write.
 
 pub mod accounts;
 pub mod admission;
 pub mod cli;
 pub mod domain;
+pub mod draws;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -197,6 +197,7 @@ pub async fn connect(settings: Settings) -> anyhow::Result<AppState> {
         metrics,
         tally: Arc::default(),
         assets: Arc::new(assets),
+        draws: Arc::default(),
         redis_breaker: breaker,
         proxies: Arc::new(crate::http::proxy::Trusted::parse(&settings_proxies)?),
     })

@@ -58,6 +58,8 @@ pub struct AppState {
     pub redis_breaker: Arc<Breaker>,
     /// The static pages, read once at start-up.
     pub assets: Arc<Assets>,
+    /// What this edge remembers of draw sales (see [`crate::draws::Cache`]).
+    pub draws: Arc<crate::draws::Cache>,
     /// Decides buys through `lua/admit.lua`, coalescing those of one shard.
     pub admitter: Arc<crate::admission::coalesce::Admitter>,
     /// Where password hashes are computed, a bounded number at a time, off the async workers.

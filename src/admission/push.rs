@@ -365,6 +365,9 @@ impl Hub {
     /// order's commit, before it announces), never the message's number: anyone who can
     /// `PUBLISH` on the server (another deployment, another db) could have sent that.
     pub fn results_message(self: &Arc<Self>, payload: &str) {
+        if let Some(claims) = payload.strip_prefix("draw ") {
+            return self.draw_message(claims);
+        }
         let Some((goods, list)) = payload.split_once(' ') else {
             return;
         };
@@ -408,6 +411,40 @@ impl Hub {
                 }
             }
         });
+    }
+
+    /// A draw's claims given (`crate::draws::record::step`): `GOODS UNTIL UID,UID,...`; each
+    /// shopper's streams on this edge get a `draw` event `{"goodsId","won":true,"claimUntil"}`.
+    fn draw_message(&self, payload: &str) {
+        let mut parts = payload.splitn(3, ' ');
+        let (Some(goods), Some(until), Some(users)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(goods), Ok(until)) = (GoodsId::parse(goods), until.parse::<i64>()) else {
+            return;
+        };
+        let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
+            return;
+        };
+        let data = format!(
+            "{{\"goodsId\":{},\"won\":true,\"claimUntil\":{until}}}",
+            goods.get()
+        );
+        let users: std::collections::HashSet<UserId> = users
+            .split(',')
+            .filter_map(|u| UserId::parse(u).ok())
+            .collect();
+        let mut streams = feed.streams.lock().expect("streams lock");
+        let mut gone = Vec::new();
+        for (id, s) in streams.iter().filter(|(_, s)| users.contains(&s.user)) {
+            if !self.send(&s.tx, "draw", &data) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            streams.remove(&id); // not reading: dropped (its stream ends)
+        }
     }
 
     /// A feed's task: every [`TICK`], the stock; every [`CLOCK_EVERY`], the clock; then each

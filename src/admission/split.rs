@@ -40,6 +40,8 @@ pub const SHAPE_TTL: Duration = Duration::from_secs(10);
 pub struct Shape {
     pub shards: u16,
     pub room: bool,
+    /// A draw sale (`crate::draws`): a path only for an entry holding a claim.
+    pub draw: bool,
     /// The sale is loaded (its meta exists).
     pub loaded: bool,
 }
@@ -71,9 +73,9 @@ impl Shapes {
             return Ok(shape);
         }
         let meta = keys.sale(goods).meta();
-        let (shards, room): (Option<u16>, Option<i64>) = redis::cmd("HMGET")
+        let (shards, room, draw): (Option<u16>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
             .arg(&meta)
-            .arg(&["shards", "room_opens_ms"])
+            .arg(&["shards", "room_opens_ms", "draw"])
             .query_async(&mut redis.clone())
             .await?;
         let Some(n) = shards else {
@@ -81,12 +83,14 @@ impl Shapes {
             return Ok(Shape {
                 shards: 1,
                 room: false,
+                draw: false,
                 loaded: false,
             });
         };
         let shape = Shape {
             shards: n.clamp(1, MAX_SHARDS),
             room: room.is_some_and(|r| r >= 0),
+            draw: draw == Some(1),
             loaded: true,
         };
         self.known.pin().insert(goods, (shape, Instant::now()));

@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         op: EventsOp,
     },
+    /// Draw sales (docs/draws.md): draw one now, or check a draw from what was published.
+    Draw {
+        #[command(subcommand)]
+        op: DrawOp,
+    },
     /// Make a new Ed25519 grant key (`FLASHGATE_GRANT_KEY`): prints the seed to set, its public
     /// key (for `FLASHGATE_GRANT_RETIRED_KEYS` once it is rotated out) and its `kid`.
     GrantKey,
@@ -105,6 +110,23 @@ enum Command {
         /// …and lasts this long.
         #[arg(long, requires = "starts_in")]
         lasts: Option<i64>,
+    },
+}
+
+/// `flashgate draw …`: draw sales (docs/draws.md).
+#[derive(Subcommand)]
+enum DrawOp {
+    /// Draw a sale now (the worker does it by itself at `registerUntil`): refused before its
+    /// registration closes, and for a sale drawn already. Prints the draw's figures (JSON).
+    Run { goods_id: String },
+    /// Recompute a drawn sale's winners from its publication (the seed against the commitment,
+    /// the order from the seed and the entries) and say whether they match; exits 1 if not.
+    /// The publication is read from `--file` (as `GET /api/draws/{goodsId}/published` gave it)
+    /// or built from the stores.
+    Verify {
+        goods_id: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -588,6 +610,11 @@ pub async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Draw { op } => {
+            if !draw_op(settings, op).await? {
+                std::process::exit(1);
+            }
+        }
         Command::Events { op } => {
             if !events_op(&settings, op).await? {
                 std::process::exit(1);
@@ -632,6 +659,60 @@ async fn seed_sale(settings: Settings, new: &NewSale) -> anyhow::Result<()> {
     tracing::info!(goods = goods.get(), stock = new.stock, "sale created");
     println!("{}", goods.get());
     Ok(())
+}
+
+/// Runs one `flashgate draw` operation; false when a check failed (for the exit code).
+async fn draw_op(settings: Settings, op: DrawOp) -> anyhow::Result<bool> {
+    use crate::draws::{order::Publication, record};
+    match op {
+        DrawOp::Run { goods_id } => {
+            let goods = GoodsId::parse(&goods_id)?;
+            let state = startup::connect(settings).await?;
+            let now = crate::plumbing::clock::now_ms();
+            let drawn = record::draw(&state.db, &mut state.redis.clone(), &state.keys, goods, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} (code {})", e.code()))?;
+            println!("{}", serde_json::to_string(&drawn)?);
+            Ok(true)
+        }
+        DrawOp::Verify { goods_id, file } => {
+            let goods = GoodsId::parse(&goods_id)?;
+            let published: Publication = match file {
+                Some(f) => serde_json::from_slice(&std::fs::read(&f)?)?,
+                None => {
+                    let state = startup::connect(settings).await?;
+                    let row = record::row(&state.db, goods)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("sale {goods_id} is not a draw"))?;
+                    record::publication(&mut state.redis.clone(), &state.keys, &row)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+            };
+            anyhow::ensure!(
+                published.goods_id == goods.get(),
+                "the publication is of sale {}, not {goods_id}",
+                published.goods_id
+            );
+            match published.verify() {
+                Ok(()) => {
+                    println!(
+                        "ok: the seed matches the commitment {}; the {} winners are the first {} \
+                         of {} entries in the seed's order",
+                        published.commitment,
+                        published.winners.len(),
+                        published.units,
+                        published.entries.len()
+                    );
+                    Ok(true)
+                }
+                Err(why) => {
+                    println!("MISMATCH: {why}");
+                    Ok(false)
+                }
+            }
+        }
+    }
 }
 
 /// Runs one `flashgate events` operation; false when it found something wrong (for the exit

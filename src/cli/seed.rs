@@ -84,6 +84,10 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         room_opens_before: None,
         room_rate: None,
         external_ref: sale.external_ref.clone(),
+        mode: Default::default(),
+        register_from: None,
+        register_until: None,
+        claim_for: None,
     };
     let mut tx = crate::plumbing::db::begin(db).await?;
     let id = crate::sales::manage::insert(&mut tx, &spec).await?;

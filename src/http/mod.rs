@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod conn;
+pub mod draws;
 pub mod events;
 pub mod goods;
 pub mod grants;
@@ -348,6 +349,10 @@ async fn route(
         Route::Close => orders::shop_close(req, state, param).await,
         Route::GrantKeys => grants::keys(state),
         Route::GrantRedeem => grants::redeem(req, state).await,
+        Route::DrawShow => draws::show(req, state, param).await,
+        Route::DrawChallenge => draws::challenge(req, state, param).await,
+        Route::DrawEnter => draws::enter(req, state, param).await,
+        Route::DrawPublished => draws::published(state, param).await,
         Route::AdminListSales => admin::list(req, state).await,
         Route::AdminCreateSale => admin::create(req, state).await,
         Route::AdminShowSale => admin::show(req, state, param).await,

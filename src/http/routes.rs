@@ -41,6 +41,10 @@ pub enum Route {
     Close,
     GrantKeys,
     GrantRedeem,
+    DrawShow,
+    DrawChallenge,
+    DrawEnter,
+    DrawPublished,
     AdminListSales,
     AdminCreateSale,
     AdminShowSale,
@@ -61,7 +65,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 33] = [
+    pub const ALL: [Route; 37] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -78,6 +82,10 @@ impl Route {
         Route::Close,
         Route::GrantKeys,
         Route::GrantRedeem,
+        Route::DrawShow,
+        Route::DrawChallenge,
+        Route::DrawEnter,
+        Route::DrawPublished,
         Route::AdminListSales,
         Route::AdminCreateSale,
         Route::AdminShowSale,
@@ -117,6 +125,10 @@ impl Route {
             Route::Close => (Method::POST, "/api/orders/{id}/close", Admin),
             Route::GrantKeys => (Method::GET, "/.well-known/jwks.json", Public),
             Route::GrantRedeem => (Method::POST, "/api/grants/redeem", Admin),
+            Route::DrawShow => (Method::GET, "/api/draws/{goodsId}", Public),
+            Route::DrawChallenge => (Method::GET, "/api/draws/{goodsId}/challenge", Public),
+            Route::DrawEnter => (Method::POST, "/api/draws/{goodsId}/entries", Public),
+            Route::DrawPublished => (Method::GET, "/api/draws/{goodsId}/published", Public),
             Route::AdminListSales => (Method::GET, "/api/admin/sales", Admin),
             Route::AdminCreateSale => (Method::POST, "/api/admin/sales", Admin),
             Route::AdminShowSale => (Method::GET, "/api/admin/sales/{id}", Admin),
@@ -157,6 +169,9 @@ impl Route {
             Route::Events => "events",
             Route::GoodsList | Route::GoodsDetail => "goods",
             Route::Login | Route::Logout => "auth",
+            Route::DrawShow | Route::DrawChallenge | Route::DrawEnter | Route::DrawPublished => {
+                "draw"
+            }
             _ => "other",
         }
     }

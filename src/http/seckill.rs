@@ -327,6 +327,22 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     if shape.room {
         state.room.require_turn(goods, shape, user.id).await?;
     }
+    // a draw sale: only an entry holding a claim gets a path, one that dies with the claim
+    let mut path_ttl = keys::PATH_TTL.as_millis() as i64;
+    if shape.draw {
+        let until = crate::draws::record::claim_until(
+            &mut state.redis.clone(),
+            &state.keys,
+            goods,
+            user.id,
+        )
+        .await?;
+        let left = until.map_or(0, |u| u - crate::plumbing::clock::now_ms());
+        if left <= 0 {
+            return Err(AppError::Draw(crate::error::DrawFault::NoClaim));
+        }
+        path_ttl = path_ttl.min(left);
+    }
     let split = if shards > 1 { "1" } else { "0" };
     let k = state.keys.shard(Shard::home(goods, user.id, shards));
     let (captcha_key, user_key, paths, meta, stock, fails, taken) = (
@@ -338,7 +354,7 @@ pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         k.captcha_fails(user.id),
         k.paths_taken(user.id),
     );
-    let ttl = keys::PATH_TTL.as_millis().to_string();
+    let ttl = path_ttl.to_string();
     let checked = if state.settings.captcha { "1" } else { "0" };
     let (member, max_wrong, lock, per_user) = (
         user.id.get().to_string(),

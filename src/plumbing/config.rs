@@ -91,6 +91,12 @@ pub struct Settings {
     pub path_factor: u32,
     /// A waiting room's let-through rate (tickets per second) for sales that set none.
     pub room_rate: f64,
+    /// A draw entry's proof of work: the most hashes a challenge takes (ALTCHA `maxnumber`;
+    /// on average half of it).
+    pub draw_pow_max: u64,
+    /// Entries one address (an IPv6 /64) brings to a draw before its challenges double in
+    /// work, and again for every as many more (0: never raised).
+    pub draw_pow_per_address: u64,
     /// Entries a worker takes from a stream in one read (and writes in one transaction).
     pub batch_size: usize,
     /// A pending entry idle this long (ms) is claimed by another worker.
@@ -264,6 +270,8 @@ impl Default for Settings {
             gate_burst: 50_000,
             path_factor: 10,
             room_rate: 200.0,
+            draw_pow_max: 100_000,
+            draw_pow_per_address: 5,
             batch_size: 1000,
             claim_idle_ms: 30_000,
             max_deliveries: 5,
@@ -722,6 +730,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 79);
+        assert_eq!(names.len(), 81);
     }
 }

@@ -362,6 +362,73 @@ impl SaleKeys {
             self.room_through(),
         ]
     }
+    /// hash: a draw sale's state (`src/draws/`, `lua/draw_enter.lua`, `lua/draw_move.lua`):
+    /// `from_ms`, `until_ms` (the registration window), `claim_ms`, `state` (`open`, then
+    /// `closed` from the draw on), `next` (the place in the draw's order the waitlist has
+    /// reached), `total` (entries ordered). In shard 0's tag, like everything of a draw.
+    pub fn draw(&self) -> String {
+        self.key("draw")
+    }
+    /// hash: a draw's entries, user id -> entry number (1, 2, …, in the order they came).
+    pub fn draw_entries(&self) -> String {
+        self.key("draw:entries")
+    }
+    /// string: the entries' user ids in the order they came, each 16 hex digits (what the draw
+    /// reads in 1 MiB ranges, without a scan).
+    pub fn draw_log(&self) -> String {
+        self.key("draw:log")
+    }
+    /// string: the entries' user ids in the draw's order, each 16 hex digits (written by the
+    /// draw; the waitlist reads the next place with one `GETRANGE`).
+    pub fn draw_order(&self) -> String {
+        self.key("draw:order")
+    }
+    /// sorted set: the claims not yet used, user id -> claim-until ms.
+    pub fn draw_claims(&self) -> String {
+        self.key("draw:claims")
+    }
+    /// set: winners who bought within their claim window.
+    pub fn draw_claimed(&self) -> String {
+        self.key("draw:claimed")
+    }
+    /// set: winners whose claim window passed unused (their unit went down the waitlist).
+    pub fn draw_lapsed(&self) -> String {
+        self.key("draw:lapsed")
+    }
+    /// hash: entries per address (a digest of the IPv4 address or the IPv6 /64), which sets
+    /// the next challenge's difficulty for that address.
+    pub fn draw_addresses(&self) -> String {
+        self.key("draw:addr")
+    }
+    /// string, the challenge's life: a proof-of-work challenge spent by an entry (replays are
+    /// refused by `lua/draw_enter.lua` in the call that records the entry).
+    pub fn draw_spent(&self, challenge: &str) -> String {
+        self.key(&format!("draw:spent:{challenge}"))
+    }
+    /// The `KEYS` of `lua/draw_enter.lua` for a proof's `challenge`, in the script's order:
+    /// draw, entries, log, addresses, spent. The one place they are put together.
+    pub fn draw_enter(&self, challenge: &str) -> [String; 5] {
+        [
+            self.draw(),
+            self.draw_entries(),
+            self.draw_log(),
+            self.draw_addresses(),
+            self.draw_spent(challenge),
+        ]
+    }
+    /// The `KEYS` of `lua/draw_move.lua`, in the script's order: draw, order, claims, claimed,
+    /// lapsed, buyers, stock. The one place they are put together.
+    pub fn draw_move(&self) -> [String; 7] {
+        [
+            self.draw(),
+            self.draw_order(),
+            self.draw_claims(),
+            self.draw_claimed(),
+            self.draw_lapsed(),
+            self.buyers(),
+            self.stock(),
+        ]
+    }
     /// The pattern matching every key of this sale.
     pub fn everything(&self) -> String {
         self.key("*")

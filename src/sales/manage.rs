@@ -68,6 +68,35 @@ pub struct SaleSpec {
     /// events (`identity::grant`); absent: the shop has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
+    /// First come, first served (the default), or a draw (`crate::draws`, docs/draws.md).
+    #[serde(default, skip_serializing_if = "SaleMode::is_first_come")]
+    pub mode: SaleMode,
+    /// A draw: registration opens (epoch ms)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_from: Option<i64>,
+    /// …and closes, and the draw runs (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_until: Option<i64>,
+    /// A draw: seconds each entry given a unit has to buy it before it passes down the waitlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_for: Option<i64>,
+}
+
+/// How a sale's units are handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SaleMode {
+    /// First come, first served: the buy path races (the default).
+    #[default]
+    FirstCome,
+    /// Entries during a registration window, a verifiable draw, claims, a waitlist.
+    Draw,
+}
+
+impl SaleMode {
+    fn is_first_come(&self) -> bool {
+        *self == SaleMode::FirstCome
+    }
 }
 
 fn one() -> i64 {
@@ -181,6 +210,38 @@ impl SaleSpec {
             (room_ok, SaleRule::Room),
             (ref_ok, SaleRule::ExternalRef),
         ];
+        if let Some((_, rule)) = rules.iter().find(|(ok, _)| !ok) {
+            return Err(*rule);
+        }
+        self.check_draw()
+    }
+
+    /// The rules of a draw sale (and that a first-come sale has no draw fields).
+    fn check_draw(&self) -> Result<(), SaleRule> {
+        let fields = [self.register_from, self.register_until, self.claim_for];
+        let (Some(from), Some(until), Some(claim)) =
+            (self.register_from, self.register_until, self.claim_for)
+        else {
+            return match self.mode == SaleMode::Draw || fields.iter().any(Option::is_some) {
+                true => Err(SaleRule::DrawFields),
+                false => Ok(()),
+            };
+        };
+        let rules = [
+            (self.mode == SaleMode::Draw, SaleRule::DrawFields),
+            (
+                TIME_RANGE.contains(&from)
+                    && TIME_RANGE.contains(&until)
+                    && from < until
+                    && until <= self.start_at,
+                SaleRule::DrawWindows,
+            ),
+            ((1..=604_800).contains(&claim), SaleRule::ClaimFor),
+            (
+                self.shards == 1 && self.room_opens_before.is_none(),
+                SaleRule::DrawShape,
+            ),
+        ];
         match rules.iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(*rule),
             None => Ok(()),
@@ -208,6 +269,13 @@ impl SaleSpec {
             room_opens_before: row.room_opens_secs.map(i64::from),
             room_rate: row.room_rate,
             external_ref: row.external_ref.clone(),
+            mode: match row.register_until {
+                Some(_) => SaleMode::Draw,
+                None => SaleMode::FirstCome,
+            },
+            register_from: row.register_from.map(|t| t.and_utc().timestamp_millis()),
+            register_until: row.register_until.map(|t| t.and_utc().timestamp_millis()),
+            claim_for: row.claim_for_secs.map(i64::from),
         }
     }
 }
@@ -331,12 +399,21 @@ pub(crate) async fn insert(
     .bind(&spec.external_ref)
     .execute(&mut **tx)
     .await?;
+    if let (Some(from), Some(until), Some(claim)) =
+        (spec.register_from, spec.register_until, spec.claim_for)
+    {
+        crate::draws::record::insert(tx, id, datetime(from), datetime(until), claim).await?;
+    }
     Ok(id)
 }
 
 /// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
 pub async fn create(stores: &Stores, spec: &SaleSpec) -> Result<GoodsId, AppError> {
-    spec.check(now_ms()).map_err(AppError::Invalid)?;
+    let now = now_ms();
+    spec.check(now).map_err(AppError::Invalid)?;
+    if spec.register_from.is_some_and(|from| from <= now) {
+        return Err(AppError::Invalid(SaleRule::RegisterInPast));
+    }
     let mut tx = crate::plumbing::db::begin(&stores.db).await?;
     let id = insert(&mut tx, spec).await?;
     tx.commit().await?;
@@ -344,6 +421,7 @@ pub async fn create(stores: &Stores, spec: &SaleSpec) -> Result<GoodsId, AppErro
     let row = store::existing(&stores.db, goods).await?;
     let con = &mut stores.redis.clone();
     store::load(con, &stores.db, &stores.keys, &stores.settings, &row).await?;
+    crate::draws::record::load_one(&stores.db, con, &stores.keys, goods).await?;
     announce(stores, goods).await?;
     tracing::info!(goods = id, stock = spec.stock, name = %spec.name, "sale created");
     Ok(goods)
@@ -528,6 +606,10 @@ mod tests {
             room_opens_before: None,
             room_rate: None,
             external_ref: None,
+            mode: SaleMode::FirstCome,
+            register_from: None,
+            register_until: None,
+            claim_for: None,
         }
     }
 
@@ -576,7 +658,37 @@ mod tests {
                 |s| s.external_ref = Some("a\nb".into()),
                 SaleRule::ExternalRef,
             ),
+            (|s| s.mode = SaleMode::Draw, SaleRule::DrawFields),
+            (|s| s.claim_for = Some(60), SaleRule::DrawFields),
         ];
+        let draw: Breaker = |s| {
+            s.mode = SaleMode::Draw;
+            s.register_from = Some(NOW + 1_000);
+            s.register_until = Some(NOW + 30_000);
+            s.claim_for = Some(1800);
+        };
+        let mut ok = spec();
+        draw(&mut ok);
+        assert_eq!(ok.check(NOW), Ok(()));
+        let more: Vec<(Breaker, SaleRule)> = vec![
+            (|s| s.register_from = None, SaleRule::DrawFields),
+            (
+                |s| s.register_until = s.register_from,
+                SaleRule::DrawWindows,
+            ),
+            (
+                |s| s.register_until = Some(s.start_at + 1),
+                SaleRule::DrawWindows,
+            ),
+            (|s| s.claim_for = Some(0), SaleRule::ClaimFor),
+            (|s| s.shards = 2, SaleRule::DrawShape),
+            (|s| s.room_opens_before = Some(60), SaleRule::DrawShape),
+        ];
+        for (break_it, rule) in more {
+            let mut s = ok.clone();
+            break_it(&mut s);
+            assert_eq!(s.check(NOW), Err(rule), "{s:?}");
+        }
         for (break_it, rule) in cases {
             let mut s = spec();
             break_it(&mut s);

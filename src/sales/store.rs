@@ -53,6 +53,10 @@ pub struct SaleRow {
     pub change_seq: i64,
     /// The shop's product reference (`externalRef`), if the sale has one.
     pub external_ref: Option<String>,
+    /// A draw sale's registration window and claim window (`crate::draws`; `None`: first come).
+    pub register_from: Option<NaiveDateTime>,
+    pub register_until: Option<NaiveDateTime>,
+    pub claim_for_secs: Option<i32>,
 }
 
 macro_rules! select_sales {
@@ -62,8 +66,10 @@ macro_rules! select_sales {
      CAST(g.price AS DOUBLE) AS price, CAST(sg.seckill_price AS DOUBLE) AS seckill_price, \
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
      sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
-     sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq, sg.external_ref \
-     FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id ",
+     sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq, sg.external_ref, \
+     sd.register_from, sd.register_until, sd.claim_for_secs \
+     FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id \
+     LEFT JOIN sale_draw sd ON sd.goods_id = sg.goods_id ",
             $tail
         )
     };
@@ -203,7 +209,7 @@ pub async fn existing(db: &MySqlPool, goods: GoodsId) -> Result<SaleRow, AppErro
 /// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
 /// else the configured defaults), its path cap, its initial stock and its shard count. Each
 /// shard's gate lets its share of the sale's rate through.
-fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 11] {
+fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 12] {
     let n = sale.shards();
     let factor = sale
         .path_factor
@@ -244,6 +250,8 @@ fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 
             "room_rate",
             sale.room_rate.unwrap_or(settings.room_rate).to_string(),
         ),
+        // a draw sale (`crate::draws`): paths only for entries holding a claim
+        ("draw", u8::from(sale.register_until.is_some()).to_string()),
     ]
 }
 

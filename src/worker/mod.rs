@@ -81,6 +81,13 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let mut tasks = JoinSet::new();
     tasks.spawn(heartbeat(ctx.clone(), shutdown.clone()));
     tasks.spawn(closer::run(ctx.clone(), shutdown.clone()));
+    // draw sales: the draw at its time, the waitlist's moves (`crate::draws`)
+    tasks.spawn(crate::draws::run(
+        ctx.state.db.clone(),
+        ctx.state.redis.clone(),
+        ctx.state.keys.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::operators::tally::flush_every_second(
         ctx.state.tally.clone(),
         ctx.state.redis.clone(),

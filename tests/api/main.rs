@@ -11,6 +11,7 @@ mod catalogue;
 mod cluster;
 mod db;
 mod degrade;
+mod draws;
 mod events;
 mod ha;
 mod hardening;

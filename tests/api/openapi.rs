@@ -78,6 +78,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             .collect();
         let path = template
             .replace("{id}", &goods.to_string())
+            .replace("{goodsId}", &goods.to_string())
             .replace("{path}", &hidden);
         let query = match route {
             Route::Captcha | Route::Result => format!("?goodsId={goods}"),
