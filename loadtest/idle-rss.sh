@@ -5,6 +5,8 @@
 set -e
 bin=${1:-target/release/flashgate}; port=${2:-18301}
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/fg_rss_$port" FLASHGATE_NAMESPACE="rss$port:" FLASHGATE_LISTEN="127.0.0.1:$port" FLASHGATE_LOG=warn
+# every idle connection comes from loopback: one address
+export FLASHGATE_MAX_CONNECTIONS_PER_ADDRESS=20000
 "$bin" migrate >/dev/null 2>&1
 "$bin" serve 2>/dev/null & pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

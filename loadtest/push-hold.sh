@@ -44,6 +44,7 @@ export FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_ADMIN_LISTEN=off FLASHGATE_L
 # stream here comes from one address: both caps are opened to hold N
 export FLASHGATE_CAPTCHA=off FLASHGATE_MAX_CONNECTIONS=$(((N + 1000) * 5 / 4 + 1))
 export FLASHGATE_PUSH_MAX_CONNECTIONS=$((N + 1000)) FLASHGATE_PUSH_PER_ADDRESS=$((N + 1000))
+export FLASHGATE_MAX_CONNECTIONS_PER_ADDRESS=$(((N + 1000) * 5 / 4 + 1))
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -44,7 +44,6 @@ impl Captcha {
 
 const WIDTH: usize = 150;
 const HEIGHT: usize = 44;
-const SCALE: usize = 3;
 /// The PNG holds each pixel as DENSITY × DENSITY: the page shows it at WIDTH × HEIGHT CSS
 /// pixels, and a phone's screen has two or three device pixels to each (a 1x image looks blurred
 /// there, and Lighthouse counts it against the page).
@@ -111,35 +110,50 @@ fn render(text: &str) -> Vec<u8> {
             c,
         );
     }
-    // the glyphs, each with its own colour and vertical jitter
-    let advance = 6 * SCALE as i64;
-    let mut x0 = (WIDTH as i64 - advance * text.chars().count() as i64) / 2;
+    // the glyphs, each drawn its own way, so that no template of the font fits them whole: a
+    // width and a height of its own (3 or 4 pixels a dot), a gap of its own before it, a lean,
+    // a shade that varies dot by dot, and the whole line bent along a wave. (An outside tester
+    // read the earlier drawing, fixed places and one colour a glyph, with 40 lines of Python.)
+    let (amplitude, period, phase) = (
+        rng.random_range(1.0..2.5f64),
+        rng.random_range(45.0..80.0f64),
+        rng.random_range(0.0..std::f64::consts::TAU),
+    );
+    let mut x0 = rng.random_range(4..=16i64);
     for c in text.chars() {
-        let colour = dark(&mut rng);
-        let y0 = (HEIGHT as i64 - 7 * SCALE as i64) / 2 + rng.random_range(-4..=4);
+        let base = dark(&mut rng);
+        let (sx, sy) = (rng.random_range(3..=4i64), rng.random_range(3..=4i64));
+        let y0 = (HEIGHT as i64 - 7 * sy) / 2 + rng.random_range(-4..=4);
         let lean: i64 = rng.random_range(-1..=1);
         for (row, bits) in glyph(c).iter().enumerate() {
             for col in 0..5 {
-                if bits & (0x10 >> col) != 0 {
-                    for dy in 0..SCALE as i64 {
-                        for dx in 0..SCALE as i64 {
-                            let y = y0 + row as i64 * SCALE as i64 + dy;
-                            let x = x0 + col * SCALE as i64 + dx + lean * (3 - row as i64) / 2;
-                            canvas.put(x, y, colour);
-                        }
+                if bits & (0x10 >> col) == 0 {
+                    continue;
+                }
+                let shade = base.map(|v| v.saturating_add(rng.random_range(0..30)));
+                for dy in 0..sy {
+                    for dx in 0..sx {
+                        let x = x0 + col * sx + dx + lean * (3 - row as i64) / 2;
+                        let bend =
+                            amplitude * ((x as f64) / period * std::f64::consts::TAU + phase).sin();
+                        let y = y0 + row as i64 * sy + dy + bend.round() as i64;
+                        canvas.put(x, y, shade);
                     }
                 }
             }
         }
-        x0 += advance;
+        x0 += 5 * sx + rng.random_range(2..=7i64);
     }
-    // noise lines across the text
-    for _ in 0..5 {
+    // noise lines across the text, in the glyphs' own shades, some two pixels thick
+    for i in 0..4 {
         let colour = dark(&mut rng);
         let (mut x, mut y) = (0.0f64, rng.random_range(0.0..HEIGHT as f64));
         let slope = rng.random_range(-0.3..0.3);
         while x < WIDTH as f64 {
             canvas.put(x as i64, y as i64, colour);
+            if i == 0 {
+                canvas.put(x as i64, y as i64 + 1, colour);
+            }
             x += 1.0;
             y += slope;
         }

@@ -194,6 +194,54 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// How many connections each client address holds on one listener, capped: one address cannot
+/// take the listener's connections (and the memory of their unfinished heads) from the rest.
+pub struct PerAddress {
+    cap: usize,
+    held: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place in its address's share; given back when dropped.
+pub struct AddressSlot {
+    of: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl PerAddress {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            held: Default::default(),
+        }
+    }
+
+    /// A place for one more connection of `address`, if its share is not all taken.
+    pub fn take(self: &Arc<Self>, address: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut held = self.held.lock().expect("per-address lock");
+        let n = held.entry(address).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            of: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.of.held.lock().expect("per-address lock");
+        if let Some(n) = held.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +285,22 @@ mod tests {
         assert!(!watch.is_finished(), "a request being answered was cut");
         phase.request_done();
         assert_eq!(watch.await.unwrap(), "idle_timeout");
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_and_gets_it_back() {
+        let per = Arc::new(PerAddress::new(2));
+        let a: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        let b: std::net::IpAddr = "198.51.100.8".parse().unwrap();
+        let (x, y) = (per.take(a).unwrap(), per.take(a).unwrap());
+        assert!(per.take(a).is_none());
+        assert!(
+            per.take(b).is_some(),
+            "another address is not held to a's share"
+        );
+        drop(x);
+        assert!(per.take(a).is_some());
+        drop(y);
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,9 @@ pub async fn serve(
         body: Duration::from_millis(state.settings.body_timeout_ms),
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(state.settings.max_connections));
+    let per_address = Arc::new(conn::PerAddress::new(
+        state.settings.max_connections_per_address,
+    ));
     // one shared copy: a request clones a pointer, not the state's strings and handles
     let state = Arc::new(state);
     loop {
@@ -90,6 +93,19 @@ pub async fn serve(
             state.metrics.cut_off("too_many");
             drop(stream); // closed at once: the cap is what keeps the rest served
             continue;
+        };
+        // one address holds at most its share (a trusted proxy carries everyone's)
+        let address_slot = if state.proxies.trusts(peer.ip()) {
+            None
+        } else {
+            match per_address.take(crate::domain::counted(peer.ip())) {
+                Some(held) => Some(held),
+                None => {
+                    state.metrics.cut_off("too_many_from_address");
+                    drop(stream);
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let phase = conn::Phase::new();
@@ -116,7 +132,7 @@ pub async fn serve(
         // A request's head is at most MAX_HEAD bytes and MAX_HEADERS fields (431 past them):
         // hyper's own bound is ~400 KiB a connection, ~9.5 GiB at the connection cap before
         // anyone logs in (security review, row 6). The longest honest head is a shop's JWT
-        // (8 KiB at most) in a cookie and again in Authorization.
+        // (8 KiB at most), in a cookie or in Authorization.
         let conn = http1::Builder::new()
             .keep_alive(true)
             .max_buf_size(MAX_HEAD)
@@ -140,6 +156,7 @@ pub async fn serve(
             }
             state.metrics.connections.dec();
             drop(slot);
+            drop(address_slot);
         });
     }
     drop(listener);
@@ -155,7 +172,7 @@ pub async fn serve(
 }
 
 /// The most bytes of one request's head an edge buffers (hyper's read buffer).
-pub const MAX_HEAD: usize = 24 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 /// The most header fields one request may have.
 pub const MAX_HEADERS: usize = 64;
 

@@ -74,7 +74,8 @@ impl Trusted {
         Ok(Self { ranges })
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.ranges.iter().any(|r| r.contains(ip))
     }
 

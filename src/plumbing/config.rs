@@ -164,6 +164,10 @@ pub struct Settings {
     /// Wrong captcha answers a shopper may give in one sale within 10 minutes; past them the
     /// path request is refused (429, code 500514) until the 10 minutes end.
     pub captcha_wrong_max: u32,
+    /// Open connections one client address (IPv6: one /64) may hold on one listener; past it a
+    /// new one is closed at once. The trusted proxies are not held to it (every shopper comes
+    /// through them).
+    pub max_connections_per_address: usize,
     /// Host names the admin listener answers to besides addresses and `localhost`
     /// (comma-separated, e.g. `flashgate-admin,edge1`): any other name in `Host` is refused
     /// (421), so DNS rebinding cannot turn a browser against it.
@@ -304,6 +308,7 @@ impl Default for Settings {
             push_max_connections: 100_000,
             push_per_address: 256,
             admin_hosts: String::new(),
+            max_connections_per_address: 1_000,
             captcha_wrong_max: 5,
             auth: AuthMode::Session,
             jwt_cookie: String::new(),
@@ -555,6 +560,10 @@ impl Settings {
             "captcha_wrong_max must be 1..=100 (FLASHGATE_CAPTCHA_WRONG_MAX)"
         );
         anyhow::ensure!(
+            self.max_connections_per_address >= 1,
+            "max_connections_per_address must be >= 1 (FLASHGATE_MAX_CONNECTIONS_PER_ADDRESS)"
+        );
+        anyhow::ensure!(
             self.push_per_address >= 1,
             "push_per_address must be >= 1 (FLASHGATE_PUSH_PER_ADDRESS)"
         );
@@ -730,6 +739,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 81);
+        assert_eq!(names.len(), 82);
     }
 }

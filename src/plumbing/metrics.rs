@@ -49,12 +49,13 @@ pub const OUTCOMES: [&str; 11] = [
     "duplicate_local",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
-pub const CUTOFFS: [&str; 5] = [
+pub const CUTOFFS: [&str; 6] = [
     "header_timeout",
     "idle_timeout",
     "body_timeout",
     "too_many",
     "write_stalled",
+    "too_many_from_address",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -667,3 +667,40 @@ async fn an_invented_path_never_reaches_redis() {
         .await;
     assert_eq!(s, 202, "{b}");
 }
+
+/// Attack on the fixes, finding 9: one address held 1,400 idle sockets (and 1,000 half-sent
+/// heads). One address now holds at most its share of a listener's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let mut settings = test_settings();
+    settings.max_connections_per_address = 5;
+    let app = spawn_with(settings, false).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(host_port(&app)).await.unwrap();
+        s.write_all(b"GET /api/goods HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    // the sixth is closed at once, before it can send a byte that matters
+    let mut sixth = TcpStream::connect(host_port(&app)).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), sixth.read(&mut buf))
+        .await
+        .expect("the sixth connection is closed, not kept")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the sixth connection was answered");
+    // a place comes back when a connection ends
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(r) = app.http.get(app.url("/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no place came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
