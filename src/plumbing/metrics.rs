@@ -34,8 +34,10 @@ pub const ROUTES: [&str; 9] = [
     "buy", "path", "room", "events", "result", "goods", "auth", "static", "other",
 ];
 /// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the edge's local
-/// answers (the sold-out flag, the buyer marks) and the unconfirmed.
-pub const OUTCOMES: [&str; 11] = [
+/// answers (the sold-out flag, the buyer marks) and the unconfirmed; then the sale rules'
+/// (issue #42: `limit_reached`, `too_many_units`, `not_enough`, and a retried key's `again` and
+/// `key_reused`).
+pub const OUTCOMES: [&str; 16] = [
     "queued",
     "bad_path",
     "not_started",
@@ -47,6 +49,11 @@ pub const OUTCOMES: [&str; 11] = [
     "sold_out_local",
     "confirming",
     "duplicate_local",
+    "limit_reached",
+    "too_many_units",
+    "not_enough",
+    "again",
+    "key_reused",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
 pub const CUTOFFS: [&str; 4] = ["header_timeout", "idle_timeout", "body_timeout", "too_many"];

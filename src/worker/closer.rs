@@ -3,10 +3,10 @@
 //!
 //! Two steps, each safe to repeat and to run on several workers at once:
 //! 1. in one MySQL transaction: mark the order closed (only if still unpaid), delete its
-//!    `seckill_order` row (so the unique index lets the unit be sold again) and put the unit back
-//!    into `seckill_goods.stock`;
-//! 2. for closed orders whose unit is not back in Redis yet: `lua/restore.lua` gives the unit
-//!    back in Redis (every edge clears its sold-out flag), then the order is flagged
+//!    `seckill_order` row (so the unique index lets the unit be sold again) and put its units
+//!    (`goods_count`, the buy's quantity) back into `seckill_goods.stock`;
+//! 2. for closed orders whose unit is not back in Redis yet: `lua/restore.lua` gives the units
+//!    and the account's allowance back in Redis (every edge clears its sold-out flag), then the order is flagged
 //!    `stock_returned`. The script notes the order id and gives each closed order's unit back
 //!    once, however often it is asked (even if the buyer has bought again meanwhile), so a crash
 //!    or a Redis error between the two is simply retried on the next pass: nothing is lost and
@@ -37,8 +37,8 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
 pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     let state = &ctx.state;
     let db = &state.db;
-    let due: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, goods_id FROM order_info WHERE status = ? \
+    let due: Vec<(i64, i64, i32)> = sqlx::query_as(
+        "SELECT id, goods_id, goods_count FROM order_info WHERE status = ? \
          AND created_at < NOW(3) - INTERVAL ? SECOND ORDER BY created_at LIMIT 500",
     )
     .bind(OrderStatus::Unpaid)
@@ -46,7 +46,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .fetch_all(db)
     .await?;
     let mut closed = 0;
-    for (id, goods) in due {
+    for (id, goods, units) in due {
         let mut tx = crate::plumbing::db::begin(db).await?;
         let done = sqlx::query(
             "UPDATE order_info SET status = ?, closed_at = NOW(3) WHERE id = ? AND status = ?",
@@ -75,7 +75,9 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?")
+            // all the order's units (goods_count: its quantity)
+            sqlx::query("UPDATE seckill_goods SET stock = stock + ? WHERE goods_id = ?")
+                .bind(units.max(1))
                 .bind(goods)
                 .execute(&mut *tx)
                 .await?;
@@ -86,8 +88,9 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
 
-    let to_return: Vec<(i64, i64, i64, i16)> = sqlx::query_as(
-        "SELECT o.id, o.user_id, o.goods_id, sg.stock_shards FROM order_info o \
+    let to_return: Vec<(i64, i64, i64, i16, i32, String)> = sqlx::query_as(
+        "SELECT o.id, o.user_id, o.goods_id, sg.stock_shards, o.goods_count, o.buy_key \
+         FROM order_info o \
          JOIN seckill_goods sg ON sg.goods_id = o.goods_id \
          WHERE o.status = ? AND o.stock_returned = 0 LIMIT 500",
     )
@@ -95,7 +98,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .fetch_all(db)
     .await?;
     let mut con = state.redis.clone();
-    for (id, user, goods, shards) in to_return {
+    for (id, user, goods, shards, quantity, key) in to_return {
         let (goods, user) = (GoodsId::new(goods)?, UserId::new(user)?);
         let home = Shard::home(goods, user, shards.max(1) as u16);
         let came_back = store::give_back(
@@ -105,6 +108,10 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
             home,
             user,
             store::GiveBack::Closed { order: id },
+            store::Units {
+                quantity: quantity.max(1) as u32,
+                key: &key,
+            },
         )
         .await?;
         let noted = sqlx::query(
