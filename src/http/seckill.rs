@@ -137,6 +137,12 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     match outcome {
         // a retry of an admitted buy (same Idempotency-Key) gets the answer the buy got
         Admission::Queued { .. } | Admission::Again => {
+            if matches!(outcome, Admission::Queued { .. }) {
+                state
+                    .metrics
+                    .admitted_units
+                    .inc_by(u64::from(quantity.get()));
+            }
             Ok(respond::with_status(StatusCode::ACCEPTED, 0))
         }
         Admission::LimitReached { left } => Err(AppError::LimitReached { left }),

@@ -141,6 +141,9 @@ pub struct Metrics {
     /// Writes a worker gave up because another worker had claimed the entries (the fence).
     pub fenced: Counter,
     pub closed_unpaid: Counter,
+    /// Units the admitted buys took (a buy's quantity; `admissions{outcome="queued"}` counts
+    /// the buys).
+    pub admitted_units: Counter,
     /// Units moved between the shards of split sales.
     pub stock_moves: Counter,
     /// Waiting-room tickets seen through, each once (`crate::admission::room`).
@@ -235,6 +238,7 @@ impl Metrics {
             dead_letters: Counter::default(),
             fenced: Counter::default(),
             closed_unpaid: Counter::default(),
+            admitted_units: Counter::default(),
             stock_moves: Counter::default(),
             drift: Family::default(),
             room_let_through: Counter::default(),
@@ -483,6 +487,11 @@ impl Metrics {
             "unpaid_closed",
             "Unpaid orders closed past their time (unit sold again)",
             self.closed_unpaid.clone(),
+        );
+        r.register(
+            "admitted_units",
+            "Units the admitted buys took (a buy's quantity)",
+            self.admitted_units.clone(),
         );
         r.register(
             "stock_moves",

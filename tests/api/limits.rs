@@ -154,6 +154,36 @@ async fn a_limit_of_3_takes_buys_of_1_and_2_and_refuses_a_third_of_2_whole_with_
     .unwrap();
     assert_eq!(counts, [1, 2], "one order per buy, with its quantity");
     assert_eq!(app.mysql_stock(goods).await, 7);
+    // the live view counts buys and units
+    let (s, view) = app
+        .admin("GET", &format!("/api/admin/sales/{goods}"), None)
+        .await;
+    assert_eq!(s, 200, "{view}");
+    let live = &view["data"]["live"];
+    assert_eq!(
+        (live["admitted"].as_i64(), live["admittedUnits"].as_i64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(
+        (
+            view["data"]["perBuy"].as_i64(),
+            view["data"]["perAccount"].as_i64()
+        ),
+        (Some(2), Some(3))
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flashgate_admitted_units_total 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
