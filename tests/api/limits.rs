@@ -803,3 +803,66 @@ async fn a_sale_loaded_again_from_mysql_keeps_what_each_account_holds_and_its_ke
     );
     assert_units(&app, goods, 10, 3).await;
 }
+
+/// Many accounts at once, random quantities and keys, every buy sent twice (a retry racing its
+/// first send, coalesced into the same admission calls): afterwards every order row agrees with
+/// Redis on units, nobody is over the limit, nothing is oversold, the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_accounts_with_random_quantities_and_retries_agree_on_units_and_limits() {
+    let app = app(true).await;
+    let (stock, per_buy, per_account) = (150, 3, 4);
+    let goods = sale(&app, stock, per_buy, per_account).await;
+    let users = app.users(80).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut buys = Vec::new();
+    for u in &users {
+        let path = app.path_for(&u.token, goods).await;
+        for b in 0..3 {
+            let q: i64 = rng.random_range(1..=per_buy);
+            let key = format!("{}-{b}", u.id);
+            // the buy and its retry, sent together
+            buys.push((u.token.clone(), path.clone(), q, key.clone()));
+            buys.push((u.token.clone(), path.clone(), q, key));
+        }
+    }
+    let answers = crate::helpers::concurrently(buys, 64, |(token, path, q, key)| {
+        let app = &app;
+        async move {
+            let (s, r) = buy(
+                app,
+                &token,
+                &path,
+                goods,
+                Some(json!(q)),
+                Some(key.as_bytes()),
+            )
+            .await;
+            (s, code(&r))
+        }
+    })
+    .await;
+    for (s, c) in &answers {
+        assert!(
+            matches!(
+                (s, c),
+                (202, 0) | (409, 500520) | (409, 500522) | (410, 500500)
+            ),
+            "unexpected answer {s} {c}"
+        );
+    }
+    assert_units(&app, goods, i64::from(stock), per_account).await;
+    // one order per key however often it was sent: the queued answers of distinct keys
+    let keys: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT user_id, buy_key) FROM order_info WHERE goods_id = ?",
+    )
+    .bind(goods.get())
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_info WHERE goods_id = ?")
+        .bind(goods.get())
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(orders, keys, "a retried key made a second order");
+}
