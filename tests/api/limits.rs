@@ -866,3 +866,54 @@ async fn many_accounts_with_random_quantities_and_retries_agree_on_units_and_lim
         .unwrap();
     assert_eq!(orders, keys, "a retried key made a second order");
 }
+
+/// Upgrading: a sale loaded by the version before (a meta without the rules) and queue entries
+/// it wrote (no `q`, no `k`) drain and count as one unit each, keyless; its shoppers buy as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_and_keys_of_the_version_before_drain_and_count_as_one_unit() {
+    let mut app = app(false).await;
+    let goods = app.sale(5).await;
+    let k = app.state.keys.sale(goods);
+    let _: () = app
+        .redis()
+        .hdel(k.meta(), &["per_buy", "per_account"])
+        .await
+        .unwrap();
+    let users = app.users(3).await;
+    let ids: Vec<i64> = users[..2].iter().map(|u| u.id.get()).collect();
+    app.queue_by_hand(goods, &[&ids[..1], &ids[1..2]]).await;
+    // a shopper of the old meta: one unit, a second buy a duplicate, even with a quantity of 1
+    let path = app.path_for(&users[2].token, goods).await;
+    let (s, _) = buy(&app, &users[2].token, &path, goods, None, None).await;
+    assert_eq!(s, 202);
+    let (s, r) = buy(&app, &users[2].token, &path, goods, Some(json!(1)), None).await;
+    assert_eq!((s, code(&r)), (409, 500501));
+    let (s, r) = buy(
+        &app,
+        &users[2].token,
+        &path,
+        goods,
+        Some(json!(2)),
+        Some(b"k"),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&r), r["data"]["perBuy"].as_i64()),
+        (400, 500521, Some(1))
+    );
+    app.start_worker();
+    assert_units(&app, goods, 5, 1).await;
+    let rows: Vec<(i32, String)> =
+        sqlx::query_as("SELECT goods_count, buy_key FROM order_info WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| *r == (1, String::new())), "{rows:?}");
+    let held: i64 = app.redis().exists(k.held()).await.unwrap();
+    assert_eq!(
+        held, 0,
+        "a sale of one unit per account keeps no held counts"
+    );
+}
