@@ -572,6 +572,50 @@ fn buyer_findings(
     }
 }
 
+/// The buys `user` holds in `shard` as Redis has them, (quantity, key digest or `""`): one unit
+/// without a key in a sale of one unit per account, else their fields of the shard's `buys`.
+async fn buys_of(
+    con: &mut crate::plumbing::redis_conn::RedisConn,
+    stores: &Stores,
+    shard: Shard,
+    user: UserId,
+    per_account: i32,
+) -> Result<Vec<(u32, String)>, AppError> {
+    if per_account <= 1 {
+        return Ok(vec![(1, String::new())]);
+    }
+    // HSCAN in chunks (a sale's buys may be many; no command runs long), their fields only
+    let (key, prefix) = (stores.keys.shard(shard).buys(), format!("{user} "));
+    let (mut cursor, mut out) = (0u64, Vec::new());
+    loop {
+        let (next, pairs): (u64, Vec<(String, u32)>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(con)
+            .await?;
+        for (field, q) in pairs {
+            if let Some(k) = field.strip_prefix(&prefix) {
+                out.push((
+                    q,
+                    if k == "-" {
+                        String::new()
+                    } else {
+                        k.to_string()
+                    },
+                ));
+            }
+        }
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
 /// The findings only MySQL can settle: `fix` will not touch Redis while any is there.
 const MYSQL_SIDE: [&str; 3] = ["mysql_stock_drift", "marker_without_order", "double_order"];
 
@@ -595,21 +639,22 @@ pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
         match (f.kind, f.user.and_then(|u| UserId::new(u).ok())) {
             ("buyer_without_order", Some(u)) => {
                 let home = Shard::home(goods, u, n);
-                if store::give_back(
-                    con,
-                    &stores.keys,
-                    &stores.scripts,
-                    home,
-                    u,
-                    GiveBack::Mended,
-                    store::Units::ONE,
-                )
-                .await?
-                {
-                    repairs.push(format!(
-                        "gave user {u}'s unit back to {} (result -1)",
-                        stores.keys.shard(home).stock()
-                    ));
+                // what the buyer holds in Redis: one unit, or (a sale of perAccount > 1) each of
+                // their buys, with its quantity and key
+                for (quantity, key) in buys_of(con, stores, home, u, row.per_account).await? {
+                    let units = store::Units {
+                        quantity,
+                        key: &key,
+                    };
+                    let (keys, scripts) = (&stores.keys, &stores.scripts);
+                    if store::give_back(con, keys, scripts, home, u, GiveBack::Mended, units)
+                        .await?
+                    {
+                        repairs.push(format!(
+                            "gave user {u}'s {quantity} unit(s) back to {} (result -1)",
+                            stores.keys.shard(home).stock()
+                        ));
+                    }
                 }
             }
             ("order_without_buyer", Some(u)) => {

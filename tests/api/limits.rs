@@ -917,3 +917,39 @@ async fn entries_and_keys_of_the_version_before_drain_and_count_as_one_unit() {
         "a sale of one unit per account keeps no held counts"
     );
 }
+
+/// The audit in units: a buyer of a sale of perAccount > 1 holding two buys in Redis (3 units)
+/// with no order (as a failover can leave it) is found, and the fix gives back both buys' units
+/// and allowance; the audit is clean after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_fix_gives_back_every_buy_of_a_buyer_without_orders() {
+    let app = app(false).await;
+    let goods = sale(&app, 10, 2, 4).await;
+    let k = app.state.keys.sale(goods);
+    let _: () = redis::pipe()
+        .sadd(k.buyers(), 9)
+        .hincr(k.held(), 9, 3)
+        .hset(k.buys(), "9 -", 1)
+        .hset(k.buys(), format!("9 {}", key_digest(b"x")), 2)
+        .decr(k.stock(), 3)
+        .hincr(k.meta(), "admitted", 2)
+        .hincr(k.meta(), "extra_units", 1)
+        .query_async(&mut app.redis())
+        .await
+        .unwrap();
+    let stores = app.state.stores();
+    let before = flashgate::operators::audit::audit(&stores, goods)
+        .await
+        .unwrap();
+    assert!(!before.clean);
+    assert_eq!(before.stock_drift, -3, "{before:?}");
+    let kinds: Vec<&str> = before.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&"buyer_without_order"), "{kinds:?}");
+    let fixed = flashgate::operators::audit::fix(&stores, goods)
+        .await
+        .unwrap();
+    assert!(fixed.clean, "{fixed:?}");
+    assert_eq!(app.redis_state(goods).await.0, 10);
+    let held: Option<i64> = app.redis().hget(k.held(), 9).await.unwrap();
+    assert_eq!(held, None, "the allowance is back");
+}
