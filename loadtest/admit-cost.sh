@@ -80,13 +80,20 @@ run() { # sha (or fcall:FUNCTION), then keys...; the arguments are in args
   redis-cli DEL "${k}queue" "${k}buyers" >/dev/null
   echo "$rps $us $(awk -v a="$c0" -v b="$c1" -v n="$CALLS" -v t="$tck" 'BEGIN { printf "%.1f", (b - a) / t / n * 1e6 }')"
 }
-# the KEYS of a call of N shoppers, by the script's contract line (its first line)
-keys_for() { # contract-line n; sets keys
+# the KEYS and ARGV of a call of N shoppers, by the script's contract line (its first line)
+keys_for() { # contract-line n; sets keys and args
   keys=("${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue")
+  args=("")
   case "$1" in
-    *"queue user..."*) for _ in $(seq "$2"); do keys+=("${k}u:__rand_int__"); done ;;
+    # sale rules (#42): two more keys, a quantity and a key per shopper (1 and none here)
+    *"buys user..."*) keys+=("${k}held" "${k}buys")
+      for _ in $(seq "$2"); do keys+=("${k}u:__rand_int__")
+        args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 "" 1 ""); done ;;
+    *"queue user..."*) for _ in $(seq "$2"); do keys+=("${k}u:__rand_int__")
+        args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 ""); done ;;
     # the oldest form: every shopper reads the one benchmark path key, buckets are random
-    *) for _ in $(seq "$2"); do keys+=("${k}path:bench" "${k}bucket:__rand_int__"); done ;;
+    *) for _ in $(seq "$2"); do keys+=("${k}path:bench" "${k}bucket:__rand_int__")
+        args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 ""); done ;;
   esac
 }
 row() { # label n rps us cpu-us
@@ -96,8 +103,6 @@ row() { # label n rps us cpu-us
 echo "| script | shoppers per call | calls/s | shoppers/s | Redis us per call (commandstats) | per shopper (commandstats) | Redis CPU us per shopper (/proc) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for n in $SIZES; do
-  args=("")
-  for _ in $(seq "$n"); do args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 ""); done
   if [ -n "$BASE" ]; then
     keys_for "$base_form" "$n"
     set_users

@@ -1,6 +1,6 @@
--- contract: keys stock buyers result meta given_back? | args user result ttl_s channel goods counter order? | codes OK NOT_A_BUYER
+-- contract: keys stock buyers result meta given_back held buys | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER
 --[[
-  restore.lua: give one unit of a sale back, once.
+  restore.lua: give one buy's units (and the account's allowance) back, once.
 
   Used when an admitted request ends as a failed order, when an unpaid order is closed, and when
   a dead-lettered entry is given up on. Idempotent: the unit comes back only if the user was still
@@ -10,22 +10,31 @@
   the closer can give the unit back first and note it in MySQL after, and a crash in between
   loses nothing.
 
+  A sale of per_account > 1 notes every buy in KEYS[7] (admit.lua): there the buy's field
+  ('USER KEY', KEY '-' for a buy without one) is what is given back once, and the user's held
+  units (KEYS[6]) go down by its quantity; the user leaves the buyers when they hold none.
+
   Steps:
-    0. with KEYS[5]: if the order id ARGV[7] is in it, stop (already given back)
-    1. SREM the user from the buyers; if they were not there, stop (already restored)
-    1b. with KEYS[5]: SADD the order id
-    2. INCR stock
+    0. with an order id (ARGV[7] not empty): if it is in KEYS[5], stop (already given back)
+    1. per_account 1 (meta; absent: 1): SREM the user from the buyers; if they were not there,
+       stop (already restored); a key's field in KEYS[7] is deleted (a retry with it may buy again)
+       per_account > 1: HDEL the buy's field; if it was not there, stop (already restored);
+       HINCRBY held by -quantity, and at 0 HDEL it and SREM the user from the buyers
+    1b. with an order id: SADD it to KEYS[5]
+    2. INCRBY stock by the quantity
     3. write the user's result (ARGV[2]: -1 for a failed order; empty leaves the result alone)
     4. PUBLISH the goods id on the restock channel, so every edge clears its sold-out flag
-    5. HINCRBY meta by one in the field ARGV[6] names (failed, dead_lettered or closed: why units
-       came back, counted for the operators' live view)
+    5. HINCRBY meta by the quantity in the field ARGV[6] names (failed, dead_lettered, closed or
+       mended: why units came back, counted for the operators' live view)
 
   KEYS (one sale's hash tag, plus the channel, which is not a key for Cluster purposes):
     1 stock    string
     2 buyers   set
     3 result   string: this user's result
     4 meta     hash: the shard's meta (its counters)
-    5 given_back  set: ids of closed orders whose unit has come back (only for a closed order)
+    5 given_back  set: ids of closed orders whose units have come back
+    6 held     hash: user id -> units held (a sale of per_account > 1)
+    7 buys     hash: 'USER KEY' -> quantity (admit.lua)
   ARGV:
     1 user id
     2 result to write ('' = leave it)
@@ -33,25 +42,46 @@
     4 restock channel name
     5 goods id (the message)
     6 the meta counter to count this in
-    7 the closed order's id (with KEYS[5] only)
+    7 the closed order's id ('' for a failed or dead-lettered buy)
+    8 the buy's quantity (empty: 1)
+    9 the buy's Idempotency-Key digest ('' or '-': none)
 
   Returns {OK} if the unit was given back, {NOT_A_BUYER} if it had been already (lua/codes.lua).
 ]]
 
-local once = KEYS[5]
-if once and redis.call('SISMEMBER', once, ARGV[7]) == 1 then
+local once = ARGV[7] ~= ''
+if once and redis.call('SISMEMBER', KEYS[5], ARGV[7]) == 1 then
   return {NOT_A_BUYER}
 end
-if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then
-  return {NOT_A_BUYER}
+local q = tonumber(ARGV[8]) or 1
+local idem = ARGV[9] or ''
+if idem == '' then
+  idem = '-'
+end
+local field = ARGV[1] .. ' ' .. idem
+if (tonumber(redis.call('HGET', KEYS[4], 'per_account')) or 1) <= 1 then
+  if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then
+    return {NOT_A_BUYER}
+  end
+  if idem ~= '-' then
+    redis.call('HDEL', KEYS[7], field)
+  end
+else
+  if redis.call('HDEL', KEYS[7], field) == 0 then
+    return {NOT_A_BUYER}
+  end
+  if redis.call('HINCRBY', KEYS[6], ARGV[1], -q) <= 0 then
+    redis.call('HDEL', KEYS[6], ARGV[1])
+    redis.call('SREM', KEYS[2], ARGV[1])
+  end
 end
 if once then
-  redis.call('SADD', once, ARGV[7])
+  redis.call('SADD', KEYS[5], ARGV[7])
 end
-redis.call('INCR', KEYS[1])
+redis.call('INCRBY', KEYS[1], q)
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[6], q)
 return {OK}

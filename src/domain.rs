@@ -282,9 +282,102 @@ impl fmt::Display for TokenPrint {
     }
 }
 
+/// The units one buy asks for (`quantity` in the buy's body; absent: 1). The edge takes 1 to
+/// [`Quantity::MAX`]; the sale's own `perBuy` is checked by `lua/admit.lua`, atomically with the
+/// rest of the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// No sale's `perBuy` is above this (`SaleRule::PerBuy`).
+    pub const MAX: u32 = 1000;
+    pub const ONE: Quantity = Quantity(1);
+
+    /// A JSON value as the body carries it: a whole number of 1 to [`Quantity::MAX`] (`2.0` is
+    /// not one: a fraction, a string, 0 or a negative number is [`AppError::BadQuantity`]).
+    pub fn from_json(v: Option<&serde_json::Value>) -> Result<Self, AppError> {
+        match v {
+            None => Ok(Self::ONE),
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .filter(|q| (1..=Self::MAX as u64).contains(q))
+                .map(|q| Self(q as u32))
+                .ok_or(AppError::BadQuantity),
+            Some(_) => Err(AppError::BadQuantity),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// A buy's `Idempotency-Key` (the IETF draft's header), kept only as a digest: the first 16
+/// bytes of its SHA-256 as 32 hex digits. A digest is fixed-width, has no commas (it rides in the
+/// queue entry's comma-separated `k`) and compares byte for byte in MySQL (a `*_bin` column with
+/// PAD SPACE would take `"a"` and `"a "` for the same key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BuyKey(String);
+
+impl BuyKey {
+    /// The header's bytes: 1 to 255, each printable ASCII (space to `~`).
+    pub fn parse(header: &[u8]) -> Result<Self, AppError> {
+        if header.is_empty()
+            || header.len() > 255
+            || !header.iter().all(|b| (0x20..=0x7e).contains(b))
+        {
+            return Err(AppError::BadIdempotencyKey);
+        }
+        use sha2::{Digest, Sha256};
+        Ok(Self(hex::encode(&Sha256::digest(header)[..16])))
+    }
+
+    /// The 32 hex digits.
+    pub fn digest(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_are_whole_numbers_from_one() {
+        let q = |s: &str| Quantity::from_json(Some(&serde_json::from_str(s).unwrap()));
+        assert_eq!(Quantity::from_json(None).unwrap(), Quantity::ONE);
+        assert_eq!(q("3").unwrap().get(), 3);
+        assert_eq!(q("1000").unwrap().get(), 1000);
+        for bad in [
+            "0", "-1", "1.5", "2.0", "\"2\"", "null", "1001", "[1]", "1e3",
+        ] {
+            assert!(matches!(q(bad), Err(AppError::BadQuantity)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn buy_keys_are_printable_ascii_up_to_255_bytes_kept_as_a_digest() {
+        let k = BuyKey::parse(b"8e03978e-40d5-43e8-bc93-6894a57f9324").unwrap();
+        assert_eq!(k.digest().len(), 32);
+        assert!(lower_hex(k.digest(), 32));
+        assert_ne!(
+            k,
+            BuyKey::parse(b"8e03978e-40d5-43e8-bc93-6894a57f9324 ").unwrap()
+        );
+        assert!(BuyKey::parse(&[b'a'; 255]).is_ok());
+        for bad in [
+            &b""[..],
+            &[b'a'; 256],
+            "\u{e9}t\u{e9}".as_bytes(),
+            b"a\tb",
+            b"a\x7f",
+        ] {
+            assert!(
+                matches!(BuyKey::parse(bad), Err(AppError::BadIdempotencyKey)),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn ids_must_be_positive_integers() {

@@ -128,6 +128,24 @@ pub enum AppError {
     /// A draw sale's refusal (`crate::draws`): why, each with its own code.
     #[error("{}", .0.message())]
     Draw(DrawFault),
+    /// The buy would take the account past the sale's `perAccount`: it may still take `left`.
+    #[error("this buy would take you past the sale's limit per account")]
+    LimitReached { left: i64 },
+    /// The buy asks for more units than the sale's `perBuy`.
+    #[error("this sale sells at most {per_buy} units in one buy")]
+    TooManyUnits { per_buy: i64 },
+    /// Fewer units are left than the buy asks for: a buy is all or nothing.
+    #[error("fewer units are left than you asked for")]
+    NotEnough { left: i64 },
+    /// `quantity` is not a whole number of at least 1.
+    #[error("quantity must be a whole number of at least 1")]
+    BadQuantity,
+    /// `Idempotency-Key` is empty, over 255 bytes or not printable ASCII.
+    #[error("Idempotency-Key must be 1 to 255 printable ASCII characters")]
+    BadIdempotencyKey,
+    /// The same `Idempotency-Key` was used for another request (another quantity).
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     /// Anything unexpected; the context is logged, the client sees a generic message.
     #[error("server error")]
     Internal(#[source] anyhow::Error),
@@ -160,6 +178,9 @@ impl AppError {
             Draw(why) => why.status(),
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Confirming => StatusCode::ACCEPTED,
+            LimitReached { .. } | NotEnough { .. } => StatusCode::CONFLICT,
+            TooManyUnits { .. } | BadQuantity | BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PushFull => StatusCode::SERVICE_UNAVAILABLE,
             TooManyStreams | CaptchaLocked { .. } | TooManyCaptchas { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -197,6 +218,12 @@ impl AppError {
             CaptchaLocked { .. } => 500514,
             TooManyCaptchas { .. } => 500515,
             WrongHost => 500513,
+            LimitReached { .. } => 500520,
+            TooManyUnits { .. } => 500521,
+            NotEnough { .. } => 500522,
+            BadQuantity => 500523,
+            BadIdempotencyKey => 500524,
+            IdempotencyKeyReused => 500525,
             ShopToken(why) => 500220 + *why as i64,
             Grant(why) => 500240 + *why as i64,
             LoginAtShop => 500260,
@@ -252,6 +279,12 @@ pub enum SaleRule {
     Room = 17,
     /// `externalRef`: the shop's product reference, 1 to 255 printable ASCII characters.
     ExternalRef = 18,
+    /// `perBuy`: 1 to 1,000, and at most `perAccount`.
+    PerBuy = 19,
+    /// `perAccount`: 1 to 1,000,000.
+    PerAccount = 20,
+    /// `perBuy` above 1 on a split sale (`shards` > 1): a buy takes units from one shard.
+    PerBuySplit = 21,
     /// `registerFrom`, `registerUntil`, `claimFor` are for a draw sale (`mode: "draw"`) and a
     /// draw sale needs all three.
     DrawFields = 30,
@@ -268,7 +301,7 @@ pub enum SaleRule {
 }
 
 impl SaleRule {
-    pub const ALL: [SaleRule; 24] = [
+    pub const ALL: [SaleRule; 27] = [
         SaleRule::Name,
         SaleRule::Title,
         SaleRule::Detail,
@@ -288,6 +321,9 @@ impl SaleRule {
         SaleRule::NothingToChange,
         SaleRule::Room,
         SaleRule::ExternalRef,
+        SaleRule::PerBuy,
+        SaleRule::PerAccount,
+        SaleRule::PerBuySplit,
         SaleRule::DrawFields,
         SaleRule::DrawWindows,
         SaleRule::RegisterInPast,
@@ -315,6 +351,8 @@ impl SaleRule {
             NothingToChange => "",
             Room => "roomOpensBefore",
             ExternalRef => "externalRef",
+            PerBuy | PerBuySplit => "perBuy",
+            PerAccount => "perAccount",
             DrawFields => "mode",
             DrawWindows => "registerUntil",
             RegisterInPast => "registerFrom",
@@ -353,6 +391,9 @@ impl SaleRule {
                  1000000 per second"
             }
             ExternalRef => "externalRef must be 1 to 255 printable ASCII characters",
+            PerBuy => "perBuy must be 1 to 1000, and at most perAccount",
+            PerAccount => "perAccount must be 1 to 1000000",
+            PerBuySplit => "perBuy must be 1 on a split sale (shards above 1)",
             DrawFields => {
                 "registerFrom, registerUntil and claimFor are for a draw sale (mode \"draw\"), \
                  which needs all three"
@@ -572,7 +613,8 @@ impl DrawFault {
 pub enum Refusal {
     /// The sale ended or was cancelled: it takes no more changes.
     SaleOver = 0,
-    /// `name`, `price`, `salePrice`, `startAt`, `shards` and the waiting room are fixed once
+    /// `name`, `price`, `salePrice`, `startAt`, `shards`, the waiting room and the rules
+    /// (`perBuy`, `perAccount`) are fixed once
     /// the sale is live: orders carry the name and price, shoppers are already spread over the
     /// shards, and a room's rate decides positions already shown.
     FixedOnceLive = 1,
@@ -690,6 +732,12 @@ mod tests {
             AppError::LoginAtShop,
             AppError::ShopServerOnly,
             AppError::OrderPaid,
+            AppError::LimitReached { left: 1 },
+            AppError::TooManyUnits { per_buy: 2 },
+            AppError::NotEnough { left: 1 },
+            AppError::BadQuantity,
+            AppError::BadIdempotencyKey,
+            AppError::IdempotencyKeyReused,
         ]
         .into_iter()
         .chain(SaleRule::ALL.map(AppError::Invalid))

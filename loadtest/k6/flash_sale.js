@@ -10,6 +10,10 @@
 //                     to their token (loadtest/seed-paths.py, as loadtest/bench.sh issues it) and
 //                     buys with USER-DIGEST, so the offered rate is buys only
 // -e POLL=0           do not poll the result (measure admission alone)
+// -e QUANTITY=2       units per buy (a sale seeded with --per-buy 2 or more); a range, 1-3,
+//                     draws each buy's quantity; 1 (the default) sends the body as before
+// -e KEYED=1          each buy carries an Idempotency-Key (the shopper's own), and is sent twice
+//                     with it, as a retry after a timeout would be: the second must take nothing
 // -e P99_MS=...       the p99 threshold on the buy request (default 50; the bar's steady run: 5)
 import http from "k6/http";
 import { check, sleep } from "k6";
@@ -23,6 +27,11 @@ const SCENARIO = __ENV.SCENARIO || "burst";
 const POLL = __ENV.POLL !== "0";
 const HIDDEN_PATH = __ENV.HIDDEN_PATH || "";
 const P99_MS = Number(__ENV.P99_MS || 50);
+const QUANTITY = String(__ENV.QUANTITY || "1");
+const [Q_MIN, Q_MAX] = QUANTITY.includes("-")
+  ? QUANTITY.split("-").map(Number)
+  : [Number(QUANTITY), Number(QUANTITY)];
+const KEYED = __ENV.KEYED === "1";
 
 // `flashgate users --out tokens.csv`: a `userId,token` header, then one shopper a line. k6 opens
 // a relative path from this script's folder, not the shell's: resolve it against the shell's
@@ -93,7 +102,14 @@ const stillQueued = new Counter("gave_up_polling");
 const oversold = new Counter("oversold"); // a shopper who saw an order id without being queued
 const timeToResult = new Trend("time_to_result", true);
 
-const CODES = { 0: queued, 500500: soldOut, 500501: duplicate, 500505: rateLimited };
+const limitReached = new Counter("limit_reached");
+const notEnough = new Counter("not_enough");
+const units = new Counter("units_queued");
+
+const CODES = {
+  0: queued, 500500: soldOut, 500501: duplicate, 500505: rateLimited,
+  500520: limitReached, 500522: notEnough,
+};
 
 function count(res) {
   let code = null;
@@ -116,9 +132,19 @@ export default function () {
     path = res.json("data");
   }
   const started = Date.now();
-  const res = http.post(`${BASE}/api/seckill/${path}/orders`, JSON.stringify({ goodsId: Number(GOODS) }),
-    { ...params, tags: { name: "buy" } });
+  const quantity = Q_MIN + Math.floor(Math.random() * (Q_MAX - Q_MIN + 1));
+  const body = quantity === 1 ? { goodsId: Number(GOODS) } : { goodsId: Number(GOODS), quantity };
+  const buyParams = { ...params, tags: { name: "buy" } };
+  if (KEYED) buyParams.headers = { ...params.headers, "Idempotency-Key": `${shopper.userId}-buy` };
+  const res = http.post(`${BASE}/api/seckill/${path}/orders`, JSON.stringify(body), buyParams);
   const code = count(res);
+  if (code === 0) units.add(quantity);
+  if (KEYED) {
+    // the retry: answered as the buy was (202 when it was queued), and never a second order
+    const again = http.post(`${BASE}/api/seckill/${path}/orders`, JSON.stringify(body),
+      { ...buyParams, tags: { name: "retry" } });
+    if (code === 0 && again.status !== 202) errors.add(1, { status: String(again.status), code: "retry" });
+  }
   check(res, { "buy answered with the envelope": (r) => r.json("code") !== undefined });
   if (!POLL) return;
 
@@ -146,6 +172,7 @@ export function handleSummary(data) {
     `flashgate k6 — scenario ${SCENARIO}, goods ${GOODS}`,
     `  queued ${v("queued")}  sold out ${v("sold_out")}  duplicate ${v("duplicate")}  rate limited ${v("rate_limited")}  errors ${v("errors")}`,
     `  orders seen ${v("orders")}  failed after queueing ${v("failed_orders")}  gave up polling ${v("gave_up_polling")}`,
+    `  units queued ${v("units_queued")} (quantity ${QUANTITY})  limit reached ${v("limit_reached")}  not enough left ${v("not_enough")}`,
     buy ? `  buy latency: p50 ${buy.values.med.toFixed(2)} ms, p99 ${buy.values["p(99)"].toFixed(2)} ms, max ${buy.values.max.toFixed(2)} ms` : "",
     `  buys/s offered ${(data.metrics.iterations.values.rate || 0).toFixed(0)}`,
   ];

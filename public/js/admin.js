@@ -20,9 +20,10 @@ const SERIES = [
   ["written", "orders written", "#1565c0"],
 ];
 const FIELDS = ["name", "title", "detail", "imageUrl", "price", "salePrice", "stock", "addStock",
-  "startAt", "endAt", "shards", "pathFactor", "userRate", "userBurst", "gateRate", "gateBurst"];
+  "startAt", "endAt", "shards", "pathFactor", "userRate", "userBurst", "gateRate", "gateBurst",
+  "perBuy", "perAccount"];
 const NUMBERS = new Set(["price", "salePrice", "stock", "addStock", "shards", "pathFactor",
-  "userRate", "userBurst", "gateRate", "gateBurst"]);
+  "userRate", "userBurst", "gateRate", "gateBurst", "perBuy", "perAccount"]);
 
 let current = null; // the goods id in the live view
 let editing = null; // the sale being edited (its last view), or null for a new one
@@ -122,7 +123,7 @@ function openEditor(sale) {
     const input = $(`f-${f}`);
     input.classList.remove("invalid");
     let v = sale ? sale[f] : undefined;
-    if (!sale) v = { imageUrl: "/img/goods.svg", shards: 1 }[f];
+    if (!sale) v = { imageUrl: "/img/goods.svg", shards: 1, perBuy: 1, perAccount: 1 }[f];
     if ((f === "startAt" || f === "endAt") && v !== undefined) v = localInput(v);
     input.value = v === undefined || v === null ? "" : v;
   }
@@ -192,7 +193,8 @@ function figures(s) {
   const l = s.live;
   const rows = [
     ["Stock", `${l.stockLeft} left of ${s.stock}`],
-    ["Admitted", l.admitted],
+    ["Admitted", l.admittedUnits === l.admitted ? l.admitted : `${l.admitted} buys, ${l.admittedUnits} units`],
+    ["Rules", `at most ${s.perBuy} a buy, ${s.perAccount} an account`],
     ["Orders written", `${l.orders.written} (unpaid ${l.orders.unpaid}, paid ${l.orders.paid}, closed ${l.orders.closed})`],
     ["Failed", l.failed],
     ["Backlog", `${l.backlog} (pending ${l.pending})`],

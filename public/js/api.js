@@ -21,8 +21,8 @@ const Flash = (() => {
 
   // The whole envelope: what `call` unwraps, for the answers that carry more than `data` (a
   // result with a grant and the shop's checkout beside it).
-  async function envelope(method, path, body) {
-    const opts = { method, headers: {}, credentials: "same-origin" };
+  async function envelope(method, path, body, headers) {
+    const opts = { method, headers: { ...(headers || {}) }, credentials: "same-origin" };
     // every state-changing call is JSON, even without a body: the edge refuses anything else
     // (what a cross-site form could send), see docs/api.md
     if (body !== undefined || method !== "GET") {
@@ -42,8 +42,8 @@ const Flash = (() => {
     return env;
   }
 
-  async function call(method, path, body) {
-    return (await envelope(method, path, body)).data;
+  async function call(method, path, body, headers) {
+    return (await envelope(method, path, body, headers)).data;
   }
 
   function param(name) {

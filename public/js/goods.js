@@ -11,6 +11,11 @@
 // POST /api/seckill/{path}/orders; "queued" polls GET /api/seckill/result every 200 ms for up to
 // 30 s and ends on the order link, or on the reason it failed.
 //
+// A sale's rules (perBuy, perAccount): the page states the limit per customer, shows a quantity
+// picker when one buy may take more than one unit, and, when an account may buy more than once,
+// sends each press with an Idempotency-Key of its own (without one, a second buy is a
+// duplicate). Past the limit it says how many the shopper may still buy.
+//
 // Push: where the browser can, the page holds one event stream (GET /api/seckill/events,
 // EventSource) instead of polling: the room's positions and the buy's result come on it. It
 // falls back to polling when the stream is refused (503 past the edge's cap, an old browser, a
@@ -29,6 +34,8 @@ const $ = (id) => document.getElementById(id);
 const msg = $("msg");
 let running = false;
 let busy = false;
+// the sale's rules (the catalogue's perBuy and perAccount)
+let rules = { perBuy: 1, perAccount: 1 };
 
 function refreshCaptcha() {
   $("captcha").src = `/api/seckill/captcha?goodsId=${goodsId}&t=${Date.now()}`;
@@ -52,6 +59,15 @@ async function load() {
     $("price").textContent = Flash.money(g.seckillPrice);
     $("was").textContent = Flash.money(g.price);
     $("stock").textContent = g.stock;
+    rules = { perBuy: g.perBuy || 1, perAccount: g.perAccount || 1 };
+    if (rules.perAccount > 1) {
+      $("limit").textContent = I18n.t("sale.limit", { n: rules.perAccount });
+      $("limit").classList.remove("hidden");
+    }
+    if (rules.perBuy > 1) {
+      $("quantity").max = String(rules.perBuy);
+      $("quantity-box").classList.remove("hidden");
+    }
     if (g.roomOpensAt && g.status !== 2 && !through) {
       $("buy-box").classList.add("hidden");
       show("room", true);
@@ -265,6 +281,12 @@ function success(orderId) {
   msg.appendChild(a);
 }
 
+// A key for one press of the buy button: the same buy if it is sent again, another for the next.
+function buyKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
 async function buy() {
   busy = true;
   setButton();
@@ -272,7 +294,10 @@ async function buy() {
     const answer = $("answer").value.trim();
     const path = await Flash.call("GET", `/api/seckill/path?goodsId=${goodsId}&verifyCode=${encodeURIComponent(answer || "0")}`);
     openStream(); // the result will come on it
-    await Flash.call("POST", `/api/seckill/${path}/orders`, { goodsId });
+    const quantity = Math.min(rules.perBuy, Math.max(1, Math.floor(Number($("quantity").value) || 1)));
+    const body = rules.perBuy > 1 ? { goodsId, quantity } : { goodsId };
+    const headers = rules.perAccount > 1 ? { "Idempotency-Key": buyKey() } : undefined;
+    await Flash.call("POST", `/api/seckill/${path}/orders`, body, headers);
     Flash.show(msg, I18n.t("sale.queued"), "info");
     await settle();
   } catch (e) {
@@ -293,6 +318,8 @@ async function buy() {
         a.textContent = I18n.t("sale.viewOrder");
         msg.appendChild(a);
       }
+    } else if (e.code === 500520 && e.data) {
+      Flash.show(msg, `${e.message} ${I18n.t("sale.limitLeft", { n: e.data.allowanceLeft })}`, "error");
     } else {
       Flash.show(msg, e.message, "error");
     }

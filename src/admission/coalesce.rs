@@ -48,6 +48,10 @@ pub struct Shopper {
     pub request_id: String,
     /// A run again after a unit was moved into this shard (its tokens were spent already).
     pub again: bool,
+    /// Units asked for (1 unless the sale's `perBuy` allows more).
+    pub quantity: u32,
+    /// The digest of the buy's `Idempotency-Key` (`domain::BuyKey`), empty without one.
+    pub key: String,
 }
 
 /// Why a whole call failed; every buy of it gets the same answer.
@@ -216,13 +220,15 @@ impl Admitter {
             .keys
             .shard(shard)
             .admit(shoppers.iter().map(|s| s.user));
-        let mut args: Vec<String> = Vec::with_capacity(1 + 4 * shoppers.len());
+        let mut args: Vec<String> = Vec::with_capacity(1 + 6 * shoppers.len());
         args.push(String::new()); // now: Redis TIME
         for s in shoppers {
             args.push(s.user.get().to_string());
             args.push(s.binding.clone());
             args.push(s.request_id.clone());
             args.push(if s.again { "1" } else { "" }.to_string());
+            args.push(s.quantity.to_string());
+            args.push(s.key.clone());
         }
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

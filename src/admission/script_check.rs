@@ -18,9 +18,9 @@
 //! The case format (`lua/cases/README.md` explains it to SREs): a file per script with its
 //! default `keys` and `given`, and `cases`, each `{name, given, steps, then}`; a step is
 //! `{"given": {…}}` (keys written mid-case), `{"args": […], "reply": …}` (one call; `keys` may
-//! override the file's), or for admit.lua `{"now": ms, "shoppers": [[user, path, again?]…],
+//! override the file's), or for admit.lua `{"now": ms, "shoppers": [[user, path, again?, quantity?, key?]…],
 //! "expect": [code or [code, detail]…]}`. A value is a string, `{"hash": {…}}`, `{"set": […]}`,
-//! `{"zset": [[member, score]…]}` or `{"queue": [[user, request, time]…]}` (a stream read as the
+//! `{"zset": [[member, score]…]}` or `{"queue": [[user, request, time, quantity?, key?]…]}` (a stream read as the
 //! shoppers its entries hold), with `ttl_ms` (given) or `ttl` (then: has one or not); `null` in
 //! `then` is "absent"; `"*"` matches anything.
 
@@ -232,7 +232,9 @@ enum State {
     Hash(BTreeMap<String, String>),
     Set(BTreeSet<String>),
     Zset(Vec<(String, f64)>),
-    Queue(Vec<(String, String, String)>),
+    /// Shoppers as entries hold them: user, request, time, quantity, key (`1` and `-` when the
+    /// entry has no `q`/`k`, as a keyless single unit's and an older version's have not).
+    Queue(Vec<(String, String, String, String, String)>),
 }
 
 impl std::fmt::Display for State {
@@ -294,9 +296,9 @@ fn spec(v: &Json) -> Result<Spec, String> {
                 for e in m {
                     let e = e
                         .as_array()
-                        .ok_or("a queue shopper is [user, request, time]")?;
-                    let f = |i: usize| e.get(i).map(text).unwrap_or_default();
-                    q.push((f(0), f(1), f(2)));
+                        .ok_or("a queue shopper is [user, request, time, quantity?, key?]")?;
+                    let f = |i: usize, or: &str| e.get(i).map(text).unwrap_or_else(|| or.into());
+                    q.push((f(0, ""), f(1, ""), f(2, ""), f(3, "1"), f(4, "-")));
                 }
                 State::Queue(q)
             } else {
@@ -322,9 +324,13 @@ fn matches(want: &State, got: &State) -> bool {
         }
         (State::Queue(w), State::Queue(g)) => {
             w.len() == g.len()
-                && w.iter()
-                    .zip(g)
-                    .all(|(a, b)| wild_eq(&a.0, &b.0) && wild_eq(&a.1, &b.1) && wild_eq(&a.2, &b.2))
+                && w.iter().zip(g).all(|(a, b)| {
+                    wild_eq(&a.0, &b.0)
+                        && wild_eq(&a.1, &b.1)
+                        && wild_eq(&a.2, &b.2)
+                        && wild_eq(&a.3, &b.3)
+                        && wild_eq(&a.4, &b.4)
+                })
         }
         (w, g) => w == g,
     }
@@ -437,7 +443,7 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|s| s.as_array().map(|a| a.iter().map(text).collect()))
             .collect::<Option<_>>()
-            .ok_or("a shopper is [user, path, again?]")?;
+            .ok_or("a shopper is [user, path, again?, quantity?, key?]")?;
         let expect = step
             .get("expect")
             .and_then(Json::as_array)
@@ -460,6 +466,8 @@ impl<'a> Runner<'a> {
                     s.get(1).cloned().unwrap_or_default(),
                     format!("req-{user}"),
                     s.get(2).cloned().unwrap_or_default(),
+                    s.get(3).cloned().unwrap_or_else(|| "1".into()),
+                    s.get(4).cloned().unwrap_or_default(),
                 ]);
             }
             let reply = self.call(&keys, &args).await?;
@@ -627,8 +635,13 @@ impl<'a> Runner<'a> {
                     }
                 }
                 State::Queue(q) => {
-                    for (u, r, t) in q {
-                        p.xadd(&key, "*", &[("u", u), ("r", r), ("t", t)]).ignore();
+                    for (u, r, t, n, k) in q {
+                        if n == "1" && k == "-" {
+                            p.xadd(&key, "*", &[("u", u), ("r", r), ("t", t)]).ignore();
+                        } else {
+                            let fields = [("u", u), ("r", r), ("t", t), ("q", n), ("k", k)];
+                            p.xadd(&key, "*", &fields).ignore();
+                        }
                     }
                 }
             }
@@ -695,12 +708,17 @@ impl<'a> Runner<'a> {
                 let mut q = Vec::new();
                 for e in &r.ids {
                     let f = |n: &str| e.get::<String>(n).unwrap_or_default();
-                    let (u, r, t) = (f("u"), f("r"), f("t"));
+                    let (u, r, t, n, k) = (f("u"), f("r"), f("t"), f("q"), f("k"));
                     let us: Vec<&str> = u.split(',').collect();
                     let rs: Vec<&str> = r.split(',').collect();
+                    let ns: Vec<&str> = n.split(',').collect();
+                    let ks: Vec<&str> = k.split(',').collect();
                     for (i, u) in us.iter().enumerate() {
                         let r = rs.get(i).copied().unwrap_or("");
-                        q.push((u.to_string(), r.to_string(), t.clone()));
+                        let n = ns.get(i).copied().filter(|n| !n.is_empty()).unwrap_or("1");
+                        let k = ks.get(i).copied().filter(|k| !k.is_empty()).unwrap_or("-");
+                        let (n, k) = (n.to_string(), k.to_string());
+                        q.push((u.to_string(), r.to_string(), t.clone(), n, k));
                     }
                 }
                 State::Queue(q)

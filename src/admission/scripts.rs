@@ -141,11 +141,11 @@ pub const EMBEDDED: [(&str, &str); 6] = [
 pub const CONTRACTS: [(&str, &str); 6] = [
     (
         "admit.lua",
-        "keys meta stock buyers gate queue user... | args now (user path request again)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE",
+        "keys meta stock buyers gate queue held buys user... | args now (user path request again quantity key)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE LIMIT_REACHED TOO_MANY_UNITS NOT_ENOUGH AGAIN KEY_REUSED",
     ),
     (
         "restore.lua",
-        "keys stock buyers result meta given_back? | args user result ttl_s channel goods counter order? | codes OK NOT_A_BUYER",
+        "keys stock buyers result meta given_back held buys | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER",
     ),
     (
         "issue_path.lua",
@@ -565,12 +565,17 @@ pub enum Code {
     InRoom = 13,
     Waiting = 14,
     NoTicket = 15,
+    LimitReached = 16,
+    TooManyUnits = 17,
+    NotEnough = 18,
+    Again = 19,
+    KeyReused = 20,
     CaptchaLocked = 30,
 }
 
 impl Code {
     /// Every code with its name in `lua/codes.lua`.
-    pub const ALL: [(Code, &'static str); 17] = [
+    pub const ALL: [(Code, &'static str); 22] = [
         (Code::Ok, "OK"),
         (Code::BadPath, "BAD_PATH"),
         (Code::NotStarted, "NOT_STARTED"),
@@ -587,6 +592,11 @@ impl Code {
         (Code::InRoom, "IN_ROOM"),
         (Code::Waiting, "WAITING"),
         (Code::NoTicket, "NO_TICKET"),
+        (Code::LimitReached, "LIMIT_REACHED"),
+        (Code::TooManyUnits, "TOO_MANY_UNITS"),
+        (Code::NotEnough, "NOT_ENOUGH"),
+        (Code::Again, "AGAIN"),
+        (Code::KeyReused, "KEY_REUSED"),
         (Code::CaptchaLocked, "CAPTCHA_LOCKED"),
     ];
 
@@ -665,6 +675,17 @@ pub enum Admission {
     SoldOut,
     /// NO_SALE: the sale was never loaded into Redis.
     NoSale,
+    /// LIMIT_REACHED: the buy would take the account past the sale's `perAccount`; it may still
+    /// take this many units.
+    LimitReached { left: i64 },
+    /// TOO_MANY_UNITS: the buy asked for more than the sale's `perBuy`.
+    TooManyUnits { per_buy: i64 },
+    /// NOT_ENOUGH: fewer units left than asked (a buy is all or nothing).
+    NotEnough { left: i64 },
+    /// AGAIN: the same buy (user, Idempotency-Key, quantity) was admitted before: nothing moved.
+    Again,
+    /// KEY_REUSED: the Idempotency-Key was first used with this other quantity.
+    KeyReused { quantity: i64 },
     /// OK, but the replicas did not confirm the call in time (`plumbing::replicas`): the
     /// shopper is told it is being confirmed, not "queued". Never a reply of the script itself.
     Unconfirmed,
@@ -723,6 +744,19 @@ impl Admission {
             Code::Duplicate => Self::Duplicate,
             Code::SoldOut => Self::SoldOut,
             Code::NoSale => Self::NoSale,
+            Code::LimitReached => Self::LimitReached {
+                left: detail_int(detail),
+            },
+            Code::TooManyUnits => Self::TooManyUnits {
+                per_buy: detail_int(detail),
+            },
+            Code::NotEnough => Self::NotEnough {
+                left: detail_int(detail),
+            },
+            Code::Again => Self::Again,
+            Code::KeyReused => Self::KeyReused {
+                quantity: detail_int(detail),
+            },
             other => anyhow::bail!("admit.lua returned {other:?}, not one of its codes"),
         })
     }
@@ -738,6 +772,11 @@ impl Admission {
             Self::Duplicate => "duplicate",
             Self::SoldOut => "sold_out",
             Self::NoSale => "no_sale",
+            Self::LimitReached { .. } => "limit_reached",
+            Self::TooManyUnits { .. } => "too_many_units",
+            Self::NotEnough { .. } => "not_enough",
+            Self::Again => "again",
+            Self::KeyReused { .. } => "key_reused",
             Self::Unconfirmed => "confirming",
         }
     }
@@ -957,7 +996,7 @@ mod tests {
         check_contracts(&files).unwrap();
         let mut changed = files.clone();
         let admit = changed.get_mut("admit.lua").unwrap();
-        *admit = admit.replacen("gate queue user...", "gate queue", 1);
+        *admit = admit.replacen("buys user...", "buys", 1);
         let err = check_contracts(&changed).unwrap_err().to_string();
         assert!(err.contains("admit.lua: its keys differ"), "{err}");
         let mut codes = files.clone();

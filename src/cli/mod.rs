@@ -47,6 +47,12 @@ enum Command {
         /// (`--buckets` is the old name, still accepted.)
         #[arg(long, alias = "buckets", default_value_t = 1)]
         shards: u16,
+        /// The most units one buy may take (1 to 1000, at most --per-account; 1 on a split sale).
+        #[arg(long, default_value_t = 1)]
+        per_buy: i64,
+        /// The most units one account may hold in the sale, over all its buys.
+        #[arg(long, default_value_t = 1)]
+        per_account: i64,
     },
     /// Create test users and their sessions; write a `userId,token` CSV for load tools. Prints
     /// the first new user's mobile (their password is the demo one, 123456) as its last line.
@@ -558,10 +564,14 @@ pub async fn main() -> anyhow::Result<()> {
             lasts,
             name,
             shards,
+            per_buy,
+            per_account,
         } => {
             let mut new = NewSale::new(stock, starts_in, lasts);
             new.name = name;
             new.shards = shards;
+            new.per_buy = per_buy;
+            new.per_account = per_account;
             seed_sale(settings, &new).await?;
         }
         Command::Users { count, out } => {

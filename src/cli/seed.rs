@@ -33,6 +33,10 @@ pub struct NewSale {
     pub shards: u16,
     /// The shop's product reference (`externalRef`), if any.
     pub external_ref: Option<String>,
+    /// The most units one buy may take (`perBuy`).
+    pub per_buy: i64,
+    /// The most units one account may hold in the sale (`perAccount`).
+    pub per_account: i64,
 }
 
 impl NewSale {
@@ -46,6 +50,8 @@ impl NewSale {
             lasts_secs,
             shards: 1,
             external_ref: None,
+            per_buy: 1,
+            per_account: 1,
         }
     }
 }
@@ -88,7 +94,16 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         register_from: None,
         register_until: None,
         claim_for: None,
+        per_buy: sale.per_buy,
+        per_account: sale.per_account,
     };
+    // the sale's rules are held to sale management's (the rest is laxer here, see `insert`)
+    use crate::error::SaleRule;
+    if let Err(rule @ (SaleRule::PerBuy | SaleRule::PerAccount | SaleRule::PerBuySplit)) =
+        spec.check(start_at)
+    {
+        anyhow::bail!("{} (code {})", rule.message(), 500_700 + rule as i64);
+    }
     let mut tx = crate::plumbing::db::begin(db).await?;
     let id = crate::sales::manage::insert(&mut tx, &spec).await?;
     tx.commit().await?;

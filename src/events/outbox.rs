@@ -135,6 +135,8 @@ pub struct Facts {
     pub price: String,
     pub product: Option<String>,
     pub shop_user: Option<String>,
+    /// The units of the order (its `goods_count`) or of the buy given up on.
+    pub quantity: i64,
 }
 
 /// The `data` of an event: the order, its sale and shopper, and `extra` (the time of the change).
@@ -152,7 +154,7 @@ pub fn data(
         "userId": user.get(),
         "price": minor_units(&facts.price),
         "currency": settings.currency,
-        "quantity": 1,
+        "quantity": facts.quantity.max(1),
     });
     if let Some(s) = &facts.shop_user {
         d["shopUser"] = json!(s);
@@ -220,7 +222,7 @@ pub async fn from_orders(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    /// order, goods, user, price, created at, shop subject, product reference
+    /// order, goods, user, price, created at, shop subject, product reference, units
     type OrderRow = (
         i64,
         i64,
@@ -229,17 +231,19 @@ pub async fn from_orders(
         NaiveDateTime,
         Option<Vec<u8>>,
         Option<String>,
+        i32,
     );
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
-         u.subject, sg.external_ref FROM order_info o LEFT JOIN users u ON u.id = o.user_id \
+         u.subject, sg.external_ref, o.goods_count FROM order_info o \
+         LEFT JOIN users u ON u.id = o.user_id \
          LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
         numbers(orders)
     )))
     .fetch_all(&mut **tx)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (order, goods, user, price, created, shop_user, product) in rows {
+    for (order, goods, user, price, created, shop_user, product, quantity) in rows {
         let (Ok(goods), Ok(user)) = (GoodsId::new(goods), UserId::new(user)) else {
             continue;
         };
@@ -247,6 +251,7 @@ pub async fn from_orders(
             price,
             product,
             shop_user: shop_user.map(crate::identity::subjects::text),
+            quantity: i64::from(quantity),
         };
         let at = at.unwrap_or(created);
         let mut extra = json!({ "createdAt": created.and_utc().timestamp_millis() });
@@ -283,24 +288,38 @@ pub fn event_id(kind: EventType, order: i64) -> String {
     format!("{what}-{order}")
 }
 
+/// A buy given up on: its shopper, its queue entry, its units and its `Idempotency-Key` digest
+/// (`""`: none).
+#[derive(Debug, Clone, Copy)]
+pub struct GivenUp<'a> {
+    pub user: UserId,
+    pub entry: &'a str,
+    pub quantity: u32,
+    pub key: &'a str,
+}
+
 /// The event of a buy given up on: a shopper told "queued" whose entry could not be written
-/// (dead-lettered, or MySQL had no unit left). No order; its id names the entry and the user.
+/// (dead-lettered, or MySQL had no unit left). No order; its id names the entry and the user
+/// (and the buy's key digest, for a buy with one: an entry may hold two buys of one shopper).
 pub fn failed(
     settings: &EventSettings,
     goods: GoodsId,
-    user: UserId,
-    entry: &str,
+    buy: &GivenUp<'_>,
     reason: &str,
     facts: &Facts,
     at: NaiveDateTime,
 ) -> NewEvent {
+    let (user, entry) = (buy.user, buy.entry);
     let extra = json!({
         "requestId": entry,
         "reason": reason,
         "failedAt": at.and_utc().timestamp_millis(),
     });
     NewEvent {
-        event_id: format!("failed-{entry}-{}", user.get()),
+        event_id: match buy.key {
+            "" => format!("failed-{entry}-{}", user.get()),
+            key => format!("failed-{entry}-{}-{key}", user.get()),
+        },
         kind: EventType::Failed,
         order: 0,
         goods,
@@ -310,34 +329,32 @@ pub fn failed(
     }
 }
 
-/// Records the failed events of a dead-lettered entry's `users`, in a transaction of its own
+/// Records the failed events of a dead-lettered entry's `buys`, in a transaction of its own
 /// (the change it reports is in Redis); written again by a dead-lettering run again, it is the
 /// same event (its id names the entry).
 pub async fn failed_buys(
     db: &sqlx::MySqlPool,
     settings: &EventSettings,
     goods: GoodsId,
-    users: &[UserId],
-    entry: &str,
+    buys: &[GivenUp<'_>],
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    if !settings.on() || users.is_empty() {
+    if !settings.on() || buys.is_empty() {
         return Ok(());
     }
     let mut tx = crate::plumbing::db::begin(db).await?;
-    let failures: Vec<(UserId, &str)> = users.iter().map(|&u| (u, entry)).collect();
-    write_failed(&mut tx, settings, goods, &failures, reason, None).await?;
+    write_failed(&mut tx, settings, goods, buys, reason, None).await?;
     tx.commit().await
 }
 
-/// Writes in `tx` the failed events of buys given up on, a `(user, queue entry)` each (see
+/// Writes in `tx` the failed events of buys given up on (see
 /// [`failed`]), with each shopper's shop subject; `sale`: the sale's price and product reference
 /// when the caller has them (else read here).
 pub async fn write_failed(
     tx: &mut Transaction<'_, MySql>,
     settings: &EventSettings,
     goods: GoodsId,
-    failures: &[(UserId, &str)],
+    failures: &[GivenUp<'_>],
     reason: &str,
     sale: Option<(String, Option<String>)>,
 ) -> Result<(), sqlx::Error> {
@@ -354,18 +371,19 @@ pub async fn write_failed(
         .await?
         .unwrap_or_default(),
     };
-    let users: Vec<i64> = failures.iter().map(|f| f.0.get()).collect();
+    let users: Vec<i64> = failures.iter().map(|f| f.user.get()).collect();
     let subjects = subjects(tx, &users).await?;
     let at = now();
     let rows: Vec<NewEvent> = failures
         .iter()
-        .map(|&(user, entry)| {
+        .map(|buy| {
             let facts = Facts {
                 price: price.clone(),
                 product: product.clone(),
-                shop_user: subjects.get(&user.get()).cloned(),
+                shop_user: subjects.get(&buy.user.get()).cloned(),
+                quantity: i64::from(buy.quantity),
             };
-            failed(settings, goods, user, entry, reason, &facts, at)
+            failed(settings, goods, buy, reason, &facts, at)
         })
         .collect();
     write(tx, settings, &rows).await

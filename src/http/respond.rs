@@ -93,6 +93,9 @@ pub fn error(e: AppError) -> Resp {
         AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
         AppError::Invalid(rule) => serde_json::json!({ "field": rule.field() }),
         AppError::NotYourTurn { position } => serde_json::json!({ "position": position }),
+        AppError::LimitReached { left } => serde_json::json!({ "allowanceLeft": left }),
+        AppError::NotEnough { left } => serde_json::json!({ "unitsLeft": left }),
+        AppError::TooManyUnits { per_buy } => serde_json::json!({ "perBuy": per_buy }),
         _ => serde_json::Value::Null,
     };
     let body = serde_json::to_vec(&Envelope {

@@ -25,7 +25,7 @@ use crate::admission::captcha::Captcha;
 use crate::admission::coalesce::Shopper;
 use crate::admission::scripts::{Admission, PathIssue};
 use crate::admission::soldout::binding_hash;
-use crate::domain::{GoodsId, HiddenPath, Shard, TokenPrint, UserId};
+use crate::domain::{BuyKey, GoodsId, HiddenPath, Quantity, Shard, TokenPrint, UserId};
 use crate::error::AppError;
 use crate::plumbing::keys;
 use crate::state::AppState;
@@ -34,6 +34,29 @@ use crate::state::AppState;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Buy {
     goods_id: GoodsId,
+}
+
+/// The buy's body: `{"goodsId": G, "quantity": Q}`, Q absent for 1 (read as a JSON value so a
+/// string or a fraction is refused with its own code, `AppError::BadQuantity`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BuyBody {
+    goods_id: GoodsId,
+    #[serde(default = "absent")]
+    quantity: serde_json::Value,
+}
+
+/// `quantity` left out: one unit (a `null` is not leaving it out, and is refused).
+fn absent() -> serde_json::Value {
+    serde_json::Value::from(1)
+}
+
+/// The `Idempotency-Key` header, if the buy carries one (`domain::BuyKey`).
+fn buy_key(req: &Request<Incoming>) -> Result<Option<BuyKey>, AppError> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|v| BuyKey::parse(v.as_bytes()))
+        .transpose()
 }
 
 pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Result<Resp, AppError> {
@@ -45,7 +68,9 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
         .extensions()
         .get::<RequestId>()
         .map_or_else(RequestId::new, Clone::clone);
-    let Buy { goods_id: goods } = respond::json_body(req).await?;
+    let key = buy_key(&req)?;
+    let body: BuyBody = respond::json_body(req).await?;
+    let (goods, quantity) = (body.goods_id, Quantity::from_json(Some(&body.quantity))?);
     if state.local.is_sold_out(goods) {
         state.metrics.admission("sold_out_local");
         state.tally.count(goods, "sold_out_local", 1);
@@ -60,7 +85,8 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
     let binding = path.bound_to(print);
     let mark = binding_hash(&binding);
-    if state.local.is_buyer(goods, user, mark) {
+    // a buy with a key may be a second buy within the sale's perAccount: only Redis can tell
+    if key.is_none() && state.local.is_buyer(goods, user, mark) {
         state.metrics.admission("duplicate_local");
         state.tally.count(goods, "duplicate_local", 1);
         return Err(AppError::Duplicate);
@@ -70,7 +96,14 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     let shards = shape.shards;
     let home = Shard::home(goods, user, shards);
 
-    let mut outcome = admit(state, home, user, &binding, &rid, false).await?;
+    let buy = BuyRequest {
+        user,
+        binding: &binding,
+        rid: &rid,
+        quantity,
+        key: key.as_ref(),
+    };
+    let mut outcome = admit(state, home, &buy, false).await?;
     // A split sale: the home shard is empty, so move units over from the others (see `split`)
     // until one admits this shopper or every other shard is empty. A unit moved in and then
     // taken by another shopper of this shard is still sold; the same shard is asked again.
@@ -87,7 +120,7 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
                 next += 1;
                 continue;
             }
-            outcome = admit(state, home, user, &binding, &rid, true).await?;
+            outcome = admit(state, home, &buy, true).await?;
             if !matches!(outcome, Admission::SoldOut) {
                 break;
             }
@@ -99,11 +132,27 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     if shape.loaded {
         state.tally.count(goods, outcome.label(), 1);
     }
-    if matches!(outcome, Admission::Queued { .. } | Admission::Duplicate) {
+    if matches!(
+        outcome,
+        Admission::Queued { .. } | Admission::Duplicate | Admission::Again
+    ) {
         state.local.mark_buyer(goods, user, mark, epoch);
     }
     match outcome {
-        Admission::Queued { .. } => Ok(respond::with_status(StatusCode::ACCEPTED, 0)),
+        // a retry of an admitted buy (same Idempotency-Key) gets the answer the buy got
+        Admission::Queued { .. } | Admission::Again => {
+            if matches!(outcome, Admission::Queued { .. }) {
+                state
+                    .metrics
+                    .admitted_units
+                    .inc_by(u64::from(quantity.get()));
+            }
+            Ok(respond::with_status(StatusCode::ACCEPTED, 0))
+        }
+        Admission::LimitReached { left } => Err(AppError::LimitReached { left }),
+        Admission::TooManyUnits { per_buy } => Err(AppError::TooManyUnits { per_buy }),
+        Admission::NotEnough { left } => Err(AppError::NotEnough { left }),
+        Admission::KeyReused { .. } => Err(AppError::IdempotencyKeyReused),
         Admission::BadPath => Err(AppError::BadPath),
         Admission::NotStarted { starts_in_ms } => Err(AppError::NotStarted { starts_in_ms }),
         Admission::Ended => Err(AppError::Ended),
@@ -122,22 +171,31 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
 }
 
-/// One decision of `lua/admit.lua` in `user`'s home shard (coalesced with other buys of that
+/// One buy as the script decides it.
+struct BuyRequest<'a> {
+    user: UserId,
+    binding: &'a str,
+    rid: &'a RequestId,
+    quantity: Quantity,
+    key: Option<&'a BuyKey>,
+}
+
+/// One decision of `lua/admit.lua` in the buyer's home shard (coalesced with other buys of that
 /// shard, see [`crate::admission::coalesce`]); `again` when it runs a second time for the same request after
 /// a unit was moved in (the rate limits were charged the first time).
 async fn admit(
     state: &AppState,
     home: Shard,
-    user: UserId,
-    binding: &str,
-    rid: &RequestId,
+    buy: &BuyRequest<'_>,
     again: bool,
 ) -> Result<Admission, AppError> {
     let shopper = Shopper {
-        user,
-        binding: binding.to_string(),
-        request_id: rid.as_str().to_string(),
+        user: buy.user,
+        binding: buy.binding.to_string(),
+        request_id: buy.rid.as_str().to_string(),
         again,
+        quantity: buy.quantity.get(),
+        key: buy.key.map_or_else(String::new, |k| k.digest().to_string()),
     };
     state.admitter.admit(home, shopper).await
 }
@@ -237,14 +295,17 @@ async fn granted(
         .await
 }
 
-/// The live order of `user` for `goods`, if MySQL has one.
+/// The live order of `user` for `goods` (the latest, when the sale's `perAccount` let them buy
+/// more than once), if MySQL has one.
 async fn order_of(state: &AppState, goods: GoodsId, user: UserId) -> Result<Option<i64>, AppError> {
-    let order: Option<i64> =
-        sqlx::query_scalar("SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ?")
-            .bind(user.get())
-            .bind(goods.get())
-            .fetch_optional(&state.db)
-            .await?;
+    let order: Option<i64> = sqlx::query_scalar(
+        "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ? \
+             ORDER BY order_id DESC LIMIT 1",
+    )
+    .bind(user.get())
+    .bind(goods.get())
+    .fetch_optional(&state.db)
+    .await?;
     Ok(order)
 }
 

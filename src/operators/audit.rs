@@ -4,15 +4,18 @@
 //!
 //! At rest (every shard's queue empty) these hold for a sale (docs/invariants.md, 4):
 //! - **stock**: initial stock = Redis stock (all shards) + units in flight (in queue entries) +
-//!   orders in MySQL (every `order_info` row) − units given back (closed orders whose unit went
-//!   back to Redis: `stock_returned = 1`, or listed in the shard's `given_back` set).
+//!   units ordered in MySQL (every `order_info` row's `goods_count`, its buy's quantity) − units
+//!   given back (closed orders whose units went back to Redis: `stock_returned = 1`, or listed in
+//!   the shard's `given_back` set).
 //!   `stockDrift` is Redis stock minus what the equation says it should be: positive, Redis
 //!   would sell units MySQL has no room for; negative, units are lost (never sold).
-//! - **MySQL stock**: `seckill_goods.stock` = initial stock − live orders (`seckill_order` rows).
+//! - **MySQL stock**: `seckill_goods.stock` = initial stock − the units of the live orders
+//!   (`seckill_order` rows).
 //! - **buyers**: Redis buyers = MySQL buyers (`seckill_order`, plus closed orders whose unit is
 //!   not back yet) + buyers in flight. A buyer in Redis with no order holds a unit nobody will
 //!   get; an order whose buyer is not in Redis lets that shopper buy twice.
-//! - **one order each**: no shopper has two live orders of the sale.
+//! - **within the limit**: no shopper holds more units in live orders than the sale's
+//!   `perAccount` (1 unless the sale says more: then no two live orders).
 //!
 //! Consistency of the snapshot: Redis is read (stock, counters, buyers, queue), then MySQL,
 //! then Redis again; if a shard's stock, admitted count or queue moved in between, the reading
@@ -223,14 +226,20 @@ async fn read_redis(
 struct MysqlReading {
     initial_stock: i64,
     stock: i64,
-    /// Every `order_info` row of the sale.
+    /// The units of every `order_info` row of the sale (`goods_count`: a buy's quantity).
     orders: i64,
-    /// Closed orders whose unit MySQL notes as back in Redis (`stock_returned = 1`).
+    /// Units of closed orders MySQL notes as back in Redis (`stock_returned = 1`).
     returned_noted: i64,
     /// Closed orders not noted yet: (order id, user); the closer's next pass notes them.
     closed_unnoted: Vec<(i64, i64)>,
+    /// The units of each order of `closed_unnoted`.
+    closed_units: HashMap<i64, i64>,
     /// `seckill_order` rows (live orders).
     markers: i64,
+    /// The accounts holding live orders (one per marker while a sale is one unit per account).
+    marker_users: i64,
+    /// The units of the live orders (of the `seckill_order` rows).
+    live_units: i64,
     /// `seckill_order` rows whose order `order_info` does not have: (order id, user).
     markers_without_order: Vec<(i64, i64)>,
     /// Shoppers with more than one live order: (user, order ids).
@@ -248,25 +257,33 @@ async fn read_mysql(
     let g = goods.get();
     let row = store::existing(db, goods).await?;
     let (orders, returned_noted): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(status = ? AND stock_returned = 1), 0) AS SIGNED) \
-         FROM order_info WHERE goods_id = ?",
+        "SELECT CAST(COALESCE(SUM(goods_count), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(CASE WHEN status = ? AND stock_returned = 1 THEN goods_count ELSE 0 END), 0) \
+         AS SIGNED) FROM order_info WHERE goods_id = ?",
     )
     .bind(OrderStatus::Closed)
     .bind(g)
     .fetch_one(db)
     .await?;
-    let closed_unnoted: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, user_id FROM order_info WHERE goods_id = ? AND status = ? AND stock_returned = 0 \
-         ORDER BY id",
+    let closed: Vec<(i64, i64, i32)> = sqlx::query_as(
+        "SELECT id, user_id, goods_count FROM order_info \
+         WHERE goods_id = ? AND status = ? AND stock_returned = 0 ORDER BY id",
     )
     .bind(g)
     .bind(OrderStatus::Closed)
     .fetch_all(db)
     .await?;
-    let markers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seckill_order WHERE goods_id = ?")
-        .bind(g)
-        .fetch_one(db)
-        .await?;
+    let closed_units = closed.iter().map(|c| (c.0, i64::from(c.2))).collect();
+    let closed_unnoted: Vec<(i64, i64)> = closed.into_iter().map(|c| (c.0, c.1)).collect();
+    // the markers' units: their orders' quantities (1 for a marker whose order row is gone)
+    let (markers, marker_users, live_units): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT s.user_id), \
+         CAST(COALESCE(SUM(COALESCE(o.goods_count, 1)), 0) AS SIGNED) FROM seckill_order s \
+         LEFT JOIN order_info o ON o.id = s.order_id WHERE s.goods_id = ?",
+    )
+    .bind(g)
+    .fetch_one(db)
+    .await?;
     let live: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM order_info WHERE goods_id = ? AND status IN (?, ?)",
     )
@@ -275,31 +292,35 @@ async fn read_mysql(
     .bind(OrderStatus::Paid)
     .fetch_one(db)
     .await?;
-    // one marker per live order: a marker without its order or a shopper with two live orders
-    // makes the counts differ, and only then (or when asked) are the rows looked for, as those
-    // two queries read every order of the sale
-    let (markers_without_order, doubles) = if depth == Depth::Members || markers != live {
-        let lost: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT s.order_id, s.user_id FROM seckill_order s \
+    // one marker per live order: a marker without its order or a shopper over the sale's
+    // perAccount makes the counts differ, and only then (or when asked, or when an account may
+    // hold several orders) are the rows looked for, as those two queries read every order of
+    // the sale
+    let (markers_without_order, doubles) =
+        if depth == Depth::Members || markers != live || row.per_account > 1 {
+            let lost: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT s.order_id, s.user_id FROM seckill_order s \
              LEFT JOIN order_info o ON o.id = s.order_id \
              WHERE s.goods_id = ? AND o.id IS NULL ORDER BY s.order_id",
-        )
-        .bind(g)
-        .fetch_all(db)
-        .await?;
-        let doubles: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, GROUP_CONCAT(id ORDER BY id) FROM order_info \
-             WHERE goods_id = ? AND status IN (?, ?) GROUP BY user_id HAVING COUNT(*) > 1 ORDER BY user_id",
-        )
-        .bind(g)
-        .bind(OrderStatus::Unpaid)
-        .bind(OrderStatus::Paid)
-        .fetch_all(db)
-        .await?;
-        (lost, doubles)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+            )
+            .bind(g)
+            .fetch_all(db)
+            .await?;
+            let doubles: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT user_id, GROUP_CONCAT(id ORDER BY id) FROM order_info \
+             WHERE goods_id = ? AND status IN (?, ?) GROUP BY user_id \
+             HAVING SUM(goods_count) > ? ORDER BY user_id",
+            )
+            .bind(g)
+            .bind(OrderStatus::Unpaid)
+            .bind(OrderStatus::Paid)
+            .bind(row.per_account.max(1))
+            .fetch_all(db)
+            .await?;
+            (lost, doubles)
+        } else {
+            (Vec::new(), Vec::new())
+        };
     let marker_rows = match depth {
         Depth::Counts => None,
         Depth::Members => Some(
@@ -317,7 +338,10 @@ async fn read_mysql(
         orders,
         returned_noted,
         closed_unnoted,
+        closed_units,
         markers,
+        marker_users,
+        live_units,
         markers_without_order,
         doubles: doubles
             .into_iter()
@@ -384,12 +408,13 @@ fn compare(
             .closed_unnoted
             .iter()
             .filter(|(id, _)| back.contains(id))
-            .count() as i64;
+            .map(|(id, _)| mysql.closed_units.get(id).copied().unwrap_or(1))
+            .sum::<i64>();
     let orders = mysql.orders;
     let expected = mysql.initial_stock - in_flight - orders + returned;
     let live_orders = mysql.markers;
     // buyers MySQL accounts for: live markers, and closed orders whose unit is not back yet
-    let mysql_buyers = mysql.markers
+    let mysql_buyers = mysql.marker_users
         + mysql
             .closed_unnoted
             .iter()
@@ -408,7 +433,7 @@ fn compare(
         stock_drift: redis_stock - expected,
         mysql_stock: mysql.stock,
         live_orders,
-        mysql_stock_drift: mysql.stock - (mysql.initial_stock - live_orders),
+        mysql_stock_drift: mysql.stock - (mysql.initial_stock - mysql.live_units),
         redis_buyers: redis.iter().map(|s| s.buyer_count).sum::<i64>() as usize,
         mysql_buyers: mysql_buyers as usize,
         in_flight_buyers: in_flight as usize,
@@ -533,7 +558,10 @@ fn buyer_findings(
     for (user, ids) in &mysql.doubles {
         f.push(Finding {
             kind: "double_order",
-            message: format!("user {user} has {} live orders of this sale", ids.len()),
+            message: format!(
+                "user {user} holds more units than the sale's perAccount, in {} live orders",
+                ids.len()
+            ),
             keys: vec![],
             rows: ids
                 .iter()
@@ -541,6 +569,50 @@ fn buyer_findings(
                 .collect(),
             user: Some(*user),
         });
+    }
+}
+
+/// The buys `user` holds in `shard` as Redis has them, (quantity, key digest or `""`): one unit
+/// without a key in a sale of one unit per account, else their fields of the shard's `buys`.
+async fn buys_of(
+    con: &mut crate::plumbing::redis_conn::RedisConn,
+    stores: &Stores,
+    shard: Shard,
+    user: UserId,
+    per_account: i32,
+) -> Result<Vec<(u32, String)>, AppError> {
+    if per_account <= 1 {
+        return Ok(vec![(1, String::new())]);
+    }
+    // HSCAN in chunks (a sale's buys may be many; no command runs long), their fields only
+    let (key, prefix) = (stores.keys.shard(shard).buys(), format!("{user} "));
+    let (mut cursor, mut out) = (0u64, Vec::new());
+    loop {
+        let (next, pairs): (u64, Vec<(String, u32)>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(con)
+            .await?;
+        for (field, q) in pairs {
+            if let Some(k) = field.strip_prefix(&prefix) {
+                out.push((
+                    q,
+                    if k == "-" {
+                        String::new()
+                    } else {
+                        k.to_string()
+                    },
+                ));
+            }
+        }
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
     }
 }
 
@@ -567,20 +639,22 @@ pub async fn fix(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> {
         match (f.kind, f.user.and_then(|u| UserId::new(u).ok())) {
             ("buyer_without_order", Some(u)) => {
                 let home = Shard::home(goods, u, n);
-                if store::give_back(
-                    con,
-                    &stores.keys,
-                    &stores.scripts,
-                    home,
-                    u,
-                    GiveBack::Mended,
-                )
-                .await?
-                {
-                    repairs.push(format!(
-                        "gave user {u}'s unit back to {} (result -1)",
-                        stores.keys.shard(home).stock()
-                    ));
+                // what the buyer holds in Redis: one unit, or (a sale of perAccount > 1) each of
+                // their buys, with its quantity and key
+                for (quantity, key) in buys_of(con, stores, home, u, row.per_account).await? {
+                    let units = store::Units {
+                        quantity,
+                        key: &key,
+                    };
+                    let (keys, scripts) = (&stores.keys, &stores.scripts);
+                    if store::give_back(con, keys, scripts, home, u, GiveBack::Mended, units)
+                        .await?
+                    {
+                        repairs.push(format!(
+                            "gave user {u}'s {quantity} unit(s) back to {} (result -1)",
+                            stores.keys.shard(home).stock()
+                        ));
+                    }
                 }
             }
             ("order_without_buyer", Some(u)) => {

@@ -4,8 +4,9 @@
 //! Where each figure comes from:
 //! - stock left per shard: each shard's `stock` key;
 //! - admitted, failed, dead-lettered, closed: counters in each shard's `meta`, counted by the
-//!   scripts themselves (`admit.lua` counts admissions, `restore.lua` counts units given back
-//!   by reason), so they are exact and survive any process;
+//!   scripts themselves (`admit.lua` counts admissions, the buys, and the units they took beyond
+//!   one a buy, `extra_units`; `restore.lua` counts units given back by reason), so they are
+//!   exact and survive any process;
 //! - backlog and pending: each shard's queue (`XLEN`, `XPENDING`); dead letters: `XLEN` of the
 //!   dead-letter stream;
 //! - orders written, unpaid, paid, closed: MySQL, by status;
@@ -28,7 +29,10 @@ use crate::sales::stores::Stores;
 #[serde(rename_all = "camelCase")]
 pub struct ShardState {
     pub stock: i64,
+    /// Buys admitted.
     pub admitted: i64,
+    /// The units those buys took (`admitted` while every buy is of one unit).
+    pub admitted_units: i64,
     pub failed: i64,
     pub dead_lettered: i64,
     pub closed: i64,
@@ -46,12 +50,18 @@ pub async fn shard_state<C: ConnectionLike + Send>(
     shard: Shard,
 ) -> redis::RedisResult<ShardState> {
     let k = keys.shard(shard);
-    let (stock, counters, backlog, dead_letters): (Option<i64>, [Option<i64>; 4], i64, i64) =
+    let (stock, counters, backlog, dead_letters): (Option<i64>, [Option<i64>; 5], i64, i64) =
         redis::pipe()
             .get(k.stock())
             .cmd("HMGET")
             .arg(k.meta())
-            .arg(&["admitted", "failed", "dead_lettered", "closed"])
+            .arg(&[
+                "admitted",
+                "failed",
+                "dead_lettered",
+                "closed",
+                "extra_units",
+            ])
             .xlen(k.queue())
             .xlen(k.dead())
             .query_async(con)
@@ -63,10 +73,11 @@ pub async fn shard_state<C: ConnectionLike + Send>(
         .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(con)
         .await
         .map_or(0, |p| p.0);
-    let [admitted, failed, dead_lettered, closed] = counters.map(Option::unwrap_or_default);
+    let [admitted, failed, dead_lettered, closed, extra] = counters.map(Option::unwrap_or_default);
     Ok(ShardState {
         stock: stock.unwrap_or(0),
         admitted,
+        admitted_units: admitted + extra,
         failed,
         dead_lettered,
         closed,
@@ -116,6 +127,7 @@ pub struct LiveState {
     pub stock_left: i64,
     pub shards: Vec<ShardState>,
     pub admitted: i64,
+    pub admitted_units: i64,
     pub failed: i64,
     pub dead_lettered: i64,
     pub backlog: i64,
@@ -185,6 +197,7 @@ pub async fn view_of(stores: &Stores, row: &SaleRow) -> Result<SaleView, AppErro
     let live = LiveState {
         stock_left: sum(|s| s.stock),
         admitted: sum(|s| s.admitted),
+        admitted_units: sum(|s| s.admitted_units),
         failed: sum(|s| s.failed),
         dead_lettered: sum(|s| s.dead_lettered),
         backlog: sum(|s| s.backlog),

@@ -320,6 +320,17 @@ impl SaleKeys {
     pub fn given_back(&self) -> String {
         self.key("given_back")
     }
+    /// hash: user id -> units held in this sale, kept only for a sale of `perAccount` > 1
+    /// (`lua/admit.lua` counts up, `lua/restore.lua` down).
+    pub fn held(&self) -> String {
+        self.key("held")
+    }
+    /// hash: `USER KEY` -> quantity: the buys admitted with an `Idempotency-Key` (its digest),
+    /// and every buy of a sale of `perAccount` > 1 (KEY `-` without one); `lua/restore.lua`
+    /// gives each back once.
+    pub fn buys(&self) -> String {
+        self.key("buys")
+    }
     /// stream: entries given up on after too many deliveries.
     pub fn dead(&self) -> String {
         self.key("dead")
@@ -435,7 +446,7 @@ impl SaleKeys {
     }
 
     /// The `KEYS` of `lua/admit.lua` for `users`, in the script's order: meta, stock, buyers,
-    /// gate, queue, then each user's key. The one place they are put together.
+    /// gate, queue, held, buys, then each user's key. The one place they are put together.
     pub fn admit(&self, users: impl IntoIterator<Item = UserId>) -> Vec<String> {
         let mut keys = vec![
             self.meta(),
@@ -443,6 +454,8 @@ impl SaleKeys {
             self.buyers(),
             self.gate(),
             self.queue(),
+            self.held(),
+            self.buys(),
         ];
         keys.extend(users.into_iter().map(|u| self.user(u)));
         keys

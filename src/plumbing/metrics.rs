@@ -34,8 +34,10 @@ pub const ROUTES: [&str; 9] = [
     "buy", "path", "room", "events", "result", "goods", "auth", "static", "other",
 ];
 /// The admission outcomes, in the order of `lua/admit.lua`'s codes, plus the edge's local
-/// answers (the sold-out flag, the buyer marks) and the unconfirmed.
-pub const OUTCOMES: [&str; 11] = [
+/// answers (the sold-out flag, the buyer marks) and the unconfirmed; then the sale rules'
+/// (issue #42: `limit_reached`, `too_many_units`, `not_enough`, and a retried key's `again` and
+/// `key_reused`).
+pub const OUTCOMES: [&str; 16] = [
     "queued",
     "bad_path",
     "not_started",
@@ -47,6 +49,11 @@ pub const OUTCOMES: [&str; 11] = [
     "sold_out_local",
     "confirming",
     "duplicate_local",
+    "limit_reached",
+    "too_many_units",
+    "not_enough",
+    "again",
+    "key_reused",
 ];
 /// Why the edge cut a client off (issue: slow and greedy clients).
 pub const CUTOFFS: [&str; 6] = [
@@ -143,6 +150,9 @@ pub struct Metrics {
     /// Writes a worker gave up because another worker had claimed the entries (the fence).
     pub fenced: Counter,
     pub closed_unpaid: Counter,
+    /// Units the admitted buys took (a buy's quantity; `admissions{outcome="queued"}` counts
+    /// the buys).
+    pub admitted_units: Counter,
     /// Units moved between the shards of split sales.
     pub stock_moves: Counter,
     /// Waiting-room tickets seen through, each once (`crate::admission::room`).
@@ -238,6 +248,7 @@ impl Metrics {
             dead_letters: Counter::default(),
             fenced: Counter::default(),
             closed_unpaid: Counter::default(),
+            admitted_units: Counter::default(),
             stock_moves: Counter::default(),
             drift: Family::default(),
             room_let_through: Counter::default(),
@@ -491,6 +502,11 @@ impl Metrics {
             "unpaid_closed",
             "Unpaid orders closed past their time (unit sold again)",
             self.closed_unpaid.clone(),
+        );
+        r.register(
+            "admitted_units",
+            "Units the admitted buys took (a buy's quantity)",
+            self.admitted_units.clone(),
         );
         r.register(
             "stock_moves",

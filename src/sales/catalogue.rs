@@ -33,6 +33,16 @@ pub struct GoodsView {
     /// When the sale's waiting room opens (epoch ms); absent: the sale has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_opens_at: Option<i64>,
+    /// The sale's rules: the most units one buy may take, and one account may hold (a copy
+    /// cached before they existed reads as 1 and 1, which every sale then was).
+    #[serde(default = "one")]
+    pub per_buy: i64,
+    #[serde(default = "one")]
+    pub per_account: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl From<&SaleRow> for GoodsView {
@@ -51,6 +61,8 @@ impl From<&SaleRow> for GoodsView {
             room_opens_at: s
                 .room_opens_secs
                 .map(|secs| s.start_ms() - i64::from(secs.max(0)) * 1000),
+            per_buy: i64::from(s.per_buy.max(1)),
+            per_account: i64::from(s.per_account.max(1)),
         }
     }
 }
@@ -197,6 +209,8 @@ mod tests {
             start_at,
             end_at,
             room_opens_at: None,
+            per_buy: 1,
+            per_account: 1,
         }
     }
 

@@ -14,7 +14,8 @@
 //! - live or sold out: only what cannot break an invariant: a later end, more stock
 //!   (`addStock`, a restock: the units go to the shards, a sold-out sale reopens), the rates and
 //!   path factor, and the words and picture. Name and prices are copied into orders, the start
-//!   has passed, and shoppers are spread over the shards, so those are fixed
+//!   has passed, shoppers are spread over the shards, and what an account holds was counted
+//!   under the sale's rules (`perBuy`, `perAccount`), so those are fixed
 //!   ([`Refusal::FixedOnceLive`]).
 //! - ended or cancelled: nothing ([`Refusal::SaleOver`]).
 //!
@@ -80,6 +81,13 @@ pub struct SaleSpec {
     /// A draw: seconds each entry given a unit has to buy it before it passes down the waitlist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_for: Option<i64>,
+    /// The most units one buy may take (absent: 1).
+    #[serde(default = "one")]
+    pub per_buy: i64,
+    /// The most units one account may hold in this sale, over all its buys (absent: 1, the one
+    /// rule there was before: one unit per account).
+    #[serde(default = "one")]
+    pub per_account: i64,
 }
 
 /// How a sale's units are handed out.
@@ -98,6 +106,9 @@ impl SaleMode {
         *self == SaleMode::FirstCome
     }
 }
+
+/// The most units one buy may take (`perBuy`'s upper bound; the edge refuses more at once).
+pub const MAX_PER_BUY: i64 = crate::domain::Quantity::MAX as i64;
 
 fn one() -> i64 {
     1
@@ -130,6 +141,8 @@ pub struct SalePatch {
     pub room_opens_before: Option<i64>,
     pub room_rate: Option<f64>,
     pub external_ref: Option<String>,
+    pub per_buy: Option<i64>,
+    pub per_account: Option<i64>,
 }
 
 /// Epoch ms of 2000-01-01 and 2100-01-01: the range a sale's times must be in.
@@ -155,7 +168,8 @@ fn image_ok(url: &str) -> bool {
 }
 
 impl SaleSpec {
-    /// Checks every rule, in the order of [`SaleRule`]; the first broken one is the answer.
+    /// Checks every rule, in the order of [`SaleRule`] (but `perAccount` before `perBuy`, which
+    /// is held to it); the first broken one is the answer.
     /// `now_ms` is for "the end is in the future".
     pub fn check(&self, now_ms: i64) -> Result<(), SaleRule> {
         let room_ok = self
@@ -167,7 +181,7 @@ impl SaleSpec {
         let ref_ok = self.external_ref.as_ref().is_none_or(|r| {
             (1..=255).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         });
-        let rules: [(bool, SaleRule); 17] = [
+        let rules: [(bool, SaleRule); 20] = [
             ((1..=64).contains(&chars(self.name.trim())), SaleRule::Name),
             (
                 (1..=255).contains(&chars(self.title.trim())),
@@ -209,6 +223,16 @@ impl SaleSpec {
             ),
             (room_ok, SaleRule::Room),
             (ref_ok, SaleRule::ExternalRef),
+            (
+                (1..=MAX_STOCK).contains(&self.per_account),
+                SaleRule::PerAccount,
+            ),
+            (
+                (1..=MAX_PER_BUY).contains(&self.per_buy) && self.per_buy <= self.per_account,
+                SaleRule::PerBuy,
+            ),
+            // a buy takes its units from one shard: a split sale moves one unit at a time
+            (self.per_buy == 1 || self.shards == 1, SaleRule::PerBuySplit),
         ];
         if let Some((_, rule)) = rules.iter().find(|(ok, _)| !ok) {
             return Err(*rule);
@@ -276,6 +300,8 @@ impl SaleSpec {
             register_from: row.register_from.map(|t| t.and_utc().timestamp_millis()),
             register_until: row.register_until.map(|t| t.and_utc().timestamp_millis()),
             claim_for: row.claim_for_secs.map(i64::from),
+            per_buy: i64::from(row.per_buy),
+            per_account: i64::from(row.per_account),
         }
     }
 }
@@ -300,7 +326,18 @@ impl SalePatch {
             )*};
         }
         set!(
-            name, title, detail, image_url, price, sale_price, stock, start_at, end_at, shards
+            name,
+            title,
+            detail,
+            image_url,
+            price,
+            sale_price,
+            stock,
+            start_at,
+            end_at,
+            shards,
+            per_buy,
+            per_account
         );
         set_some!(
             user_rate,
@@ -330,7 +367,9 @@ impl SalePatch {
             || next.start_at != spec.start_at
             || next.shards != spec.shards
             || next.room_opens_before != spec.room_opens_before
-            || next.room_rate != spec.room_rate;
+            || next.room_rate != spec.room_rate
+            || next.per_buy != spec.per_buy
+            || next.per_account != spec.per_account;
         Ok(Applied {
             stock_set: self.stock.is_some_and(|s| s != spec.stock),
             fixed_changed,
@@ -379,8 +418,8 @@ pub(crate) async fn insert(
     sqlx::query(
         "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, \
          end_at, stock_shards, user_rate, user_burst, gate_rate, gate_burst, path_factor, \
-         room_opens_secs, room_rate, external_ref) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         room_opens_secs, room_rate, external_ref, per_buy, per_account) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(spec.sale_price)
@@ -397,6 +436,8 @@ pub(crate) async fn insert(
     .bind(spec.room_opens_before)
     .bind(spec.room_rate)
     .bind(&spec.external_ref)
+    .bind(spec.per_buy)
+    .bind(spec.per_account)
     .execute(&mut **tx)
     .await?;
     if let (Some(from), Some(until), Some(claim)) =
@@ -445,7 +486,7 @@ pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Resul
         "UPDATE seckill_goods SET seckill_price = ?, stock = stock + ?, initial_stock = ?, \
          start_at = ?, end_at = ?, stock_shards = ?, user_rate = ?, user_burst = ?, \
          gate_rate = ?, gate_burst = ?, path_factor = ?, room_opens_secs = ?, room_rate = ?, \
-         external_ref = ? WHERE goods_id = ? \
+         external_ref = ?, per_buy = ?, per_account = ? WHERE goods_id = ? \
          AND cancelled_at IS NULL AND ((? AND start_at > NOW(3)) OR (NOT ? AND end_at > NOW(3)))",
     )
     .bind(next.sale_price)
@@ -462,6 +503,8 @@ pub async fn update(stores: &Stores, goods: GoodsId, patch: &SalePatch) -> Resul
     .bind(next.room_opens_before)
     .bind(next.room_rate)
     .bind(&next.external_ref)
+    .bind(next.per_buy)
+    .bind(next.per_account)
     .bind(goods.get())
     .bind(scheduled)
     .bind(scheduled)
@@ -610,6 +653,8 @@ mod tests {
             register_from: None,
             register_until: None,
             claim_for: None,
+            per_buy: 1,
+            per_account: 1,
         }
     }
 
@@ -660,6 +705,25 @@ mod tests {
             ),
             (|s| s.mode = SaleMode::Draw, SaleRule::DrawFields),
             (|s| s.claim_for = Some(60), SaleRule::DrawFields),
+            (|s| s.per_account = 0, SaleRule::PerAccount),
+            (|s| s.per_account = MAX_STOCK + 1, SaleRule::PerAccount),
+            (|s| s.per_buy = 0, SaleRule::PerBuy),
+            (|s| s.per_buy = 2, SaleRule::PerBuy),
+            (
+                |s| {
+                    s.per_account = 2000;
+                    s.per_buy = MAX_PER_BUY + 1
+                },
+                SaleRule::PerBuy,
+            ),
+            (
+                |s| {
+                    s.shards = 2;
+                    s.per_buy = 2;
+                    s.per_account = 2
+                },
+                SaleRule::PerBuySplit,
+            ),
         ];
         let draw: Breaker = |s| {
             s.mode = SaleMode::Draw;

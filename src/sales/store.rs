@@ -57,6 +57,10 @@ pub struct SaleRow {
     pub register_from: Option<NaiveDateTime>,
     pub register_until: Option<NaiveDateTime>,
     pub claim_for_secs: Option<i32>,
+    /// The most units one buy may take (`perBuy`; 1 before the rule existed).
+    pub per_buy: i32,
+    /// The most units one account may hold in this sale (`perAccount`; 1 before the rule existed).
+    pub per_account: i32,
 }
 
 macro_rules! select_sales {
@@ -67,7 +71,7 @@ macro_rules! select_sales {
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
      sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
      sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq, sg.external_ref, \
-     sd.register_from, sd.register_until, sd.claim_for_secs \
+     sd.register_from, sd.register_until, sd.claim_for_secs, sg.per_buy, sg.per_account \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id \
      LEFT JOIN sale_draw sd ON sd.goods_id = sg.goods_id ",
             $tail
@@ -209,7 +213,7 @@ pub async fn existing(db: &MySqlPool, goods: GoodsId) -> Result<SaleRow, AppErro
 /// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
 /// else the configured defaults), its path cap, its initial stock and its shard count. Each
 /// shard's gate lets its share of the sale's rate through.
-fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 12] {
+fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 14] {
     let n = sale.shards();
     let factor = sale
         .path_factor
@@ -252,12 +256,17 @@ fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 
         ),
         // a draw sale (`crate::draws`): paths only for entries holding a claim
         ("draw", u8::from(sale.register_until.is_some()).to_string()),
+        // the sale's rules (lua/admit.lua; a meta without them reads as 1 and 1)
+        ("per_buy", sale.per_buy.max(1).to_string()),
+        ("per_account", sale.per_account.max(1).to_string()),
     ]
 }
 
 /// Writes one sale's meta, and its stock and buyers if Redis does not have them yet; a split
 /// sale gets this in every shard, each with its share of the stock and the buyers whose home it
-/// is.
+/// is. With the buyers come what `lua/admit.lua` counts for the sale's rules: the units each
+/// holds (`held`, a sale of `perAccount` > 1) and their buys (`buys`: each buy with a key, and
+/// every buy of such a sale), from the live orders.
 pub async fn load<C: ConnectionLike + Send>(
     con: &mut C,
     db: &MySqlPool,
@@ -268,7 +277,7 @@ pub async fn load<C: ConnectionLike + Send>(
     let n = sale.shards();
     let meta = meta_fields(settings, sale);
     // read from MySQL only if some shard's stock was absent, and then once for all shards
-    let mut buyers: Option<Vec<i64>> = None;
+    let mut buyers: Option<Vec<(i64, String, i32)>> = None;
     for shard in Shard::all(sale.goods(), n) {
         let k = keys.shard(shard);
         let stock = share(i64::from(sale.stock), n, shard.index);
@@ -285,24 +294,43 @@ pub async fn load<C: ConnectionLike + Send>(
         }
         if buyers.is_none() {
             buyers = Some(
-                sqlx::query_scalar("SELECT user_id FROM seckill_order WHERE goods_id = ?")
-                    .bind(sale.goods_id)
-                    .fetch_all(db)
-                    .await?,
+                sqlx::query_as(
+                    "SELECT s.user_id, s.buy_key, COALESCE(o.goods_count, 1) FROM seckill_order s \
+                     LEFT JOIN order_info o ON o.id = s.order_id WHERE s.goods_id = ?",
+                )
+                .bind(sale.goods_id)
+                .fetch_all(db)
+                .await?,
             );
         }
-        let home: Vec<i64> = buyers
+        let mine: Vec<&(i64, String, i32)> = buyers
             .iter()
             .flatten()
-            .copied()
-            .filter(|&u| UserId::new(u).is_ok_and(|u| Shard::home(shard.goods, u, n) == shard))
+            .filter(|b| UserId::new(b.0).is_ok_and(|u| Shard::home(shard.goods, u, n) == shard))
             .collect();
+        let mut home: Vec<i64> = mine.iter().map(|b| b.0).collect();
+        home.sort_unstable();
+        home.dedup();
         for chunk in home.chunks(1000) {
             let _: () = redis::cmd("SADD")
                 .arg(k.buyers())
                 .arg(chunk)
                 .query_async(con)
                 .await?;
+        }
+        let counted = sale.per_account > 1;
+        for chunk in mine.chunks(1000) {
+            let mut p = redis::pipe();
+            for (user, key, units) in chunk {
+                if counted {
+                    p.hincr(k.held(), user, *units).ignore();
+                }
+                if counted || !key.is_empty() {
+                    let key = if key.is_empty() { "-" } else { key };
+                    p.hset(k.buys(), format!("{user} {key}"), units).ignore();
+                }
+            }
+            let _: () = p.query_async(con).await?;
         }
         tracing::info!(
             goods = sale.goods_id,
@@ -355,8 +383,24 @@ impl GiveBack {
     }
 }
 
-/// Gives one unit back to `user`'s home shard `shard` (idempotent), writing -1 as the user's
-/// result and counting it under `why`. Returns whether a unit came back.
+/// The buy whose units go back: its quantity and its `Idempotency-Key` digest (`""`: none).
+#[derive(Debug, Clone, Copy)]
+pub struct Units<'a> {
+    pub quantity: u32,
+    pub key: &'a str,
+}
+
+impl Units<'_> {
+    /// One unit of a buy without a key (every buy before quantities).
+    pub const ONE: Units<'static> = Units {
+        quantity: 1,
+        key: "",
+    };
+}
+
+/// Gives one buy's units back to `user`'s home shard `shard`, with the account's allowance
+/// (idempotent: once per buy, and once per order for a closed one), writing -1 as the user's
+/// result and counting the units under `why`. Returns whether they came back.
 pub async fn give_back<C: ConnectionLike + Send>(
     con: &mut C,
     keys: &Keys,
@@ -364,21 +408,33 @@ pub async fn give_back<C: ConnectionLike + Send>(
     shard: Shard,
     user: UserId,
     why: GiveBack,
+    units: Units<'_>,
 ) -> redis::RedisResult<bool> {
     let k = keys.shard(shard);
-    let mut script_keys = vec![k.stock(), k.buyers(), k.result(user), k.meta()];
-    let mut args = vec![
+    let script_keys = [
+        k.stock(),
+        k.buyers(),
+        k.result(user),
+        k.meta(),
+        k.given_back(),
+        k.held(),
+        k.buys(),
+    ];
+    let order = match why {
+        GiveBack::Closed { order } => order.to_string(),
+        _ => String::new(),
+    };
+    let args = [
         user.get().to_string(),
         "-1".into(),
         keys::RESULT_TTL.as_secs().to_string(),
         keys.restock_channel(),
         shard.goods.get().to_string(),
         why.counter().into(),
+        order,
+        units.quantity.to_string(),
+        units.key.to_string(),
     ];
-    if let GiveBack::Closed { order } = why {
-        script_keys.push(k.given_back());
-        args.push(order.to_string());
-    }
     let script_keys: Vec<&str> = script_keys.iter().map(String::as_str).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let reply = scripts

@@ -3,10 +3,10 @@
 //!
 //! Two steps, each safe to repeat and to run on several workers at once:
 //! 1. in one MySQL transaction: mark the order closed (only if still unpaid), delete its
-//!    `seckill_order` row (so the unique index lets the unit be sold again) and put the unit back
-//!    into `seckill_goods.stock`;
-//! 2. for closed orders whose unit is not back in Redis yet: `lua/restore.lua` gives the unit
-//!    back in Redis (every edge clears its sold-out flag), then the order is flagged
+//!    `seckill_order` row (so the unique index lets the unit be sold again) and put its units
+//!    (`goods_count`, the buy's quantity) back into `seckill_goods.stock`;
+//! 2. for closed orders whose unit is not back in Redis yet: `lua/restore.lua` gives the units
+//!    and the account's allowance back in Redis (every edge clears its sold-out flag), then the order is flagged
 //!    `stock_returned`. The script notes the order id and gives each closed order's unit back
 //!    once, however often it is asked (even if the buyer has bought again meanwhile), so a crash
 //!    or a Redis error between the two is simply retried on the next pass: nothing is lost and
@@ -34,7 +34,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Step 1 for one order of `goods`, if it is still unpaid: closed, its `seckill_order` row
-/// deleted, its unit back in MySQL's stock, its event written, all in one transaction. Whether
+/// deleted, its units back in MySQL's stock, its event written, all in one transaction. Whether
 /// it was closed now (false: it was paid or closed already). Step 2 (the unit back in Redis)
 /// follows on the closer's next pass. The closer and the shop's server
 /// (`POST /api/orders/{id}/close`) both close through here.
@@ -71,7 +71,13 @@ pub async fn close(
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE seckill_goods SET stock = stock + 1 WHERE goods_id = ?")
+        // all the order's units (goods_count: its quantity)
+        let units: i32 = sqlx::query_scalar("SELECT goods_count FROM order_info WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE seckill_goods SET stock = stock + ? WHERE goods_id = ?")
+            .bind(units.max(1))
             .bind(goods.get())
             .execute(&mut *tx)
             .await?;
@@ -86,8 +92,8 @@ pub async fn close(
 pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     let state = &ctx.state;
     let db = &state.db;
-    let due: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, goods_id FROM order_info WHERE status = ? \
+    let due: Vec<(i64, i64, i32)> = sqlx::query_as(
+        "SELECT id, goods_id, goods_count FROM order_info WHERE status = ? \
          AND created_at < NOW(3) - INTERVAL ? SECOND ORDER BY created_at LIMIT 500",
     )
     .bind(OrderStatus::Unpaid)
@@ -95,14 +101,15 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .fetch_all(db)
     .await?;
     let mut closed = 0;
-    for (id, goods) in due {
+    for (id, goods, _units) in due {
         if close(state, id, GoodsId::new(goods)?).await? {
             closed += 1;
         }
     }
 
-    let to_return: Vec<(i64, i64, i64, i16)> = sqlx::query_as(
-        "SELECT o.id, o.user_id, o.goods_id, sg.stock_shards FROM order_info o \
+    let to_return: Vec<(i64, i64, i64, i16, i32, String)> = sqlx::query_as(
+        "SELECT o.id, o.user_id, o.goods_id, sg.stock_shards, o.goods_count, o.buy_key \
+         FROM order_info o \
          JOIN seckill_goods sg ON sg.goods_id = o.goods_id \
          WHERE o.status = ? AND o.stock_returned = 0 LIMIT 500",
     )
@@ -110,7 +117,7 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
     .fetch_all(db)
     .await?;
     let mut con = state.redis.clone();
-    for (id, user, goods, shards) in to_return {
+    for (id, user, goods, shards, quantity, key) in to_return {
         let (goods, user) = (GoodsId::new(goods)?, UserId::new(user)?);
         let home = Shard::home(goods, user, shards.max(1) as u16);
         let came_back = store::give_back(
@@ -120,6 +127,10 @@ pub async fn close_once(ctx: &WorkerCtx) -> anyhow::Result<usize> {
             home,
             user,
             store::GiveBack::Closed { order: id },
+            store::Units {
+                quantity: quantity.max(1) as u32,
+                key: &key,
+            },
         )
         .await?;
         let noted = sqlx::query(

@@ -41,6 +41,20 @@ struct Message {
     u: i64,
     /// the stream entry id it came from
     e: String,
+    /// units bought (absent, as a version before quantities wrote it: 1)
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    q: u32,
+    /// the buy's Idempotency-Key digest (absent: none)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(q: &u32) -> bool {
+    *q == 1
 }
 
 /// The queue's name: namespaced like the Redis keys, so parallel tests do not share it.
@@ -111,6 +125,8 @@ impl Publisher {
                 b: shard.index,
                 u: a.user.get(),
                 e: a.entry_id.clone(),
+                q: a.quantity,
+                k: a.key.clone(),
             })?;
             let confirm = channel
                 .basic_publish(
@@ -201,13 +217,19 @@ async fn consume_once(ctx: &WorkerCtx, shutdown: &mut watch::Receiver<bool>) -> 
                 .and_then(|m| {
                     let goods = GoodsId::new(m.g).ok()?;
                     let shard = Shard { goods, index: m.b };
-                    Some((shard, UserId::new(m.u).ok()?, m.e))
+                    let key = m.k.filter(|k| crate::domain::lower_hex(k, 32));
+                    (m.q >= 1).then_some(())?;
+                    Some((shard, UserId::new(m.u).ok()?, m.e, m.q, key))
                 });
             match parsed {
-                Some((shard, user, entry_id)) => by_sale
-                    .entry(shard)
-                    .or_default()
-                    .push(Admitted { entry_id, user }),
+                Some((shard, user, entry_id, quantity, key)) => {
+                    by_sale.entry(shard).or_default().push(Admitted {
+                        entry_id,
+                        user,
+                        quantity,
+                        key,
+                    })
+                }
                 None => {
                     state.metrics.dead_letters.inc();
                     tracing::error!(payload = %String::from_utf8_lossy(&d.data), "dropping a malformed RabbitMQ message");

@@ -32,6 +32,10 @@ pub async fn finish(
                 shard,
                 a.user,
                 store::GiveBack::Failed,
+                store::Units {
+                    quantity: a.quantity,
+                    key: a.key_column(),
+                },
             )
             .await?;
         }

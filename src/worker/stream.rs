@@ -376,16 +376,46 @@ async fn fence_owners(ctx: &WorkerCtx, pending: Vec<Pending>) -> anyhow::Result<
         .collect())
 }
 
-/// The shoppers an entry holds: `u` is one user id, or several comma-separated (one entry per
+/// The buys an entry holds: `u` is one user id, or several comma-separated (one entry per
 /// `lua/admit.lua` call; an entry of the single-shopper form an older edge wrote reads the
-/// same). `None` if any id is malformed (the whole entry is then dead-lettered).
+/// same); `q` their quantities and `k` their key digests (`-`: none), in the same order, when
+/// some buy was not a keyless single unit (absent, as every entry before quantities: 1 each,
+/// no keys). `None` if anything is malformed (the whole entry is then dead-lettered).
 fn parse(entry: &StreamId) -> Option<Vec<Admitted>> {
     let uids: String = entry.get("u")?;
+    let quantities: Option<String> = entry.get("q");
+    let keys: Option<String> = entry.get("k");
+    let n = uids.split(',').count();
+    let quantities: Vec<u32> = match &quantities {
+        None => vec![1; n],
+        Some(q) => q
+            .split(',')
+            .map(|q| q.parse().ok().filter(|&q| q >= 1))
+            .collect::<Option<_>>()?,
+    };
+    let keys: Vec<Option<String>> = match &keys {
+        None => vec![None; n],
+        Some(k) => k
+            .split(',')
+            .map(|k| match k {
+                "-" => Some(None),
+                k if crate::domain::lower_hex(k, 32) => Some(Some(k.to_string())),
+                _ => None,
+            })
+            .collect::<Option<_>>()?,
+    };
+    if quantities.len() != n || keys.len() != n {
+        return None;
+    }
     uids.split(',')
-        .map(|u| {
+        .zip(quantities)
+        .zip(keys)
+        .map(|((u, quantity), key)| {
             Some(Admitted {
                 entry_id: entry.id.clone(),
                 user: UserId::parse(u).ok()?,
+                quantity,
+                key,
             })
         })
         .collect()
@@ -402,10 +432,11 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
     let (mut settled, mut written, mut lost) = (Vec::new(), Vec::new(), Vec::new());
     for a in admitted {
         let order: Option<i64> = sqlx::query_scalar(
-            "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ?",
+            "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ? AND buy_key = ?",
         )
         .bind(a.user.get())
         .bind(shard.goods.get())
+        .bind(a.key_column())
         .fetch_optional(&ctx.state.db)
         .await?;
         match order {
@@ -413,7 +444,7 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
                 settled.push(a);
                 written.push(Written::Existing(order));
             }
-            None => lost.push(a.user),
+            None => lost.push(a),
         }
     }
     if lost.is_empty() {
@@ -426,15 +457,18 @@ async fn give_up_on(ctx: &WorkerCtx, shard: Shard, entry: &StreamId) -> anyhow::
     Ok(())
 }
 
-/// Moves an entry to the dead-letter stream, gives back the units of `users` (none for an entry
-/// that cannot be read: its ids are kept as they were, for a person to look at), acks it.
+/// Moves an entry to the dead-letter stream, gives back the units and allowance of `buys` (none
+/// for an entry that cannot be read: its ids are kept as they were, for a person to look at),
+/// acks it.
 async fn dead_letter(
     ctx: &WorkerCtx,
     shard: Shard,
     entry: &StreamId,
-    users: &[UserId],
+    buys: &[Admitted],
     reason: &str,
 ) -> anyhow::Result<()> {
+    let users: Vec<UserId> = buys.iter().map(|a| a.user).collect();
+    let users = &users[..];
     let state = &ctx.state;
     let k = state.keys.shard(shard);
     let mut con = state.redis.clone();
@@ -448,15 +482,9 @@ async fn dead_letter(
     tracing::error!(goods = shard.goods.get(), shard = shard.index, entry = %entry.id, request_id = %request, user = %listed, reason, "dead-lettering a queue entry");
     // the shoppers told "queued" hear it failed (orders out), before the entry leaves the queue:
     // a crash in between writes the same event again (its id names the entry), nothing is lost
-    crate::events::outbox::failed_buys(
-        &state.db,
-        &state.events,
-        shard.goods,
-        users,
-        &entry.id,
-        reason,
-    )
-    .await?;
+    let given_up: Vec<_> = buys.iter().map(Admitted::given_up).collect();
+    crate::events::outbox::failed_buys(&state.db, &state.events, shard.goods, &given_up, reason)
+        .await?;
     let _: String = con
         .xadd(
             k.dead(),
@@ -468,14 +496,18 @@ async fn dead_letter(
             ],
         )
         .await?;
-    for &user in users {
+    for a in buys {
         store::give_back(
             &mut con,
             &state.keys,
             &state.scripts,
             shard,
-            user,
+            a.user,
             store::GiveBack::DeadLettered,
+            store::Units {
+                quantity: a.quantity,
+                key: a.key_column(),
+            },
         )
         .await?;
     }

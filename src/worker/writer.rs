@@ -2,21 +2,25 @@
 //!
 //! Per batch, whatever its size, the same six statements (so each is prepared once per
 //! connection and reused; a batch's rows travel as one JSON document through `JSON_TABLE`):
-//! 1. find the requests whose (user, goods) already has an order: a replayed stream entry is
-//!    "already done" and answers with the existing order id, it does not fail the batch;
+//! 1. find the requests whose (user, goods, buy key) already has an order: a replayed stream
+//!    entry is "already done" and answers with the existing order id, it does not fail the batch
+//!    (the buy key is the digest of the buy's `Idempotency-Key`, `''` without one: a buy without
+//!    a key is one per (user, goods), as before quantities);
 //! 2. the goods' name and price (a plain read); the batch's 1024 order ids come from a block taken
 //!    before the transaction (`order_block`, bumped with `LAST_INSERT_ID(expr)`: portable to MySQL 8
 //!    and MariaDB, and its row lock lasts one autocommit statement, not a batch);
-//! 3. `INSERT … order_info` and 4. `INSERT … seckill_order`, all rows at once;
-//! 5. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n`, last, so the
-//!    row lock every writer of the sale queues on is held only for the commit. If MySQL has fewer
-//!    than n left, the transaction is rolled back and run again locking the row first: the first
-//!    entries get the units left and the rest fail.
+//! 3. `INSERT … order_info` (`goods_count` the buy's quantity) and 4. `INSERT … seckill_order`,
+//!    all rows at once;
+//! 5. `UPDATE seckill_goods SET stock = stock - n WHERE goods_id = ? AND stock >= n` (n: the
+//!    units of the batch's new orders), last, so the row lock every writer of the sale queues on
+//!    is held only for the commit. If MySQL has fewer than n left, the transaction is rolled back
+//!    and run again locking the row first: the entries, in order, get their units while enough
+//!    are left for the whole buy, and the others fail (a buy is all or nothing).
 //!
 //! Before all of it, the fence ([`super::fence`]): the transaction reads this worker's epoch under a
 //! shared lock and commits only if no other worker has taken the batch over.
 //!
-//! The unique index on `seckill_order (user_id, goods_id)` is the last line against duplicates:
+//! The unique index on `seckill_order (user_id, goods_id, buy_key)` is the last line against duplicates:
 //! if two workers race on the same entry, one commit fails with a unique violation, and the
 //! caller runs the batch again, which then finds the other's order in step 1.
 
@@ -35,6 +39,38 @@ pub struct Admitted {
     /// The stream entry id (also the order's request id: what a replay is recognised by).
     pub entry_id: String,
     pub user: UserId,
+    /// Units bought (`q` in the entry; 1 in an entry of a version before quantities).
+    pub quantity: u32,
+    /// The digest of the buy's `Idempotency-Key` (`k` in the entry), if it had one: one order
+    /// per (user, sale, key), where a buy without a key is one per (user, sale) as before.
+    pub key: Option<String>,
+}
+
+impl Admitted {
+    /// An entry's buy of one unit without a key (the only kind before quantities).
+    pub fn one(entry_id: String, user: UserId) -> Self {
+        Self {
+            entry_id,
+            user,
+            quantity: 1,
+            key: None,
+        }
+    }
+
+    /// The buy as its failed event names it (`events::outbox::failed`).
+    pub fn given_up(&self) -> outbox::GivenUp<'_> {
+        outbox::GivenUp {
+            user: self.user,
+            entry: &self.entry_id,
+            quantity: self.quantity,
+            key: self.key_column(),
+        }
+    }
+
+    /// The buy's key as the `buy_key` column holds it (`''` for none).
+    pub fn key_column(&self) -> &str {
+        self.key.as_deref().unwrap_or("")
+    }
 }
 
 /// What became of one admitted request.
@@ -58,9 +94,9 @@ impl Written {
     }
 }
 
-pub const FIND_EXISTING: &str = "SELECT so.user_id, so.order_id FROM seckill_order so \
-     JOIN JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j ON so.user_id = j.u \
-     WHERE so.goods_id = ?";
+pub const FIND_EXISTING: &str = "SELECT so.user_id, so.buy_key, so.order_id FROM seckill_order so \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$.u', k VARCHAR(32) PATH '$.k')) j \
+     ON so.user_id = j.u AND so.buy_key = j.k WHERE so.goods_id = ?";
 pub const TAKE_STOCK: &str =
     "UPDATE seckill_goods SET stock = stock - ? WHERE goods_id = ? AND stock >= ?";
 pub const STOCK_LEFT: &str = "SELECT stock FROM seckill_goods WHERE goods_id = ? FOR UPDATE";
@@ -73,13 +109,14 @@ pub const ID_BLOCK: &str =
 pub const SALE_INFO: &str = "SELECT g.name, CAST(sg.seckill_price AS CHAR), sg.external_ref \
      FROM goods g JOIN seckill_goods sg ON sg.goods_id = g.id WHERE g.id = ?";
 pub const INSERT_ORDERS: &str = "INSERT INTO order_info \
-     (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, created_at) \
-     SELECT j.id, j.u, ?, ?, 1, ?, ?, j.r, NOW(3) \
+     (id, user_id, goods_id, goods_name, goods_count, goods_price, status, request_id, buy_key, \
+      created_at) \
+     SELECT j.id, j.u, ?, ?, j.q, ?, ?, j.r, j.k, NOW(3) \
      FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', u BIGINT PATH '$.u', \
-          r VARCHAR(64) PATH '$.r')) j";
-pub const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id) \
-     SELECT j.u, j.id, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', \
-          u BIGINT PATH '$.u')) j";
+          q INT PATH '$.q', r VARCHAR(64) PATH '$.r', k VARCHAR(32) PATH '$.k')) j";
+pub const INSERT_SECKILL: &str = "INSERT INTO seckill_order (user_id, order_id, goods_id, buy_key) \
+     SELECT j.u, j.id, ?, j.k FROM JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$.id', \
+          u BIGINT PATH '$.u', k VARCHAR(32) PATH '$.k')) j";
 
 /// Order ids per block: `block * IDS_PER_BLOCK + i`.
 pub const IDS_PER_BLOCK: i64 = 1024;
@@ -89,6 +126,15 @@ struct Row<'a> {
     id: i64,
     u: i64,
     r: &'a str,
+    q: u32,
+    k: &'a str,
+}
+
+/// A buy as the unique index knows it: (user, buy key); `''` for a buy without a key.
+type BuyId = (UserId, String);
+
+fn buy_id(a: &Admitted) -> BuyId {
+    (a.user, a.key_column().to_string())
 }
 
 /// Who may commit a batch: the consumer that read it, with the fence epoch it held then
@@ -174,12 +220,12 @@ async fn write(
     let existing = find_existing(&mut tx, goods, batch).await?;
     let (mut results, fresh) = plan(batch, &existing);
 
-    let wanted = fresh.len() as i64;
-    let granted = match mode {
-        Stock::TakeLast => wanted,
-        Stock::LockFirst => grant_what_is_left(&mut tx, goods, wanted).await?,
+    let units = |entries: &[usize]| entries.iter().map(|&i| i64::from(batch[i].quantity)).sum();
+    let (ordered, failed): (Vec<usize>, Vec<usize>) = match mode {
+        Stock::TakeLast => (fresh, Vec::new()),
+        Stock::LockFirst => grant_what_is_left(&mut tx, goods, batch, &fresh).await?,
     };
-    let (ordered, failed) = fresh.split_at(granted as usize);
+    let (ordered, failed) = (&ordered[..], &failed[..]);
     for &i in failed {
         results[i] = Some(Written::Failed);
     }
@@ -190,7 +236,7 @@ async fn write(
             results[i] = Some(Written::Order(id));
         }
         (created, sale) = (ids, Some(info));
-        if mode == Stock::TakeLast && !take_stock(&mut tx, goods, granted).await? {
+        if mode == Stock::TakeLast && !take_stock(&mut tx, goods, units(ordered)).await? {
             tx.rollback().await?;
             return Ok(Pass::NotEnoughStock);
         }
@@ -216,10 +262,7 @@ async fn record_events(
     sale: Option<(String, Option<String>)>,
 ) -> Result<(), sqlx::Error> {
     outbox::created(tx, events, created).await?;
-    let failures: Vec<(UserId, &str)> = failed
-        .iter()
-        .map(|&i| (batch[i].user, batch[i].entry_id.as_str()))
-        .collect();
+    let failures: Vec<outbox::GivenUp> = failed.iter().map(|&i| batch[i].given_up()).collect();
     outbox::write_failed(tx, events, goods, &failures, "sold out in MySQL", sale).await
 }
 
@@ -232,44 +275,55 @@ pub async fn allocate_block(db: &MySqlPool) -> Result<i64, sqlx::Error> {
     Ok(done.last_insert_id() as i64)
 }
 
-/// The order id of every user of the batch who has one for this sale already.
+/// The order id of every buy of the batch that has one for this sale already.
 async fn find_existing(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     goods: GoodsId,
     batch: &[Admitted],
-) -> Result<HashMap<i64, i64>, sqlx::Error> {
-    let users: Vec<i64> = batch.iter().map(|a| a.user.get()).collect();
-    Ok(sqlx::query_as::<_, (i64, i64)>(FIND_EXISTING)
-        .bind(serde_json::to_string(&users).expect("ids serialise"))
+) -> Result<HashMap<BuyId, i64>, sqlx::Error> {
+    let buys: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|a| serde_json::json!({ "u": a.user.get(), "k": a.key_column() }))
+        .collect();
+    let mut found = HashMap::new();
+    for (user, key, order) in sqlx::query_as::<_, (i64, String, i64)>(FIND_EXISTING)
+        .bind(serde_json::to_string(&buys).expect("ids serialise"))
         .bind(goods.get())
         .fetch_all(&mut **tx)
         .await?
-        .into_iter()
-        .collect())
+    {
+        if let Ok(user) = UserId::new(user) {
+            found.insert((user, key), order);
+        }
+    }
+    Ok(found)
 }
 
 /// Each entry's result where it is known already (a replay), and the entries that need a new
-/// order: not ordered before, and the first of their user in this batch.
-fn plan(batch: &[Admitted], existing: &HashMap<i64, i64>) -> (Vec<Option<Written>>, Vec<usize>) {
+/// order: not ordered before, and the first of their buy (user and key) in this batch.
+fn plan(batch: &[Admitted], existing: &HashMap<BuyId, i64>) -> (Vec<Option<Written>>, Vec<usize>) {
     let results: Vec<Option<Written>> = batch
         .iter()
-        .map(|a| existing.get(&a.user.get()).map(|&id| Written::Existing(id)))
+        .map(|a| existing.get(&buy_id(a)).map(|&id| Written::Existing(id)))
         .collect();
     let mut seen = std::collections::HashSet::new();
     let fresh = (0..batch.len())
-        .filter(|&i| results[i].is_none() && seen.insert(batch[i].user))
+        .filter(|&i| results[i].is_none() && seen.insert(buy_id(&batch[i])))
         .collect();
     (results, fresh)
 }
 
-/// Locks the stock row and takes as many of `wanted` units as are left; how many it took.
+/// Locks the stock row and, in the batch's order, orders each fresh entry whose units are all
+/// still left (all or nothing); takes the units of those it ordered. Returns the entries
+/// ordered and the entries failed.
 async fn grant_what_is_left(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     goods: GoodsId,
-    wanted: i64,
-) -> Result<i64, sqlx::Error> {
-    if wanted == 0 {
-        return Ok(0);
+    batch: &[Admitted],
+    fresh: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), sqlx::Error> {
+    if fresh.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
     }
     let left = sqlx::query_scalar::<_, i32>(STOCK_LEFT)
         .bind(goods.get())
@@ -277,19 +331,28 @@ async fn grant_what_is_left(
         .await?
         .unwrap_or(0)
         .max(0) as i64;
-    let n = left.min(wanted);
-    if n > 0 {
-        take_stock(tx, goods, n).await?;
+    let (mut ordered, mut failed, mut remaining) = (Vec::new(), Vec::new(), left);
+    for &i in fresh {
+        let q = i64::from(batch[i].quantity);
+        if q <= remaining {
+            remaining -= q;
+            ordered.push(i);
+        } else {
+            failed.push(i);
+        }
     }
-    if n < wanted {
+    if left > remaining {
+        take_stock(tx, goods, left - remaining).await?;
+    }
+    if !failed.is_empty() {
         tracing::warn!(
             goods = goods.get(),
-            wanted,
             left,
+            failed = failed.len(),
             "MySQL has less stock than Redis admitted"
         );
     }
-    Ok(n)
+    Ok((ordered, failed))
 }
 
 /// Inserts one order per entry of `ordered` (indexes into `batch`); returns their ids in order,
@@ -312,6 +375,8 @@ async fn insert_orders(
             id: block * IDS_PER_BLOCK + n as i64,
             u: batch[i].user.get(),
             r: &batch[i].entry_id,
+            q: batch[i].quantity,
+            k: batch[i].key_column(),
         })
         .collect();
     let json = serde_json::to_string(&rows).expect("rows serialise");
@@ -331,19 +396,19 @@ async fn insert_orders(
     Ok((rows.iter().map(|r| r.id).collect(), (price, product)))
 }
 
-/// Every entry's final result: a second entry of a user within the batch answers with that
-/// user's order.
+/// Every entry's final result: a second entry of a buy (user and key) within the batch
+/// answers with that buy's order.
 fn settle(batch: &[Admitted], results: Vec<Option<Written>>) -> Vec<Written> {
-    let by_user: HashMap<UserId, Written> = batch
+    let by_buy: HashMap<BuyId, Written> = batch
         .iter()
         .zip(&results)
-        .filter_map(|(a, r)| r.map(|r| (a.user, r)))
+        .filter_map(|(a, r)| r.map(|r| (buy_id(a), r)))
         .collect();
     batch
         .iter()
         .zip(results)
         .map(|(a, r)| {
-            r.unwrap_or_else(|| match by_user.get(&a.user) {
+            r.unwrap_or_else(|| match by_buy.get(&buy_id(a)) {
                 Some(Written::Order(id) | Written::Existing(id)) => Written::Existing(*id),
                 _ => Written::Failed,
             })

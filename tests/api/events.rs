@@ -478,10 +478,7 @@ async fn buys_given_up_on_are_written_as_failed_events_with_their_entry() {
     let goods = app.sale(2).await;
     // MySQL has a unit fewer than the batch wants: the third shopper's buy fails in the batch
     let batch: Vec<Admitted> = (1..=3)
-        .map(|i| Admitted {
-            entry_id: format!("1-{i}"),
-            user: UserId::new(100 + i).unwrap(),
-        })
+        .map(|i| Admitted::one(format!("1-{i}"), UserId::new(100 + i).unwrap()))
         .collect();
     let Batch::Written(written) =
         writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
@@ -493,12 +490,17 @@ async fn buys_given_up_on_are_written_as_failed_events_with_their_entry() {
     assert_eq!(written[2], Written::Failed);
     // and a dead-lettered entry of two shoppers
     let users = [UserId::new(201).unwrap(), UserId::new(202).unwrap()];
+    let buys = users.map(|user| flashgate::events::outbox::GivenUp {
+        user,
+        entry: "9-0",
+        quantity: 1,
+        key: "",
+    });
     flashgate::events::outbox::failed_buys(
         &app.state.db,
         &app.state.events,
         goods,
-        &users,
-        "9-0",
+        &buys,
         "delivered too often",
     )
     .await

@@ -453,6 +453,7 @@ impl TestApp {
             flashgate::domain::Shard::whole(goods),
             user,
             why,
+            sale::Units::ONE,
         )
         .await
         .unwrap()

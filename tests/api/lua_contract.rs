@@ -96,8 +96,8 @@ async fn a_batch_that_decides_otherwise_than_one_by_one_fails() {
     let (mut con, _) = crate::helpers::script_redis("l").await;
     let files = tuned("admit.lua", |t| {
         t.replace(
-            "      stock = stock - 1\n",
-            "      if n == 1 then stock = stock - 1 end\n",
+            "      stock = stock - q\n",
+            "      if n == 1 then stock = stock - q end\n",
         )
     });
     let report = script_check::run(&mut con, &files).await.unwrap();
@@ -211,6 +211,8 @@ impl Sale {
                 path.to_string(),
                 format!("req-{user}"),
                 again.to_string(),
+                "1".to_string(),
+                String::new(),
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

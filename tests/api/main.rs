@@ -17,6 +17,7 @@ mod ha;
 mod hardening;
 mod helpers;
 mod history;
+mod limits;
 mod lua_contract;
 mod lua_release;
 mod manage;

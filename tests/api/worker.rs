@@ -266,10 +266,7 @@ async fn the_same_entry_delivered_twice_makes_one_order() {
     app.assert_invariants(goods, 5).await;
 
     // the writer on its own: a batch written twice
-    let batch = [Admitted {
-        entry_id: "1-1".into(),
-        user: user.id,
-    }];
+    let batch = [Admitted::one("1-1".into(), user.id)];
     let again = writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
         .await
         .unwrap();
@@ -281,10 +278,7 @@ async fn writer_gives_the_first_units_and_fails_the_rest_when_mysql_has_fewer() 
     let app = spawn_app().await;
     let goods = app.sale(2).await;
     let batch: Vec<Admitted> = (1..=3)
-        .map(|i| Admitted {
-            entry_id: format!("1-{i}"),
-            user: UserId::new(100 + i).unwrap(),
-        })
+        .map(|i| Admitted::one(format!("1-{i}"), UserId::new(100 + i).unwrap()))
         .collect();
     let Batch::Written(written) =
         writer::write_batch(&app.state.db, &app.state.events, goods, &batch, None)
@@ -509,10 +503,7 @@ async fn a_batch_read_before_a_takeover_is_not_committed() {
         .await
         .unwrap();
     let held = fence.epoch();
-    let batch = [Admitted {
-        entry_id: "1-1".into(),
-        user: UserId::new(7).unwrap(),
-    }];
+    let batch = [Admitted::one("1-1".into(), UserId::new(7).unwrap())];
     // another worker takes the entries over
     assert!(fence::bump(&app.state.db, "stalled-worker").await.unwrap());
     let stale = Holder {
@@ -666,10 +657,7 @@ async fn a_shared_entry_delivered_too_often_settles_the_written_orders_and_gives
         &app.state.db,
         &app.state.events,
         goods,
-        &[Admitted {
-            entry_id: entry.clone(),
-            user: users[0].id,
-        }],
+        &[Admitted::one(entry.clone(), users[0].id)],
         None,
     )
     .await

@@ -152,6 +152,21 @@ test("a sale not started yet counts down, in both languages", async () => {
   }
 });
 
+test("a sale's limit per customer and its quantity picker, in both languages", async () => {
+  const port = new URL(base).port;
+  const limited = fg(port, "seed", "--stock", "5", "--starts-in", "600", "--lasts", "3600",
+    "--per-buy", "2", "--per-account", "2").trim().split("\n").pop();
+  for (const [locale, want, prefix] of [["en-US", "Limit 2 per customer", "shopper-en"], ["zh-CN", "每人限购 2 件", "shopper-zh"]]) {
+    const ctx = await browser.newContext({ locale, viewport: { width: 420, height: 800 } });
+    const page = await ctx.newPage();
+    await page.goto(`${base}/goods.html?id=${limited}`);
+    await page.waitForFunction((w) => document.querySelector("#limit").textContent === w, want);
+    assert.equal(await page.getAttribute("#quantity", "max"), "2", "the picker offers up to perBuy");
+    await screenshots(`${prefix}-limit`, { axe: true })(page, "limit");
+    await ctx.close();
+  }
+});
+
 // Presses Tab until the element matching `selector` has the focus (at most 25 presses).
 async function tabTo(page, selector) {
   for (let i = 0; i < 25; i++) {
