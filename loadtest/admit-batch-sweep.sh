@@ -23,6 +23,7 @@ work=$(mktemp -d)
 ns="sweep$$:"
 db="flashgate_sweep_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESPACE="$ns"
+export FLASHGATE_METRICS_PUBLIC=on # the figures are read from the edge's /metrics
 export FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_ADMIN_LISTEN=off
 export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000 FLASHGATE_LOG=warn
 edge=""

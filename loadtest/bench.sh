@@ -53,6 +53,7 @@ work=$(mktemp -d)
 ns="bench$$:"
 db="flashgate_bench_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db"
+export FLASHGATE_METRICS_PUBLIC=on # the figures are read from the edge's /metrics
 export FLASHGATE_NAMESPACE="$ns" FLASHGATE_CAPTCHA=off FLASHGATE_LISTEN="127.0.0.1:$PORT"
 export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000 FLASHGATE_LOG=warn
 export FLASHGATE_SESSION_CACHE_MS=${BENCH_SESSION_CACHE_MS:-120000}

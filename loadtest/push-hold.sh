@@ -39,6 +39,7 @@ work=$(mktemp -d)
 ns="pushhold$$:"
 db="flashgate_pushhold_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESPACE="$ns"
+export FLASHGATE_METRICS_PUBLIC=on # the figures are read from the edge's /metrics
 export FLASHGATE_LISTEN="127.0.0.1:$PORT" FLASHGATE_ADMIN_LISTEN=off FLASHGATE_LOG=warn
 # streams may take four fifths of the connections (the rest are kept for requests), and every
 # stream here comes from one address: both caps are opened to hold N

@@ -31,6 +31,7 @@ work=$(mktemp -d)
 ns="twoedge$$:"
 db="flashgate_twoedge_$$"
 export FLASHGATE_DATABASE_URL="mysql://root@127.0.0.1:3306/$db" FLASHGATE_NAMESPACE="$ns"
+export FLASHGATE_METRICS_PUBLIC=on # the figures are read from the edge's /metrics
 export FLASHGATE_CAPTCHA=off FLASHGATE_LOG=warn FLASHGATE_ADMIN_LISTEN=off FLASHGATE_PATH_FACTOR=1
 export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000
 edge=""

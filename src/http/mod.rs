@@ -400,6 +400,11 @@ async fn route(
                 _ => full,
             })
         }
+        // in public only where the deployment says a proxy keeps it from the internet: a scrape
+        // costs MySQL and Redis work and names the Redis primary (security review, row 15)
+        Route::Metrics if surface == Surface::Public && !state.settings.metrics_public => {
+            Err(AppError::NotFound)
+        }
         Route::Metrics => Ok(ops::metrics(state).await),
     }
 }

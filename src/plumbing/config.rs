@@ -168,6 +168,12 @@ pub struct Settings {
     /// new one is closed at once. The trusted proxies are not held to it (every shopper comes
     /// through them).
     pub max_connections_per_address: usize,
+    /// Serve `/metrics` on the public listener too (it is always on the admin listener and a
+    /// worker's ops listener). Off by default: a scrape costs MySQL and Redis work and names the
+    /// Redis primary. The shipped compose and Kubernetes files turn it on, because there the
+    /// public port is reached only through nginx or the ingress, which never pass `/metrics`.
+    #[serde(deserialize_with = "switch")]
+    pub metrics_public: bool,
     /// Host names the admin listener answers to besides addresses and `localhost`
     /// (comma-separated, e.g. `flashgate-admin,edge1`): any other name in `Host` is refused
     /// (421), so DNS rebinding cannot turn a browser against it.
@@ -308,6 +314,7 @@ impl Default for Settings {
             push_max_connections: 100_000,
             push_per_address: 256,
             admin_hosts: String::new(),
+            metrics_public: false,
             max_connections_per_address: 1_000,
             captcha_wrong_max: 5,
             auth: AuthMode::Session,
@@ -739,6 +746,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 82);
+        assert_eq!(names.len(), 83);
     }
 }

@@ -46,18 +46,33 @@ async fn goods_are_listed_and_detailed_with_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_goods_is_cached_as_absent() {
     let app = spawn_app().await;
+    let cached = |id: i64| {
+        let key = app
+            .state
+            .keys
+            .goods(flashgate::domain::GoodsId::new(id).unwrap());
+        let mut con = app.redis();
+        async move { con.get::<_, Option<String>>(key).await.unwrap() }
+    };
+    // an id above the highest there is: 404, and nothing cached for it (security review, row 12)
     let (s, r) = app.get("/api/goods/987654", "").await;
     assert_eq!((s, r["code"].as_i64()), (404, Some(500404)));
-    let cached: Option<String> = app
+    assert_eq!(cached(987654).await, None);
+    // an id below the highest that is no sale (a goods row without one): cached as absent
+    sqlx::query(
+        "INSERT INTO goods (id, name, title, detail, price) VALUES (987700, 'n', 't', '', 1)",
+    )
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let _: () = app
         .redis()
-        .get(
-            app.state
-                .keys
-                .goods(flashgate::domain::GoodsId::new(987654).unwrap()),
-        )
+        .del(app.state.keys.goods_highest())
         .await
         .unwrap();
-    assert_eq!(cached.as_deref(), Some("null"));
+    let (s, r) = app.get("/api/goods/987654", "").await;
+    assert_eq!((s, r["code"].as_i64()), (404, Some(500404)));
+    assert_eq!(cached(987654).await.as_deref(), Some("null"));
     let (s, r) = app.get("/api/goods/abc", "").await;
     assert_eq!((s, r["code"].as_i64()), (400, Some(500101)));
 }

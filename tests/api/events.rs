@@ -345,15 +345,17 @@ async fn every_order_has_one_created_event_and_paid_and_closed_follow_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_for_a_while_gets_every_event_once_it_recovers_with_the_same_ids() {
+    // failing for 15 s from now: long enough that the first tries fall in it however slowly a
+    // loaded machine starts the app and writes the orders
     let rx = Receiver::start(
-        Answer::Until(Instant::now() + Duration::from_secs(3), 500, None),
+        Answer::Until(Instant::now() + Duration::from_secs(15), 500, None),
         Duration::ZERO,
     )
     .await;
     let app = spawn_with(events_settings(&rx.url), true).await;
     let goods = app.sale(5).await;
     orders(&app, goods, 5).await;
-    rx.wait_for(5, Duration::from_secs(30)).await;
+    rx.wait_for(5, Duration::from_secs(60)).await;
     let got = rx.got();
     let failed: HashSet<&String> = got
         .iter()

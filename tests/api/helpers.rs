@@ -45,6 +45,9 @@ pub fn test_settings() -> Settings {
         public_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/public").into(),
         claim_idle_ms: 1000,
         closer_interval_ms: 200,
+        // the tests read the edge's counters on its public address (security.rs checks the
+        // default, off)
+        metrics_public: true,
         ..Settings::default()
     }
 }

@@ -704,3 +704,23 @@ async fn one_address_holds_at_most_its_share_of_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Row 15: `/metrics` answered on the public listener (each scrape MySQL and Redis work, the
+/// Redis primary's address). By default it is on the admin listener only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_public_by_default() {
+    let mut settings = test_settings();
+    settings.metrics_public = false;
+    let app = spawn_with(settings, false).await;
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let admin = app.admin_address.clone().unwrap();
+    let r = app
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("flashgate_"));
+}
