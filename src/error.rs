@@ -296,7 +296,8 @@ pub enum SaleRule {
     RegisterInPast = 32,
     /// `claimFor`: 1 to 604,800 seconds (a week).
     ClaimFor = 33,
-    /// A draw sale has one shard and no waiting room (the draw is its line).
+    /// A draw sale has one shard, no waiting room (the draw is its line) and one unit a winner
+    /// (`perBuy` and `perAccount` 1: a claim is one unit).
     DrawShape = 34,
 }
 
@@ -404,7 +405,10 @@ impl SaleRule {
             }
             RegisterInPast => "registerFrom must be in the future when the sale is made",
             ClaimFor => "claimFor must be 1 to 604800 seconds",
-            DrawShape => "a draw sale has one shard (shards 1) and no waiting room",
+            DrawShape => {
+                "a draw sale has one shard (shards 1), no waiting room, and one unit a winner \
+                 (perBuy and perAccount 1)"
+            }
         }
     }
 }
@@ -562,10 +566,13 @@ pub enum DrawFault {
     NotDrawn = 9,
     /// A draw sale sells only to entries holding a claim, within its window (403).
     NoClaim = 10,
+    /// The proof's challenge asked for less work than its address owes now (it brought many
+    /// entries since the challenge was fetched): fetch a new one (400).
+    ProofTooEasy = 11,
 }
 
 impl DrawFault {
-    pub const ALL: [DrawFault; 11] = [
+    pub const ALL: [DrawFault; 12] = [
         DrawFault::NotADraw,
         DrawFault::NotOpen,
         DrawFault::Closed,
@@ -577,6 +584,7 @@ impl DrawFault {
         DrawFault::AlreadyDrawn,
         DrawFault::NotDrawn,
         DrawFault::NoClaim,
+        DrawFault::ProofTooEasy,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -585,7 +593,9 @@ impl DrawFault {
             NotADraw | ProofReplayed | AlreadyDrawn | NotDrawn => StatusCode::CONFLICT,
             NotOpen => StatusCode::TOO_EARLY,
             Closed => StatusCode::GONE,
-            ProofMalformed | ProofForged | ProofExpired | ProofElsewhere => StatusCode::BAD_REQUEST,
+            ProofMalformed | ProofForged | ProofExpired | ProofElsewhere | ProofTooEasy => {
+                StatusCode::BAD_REQUEST
+            }
             NoClaim => StatusCode::FORBIDDEN,
         }
     }
@@ -600,6 +610,10 @@ impl DrawFault {
             ProofForged => "the proof of work does not solve a challenge of this sale's",
             ProofExpired => "the proof of work's challenge has expired; fetch a new one",
             ProofElsewhere => "the proof of work was issued for another sale or address",
+            ProofTooEasy => {
+                "the proof of work's challenge is easier than this address must do now; fetch a \
+                 new one"
+            }
             ProofReplayed => "the proof of work was used already; fetch a new challenge",
             AlreadyDrawn => "this sale was drawn already; a draw happens once",
             NotDrawn => "this sale has not been drawn yet",
@@ -630,10 +644,13 @@ pub enum Refusal {
     /// MySQL disagrees with itself (its stock, its order rows, its duplicate markers): the
     /// audit will not realign Redis to a MySQL that needs a person first.
     MysqlDisagrees = 6,
+    /// A draw sale that was drawn is not reset for a repeat run: its entries, draw and claims
+    /// are a record shoppers and `flashgate draw verify` rely on.
+    Drawn = 7,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::SaleOver,
         Refusal::FixedOnceLive,
         Refusal::EndEarlierOnceLive,
@@ -641,6 +658,7 @@ impl Refusal {
         Refusal::WentLive,
         Refusal::NotAtRest,
         Refusal::MysqlDisagrees,
+        Refusal::Drawn,
     ];
 
     pub fn message(self) -> &'static str {
@@ -663,6 +681,7 @@ impl Refusal {
             MysqlDisagrees => {
                 "MySQL disagrees with itself (see the findings); mend MySQL first, then Redis"
             }
+            Drawn => "a draw sale that was drawn is never reset: its draw is a published record",
         }
     }
 }

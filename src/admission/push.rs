@@ -415,36 +415,58 @@ impl Hub {
 
     /// A draw's claims given (`crate::draws::record::step`): `GOODS UNTIL UID,UID,...`; each
     /// shopper's streams on this edge get a `draw` event `{"goodsId","won":true,"claimUntil"}`.
-    fn draw_message(&self, payload: &str) {
+    fn draw_message(self: &Arc<Self>, payload: &str) {
+        // like a result, the message only says whose claims to look at: what a stream is told is
+        // the claim read back from the draw's own keys (anyone who can PUBLISH on the server
+        // could have sent the message)
         let mut parts = payload.splitn(3, ' ');
-        let (Some(goods), Some(until), Some(users)) = (parts.next(), parts.next(), parts.next())
+        let (Some(goods), Some(_until), Some(users)) = (parts.next(), parts.next(), parts.next())
         else {
             return;
         };
-        let (Ok(goods), Ok(until)) = (GoodsId::parse(goods), until.parse::<i64>()) else {
+        let Ok(goods) = GoodsId::parse(goods) else {
             return;
         };
         let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
             return;
         };
-        let data = format!(
-            "{{\"goodsId\":{},\"won\":true,\"claimUntil\":{until}}}",
-            goods.get()
-        );
-        let users: std::collections::HashSet<UserId> = users
-            .split(',')
-            .filter_map(|u| UserId::parse(u).ok())
-            .collect();
-        let mut streams = feed.streams.lock().expect("streams lock");
-        let mut gone = Vec::new();
-        for (id, s) in streams.iter().filter(|(_, s)| users.contains(&s.user)) {
-            if !self.send(&s.tx, "draw", &data) {
-                gone.push(*id);
+        let users: Vec<UserId> = {
+            let streams = feed.streams.lock().expect("streams lock");
+            users
+                .split(',')
+                .filter_map(|u| UserId::parse(u).ok())
+                .filter(|u| streams.values().any(|s| s.user == *u))
+                .collect()
+        };
+        if users.is_empty() {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut con = hub.redis.clone();
+            for user in users {
+                let until =
+                    match crate::draws::record::claim_until(&mut con, &hub.keys, goods, user).await
+                    {
+                        Ok(Some(until)) if until > now_ms() => until,
+                        _ => continue, // no claim of record: nothing to tell
+                    };
+                let data = format!(
+                    "{{\"goodsId\":{},\"won\":true,\"claimUntil\":{until}}}",
+                    goods.get()
+                );
+                let mut streams = feed.streams.lock().expect("streams lock");
+                let mut gone = Vec::new();
+                for (id, s) in streams.iter().filter(|(_, s)| s.user == user) {
+                    if !hub.send(&s.tx, "draw", &data) {
+                        gone.push(*id);
+                    }
+                }
+                for id in gone {
+                    streams.remove(&id); // not reading: dropped (its stream ends)
+                }
             }
-        }
-        for id in gone {
-            streams.remove(&id); // not reading: dropped (its stream ends)
-        }
+        });
     }
 
     /// A feed's task: every [`TICK`], the stock; every [`CLOCK_EVERY`], the clock; then each

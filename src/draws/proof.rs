@@ -71,7 +71,7 @@ pub fn issue(key: &Keyed, scope: Scope<'_>, maxnumber: u64, now_ms: i64) -> Chal
     let random: [u8; 12] = rand::random();
     let expires = (now_ms + CHALLENGE_TTL_MS) / 1000;
     let salt = format!(
-        "{}?expires={expires}&g={}&a={}&",
+        "{}?expires={expires}&g={}&a={}&m={maxnumber}&",
         hex::encode(random),
         scope.goods,
         scope.address
@@ -88,13 +88,14 @@ pub fn issue(key: &Keyed, scope: Scope<'_>, maxnumber: u64, now_ms: i64) -> Chal
 }
 
 /// Checks `proof` (base64 JSON) for `scope` at `now_ms`: one hash, one HMAC. On success, the
-/// challenge (the replay key) and its expiry in ms.
+/// challenge (the replay key), its expiry in ms, and the work it was issued with (`maxnumber`,
+/// from the salt we signed: the entry compares it with what the address must do now).
 pub fn verify(
     key: &Keyed,
     proof: &str,
     scope: Scope<'_>,
     now_ms: i64,
-) -> Result<(String, i64), Fault> {
+) -> Result<(String, i64, u64), Fault> {
     if proof.is_empty() || proof.len() > MAX_PROOF {
         return Err(Fault::Malformed);
     }
@@ -134,7 +135,10 @@ pub fn verify(
     if get("g") != Some(&scope.goods.to_string()) || get("a") != Some(scope.address) {
         return Err(Fault::Elsewhere);
     }
-    Ok((s.challenge, expires_ms))
+    let work = get("m")
+        .and_then(|m| m.parse::<u64>().ok())
+        .ok_or(Fault::Malformed)?;
+    Ok((s.challenge, expires_ms, work))
 }
 
 fn constant_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -202,10 +206,10 @@ mod tests {
     fn a_solved_challenge_verifies_once_for_its_scope_and_time() {
         let c = issue(&key(), scope(), 500, NOW);
         let proof = solve(&c).unwrap();
-        let (challenge, exp) = verify(&key(), &proof, scope(), NOW).unwrap();
+        let (challenge, exp, work) = verify(&key(), &proof, scope(), NOW).unwrap();
         assert_eq!(
-            (challenge, exp),
-            (c.challenge.clone(), NOW + CHALLENGE_TTL_MS)
+            (challenge, exp, work),
+            (c.challenge.clone(), NOW + CHALLENGE_TTL_MS, 500)
         );
         assert_eq!(
             verify(&key(), &proof, scope(), NOW + CHALLENGE_TTL_MS),

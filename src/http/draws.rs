@@ -40,6 +40,21 @@ fn address_of(req: &Request<Incoming>, state: &AppState, row: &record::DrawRow) 
     proof::address_digest(&row.secret(), respond::client_address(req, state))
 }
 
+/// The work an entry from `address` must do now: raised for an address that brought many.
+async fn work_for(state: &AppState, goods: GoodsId, address: &str) -> Result<u64, AppError> {
+    let brought: Option<u64> = redis::cmd("HGET")
+        .arg(state.keys.sale(goods).draw_addresses())
+        .arg(address)
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let s = &state.settings;
+    Ok(proof::difficulty(
+        s.draw_pow_max.max(1),
+        s.draw_pow_per_address,
+        brought.unwrap_or(0),
+    ))
+}
+
 /// `GET /api/draws/{goodsId}/challenge`: a proof-of-work challenge for this sale and this
 /// address, its work raised for an address that brought many entries.
 pub async fn challenge(
@@ -50,17 +65,7 @@ pub async fn challenge(
     let goods = GoodsId::parse(goods)?;
     let row = state.draws.row(&state.db, goods).await?;
     let address = address_of(&req, state, &row);
-    let brought: Option<u64> = redis::cmd("HGET")
-        .arg(state.keys.sale(goods).draw_addresses())
-        .arg(&address)
-        .query_async(&mut state.redis.clone())
-        .await?;
-    let s = &state.settings;
-    let max = proof::difficulty(
-        s.draw_pow_max.max(1),
-        s.draw_pow_per_address,
-        brought.unwrap_or(0),
-    );
+    let max = work_for(state, goods, &address).await?;
     let scope = proof::Scope {
         goods: goods.get(),
         address: &address,
@@ -95,14 +100,30 @@ pub async fn enter(
         goods: goods.get(),
         address: &address,
     };
-    let (challenge, expires) = proof::verify(&row.secret(), &given, scope, now).map_err(|f| {
-        AppError::Draw(match f {
-            proof::Fault::Malformed => DrawFault::ProofMalformed,
-            proof::Fault::Forged => DrawFault::ProofForged,
-            proof::Fault::Expired => DrawFault::ProofExpired,
-            proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
-        })
-    })?;
+    let (challenge, expires, work) =
+        proof::verify(&row.secret(), &given, scope, now).map_err(|f| {
+            AppError::Draw(match f {
+                proof::Fault::Malformed => DrawFault::ProofMalformed,
+                proof::Fault::Forged => DrawFault::ProofForged,
+                proof::Fault::Expired => DrawFault::ProofExpired,
+                proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
+            })
+        })?;
+    // a challenge fetched before the address brought its many entries carries the work of then:
+    // it must carry the work the address owes now (challenges fetched ahead are no way around).
+    // A proof spent already is told as a replay first (the entry's own call still decides that,
+    // atomically: this read only picks the clearer refusal)
+    if work < work_for(state, goods, &address).await? {
+        let spent: bool = redis::AsyncCommands::exists(
+            &mut state.redis.clone(),
+            state.keys.sale(goods).draw_spent(&challenge),
+        )
+        .await?;
+        return Err(AppError::Draw(match spent {
+            true => DrawFault::ProofReplayed,
+            false => DrawFault::ProofTooEasy,
+        }));
+    }
     let entered = record::enter(
         &mut state.redis.clone(),
         &state.keys,

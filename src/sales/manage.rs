@@ -261,8 +261,13 @@ impl SaleSpec {
                 SaleRule::DrawWindows,
             ),
             ((1..=604_800).contains(&claim), SaleRule::ClaimFor),
+            // one unit a claim: a draw hands out a claim per unit, so a winner who could take
+            // more would take the units of the winners after them
             (
-                self.shards == 1 && self.room_opens_before.is_none(),
+                self.shards == 1
+                    && self.room_opens_before.is_none()
+                    && self.per_buy == 1
+                    && self.per_account == 1,
                 SaleRule::DrawShape,
             ),
         ];

@@ -473,6 +473,15 @@ pub async fn reset(
 ) -> Result<(), AppError> {
     let (db, keys, settings) = (&stores.db, &stores.keys, &*stores.settings);
     let con = &mut stores.redis.clone();
+    // a drawn draw is a published record (its entries, seed, winners): never wiped for a rerun
+    let drawn: Option<bool> =
+        sqlx::query_scalar("SELECT drawn_at IS NOT NULL FROM sale_draw WHERE goods_id = ?")
+            .bind(goods.get())
+            .fetch_optional(db)
+            .await?;
+    if drawn == Some(true) {
+        return Err(AppError::Refused(crate::error::Refusal::Drawn));
+    }
     let mut tx = crate::plumbing::db::begin(db).await?;
     let updated = match window {
         Some(w) => sqlx::query(

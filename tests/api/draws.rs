@@ -411,6 +411,9 @@ async fn a_draw_sale_with_bad_settings_or_an_entry_to_a_first_come_sale_is_refus
         (json!({"registerFrom": now - 1_000}), 500732),
         (json!({"mode": "firstCome"}), 500730),
         (json!({"shards": 2}), 500734),
+        // a winner takes one unit: a claim is one unit (an outside test took three with one win)
+        (json!({"perBuy": 3, "perAccount": 3}), 500734),
+        (json!({"perAccount": 2}), 500734),
     ];
     for (change, code) in cases {
         let mut b = good.clone();
@@ -555,4 +558,48 @@ async fn what_an_entry_costs_redis() {
         calls1 - calls0,
         (usec1 - usec0) / N as f64
     );
+}
+
+/// Attack on the draws (outside test): challenges fetched before an address brought its many
+/// entries carried the easy work of then, and entered accounts at that price. An entry now
+/// carries the work its address owes at entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_fetched_ahead_do_not_escape_the_addresss_raised_work() {
+    let mut settings = app_settings();
+    settings.draw_pow_per_address = 1;
+    let app = spawn_with(settings, false).await;
+    let goods = create(&app, &draw_body(3, 1_500, 60_000, 600)).await;
+    let users = app.users(3).await;
+    // fetched ahead, at the base work
+    let early = challenge(&app, goods).await;
+    wait_until(now_ms() + 1_600).await;
+    let (s, r) = enter(&app, goods, &users[0].token, &solved(&app, goods).await).await;
+    assert_eq!(s, 200, "{r}");
+    // the address brought one entry: its work doubled, and the early challenge is refused
+    let (s, r) = enter(
+        &app,
+        goods,
+        &users[1].token,
+        &proof::solve(&early).expect("solvable"),
+    )
+    .await;
+    assert_eq!((s, r["code"].as_i64()), (400, Some(500551)), "{r}");
+    // a challenge fetched now carries the raised work, and enters
+    let (s, r) = enter(&app, goods, &users[1].token, &solved(&app, goods).await).await;
+    assert_eq!(s, 200, "{r}");
+}
+
+/// Attack on the draws (outside test): the admin reset of a drawn sale wiped its entries, draw
+/// and claims, and `draw verify` then agreed with an empty draw. A drawn draw is never reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drawn_sale_is_never_reset() {
+    let app = spawn_with(app_settings(), true).await;
+    let users = app.users(4).await;
+    let goods = drawn_sale(&app, 2, &users, 600).await;
+    let (s, r) = app
+        .admin("POST", &format!("/api/admin/sales/{goods}/reset"), None)
+        .await;
+    assert_eq!((s, r["code"].as_i64()), (409, Some(500757)), "{r}");
+    let v = view(&app, goods, &users[0].token).await;
+    assert_eq!(v["entries"], 4, "{v}");
 }
