@@ -77,6 +77,9 @@ up() { for _ in $(seq 200); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/
 
 t0=$(date +%s.%N)
 "$bin" migrate 2>/dev/null
+# a queue bound to the events exchange before the sale (publishes are mandatory: an event no
+# queue takes is not delivered); the broker drops it ten minutes after the drill stops using it
+"$bin" events bind "${ns}chaos.events" --expires-ms 600000 >/dev/null
 goods=$("$bin" seed --stock "$STOCK" --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
 "$bin" users --count "$SHOPPERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 start_receiver; start_edge; start_worker; up

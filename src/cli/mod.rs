@@ -157,6 +157,16 @@ enum EventsOp {
     },
     /// Enable an endpoint that answered 410 Gone (its pending events go out again).
     Enable { sink: String },
+    /// Declare a durable queue bound to the events exchange (`FLASHGATE_EVENTS_EXCHANGE`), with
+    /// a routing key (`#`: every event): bind one before the sale, or events find no queue.
+    Bind {
+        queue: String,
+        #[arg(long, default_value = "#")]
+        key: String,
+        /// Let the broker delete the queue once it has gone unused this long (drills, benches).
+        #[arg(long)]
+        expires_ms: Option<u32>,
+    },
 }
 
 /// `flashgate lua …`: the SREs' tools for the Lua scripts (docs/lua.md).
@@ -729,6 +739,27 @@ async fn draw_op(settings: Settings, op: DrawOp) -> anyhow::Result<bool> {
 /// code).
 async fn events_op(settings: &Settings, op: EventsOp) -> anyhow::Result<bool> {
     use crate::events::ops;
+    if let EventsOp::Bind {
+        queue,
+        key,
+        expires_ms,
+    } = &op
+    {
+        anyhow::ensure!(
+            !settings.events_exchange.is_empty(),
+            "no events exchange to bind to: set FLASHGATE_EVENTS_EXCHANGE"
+        );
+        crate::events::relay::bind_queue(
+            &settings.amqp_url,
+            &settings.events_exchange,
+            queue,
+            key,
+            *expires_ms,
+        )
+        .await?;
+        println!("{queue} bound to {} with {key:?}", settings.events_exchange);
+        return Ok(true);
+    }
     let pool = db::connect(&settings.database_url, 2).await?;
     match op {
         EventsOp::Status => {
@@ -752,6 +783,7 @@ async fn events_op(settings: &Settings, op: EventsOp) -> anyhow::Result<bool> {
             println!("{n} deliveries pending again");
             Ok(true)
         }
+        EventsOp::Bind { .. } => unreachable!("bound above, without MySQL"),
         EventsOp::Enable { sink } => {
             if ops::enable(&pool, &sink).await? {
                 println!("{sink} enabled");

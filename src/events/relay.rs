@@ -38,7 +38,10 @@ use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lapin::Confirmation;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use rand::Rng;
@@ -872,6 +875,48 @@ async fn open_exchange(amqp_url: &str, exchange: &str) -> anyhow::Result<(Connec
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok((conn, channel))
+}
+
+/// `flashgate events bind QUEUE`: declares the events exchange and a durable queue bound to it
+/// with `key` (`#`: every event), so an integrator can bind before the sale without a
+/// management plugin, and the fault drill's exchange has a queue to route to.
+/// `expires_ms`: the broker deletes the queue once it has gone unused that long (drills).
+pub async fn bind_queue(
+    amqp_url: &str,
+    exchange: &str,
+    queue: &str,
+    key: &str,
+    expires_ms: Option<u32>,
+) -> anyhow::Result<()> {
+    let (conn, channel) = open_exchange(amqp_url, exchange).await?;
+    let mut args = FieldTable::default();
+    if let Some(ms) = expires_ms {
+        args.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongInt(ms.min(i32::MAX as u32) as i32),
+        );
+    }
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = conn.close(200, "bound".into()).await;
+    Ok(())
 }
 
 /// Declares every RabbitMQ sink's exchange, at the worker's start: a broker that is down or
