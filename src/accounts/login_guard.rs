@@ -28,7 +28,7 @@ use redis::AsyncCommands;
 use crate::domain::Mobile;
 use crate::error::AppError;
 use crate::plumbing::keys::Keys;
-use crate::plumbing::redis_conn::RedisConn;
+use crate::plumbing::redis_conn::{RedisConn, count_in_window};
 
 /// The limits, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +48,8 @@ pub struct Guard {
     devices_key: String,
     /// The browser's device cookie and its counter, if it sent one.
     device: Option<Device>,
+    /// The counter the account side is counted on, once looked up ([`Guard::account_key`]).
+    account: tokio::sync::OnceCell<String>,
 }
 
 struct Device {
@@ -82,19 +84,27 @@ impl Guard {
                 id: d.to_string(),
                 failures_key: keys.login_failures_device(d),
             }),
+            account: tokio::sync::OnceCell::new(),
         }
     }
 
     /// The counter this attempt's account side is counted on: the device's, if the browser
     /// logged in as this mobile before; else the mobile's.
     async fn account_key(&self) -> Result<&str, AppError> {
-        if let Some(d) = &self.device {
-            let known: Option<f64> = self.redis.clone().zscore(&self.devices_key, &d.id).await?;
-            if known.is_some() {
-                return Ok(&d.failures_key);
-            }
-        }
-        Ok(&self.mobile_key)
+        let key = self
+            .account
+            .get_or_try_init(|| async {
+                if let Some(d) = &self.device {
+                    let known: Option<f64> =
+                        self.redis.clone().zscore(&self.devices_key, &d.id).await?;
+                    if known.is_some() {
+                        return Ok::<_, AppError>(d.failures_key.clone());
+                    }
+                }
+                Ok(self.mobile_key.clone())
+            })
+            .await?;
+        Ok(key)
     }
 
     /// Counts this attempt against the mobile and the address *before* the password is
@@ -104,33 +114,18 @@ impl Guard {
     /// row 3). Each counter is one atomic `MULTI` (`SET 0 EX window NX`, `INCR`, `PTTL`) on its
     /// own key, so the two may sit on different cluster slots; the two are sent together.
     pub async fn attempt(&self) -> Result<(), AppError> {
-        let window = self.limits.window.as_secs().max(1);
-        let count = |key: String| {
-            let mut con = self.redis.clone();
-            async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("SET")
-                    .arg(&key)
-                    .arg(0)
-                    .arg("EX")
-                    .arg(window)
-                    .arg("NX")
-                    .ignore()
-                    .incr(&key, 1)
-                    .pttl(&key)
-                    .query_async::<(u32, i64)>(&mut con)
-                    .await
-            }
-        };
+        let window = self.limits.window.as_secs();
         let account = self.account_key().await?.to_string();
-        let ((by_mobile, mobile_ttl), (by_address, address_ttl)) =
-            tokio::try_join!(count(account), count(self.address_key.clone()),)?;
+        let (mut a, mut b) = (self.redis.clone(), self.redis.clone());
+        let ((by_mobile, mobile_ttl), (by_address, address_ttl)) = tokio::try_join!(
+            count_in_window(&mut a, &account, window),
+            count_in_window(&mut b, &self.address_key, window),
+        )?;
         let mut wait_ms = 0i64;
-        if by_mobile > self.limits.per_mobile {
+        if by_mobile > i64::from(self.limits.per_mobile) {
             wait_ms = wait_ms.max(mobile_ttl.max(1));
         }
-        if by_address > self.limits.per_address {
+        if by_address > i64::from(self.limits.per_address) {
             wait_ms = wait_ms.max(address_ttl.max(1));
         }
         if wait_ms > 0 {

@@ -14,12 +14,7 @@ use crate::sales::store::{self, Window};
 use crate::state::AppState;
 
 pub(super) fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
-    let want = state.settings.admin_token.as_bytes();
-    let got = respond::bearer(req).unwrap_or_default().as_bytes();
-    if want.is_empty() || !crate::accounts::password::constant_time_eq(want, got) {
-        return Err(AppError::Forbidden);
-    }
-    Ok(())
+    respond::require_bearer(req, &state.settings.admin_token)
 }
 
 #[derive(Deserialize, Default)]

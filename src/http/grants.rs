@@ -46,12 +46,7 @@ struct Redeem {
 /// Whether `req` comes from the shop's server: `Authorization: Bearer` the
 /// `grant_redeem_token` (redeem, and paying or closing an order on the admin listener).
 pub fn check_shop<B>(req: &Request<B>, state: &AppState) -> Result<(), AppError> {
-    let want = state.settings.grant_redeem_token.as_bytes();
-    let got = respond::token(req).unwrap_or_default().as_bytes();
-    if want.is_empty() || !crate::accounts::password::constant_time_eq(want, got) {
-        return Err(AppError::Forbidden);
-    }
-    Ok(())
+    respond::require_bearer(req, &state.settings.grant_redeem_token)
 }
 
 /// The grant's order as MySQL has it: it exists, is the grant's subject's (the shop's subject,

@@ -260,24 +260,24 @@ pub fn count_or<B>(
 /// The session token: `Authorization: Bearer TOKEN`, else the `token` cookie.
 pub fn token<B>(req: &Request<B>) -> Option<&str> {
     let headers = req.headers();
-    if let Some(auth) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(t) = auth.strip_prefix("Bearer ")
-    {
-        return Some(t.trim());
-    }
-    crate::identity::cookie(headers, crate::identity::SESSION_COOKIE)
+    crate::identity::bearer(headers)
+        .or_else(|| crate::identity::cookie(headers, crate::identity::SESSION_COOKIE))
 }
 
 /// `Authorization: Bearer TOKEN` only: the admin and redeem tokens never come from a cookie
 /// (a cookie is sent by the browser to whoever it likes, a header only by the caller).
 pub fn bearer<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::trim)
+    crate::identity::bearer(req.headers())
+}
+
+/// `Forbidden` unless the request's bearer token is `want` (compared in constant time); an empty
+/// `want` (the token not set) lets no one in. The admin and the shop's server's checks.
+pub fn require_bearer<B>(req: &Request<B>, want: &str) -> Result<(), AppError> {
+    let got = bearer(req).unwrap_or_default().as_bytes();
+    if want.is_empty() || !crate::accounts::password::constant_time_eq(want.as_bytes(), got) {
+        return Err(AppError::Forbidden);
+    }
+    Ok(())
 }
 
 /// The request's credential under `auth` (`identity::Credential`), or the refusal for none:

@@ -321,19 +321,12 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
     }
     // in the user's home shard, beside the path it unlocks (one slot for issue_path.lua)
     let k = state.keys.shard(Shard::home(goods, user.id, shape.shards));
-    let (made, wait_ms): (i64, i64) = redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(k.captcha_made(user.id))
-        .arg(0)
-        .arg("EX")
-        .arg(60)
-        .arg("NX")
-        .ignore()
-        .incr(k.captcha_made(user.id), 1)
-        .pttl(k.captcha_made(user.id))
-        .query_async(&mut state.redis.clone())
-        .await?;
+    let (made, wait_ms) = crate::plumbing::redis_conn::count_in_window(
+        &mut state.redis.clone(),
+        &k.captcha_made(user.id),
+        60,
+    )
+    .await?;
     if made > crate::admission::captcha::PER_MINUTE {
         return Err(AppError::TooManyCaptchas {
             retry_after_ms: wait_ms.max(1) as u64,

@@ -142,6 +142,15 @@ pub enum Credential {
     Shop(String),
 }
 
+/// The token of `Authorization: Bearer TOKEN`, if the request has one.
+pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "token";
 
@@ -187,12 +196,7 @@ impl Credential {
     /// a JWT (it has dots; a session token never does) is the shop's.
     pub fn of<B>(req: &Request<B>, settings: &Settings) -> Option<Credential> {
         let headers = req.headers();
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let bearer = bearer(headers).filter(|t| !t.is_empty());
         let cookie = |name: &str| cookie(headers, name);
         let shop = || cookie(&settings.jwt_cookie);
         let session = || cookie(SESSION_COOKIE);

@@ -900,6 +900,29 @@ impl RedisConn {
     }
 }
 
+/// One count in a fixed window: `key` goes up by one, its window (`window_secs`) starting at the
+/// first count, in one atomic `MULTI` (`SET 0 EX window NX`, `INCR`, `PTTL`); the count now and
+/// the ms left in the window. What the login limits and the captcha's rate are counted with.
+pub async fn count_in_window(
+    con: &mut RedisConn,
+    key: &str,
+    window_secs: u64,
+) -> redis::RedisResult<(i64, i64)> {
+    redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(key)
+        .arg(0)
+        .arg("EX")
+        .arg(window_secs.max(1))
+        .arg("NX")
+        .ignore()
+        .incr(key, 1)
+        .pttl(key)
+        .query_async(con)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

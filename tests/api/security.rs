@@ -516,6 +516,16 @@ async fn the_admin_listener_takes_its_token_from_the_header_and_no_strange_host(
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // nor the shop's server's token (redeem, pay, close) from a cookie
+    let r = app
+        .http
+        .post(format!("{admin}/api/grants/redeem"))
+        .header("cookie", format!("token={}", crate::helpers::SHOP_TOKEN))
+        .json(&json!({ "grant": "a.b.c" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let r = app
         .http
         .get(format!("{admin}/api/admin/sales"))
