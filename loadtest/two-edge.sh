@@ -12,7 +12,11 @@
 #
 # Usage: TWO_EDGE_BASELINE=/path/to/older/flashgate loadtest/two-edge.sh
 #        (TWO_EDGE_ROUNDS=3 TWO_EDGE_DURATION=5 TWO_EDGE_USERS=400000; without a baseline, this
-#        revision alone; TWO_EDGE_PERF=FILE records a perf profile of this revision's first run)
+#        revision alone; TWO_EDGE_PERF=FILE records a perf profile of this revision's first run;
+#        TWO_EDGE_BIN=path runs that binary as this revision instead of building target/release;
+#        TWO_EDGE_REDIS_PORT=16390: the port of the redis-server this run starts for itself, so
+#        its Redis CPU is this run's alone, not that of whatever else uses the shared one;
+#        TWO_EDGE_BASELINE_BARE=1 for a baseline from before paths were bound to tokens, 6298e7a)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
@@ -22,8 +26,8 @@ DUR=${TWO_EDGE_DURATION:-5}
 USERS=${TWO_EDGE_USERS:-400000}
 PORT=${TWO_EDGE_PORT:-18580}
 ./scripts/services >/dev/null
-cargo build --release -q
-bins=("$PWD/target/release/flashgate")
+[ -n "${TWO_EDGE_BIN:-}" ] || cargo build --release -q
+bins=("${TWO_EDGE_BIN:-$PWD/target/release/flashgate}")
 names=("this")
 if [ -n "${TWO_EDGE_BASELINE:-}" ]; then bins+=("$TWO_EDGE_BASELINE"); names+=("baseline"); fi
 
@@ -35,10 +39,17 @@ export FLASHGATE_METRICS_PUBLIC=on # the figures are read from the edge's /metri
 export FLASHGATE_CAPTCHA=off FLASHGATE_LOG=warn FLASHGATE_ADMIN_LISTEN=off FLASHGATE_PATH_FACTOR=1
 export FLASHGATE_GATE_RATE=1000000000 FLASHGATE_GATE_BURST=1000000000
 edge=""
+# a redis-server of this run's own (nothing kept on disk): its CPU time is this run's
+rport=${TWO_EDGE_REDIS_PORT:-16390}
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >/dev/null 2>&1 &
+redis_pid=$!
+redis-cli() { command redis-cli -p "$rport" "$@"; }
+export FLASHGATE_REDIS_URL="redis://127.0.0.1:$rport/" SEED_REDIS_URL="redis://127.0.0.1:$rport/"
+for _ in $(seq 50); do redis-cli PING >/dev/null 2>&1 && break; sleep 0.1; done
 cleanup() {
   [ -n "$edge" ] && kill "$edge" 2>/dev/null || true
+  kill "$redis_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  redis-cli --scan --pattern "${ns}*" | xargs -r -n 1000 redis-cli unlink >/dev/null
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`"
   rm -rf "$work"
 }
@@ -46,7 +57,6 @@ trap cleanup EXIT
 P=0123456789abcdef0123456789abcdef
 "${bins[0]}" migrate 2>/dev/null
 "${bins[0]}" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
-redis_pid=$(redis-cli INFO server | awk -F: '/^process_id/ {print $2+0}')
 metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 run() { # binary bare -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s healthz-edge-us sessions-read"
   local bin=$1 bare=$2 g out e0 e1 r0 r1 q n rps p99 hr he
@@ -83,7 +93,7 @@ declare -A R
 for round in $(seq "$ROUNDS"); do
   for i in "${!bins[@]}"; do
     bare=0
-    [ "${names[$i]}" = baseline ] && bare=1
+    [ "${names[$i]}" = baseline ] && bare=${TWO_EDGE_BASELINE_BARE:-0}
     line=$(run "${bins[$i]}" "$bare")
     echo "round $round ${names[$i]}: buys/s p99ms edge-us/buy redis-us/admitted healthz/s edge-us/healthz sessions-read queued requests = $line"
     R[${names[$i]}]+="$line"$'\n'
