@@ -362,6 +362,7 @@ pub async fn audit(stores: &Stores, goods: GoodsId) -> Result<Report, AppError> 
 /// whose buyer counts disagree is read again at [`Depth::Members`], to name who.
 async fn audit_row(stores: &Stores, row: &SaleRow, depth: Depth) -> Result<Report, AppError> {
     let goods = row.goods();
+    row.teach(&stores.keys);
     let mut tries = 0;
     loop {
         tries += 1;
