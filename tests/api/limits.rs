@@ -997,6 +997,32 @@ async fn three_sizes_one_pair_per_customer(app: &TestApp) -> Vec<GoodsId> {
     let (s, r) = buy(app, &a.token, &path, sizes[0], None, None).await;
     assert_eq!(s, 202, "the first size: {r}");
     assert_eq!(campaign_held(app, sizes[0], a.id).await, Some(1));
+    // the result says what is left of the allowance before a buy is refused: nothing, in any size
+    for size in &sizes {
+        let (s, env) = app
+            .get(&format!("/api/seckill/result?goodsId={size}"), &a.token)
+            .await;
+        assert_eq!(s, 200, "{env}");
+        assert_eq!(
+            (
+                env["allowanceLeft"].as_i64(),
+                env["campaignAllowanceLeft"].as_i64()
+            ),
+            (Some(0), Some(0)),
+            "{env}"
+        );
+    }
+    let (_, env) = app
+        .get(
+            &format!("/api/seckill/result?goodsId={}", sizes[2]),
+            &b.token,
+        )
+        .await;
+    assert_eq!(
+        (env["data"].as_i64(), env["allowanceLeft"].as_i64()),
+        (Some(-1), Some(1)),
+        "{env}"
+    );
     for size in &sizes[1..] {
         let before = redis_snapshot(app, *size).await;
         let path = app.path_for(&a.token, *size).await;
@@ -1300,6 +1326,7 @@ async fn the_grant_carries_the_quantity_claim_and_the_order_event_data_quantity(
     assert_eq!(s, 200);
     let order = env["data"].as_i64().unwrap();
     assert_eq!(env["quantity"], 3, "the result says the units: {env}");
+    assert_eq!(env["allowanceLeft"], 0, "{env}");
     let grant = env["grant"].as_str().expect("a grant");
     let grants = app.state.identity.grants.as_ref().unwrap();
     let claims = grants.verify(grant).unwrap();
