@@ -253,6 +253,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pushed_result_carries_the_orders_units_once_it_is_written() {
+        let event = |r| serde_json::from_str::<serde_json::Value>(&Granter::result_event(None, r));
+        assert_eq!(
+            event(BuyResult::new(42, 3)).unwrap(),
+            serde_json::json!({"result": 42, "quantity": 3})
+        );
+        assert_eq!(
+            event(BuyResult::new(-1, 1)).unwrap(),
+            serde_json::json!({"result": -1})
+        );
+    }
+
+    #[test]
     fn the_credential_follows_the_mode() {
         let req = |h: &[(&str, &str)]| {
             let mut b = Request::builder();
