@@ -1041,6 +1041,21 @@ async fn three_sizes_one_pair_per_customer(app: &TestApp) -> Vec<GoodsId> {
         assert_units(app, *size, 5, 1).await;
         assert_eq!(app.mysql_stock(*size).await, 5 - sold);
     }
+    // the audit holds the campaign's count to its sales' counts: a unit counted too many is found
+    let key = app.state.keys.sale(sizes[2]).campaign_held();
+    let _: () = app.redis().hincr(&key, b.id.get(), 1).await.unwrap();
+    let report = flashgate::operators::audit::audit(&app.state.stores(), sizes[2])
+        .await
+        .unwrap();
+    assert!(!report.clean, "{report:?}");
+    let drift: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "campaign_drift")
+        .map(|f| f.user)
+        .collect();
+    assert_eq!(drift, [Some(b.id.get())], "{report:?}");
+    let _: () = app.redis().hincr(&key, b.id.get(), -1).await.unwrap();
     sizes
 }
 
