@@ -85,6 +85,10 @@ keys_for() { # contract-line n; sets keys and args
   keys=("${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue")
   args=("")
   case "$1" in
+    # campaigns (#42): one more key, the campaign's counter (a sale in none: unwritten)
+    *"campaign user..."*) keys+=("${k}held" "${k}buys" "${k}campaign:held")
+      for _ in $(seq "$2"); do keys+=("${k}u:__rand_int__")
+        args+=(__rand_int__ "$P" 0f0e0d0c-0b0a-4000-8000-000000000001 "" 1 ""); done ;;
     # sale rules (#42): two more keys, a quantity and a key per shopper (1 and none here)
     *"buys user..."*) keys+=("${k}held" "${k}buys")
       for _ in $(seq "$2"); do keys+=("${k}u:__rand_int__")

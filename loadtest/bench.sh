@@ -78,6 +78,10 @@ bigs=()  # per round: coalesced buy, single buy, coalesced one-connection, singl
 for _ in $(seq $((ROUNDS * 5))); do
   bigs+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
 done
+q2s=()   # per round: a sale of perBuy 2 (and perAccount 2), bought 2 units a buy (3e)
+for _ in $(seq "$ROUNDS"); do
+  q2s+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 --per-buy 2 --per-account 2 2>/dev/null | tail -n 1)")
+done
 twos=()  # per round: the two-edge sale, whose paths are issued through edge A (3d)
 for _ in $(seq "$ROUNDS"); do
   twos+=("$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)")
@@ -89,7 +93,7 @@ rbs=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tai
 "$bin" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 P=0123456789abcdef0123456789abcdef
 # every shopper holds the same hidden path digest in each sale, bound to their token
-loadtest/seed-paths.py "$work/tokens.csv" "$ns" "$P" ${bigs[*]} $gone $single \
+loadtest/seed-paths.py "$work/tokens.csv" "$ns" "$P" ${bigs[*]} ${q2s[*]} $gone $single \
   | redis-cli --pipe >/dev/null
 
 # a local replica of the Redis the bench uses (3c); attached for the whole run, so every figure
@@ -221,14 +225,15 @@ R_B1=() R_B150=() R_B199=() R_RUS=() R_RUS1=() R_BATCH=() R_C1=() R_C1S=()
 R_HWE=() R_HWR=() R_BUYE=() R_BUYR=() R_B1E=() R_B1R=() R_SESS=()
 R_BC=() R_BC50=() R_BC99=() R_BCE=() R_BCR=() R_BCUS=()
 R_TB=() R_TB50=() R_TB99=() R_TBE=() R_TBR=() R_TBUS=() R_TBS=() R_HB=() R_HBE=()
+R_Q2=() R_Q250=() R_Q299=() R_Q2E=() R_Q2R=() R_Q2US=()
 
 for round in $(seq "$ROUNDS"); do
 # --- 1. redis-benchmark: admit.lua by EVALSHA --------------------------------------------------
 rcli CONFIG RESETSTAT >/dev/null
 echo "== round $round/$ROUNDS: redis-benchmark -c $CONNS -P 1: EVALSHA admit.lua x $rb_n"
 rb=$(redis-benchmark -c "$CONNS" -P 1 -n "$rb_n" -r 100000000 --csv \
-  EVALSHA "$sha" 6 "${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue" "${k}u:bench" \
-  "" __rand_int__ "$P" bench "" | tail -n 1)
+  EVALSHA "$sha" 9 "${k}meta" "${k}stock" "${k}buyers" "${k}gate" "${k}queue" "${k}held" \
+  "${k}buys" "${k}campaign:held" "${k}u:bench" "" __rand_int__ "$P" bench "" 1 "" | tail -n 1)
 R_RB+=("$(echo "$rb" | awk -F'","' '{print $2}')")
 R_RB50+=("$(echo "$rb" | awk -F'","' '{print $5}')")
 R_RB99+=("$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')")
@@ -258,6 +263,10 @@ if [ "$REPLICA" = 1 ]; then
   read -r a b c d e f g _ < <(buy_run buyc "$PORT2" "${bigs[$(((round - 1) * 5 + 4))]}" "$CONNS" "$serve2_pid")
   R_BC+=("$a") R_BC50+=("$b") R_BC99+=("$c") R_BCE+=("$d") R_BCR+=("$e") R_BCUS+=("$f")
 fi
+# --- 3e. the buy path on a sale of perBuy 2, each buy 2 units (coalesced, the default edge) -----
+echo "== round $round/$ROUNDS: wrk buy path, perBuy 2, quantity 2 (goods ${q2s[$((round - 1))]})"
+read -r a b c d e f g _ < <(QUANTITY=2 buy_run buyq2 "$PORT" "${q2s[$((round - 1))]}" "$CONNS" "$serve_pid")
+R_Q2+=("$a") R_Q250+=("$b") R_Q299+=("$c") R_Q2E+=("$d") R_Q2R+=("$e") R_Q2US+=("$f")
 # --- 3d. two edges behind a balancer: paths from edge A, buys on edge B --------------------------
 g2=${twos[$((round - 1))]}
 echo "== round $round/$ROUNDS: two edges: every shopper's path from edge A (goods $g2)"
@@ -285,6 +294,8 @@ hw_rps=$(median "${R_HW[@]}") hw_p50=$(median "${R_HW50[@]}") hw_p99=$(median "$
 buy_rps=$(median "${R_BUY[@]}") buy_p50=$(median "${R_BUY50[@]}") buy_p99=$(median "${R_BUY99[@]}")
 b1_rps=$(median "${R_B1[@]}") b1_p50=$(median "${R_B150[@]}") b1_p99=$(median "${R_B199[@]}")
 rus=$(median "${R_RUS[@]}") rus1=$(median "${R_RUS1[@]}") batch=$(median "${R_BATCH[@]}")
+q2_rps=$(median "${R_Q2[@]}") q2_p50=$(median "${R_Q250[@]}") q2_p99=$(median "${R_Q299[@]}")
+q2_e=$(median "${R_Q2E[@]}") q2_r=$(median "${R_Q2R[@]}") q2_us=$(median "${R_Q2US[@]}")
 c1_p50=$(median "${R_C1[@]}") c1s_p50=$(median "${R_C1S[@]}")
 so_rps=$(median "${R_SO[@]}") so_p50=$(median "${R_SO50[@]}") so_p99=$(median "${R_SO99[@]}")
 rb_us=$(median "${R_RBUS[@]}") buy_us=$(median "${R_BUYUS[@]}") getex_us=$(median "${R_GETEXUS[@]}")
@@ -353,10 +364,10 @@ drain() { # batch size, goods... -> seconds until every named queue is empty
 }
 echo "== 5/6 worker drains $queued orders (batches of ${BENCH_BATCH:-1000})"
 BATCH=${BENCH_BATCH:-1000}
-batched_s=$(drain "$BATCH" "${bigs[@]}" "${twos[@]}")
+batched_s=$(drain "$BATCH" "${bigs[@]}" "${twos[@]}" "${q2s[@]}")
 # the same drain seen from MySQL: first to last commit, without the worker's start-up
 span() { sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(created_at)) / 1e6 FROM order_info WHERE goods_id IN ($1)"; }
-batched_span=$(span "$(IFS=,; echo "${bigs[*]} ${twos[*]}" | tr ' ' ,)")
+batched_span=$(span "$(IFS=,; echo "${bigs[*]} ${twos[*]} ${q2s[*]}" | tr ' ' ,)")
 first_orders=$(sql "SELECT COUNT(*) FROM order_info WHERE goods_id = $big")
 first_span=$(span "$big")
 # queue SINGLE orders for the one-per-transaction baseline
@@ -386,17 +397,18 @@ wait $idle_pid || true
 
 # --- invariants ------------------------------------------------------------------------------------
 fail=0
-check() { # goods initial
-  local g=$1 init=$2 orders dups rstock mstock
+check() { # goods initial: in units (an order of a perBuy 2 sale holds 2)
+  local g=$1 init=$2 orders units dups rstock mstock
   orders=$(sql "SELECT COUNT(*) FROM seckill_order WHERE goods_id=$g")
+  units=$(sql "SELECT COALESCE(SUM(goods_count), 0) FROM order_info WHERE goods_id=$g")
   dups=$(sql "SELECT COUNT(*) FROM (SELECT user_id FROM seckill_order WHERE goods_id=$g GROUP BY user_id HAVING COUNT(*)>1) d")
   rstock=$(rcli GET "${ns}sk:{g:$g}:stock")
   mstock=$(sql "SELECT stock FROM seckill_goods WHERE goods_id=$g")
   local ok=ok
-  [ "$orders" -le "$init" ] || { ok="OVERSOLD"; fail=1; }
+  [ "$units" -le "$init" ] || { ok="OVERSOLD"; fail=1; }
   [ "$dups" = 0 ] || { ok="DUPLICATES"; fail=1; }
-  [ $((rstock + orders)) = "$init" ] || { ok="REDIS STOCK+ORDERS != $init"; fail=1; }
-  [ $((mstock + orders)) = "$init" ] || { ok="MYSQL STOCK+ORDERS != $init"; fail=1; }
+  [ $((rstock + units)) = "$init" ] || { ok="REDIS STOCK+UNITS != $init"; fail=1; }
+  [ $((mstock + units)) = "$init" ] || { ok="MYSQL STOCK+UNITS != $init"; fail=1; }
   printf '| %-8s | %9s | %9s | %10s | %s |\n' "$g" "$init" "$orders" "$rstock" "$ok"
 }
 
@@ -415,6 +427,7 @@ echo "| ceiling: redis-benchmark EVALSHA admit.lua | $rb_rps [$(IFS=/; echo "${R
 echo "| ceiling: /healthz (hello-world) | $hw_rps [$(IFS=/; echo "${R_HW[*]}")] | $hw_p50 | $hw_p99 | $hw_e [$(IFS=/; echo "${R_HWE[*]}")] | $hw_r | — |"
 echo "| buy path, coalesced (default FLASHGATE_ADMIT_BATCH) | $buy_rps [$(IFS=/; echo "${R_BUY[*]}")] | $buy_p50 | $buy_p99 | $buy_e [$(IFS=/; echo "${R_BUYE[*]}")] | $buy_r [$(IFS=/; echo "${R_BUYR[*]}")] | $(ratio "$buy_rps" "$rb_rps") redis-benchmark [$(ratios R_BUY R_RB)], $(ratio "$buy_rps" "$hw_rps") hello-world [$(ratios R_BUY R_HW)] |"
 echo "| buy path, one call per buy (FLASHGATE_ADMIT_BATCH=1) | $b1_rps [$(IFS=/; echo "${R_B1[*]}")] | $b1_p50 | $b1_p99 | $b1_e [$(IFS=/; echo "${R_B1E[*]}")] | $b1_r [$(IFS=/; echo "${R_B1R[*]}")] | $(ratio "$b1_rps" "$rb_rps") redis-benchmark [$(ratios R_B1 R_RB)], $(ratio "$b1_rps" "$hw_rps") hello-world [$(ratios R_B1 R_HW)] |"
+echo "| buy path, perBuy 2 (quantity 2 a buy), coalesced | $q2_rps [$(IFS=/; echo "${R_Q2[*]}")] | $q2_p50 | $q2_p99 | $q2_e [$(IFS=/; echo "${R_Q2E[*]}")] | $q2_r [$(IFS=/; echo "${R_Q2R[*]}")] | $(ratio "$q2_rps" "$buy_rps") the perBuy 1 row [$(ratios R_Q2 R_BUY)]; Redis CPU per admitted buy $q2_us us vs $rus us (perBuy 1) |"
 [ "$REPLICA" = 1 ] && echo "| buy path, coalesced, replica confirmation on (FLASHGATE_REDIS_ACK_REPLICAS=1) | $bc_rps [$(IFS=/; echo "${R_BC[*]}")] | $bc_p50 | $bc_p99 [$(IFS=/; echo "${R_BC99[*]}")] | $bc_e [$(IFS=/; echo "${R_BCE[*]}")] | $bc_r [$(IFS=/; echo "${R_BCR[*]}")] | $(ratio "$bc_rps" "$buy_rps") the same edge without confirmation [$(ratios R_BC R_BUY)] |"
 tb_rps=$(median "${R_TB[@]}") tb_p50=$(median "${R_TB50[@]}") tb_p99=$(median "${R_TB99[@]}")
 tb_e=$(median "${R_TBE[@]}") tb_r=$(median "${R_TBR[@]}") tb_us=$(median "${R_TBUS[@]}") hb_rps=$(median "${R_HB[@]}") hb_e=$(median "${R_HBE[@]}")
@@ -449,7 +462,7 @@ echo "edge RSS: $((rss_before / 1024)) MiB before, $((rss_idle / 1024)) MiB with
 echo
 echo "| goods | initial | orders | Redis stock | invariants |"
 echo "|---|---:|---:|---:|---|"
-for g in "${bigs[@]}" "${twos[@]}"; do check "$g" 100000000; done
+for g in "${bigs[@]}" "${twos[@]}" "${q2s[@]}"; do check "$g" 100000000; done
 check "$gone" 0
 check "$single" "$SINGLE"
 if [ "$fail" != 0 ]; then

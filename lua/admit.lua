@@ -1,4 +1,4 @@
--- contract: keys meta stock buyers gate queue held buys user... | args now (user path request again quantity key)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE LIMIT_REACHED TOO_MANY_UNITS NOT_ENOUGH AGAIN KEY_REUSED
+-- contract: keys meta stock buyers gate queue held buys campaign user... | args now (user path request again quantity key)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE LIMIT_REACHED TOO_MANY_UNITS NOT_ENOUGH AGAIN KEY_REUSED CAMPAIGN_LIMIT
 --[[
   admit.lua: the whole admission decision for 1..N shoppers of one sale shard, atomically.
 
@@ -32,16 +32,20 @@
     4. the user is not among the buyers (SADD answers 0), checked
        only while stock is left; when it is gone, SISMEMBER tells     else DUPLICATE
        DUPLICATE from SOLD_OUT
+    (in a campaign: SISMEMBER first, then 4c, then the stock, then SADD)
     5. a unit is left (the stock read once, counted down here)         else SOLD_OUT
     or, in a sale of per_account > 1 (counters compared as numbers):
     4. a buy without a key from a user holding any unit               else DUPLICATE
     4b. held + quantity <= per_account (held: the user's field of
         KEYS[6])                                                      else LIMIT_REACHED (detail: units left to them)
+    4c. in a campaign (meta campaign_per_account set): held across
+        the campaign (the user's field of KEYS[8]) + quantity <=
+        campaign_per_account                                          else CAMPAIGN_LIMIT (detail: units left to them)
     5. quantity units are left, all or nothing                        else SOLD_OUT (none left) / NOT_ENOUGH (detail: left)
        and then HINCRBY held by the quantity, SADD buyers
-    6. admitted; a buy with a key, or any buy of a per_account > 1 sale, is noted in KEYS[7]
-       (field 'USER KEY', KEY '-' for none; value: its quantity), which restore.lua reads to
-       give it back once
+    6. admitted; in a campaign HINCRBY KEYS[8] by the quantity; a buy with a key, or any buy
+       of a per_account > 1 sale, is noted in KEYS[7] (field 'USER KEY', KEY '-' for none;
+       value: its quantity), which restore.lua reads to give it back once
   and once per call, if any shopper was admitted: one XADD of them all (fields u: user ids, r:
   request ids, both comma-separated in the same order, t: now; and only when some buy is not a
   keyless single unit: q the quantities and k the key digests, '-' for none, in the same
@@ -51,7 +55,8 @@
   one call sees their own bucket and counters as the first run left them; each spent bucket is
   written once, at the end.
 
-  KEYS (all share the shard's hash tag {g:ID} or {g:ID/S}, so this runs on Redis Cluster):
+  KEYS (all share the shard's hash tag {g:ID} or {g:ID/S}, or the campaign's {c:NAME}, so this
+  runs on Redis Cluster):
     1 meta     hash: start_ms, end_ms, user_rate, user_burst, gate_rate, gate_burst (read);
                admitted (counted up)
     2 stock    string: units left
@@ -61,8 +66,11 @@
     6 held     hash: user id -> units held (only in a sale of per_account > 1)
     7 buys     hash: 'USER KEY' -> quantity: the buys admitted with a key (and every buy of a
                per_account > 1 sale, KEY '-' when it had none)
+    8 campaign hash: user id -> units held across the sale's campaign (read and written only
+               when the meta has campaign_per_account; a sale in no campaign passes a key
+               of its own tag that stays unwritten)
     then for shopper i = 1..N:
-    7+i user   string "PATH.PRINT" or "PATH.PRINT TOKENS TS": the hidden path issued to this
+    8+i user   string "PATH.PRINT" or "PATH.PRINT TOKENS TS": the hidden path issued to this
                user bound to the fingerprint of the session token that asked for it
                (lua/issue_path.lua sets it, with the path's TTL) and their token bucket
 
@@ -89,7 +97,9 @@
     RATE_LIMITED    detail: ms until a token is back
     DUPLICATE
     SOLD_OUT
-    LIMIT_REACHED   detail: units the account may still take (perAccount - held)
+    LIMIT_REACHED   detail: units the account may still take here (perAccount - held, or
+                    the campaign's left if fewer)
+    CAMPAIGN_LIMIT  the campaign's limit refused it; detail: the same as LIMIT_REACHED's
     TOO_MANY_UNITS  detail: the sale's per_buy
     NOT_ENOUGH      detail: units left (fewer than asked, more than none)
     AGAIN           the same buy as one admitted before (same user, key and quantity)
@@ -100,7 +110,7 @@ local n = (#ARGV - 1) / 6
 local reply = {''}
 
 local meta = redis.call('HMGET', KEYS[1], 'start_ms', 'end_ms', 'user_rate', 'user_burst',
-  'gate_rate', 'gate_burst', 'per_buy', 'per_account')
+  'gate_rate', 'gate_burst', 'per_buy', 'per_account', 'campaign_per_account')
 local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
@@ -113,6 +123,8 @@ local user_rate, user_burst = tonumber(meta[3]), tonumber(meta[4])
 local gate_rate, gate_burst = tonumber(meta[5]), tonumber(meta[6])
 -- the rules of a sale loaded before they existed: one unit per buy and per account
 local per_buy, per_account = tonumber(meta[7]) or 1, tonumber(meta[8]) or 1
+-- a sale in a campaign: the most units one account may hold across the campaign's sales
+local campaign_limit = tonumber(meta[9])
 
 -- 3. token buckets: refill by elapsed time, capped at burst; a request costs one token.
 -- Returns the tokens after refill and the ms until one token is available (0 if now).
@@ -140,7 +152,7 @@ local units, plain = 0, true
 for i = 1, n do
   local uid, path, rid, again = ARGV[6 * i - 4], ARGV[6 * i - 3], ARGV[6 * i - 2], ARGV[6 * i - 1]
   local q, idem = tonumber(ARGV[6 * i]) or 1, ARGV[6 * i + 1]
-  local key = KEYS[7 + i]
+  local key = KEYS[8 + i]
   local u = users[key]
   if not u then
     u = {}
@@ -209,7 +221,21 @@ for i = 1, n do
     if not stock then
       stock = tonumber(redis.call('GET', KEYS[2]) or '0')
     end
-    if per_account <= 1 then
+    -- what the user holds across the campaign (a sale in one only)
+    local across = campaign_limit and (tonumber(redis.call('HGET', KEYS[8], uid)) or 0)
+    if per_account <= 1 and campaign_limit then
+      -- one unit per account in a campaign: the duplicate first, then the campaign's count
+      if redis.call('SISMEMBER', KEYS[3], uid) == 1 then
+        code = DUPLICATE
+      elseif across + q > campaign_limit then
+        code, detail = CAMPAIGN_LIMIT, math.max(campaign_limit - across, 0)
+      elseif stock <= 0 then
+        code = SOLD_OUT
+      else
+        redis.call('SADD', KEYS[3], uid)
+        code = OK
+      end
+    elseif per_account <= 1 then
       -- one unit per account (q is 1: per_buy <= per_account): the decision as it always was
       if stock <= 0 then
         -- 4 and 5 when the stock is gone: the same answers, nothing to write
@@ -226,10 +252,16 @@ for i = 1, n do
       end
     else
       local held = tonumber(redis.call('HGET', KEYS[6], uid)) or 0
+      local left = per_account - held
+      if campaign_limit then
+        left = math.min(left, campaign_limit - across)
+      end
       if idem == '' and held > 0 then
         code = DUPLICATE
       elseif held + q > per_account then
-        code, detail = LIMIT_REACHED, math.max(per_account - held, 0)
+        code, detail = LIMIT_REACHED, math.max(left, 0)
+      elseif campaign_limit and across + q > campaign_limit then
+        code, detail = CAMPAIGN_LIMIT, math.max(left, 0)
       elseif stock <= 0 then
         code = SOLD_OUT
       elseif stock < q then
@@ -243,6 +275,9 @@ for i = 1, n do
     if code == OK then
       -- 5 and 6: the units are theirs
       stock = stock - q
+      if campaign_limit then
+        redis.call('HINCRBY', KEYS[8], uid, q)
+      end
       if idem ~= '' or per_account > 1 then
         redis.call('HSET', KEYS[7], field or (uid .. ' -'), q)
       end

@@ -28,4 +28,5 @@ local TOO_MANY_UNITS = 17 -- admit.lua: the buy asks for more than perBuy; detai
 local NOT_ENOUGH = 18     -- admit.lua: fewer units left than asked (all or nothing); detail: units left
 local AGAIN = 19          -- admit.lua: this Idempotency-Key's buy was admitted already (the same buy, nothing moved)
 local KEY_REUSED = 20     -- admit.lua: this Idempotency-Key was used for another quantity; detail: that quantity
+local CAMPAIGN_LIMIT = 21 -- admit.lua: the buy would take the account past its campaign's campaignPerAccount; detail: units left to it
 local CAPTCHA_LOCKED = 30 -- issue_path.lua: too many wrong answers lately; detail: ms until the lock ends

@@ -1,4 +1,4 @@
--- contract: keys stock buyers result meta given_back held buys | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER
+-- contract: keys stock buyers result meta given_back held buys campaign | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER
 --[[
   restore.lua: give one buy's units (and the account's allowance) back, once.
 
@@ -13,6 +13,8 @@
   A sale of per_account > 1 notes every buy in KEYS[7] (admit.lua): there the buy's field
   ('USER KEY', KEY '-' for a buy without one) is what is given back once, and the user's held
   units (KEYS[6]) go down by its quantity; the user leaves the buyers when they hold none.
+  A sale in a campaign (meta campaign_per_account set) gives the campaign's allowance back with
+  it: the user's field of KEYS[8] goes down by the quantity, in the same step that is done once.
 
   Steps:
     0. with an order id (ARGV[7] not empty): if it is in KEYS[5], stop (already given back)
@@ -20,6 +22,7 @@
        stop (already restored); a key's field in KEYS[7] is deleted (a retry with it may buy again)
        per_account > 1: HDEL the buy's field; if it was not there, stop (already restored);
        HINCRBY held by -quantity, and at 0 HDEL it and SREM the user from the buyers
+    1a. in a campaign: HINCRBY the user's field of KEYS[8] by -quantity (HDEL at 0)
     1b. with an order id: SADD it to KEYS[5]
     2. INCRBY stock by the quantity
     3. write the user's result (ARGV[2]: -1 for a failed order; empty leaves the result alone)
@@ -35,6 +38,7 @@
     5 given_back  set: ids of closed orders whose units have come back
     6 held     hash: user id -> units held (a sale of per_account > 1)
     7 buys     hash: 'USER KEY' -> quantity (admit.lua)
+    8 campaign hash: user id -> units held across the sale's campaign (admit.lua)
   ARGV:
     1 user id
     2 result to write ('' = leave it)
@@ -59,7 +63,8 @@ if idem == '' then
   idem = '-'
 end
 local field = ARGV[1] .. ' ' .. idem
-if (tonumber(redis.call('HGET', KEYS[4], 'per_account')) or 1) <= 1 then
+local rules = redis.call('HMGET', KEYS[4], 'per_account', 'campaign_per_account')
+if (tonumber(rules[1]) or 1) <= 1 then
   if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then
     return {NOT_A_BUYER}
   end
@@ -74,6 +79,9 @@ else
     redis.call('HDEL', KEYS[6], ARGV[1])
     redis.call('SREM', KEYS[2], ARGV[1])
   end
+end
+if rules[2] and redis.call('HINCRBY', KEYS[8], ARGV[1], -q) <= 0 then
+  redis.call('HDEL', KEYS[8], ARGV[1])
 end
 if once then
   redis.call('SADD', KEYS[5], ARGV[7])

@@ -312,6 +312,73 @@ impl Quantity {
     }
 }
 
+/// A shopper's result in a sale as Redis keeps it (`sk:…:result:UID`, written by the worker):
+/// the order id and its units, `ORDER` for one unit (every result before quantities) or
+/// `ORDER:Q`; `-1` failed (given back), `0` never written (queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuyResult {
+    pub order: i64,
+    pub quantity: u32,
+}
+
+impl BuyResult {
+    /// An order of `quantity` units (a failure is `order` -1, quantity 1).
+    pub fn new(order: i64, quantity: u32) -> Self {
+        Self {
+            order,
+            quantity: quantity.max(1),
+        }
+    }
+
+    /// The value kept in Redis.
+    pub fn encode(self) -> String {
+        match self.quantity {
+            1 => self.order.to_string(),
+            q => format!("{}:{q}", self.order),
+        }
+    }
+
+    /// A value [`BuyResult::encode`] made (or a bare order id); `None` for anything else.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (order, quantity) = match s.split_once(':') {
+            Some((o, q)) => (o.parse().ok()?, q.parse().ok().filter(|q| *q >= 1)?),
+            None => (s.parse().ok()?, 1),
+        };
+        Some(Self { order, quantity })
+    }
+}
+
+/// A campaign's name (`campaign`): sales made with the same name share one limit per account
+/// across them (`campaignPerAccount`; the sizes of one shoe). 1 to [`Campaign::MAX_LEN`]
+/// characters of `a-z`, `0-9`, `-`, `_` and `.`: it is part of the campaign's Redis hash tag
+/// (`{c:NAME}`, `plumbing::keys`), so no brace, colon, space or upper case (two spellings of one
+/// campaign would be two campaigns).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Campaign(String);
+
+impl Campaign {
+    /// The longest name taken.
+    pub const MAX_LEN: usize = 32;
+
+    /// `None` when `s` breaks the rule above.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=Self::MAX_LEN).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        ok.then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Campaign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A buy's `Idempotency-Key` (the IETF draft's header), kept only as a digest: the first 16
 /// bytes of its SHA-256 as 32 hex digits. A digest is fixed-width, has no commas (it rides in the
 /// queue entry's comma-separated `k`) and compares byte for byte in MySQL (a `*_bin` column with
@@ -341,6 +408,43 @@ impl BuyKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_keep_their_units_and_read_the_form_before() {
+        for r in [
+            BuyResult::new(42, 1),
+            BuyResult::new(42, 3),
+            BuyResult::new(-1, 1),
+        ] {
+            assert_eq!(BuyResult::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(BuyResult::new(42, 1).encode(), "42");
+        assert_eq!(BuyResult::new(42, 3).encode(), "42:3");
+        assert_eq!(BuyResult::decode("17"), Some(BuyResult::new(17, 1)));
+        for bad in ["", "x", "1:0", "1:x", "1:2:3"] {
+            assert_eq!(BuyResult::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn campaign_names_are_short_lowercase_and_safe_in_a_hash_tag() {
+        for good in ["shoe-aj1", "a", "spring_2027.sizes", &"x".repeat(32)] {
+            assert_eq!(Campaign::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "Shoe",
+            "a b",
+            "a{b}",
+            "a:b",
+            "a}",
+            &"x".repeat(33),
+            "é",
+            "a\n",
+        ] {
+            assert_eq!(Campaign::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn quantities_are_whole_numbers_from_one() {

@@ -128,9 +128,10 @@ pub enum AppError {
     /// A draw sale's refusal (`crate::draws`): why, each with its own code.
     #[error("{}", .0.message())]
     Draw(DrawFault),
-    /// The buy would take the account past the sale's `perAccount`: it may still take `left`.
-    #[error("this buy would take you past the sale's limit per account")]
-    LimitReached { left: i64 },
+    /// The buy would take the account past the sale's `perAccount`, or (`campaign`) past the
+    /// `campaignPerAccount` of the sale's campaign: it may still take `left` here.
+    #[error("this buy would take you past the limit per account")]
+    LimitReached { left: i64, campaign: bool },
     /// The buy asks for more units than the sale's `perBuy`.
     #[error("this sale sells at most {per_buy} units in one buy")]
     TooManyUnits { per_buy: i64 },
@@ -285,6 +286,20 @@ pub enum SaleRule {
     PerAccount = 20,
     /// `perBuy` above 1 on a split sale (`shards` > 1): a buy takes units from one shard.
     PerBuySplit = 21,
+    /// `campaign`: 1 to 32 characters of `a-z 0-9 - _ .` (`domain::Campaign`).
+    Campaign = 22,
+    /// `campaignPerAccount`: 1 to 1,000,000, at least the sale's `perAccount` (a campaign limit
+    /// below it would make the sale's own unreachable), and given with `campaign` and only with it.
+    CampaignPerAccount = 23,
+    /// `campaignPerAccount` differs from the one the campaign's sales already have: every sale
+    /// of a campaign states the same.
+    CampaignDisagrees = 24,
+    /// A split sale (`shards` > 1) in a campaign: the campaign's sales share one hash tag, which
+    /// a split sale's shards (each a tag of its own) cannot.
+    CampaignSplit = 25,
+    /// `campaign` and `campaignPerAccount` are set when the sale is made and do not change (the
+    /// sale's keys carry the campaign's tag, and the campaign's sales share its limit).
+    CampaignFixed = 26,
     /// `registerFrom`, `registerUntil`, `claimFor` are for a draw sale (`mode: "draw"`) and a
     /// draw sale needs all three.
     DrawFields = 30,
@@ -296,13 +311,13 @@ pub enum SaleRule {
     RegisterInPast = 32,
     /// `claimFor`: 1 to 604,800 seconds (a week).
     ClaimFor = 33,
-    /// A draw sale has one shard, no waiting room (the draw is its line) and one unit a winner
-    /// (`perBuy` and `perAccount` 1: a claim is one unit).
+    /// A draw sale has one shard, no waiting room (the draw is its line), one unit a winner
+    /// (`perBuy` and `perAccount` 1: a claim is one unit) and no campaign.
     DrawShape = 34,
 }
 
 impl SaleRule {
-    pub const ALL: [SaleRule; 27] = [
+    pub const ALL: [SaleRule; 32] = [
         SaleRule::Name,
         SaleRule::Title,
         SaleRule::Detail,
@@ -325,6 +340,11 @@ impl SaleRule {
         SaleRule::PerBuy,
         SaleRule::PerAccount,
         SaleRule::PerBuySplit,
+        SaleRule::Campaign,
+        SaleRule::CampaignPerAccount,
+        SaleRule::CampaignDisagrees,
+        SaleRule::CampaignSplit,
+        SaleRule::CampaignFixed,
         SaleRule::DrawFields,
         SaleRule::DrawWindows,
         SaleRule::RegisterInPast,
@@ -354,6 +374,8 @@ impl SaleRule {
             ExternalRef => "externalRef",
             PerBuy | PerBuySplit => "perBuy",
             PerAccount => "perAccount",
+            Campaign | CampaignSplit | CampaignFixed => "campaign",
+            CampaignPerAccount | CampaignDisagrees => "campaignPerAccount",
             DrawFields => "mode",
             DrawWindows => "registerUntil",
             RegisterInPast => "registerFrom",
@@ -395,6 +417,19 @@ impl SaleRule {
             PerBuy => "perBuy must be 1 to 1000, and at most perAccount",
             PerAccount => "perAccount must be 1 to 1000000",
             PerBuySplit => "perBuy must be 1 on a split sale (shards above 1)",
+            Campaign => "campaign must be 1 to 32 characters of a-z, 0-9, '-', '_' and '.'",
+            CampaignPerAccount => {
+                "campaignPerAccount must be 1 to 1000000 and at least perAccount, and comes with \
+                 campaign (and only with it)"
+            }
+            CampaignDisagrees => {
+                "campaignPerAccount must be the one the campaign's other sales have: every sale \
+                 of a campaign states the same"
+            }
+            CampaignSplit => "a split sale (shards above 1) cannot be in a campaign",
+            CampaignFixed => {
+                "campaign and campaignPerAccount are set when a sale is made and cannot change"
+            }
             DrawFields => {
                 "registerFrom, registerUntil and claimFor are for a draw sale (mode \"draw\"), \
                  which needs all three"
@@ -406,8 +441,8 @@ impl SaleRule {
             RegisterInPast => "registerFrom must be in the future when the sale is made",
             ClaimFor => "claimFor must be 1 to 604800 seconds",
             DrawShape => {
-                "a draw sale has one shard (shards 1), no waiting room, and one unit a winner \
-                 (perBuy and perAccount 1)"
+                "a draw sale has one shard (shards 1), no waiting room, one unit a winner \
+                 (perBuy and perAccount 1) and no campaign"
             }
         }
     }
@@ -751,7 +786,10 @@ mod tests {
             AppError::LoginAtShop,
             AppError::ShopServerOnly,
             AppError::OrderPaid,
-            AppError::LimitReached { left: 1 },
+            AppError::LimitReached {
+                left: 1,
+                campaign: true,
+            },
             AppError::TooManyUnits { per_buy: 2 },
             AppError::NotEnough { left: 1 },
             AppError::BadQuantity,

@@ -8,7 +8,8 @@
 -- paths were bound to tokens (a baseline run: loadtest/two-edge.sh). The tokens may be flashgate
 -- session tokens or a shop's JWTs (loadtest/shop-tokens.mjs). ONCE=1: each shopper buys once,
 -- the two threads taking halves of the list, and each thread stops when its half is done (so a
--- pass is every shopper's first buy, however fast the edge).
+-- pass is every shopper's first buy, however fast the edge). QUANTITY=N sends `quantity` N with
+-- each buy (a sale seeded with --per-buy N or more; absent or 1: the body as before).
 --
 -- The requests are built once, in init(): building one per request in Lua costs the load
 -- generator more CPU than the edge spends answering it, on a box where they share the cores.
@@ -40,7 +41,11 @@ function init(args)
       if user then issued[user] = line end
     end
   end
+  local quantity = tonumber(os.getenv("QUANTITY") or "") or 1
   local body = '{"goodsId":' .. goods .. '}'
+  if quantity > 1 then
+    body = '{"goodsId":' .. goods .. ',"quantity":' .. quantity .. '}'
+  end
   for line in io.lines(os.getenv("TOKENS")) do
     local user, tok = line:match("^(%d+),([%w%-_%.]+)$")
     local path = user and (paths and issued[user] or (digest and (bare and digest or (user .. "-" .. digest))))

@@ -21,9 +21,9 @@ const SERIES = [
 ];
 const FIELDS = ["name", "title", "detail", "imageUrl", "price", "salePrice", "stock", "addStock",
   "startAt", "endAt", "shards", "pathFactor", "userRate", "userBurst", "gateRate", "gateBurst",
-  "perBuy", "perAccount"];
+  "perBuy", "perAccount", "campaign", "campaignPerAccount"];
 const NUMBERS = new Set(["price", "salePrice", "stock", "addStock", "shards", "pathFactor",
-  "userRate", "userBurst", "gateRate", "gateBurst", "perBuy", "perAccount"]);
+  "userRate", "userBurst", "gateRate", "gateBurst", "perBuy", "perAccount", "campaignPerAccount"]);
 
 let current = null; // the goods id in the live view
 let editing = null; // the sale being edited (its last view), or null for a new one
@@ -128,6 +128,8 @@ function openEditor(sale) {
     input.value = v === undefined || v === null ? "" : v;
   }
   $("f-addStock").closest("div").classList.toggle("hidden", !sale);
+  // a campaign is set when the sale is made (the admin API refuses a change: 500726)
+  for (const f of ["f-campaign", "f-campaignPerAccount"]) $(f).readOnly = Boolean(sale);
   if (!sale) {
     const start = Date.now() + 5 * 60000;
     $("f-startAt").value = localInput(start);
@@ -194,7 +196,8 @@ function figures(s) {
   const rows = [
     ["Stock", `${l.stockLeft} left of ${s.stock}`],
     ["Admitted", l.admittedUnits === l.admitted ? l.admitted : `${l.admitted} buys, ${l.admittedUnits} units`],
-    ["Rules", `at most ${s.perBuy} a buy, ${s.perAccount} an account`],
+    ["Rules", `at most ${s.perBuy} a buy, ${s.perAccount} an account` +
+      (s.campaign ? `, ${s.campaignPerAccount} an account across campaign ${s.campaign}` : "")],
     ["Orders written", `${l.orders.written} (unpaid ${l.orders.unpaid}, paid ${l.orders.paid}, closed ${l.orders.closed})`],
     ["Failed", l.failed],
     ["Backlog", `${l.backlog} (pending ${l.pending})`],

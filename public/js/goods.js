@@ -34,8 +34,8 @@ const $ = (id) => document.getElementById(id);
 const msg = $("msg");
 let running = false;
 let busy = false;
-// the sale's rules (the catalogue's perBuy and perAccount)
-let rules = { perBuy: 1, perAccount: 1 };
+// the sale's rules (the catalogue's perBuy, perAccount and, in a campaign, campaignPerAccount)
+let rules = { perBuy: 1, perAccount: 1, campaign: 0 };
 
 function refreshCaptcha() {
   $("captcha").src = `/api/seckill/captcha?goodsId=${goodsId}&t=${Date.now()}`;
@@ -59,11 +59,9 @@ async function load() {
     $("price").textContent = Flash.money(g.seckillPrice);
     $("was").textContent = Flash.money(g.price);
     $("stock").textContent = g.stock;
-    rules = { perBuy: g.perBuy || 1, perAccount: g.perAccount || 1 };
-    if (rules.perAccount > 1) {
-      $("limit").textContent = I18n.t("sale.limit", { n: rules.perAccount });
-      $("limit").classList.remove("hidden");
-    }
+    rules = { perBuy: g.perBuy || 1, perAccount: g.perAccount || 1, campaign: g.campaignPerAccount || 0 };
+    stateLimit(null);
+    if ((rules.perAccount > 1 || rules.campaign) && Flash.loggedIn()) showAllowance();
     if (rules.perBuy > 1) {
       $("quantity").max = String(rules.perBuy);
       $("quantity-box").classList.remove("hidden");
@@ -78,6 +76,27 @@ async function load() {
   } catch (e) {
     Flash.show(msg, e.message, "error");
   }
+}
+
+// The limits in words ("Limit 2 per customer", the campaign's across its sales) and, once known,
+// what is left of this shopper's allowance (the result's allowanceLeft).
+function stateLimit(left) {
+  const words = [];
+  if (rules.perAccount > 1) words.push(I18n.t("sale.limit", { n: rules.perAccount }));
+  if (rules.campaign) words.push(I18n.t("sale.campaignLimit", { n: rules.campaign }));
+  if (Number.isInteger(left)) words.push(I18n.t("sale.limitLeft", { n: left }));
+  if (!words.length) return;
+  $("limit").textContent = words.join(" ");
+  $("limit").classList.remove("hidden");
+}
+
+// A sale that counts each account's units: the result says what is left of the allowance (a
+// shopper not logged in yet just sees the limit).
+async function showAllowance() {
+  try {
+    const env = await Flash.envelope("GET", `/api/seckill/result?goodsId=${goodsId}`);
+    if (Number.isInteger(env.allowanceLeft)) stateLimit(env.allowanceLeft);
+  } catch (_) { /* not logged in: the limit alone */ }
 }
 
 // ---- the waiting room ----
@@ -245,6 +264,7 @@ async function pollResult() {
     const env = await Flash.envelope("GET", `/api/seckill/result?goodsId=${goodsId}`);
     const r = env.data;
     if (env.checkout) checkout = env.checkout;
+    if (Number.isInteger(env.allowanceLeft)) stateLimit(env.allowanceLeft);
     if (r > 0) return r;
     if (r < 0) return -1;
     if (!stream) await sleep(POLL_EVERY_MS);
@@ -319,7 +339,9 @@ async function buy() {
         msg.appendChild(a);
       }
     } else if (e.code === 500520 && e.data) {
-      Flash.show(msg, `${e.message} ${I18n.t("sale.limitLeft", { n: e.data.allowanceLeft })}`, "error");
+      const why = e.data.limit === "campaign" ? `${I18n.t("sale.campaignLimit", { n: rules.campaign })} ` : "";
+      Flash.show(msg, `${e.message} ${why}${I18n.t("sale.limitLeft", { n: e.data.allowanceLeft })}`, "error");
+      stateLimit(e.data.allowanceLeft);
     } else {
       Flash.show(msg, e.message, "error");
     }

@@ -342,7 +342,7 @@ impl Hub {
 
     /// Hands a written result, as read from the shopper's result key (never a message's word
     /// for it: see [`Hub::results_message`]), to their streams on this edge.
-    pub fn result(&self, goods: GoodsId, user: UserId, result: i64) {
+    pub fn result(&self, goods: GoodsId, user: UserId, result: crate::domain::BuyResult) {
         let Some(feed) = self.feeds.lock().expect("feeds lock").get(&goods).cloned() else {
             return;
         };
@@ -395,12 +395,13 @@ impl Hub {
                 let home = hub.keys.shard(Shard::home(goods, *user, feed.shards));
                 pipe.get(home.result(*user));
             }
-            let read: redis::RedisResult<Vec<Option<i64>>> =
+            let read: redis::RedisResult<Vec<Option<String>>> =
                 pipe.query_async(&mut hub.redis.clone()).await;
             match read {
                 Ok(results) => {
                     for (user, result) in users.into_iter().zip(results) {
                         // nothing written: not a result (the page polls as before)
+                        let result = result.as_deref().and_then(crate::domain::BuyResult::decode);
                         if let Some(result) = result {
                             hub.result(goods, user, result);
                         }

@@ -141,11 +141,11 @@ pub const EMBEDDED: [(&str, &str); 6] = [
 pub const CONTRACTS: [(&str, &str); 6] = [
     (
         "admit.lua",
-        "keys meta stock buyers gate queue held buys user... | args now (user path request again quantity key)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE LIMIT_REACHED TOO_MANY_UNITS NOT_ENOUGH AGAIN KEY_REUSED",
+        "keys meta stock buyers gate queue held buys campaign user... | args now (user path request again quantity key)... | codes OK BAD_PATH NOT_STARTED ENDED RATE_LIMITED DUPLICATE SOLD_OUT NO_SALE LIMIT_REACHED TOO_MANY_UNITS NOT_ENOUGH AGAIN KEY_REUSED CAMPAIGN_LIMIT",
     ),
     (
         "restore.lua",
-        "keys stock buyers result meta given_back held buys | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER",
+        "keys stock buyers result meta given_back held buys campaign | args user result ttl_s channel goods counter order quantity key | codes OK NOT_A_BUYER",
     ),
     (
         "issue_path.lua",
@@ -570,12 +570,13 @@ pub enum Code {
     NotEnough = 18,
     Again = 19,
     KeyReused = 20,
+    CampaignLimit = 21,
     CaptchaLocked = 30,
 }
 
 impl Code {
     /// Every code with its name in `lua/codes.lua`.
-    pub const ALL: [(Code, &'static str); 22] = [
+    pub const ALL: [(Code, &'static str); 23] = [
         (Code::Ok, "OK"),
         (Code::BadPath, "BAD_PATH"),
         (Code::NotStarted, "NOT_STARTED"),
@@ -597,6 +598,7 @@ impl Code {
         (Code::NotEnough, "NOT_ENOUGH"),
         (Code::Again, "AGAIN"),
         (Code::KeyReused, "KEY_REUSED"),
+        (Code::CampaignLimit, "CAMPAIGN_LIMIT"),
         (Code::CaptchaLocked, "CAPTCHA_LOCKED"),
     ];
 
@@ -675,9 +677,10 @@ pub enum Admission {
     SoldOut,
     /// NO_SALE: the sale was never loaded into Redis.
     NoSale,
-    /// LIMIT_REACHED: the buy would take the account past the sale's `perAccount`; it may still
-    /// take this many units.
-    LimitReached { left: i64 },
+    /// LIMIT_REACHED: the buy would take the account past the sale's `perAccount`, or
+    /// (CAMPAIGN_LIMIT, `campaign`) past its campaign's `campaignPerAccount`; it may still take
+    /// this many units here.
+    LimitReached { left: i64, campaign: bool },
     /// TOO_MANY_UNITS: the buy asked for more than the sale's `perBuy`.
     TooManyUnits { per_buy: i64 },
     /// NOT_ENOUGH: fewer units left than asked (a buy is all or nothing).
@@ -744,8 +747,9 @@ impl Admission {
             Code::Duplicate => Self::Duplicate,
             Code::SoldOut => Self::SoldOut,
             Code::NoSale => Self::NoSale,
-            Code::LimitReached => Self::LimitReached {
+            Code::LimitReached | Code::CampaignLimit => Self::LimitReached {
                 left: detail_int(detail),
+                campaign: code == Code::CampaignLimit,
             },
             Code::TooManyUnits => Self::TooManyUnits {
                 per_buy: detail_int(detail),
@@ -996,7 +1000,7 @@ mod tests {
         check_contracts(&files).unwrap();
         let mut changed = files.clone();
         let admit = changed.get_mut("admit.lua").unwrap();
-        *admit = admit.replacen("buys user...", "buys", 1);
+        *admit = admit.replacen("campaign user...", "campaign", 1);
         let err = check_contracts(&changed).unwrap_err().to_string();
         assert!(err.contains("admit.lua: its keys differ"), "{err}");
         let mut codes = files.clone();

@@ -44,6 +44,9 @@ pub struct Shape {
     pub draw: bool,
     /// The sale is loaded (its meta exists).
     pub loaded: bool,
+    /// The sale counts each account's units (`perAccount` > 1, or in a campaign): a shopper's
+    /// result says what is left of their allowance.
+    pub counted: bool,
 }
 
 /// Each sale's shape, as last read from Redis (a lock-free map: every buy reads it).
@@ -72,10 +75,25 @@ impl Shapes {
         {
             return Ok(shape);
         }
+        // a campaign sale's meta is under the campaign's tag: learnt once per process
+        crate::sales::store::know(&mut redis.clone(), keys, goods).await?;
         let meta = keys.sale(goods).meta();
-        let (shards, room, draw): (Option<u16>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+        type Read = (
+            Option<u16>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let (shards, room, draw, per_account, campaign): Read = redis::cmd("HMGET")
             .arg(&meta)
-            .arg(&["shards", "room_opens_ms", "draw"])
+            .arg(&[
+                "shards",
+                "room_opens_ms",
+                "draw",
+                "per_account",
+                "campaign_per_account",
+            ])
             .query_async(&mut redis.clone())
             .await?;
         let Some(n) = shards else {
@@ -85,6 +103,7 @@ impl Shapes {
                 room: false,
                 draw: false,
                 loaded: false,
+                counted: false,
             });
         };
         let shape = Shape {
@@ -92,6 +111,7 @@ impl Shapes {
             room: room.is_some_and(|r| r >= 0),
             draw: draw == Some(1),
             loaded: true,
+            counted: per_account.is_some_and(|n| n > 1) || campaign.is_some(),
         };
         self.known.pin().insert(goods, (shape, Instant::now()));
         Ok(shape)

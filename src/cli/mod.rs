@@ -53,6 +53,14 @@ enum Command {
         /// The most units one account may hold in the sale, over all its buys.
         #[arg(long, default_value_t = 1)]
         per_account: i64,
+        /// Put the sale in this campaign (1 to 32 of a-z 0-9 - _ .): its sales share
+        /// --campaign-per-account (needs it; one shard only).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// The most units one account may hold across the campaign's sales (at least
+        /// --per-account; the same for every sale of the campaign).
+        #[arg(long)]
+        campaign_per_account: Option<i64>,
     },
     /// Create test users and their sessions; write a `userId,token` CSV for load tools. Prints
     /// the first new user's mobile (their password is the demo one, 123456) as its last line.
@@ -576,12 +584,16 @@ pub async fn main() -> anyhow::Result<()> {
             shards,
             per_buy,
             per_account,
+            campaign,
+            campaign_per_account,
         } => {
             let mut new = NewSale::new(stock, starts_in, lasts);
             new.name = name;
             new.shards = shards;
             new.per_buy = per_buy;
             new.per_account = per_account;
+            new.campaign = campaign;
+            new.campaign_per_account = campaign_per_account;
             seed_sale(settings, &new).await?;
         }
         Command::Users { count, out } => {

@@ -37,6 +37,10 @@ pub struct NewSale {
     pub per_buy: i64,
     /// The most units one account may hold in the sale (`perAccount`).
     pub per_account: i64,
+    /// The campaign the sale is in (`campaign`), and the campaign's limit per account
+    /// (`campaignPerAccount`): both or neither.
+    pub campaign: Option<String>,
+    pub campaign_per_account: Option<i64>,
 }
 
 impl NewSale {
@@ -52,6 +56,8 @@ impl NewSale {
             external_ref: None,
             per_buy: 1,
             per_account: 1,
+            campaign: None,
+            campaign_per_account: None,
         }
     }
 }
@@ -96,15 +102,28 @@ pub async fn create_sale(db: &MySqlPool, sale: &NewSale) -> anyhow::Result<Goods
         claim_for: None,
         per_buy: sale.per_buy,
         per_account: sale.per_account,
+        campaign: sale.campaign.clone(),
+        campaign_per_account: sale.campaign_per_account,
     };
     // the sale's rules are held to sale management's (the rest is laxer here, see `insert`)
-    use crate::error::SaleRule;
-    if let Err(rule @ (SaleRule::PerBuy | SaleRule::PerAccount | SaleRule::PerBuySplit)) =
-        spec.check(start_at)
+    use crate::error::SaleRule as R;
+    let refuse = |rule: R| anyhow::anyhow!("{} (code {})", rule.message(), 500_700 + rule as i64);
+    if let Err(
+        rule @ (R::PerBuy
+        | R::PerAccount
+        | R::PerBuySplit
+        | R::Campaign
+        | R::CampaignPerAccount
+        | R::CampaignSplit),
+    ) = spec.check(start_at)
     {
-        anyhow::bail!("{} (code {})", rule.message(), 500_700 + rule as i64);
+        return Err(refuse(rule));
     }
     let mut tx = crate::plumbing::db::begin(db).await?;
+    match crate::sales::manage::join_campaign(&mut tx, &spec).await {
+        Err(crate::error::AppError::Invalid(rule)) => return Err(refuse(rule)),
+        other => other?,
+    }
     let id = crate::sales::manage::insert(&mut tx, &spec).await?;
     tx.commit().await?;
     Ok(GoodsId::new(id)?)

@@ -43,7 +43,8 @@ pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
         false => None,
     };
     let home = state.keys.shard(Shard::home(goods, user.id, shape.shards));
-    let result: Option<i64> = state.redis.clone().get(home.result(user.id)).await?;
+    let result: Option<String> = state.redis.clone().get(home.result(user.id)).await?;
+    let result = result.as_deref().and_then(crate::domain::BuyResult::decode);
     let granter = state
         .identity
         .granter(&state.db, &state.metrics, &user.shop_subject(), goods)

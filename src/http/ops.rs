@@ -142,6 +142,7 @@ async fn sale_gauges(state: &AppState) -> SaleGauges {
     };
     let mut con = state.redis.clone();
     for sale in &sales {
+        sale.teach(&state.keys);
         if sale.room_opens_secs.is_some()
             && let Ok(size) = redis::cmd("ZCARD")
                 .arg(state.keys.sale(sale.goods()).room_line())

@@ -44,24 +44,45 @@ pub fn ok<T: Serialize>(data: T) -> Resp {
     with_status(StatusCode::OK, data)
 }
 
-/// `200` with `data`, and beside it (not inside, so clients that read `data` as before still
-/// do) the grant and the checkout it goes to, when there is one (`identity::grant`).
-pub fn ok_granted<T: Serialize>(data: T, granted: Option<crate::identity::Granted>) -> Resp {
-    let Some(granted) = granted else {
-        return ok(data);
-    };
+/// What is left of a shopper's allowance in a sale that counts it (`GET /api/seckill/result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Units the shopper may still buy in this sale (the sale's limit and the campaign's).
+    pub left: i64,
+    /// Units left of the campaign's limit, in a sale of a campaign.
+    pub campaign_left: Option<i64>,
+}
+
+/// `200` with a shopper's result: `data` the order id (or 0, -1), and beside it (not inside,
+/// so clients that read `data` as before still do) the order's `quantity` once it is written,
+/// and the grant and the checkout it goes to, when there is one (`identity::grant`).
+pub fn ok_result(
+    result: crate::domain::BuyResult,
+    allowance: Option<Allowance>,
+    granted: Option<crate::identity::Granted>,
+) -> Resp {
     #[derive(Serialize)]
-    struct WithGrant<'a, T: Serialize> {
+    #[serde(rename_all = "camelCase")]
+    struct WithGrant<'a> {
         code: i64,
         msg: &'a str,
-        data: T,
-        #[serde(flatten)]
-        granted: crate::identity::Granted,
+        data: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quantity: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        allowance_left: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        campaign_allowance_left: Option<i64>,
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        granted: Option<crate::identity::Granted>,
     }
     let body = serde_json::to_vec(&WithGrant {
         code: 0,
         msg: "success",
-        data,
+        data: result.order,
+        quantity: (result.order > 0).then_some(result.quantity),
+        allowance_left: allowance.map(|a| a.left),
+        campaign_allowance_left: allowance.and_then(|a| a.campaign_left),
         granted,
     })
     .expect("serialising an envelope");
@@ -93,7 +114,10 @@ pub fn error(e: AppError) -> Resp {
         AppError::NotStarted { starts_in_ms } => serde_json::json!({ "startsInMs": starts_in_ms }),
         AppError::Invalid(rule) => serde_json::json!({ "field": rule.field() }),
         AppError::NotYourTurn { position } => serde_json::json!({ "position": position }),
-        AppError::LimitReached { left } => serde_json::json!({ "allowanceLeft": left }),
+        AppError::LimitReached { left, campaign } => serde_json::json!({
+            "allowanceLeft": left,
+            "limit": if *campaign { "campaign" } else { "sale" },
+        }),
         AppError::NotEnough { left } => serde_json::json!({ "unitsLeft": left }),
         AppError::TooManyUnits { per_buy } => serde_json::json!({ "perBuy": per_buy }),
         _ => serde_json::Value::Null,

@@ -25,7 +25,7 @@ use crate::admission::captcha::Captcha;
 use crate::admission::coalesce::Shopper;
 use crate::admission::scripts::{Admission, PathIssue};
 use crate::admission::soldout::binding_hash;
-use crate::domain::{BuyKey, GoodsId, HiddenPath, Quantity, Shard, TokenPrint, UserId};
+use crate::domain::{BuyKey, BuyResult, GoodsId, HiddenPath, Quantity, Shard, TokenPrint, UserId};
 use crate::error::AppError;
 use crate::plumbing::keys;
 use crate::state::AppState;
@@ -149,7 +149,9 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
             }
             Ok(respond::with_status(StatusCode::ACCEPTED, 0))
         }
-        Admission::LimitReached { left } => Err(AppError::LimitReached { left }),
+        Admission::LimitReached { left, campaign } => {
+            Err(AppError::LimitReached { left, campaign })
+        }
         Admission::TooManyUnits { per_buy } => Err(AppError::TooManyUnits { per_buy }),
         Admission::NotEnough { left } => Err(AppError::NotEnough { left }),
         Admission::KeyReused { .. } => Err(AppError::IdempotencyKeyReused),
@@ -233,15 +235,20 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;
     let k = state.keys.shard(Shard::home(goods, user.id, shape.shards));
-    let (result, queued, backlog): (Option<i64>, bool, i64) = redis::pipe()
+    let (result, queued, backlog): (Option<String>, bool, i64) = redis::pipe()
         .get(k.result(user.id))
         .sismember(k.buyers(), user.id.get())
         .xlen(k.queue())
         .query_async(&mut state.redis.clone())
         .await?;
-    if let Some(r) = result {
-        return Ok(respond::ok_granted(
+    let allowance = match shape.counted {
+        true => Some(allowance(state, &k, user.id).await?),
+        false => None,
+    };
+    if let Some(r) = result.as_deref().and_then(BuyResult::decode) {
+        return Ok(respond::ok_result(
             r,
+            allowance,
             granted(state, &user, goods, r).await?,
         ));
     }
@@ -257,20 +264,61 @@ pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
         let _: () = state
             .redis
             .clone()
-            .set_ex(k.result(user.id), order, keys::RESULT_TTL.as_secs())
+            .set_ex(
+                k.result(user.id),
+                order.encode(),
+                keys::RESULT_TTL.as_secs(),
+            )
             .await?;
         tracing::info!(
             goods = goods.get(),
             user = user.id.get(),
-            order,
+            order = order.order,
             "a result missing from Redis was found in MySQL and written back"
         );
-        return Ok(respond::ok_granted(
+        return Ok(respond::ok_result(
             order,
+            allowance,
             granted(state, &user, goods, order).await?,
         ));
     }
-    Ok(respond::ok(if queued { 0 } else { -1 }))
+    let none = BuyResult::new(if queued { 0 } else { -1 }, 1);
+    Ok(respond::ok_result(none, allowance, None))
+}
+
+/// What is left of `user`'s allowance in the sale of `k` (their home shard), in a sale that
+/// counts it: the sale's `perAccount` less the units they hold, or what is left of the
+/// campaign's `campaignPerAccount` if less. Read from the counters `lua/admit.lua` decides by
+/// (one slot: the campaign's counter shares the sale's tag); buys still queued count.
+async fn allowance(
+    state: &AppState,
+    k: &crate::plumbing::keys::SaleKeys,
+    user: UserId,
+) -> Result<crate::http::respond::Allowance, AppError> {
+    type Read = ((Option<i64>, Option<i64>), Option<i64>, Option<i64>, bool);
+    let ((per_account, campaign), held, across, buyer): Read = redis::pipe()
+        .cmd("HMGET")
+        .arg(k.meta())
+        .arg(&["per_account", "campaign_per_account"])
+        .hget(k.held(), user.get())
+        .hget(k.campaign_held(), user.get())
+        .sismember(k.buyers(), user.get())
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let per_account = per_account.unwrap_or(1).max(1);
+    // a sale of one unit per account keeps no held counts: its buyer mark is its unit
+    let held = match per_account {
+        1 => i64::from(buyer),
+        _ => held.unwrap_or(0),
+    };
+    let mut left = per_account - held;
+    if let Some(limit) = campaign {
+        left = left.min(limit - across.unwrap_or(0));
+    }
+    Ok(crate::http::respond::Allowance {
+        left: left.max(0),
+        campaign_left: campaign.map(|limit| (limit - across.unwrap_or(0)).max(0)),
+    })
 }
 
 /// The grant for a written order (`result` > 0), when grants are on (`identity::grant`).
@@ -278,9 +326,9 @@ async fn granted(
     state: &AppState,
     user: &crate::accounts::session::SessionUser,
     goods: GoodsId,
-    result: i64,
+    result: BuyResult,
 ) -> Result<Option<crate::identity::Granted>, AppError> {
-    if result <= 0 {
+    if result.order <= 0 {
         return Ok(None);
     }
     state
@@ -297,16 +345,21 @@ async fn granted(
 
 /// The live order of `user` for `goods` (the latest, when the sale's `perAccount` let them buy
 /// more than once), if MySQL has one.
-async fn order_of(state: &AppState, goods: GoodsId, user: UserId) -> Result<Option<i64>, AppError> {
-    let order: Option<i64> = sqlx::query_scalar(
-        "SELECT order_id FROM seckill_order WHERE user_id = ? AND goods_id = ? \
-             ORDER BY order_id DESC LIMIT 1",
+async fn order_of(
+    state: &AppState,
+    goods: GoodsId,
+    user: UserId,
+) -> Result<Option<BuyResult>, AppError> {
+    let order: Option<(i64, Option<i32>)> = sqlx::query_as(
+        "SELECT s.order_id, o.goods_count FROM seckill_order s \
+         LEFT JOIN order_info o ON o.id = s.order_id WHERE s.user_id = ? AND s.goods_id = ? \
+             ORDER BY s.order_id DESC LIMIT 1",
     )
     .bind(user.get())
     .bind(goods.get())
     .fetch_optional(&state.db)
     .await?;
-    Ok(order)
+    Ok(order.map(|(id, units)| BuyResult::new(id, units.unwrap_or(1).max(1) as u32)))
 }
 
 /// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG. Only for

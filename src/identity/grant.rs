@@ -50,13 +50,21 @@ pub struct GrantClaims {
     pub sale: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
-    /// The sale price, in minor units (cents, fen).
+    /// The sale price, in minor units (cents, fen), of one unit.
     pub price: i64,
+    /// The units of the order (its buy's `quantity`); a grant signed before there were
+    /// quantities has none, and is for one.
+    #[serde(default = "one_unit")]
+    pub quantity: u32,
     /// The currency of `price` (ISO 4217, `FLASHGATE_CURRENCY`).
     pub currency: String,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+}
+
+fn one_unit() -> u32 {
+    1
 }
 
 /// What a grant says about the sale (the edge keeps these per sale: see `SaleFacts`).
@@ -253,8 +261,21 @@ impl Grants {
         &self.kid
     }
 
-    /// A grant for `order` of `sale`, to `sub`, signed now (`now_s`, unix seconds).
+    /// A grant for `order` of `sale` (one unit), to `sub`, signed now (`now_s`, unix seconds).
     pub fn sign(&self, sub: &str, order: i64, sale: i64, facts: &SaleFacts, now_s: i64) -> String {
+        self.sign_units(sub, order, 1, sale, facts, now_s)
+    }
+
+    /// A grant for `order` of `quantity` units of `sale`, to `sub`, signed now.
+    pub fn sign_units(
+        &self,
+        sub: &str,
+        order: i64,
+        quantity: u32,
+        sale: i64,
+        facts: &SaleFacts,
+        now_s: i64,
+    ) -> String {
         let claims = GrantClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -263,6 +284,7 @@ impl Grants {
             sale,
             product: facts.product.clone(),
             price: facts.price_minor,
+            quantity: quantity.max(1),
             currency: self.currency.clone(),
             jti: format!("order-{order}"),
             iat: now_s,

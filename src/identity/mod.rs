@@ -23,7 +23,7 @@ use std::sync::Arc;
 use hyper::Request;
 use hyper::header;
 
-use crate::domain::GoodsId;
+use crate::domain::{BuyResult, GoodsId};
 use crate::error::AppError;
 use crate::plumbing::config::{AuthMode, Settings};
 use crate::plumbing::metrics::Metrics;
@@ -64,12 +64,12 @@ impl Identity {
         metrics: &Arc<Metrics>,
         sub: &str,
         goods: GoodsId,
-        order: i64,
+        result: BuyResult,
     ) -> Result<Option<Granted>, AppError> {
         Ok(self
             .granter(db, metrics, sub, goods)
             .await?
-            .map(|g| g.grant(order)))
+            .map(|g| g.grant(result)))
     }
 
     /// What signs `sub`'s grants in `goods` without any more I/O (for the push stream, which
@@ -107,11 +107,16 @@ pub struct Granter {
 }
 
 impl Granter {
-    pub fn grant(&self, order: i64) -> Granted {
+    pub fn grant(&self, result: BuyResult) -> Granted {
         let now = crate::plumbing::clock::now_ms() / 1000;
-        let grant = self
-            .grants
-            .sign(&self.sub, order, self.goods.get(), &self.facts, now);
+        let grant = self.grants.sign_units(
+            &self.sub,
+            result.order,
+            result.quantity,
+            self.goods.get(),
+            &self.facts,
+            now,
+        );
         self.metrics.grants_issued.inc();
         Granted {
             checkout: self.grants.checkout_for(&grant),
@@ -119,18 +124,23 @@ impl Granter {
         }
     }
 
-    /// The push stream's `result` event for `result`: `{"result":R}`, with the grant and the
-    /// checkout beside it once the order is written.
-    pub fn result_event(granter: Option<&Granter>, result: i64) -> String {
+    /// The push stream's `result` event for `result`: `{"result":R}`, and once the order is
+    /// written its `quantity` (units), with the grant and the checkout beside them.
+    pub fn result_event(granter: Option<&Granter>, result: BuyResult) -> String {
+        let order = result.order;
         match granter {
-            Some(g) if result > 0 => {
+            Some(g) if order > 0 => {
                 let granted = g.grant(result);
                 serde_json::json!({
-                    "result": result, "grant": granted.grant, "checkout": granted.checkout
+                    "result": order, "quantity": result.quantity,
+                    "grant": granted.grant, "checkout": granted.checkout
                 })
                 .to_string()
             }
-            _ => format!("{{\"result\":{result}}}"),
+            _ if order > 0 => {
+                serde_json::json!({ "result": order, "quantity": result.quantity }).to_string()
+            }
+            _ => format!("{{\"result\":{order}}}"),
         }
     }
 }
@@ -240,6 +250,19 @@ mod tests {
             jwt_cookie: "shop_jwt".into(),
             ..Settings::default()
         }
+    }
+
+    #[test]
+    fn a_pushed_result_carries_the_orders_units_once_it_is_written() {
+        let event = |r| serde_json::from_str::<serde_json::Value>(&Granter::result_event(None, r));
+        assert_eq!(
+            event(BuyResult::new(42, 3)).unwrap(),
+            serde_json::json!({"result": 42, "quantity": 3})
+        );
+        assert_eq!(
+            event(BuyResult::new(-1, 1)).unwrap(),
+            serde_json::json!({"result": -1})
+        );
     }
 
     #[test]

@@ -189,6 +189,7 @@ pub struct SaleView {
 /// Reads the live state of the sale in `row`.
 pub async fn view_of(stores: &Stores, row: &SaleRow) -> Result<SaleView, AppError> {
     let con = &mut stores.redis.clone();
+    row.teach(&stores.keys);
     let mut shards = Vec::new();
     for shard in Shard::all(row.goods(), row.shards()) {
         shards.push(shard_state(con, &stores.keys, shard).await?);

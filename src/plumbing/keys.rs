@@ -10,9 +10,10 @@
 //! Redis Functions library (per server, not per db): two deployments on one Redis server, on
 //! different dbs or namespaces, never hear each other nor share scripts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{GoodsId, Shard, UserId};
+use crate::domain::{Campaign, GoodsId, Shard, UserId};
 
 /// A hidden path is valid this long after it is issued.
 pub const PATH_TTL: Duration = Duration::from_secs(60);
@@ -63,6 +64,13 @@ pub struct Keys {
     /// The Redis database the deployment selected: keys are per db, channels and function
     /// libraries are not, so their names carry it ([`Keys::on_db`]).
     db: i64,
+    /// The campaign of each sale this process has met (`None`: a sale in none), shared by every
+    /// clone. A campaign sale's keys carry the campaign's hash tag, not the sale's (see
+    /// [`Keys::shard`]), so the names of a sale's keys depend on it. A sale's campaign is set
+    /// when the sale is made and never changes, so what is learnt stays true: it is learnt from
+    /// the sale's MySQL row (`sales::store::SaleRow::teach`, every load of a sale) or from its
+    /// pointer ([`Keys::campaign_pointer`], read by the edge before a sale's meta).
+    campaigns: Arc<papaya::HashMap<GoodsId, Option<Campaign>>>,
 }
 
 impl Keys {
@@ -70,7 +78,26 @@ impl Keys {
         Self {
             ns: namespace.to_string(),
             db: 0,
+            campaigns: Arc::default(),
         }
+    }
+
+    /// Notes that `goods` is in `campaign` (or in none): its keys are named accordingly from now.
+    pub fn learn(&self, goods: GoodsId, campaign: Option<&Campaign>) {
+        self.campaigns.pin().insert(goods, campaign.cloned());
+    }
+
+    /// What this process knows of `goods`'s campaign: `None` when it has not learnt it yet
+    /// (its keys are then named as a sale in no campaign).
+    pub fn known(&self, goods: GoodsId) -> Option<Option<Campaign>> {
+        self.campaigns.pin().get(&goods).cloned()
+    }
+
+    /// `sk:{g:ID}:campaign`, string, no TTL: the name of the campaign a campaign sale is in,
+    /// under the sale's own tag, where a process that has not met the sale looks it up (a sale
+    /// in no campaign has none). Written when the sale is loaded, before its meta; kept for good.
+    pub fn campaign_pointer(&self, goods: GoodsId) -> String {
+        format!("{}sk:{{g:{}}}:campaign", self.ns, goods.get())
     }
 
     /// The same names for a deployment on database `db` (its channels and libraries are its
@@ -99,14 +126,25 @@ impl Keys {
     }
 
     /// The keys of one stock shard: `sk:{g:ID}:…` for shard 0, `sk:{g:ID/S}:…` for shard S of
-    /// a split sale (a hash tag of its own, so shards spread over a cluster's slots).
+    /// a split sale (a hash tag of its own, so shards spread over a cluster's slots); and
+    /// `sk:{c:NAME}:g:ID:…` for a sale of campaign NAME (never split): every sale of a campaign
+    /// and the campaign's counter share the campaign's tag, so `lua/admit.lua` checks and moves
+    /// the campaign's count in the call that decides the buy, on one Redis Cluster slot.
     pub fn shard(&self, shard: Shard) -> SaleKeys {
         let (ns, id) = (&self.ns, shard.goods.get());
+        if let Some(Some(c)) = self.campaigns.pin().get(&shard.goods) {
+            return SaleKeys {
+                prefix: format!("{ns}sk:{{c:{c}}}:g:{id}:"),
+                campaign_held: format!("{ns}sk:{{c:{c}}}:held"),
+            };
+        }
+        let prefix = match shard.index {
+            0 => format!("{ns}sk:{{g:{id}}}:"),
+            b => format!("{ns}sk:{{g:{id}/{b}}}:"),
+        };
         SaleKeys {
-            prefix: match shard.index {
-                0 => format!("{ns}sk:{{g:{id}}}:"),
-                b => format!("{ns}sk:{{g:{id}/{b}}}:"),
-            },
+            campaign_held: format!("{prefix}campaign:held"),
+            prefix,
         }
     }
 
@@ -250,10 +288,11 @@ impl Keys {
     }
 }
 
-/// The keys of one sale: `sk:{g:ID}:…`.
+/// The keys of one sale: `sk:{g:ID}:…` (`sk:{c:NAME}:g:ID:…` in a campaign).
 #[derive(Debug, Clone)]
 pub struct SaleKeys {
     prefix: String,
+    campaign_held: String,
 }
 
 impl SaleKeys {
@@ -330,6 +369,13 @@ impl SaleKeys {
     /// gives each back once.
     pub fn buys(&self) -> String {
         self.key("buys")
+    }
+    /// hash, no TTL: user id -> units held across the sale's campaign, `sk:{c:NAME}:held`, one
+    /// for all of the campaign's sales (`lua/admit.lua` counts up, `lua/restore.lua` down,
+    /// compared with the meta's `campaign_per_account`). A sale in no campaign names
+    /// `sk:{g:ID}:campaign:held` here, a key no script writes (admit.lua takes a key either way).
+    pub fn campaign_held(&self) -> String {
+        self.campaign_held.clone()
     }
     /// stream: entries given up on after too many deliveries.
     pub fn dead(&self) -> String {
@@ -446,7 +492,8 @@ impl SaleKeys {
     }
 
     /// The `KEYS` of `lua/admit.lua` for `users`, in the script's order: meta, stock, buyers,
-    /// gate, queue, held, buys, then each user's key. The one place they are put together.
+    /// gate, queue, held, buys, campaign, then each user's key. The one place they are put
+    /// together.
     pub fn admit(&self, users: impl IntoIterator<Item = UserId>) -> Vec<String> {
         let mut keys = vec![
             self.meta(),
@@ -456,6 +503,7 @@ impl SaleKeys {
             self.queue(),
             self.held(),
             self.buys(),
+            self.campaign_held(),
         ];
         keys.extend(users.into_iter().map(|u| self.user(u)));
         keys
@@ -491,6 +539,26 @@ mod tests {
             t.sale(GoodsId::new(7).unwrap()).queue(),
             "t1:sk:{g:7}:queue"
         );
+    }
+
+    #[test]
+    fn a_campaign_sale_takes_the_campaign_tag_and_others_keep_theirs() {
+        let k = Keys::new("t:");
+        let (g, h) = (GoodsId::new(7).unwrap(), GoodsId::new(8).unwrap());
+        let shoe = Campaign::parse("shoe").unwrap();
+        assert_eq!(k.known(g), None);
+        let before = k.sale(g).stock();
+        k.clone().learn(g, Some(&shoe));
+        k.learn(h, None);
+        assert_eq!(k.known(g), Some(Some(shoe)));
+        assert_eq!(k.sale(g).stock(), "t:sk:{c:shoe}:g:7:stock");
+        assert_eq!(k.sale(g).campaign_held(), "t:sk:{c:shoe}:held");
+        assert_eq!(k.sale(g).everything(), "t:sk:{c:shoe}:g:7:*");
+        // a sale in no campaign keeps the names it had (an upgrade renames nothing)
+        assert_eq!(before, "t:sk:{g:7}:stock");
+        assert_eq!(k.sale(h).stock(), "t:sk:{g:8}:stock");
+        assert_eq!(k.sale(h).campaign_held(), "t:sk:{g:8}:campaign:held");
+        assert_eq!(k.campaign_pointer(g), "t:sk:{g:7}:campaign");
     }
 
     #[test]

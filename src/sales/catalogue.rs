@@ -39,6 +39,12 @@ pub struct GoodsView {
     pub per_buy: i64,
     #[serde(default = "one")]
     pub per_account: i64,
+    /// The sale is in a campaign (the sizes of one shoe): its name, and the most units one
+    /// account may hold across the campaign's sales; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_per_account: Option<i64>,
 }
 
 fn one() -> i64 {
@@ -63,6 +69,11 @@ impl From<&SaleRow> for GoodsView {
                 .map(|secs| s.start_ms() - i64::from(secs.max(0)) * 1000),
             per_buy: i64::from(s.per_buy.max(1)),
             per_account: i64::from(s.per_account.max(1)),
+            campaign: s.campaign.clone(),
+            campaign_per_account: s
+                .campaign
+                .as_ref()
+                .and(s.campaign_per_account.map(i64::from)),
         }
     }
 }
@@ -211,6 +222,8 @@ mod tests {
             room_opens_at: None,
             per_buy: 1,
             per_account: 1,
+            campaign: None,
+            campaign_per_account: None,
         }
     }
 

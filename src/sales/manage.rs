@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDateTime};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{GoodsId, MAX_SHARDS};
+use crate::domain::{Campaign, GoodsId, MAX_SHARDS};
 use crate::error::{AppError, Refusal, SaleRule};
 use crate::plumbing::clock::now_ms;
 use crate::sales::store::Phase;
@@ -88,6 +88,14 @@ pub struct SaleSpec {
     /// rule there was before: one unit per account).
     #[serde(default = "one")]
     pub per_account: i64,
+    /// The campaign the sale is in (`domain::Campaign`: the sizes of one shoe), absent: none.
+    /// Set when the sale is made, never changed ([`SaleRule::CampaignFixed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    /// The most units one account may hold across all of the campaign's sales; given with
+    /// `campaign` (and only with it), the same in every sale of the campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_per_account: Option<i64>,
 }
 
 /// How a sale's units are handed out.
@@ -143,6 +151,9 @@ pub struct SalePatch {
     pub external_ref: Option<String>,
     pub per_buy: Option<i64>,
     pub per_account: Option<i64>,
+    /// Taken only to refuse a change of it ([`SaleRule::CampaignFixed`]).
+    pub campaign: Option<String>,
+    pub campaign_per_account: Option<i64>,
 }
 
 /// Epoch ms of 2000-01-01 and 2100-01-01: the range a sale's times must be in.
@@ -181,7 +192,12 @@ impl SaleSpec {
         let ref_ok = self.external_ref.as_ref().is_none_or(|r| {
             (1..=255).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         });
-        let rules: [(bool, SaleRule); 20] = [
+        let campaign_limit_ok = match (&self.campaign, self.campaign_per_account) {
+            (None, None) => true,
+            (Some(_), Some(limit)) => (1..=MAX_STOCK).contains(&limit) && limit >= self.per_account,
+            _ => false,
+        };
+        let rules: [(bool, SaleRule); 23] = [
             ((1..=64).contains(&chars(self.name.trim())), SaleRule::Name),
             (
                 (1..=255).contains(&chars(self.title.trim())),
@@ -233,6 +249,18 @@ impl SaleSpec {
             ),
             // a buy takes its units from one shard: a split sale moves one unit at a time
             (self.per_buy == 1 || self.shards == 1, SaleRule::PerBuySplit),
+            (
+                self.campaign
+                    .as_deref()
+                    .is_none_or(|c| Campaign::parse(c).is_some()),
+                SaleRule::Campaign,
+            ),
+            (campaign_limit_ok, SaleRule::CampaignPerAccount),
+            // a campaign's sales share its hash tag; a split sale's shards each have their own
+            (
+                self.campaign.is_none() || self.shards == 1,
+                SaleRule::CampaignSplit,
+            ),
         ];
         if let Some((_, rule)) = rules.iter().find(|(ok, _)| !ok) {
             return Err(*rule);
@@ -267,7 +295,8 @@ impl SaleSpec {
                 self.shards == 1
                     && self.room_opens_before.is_none()
                     && self.per_buy == 1
-                    && self.per_account == 1,
+                    && self.per_account == 1
+                    && self.campaign.is_none(),
                 SaleRule::DrawShape,
             ),
         ];
@@ -307,6 +336,8 @@ impl SaleSpec {
             claim_for: row.claim_for_secs.map(i64::from),
             per_buy: i64::from(row.per_buy),
             per_account: i64::from(row.per_account),
+            campaign: row.campaign.clone(),
+            campaign_per_account: row.campaign_per_account.map(i64::from),
         }
     }
 }
@@ -315,6 +346,16 @@ impl SalePatch {
     /// `spec` with this patch applied (`addStock` added to the stock), and whether anything
     /// changed. The fields fixed once a sale is live are listed in `fixed_changed`.
     fn apply(&self, spec: &SaleSpec) -> Result<Applied, SaleRule> {
+        let campaign_changed = self
+            .campaign
+            .as_ref()
+            .is_some_and(|c| Some(c) != spec.campaign.as_ref())
+            || self
+                .campaign_per_account
+                .is_some_and(|l| Some(l) != spec.campaign_per_account);
+        if campaign_changed {
+            return Err(SaleRule::CampaignFixed);
+        }
         let mut next = spec.clone();
         macro_rules! set {
             ($($field:ident),*) => {$(
@@ -423,8 +464,8 @@ pub(crate) async fn insert(
     sqlx::query(
         "INSERT INTO seckill_goods (goods_id, seckill_price, stock, initial_stock, start_at, \
          end_at, stock_shards, user_rate, user_burst, gate_rate, gate_burst, path_factor, \
-         room_opens_secs, room_rate, external_ref, per_buy, per_account) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         room_opens_secs, room_rate, external_ref, per_buy, per_account, campaign) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(spec.sale_price)
@@ -443,6 +484,7 @@ pub(crate) async fn insert(
     .bind(&spec.external_ref)
     .bind(spec.per_buy)
     .bind(spec.per_account)
+    .bind(&spec.campaign)
     .execute(&mut **tx)
     .await?;
     if let (Some(from), Some(until), Some(claim)) =
@@ -453,6 +495,33 @@ pub(crate) async fn insert(
     Ok(id)
 }
 
+/// Puts the sale `spec` makes into its campaign, in `tx` (before [`insert`]): the first sale of a
+/// campaign writes the campaign's limit; every later one must state the same
+/// ([`SaleRule::CampaignDisagrees`]; `tx` is then to be dropped, nothing written). Two sales
+/// made at once meet on the campaign row's key: the second waits for the first's transaction.
+pub(crate) async fn join_campaign(
+    tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+    spec: &SaleSpec,
+) -> Result<(), AppError> {
+    let (Some(name), Some(limit)) = (&spec.campaign, spec.campaign_per_account) else {
+        return Ok(());
+    };
+    sqlx::query("INSERT IGNORE INTO sale_campaign (name, per_account) VALUES (?, ?)")
+        .bind(name)
+        .bind(limit)
+        .execute(&mut **tx)
+        .await?;
+    let have: i32 =
+        sqlx::query_scalar("SELECT per_account FROM sale_campaign WHERE name = ? FOR UPDATE")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?;
+    match i64::from(have) == limit {
+        true => Ok(()),
+        false => Err(AppError::Invalid(SaleRule::CampaignDisagrees)),
+    }
+}
+
 /// Creates a sale from `spec`: checked, written to MySQL, loaded into Redis.
 pub async fn create(stores: &Stores, spec: &SaleSpec) -> Result<GoodsId, AppError> {
     let now = now_ms();
@@ -461,6 +530,7 @@ pub async fn create(stores: &Stores, spec: &SaleSpec) -> Result<GoodsId, AppErro
         return Err(AppError::Invalid(SaleRule::RegisterInPast));
     }
     let mut tx = crate::plumbing::db::begin(&stores.db).await?;
+    join_campaign(&mut tx, spec).await?;
     let id = insert(&mut tx, spec).await?;
     tx.commit().await?;
     let goods = GoodsId::new(id)?;
@@ -660,6 +730,8 @@ mod tests {
             claim_for: None,
             per_buy: 1,
             per_account: 1,
+            campaign: None,
+            campaign_per_account: None,
         }
     }
 
@@ -729,6 +801,37 @@ mod tests {
                 },
                 SaleRule::PerBuySplit,
             ),
+            (
+                |s| {
+                    s.campaign = Some("Shoe".into());
+                    s.campaign_per_account = Some(1)
+                },
+                SaleRule::Campaign,
+            ),
+            (
+                |s| s.campaign = Some("shoe".into()),
+                SaleRule::CampaignPerAccount,
+            ),
+            (
+                |s| s.campaign_per_account = Some(1),
+                SaleRule::CampaignPerAccount,
+            ),
+            (
+                |s| {
+                    s.per_account = 3;
+                    s.campaign = Some("shoe".into());
+                    s.campaign_per_account = Some(2)
+                },
+                SaleRule::CampaignPerAccount,
+            ),
+            (
+                |s| {
+                    s.shards = 2;
+                    s.campaign = Some("shoe".into());
+                    s.campaign_per_account = Some(2)
+                },
+                SaleRule::CampaignSplit,
+            ),
         ];
         let draw: Breaker = |s| {
             s.mode = SaleMode::Draw;
@@ -752,6 +855,13 @@ mod tests {
             (|s| s.claim_for = Some(0), SaleRule::ClaimFor),
             (|s| s.shards = 2, SaleRule::DrawShape),
             (|s| s.room_opens_before = Some(60), SaleRule::DrawShape),
+            (
+                |s| {
+                    s.campaign = Some("shoe".into());
+                    s.campaign_per_account = Some(1)
+                },
+                SaleRule::DrawShape,
+            ),
         ];
         for (break_it, rule) in more {
             let mut s = ok.clone();
@@ -794,5 +904,37 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(too_much.apply(&base), Err(SaleRule::AddStock)));
+        let mut in_one = base.clone();
+        in_one.campaign = Some("shoe".into());
+        in_one.campaign_per_account = Some(2);
+        for patch in [
+            SalePatch {
+                campaign: Some("boot".into()),
+                ..Default::default()
+            },
+            SalePatch {
+                campaign_per_account: Some(3),
+                ..Default::default()
+            },
+            SalePatch {
+                campaign: Some("shoe".into()),
+                ..Default::default()
+            },
+        ] {
+            let on_plain = patch.apply(&base);
+            assert!(
+                matches!(on_plain, Err(SaleRule::CampaignFixed)),
+                "{patch:?}"
+            );
+        }
+        let same = SalePatch {
+            campaign: Some("shoe".into()),
+            campaign_per_account: Some(2),
+            ..Default::default()
+        };
+        assert!(matches!(
+            same.apply(&in_one),
+            Err(SaleRule::NothingToChange)
+        ));
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::admission::scripts::Scripts;
-use crate::domain::{GoodsId, MAX_SHARDS, Shard, UserId};
+use crate::domain::{Campaign, GoodsId, MAX_SHARDS, Shard, UserId};
 use crate::error::AppError;
 use crate::plumbing::config::Settings;
 use crate::plumbing::keys::{self, Keys};
@@ -61,6 +61,10 @@ pub struct SaleRow {
     pub per_buy: i32,
     /// The most units one account may hold in this sale (`perAccount`; 1 before the rule existed).
     pub per_account: i32,
+    /// The campaign the sale is in (`campaign`; `None`: none), and the campaign's limit per
+    /// account across its sales (`campaignPerAccount`, from `sale_campaign`).
+    pub campaign: Option<String>,
+    pub campaign_per_account: Option<i32>,
 }
 
 macro_rules! select_sales {
@@ -71,9 +75,11 @@ macro_rules! select_sales {
      sg.stock, sg.initial_stock, sg.start_at, sg.end_at, sg.user_rate, sg.user_burst, \
      sg.gate_rate, sg.gate_burst, sg.path_factor, sg.stock_shards, sg.cancelled_at, \
      sg.room_opens_secs, sg.room_rate, sg.settled_at, sg.change_seq, sg.external_ref, \
-     sd.register_from, sd.register_until, sd.claim_for_secs, sg.per_buy, sg.per_account \
+     sd.register_from, sd.register_until, sd.claim_for_secs, sg.per_buy, sg.per_account, \
+     sg.campaign, sc.per_account AS campaign_per_account \
      FROM seckill_goods sg JOIN goods g ON g.id = sg.goods_id \
-     LEFT JOIN sale_draw sd ON sd.goods_id = sg.goods_id ",
+     LEFT JOIN sale_draw sd ON sd.goods_id = sg.goods_id \
+     LEFT JOIN sale_campaign sc ON sc.name = sg.campaign ",
             $tail
         )
     };
@@ -103,6 +109,41 @@ impl SaleRow {
     pub fn shards(&self) -> u16 {
         self.stock_shards.clamp(1, MAX_SHARDS as i16) as u16
     }
+    /// The sale's campaign, if it is in one (a name MySQL holds was checked when it was written).
+    pub fn campaign(&self) -> Option<Campaign> {
+        self.campaign.as_deref().and_then(Campaign::parse)
+    }
+    /// Tells `keys` this sale's campaign, so its keys are named as they are in Redis; returns
+    /// the keys of its shard 0 (see [`Keys::shard`]).
+    pub fn teach(&self, keys: &Keys) -> crate::plumbing::keys::SaleKeys {
+        keys.learn(self.goods(), self.campaign().as_ref());
+        keys.sale(self.goods())
+    }
+}
+
+/// Makes sure `keys` knows `goods`'s campaign before its keys are named: a process that has not
+/// met the sale (an edge, the closer) reads the sale's campaign pointer once. A sale is learnt
+/// as in no campaign only once its meta is there under its own tag (a sale not loaded yet is
+/// left unlearnt: it may be made in a campaign still).
+pub async fn know<C: ConnectionLike + Send>(
+    con: &mut C,
+    keys: &Keys,
+    goods: GoodsId,
+) -> redis::RedisResult<()> {
+    if keys.known(goods).is_some() {
+        return Ok(());
+    }
+    let (pointer, meta): (Option<String>, bool) = redis::pipe()
+        .get(keys.campaign_pointer(goods))
+        .exists(keys.sale(goods).meta())
+        .query_async(con)
+        .await?;
+    match pointer.as_deref().and_then(Campaign::parse) {
+        Some(c) => keys.learn(goods, Some(&c)),
+        None if meta => keys.learn(goods, None),
+        None => {}
+    }
+    Ok(())
 }
 
 /// Shard `index`'s part of `total` units split over `shards`: equal parts, the first
@@ -213,7 +254,7 @@ pub async fn existing(db: &MySqlPool, goods: GoodsId) -> Result<SaleRow, AppErro
 /// The `meta` hash of every shard of `sale`: its window, its limits (the sale's own where set,
 /// else the configured defaults), its path cap, its initial stock and its shard count. Each
 /// shard's gate lets its share of the sale's rate through.
-fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 14] {
+fn meta_fields(settings: &Settings, sale: &SaleRow) -> Vec<(&'static str, String)> {
     let n = sale.shards();
     let factor = sale
         .path_factor
@@ -228,7 +269,7 @@ fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 
     let user_burst = sale
         .user_burst
         .map_or(settings.user_burst as i64, i64::from);
-    [
+    let mut fields = vec![
         ("start_ms", sale.start_ms().to_string()),
         ("end_ms", sale.end_ms().to_string()),
         ("user_rate", user_rate.to_string()),
@@ -259,7 +300,12 @@ fn meta_fields(settings: &Settings, sale: &SaleRow) -> [(&'static str, String); 
         // the sale's rules (lua/admit.lua; a meta without them reads as 1 and 1)
         ("per_buy", sale.per_buy.max(1).to_string()),
         ("per_account", sale.per_account.max(1).to_string()),
-    ]
+    ];
+    // a sale in a campaign: the campaign's limit per account across its sales (admit.lua)
+    if let (Some(_), Some(limit)) = (sale.campaign(), sale.campaign_per_account) {
+        fields.push(("campaign_per_account", limit.max(1).to_string()));
+    }
+    fields
 }
 
 /// Writes one sale's meta, and its stock and buyers if Redis does not have them yet; a split
@@ -276,6 +322,15 @@ pub async fn load<C: ConnectionLike + Send>(
 ) -> anyhow::Result<()> {
     let n = sale.shards();
     let meta = meta_fields(settings, sale);
+    sale.teach(keys);
+    if let Some(c) = sale.campaign() {
+        // the pointer first: an edge that finds the meta finds it under the campaign's tag
+        let _: () = redis::cmd("SET")
+            .arg(keys.campaign_pointer(sale.goods()))
+            .arg(c.as_str())
+            .query_async(con)
+            .await?;
+    }
     // read from MySQL only if some shard's stock was absent, and then once for all shards
     let mut buyers: Option<Vec<(i64, String, i32)>> = None;
     for shard in Shard::all(sale.goods(), n) {
@@ -319,11 +374,18 @@ pub async fn load<C: ConnectionLike + Send>(
                 .await?;
         }
         let counted = sale.per_account > 1;
+        // in a campaign, the units come back into the campaign's count with the sale's stock
+        // (Redis lost the sale's keys, and so the campaign's with them: each of its sales
+        // loaded again adds its own)
+        let across = sale.campaign().is_some();
         for chunk in mine.chunks(1000) {
             let mut p = redis::pipe();
             for (user, key, units) in chunk {
                 if counted {
                     p.hincr(k.held(), user, *units).ignore();
+                }
+                if across {
+                    p.hincr(k.campaign_held(), user, *units).ignore();
                 }
                 if counted || !key.is_empty() {
                     let key = if key.is_empty() { "-" } else { key };
@@ -410,6 +472,7 @@ pub async fn give_back<C: ConnectionLike + Send>(
     why: GiveBack,
     units: Units<'_>,
 ) -> redis::RedisResult<bool> {
+    know(con, keys, shard.goods).await?;
     let k = keys.shard(shard);
     let script_keys = [
         k.stock(),
@@ -419,6 +482,7 @@ pub async fn give_back<C: ConnectionLike + Send>(
         k.given_back(),
         k.held(),
         k.buys(),
+        k.campaign_held(),
     ];
     let order = match why {
         GiveBack::Closed { order } => order.to_string(),
@@ -517,6 +581,7 @@ pub async fn reset(
     unsettle(&mut *tx, goods).await?;
     tx.commit().await?;
 
+    existing(db, goods).await?.teach(keys);
     con.delete_matching(&keys.sale(goods).everything()).await?;
     con.delete_matching(&keys.split_shards(goods)).await?;
     // one DEL per key: on a cluster the two keys may live on different nodes
@@ -524,6 +589,10 @@ pub async fn reset(
     let _: () = con.del(keys.goods_list()).await?;
     let sale = existing(db, goods).await?;
     load(con, db, keys, settings, &sale).await?;
+    if let Some(campaign) = sale.campaign() {
+        // the campaign's count held this sale's old orders too: counted again from MySQL
+        recount_campaign(con, db, keys, &campaign, goods).await?;
+    }
     let _: () = con
         .publish(keys.restock_channel(), goods.get().to_string())
         .await?;
@@ -532,6 +601,34 @@ pub async fn reset(
         stock = sale.initial_stock,
         "sale reset"
     );
+    Ok(())
+}
+
+/// Sets the campaign's count of units held per account (`campaign_held`) to what the live orders
+/// of its sales in MySQL say. For a reset (no buys in flight: an admitted buy not yet written
+/// would not be counted); `any` is one of the campaign's sales (whose keys name the count).
+async fn recount_campaign<C: ConnectionLike + Send>(
+    con: &mut C,
+    db: &MySqlPool,
+    keys: &Keys,
+    campaign: &Campaign,
+    any: GoodsId,
+) -> anyhow::Result<()> {
+    let held: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT s.user_id, CAST(SUM(COALESCE(o.goods_count, 1)) AS SIGNED) FROM seckill_order s \
+         JOIN seckill_goods sg ON sg.goods_id = s.goods_id \
+         LEFT JOIN order_info o ON o.id = s.order_id WHERE sg.campaign = ? GROUP BY s.user_id",
+    )
+    .bind(campaign.as_str())
+    .fetch_all(db)
+    .await?;
+    let key = keys.sale(any).campaign_held();
+    let mut p = redis::pipe();
+    p.atomic().del(&key).ignore();
+    for chunk in held.chunks(1000) {
+        p.hset_multiple(&key, chunk).ignore();
+    }
+    let _: () = p.query_async(con).await?;
     Ok(())
 }
 

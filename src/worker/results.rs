@@ -45,8 +45,13 @@ pub async fn finish(
     pipe.atomic();
     for (a, w) in batch.iter().zip(written) {
         if *w != Written::Failed {
-            pipe.set_ex(k.result(a.user), w.result(), keys::RESULT_TTL.as_secs())
-                .ignore();
+            let result = crate::domain::BuyResult::new(w.result(), a.quantity);
+            pipe.set_ex(
+                k.result(a.user),
+                result.encode(),
+                keys::RESULT_TTL.as_secs(),
+            )
+            .ignore();
         }
     }
     if !ack.is_empty() {

@@ -953,3 +953,647 @@ async fn the_audit_fix_gives_back_every_buy_of_a_buyer_without_orders() {
     let held: Option<i64> = app.redis().hget(k.held(), 9).await.unwrap();
     assert_eq!(held, None, "the allowance is back");
 }
+
+// ---- campaigns: one limit across several sales (the sizes of one shoe) ----
+
+/// `sizes` sales of one campaign, each of `stock` units running now, with these rules.
+async fn campaign_sales(
+    app: &TestApp,
+    campaign: &str,
+    sizes: usize,
+    stock: i32,
+    (per_buy, per_account, campaign_per_account): (i64, i64, i64),
+) -> Vec<GoodsId> {
+    let mut out = Vec::new();
+    for size in 0..sizes {
+        let mut new = flashgate::cli::seed::NewSale::new(stock, -1, 3600);
+        new.name = format!("Shoe, size {}", 40 + size);
+        new.per_buy = per_buy;
+        new.per_account = per_account;
+        new.campaign = Some(campaign.into());
+        new.campaign_per_account = Some(campaign_per_account);
+        out.push(app.create_sale(&new).await);
+    }
+    out
+}
+
+/// The units `user` holds across `campaign` as Redis counts them.
+async fn campaign_held(app: &TestApp, goods: GoodsId, user: UserId) -> Option<i64> {
+    let k = app.state.keys.sale(goods);
+    app.redis()
+        .hget(k.campaign_held(), user.get())
+        .await
+        .unwrap()
+}
+
+/// Three sizes, one pair per customer across them: a shopper's first size is taken, a second
+/// size is refused whole with LIMIT_REACHED (the campaign's, nothing left to them) and moves
+/// nothing; another shopper still buys that size; MySQL and Redis agree afterwards.
+async fn three_sizes_one_pair_per_customer(app: &TestApp) -> Vec<GoodsId> {
+    let sizes = campaign_sales(app, "shoe-aj1", 3, 5, (1, 1, 1)).await;
+    let users = app.users(2).await;
+    let (a, b) = (&users[0], &users[1]);
+    let path = app.path_for(&a.token, sizes[0]).await;
+    let (s, r) = buy(app, &a.token, &path, sizes[0], None, None).await;
+    assert_eq!(s, 202, "the first size: {r}");
+    assert_eq!(campaign_held(app, sizes[0], a.id).await, Some(1));
+    // the result says what is left of the allowance before a buy is refused: nothing, in any size
+    for size in &sizes {
+        let (s, env) = app
+            .get(&format!("/api/seckill/result?goodsId={size}"), &a.token)
+            .await;
+        assert_eq!(s, 200, "{env}");
+        assert_eq!(
+            (
+                env["allowanceLeft"].as_i64(),
+                env["campaignAllowanceLeft"].as_i64()
+            ),
+            (Some(0), Some(0)),
+            "{env}"
+        );
+    }
+    let (_, env) = app
+        .get(
+            &format!("/api/seckill/result?goodsId={}", sizes[2]),
+            &b.token,
+        )
+        .await;
+    assert_eq!(
+        (env["data"].as_i64(), env["allowanceLeft"].as_i64()),
+        (Some(-1), Some(1)),
+        "{env}"
+    );
+    for size in &sizes[1..] {
+        let before = redis_snapshot(app, *size).await;
+        let path = app.path_for(&a.token, *size).await;
+        let (s, r) = buy(app, &a.token, &path, *size, Some(json!(1)), Some(b"other")).await;
+        assert_eq!((s, code(&r)), (409, 500520), "a second size: {r}");
+        assert_eq!(r["data"]["allowanceLeft"], 0, "{r}");
+        assert_eq!(r["data"]["limit"], "campaign", "{r}");
+        assert_eq!(redis_snapshot(app, *size).await, before, "nothing moved");
+    }
+    assert_eq!(campaign_held(app, sizes[0], a.id).await, Some(1));
+    // the refusal was the account's, not the size's
+    let path = app.path_for(&b.token, sizes[1]).await;
+    let (s, r) = buy(app, &b.token, &path, sizes[1], None, None).await;
+    assert_eq!(s, 202, "{r}");
+    for (size, sold) in sizes.iter().zip([1, 1, 0]) {
+        assert_units(app, *size, 5, 1).await;
+        assert_eq!(app.mysql_stock(*size).await, 5 - sold);
+    }
+    // the audit holds the campaign's count to its sales' counts: a unit counted too many is found
+    let key = app.state.keys.sale(sizes[2]).campaign_held();
+    let _: () = app.redis().hincr(&key, b.id.get(), 1).await.unwrap();
+    let report = flashgate::operators::audit::audit(&app.state.stores(), sizes[2])
+        .await
+        .unwrap();
+    assert!(!report.clean, "{report:?}");
+    let drift: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "campaign_drift")
+        .map(|f| f.user)
+        .collect();
+    assert_eq!(drift, [Some(b.id.get())], "{report:?}");
+    let _: () = app.redis().hincr(&key, b.id.get(), -1).await.unwrap();
+    sizes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_of_three_sizes_with_one_per_account_refuses_the_second_size() {
+    let app = app(true).await;
+    three_sizes_one_pair_per_customer(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_of_three_sizes_on_the_cluster_is_decided_on_one_slot() {
+    let mut settings = test_settings();
+    settings.user_burst = 100;
+    settings.redis_url = crate::cluster::cluster_url();
+    let app = spawn_with(settings, true).await;
+    let sizes = three_sizes_one_pair_per_customer(&app).await;
+    // every size's keys and the campaign's counter hash to the campaign's one slot
+    let mut nodes = crate::cluster::nodes().await;
+    let home =
+        crate::cluster::holder(&mut nodes, &app.state.keys.sale(sizes[0]).campaign_held()).await;
+    for size in &sizes {
+        let k = app.state.keys.sale(*size);
+        assert_eq!(crate::cluster::holder(&mut nodes, &k.stock()).await, home);
+        assert_eq!(crate::cluster::holder(&mut nodes, &k.meta()).await, home);
+    }
+    // and a sale outside the campaign keeps its own tag
+    let plain = app.sale(3).await;
+    assert!(app.state.keys.sale(plain).stock().contains("{g:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_campaign_order_gives_back_its_campaign_allowance_once_however_often_the_close_runs()
+ {
+    let mut settings = test_settings();
+    settings.user_burst = 100;
+    settings.unpaid_timeout_secs = 1;
+    let app = spawn_with(settings, true).await;
+    let sizes = campaign_sales(&app, "boot", 2, 5, (2, 2, 2)).await;
+    let user = &app.users(1).await[0];
+    let path = app.path_for(&user.token, sizes[0]).await;
+    let (s, r) = buy(
+        &app,
+        &user.token,
+        &path,
+        sizes[0],
+        Some(json!(2)),
+        Some(b"a"),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(campaign_held(&app, sizes[0], user.id).await, Some(2));
+    until("the order is written", || async {
+        app.result(&user.token, sizes[0]).await > 0
+    })
+    .await;
+    let order = app.result(&user.token, sizes[0]).await;
+    until("the order is closed and its units are back", || async {
+        let returned: Option<i8> =
+            sqlx::query_scalar("SELECT stock_returned FROM order_info WHERE id = ?")
+                .bind(order)
+                .fetch_optional(&app.state.db)
+                .await
+                .unwrap();
+        returned == Some(1)
+    })
+    .await;
+    assert_eq!(
+        campaign_held(&app, sizes[0], user.id).await,
+        None,
+        "the campaign allowance is back"
+    );
+    // the other size takes the whole allowance again (paid at once: the closer leaves it)
+    let path = app.path_for(&user.token, sizes[1]).await;
+    let (s, r) = buy(
+        &app,
+        &user.token,
+        &path,
+        sizes[1],
+        Some(json!(2)),
+        Some(b"b"),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    until("the second order is written", || async {
+        app.result(&user.token, sizes[1]).await > 0
+    })
+    .await;
+    let second = app.result(&user.token, sizes[1]).await;
+    let paid = sqlx::query("UPDATE order_info SET status = 1 WHERE id = ? AND status = 0")
+        .bind(second)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        paid.rows_affected(),
+        1,
+        "the second order closed before it was paid"
+    );
+    // the close of the first order runs again, twice (a crash between giving back and noting
+    // it): the campaign's counter does not go down a second time
+    for _ in 0..2 {
+        let came_back = give_back_units(
+            &app,
+            sizes[0],
+            user.id,
+            GiveBack::Closed { order },
+            2,
+            &key_digest(b"a"),
+        )
+        .await;
+        assert!(!came_back, "a closed order's units came back twice");
+    }
+    assert_eq!(campaign_held(&app, sizes[0], user.id).await, Some(2));
+    let path = app.path_for(&user.token, sizes[0]).await;
+    let (s, r) = buy(
+        &app,
+        &user.token,
+        &path,
+        sizes[0],
+        Some(json!(1)),
+        Some(b"c"),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&r), r["data"]["allowanceLeft"].as_i64()),
+        (409, 500520, Some(0)),
+        "{r}"
+    );
+    assert_units(&app, sizes[0], 5, 2).await;
+    assert_units(&app, sizes[1], 5, 2).await;
+    assert_eq!(app.mysql_stock(sizes[0]).await, 5);
+    assert_eq!(app.mysql_stock(sizes[1]).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_campaign_rules_are_refused_each_with_its_code_and_nothing_written() {
+    let app = app(false).await;
+    let start = chrono::Utc::now().timestamp_millis() + 60_000;
+    let body = |extra: Value| {
+        let mut b = json!({
+            "name": "Shoe", "title": "A shoe", "price": 100, "salePrice": 1, "stock": 10,
+            "startAt": start, "endAt": start + 3_600_000,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let (s, r) = app
+        .admin(
+            "POST",
+            "/api/admin/sales",
+            Some(&body(
+                json!({ "campaign": "run-1", "campaignPerAccount": 2, "perAccount": 2 }),
+            )),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let first = r["data"]["goodsId"].as_i64().unwrap();
+    let count = || async {
+        let sales: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seckill_goods")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+        let campaigns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sale_campaign")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+        (sales, campaigns)
+    };
+    let before = count().await;
+    let cases = [
+        (
+            json!({ "campaign": "Run 1!", "campaignPerAccount": 2 }),
+            500722,
+            "campaign",
+        ),
+        (
+            json!({ "campaign": "x".repeat(33), "campaignPerAccount": 2 }),
+            500722,
+            "campaign",
+        ),
+        (
+            json!({ "campaign": "a{b}", "campaignPerAccount": 2 }),
+            500722,
+            "campaign",
+        ),
+        (json!({ "campaign": "run-2" }), 500723, "campaignPerAccount"),
+        (
+            json!({ "campaignPerAccount": 2 }),
+            500723,
+            "campaignPerAccount",
+        ),
+        (
+            json!({ "campaign": "run-2", "campaignPerAccount": 0 }),
+            500723,
+            "campaignPerAccount",
+        ),
+        // a campaign limit below the sale's own (and so possibly below perBuy)
+        (
+            json!({ "campaign": "run-2", "campaignPerAccount": 1, "perAccount": 2 }),
+            500723,
+            "campaignPerAccount",
+        ),
+        (
+            json!({ "campaign": "run-1", "campaignPerAccount": 3, "perAccount": 2 }),
+            500724,
+            "campaignPerAccount",
+        ),
+        (
+            json!({ "campaign": "run-2", "campaignPerAccount": 2, "shards": 2 }),
+            500725,
+            "campaign",
+        ),
+    ];
+    for (extra, want, field) in cases {
+        let (s, r) = app
+            .admin("POST", "/api/admin/sales", Some(&body(extra.clone())))
+            .await;
+        assert_eq!((s, code(&r)), (400, want), "{extra}: {r}");
+        assert_eq!(r["data"]["field"], field, "{extra}: {r}");
+        assert_eq!(count().await, before, "{extra}: nothing written");
+    }
+    // a campaign is set when the sale is made: a change of it, or of its limit, is refused
+    for patch in [
+        json!({ "campaign": "run-9" }),
+        json!({ "campaignPerAccount": 5 }),
+    ] {
+        let (s, r) = app
+            .admin("PATCH", &format!("/api/admin/sales/{first}"), Some(&patch))
+            .await;
+        assert_eq!((s, code(&r)), (400, 500726), "{patch}: {r}");
+    }
+    let (s, view) = app
+        .admin("GET", &format!("/api/admin/sales/{first}"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (
+            view["data"]["campaign"].as_str(),
+            view["data"]["campaignPerAccount"].as_i64()
+        ),
+        (Some("run-1"), Some(2)),
+        "{view}"
+    );
+    // the CLI refuses the same, with the code
+    let (status, _, err) = app.cli(&[
+        "seed",
+        "--campaign",
+        "run-1",
+        "--campaign-per-account",
+        "5",
+        "--per-account",
+        "2",
+        "--per-buy",
+        "1",
+    ]);
+    assert_ne!(status, Some(0));
+    assert!(err.contains("500724"), "{err}");
+    assert_eq!(count().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_carries_the_quantity_claim_and_the_order_event_data_quantity() {
+    let mut settings = test_settings();
+    settings.user_burst = 100;
+    settings.grant_key = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A".into();
+    settings.webhook_url = "http://127.0.0.1:9/hook".into();
+    settings.webhook_secret = crate::events::SECRET.into();
+    let app = spawn_with(settings, true).await;
+    let goods = sale(&app, 10, 3, 3).await;
+    let user = &app.users(1).await[0];
+    let path = app.path_for(&user.token, goods).await;
+    let (s, r) = buy(&app, &user.token, &path, goods, Some(json!(3)), Some(b"k")).await;
+    assert_eq!(s, 202, "{r}");
+    until("the order is written", || async {
+        app.result(&user.token, goods).await > 0
+    })
+    .await;
+    let (s, env) = app
+        .get(&format!("/api/seckill/result?goodsId={goods}"), &user.token)
+        .await;
+    assert_eq!(s, 200);
+    let order = env["data"].as_i64().unwrap();
+    assert_eq!(env["quantity"], 3, "the result says the units: {env}");
+    assert_eq!(env["allowanceLeft"], 0, "{env}");
+    let grant = env["grant"].as_str().expect("a grant");
+    let grants = app.state.identity.grants.as_ref().unwrap();
+    let claims = grants.verify(grant).unwrap();
+    assert_eq!((claims.order, claims.quantity), (order, 3));
+    // the created event as the relay sends it (built from the order row), and the closed one
+    // as the outbox keeps it
+    let mut tx = app.state.db.begin().await.unwrap();
+    let created = flashgate::events::outbox::from_orders(
+        &mut tx,
+        &app.state.events,
+        flashgate::events::EventType::Created,
+        &[order],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].data["quantity"], 3, "{:?}", created[0].data);
+    assert_eq!(created[0].data["orderId"], order);
+    let closed = flashgate::events::outbox::from_orders(
+        &mut tx,
+        &app.state.events,
+        flashgate::events::EventType::Closed,
+        &[order],
+        Some(chrono::Utc::now().naive_utc()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed[0].data["quantity"], 3, "{:?}", closed[0].data);
+}
+
+/// Random buys, retries and give-backs over a campaign of three sales, on the scripts: every
+/// answer is the one the rules give, nothing is oversold, no account is past the sale's limit
+/// or the campaign's, and stock + units held + units given back is the initial stock, in every
+/// sale and across the campaign.
+#[tokio::test]
+async fn property_random_buys_retries_and_closes_over_a_campaign_keep_every_limit() {
+    for seed in 0..10u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + seed);
+        let per_buy = rng.random_range(1..4);
+        let per_account = per_buy + rng.random_range(0..3);
+        let campaign = per_account + rng.random_range(0..4);
+        let stocks: Vec<i64> = (0..3).map(|_| rng.random_range(1..15)).collect();
+        run_campaign_property(seed, &mut rng, &stocks, per_buy, per_account, campaign).await;
+    }
+}
+
+async fn run_campaign_property(
+    seed: u64,
+    rng: &mut impl Rng,
+    stocks: &[i64],
+    per_buy: i64,
+    per_account: i64,
+    campaign_limit: i64,
+) {
+    let (mut con, keys) = crate::helpers::script_redis("pc").await;
+    let scripts = flashgate::admission::scripts::Scripts::load(None).unwrap();
+    let campaign = flashgate::domain::Campaign::parse("prop").unwrap();
+    let sales: Vec<GoodsId> = (1..=stocks.len() as i64)
+        .map(|g| GoodsId::new(g).unwrap())
+        .collect();
+    for (goods, stock) in sales.iter().zip(stocks) {
+        keys.learn(*goods, Some(&campaign));
+        let k = keys.sale(*goods);
+        let _: () = redis::pipe()
+            .hset_multiple(
+                k.meta(),
+                &[
+                    ("start_ms", "0".to_string()),
+                    ("end_ms", "99999999999999".to_string()),
+                    ("user_rate", "1000".to_string()),
+                    ("user_burst", "1000".to_string()),
+                    ("gate_rate", "1000000".to_string()),
+                    ("gate_burst", "1000000".to_string()),
+                    ("per_buy", per_buy.to_string()),
+                    ("per_account", per_account.to_string()),
+                    ("campaign_per_account", campaign_limit.to_string()),
+                ],
+            )
+            .set(k.stock(), *stock)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let ctx = format!(
+        "seed {seed}: stocks {stocks:?}, perBuy {per_buy}, perAccount {per_account}, \
+         campaignPerAccount {campaign_limit}"
+    );
+    // admitted and not given back: (sale index, user, key) -> quantity
+    let mut live: HashMap<(usize, i64, String), i64> = HashMap::new();
+    let mut returned = vec![0i64; sales.len()];
+    let mut order = 0;
+    for step in 0..150 {
+        let user = rng.random_range(1..=4i64);
+        let uid = UserId::new(user).unwrap();
+        if rng.random_bool(0.7) {
+            let s = rng.random_range(0..sales.len());
+            let k = keys.sale(sales[s]);
+            let _: () = con.set_ex(k.user(uid), "P.x", 60).await.unwrap();
+            let q = rng.random_range(1..=per_buy + 1);
+            let key = match rng.random_range(0..5) {
+                0 => String::new(),
+                n => format!("{n:032x}"),
+            };
+            let keys_ = k.admit([uid]);
+            let keys_: Vec<&str> = keys_.iter().map(String::as_str).collect();
+            let (u, qs) = (user.to_string(), q.to_string());
+            let args = ["", &u, "P.x", "r", "", &qs, &key];
+            let reply = scripts
+                .get()
+                .admit
+                .invoke(&mut con, &keys_, &args)
+                .await
+                .unwrap();
+            let outcome = flashgate::admission::scripts::Admission::from_batch_reply(reply, 1)
+                .unwrap()
+                .remove(0);
+            use flashgate::admission::scripts::Admission::*;
+            let held: i64 = live
+                .iter()
+                .filter(|(b, _)| b.0 == s && b.1 == user)
+                .map(|(_, q)| q)
+                .sum();
+            let across: i64 = live
+                .iter()
+                .filter(|(b, _)| b.1 == user)
+                .map(|(_, q)| q)
+                .sum();
+            let stock_left = stocks[s]
+                - live
+                    .iter()
+                    .filter(|(b, _)| b.0 == s)
+                    .map(|(_, q)| q)
+                    .sum::<i64>();
+            let before = live.get(&(s, user, key.clone())).copied();
+            let expected = if q > per_buy {
+                "too_many_units"
+            } else if !key.is_empty() && before == Some(q) {
+                "again"
+            } else if !key.is_empty() && before.is_some() {
+                "key_reused"
+            } else if (per_account == 1 || key.is_empty()) && held > 0 {
+                "duplicate"
+            } else if held + q > per_account || across + q > campaign_limit {
+                "limit_reached"
+            } else if stock_left <= 0 {
+                "sold_out"
+            } else if stock_left < q {
+                "not_enough"
+            } else {
+                "queued"
+            };
+            assert_eq!(
+                outcome.label(),
+                expected,
+                "{ctx}, step {step}: sale {s} user {user} q {q} key {key:?}"
+            );
+            if let LimitReached { left, .. } = outcome {
+                let want = (per_account - held).min(campaign_limit - across).max(0);
+                assert_eq!(left, want, "{ctx}, step {step}: the allowance left");
+            }
+            if matches!(outcome, Queued { .. }) {
+                live.insert((s, user, key), q);
+            }
+        } else if let Some(buy) = {
+            let mut all: Vec<_> = live.keys().cloned().collect();
+            all.sort();
+            (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone())
+        } {
+            let q = live[&buy];
+            order += 1;
+            let why = match rng.random_range(0..3) {
+                0 => GiveBack::Failed,
+                1 => GiveBack::DeadLettered,
+                _ => GiveBack::Closed { order },
+            };
+            let units = Units {
+                quantity: q as u32,
+                key: &buy.2,
+            };
+            let shard = Shard::whole(sales[buy.0]);
+            let uid = UserId::new(buy.1).unwrap();
+            for attempt in 0..2 {
+                let back = sale::give_back(&mut con, &keys, &scripts, shard, uid, why, units)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    back,
+                    attempt == 0,
+                    "{ctx}, step {step}: {buy:?}, give-back {attempt}"
+                );
+            }
+            live.remove(&buy);
+            returned[buy.0] += q;
+        }
+        // the invariants, from Redis
+        let campaign_key = keys.sale(sales[0]).campaign_held();
+        let across: HashMap<String, i64> = con.hgetall(&campaign_key).await.unwrap();
+        for (s, goods) in sales.iter().enumerate() {
+            let stock: i64 = con.get(keys.sale(*goods).stock()).await.unwrap();
+            let sold: i64 = live.iter().filter(|(b, _)| b.0 == s).map(|(_, q)| q).sum();
+            assert!(stock >= 0, "{ctx}, step {step}: sale {s} oversold");
+            assert_eq!(
+                stock + sold,
+                stocks[s],
+                "{ctx}, step {step}: sale {s} units"
+            );
+        }
+        for user in 1..=4i64 {
+            let mine: i64 = live
+                .iter()
+                .filter(|(b, _)| b.1 == user)
+                .map(|(_, q)| q)
+                .sum();
+            assert!(
+                mine <= campaign_limit,
+                "{ctx}, step {step}: user {user} holds {mine}"
+            );
+            for s in 0..sales.len() {
+                let here: i64 = live
+                    .iter()
+                    .filter(|(b, _)| b.0 == s && b.1 == user)
+                    .map(|(_, q)| q)
+                    .sum();
+                assert!(
+                    here <= per_account,
+                    "{ctx}, step {step}: user {user} in sale {s}"
+                );
+            }
+            assert_eq!(
+                across.get(&user.to_string()).copied().unwrap_or(0),
+                mine,
+                "{ctx}, step {step}: the campaign's count of user {user}"
+            );
+        }
+    }
+    for (s, goods) in sales.iter().enumerate() {
+        let counters: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(keys.sale(*goods).meta())
+            .arg(&["failed", "dead_lettered", "closed"])
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let counted: i64 = counters.into_iter().flatten().sum();
+        assert_eq!(
+            counted, returned[s],
+            "{ctx}: sale {s}: units given back, counted"
+        );
+        let stock: i64 = con.get(keys.sale(*goods).stock()).await.unwrap();
+        let held: i64 = live.iter().filter(|(b, _)| b.0 == s).map(|(_, q)| q).sum();
+        assert_eq!(stock + held, stocks[s], "{ctx}: sale {s}: stock + held");
+        let _ = con.delete_matching(&keys.sale(*goods).everything()).await;
+    }
+    let _: () = con.del(keys.sale(sales[0]).campaign_held()).await.unwrap();
+}

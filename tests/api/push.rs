@@ -423,9 +423,11 @@ async fn a_client_that_never_reads_its_stream_is_dropped_not_buffered_for() {
     let mut sent = 0;
     while app.state.push.open_streams() == 1 {
         for _ in 0..1000 {
-            app.state
-                .push
-                .result(goods, users[0].id, 1_000_000_000 + sent);
+            app.state.push.result(
+                goods,
+                users[0].id,
+                flashgate::domain::BuyResult::new(1_000_000_000 + sent, 1),
+            );
             sent += 1;
         }
         tokio::task::yield_now().await;
