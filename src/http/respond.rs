@@ -200,9 +200,15 @@ pub async fn json_body_up_to<T: DeserializeOwned>(
 
 /// The request of a route that takes no body ([`super::routes::Route::takes_body`]), its body
 /// read and judged: none, an empty one, or `{}` on a method other than `GET` (the pages send
-/// `{}` with every `POST`) is taken; anything else is refused (400, `UnexpectedBody`) rather
-/// than ignored, and so is more than [`MAX_BODY`] of it (413).
+/// `{}` with every `POST`, declared JSON: [`require_json`] first) is taken; anything else is
+/// refused (400, `UnexpectedBody`) rather than ignored, and so is more than [`MAX_BODY`] of it
+/// (413).
 pub async fn no_body(req: Request<Incoming>) -> Result<Request<()>, AppError> {
+    // a state-changing request is JSON first (the forgery defence, see `json_body`): a form is
+    // refused as a form (415), whatever it carries
+    if req.method() != hyper::Method::GET {
+        require_json(&req)?;
+    }
     if hyper::body::Body::is_end_stream(req.body()) {
         return Ok(req.map(|_| ()));
     }
