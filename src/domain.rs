@@ -48,8 +48,12 @@ macro_rules! id_type {
                 self.0
             }
             /// Parses a decimal string, as found in a path or a query.
+            /// Canonical decimal digits only (`docs/openapi.yaml`'s `^[1-9][0-9]{0,18}$`): no
+            /// sign, no leading zero, no spaces, at most `i64::MAX`.
             pub fn parse(s: &str) -> Result<Self, AppError> {
-                let v: i64 = s.trim().parse().map_err(|_| {
+                let canonical =
+                    !s.is_empty() && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit());
+                let v: i64 = canonical.then(|| s.parse().ok()).flatten().ok_or_else(|| {
                     AppError::BadParam(format!("{} must be a positive integer", $what))
                 })?;
                 Self::new(v)
@@ -141,6 +145,17 @@ impl Shard {
     pub fn all(goods: GoodsId, shards: u16) -> impl Iterator<Item = Shard> {
         (0..shards.max(1)).map(move |index| Self { goods, index })
     }
+}
+
+/// Reads a field that may be left out but is never `null`: a `null` is refused like any other
+/// value of the wrong type, so a body says a thing one way (`docs/openapi.yaml` gives these
+/// fields no `nullable`). With `#[serde(default, deserialize_with = "crate::domain::present")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A mainland-China mobile number: 11 digits starting with 1.
@@ -486,7 +501,23 @@ mod tests {
     #[test]
     fn ids_must_be_positive_integers() {
         assert_eq!(GoodsId::parse("12").unwrap().get(), 12);
-        for bad in ["0", "-1", "abc", "", "1.5", "99999999999999999999"] {
+        assert_eq!(
+            GoodsId::parse("9223372036854775807").unwrap().get(),
+            i64::MAX
+        );
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "",
+            "1.5",
+            "99999999999999999999",
+            "9223372036854775808",
+            "+5",
+            " 5",
+            "05",
+            "5\n",
+        ] {
             assert!(GoodsId::parse(bad).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<UserId>("0").is_err());

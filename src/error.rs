@@ -76,8 +76,13 @@ pub enum AppError {
     TooManyRequests { retry_after_ms: u64 },
     #[error("not found")]
     NotFound,
+    /// The admin or the shop's server's token is wrong.
     #[error("admin token missing or wrong")]
     Forbidden,
+    /// No `Authorization: Bearer` on a route that takes the admin or the shop's server's token
+    /// (401 with `WWW-Authenticate: Bearer`; a wrong one is `Forbidden`, 403).
+    #[error("this route needs a token: send Authorization: Bearer TOKEN")]
+    TokenMissing,
     #[error("the order was closed unpaid")]
     OrderClosed,
     /// The shop's server asked to close an order that is paid.
@@ -94,8 +99,14 @@ pub enum AppError {
     BodyTimeout,
     #[error("the body must be JSON, sent as Content-Type: application/json")]
     NotJson,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// A known path asked with a method it does not take; `allow` lists those it does (the
+    /// 405's `Allow` header, e.g. `GET, POST`).
+    #[error("method not allowed; this path takes {allow}")]
+    MethodNotAllowed { allow: String },
+    /// A body on a route that takes none (a `POST` without a body may send `{}`): refused
+    /// rather than ignored, so a client never believes it sent something the edge read.
+    #[error("this route takes no request body (a POST may send {{}})")]
+    UnexpectedBody,
     /// A dependency is unreachable (or its circuit breaker is open): the client may retry.
     #[error("service temporarily unavailable ({0} unreachable)")]
     Unavailable(Dependency),
@@ -157,9 +168,13 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         use AppError::*;
         match self {
-            BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) => StatusCode::BAD_REQUEST,
+            BadParam(_) | BadMobile | WrongCaptcha | Invalid(_) | UnexpectedBody => {
+                StatusCode::BAD_REQUEST
+            }
             Refused(_) => StatusCode::CONFLICT,
-            SessionMissing | WrongPassword | ShopToken(_) => StatusCode::UNAUTHORIZED,
+            SessionMissing | WrongPassword | ShopToken(_) | TokenMissing => {
+                StatusCode::UNAUTHORIZED
+            }
             Grant(GrantFault::Spent | GrantFault::NoSuchOrder | GrantFault::OrderClosed) => {
                 StatusCode::CONFLICT
             }
@@ -167,7 +182,7 @@ impl AppError {
             Grant(_) => StatusCode::BAD_REQUEST,
             Forbidden | BadPath => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Duplicate | OrderClosed | OrderPaid => StatusCode::CONFLICT,
             SoldOut | Ended | RoomFull => StatusCode::GONE,
             NotStarted { .. } | NotYourTurn { .. } => StatusCode::TOO_EARLY,
@@ -196,13 +211,15 @@ impl AppError {
         use AppError::*;
         match self {
             Internal(_) | Unavailable(_) => 500100,
-            BadParam(_) | TooLarge | BodyTimeout | NotJson | MethodNotAllowed => 500101,
+            BadParam(_) | TooLarge | BodyTimeout | NotJson | MethodNotAllowed { .. } => 500101,
+            UnexpectedBody => 500102,
             SessionMissing => 500210,
             BadMobile => 500213,
             WrongPassword => 500215,
             LoginBusy { .. } => 500216,
             NotFound => 500404,
             Forbidden => 500403,
+            TokenMissing => 500401,
             SoldOut => 500500,
             Duplicate => 500501,
             NotStarted { .. } | Ended => 500502,
@@ -775,7 +792,11 @@ mod tests {
             AppError::BodyTimeout,
             AppError::NotJson,
             AppError::OrderClosed,
-            AppError::MethodNotAllowed,
+            AppError::MethodNotAllowed {
+                allow: "GET".into(),
+            },
+            AppError::UnexpectedBody,
+            AppError::TokenMissing,
             AppError::NotYourTurn { position: Some(3) },
             AppError::RoomFull,
             AppError::TooManyStreams,

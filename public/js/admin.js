@@ -58,7 +58,7 @@ async function enter() {
   const { status } = await api("GET", "/api/admin/sales?limit=1");
   if (status === 200) return listSales();
   sessionStorage.removeItem(TOKEN_KEY);
-  $("login-msg").textContent = status === 403 ? "That token is not the admin token." : `The admin API answered ${status}.`;
+  $("login-msg").textContent = status === 403 || status === 401 ? "That token is not the admin token." : `The admin API answered ${status}.`;
   show("login-msg", true);
 }
 

@@ -17,12 +17,18 @@ pub(super) fn check_admin<B>(req: &Request<B>, state: &AppState) -> Result<(), A
     respond::require_bearer(req, &state.settings.admin_token)
 }
 
+/// The longest a reset may put a sale's start off, or make it last: a year (seconds); a sale's
+/// times stay within the years `sales::manage` takes.
+const MAX_WINDOW_SECS: i64 = 365 * 86_400;
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ResetBody {
     /// Optionally a new window: starts this many seconds from now…
+    #[serde(default, deserialize_with = "crate::domain::present")]
     starts_in: Option<i64>,
     /// …and lasts this long.
+    #[serde(default, deserialize_with = "crate::domain::present")]
     lasts: Option<i64>,
 }
 
@@ -33,14 +39,18 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
     let body: ResetBody = respond::optional_json_body(req).await?;
     let window = match (body.starts_in, body.lasts) {
         (None, None) => None,
-        (Some(s), Some(l)) if s >= 0 && l > 0 => Some(Window {
-            starts_in_secs: s,
-            lasts_secs: l,
-        }),
+        (Some(s), Some(l))
+            if (0..=MAX_WINDOW_SECS).contains(&s) && (1..=MAX_WINDOW_SECS).contains(&l) =>
+        {
+            Some(Window {
+                starts_in_secs: s,
+                lasts_secs: l,
+            })
+        }
         _ => {
-            return Err(AppError::BadParam(
-                "startsIn >= 0 and lasts > 0 go together".into(),
-            ));
+            return Err(AppError::BadParam(format!(
+                "startsIn (0 to {MAX_WINDOW_SECS}) and lasts (1 to {MAX_WINDOW_SECS}) go together"
+            )));
         }
     };
     store::reset(&state.stores(), goods, window).await?;
@@ -49,7 +59,7 @@ pub async fn reset(req: Request<Incoming>, state: &AppState, id: &str) -> Result
 
 /// `GET /api/admin/sales[?limit=N]`: every sale with its phase and live state, newest first
 /// (at most `limit`, default 100).
-pub async fn list(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn list<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let limit = respond::count_or(&req, "limit", 100, 1..=1000)?;
     Ok(respond::ok(
@@ -68,7 +78,7 @@ pub async fn create(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
 
 /// `GET /api/admin/sales/{id}`: one sale with its phase and live state, and how Redis stands
 /// (`redis`: the primary, failovers seen, replica confirmation; see `ops::redis_health`).
-pub async fn show(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn show<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
     let view = crate::operators::live::view(&state.stores(), goods).await?;
@@ -100,7 +110,7 @@ pub async fn update(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
 }
 
 /// `POST /api/admin/sales/{id}/cancel`: stops the sale on every edge; the view after.
-pub async fn cancel(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn cancel<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     respond::require_json(&req)?;
     let goods = GoodsId::parse(id)?;
@@ -111,7 +121,7 @@ pub async fn cancel(req: Request<Incoming>, state: &AppState, id: &str) -> Resul
 }
 
 /// `GET /api/admin/sales/{id}/audit`: the audit's report (`crate::operators::audit`); it changes nothing.
-pub async fn audit(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn audit<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
     Ok(respond::ok(
@@ -121,7 +131,7 @@ pub async fn audit(req: Request<Incoming>, state: &AppState, id: &str) -> Result
 
 /// `GET /api/admin/sales/{id}/series[?seconds=N]`: the last N seconds (default 300, at most
 /// 3600) of admissions by outcome and orders written, one number per second.
-pub async fn series(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn series<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let goods = GoodsId::parse(id)?;
     let seconds = respond::count_or(&req, "seconds", 300, 1..=3600)?;

@@ -202,7 +202,7 @@ fn secure(state: &AppState) -> &'static str {
 }
 
 /// Ends the session. State-changing, so JSON only (see `respond::json_body` on forgery).
-pub async fn logout(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn logout<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     respond::require_json(&req)?;
     if let Some(token) = respond::token(&req)
         && session::delete(&mut state.redis.clone(), &state.keys, token).await?

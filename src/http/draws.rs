@@ -36,7 +36,7 @@ struct EntryView {
     again: bool,
 }
 
-fn address_of(req: &Request<Incoming>, state: &AppState, row: &record::DrawRow) -> String {
+fn address_of<B>(req: &Request<B>, state: &AppState, row: &record::DrawRow) -> String {
     proof::address_digest(&row.secret(), respond::client_address(req, state))
 }
 
@@ -57,8 +57,8 @@ async fn work_for(state: &AppState, goods: GoodsId, address: &str) -> Result<u64
 
 /// `GET /api/draws/{goodsId}/challenge`: a proof-of-work challenge for this sale and this
 /// address, its work raised for an address that brought many entries.
-pub async fn challenge(
-    req: Request<Incoming>,
+pub async fn challenge<B>(
+    req: Request<B>,
     state: &AppState,
     goods: &str,
 ) -> Result<Resp, AppError> {
@@ -142,7 +142,7 @@ pub async fn enter(
 
 /// `GET /api/draws/{goodsId}`: the draw's phase, its entries, the commitment (and the seed once
 /// drawn), and the signed-in shopper's own entry, place and claim.
-pub async fn show(req: Request<Incoming>, state: &AppState, goods: &str) -> Result<Resp, AppError> {
+pub async fn show<B>(req: Request<B>, state: &AppState, goods: &str) -> Result<Resp, AppError> {
     let goods = GoodsId::parse(goods)?;
     let row = state.draws.row(&state.db, goods).await?;
     // signed in or not: the draw is public, the shopper's part only for them

@@ -7,7 +7,6 @@
 //! for a sale with a waiting room; their result, if one is written), so a page that reconnects
 //! (browsers do by themselves, a second after a break) loses nothing it needs.
 
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use redis::AsyncCommands;
@@ -21,7 +20,7 @@ use crate::error::AppError;
 use crate::identity::Granter;
 use crate::state::AppState;
 
-pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn open<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;

@@ -31,11 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hyper::Request;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -231,7 +231,7 @@ async fn handle(
     // the route is looked up once: for the metrics label here, and to dispatch
     let (found, family) = match routes::find(surface, req.method(), req.uri().path()) {
         Found::Route(route, param) => (Some((route, param.map(str::to_owned))), route.family()),
-        Found::WrongMethod => (None, "other"),
+        Found::WrongMethod(_) => (None, "other"),
         Found::None if req.uri().path().starts_with("/api/") => (None, "other"),
         Found::None => (None, "static"),
     };
@@ -329,7 +329,8 @@ fn admin_host_taken(host: &str, allowed: &str) -> bool {
 
 /// Routes one request of `surface` to its handler: `found` is its row of the table (see
 /// [`routes`]) with the path parameter, or `None` if no route of this surface has that method
-/// and path.
+/// and path. A route that reads no body gets its request with the body judged and gone
+/// ([`respond::no_body`]).
 async fn route(
     req: Request<Incoming>,
     state: &AppState,
@@ -339,7 +340,13 @@ async fn route(
     let Some((route, param)) = found else {
         let path = req.uri().path();
         return match routes::find(surface, req.method(), path) {
-            Found::WrongMethod => Err(AppError::MethodNotAllowed),
+            Found::WrongMethod(methods) => Err(AppError::MethodNotAllowed {
+                allow: methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
             // pages on the public and admin listeners, not on a worker's ops listener
             _ if path.starts_with("/api/") || surface == Surface::Ops => Err(AppError::NotFound),
             // the console's files only where its API is: on the admin listener (judged on the
@@ -348,15 +355,40 @@ async fn route(
         };
     };
     let param = param.as_deref().unwrap_or_default();
+    if !route.takes_body() {
+        let req = respond::no_body(req).await?;
+        return route_bodiless(req, state, surface, route, param).await;
+    }
     match route {
         Route::Login => auth::login(req, state).await,
+        Route::Buy => seckill::buy(req, state, param).await,
+        Route::RoomJoin => seckill::room_join(req, state).await,
+        Route::GrantRedeem => grants::redeem(req, state).await,
+        Route::DrawEnter => draws::enter(req, state, param).await,
+        Route::AdminCreateSale => admin::create(req, state).await,
+        Route::AdminUpdateSale => admin::update(req, state, param).await,
+        Route::AdminResetSale => admin::reset(req, state, param).await,
+        Route::AdminLuaCheck => scripts::check(req, state).await,
+        Route::AdminLuaRelease => scripts::release(req, state).await,
+        Route::AdminLuaRollback => scripts::rollback(req, state).await,
+        _ => unreachable!("{route:?} takes no body"),
+    }
+}
+
+/// The routes that read no body ([`Route::takes_body`]).
+async fn route_bodiless(
+    req: Request<()>,
+    state: &AppState,
+    surface: Surface,
+    route: Route,
+    param: &str,
+) -> Result<Resp, AppError> {
+    match route {
         Route::Logout => auth::logout(req, state).await,
         Route::GoodsList => goods::list(&req, state).await,
         Route::GoodsDetail => goods::detail(state, param).await,
         Route::Captcha => seckill::captcha(req, state).await,
         Route::Path => seckill::path(req, state).await,
-        Route::Buy => seckill::buy(req, state, param).await,
-        Route::RoomJoin => seckill::room_join(req, state).await,
         Route::RoomLook => seckill::room_look(req, state).await,
         Route::Events => events::open(req, state).await,
         Route::Result => seckill::result(req, state).await,
@@ -365,25 +397,17 @@ async fn route(
         Route::Pay => orders::pay(req, state, param).await,
         Route::Close => orders::shop_close(req, state, param).await,
         Route::GrantKeys => grants::keys(state),
-        Route::GrantRedeem => grants::redeem(req, state).await,
         Route::DrawShow => draws::show(req, state, param).await,
         Route::DrawChallenge => draws::challenge(req, state, param).await,
-        Route::DrawEnter => draws::enter(req, state, param).await,
         Route::DrawPublished => draws::published(state, param).await,
         Route::AdminListSales => admin::list(req, state).await,
-        Route::AdminCreateSale => admin::create(req, state).await,
         Route::AdminShowSale => admin::show(req, state, param).await,
-        Route::AdminUpdateSale => admin::update(req, state, param).await,
         Route::AdminCancelSale => admin::cancel(req, state, param).await,
         Route::AdminAuditSale => admin::audit(req, state, param).await,
         Route::AdminSaleSeries => admin::series(req, state, param).await,
-        Route::AdminResetSale => admin::reset(req, state, param).await,
         Route::AdminReloadScripts => scripts::reload(req, state).await,
         Route::AdminLuaStatus => scripts::status(req, state).await,
-        Route::AdminLuaCheck => scripts::check(req, state).await,
-        Route::AdminLuaRelease => scripts::release(req, state).await,
         Route::AdminLuaPromote => scripts::promote(req, state).await,
-        Route::AdminLuaRollback => scripts::rollback(req, state).await,
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => {
             let full = ops::readyz(state).await;
@@ -406,6 +430,7 @@ async fn route(
             Err(AppError::NotFound)
         }
         Route::Metrics => Ok(ops::metrics(state).await),
+        _ => unreachable!("{route:?} takes a body"),
     }
 }
 

@@ -11,7 +11,6 @@
 
 use chrono::NaiveDateTime;
 use hyper::Request;
-use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::respond::{self, Resp};
@@ -68,7 +67,7 @@ async fn own_order(state: &AppState, id: OrderId, user: i64) -> Result<OrderView
     order(state, id, Some(user)).await
 }
 
-pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn get<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     let id = OrderId::parse(id)?;
     let user = respond::user(&req, state).await?;
     Ok(respond::ok(own_order(state, id, user.id.get()).await?))
@@ -76,7 +75,7 @@ pub async fn get(req: Request<Incoming>, state: &AppState, id: &str) -> Result<R
 
 /// Marks the shopper's unpaid order paid (simulated payment: the demo's pay button). Paying twice
 /// is fine; a closed order is 409. The shop's token never pays (403, 500261).
-pub async fn pay(req: Request<Incoming>, state: &AppState, id: &str) -> Result<Resp, AppError> {
+pub async fn pay<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     respond::require_json(&req)?;
     let id = OrderId::parse(id)?;
     let credential = respond::credential(&req, state)?;
@@ -122,11 +121,7 @@ async fn mark_paid(state: &AppState, id: OrderId, user: Option<i64>) -> Result<(
 /// `POST /api/orders/{id}/pay` on the admin listener: the shop's server says the order is paid
 /// (bearer `FLASHGATE_GRANT_REDEEM_TOKEN`). Idempotent: a paid order is answered as it is; a
 /// closed one is 409 (500506).
-pub async fn shop_pay(
-    req: Request<Incoming>,
-    state: &AppState,
-    id: &str,
-) -> Result<Resp, AppError> {
+pub async fn shop_pay<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     super::grants::check_shop(&req, state)?;
     respond::require_json(&req)?;
     let id = OrderId::parse(id)?;
@@ -141,11 +136,7 @@ pub async fn shop_pay(
 /// `POST /api/orders/{id}/close` on the admin listener: the shop's server gives up an unpaid
 /// order (its unit goes back on sale: in MySQL now, in Redis on the worker's next closer pass).
 /// Idempotent: a closed order is answered as it is; a paid one is 409 (500262).
-pub async fn shop_close(
-    req: Request<Incoming>,
-    state: &AppState,
-    id: &str,
-) -> Result<Resp, AppError> {
+pub async fn shop_close<B>(req: Request<B>, state: &AppState, id: &str) -> Result<Resp, AppError> {
     super::grants::check_shop(&req, state)?;
     respond::require_json(&req)?;
     let id = OrderId::parse(id)?;

@@ -139,6 +139,15 @@ pub fn error(e: AppError) -> Resp {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    if let AppError::TokenMissing = e {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let AppError::MethodNotAllowed { allow } = &e
+        && let Ok(v) = HeaderValue::from_str(allow)
+    {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
     if let AppError::TooLarge | AppError::BodyTimeout = e {
         // the body was left unread, so this connection cannot carry another request: say so,
         // or a client may reuse it and see it cut
@@ -185,18 +194,16 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     json_body_up_to(req, MAX_BODY).await
 }
 
-/// [`json_body`] when the request has a body, else `T::default()` (an optional body).
+/// [`json_body`] when the request has a body, else `T::default()` (an optional body). A body
+/// sent chunked, without `Content-Length`, is a body too.
 pub async fn optional_json_body<T: DeserializeOwned + Default>(
     req: Request<Incoming>,
 ) -> Result<T, AppError> {
-    let has_body = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v != "0");
-    if has_body {
-        json_body(req).await
-    } else {
+    if hyper::body::Body::is_end_stream(req.body()) {
+        require_json(&req)?;
         Ok(T::default())
+    } else {
+        json_body(req).await
     }
 }
 
@@ -206,6 +213,47 @@ pub async fn json_body_up_to<T: DeserializeOwned>(
     max: usize,
 ) -> Result<T, AppError> {
     require_json(&req)?;
+    let (_, bytes) = read_body(req, max).await?;
+    // Every body of this API is an object; serde would also read a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::BadParam("the body must be a JSON object".into()));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadParam(format!("invalid JSON body: {e}")))
+}
+
+/// The request of a route that takes no body ([`super::routes::Route::takes_body`]), its body
+/// read and judged: none, an empty one, or `{}` on a method other than `GET` (the pages send
+/// `{}` with every `POST`, declared JSON: [`require_json`] first) is taken; anything else is
+/// refused (400, `UnexpectedBody`) rather than ignored, and so is more than [`MAX_BODY`] of it
+/// (413).
+pub async fn no_body(req: Request<Incoming>) -> Result<Request<()>, AppError> {
+    // a state-changing request is JSON first (the forgery defence, see `json_body`): a form is
+    // refused as a form (415), whatever it carries
+    if req.method() != hyper::Method::GET {
+        require_json(&req)?;
+    }
+    if hyper::body::Body::is_end_stream(req.body()) {
+        return Ok(req.map(|_| ()));
+    }
+    let (parts, bytes) = read_body(req, MAX_BODY).await?;
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    let empty_object = parts.method != hyper::Method::GET
+        && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+            .is_ok_and(|o| o.is_empty());
+    if empty || empty_object {
+        Ok(Request::from_parts(parts, ()))
+    } else {
+        Err(AppError::UnexpectedBody)
+    }
+}
+
+/// Reads a request's body, at most `max` bytes (413 past it, judged first by `Content-Length`),
+/// within the request's [`BodyTimeout`](super::BodyTimeout) (408).
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<(hyper::http::request::Parts, bytes::Bytes), AppError> {
     let limit = req
         .extensions()
         .get::<super::BodyTimeout>()
@@ -220,7 +268,8 @@ pub async fn json_body_up_to<T: DeserializeOwned>(
             return Err(AppError::TooLarge);
         }
     }
-    let read = Limited::new(req.into_body(), max).collect();
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, max).collect();
     let bytes = tokio::time::timeout(limit, read)
         .await
         .map_err(|_| AppError::BodyTimeout)?
@@ -232,12 +281,7 @@ pub async fn json_body_up_to<T: DeserializeOwned>(
             }
         })?
         .to_bytes();
-    // Every body of this API is an object; serde would also read a struct from an array.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(AppError::BadParam("the body must be a JSON object".into()));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::BadParam(format!("invalid JSON body: {e}")))
+    Ok((parts, bytes))
 }
 
 /// The first value of query parameter `name`, if present.
@@ -267,9 +311,9 @@ pub fn count_or<B>(
 ) -> Result<usize, AppError> {
     match query(req, name) {
         None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
+        Some(v) => (v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
+            .then(|| v.parse::<usize>().ok())
+            .flatten()
             .filter(|n| range.contains(n))
             .ok_or_else(|| {
                 AppError::BadParam(format!(
@@ -294,11 +338,16 @@ pub fn bearer<B>(req: &Request<B>) -> Option<&str> {
     crate::identity::bearer(req.headers())
 }
 
-/// `Forbidden` unless the request's bearer token is `want` (compared in constant time); an empty
-/// `want` (the token not set) lets no one in. The admin and the shop's server's checks.
+/// `TokenMissing` (401) without a bearer token, `Forbidden` (403) unless it is `want` (compared
+/// in constant time); an empty `want` (the token not set) lets no one in. The admin and the
+/// shop's server's checks.
 pub fn require_bearer<B>(req: &Request<B>, want: &str) -> Result<(), AppError> {
-    let got = bearer(req).unwrap_or_default().as_bytes();
-    if want.is_empty() || !crate::accounts::password::constant_time_eq(want.as_bytes(), got) {
+    let Some(got) = bearer(req) else {
+        return Err(AppError::TokenMissing);
+    };
+    if want.is_empty()
+        || !crate::accounts::password::constant_time_eq(want.as_bytes(), got.as_bytes())
+    {
         return Err(AppError::Forbidden);
     }
     Ok(())

@@ -159,6 +159,27 @@ impl Route {
         self.spec().2
     }
 
+    /// Whether the route reads a request body. One that does not takes none: an empty body,
+    /// or `{}` on a `POST` (what the pages send: every state-changing request is JSON, see
+    /// `respond::require_json`); anything else is refused before the handler runs
+    /// (`respond::no_body`), so no body is ever silently ignored.
+    pub fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Route::Login
+                | Route::Buy
+                | Route::RoomJoin
+                | Route::DrawEnter
+                | Route::GrantRedeem
+                | Route::AdminCreateSale
+                | Route::AdminUpdateSale
+                | Route::AdminResetSale
+                | Route::AdminLuaCheck
+                | Route::AdminLuaRelease
+                | Route::AdminLuaRollback
+        )
+    }
+
     /// The metrics label of the route's family (`flashgate_request_seconds{route=…}`).
     pub fn family(self) -> &'static str {
         match self {
@@ -201,8 +222,9 @@ impl Route {
 pub enum Found<'p> {
     /// This route, with its path parameter if it has one.
     Route(Route, Option<&'p str>),
-    /// The path is a route's, on this surface, but not for this method.
-    WrongMethod,
+    /// The path is a route's, on this surface, but not for this method: the methods it takes
+    /// (for the 405's `Allow`).
+    WrongMethod(Vec<Method>),
     /// No route of this surface has this path.
     None,
 }
@@ -220,7 +242,7 @@ pub fn find<'p>(surface: Surface, method: &Method, path: &'p str) -> Found<'p> {
         n += 1;
     }
     let segments = &segments[..n];
-    let mut path_known = false;
+    let mut allowed = Vec::new();
     for route in Route::ALL {
         let served = route.surface() == surface
             || route.surface() == Surface::Ops
@@ -232,13 +254,13 @@ pub fn find<'p>(surface: Surface, method: &Method, path: &'p str) -> Found<'p> {
             if route.method() == *method {
                 return Found::Route(route, param);
             }
-            path_known = true;
+            allowed.push(route.method());
         }
     }
-    if path_known {
-        Found::WrongMethod
-    } else {
+    if allowed.is_empty() {
         Found::None
+    } else {
+        Found::WrongMethod(allowed)
     }
 }
 
@@ -258,7 +280,16 @@ mod tests {
         );
         assert_eq!(
             find(Surface::Public, &Method::GET, "/api/seckill/abc/orders"),
-            Found::WrongMethod
+            Found::WrongMethod(vec![Method::POST])
+        );
+        assert_eq!(
+            find(Surface::Public, &Method::PUT, "/api/seckill/room"),
+            Found::WrongMethod(vec![Method::POST, Method::GET])
+        );
+        // the admin listener's methods of a path only: pay, not close, in public
+        assert_eq!(
+            find(Surface::Public, &Method::GET, "/api/orders/7/close"),
+            Found::None
         );
         assert_eq!(
             find(Surface::Public, &Method::GET, "/api/orders/"),

@@ -26,8 +26,9 @@ impl From<ReleaseError> for AppError {
 }
 
 /// `POST /api/admin/scripts/reload`: re-reads `lua_dir` and answers each script's SHA-1.
-pub async fn reload(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn reload<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
+    respond::require_json(&req)?;
     let set = state.scripts.reload()?;
     state.scripts.preload(&mut state.redis.clone()).await?;
     let shas: serde_json::Map<String, serde_json::Value> = set
@@ -39,7 +40,7 @@ pub async fn reload(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
 }
 
 /// `GET /api/admin/lua`: versions, live and canary, per-version counts, every edge's report.
-pub async fn status(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn status<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
     let builtin = state.scripts.builtin().hash.clone();
     let st = rel::status(&mut state.redis.clone(), &state.keys, &builtin).await?;
@@ -50,6 +51,7 @@ pub async fn status(req: Request<Incoming>, state: &AppState) -> Result<Resp, Ap
 #[serde(deny_unknown_fields)]
 struct CheckBody {
     /// The set's files by name; left out: the shipped set.
+    #[serde(default, deserialize_with = "crate::domain::present")]
     files: Option<scripts::Files>,
 }
 
@@ -130,8 +132,9 @@ pub async fn release(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
 }
 
 /// `POST /api/admin/lua/promote`: the canary becomes the live version.
-pub async fn promote(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn promote<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     check_admin(&req, state)?;
+    respond::require_json(&req)?;
     Ok(respond::ok(
         rel::promote(&mut state.redis.clone(), &state.keys).await?,
     ))
@@ -140,6 +143,7 @@ pub async fn promote(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
+    #[serde(default, deserialize_with = "crate::domain::present")]
     version: Option<u64>,
 }
 

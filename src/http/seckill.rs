@@ -217,7 +217,7 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
 }
 
 /// `GET /api/seckill/room?goodsId=`: where this shopper's ticket stands, and when to ask again.
-pub async fn room_look(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn room_look<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;
@@ -230,7 +230,7 @@ pub async fn room_look(req: Request<Incoming>, state: &AppState) -> Result<Resp,
 
 /// `GET /api/seckill/result?goodsId=`: the order id (> 0), 0 while queued, -1 if failed (or never
 /// admitted).
-pub async fn result(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn result<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;
@@ -365,7 +365,7 @@ async fn order_of(
 /// `GET /api/seckill/captcha?goodsId=`: a new captcha for this user and sale, as a PNG. Only for
 /// a sale that exists, and at most `captcha::PER_MINUTE` a minute per shopper and sale (429):
 /// nothing is written for a sale that does not exist or past the bound.
-pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn captcha<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     let user = respond::user(&req, state).await?;
     let shape = state.shape(goods).await?;
@@ -405,16 +405,23 @@ pub async fn captcha(req: Request<Incoming>, state: &AppState) -> Result<Resp, A
 /// `GET /api/seckill/path?goodsId=&verifyCode=`: checks (and uses up) the captcha and issues the
 /// hidden path, `USER-md5(uuid + salt)`, through `lua/issue_path.lua`, which binds it to this
 /// session's token (the fingerprint beside it in the user's key).
-pub async fn path(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn path<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
-    let answer = match state.settings.captcha {
-        true => respond::required(&req, "verifyCode", |s| {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| AppError::BadParam("verifyCode must be an integer".into()))
-        })?
-        .to_string(),
-        false => String::new(),
+    // the answer is required while the captcha is on, and must be an integer whenever given
+    let answer = match respond::query(&req, "verifyCode") {
+        Some(given) => given
+            .parse::<i64>()
+            .map_err(|_| AppError::BadParam("verifyCode must be an integer".into()))?
+            .to_string(),
+        None if state.settings.captcha => {
+            return Err(AppError::BadParam("verifyCode is required".into()));
+        }
+        None => String::new(),
+    };
+    let answer = if state.settings.captcha {
+        answer
+    } else {
+        String::new()
     };
     let credential = respond::credential(&req, state)?;
     let user = respond::user_of(&credential, state).await?;

@@ -146,7 +146,9 @@ const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'sel
 /// one that serves the console).
 pub async fn serve<B>(req: Request<B>, assets: &Assets, admin: bool) -> Result<Resp, AppError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(AppError::MethodNotAllowed);
+        return Err(AppError::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+        });
     }
     let raw = req.uri().path();
     let decoded =

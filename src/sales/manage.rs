@@ -67,19 +67,35 @@ pub struct SaleSpec {
     pub room_rate: Option<f64>,
     /// The shop's own reference for the product (its SKU), carried in the grant and the order
     /// events (`identity::grant`); absent: the shop has none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::present"
+    )]
     pub external_ref: Option<String>,
     /// First come, first served (the default), or a draw (`crate::draws`, docs/draws.md).
     #[serde(default, skip_serializing_if = "SaleMode::is_first_come")]
     pub mode: SaleMode,
     /// A draw: registration opens (epoch ms)…
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::present"
+    )]
     pub register_from: Option<i64>,
     /// …and closes, and the draw runs (epoch ms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::present"
+    )]
     pub register_until: Option<i64>,
     /// A draw: seconds each entry given a unit has to buy it before it passes down the waitlist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::present"
+    )]
     pub claim_for: Option<i64>,
     /// The most units one buy may take (absent: 1).
     #[serde(default = "one")]
@@ -130,26 +146,47 @@ fn default_image() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SalePatch {
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub detail: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub image_url: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub price: Option<f64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub sale_price: Option<f64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub stock: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub add_stock: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub start_at: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub end_at: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub shards: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub user_rate: Option<f64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub user_burst: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub gate_rate: Option<f64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub gate_burst: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub path_factor: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub room_opens_before: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub room_rate: Option<f64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub external_ref: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub per_buy: Option<i64>,
+    #[serde(default, deserialize_with = "crate::domain::present")]
     pub per_account: Option<i64>,
     /// Taken only to refuse a change of it ([`SaleRule::CampaignFixed`]).
     pub campaign: Option<String>,

@@ -9,6 +9,7 @@ mod audit;
 mod bound_paths;
 mod catalogue;
 mod cluster;
+mod contract;
 mod db;
 mod degrade;
 mod draws;

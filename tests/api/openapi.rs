@@ -16,11 +16,18 @@ fn document() -> Value {
     serde_norway::from_str(&text).unwrap()
 }
 
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            ops.insert((method.to_uppercase(), path.clone()));
+            // the path item's other keys (`servers`) are not operations
+            if METHODS.contains(&method.as_str()) {
+                ops.insert((method.to_uppercase(), path.clone()));
+            }
         }
     }
     ops
@@ -44,6 +51,24 @@ fn every_route_is_documented_and_every_documented_route_exists() {
         unrouted.is_empty(),
         "documented but not routed: {unrouted:?}"
     );
+    // each path says which listeners serve it (its `servers`), as the table does
+    for r in Route::ALL {
+        let servers: BTreeSet<&str> = doc["paths"][r.template()]["servers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{} has no servers", r.template()))
+            .iter()
+            .map(|s| {
+                let d = s["description"].as_str().unwrap();
+                d.split(' ').next().unwrap()
+            })
+            .collect();
+        let want: BTreeSet<&str> = match r.surface() {
+            Surface::Public => ["public"].into(),
+            Surface::Admin => ["admin"].into(),
+            Surface::PublicAndAdmin | Surface::Ops => ["public", "admin"].into(),
+        };
+        assert_eq!(servers, want, "{r:?}: the listeners of {}", r.template());
+    }
     // and the admin routes say they need the admin token, or the shop server's
     for r in Route::ALL.iter().filter(|r| r.surface() == Surface::Admin) {
         let op = &doc["paths"][r.template()][r.method().as_str().to_lowercase()];
