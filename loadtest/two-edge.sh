@@ -16,6 +16,8 @@
 #        TWO_EDGE_BIN=path runs that binary as this revision instead of building target/release;
 #        TWO_EDGE_REDIS_PORT=16390: the port of the redis-server this run starts for itself, so
 #        its Redis CPU is this run's alone, not that of whatever else uses the shared one;
+#        TWO_EDGE_PER_BUY2=1 adds a third row: this revision on a sale of perBuy 2 and perAccount 2,
+#        every buy 2 units (its Redis CPU is per admitted buy, not per unit);
 #        TWO_EDGE_BASELINE_BARE=1 for a baseline from before paths were bound to tokens, 6298e7a)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ PORT=${TWO_EDGE_PORT:-18580}
 bins=("${TWO_EDGE_BIN:-$PWD/target/release/flashgate}")
 names=("this")
 if [ -n "${TWO_EDGE_BASELINE:-}" ]; then bins+=("$TWO_EDGE_BASELINE"); names+=("baseline"); fi
+if [ "${TWO_EDGE_PER_BUY2:-0}" = 1 ]; then bins+=("${bins[0]}"); names+=("this-perBuy2"); fi
 
 work=$(mktemp -d)
 ns="twoedge$$:"
@@ -58,9 +61,10 @@ P=0123456789abcdef0123456789abcdef
 "${bins[0]}" migrate 2>/dev/null
 "${bins[0]}" users --count "$USERS" --out "$work/tokens.csv" 2>/dev/null >/dev/null
 metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-run() { # binary bare -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s healthz-edge-us sessions-read"
-  local bin=$1 bare=$2 g out e0 e1 r0 r1 q n rps p99 hr he
-  g=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 2>/dev/null | tail -n 1)
+run() { # binary bare units -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s healthz-edge-us sessions-read"
+  local bin=$1 bare=$2 units=$3 g out e0 e1 r0 r1 q n rps p99 hr he rules=()
+  [ "$units" = 2 ] && rules=(--per-buy 2 --per-account 2)
+  g=$("$bin" seed --stock 100000000 --starts-in 0 --lasts 3600 "${rules[@]}" 2>/dev/null | tail -n 1)
   loadtest/seed-paths.py $([ "$bare" = 1 ] && echo --bare) "$work/tokens.csv" "$ns" "$P" "$g" \
     | redis-cli --pipe >/dev/null
   FLASHGATE_LISTEN="127.0.0.1:$PORT" "$bin" serve 2>>"$work/serve.log" &
@@ -72,7 +76,7 @@ run() { # binary bare -> "buys/s p99ms edge-us redis-us-per-admitted healthz/s h
   if [ -n "${TWO_EDGE_PERF:-}" ] && [ "$bare" = 0 ] && [ ! -e "$TWO_EDGE_PERF" ]; then
     perf record -F 999 -g -p "$edge" -o "$TWO_EDGE_PERF" -- sleep "$DUR" >/dev/null 2>&1 &
   fi
-  out=$(TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P HIDDEN_PATH_BARE=$bare \
+  out=$(TOKENS="$work/tokens.csv" GOODS=$g HIDDEN_PATH=$P HIDDEN_PATH_BARE=$bare QUANTITY=$units \
     wrk -t2 -c50 -d"${DUR}s" --latency -s loadtest/wrk/buy.lua "http://127.0.0.1:$PORT")
   e1=$(cpu "$edge"); r1=$(cpu "$redis_pid")
   q=$(metric 'flashgate_admissions_total{outcome="queued"}')
@@ -94,7 +98,9 @@ for round in $(seq "$ROUNDS"); do
   for i in "${!bins[@]}"; do
     bare=0
     [ "${names[$i]}" = baseline ] && bare=${TWO_EDGE_BASELINE_BARE:-0}
-    line=$(run "${bins[$i]}" "$bare")
+    units=1
+    [ "${names[$i]}" = this-perBuy2 ] && units=2
+    line=$(run "${bins[$i]}" "$bare" "$units")
     echo "round $round ${names[$i]}: buys/s p99ms edge-us/buy redis-us/admitted healthz/s edge-us/healthz sessions-read queued requests = $line"
     R[${names[$i]}]+="$line"$'\n'
   done
