@@ -22,6 +22,10 @@
 // proxy that will not pass it) and keeps a slow poll of the result as a safety net. "Being confirmed" (202 with code
 // 500509: Redis replicas have not confirmed the buy yet) polls the same way: the result settles
 // it either way.
+//
+// A draw sale (public/js/draw.js): the draw's card takes the place of the countdown; the buy
+// box shows only for a shopper holding a claim (a winner, or one moved up from the waitlist: the
+// stream's `draw` event), and buys as above.
 "use strict";
 
 const POLL_EVERY_MS = 200;
@@ -68,6 +72,10 @@ async function load() {
       $("quantity").max = String(rules.perBuy);
       $("quantity-box").classList.remove("hidden");
     }
+    if (await Draw.start(goodsId, drawHooks)) {
+      $("state").textContent = "";
+      return;
+    }
     if (g.roomOpensAt && g.status !== 2 && !through) {
       $("buy-box").classList.add("hidden");
       show("room", true);
@@ -79,6 +87,21 @@ async function load() {
     Flash.show(msg, e.message, "error");
   }
 }
+
+// ---- a draw sale ----
+
+let claimShown = false;
+const drawHooks = {
+  // a claim held: the buy; none (yet, or any more): no buy, and no box unless a buy was shown
+  claim(on) {
+    if (on && !claimShown) refreshCaptcha();
+    claimShown = claimShown || on;
+    show("buy-box", claimShown);
+    running = on;
+    setButton();
+  },
+  stream() { openStream(); },
+};
 
 // ---- the waiting room ----
 
@@ -178,6 +201,14 @@ function openStream() {
   stream.addEventListener("room", (e) => {
     const r = JSON.parse(e.data);
     if (r.state !== "no_ticket") renderRoom(r);
+  });
+  // a draw's claim given (a winner, or moved up from the waitlist): the card is read again, and
+  // the stream opened afresh, so a grant signed on it carries the claim (data.draw)
+  stream.addEventListener("draw", () => {
+    stream.close();
+    stream = null;
+    openStream();
+    Draw.refresh();
   });
   stream.addEventListener("result", (e) => {
     const r = JSON.parse(e.data);

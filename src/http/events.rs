@@ -46,7 +46,13 @@ pub async fn open(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppE
     let result: Option<i64> = state.redis.clone().get(home.result(user.id)).await?;
     let granter = state
         .identity
-        .granter(&state.db, &state.metrics, &user.shop_subject(), goods)
+        .granter(
+            &state.db,
+            &state.metrics,
+            &user.shop_subject(),
+            user.id,
+            goods,
+        )
         .await?;
     if let Some(r) = result {
         first.push(("result", Granter::result_event(granter.as_ref(), r)));

@@ -289,6 +289,7 @@ async fn granted(
             &state.db,
             &state.metrics,
             &user.shop_subject(),
+            user.id,
             goods,
             result,
         )

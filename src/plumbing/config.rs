@@ -280,7 +280,7 @@ impl Default for Settings {
             gate_burst: 50_000,
             path_factor: 10,
             room_rate: 200.0,
-            draw_pow_max: 100_000,
+            draw_pow_max: 150_000,
             draw_pow_per_address: 5,
             batch_size: 1000,
             claim_idle_ms: 30_000,
