@@ -109,14 +109,28 @@ let through = false;
 const show = (id, on) => $(id).classList.toggle("hidden", !on);
 const secs = (ms) => Math.max(1, Math.ceil(ms / 1000));
 
-async function roomStep(method) {
+// the codes of a join that asks for a proof of work (FLASHGATE_ROOM_POW): none, or a stale one
+const ROOM_PROOF_CODES = [500543, 500545, 500547, 500551];
+
+async function roomStep(method, proof) {
   let r;
   try {
     r = method === "POST"
-      ? await Flash.call("POST", "/api/seckill/room", { goodsId })
+      ? await Flash.call("POST", "/api/seckill/room", proof ? { goodsId, proof } : { goodsId })
       : await Flash.call("GET", `/api/seckill/room?goodsId=${goodsId}`);
   } catch (e) {
     if (e.code === 500210) { $("room-state").textContent = Flash.MESSAGES[500210]; loginLink($("room-detail")); return; }
+    if (method === "POST" && !proof && ROOM_PROOF_CODES.includes(e.code)) {
+      // the room asks for a moment of work (public/js/pow-worker.js), then the join again
+      $("room-state").textContent = I18n.t("room.working");
+      try {
+        const solved = await Draw.solve(null, `/api/seckill/room/challenge?goodsId=${goodsId}`);
+        await roomStep("POST", solved.proof);
+        return;
+      } catch (e2) {
+        e = e2;
+      }
+    }
     $("room-state").textContent = e.message;
     setTimeout(() => roomStep("GET"), 2000);
     return;

@@ -358,6 +358,7 @@ async fn route(
         Route::Buy => seckill::buy(req, state, param).await,
         Route::RoomJoin => seckill::room_join(req, state).await,
         Route::RoomLook => seckill::room_look(req, state).await,
+        Route::RoomChallenge => seckill::room_challenge(req, state).await,
         Route::Events => events::open(req, state).await,
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,

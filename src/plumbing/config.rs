@@ -97,6 +97,10 @@ pub struct Settings {
     /// Entries one address (an IPv6 /64) brings to a draw before its challenges double in
     /// work, and again for every as many more (0: never raised).
     pub draw_pow_per_address: u64,
+    /// `on`: joining a waiting room takes a proof of work too (a challenge of
+    /// `GET /api/seckill/room/challenge`, sized and raised per address as a draw entry's).
+    #[serde(deserialize_with = "switch")]
+    pub room_pow: bool,
     /// Entries a worker takes from a stream in one read (and writes in one transaction).
     pub batch_size: usize,
     /// A pending entry idle this long (ms) is claimed by another worker.
@@ -282,6 +286,7 @@ impl Default for Settings {
             room_rate: 200.0,
             draw_pow_max: 150_000,
             draw_pow_per_address: 5,
+            room_pow: false,
             batch_size: 1000,
             claim_idle_ms: 30_000,
             max_deliveries: 5,
