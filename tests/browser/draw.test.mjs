@@ -7,7 +7,10 @@
 // won (a countdown to claim), one is on the waitlist. One winner buys through the same page; the
 // other lets the claim pass, and the shopper on the waitlist, page left open, is moved up (the
 // stream's `draw` event), sees the claim and buys. The publication checks out
-// (`flashgate draw verify`). Every state is checked with axe (screenshots draw-*.png).
+// (`flashgate draw verify`). Every state is checked with axe (screenshots draw-*.png). Then the
+// console (public/admin.html): a draw sale made through its form shows its draw (scheduled,
+// the commitment), and the drawn sale above shows its entries, seed, claims and the waitlist's
+// move.
 //
 // Needs what shopper.test.mjs needs (FLASHGATE_BIN, the local services, CHROMIUM).
 import { test, before, after } from "node:test";
@@ -22,7 +25,7 @@ const token = randomBytes(24).toString("hex");
 const REGISTER_MS = 20000;
 const CLAIM_FOR_S = 15;
 
-let server, browser, base, admin, ports;
+let server, browser, base, admin, ports, drawn;
 const env = () => ({
   ...baseEnv(ports[0]),
   FLASHGATE_ADMIN_LISTEN: `127.0.0.1:${ports[1]}`,
@@ -80,6 +83,7 @@ test("three shoppers enter through the page; the draw is shown and checkable; wi
     pages.push(page);
   }
   const { goods, registerUntil } = await makeDraw(Date.now() + 4000);
+  drawn = goods;
 
   // before registration: the phase and the commitment, no way to enter yet
   await pages[0].goto(`${base}/goods.html?id=${goods}`);
@@ -157,4 +161,46 @@ test("three shoppers enter through the page; the draw is shown and checkable; wi
   await shot(waiting, "moved-up-bought");
   const orders = sql(`SELECT COUNT(*) FROM seckill_order WHERE goods_id = ${goods}`);
   assert.equal(orders, "2", "two units sold, one to each buyer");
+});
+
+test("the console makes a draw sale and shows a draw's entries, seed, claims and waitlist", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 1000 } });
+  const page = await ctx.newPage();
+  const figure = (name) => page.textContent(`#live-figures dd[data-figure="${name}"]`);
+  await page.goto(`${admin}/admin.html`);
+  await page.fill("#token", token);
+  await page.click("#enter");
+  await page.waitForSelector("#sales:not(.hidden)");
+
+  // a new draw sale through the form: the draw's fields appear with the mode
+  await page.click("#new");
+  assert.equal(await page.isVisible("#f-registerFrom"), false, "a first-come sale shows the draw's fields");
+  await page.fill("#f-name", "Console draw");
+  await page.fill("#f-title", "A phone by draw, from the console");
+  await page.fill("#f-price", "999");
+  await page.fill("#f-salePrice", "1");
+  await page.fill("#f-stock", "5");
+  await page.selectOption("#f-mode", "draw");
+  assert.equal(await page.isVisible("#f-registerFrom"), true);
+  await page.fill("#f-claimFor", "900");
+  await page.click("#save");
+  await page.waitForSelector("#live:not(.hidden)");
+  await page.waitForSelector('#live-figures dd[data-figure="Draw"]');
+  assert.match(await figure("Draw"), /^scheduled: registration .* 900 s to claim$/);
+  assert.match(await figure("Commitment"), /^[0-9a-f]{64}$/);
+  assert.equal(await figure("Seed"), "published at the draw");
+  assert.match(await figure("Entries"), /^0 \(/);
+
+  // the sale drawn in the test above: its entries, seed, claims and the waitlist's move
+  await page.click("#back");
+  await page.waitForSelector(`tr[data-goods="${drawn}"]`);
+  await page.click(`tr[data-goods="${drawn}"]`);
+  await page.waitForSelector('#live-figures dd[data-figure="Claims"]');
+  assert.match(await figure("Draw"), /^claiming: /);
+  assert.match(await figure("Entries"), /^3 \(/);
+  assert.match(await figure("Seed"), /^[0-9a-f]{64}$/);
+  await page.waitForFunction(() => document.querySelector('#live-figures dd[data-figure="Claims"]').textContent
+    === "3 given: 0 holding, 2 bought, 1 lapsed; the waitlist moved 1", null, { timeout: 10000 });
+  await shot(page, "console-drawn");
+  await ctx.close();
 });
