@@ -483,16 +483,19 @@ async fn record_claims(
     let until = chrono::DateTime::from_timestamp_millis(until)
         .unwrap_or_default()
         .naive_utc();
-    let mut q = sqlx::QueryBuilder::new(
-        "INSERT IGNORE INTO sale_draw_claim (goods_id, user_id, place, claim_until) ",
-    );
-    q.push_values(users.iter().enumerate(), |mut b, (i, user)| {
-        b.push_bind(goods)
-            .push_bind(*user)
-            .push_bind(first + i as i64)
-            .push_bind(until);
-    });
-    q.build().execute(db).await?;
+    // one statement whatever the number of users (they travel as one JSON array, as the
+    // worker's orders do); their places follow on from `first`
+    sqlx::query(
+        "INSERT IGNORE INTO sale_draw_claim (goods_id, user_id, place, claim_until) \
+         SELECT ?, j.u, ? + j.i - 1, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(\
+         i FOR ORDINALITY, u BIGINT PATH '$')) j",
+    )
+    .bind(goods)
+    .bind(first)
+    .bind(until)
+    .bind(serde_json::to_string(users).expect("ids serialise"))
+    .execute(db)
+    .await?;
     Ok(())
 }
 

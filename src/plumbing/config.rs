@@ -751,6 +751,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 83);
+        assert_eq!(names.len(), 84);
     }
 }
