@@ -15,9 +15,9 @@
 //! with the sum of its shards ([`SplitStock`]).
 //!
 //! With `FLASHGATE_ROOM_POW=on` a ticket costs a proof of work, as a draw entry does
-//! (`crate::draws::proof`, the ALTCHA form): [`challenge`] issues one bound to the sale and the
+//! (`crate::draws::proof`, the ALTCHA form): [`Pow::challenge`] issues one bound to the sale and the
 //! asking address, signed with a key every edge derives from the shared path key, its work
-//! raised per address as joins come from it; [`spend_proof`] checks one (one hash, one HMAC),
+//! raised per address as joins come from it; [`Pow::spend`] checks one (one hash, one HMAC),
 //! refuses a replay (`SET NX` of the challenge) and counts the address. Only a join that would
 //! make a ticket pays: the route answers a shopper holding one (or a room not open) as a look.
 
@@ -190,87 +190,92 @@ impl Room {
 /// The label of the key room challenges are signed with (`PathSeal::derived`).
 const POW_LABEL: &str = "flashgate-room-pow";
 
-fn pow_key(seal: &crate::admission::path_seal::PathSeal) -> Keyed {
-    Keyed::new(&seal.derived(POW_LABEL))
+/// What the room's proof of work needs: the stores, the settings (its size) and the shared key.
+pub struct Pow<'a> {
+    pub redis: &'a RedisConn,
+    pub keys: &'a Keys,
+    pub settings: &'a Settings,
+    pub seal: &'a crate::admission::path_seal::PathSeal,
 }
 
-/// The work a join from `address` owes now: raised for an address that brought many joins.
-async fn work_for(
-    redis: &RedisConn,
-    keys: &Keys,
-    settings: &Settings,
-    goods: GoodsId,
-    address: &str,
-) -> Result<u64, AppError> {
-    let brought: Option<u64> = redis
-        .clone()
-        .hget(keys.sale(goods).room_addresses(), address)
-        .await?;
-    Ok(proof::difficulty(
-        settings.draw_pow_max.max(1),
-        settings.draw_pow_per_address,
-        brought.unwrap_or(0),
-    ))
-}
-
-/// A proof-of-work challenge for joining `goods`'s room from `ip`.
-pub async fn challenge(
-    state: &crate::state::AppState,
-    goods: GoodsId,
-    ip: std::net::IpAddr,
-) -> Result<proof::Challenge, AppError> {
-    let key = pow_key(&state.path_seal);
-    let address = proof::address_digest(&key, ip);
-    let max = work_for(&state.redis, &state.keys, &state.settings, goods, &address).await?;
-    let scope = proof::Scope {
-        goods: goods.get(),
-        address: &address,
-    };
-    Ok(proof::issue(&key, scope, max, now_ms()))
-}
-
-/// Checks a join's `given` proof for `goods` from `ip` and spends it (refused, with the draw's
-/// proof codes, if missing, forged, expired, from elsewhere, too easy or used before).
-pub async fn spend_proof(
-    state: &crate::state::AppState,
-    goods: GoodsId,
-    ip: std::net::IpAddr,
-    given: &str,
-) -> Result<(), AppError> {
-    let key = pow_key(&state.path_seal);
-    let address = proof::address_digest(&key, ip);
-    let scope = proof::Scope {
-        goods: goods.get(),
-        address: &address,
-    };
-    let now = now_ms();
-    let (challenge, expires, work) = proof::verify(&key, given, scope, now).map_err(|f| {
-        AppError::Draw(match f {
-            proof::Fault::Malformed => DrawFault::ProofMalformed,
-            proof::Fault::Forged => DrawFault::ProofForged,
-            proof::Fault::Expired => DrawFault::ProofExpired,
-            proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
-        })
-    })?;
-    let k = state.keys.sale(goods);
-    let con = &mut state.redis.clone();
-    let spent: bool = redis::cmd("SET")
-        .arg(k.room_spent(&challenge))
-        .arg(1)
-        .arg("NX")
-        .arg("PX")
-        .arg((expires - now).max(1))
-        .query_async::<Option<String>>(con)
-        .await?
-        .is_none();
-    if spent {
-        return Err(AppError::Draw(DrawFault::ProofReplayed));
+impl Pow<'_> {
+    fn key(&self) -> Keyed {
+        Keyed::new(&self.seal.derived(POW_LABEL))
     }
-    if work < work_for(&state.redis, &state.keys, &state.settings, goods, &address).await? {
-        return Err(AppError::Draw(DrawFault::ProofTooEasy));
+
+    /// The work a join from `address` owes now: raised for an address that brought many joins.
+    async fn work_for(&self, goods: GoodsId, address: &str) -> Result<u64, AppError> {
+        let brought: Option<u64> = self
+            .redis
+            .clone()
+            .hget(self.keys.sale(goods).room_addresses(), address)
+            .await?;
+        Ok(proof::difficulty(
+            self.settings.draw_pow_max.max(1),
+            self.settings.draw_pow_per_address,
+            brought.unwrap_or(0),
+        ))
     }
-    let _: i64 = con.hincr(k.room_addresses(), &address, 1).await?;
-    Ok(())
+
+    /// A proof-of-work challenge for joining `goods`'s room from `ip`.
+    pub async fn challenge(
+        &self,
+        goods: GoodsId,
+        ip: std::net::IpAddr,
+    ) -> Result<proof::Challenge, AppError> {
+        let key = self.key();
+        let address = proof::address_digest(&key, ip);
+        let max = self.work_for(goods, &address).await?;
+        let scope = proof::Scope {
+            goods: goods.get(),
+            address: &address,
+        };
+        Ok(proof::issue(&key, scope, max, now_ms()))
+    }
+
+    /// Checks a join's `given` proof for `goods` from `ip` and spends it (refused, with the
+    /// draw's proof codes, if missing, forged, expired, from elsewhere, too easy or used before).
+    pub async fn spend(
+        &self,
+        goods: GoodsId,
+        ip: std::net::IpAddr,
+        given: &str,
+    ) -> Result<(), AppError> {
+        let key = self.key();
+        let address = proof::address_digest(&key, ip);
+        let scope = proof::Scope {
+            goods: goods.get(),
+            address: &address,
+        };
+        let now = now_ms();
+        let (challenge, expires, work) = proof::verify(&key, given, scope, now).map_err(|f| {
+            AppError::Draw(match f {
+                proof::Fault::Malformed => DrawFault::ProofMalformed,
+                proof::Fault::Forged => DrawFault::ProofForged,
+                proof::Fault::Expired => DrawFault::ProofExpired,
+                proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
+            })
+        })?;
+        let k = self.keys.sale(goods);
+        let con = &mut self.redis.clone();
+        let spent: bool = redis::cmd("SET")
+            .arg(k.room_spent(&challenge))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg((expires - now).max(1))
+            .query_async::<Option<String>>(con)
+            .await?
+            .is_none();
+        if spent {
+            return Err(AppError::Draw(DrawFault::ProofReplayed));
+        }
+        if work < self.work_for(goods, &address).await? {
+            return Err(AppError::Draw(DrawFault::ProofTooEasy));
+        }
+        let _: i64 = con.hincr(k.room_addresses(), &address, 1).await?;
+        Ok(())
+    }
 }
 
 /// What the page is told about its ticket (`GET`/`POST /api/seckill/room`).

@@ -222,9 +222,7 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
         let look = state.room.call(goods, shape, user.id, false).await?;
         match look {
             RoomAnswer::NoSale => return Err(AppError::NotFound),
-            RoomAnswer::NoTicket => {
-                crate::admission::room::spend_proof(state, goods, ip, &proof).await?
-            }
+            RoomAnswer::NoTicket => room_pow(state).spend(goods, ip, &proof).await?,
             other => return Ok(respond::ok(crate::admission::room::View::from(other))),
         }
     }
@@ -235,6 +233,15 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
     Ok(respond::ok(crate::admission::room::View::from(answer)))
 }
 
+fn room_pow(state: &AppState) -> crate::admission::room::Pow<'_> {
+    crate::admission::room::Pow {
+        redis: &state.redis,
+        keys: &state.keys,
+        settings: &state.settings,
+        seal: &state.path_seal,
+    }
+}
+
 /// `GET /api/seckill/room/challenge?goodsId=`: a proof-of-work challenge for joining the sale's
 /// room (ALTCHA form, bound to the sale and the asking address, valid 10 minutes).
 pub async fn room_challenge(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
@@ -243,7 +250,7 @@ pub async fn room_challenge(req: Request<Incoming>, state: &AppState) -> Result<
         return Err(AppError::NotFound);
     }
     let ip = respond::client_address(&req, state);
-    let mut resp = respond::ok(crate::admission::room::challenge(state, goods, ip).await?);
+    let mut resp = respond::ok(room_pow(state).challenge(goods, ip).await?);
     resp.headers_mut().insert(
         hyper::header::CACHE_CONTROL,
         hyper::header::HeaderValue::from_static("no-store"),
