@@ -22,13 +22,16 @@
 #   7. orders out: the worker's orders/s with events off, the outbox only, a webhook sink and a
 #      RabbitMQ sink, and the relay's delivered events/s (loadtest/events-bench.sh, BENCH_ROUNDS
 #      rounds, once the invariants above held; BENCH_EVENTS=0 leaves it out)
+#   8. draw sales: registration (entries/s through the edge, edge and Redis CPU per entry) and
+#      the draw's time at 1,000,000 entries (loadtest/draw-bench.sh, on a sale and an edge of
+#      its own; BENCH_DRAWS=0 leaves it out; BENCH_DRAW_ENTRANTS, BENCH_DRAW_ENTRIES size it)
 # Every run against an edge reads the edge's and redis-server's own CPU time (/proc/PID/stat)
 # before and after, and prints CPU microseconds per request: it holds steady where throughput,
 # on a shared box, does not.
 # then the invariants of docs/invariants.md on every sale it used; any broken one fails the run.
 #
 # Usage: loadtest/bench.sh   (BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_USERS=400000 BENCH_ROUNDS=3
-#        BENCH_EVENTS=1)
+#        BENCH_EVENTS=1 BENCH_DRAWS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -473,6 +476,15 @@ fi
 # --- 7. orders out -------------------------------------------------------------------------------
 if [ "${BENCH_EVENTS:-1}" != 0 ]; then
   echo
-  echo "== 7/7 orders out (loadtest/events-bench.sh)"
+  echo "== 7/8 orders out (loadtest/events-bench.sh)"
   EVENTS_ROUNDS=$ROUNDS loadtest/events-bench.sh | sed -n '/^orders out/,$p'
+fi
+
+# --- 8. draw sales -------------------------------------------------------------------------------
+if [ "${BENCH_DRAWS:-1}" != 0 ]; then
+  echo
+  echo "== 8/8 draw sales (loadtest/draw-bench.sh)"
+  FLASHGATE_BIN="$bin" DRAW_ENTRANTS=${BENCH_DRAW_ENTRANTS:-200000} \
+    DRAW_MILLION=${BENCH_DRAW_ENTRIES:-1000000} DRAW_CONNECTIONS=$CONNS DRAW_DURATION=$DUR \
+    loadtest/draw-bench.sh | sed -n '/^| draws/,$p'
 fi

@@ -32,8 +32,9 @@
   ARGV: 1 now in ms ('' : Redis TIME), 2 the sale's start ms, 3 grace ms, 4 most claims made
   in one call
 
-  Returns {OK, claim-until ms, user id, user id, ...}: the entries given a claim by this call;
-  {NO_SALE} before the draw.
+  Returns {OK, claim-until ms, place, user id, user id, ...}: the entries given a claim by this
+  call, the first of them at `place` in the draw's order (1-based), the others after it in
+  turn; {NO_SALE} before the draw.
 ]]
 
 local d = redis.call('HMGET', KEYS[1], 'state', 'next', 'total', 'claim_ms')
@@ -61,8 +62,8 @@ end
 local free = tonumber(redis.call('GET', KEYS[7]) or '0') - redis.call('ZCARD', KEYS[3])
 local nxt, total = tonumber(d[2]), tonumber(d[3])
 local till = math.max(now, tonumber(ARGV[2])) + tonumber(d[4])
-local out = {OK, till}
-while free > 0 and nxt < total and #out - 2 < limit do
+local out = {OK, till, nxt + 1}
+while free > 0 and nxt < total and #out - 3 < limit do
   local hex = redis.call('GETRANGE', KEYS[2], nxt * 16, nxt * 16 + 15)
   local uid = string.format('%d', tonumber(hex, 16))
   nxt = nxt + 1

@@ -21,9 +21,15 @@ const SERIES = [
 ];
 const FIELDS = ["name", "title", "detail", "imageUrl", "price", "salePrice", "stock", "addStock",
   "startAt", "endAt", "shards", "pathFactor", "userRate", "userBurst", "gateRate", "gateBurst",
-  "perBuy", "perAccount", "campaign", "campaignPerAccount"];
+  "perBuy", "perAccount", "campaign", "campaignPerAccount", "mode", "registerFrom", "registerUntil",
+  "claimFor"];
 const NUMBERS = new Set(["price", "salePrice", "stock", "addStock", "shards", "pathFactor",
-  "userRate", "userBurst", "gateRate", "gateBurst", "perBuy", "perAccount", "campaignPerAccount"]);
+  "userRate", "userBurst", "gateRate", "gateBurst", "perBuy", "perAccount", "campaignPerAccount",
+  "claimFor"]);
+// the form's times (datetime-local, in the operator's time zone; epoch ms in the API)
+const TIMES = new Set(["startAt", "endAt", "registerFrom", "registerUntil"]);
+// a draw sale's own fields (docs/draws.md): shown for mode "draw" only
+const DRAW_FIELDS = ["registerFrom", "registerUntil", "claimFor"];
 
 let current = null; // the goods id in the live view
 let editing = null; // the sale being edited (its last view), or null for a new one
@@ -123,37 +129,54 @@ function openEditor(sale) {
     const input = $(`f-${f}`);
     input.classList.remove("invalid");
     let v = sale ? sale[f] : undefined;
-    if (!sale) v = { imageUrl: "/img/goods.svg", shards: 1, perBuy: 1, perAccount: 1 }[f];
-    if ((f === "startAt" || f === "endAt") && v !== undefined) v = localInput(v);
+    if (!sale) v = { imageUrl: "/img/goods.svg", shards: 1, perBuy: 1, perAccount: 1, mode: "firstCome", claimFor: 1800 }[f];
+    if (TIMES.has(f) && v !== undefined && v !== null) v = localInput(v);
     input.value = v === undefined || v === null ? "" : v;
   }
   $("f-addStock").closest("div").classList.toggle("hidden", !sale);
   // a campaign is set when the sale is made (the admin API refuses a change: 500726)
   for (const f of ["f-campaign", "f-campaignPerAccount"]) $(f).readOnly = Boolean(sale);
+  // a sale's mode and registration window are fixed once made
+  for (const f of ["mode", "registerFrom", "registerUntil"]) $(`f-${f}`).disabled = !!sale;
   if (!sale) {
     const start = Date.now() + 5 * 60000;
     $("f-startAt").value = localInput(start);
     $("f-endAt").value = localInput(start + 3600000);
+    // a draw's registration, if chosen: from a minute from now until the start
+    $("f-registerFrom").value = localInput(Date.now() + 60000);
+    $("f-registerUntil").value = localInput(start);
   }
+  drawFields();
+}
+
+// The draw's fields, shown for a draw sale only.
+function drawFields() {
+  const draw = $("f-mode").value === "draw";
+  for (const f of DRAW_FIELDS) $(`f-${f}`).closest("div").classList.toggle("hidden", !draw);
 }
 
 function formBody() {
   const body = {};
+  const draw = $("f-mode").value === "draw";
   for (const f of FIELDS) {
     const raw = $(`f-${f}`).value.trim();
     if (raw === "") continue;
+    // a first-come sale names no draw field; a draw's mode and window are fixed once made
+    if (DRAW_FIELDS.includes(f) && !draw) continue;
+    if (editing && (f === "mode" || f === "registerFrom" || f === "registerUntil")) continue;
     let v = raw;
-    if (f === "startAt" || f === "endAt") v = new Date(raw).getTime();
+    if (TIMES.has(f)) v = new Date(raw).getTime();
     else if (NUMBERS.has(f)) v = Number(raw);
     body[f] = v;
   }
+  if (!editing && !draw) delete body.mode; // first come is the default
   if (!editing) {
     for (const f of ["detail", "imageUrl"]) if (!(f in body)) body[f] = "";
     return body;
   }
   // a change sends only what differs from the sale as it is
   const patch = {};
-  const same = (k, v) => (k === "startAt" || k === "endAt")
+  const same = (k, v) => TIMES.has(k)
     ? Math.abs(editing[k] - v) < 1000 // the form shows whole seconds
     : editing[k] === v;
   for (const [k, v] of Object.entries(body)) if (k === "addStock" || !same(k, v)) patch[k] = v;
@@ -204,6 +227,7 @@ function figures(s) {
     ["Dead letters", l.deadLetters],
     ["MySQL stock", l.mysqlStock],
     ...(l.room ? [["Waiting room", `${l.room.size} tickets, ${l.room.through} let through`]] : []),
+    ...(l.draw ? drawRows(s, l.draw) : []),
     ["Window", `${new Date(s.startAt).toLocaleString()} → ${new Date(s.endAt).toLocaleString()}`],
     ...(s.redis ? [["Redis", redisLine(s.redis)]] : []),
     ...(s.eventSinks || []).map((k) => [`Events → ${k.sink}`, sinkLine(k)]),
@@ -228,6 +252,26 @@ function figures(s) {
     row.append(name, bar, n);
     return row;
   }));
+}
+
+// A draw sale's rows: its phase and entries (with how many came in the last 10 s: the live
+// view samples them each second), the commitment and seed, and the claims and waitlist.
+let drawSamples = [];
+function drawRows(s, d) {
+  const now = Date.now();
+  if (drawSamples.length && drawSamples[0].goods !== s.goodsId) drawSamples = [];
+  drawSamples.push({ goods: s.goodsId, at: now, entries: d.entries });
+  drawSamples = drawSamples.filter((x) => now - x.at <= 10000);
+  const lately = d.entries - drawSamples[0].entries;
+  const secs = Math.max(1, Math.round((now - drawSamples[0].at) / 1000));
+  const moved = Math.max(0, d.given - s.stock);
+  return [
+    ["Draw", `${d.phase}: registration ${new Date(s.registerFrom).toLocaleString()} → ${new Date(s.registerUntil).toLocaleString()}, ${s.claimFor} s to claim`],
+    ["Entries", `${d.entries} (+${lately} in the last ${secs} s)`],
+    ["Commitment", d.commitment],
+    ["Seed", d.seed || "published at the draw"],
+    ["Claims", `${d.given} given: ${d.claiming} holding, ${d.claimed} bought, ${d.lapsed} lapsed; the waitlist moved ${moved}`],
+  ];
 }
 
 function drawChart(series) {
@@ -383,6 +427,7 @@ $("logout").addEventListener("click", (e) => {
 });
 $("new").addEventListener("click", () => openEditor(null));
 $("sale-form").addEventListener("submit", save);
+$("f-mode").addEventListener("change", drawFields);
 $("close-editor").addEventListener("click", () => (editing && current ? liveView(current) : listSales()));
 $("edit").addEventListener("click", () => openEditor(editing));
 $("cancel").addEventListener("click", cancelSale);

@@ -22,6 +22,10 @@
 // proxy that will not pass it) and keeps a slow poll of the result as a safety net. "Being confirmed" (202 with code
 // 500509: Redis replicas have not confirmed the buy yet) polls the same way: the result settles
 // it either way.
+//
+// A draw sale (public/js/draw.js): the draw's card takes the place of the countdown; the buy
+// box shows only for a shopper holding a claim (a winner, or one moved up from the waitlist: the
+// stream's `draw` event), and buys as above.
 "use strict";
 
 const POLL_EVERY_MS = 200;
@@ -66,6 +70,10 @@ async function load() {
       $("quantity").max = String(rules.perBuy);
       $("quantity-box").classList.remove("hidden");
     }
+    if (await Draw.start(goodsId, drawHooks)) {
+      $("state").textContent = "";
+      return;
+    }
     if (g.roomOpensAt && g.status !== 2 && !through) {
       $("buy-box").classList.add("hidden");
       show("room", true);
@@ -98,6 +106,20 @@ async function showAllowance() {
     if (Number.isInteger(env.allowanceLeft)) stateLimit(env.allowanceLeft);
   } catch (_) { /* not logged in: the limit alone */ }
 }
+// ---- a draw sale ----
+
+let claimShown = false;
+const drawHooks = {
+  // a claim held: the buy; none (yet, or any more): no buy, and no box unless a buy was shown
+  claim(on) {
+    if (on && !claimShown) refreshCaptcha();
+    claimShown = claimShown || on;
+    show("buy-box", claimShown);
+    running = on;
+    setButton();
+  },
+  stream() { openStream(); },
+};
 
 // ---- the waiting room ----
 
@@ -105,14 +127,28 @@ let through = false;
 const show = (id, on) => $(id).classList.toggle("hidden", !on);
 const secs = (ms) => Math.max(1, Math.ceil(ms / 1000));
 
-async function roomStep(method) {
+// the codes of a join that asks for a proof of work (FLASHGATE_ROOM_POW): none, or a stale one
+const ROOM_PROOF_CODES = [500543, 500545, 500547, 500551];
+
+async function roomStep(method, proof) {
   let r;
   try {
     r = method === "POST"
-      ? await Flash.call("POST", "/api/seckill/room", { goodsId })
+      ? await Flash.call("POST", "/api/seckill/room", proof ? { goodsId, proof } : { goodsId })
       : await Flash.call("GET", `/api/seckill/room?goodsId=${goodsId}`);
   } catch (e) {
     if (e.code === 500210) { $("room-state").textContent = Flash.MESSAGES[500210]; loginLink($("room-detail")); return; }
+    if (method === "POST" && !proof && ROOM_PROOF_CODES.includes(e.code)) {
+      // the room asks for a moment of work (public/js/pow-worker.js), then the join again
+      $("room-state").textContent = I18n.t("room.working");
+      try {
+        const solved = await Draw.solve(null, `/api/seckill/room/challenge?goodsId=${goodsId}`);
+        await roomStep("POST", solved.proof);
+        return;
+      } catch (e2) {
+        e = e2;
+      }
+    }
     $("room-state").textContent = e.message;
     setTimeout(() => roomStep("GET"), 2000);
     return;
@@ -197,6 +233,14 @@ function openStream() {
   stream.addEventListener("room", (e) => {
     const r = JSON.parse(e.data);
     if (r.state !== "no_ticket") renderRoom(r);
+  });
+  // a draw's claim given (a winner, or moved up from the waitlist): the card is read again, and
+  // the stream opened afresh, so a grant signed on it carries the claim (data.draw)
+  stream.addEventListener("draw", () => {
+    stream.close();
+    stream = null;
+    openStream();
+    Draw.refresh();
   });
   stream.addEventListener("result", (e) => {
     const r = JSON.parse(e.data);

@@ -70,6 +70,16 @@ impl PathSeal {
         Ok(())
     }
 
+    /// A key for `label` derived from the shared key (HMAC-SHA256(key, label)): another secret
+    /// every edge holds alike (the waiting room's proof-of-work challenges are signed with one).
+    /// A challenge signed before the shared key changed no longer checks: the page asks again.
+    pub fn derived(&self, label: &str) -> [u8; 32] {
+        let mut m =
+            Hmac::<Sha256>::new_from_slice(&self.keys.load().current).expect("HMAC takes any key");
+        m.update(label.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
     /// A fresh path digest for `user` in `goods`, asked for with the token of `print`.
     pub fn seal(&self, goods: GoodsId, user: UserId, print: TokenPrint) -> String {
         let nonce: [u8; 8] = rand::random();

@@ -13,6 +13,13 @@
 //! Redis time, so there is nothing to coordinate. A sale that is not split tells its line it is
 //! sold out from shard 0's stock, in the script; a split one from a key the edges keep in step
 //! with the sum of its shards ([`SplitStock`]).
+//!
+//! With `FLASHGATE_ROOM_POW=on` a ticket costs a proof of work, as a draw entry does
+//! (`crate::draws::proof`, the ALTCHA form): [`Pow::challenge`] issues one bound to the sale and the
+//! asking address, signed with a key every edge derives from the shared path key, its work
+//! raised per address as joins come from it; [`Pow::spend`] checks one (one hash, one HMAC),
+//! refuses a replay (`SET NX` of the challenge) and counts the address. Only a join that would
+//! make a ticket pays: the route answers a shopper holding one (or a room not open) as a look.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +32,11 @@ use serde::Serialize;
 use crate::admission::scripts::{RoomAnswer, Scripts};
 use crate::admission::split::Shape;
 use crate::domain::{GoodsId, Shard, UserId};
-use crate::error::AppError;
+use crate::draws::order::Keyed;
+use crate::draws::proof;
+use crate::error::{AppError, DrawFault};
+use crate::plumbing::clock::now_ms;
+use crate::plumbing::config::Settings;
 use crate::plumbing::keys::Keys;
 use crate::plumbing::metrics::Metrics;
 use crate::plumbing::redis_conn::RedisConn;
@@ -173,6 +184,97 @@ impl Room {
             RoomAnswer::Ended => Err(AppError::Ended),
             RoomAnswer::NoSale => Err(AppError::NotFound),
         }
+    }
+}
+
+/// The label of the key room challenges are signed with (`PathSeal::derived`).
+const POW_LABEL: &str = "flashgate-room-pow";
+
+/// What the room's proof of work needs: the stores, the settings (its size) and the shared key.
+pub struct Pow<'a> {
+    pub redis: &'a RedisConn,
+    pub keys: &'a Keys,
+    pub settings: &'a Settings,
+    pub seal: &'a crate::admission::path_seal::PathSeal,
+}
+
+impl Pow<'_> {
+    fn key(&self) -> Keyed {
+        Keyed::new(&self.seal.derived(POW_LABEL))
+    }
+
+    /// The work a join from `address` owes now: raised for an address that brought many joins.
+    async fn work_for(&self, goods: GoodsId, address: &str) -> Result<u64, AppError> {
+        let brought: Option<u64> = self
+            .redis
+            .clone()
+            .hget(self.keys.sale(goods).room_addresses(), address)
+            .await?;
+        Ok(proof::difficulty(
+            self.settings.draw_pow_max.max(1),
+            self.settings.draw_pow_per_address,
+            brought.unwrap_or(0),
+        ))
+    }
+
+    /// A proof-of-work challenge for joining `goods`'s room from `ip`.
+    pub async fn challenge(
+        &self,
+        goods: GoodsId,
+        ip: std::net::IpAddr,
+    ) -> Result<proof::Challenge, AppError> {
+        let key = self.key();
+        let address = proof::address_digest(&key, ip);
+        let max = self.work_for(goods, &address).await?;
+        let scope = proof::Scope {
+            goods: goods.get(),
+            address: &address,
+        };
+        Ok(proof::issue(&key, scope, max, now_ms()))
+    }
+
+    /// Checks a join's `given` proof for `goods` from `ip` and spends it (refused, with the
+    /// draw's proof codes, if missing, forged, expired, from elsewhere, too easy or used before).
+    pub async fn spend(
+        &self,
+        goods: GoodsId,
+        ip: std::net::IpAddr,
+        given: &str,
+    ) -> Result<(), AppError> {
+        let key = self.key();
+        let address = proof::address_digest(&key, ip);
+        let scope = proof::Scope {
+            goods: goods.get(),
+            address: &address,
+        };
+        let now = now_ms();
+        let (challenge, expires, work) = proof::verify(&key, given, scope, now).map_err(|f| {
+            AppError::Draw(match f {
+                proof::Fault::Malformed => DrawFault::ProofMalformed,
+                proof::Fault::Forged => DrawFault::ProofForged,
+                proof::Fault::Expired => DrawFault::ProofExpired,
+                proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
+            })
+        })?;
+        let k = self.keys.sale(goods);
+        let con = &mut self.redis.clone();
+        let spent: bool = redis::cmd("SET")
+            .arg(k.room_spent(&challenge))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg((expires - now).max(1))
+            .query_async::<Option<String>>(con)
+            .await?
+            .is_none();
+        if spent {
+            return Err(AppError::Draw(DrawFault::ProofReplayed));
+        }
+        if work < self.work_for(goods, &address).await? {
+            return Err(AppError::Draw(DrawFault::ProofTooEasy));
+        }
+        let _: i64 = con.hincr(k.room_addresses(), &address, 1).await?;
+        Ok(())
     }
 }
 

@@ -158,7 +158,7 @@ async fn look_after(db: &MySqlPool, redis: &RedisConn, keys: &Keys) -> anyhow::R
                 }
             }
         } else if now < row.end_ms() {
-            record::step(con, keys, &row).await?;
+            record::step(db, con, keys, &row).await?;
         }
     }
     Ok(())

@@ -423,9 +423,15 @@ async fn read_ids(con: &mut RedisConn, key: &str) -> redis::RedisResult<Vec<i64>
 }
 
 /// One waitlist step for a drawn sale (see `lua/draw_move.lua`); the entries given a claim are
-/// told on the results channel at once (`draw GOODS UNTIL UID,UID,…`), every edge pushing to
-/// their streams. Returns how many were given a claim.
-pub async fn step(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> redis::RedisResult<usize> {
+/// recorded in MySQL's `sale_draw_claim` with their places (the order events' and the grant's
+/// `draw`), then told on the results channel at once (`draw GOODS UNTIL UID,UID,…`), every edge
+/// pushing to their streams. Returns how many were given a claim.
+pub async fn step(
+    db: &MySqlPool,
+    con: &mut RedisConn,
+    keys: &Keys,
+    row: &DrawRow,
+) -> redis::RedisResult<usize> {
     let mut given = 0;
     loop {
         let reply: Vec<i64> = MOVE
@@ -436,13 +442,18 @@ pub async fn step(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> redis::Red
             .arg(STEP_LIMIT)
             .invoke_async(con)
             .await?;
-        let [code::OK, until, users @ ..] = &reply[..] else {
+        let [code::OK, until, first, users @ ..] = &reply[..] else {
             return Ok(given);
         };
         if users.is_empty() {
             return Ok(given);
         }
         given += users.len();
+        // the claim is given in Redis already: a failed write here costs the orders' `draw`
+        // (the events and the grant leave it out), never the claim itself
+        if let Err(e) = record_claims(db, row.goods_id, *until, *first, users).await {
+            tracing::warn!(goods = row.goods_id, error = %e, "draw claims not recorded in MySQL");
+        }
         let list: Vec<String> = users.iter().map(i64::to_string).collect();
         let _: () = con
             .publish(
@@ -458,6 +469,78 @@ pub async fn step(con: &mut RedisConn, keys: &Keys, row: &DrawRow) -> redis::Red
         if (users.len() as i64) < STEP_LIMIT {
             return Ok(given);
         }
+    }
+}
+
+/// Records claims given until `until` (ms) to `users`, the first at `first` in the order.
+async fn record_claims(
+    db: &MySqlPool,
+    goods: i64,
+    until: i64,
+    first: i64,
+    users: &[i64],
+) -> Result<(), sqlx::Error> {
+    let until = chrono::DateTime::from_timestamp_millis(until)
+        .unwrap_or_default()
+        .naive_utc();
+    // one statement whatever the number of users (they travel as one JSON array, as the
+    // worker's orders do); their places follow on from `first`
+    sqlx::query(
+        "INSERT IGNORE INTO sale_draw_claim (goods_id, user_id, place, claim_until) \
+         SELECT ?, j.u, ? + j.i - 1, ? FROM JSON_TABLE(?, '$[*]' COLUMNS(\
+         i FOR ORDINALITY, u BIGINT PATH '$')) j",
+    )
+    .bind(goods)
+    .bind(first)
+    .bind(until)
+    .bind(serde_json::to_string(users).expect("ids serialise"))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A draw order's part of its grant and events (`data.draw`): the entry's published digest, its
+/// place in the draw's order and until when its claim ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrawPart {
+    pub digest: String,
+    pub place: i64,
+    pub claim_until: i64,
+}
+
+/// The claim `user` was given in `goods` (a draw sale), as its orders carry it; `None` for a
+/// first-come sale or an entry never given a unit.
+pub async fn claim_of(
+    db: &MySqlPool,
+    goods: GoodsId,
+    user: UserId,
+) -> Result<Option<DrawPart>, sqlx::Error> {
+    let row: Option<(Vec<u8>, i32, NaiveDateTime)> = sqlx::query_as(
+        "SELECT d.secret, c.place, c.claim_until FROM sale_draw_claim c \
+         JOIN sale_draw d ON d.goods_id = c.goods_id WHERE c.goods_id = ? AND c.user_id = ?",
+    )
+    .bind(goods.get())
+    .bind(user.get())
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(secret, place, until)| {
+        part(&Keyed::new(&secret), goods.get(), user.get(), place, until)
+    }))
+}
+
+/// The draw part of an order of `user` in `goods`, from the sale's secret and the claim's row.
+pub fn part(
+    secret: &Keyed,
+    goods: i64,
+    user: i64,
+    place: i32,
+    claim_until: NaiveDateTime,
+) -> DrawPart {
+    DrawPart {
+        digest: hex::encode(order::entry_digest(secret, goods, user)),
+        place: i64::from(place),
+        claim_until: ms(claim_until),
     }
 }
 

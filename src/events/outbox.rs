@@ -222,7 +222,8 @@ pub async fn from_orders(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    /// order, goods, user, price, created at, shop subject, product reference, units
+    /// order, goods, user, price, created at, shop subject, product reference, units, and for
+    /// an order bought under a draw's claim: the sale's secret, the entry's place, the claim's end
     type OrderRow = (
         i64,
         i64,
@@ -232,18 +233,26 @@ pub async fn from_orders(
         Option<Vec<u8>>,
         Option<String>,
         i32,
+        Option<Vec<u8>>,
+        Option<i32>,
+        Option<NaiveDateTime>,
     );
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.goods_id, o.user_id, CAST(o.goods_price AS CHAR), o.created_at, \
-         u.subject, sg.external_ref, o.goods_count FROM order_info o \
+         u.subject, sg.external_ref, o.goods_count, d.secret, c.place, c.claim_until \
+         FROM order_info o \
          LEFT JOIN users u ON u.id = o.user_id \
-         LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id WHERE o.id IN ({})",
+         LEFT JOIN seckill_goods sg ON sg.goods_id = o.goods_id \
+         LEFT JOIN sale_draw_claim c ON c.goods_id = o.goods_id AND c.user_id = o.user_id \
+         LEFT JOIN sale_draw d ON d.goods_id = c.goods_id WHERE o.id IN ({})",
         numbers(orders)
     )))
     .fetch_all(&mut **tx)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (order, goods, user, price, created, shop_user, product, quantity) in rows {
+    for row in rows {
+        let (order, goods, user, price, created, shop_user, product, quantity) =
+            (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
         let (Ok(goods), Ok(user)) = (GoodsId::new(goods), UserId::new(user)) else {
             continue;
         };
@@ -259,6 +268,12 @@ pub async fn from_orders(
             EventType::Paid => extra["paidAt"] = json!(at.and_utc().timestamp_millis()),
             EventType::Closed => extra["closedAt"] = json!(at.and_utc().timestamp_millis()),
             EventType::Created | EventType::Failed => {}
+        }
+        // bought under a draw's claim: the entry's digest (as published), place and claim
+        if let (Some(secret), Some(place), Some(until)) = (row.8, row.9, row.10) {
+            let keyed = crate::draws::order::Keyed::new(&secret);
+            let part = crate::draws::record::part(&keyed, goods.get(), user.get(), place, until);
+            extra["draw"] = json!(part);
         }
         out.push(NewEvent {
             event_id: event_id(kind, order),

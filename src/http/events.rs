@@ -46,7 +46,13 @@ pub async fn open<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError
     let result = result.as_deref().and_then(crate::domain::BuyResult::decode);
     let granter = state
         .identity
-        .granter(&state.db, &state.metrics, &user.shop_subject(), goods)
+        .granter(
+            &state.db,
+            &state.metrics,
+            &user.shop_subject(),
+            user.id,
+            goods,
+        )
         .await?;
     if let Some(r) = result {
         first.push(("result", Granter::result_event(granter.as_ref(), r)));

@@ -390,6 +390,7 @@ async fn route_bodiless(
         Route::Captcha => seckill::captcha(req, state).await,
         Route::Path => seckill::path(req, state).await,
         Route::RoomLook => seckill::room_look(req, state).await,
+        Route::RoomChallenge => seckill::room_challenge(req, state).await,
         Route::Events => events::open(req, state).await,
         Route::Result => seckill::result(req, state).await,
         Route::Order => orders::get(req, state, param).await,

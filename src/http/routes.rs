@@ -34,6 +34,7 @@ pub enum Route {
     Buy,
     RoomJoin,
     RoomLook,
+    RoomChallenge,
     Events,
     Result,
     Order,
@@ -65,7 +66,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 37] = [
+    pub const ALL: [Route; 38] = [
         Route::Login,
         Route::Logout,
         Route::GoodsList,
@@ -75,6 +76,7 @@ impl Route {
         Route::Buy,
         Route::RoomJoin,
         Route::RoomLook,
+        Route::RoomChallenge,
         Route::Events,
         Route::Result,
         Route::Order,
@@ -118,6 +120,7 @@ impl Route {
             Route::Buy => (Method::POST, "/api/seckill/{path}/orders", Public),
             Route::RoomJoin => (Method::POST, "/api/seckill/room", Public),
             Route::RoomLook => (Method::GET, "/api/seckill/room", Public),
+            Route::RoomChallenge => (Method::GET, "/api/seckill/room/challenge", Public),
             Route::Events => (Method::GET, "/api/seckill/events", Public),
             Route::Result => (Method::GET, "/api/seckill/result", Public),
             Route::Order => (Method::GET, "/api/orders/{id}", Public),
@@ -186,7 +189,7 @@ impl Route {
             Route::Buy => "buy",
             Route::Result => "result",
             Route::Path | Route::Captcha => "path",
-            Route::RoomJoin | Route::RoomLook => "room",
+            Route::RoomJoin | Route::RoomLook | Route::RoomChallenge => "room",
             Route::Events => "events",
             Route::GoodsList | Route::GoodsDetail => "goods",
             Route::Login | Route::Logout => "auth",

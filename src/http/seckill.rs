@@ -30,12 +30,6 @@ use crate::error::AppError;
 use crate::plumbing::keys;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Buy {
-    goods_id: GoodsId,
-}
-
 /// The buy's body: `{"goodsId": G, "quantity": Q}`, Q absent for 1 (read as a JSON value so a
 /// string or a fraction is refused with its own code, `AppError::BadQuantity`).
 #[derive(Deserialize)]
@@ -202,18 +196,68 @@ async fn admit(
     state.admitter.admit(home, shopper).await
 }
 
-/// `POST /api/seckill/room` `{goodsId}`: joins the sale's waiting room (a second join keeps the
-/// first ticket) and says where the ticket stands (`crate::admission::room::View`).
+/// The room's join: `{"goodsId": G}`, with `proof` (the solved challenge of
+/// `GET /api/seckill/room/challenge`) when `FLASHGATE_ROOM_POW` is on.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoomJoin {
+    goods_id: GoodsId,
+    #[serde(default)]
+    proof: String,
+}
+
+/// `POST /api/seckill/room` `{goodsId, proof}`: joins the sale's waiting room (a second join keeps
+/// the first ticket) and says where the ticket stands (`crate::admission::room::View`). With
+/// the room's proof of work on, only a join that makes a ticket pays one: any other is answered
+/// as a look.
 pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    use crate::admission::scripts::RoomAnswer;
     let credential = respond::credential(&req, state);
-    let Buy { goods_id: goods } = respond::json_body(req).await?;
+    let ip = respond::client_address(&req, state);
+    let RoomJoin {
+        goods_id: goods,
+        proof,
+    } = respond::json_body(req).await?;
     let user = respond::user_of(&credential?, state).await?;
     let shape = state.shape(goods).await?;
+    if state.settings.room_pow {
+        let look = state.room.call(goods, shape, user.id, false).await?;
+        match look {
+            RoomAnswer::NoSale => return Err(AppError::NotFound),
+            RoomAnswer::NoTicket => room_pow(state).spend(goods, ip, &proof).await?,
+            other => return Ok(respond::ok(crate::admission::room::View::from(other))),
+        }
+    }
     let answer = state.room.call(goods, shape, user.id, true).await?;
-    if answer == crate::admission::scripts::RoomAnswer::NoSale {
+    if answer == RoomAnswer::NoSale {
         return Err(AppError::NotFound);
     }
     Ok(respond::ok(crate::admission::room::View::from(answer)))
+}
+
+fn room_pow(state: &AppState) -> crate::admission::room::Pow<'_> {
+    crate::admission::room::Pow {
+        redis: &state.redis,
+        keys: &state.keys,
+        settings: &state.settings,
+        seal: &state.path_seal,
+    }
+}
+
+/// `GET /api/seckill/room/challenge?goodsId=`: a proof-of-work challenge for joining the sale's
+/// room (ALTCHA form, bound to the sale and the asking address, valid 10 minutes).
+pub async fn room_challenge(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+    let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
+    if !state.shape(goods).await?.room {
+        return Err(AppError::NotFound);
+    }
+    let ip = respond::client_address(&req, state);
+    let mut resp = respond::ok(room_pow(state).challenge(goods, ip).await?);
+    resp.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// `GET /api/seckill/room?goodsId=`: where this shopper's ticket stands, and when to ask again.
@@ -337,6 +381,7 @@ async fn granted(
             &state.db,
             &state.metrics,
             &user.shop_subject(),
+            user.id,
             goods,
             result,
         )

@@ -61,6 +61,10 @@ pub struct GrantClaims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// An order bought under a draw sale's claim: the entry's digest, place and claim
+    /// (docs/draws.md); absent for a first-come sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<crate::draws::record::DrawPart>,
 }
 
 fn one_unit() -> u32 {
@@ -72,6 +76,10 @@ fn one_unit() -> u32 {
 pub struct SaleFacts {
     pub price_minor: i64,
     pub product: Option<String>,
+    /// A draw sale: its grants carry the shopper's claim (`Identity::granter` reads it).
+    pub draw_sale: bool,
+    /// The shopper's draw claim, set per shopper by `Identity::granter` (never cached).
+    pub draw: Option<crate::draws::record::DrawPart>,
 }
 
 /// The sale facts a grant carries, per sale, read from MySQL at most once per [`FACTS_TTL`] on
@@ -96,19 +104,22 @@ impl FactsCache {
         {
             return Ok(Some(f.clone()));
         }
-        let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT CAST(ROUND(seckill_price * 100) AS SIGNED), external_ref \
-             FROM seckill_goods WHERE goods_id = ?",
+        let row: Option<(i64, Option<String>, bool)> = sqlx::query_as(
+            "SELECT CAST(ROUND(seckill_price * 100) AS SIGNED), external_ref, \
+             EXISTS(SELECT 1 FROM sale_draw d WHERE d.goods_id = sg.goods_id) \
+             FROM seckill_goods sg WHERE goods_id = ?",
         )
         .bind(goods.get())
         .fetch_optional(db)
         .await?;
-        let Some((price_minor, product)) = row else {
+        let Some((price_minor, product, draw_sale)) = row else {
             return Ok(None);
         };
         let facts = SaleFacts {
             price_minor,
             product,
+            draw_sale,
+            draw: None,
         };
         self.map
             .pin()
@@ -289,6 +300,7 @@ impl Grants {
             jti: format!("order-{order}"),
             iat: now_s,
             exp: now_s + self.ttl_s,
+            draw: facts.draw.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
@@ -368,6 +380,8 @@ mod tests {
         let facts = SaleFacts {
             price_minor: 199,
             product: Some("SKU-1".into()),
+            draw_sale: false,
+            draw: None,
         };
         let now = crate::plumbing::clock::now_ms() / 1000;
         let t = g.sign("alice", 42, 7, &facts, now);
@@ -460,6 +474,8 @@ mod tests {
         let facts = SaleFacts {
             price_minor: 199,
             product: Some("SKU-PHONE-1".into()),
+            draw_sale: false,
+            draw: None,
         };
         let token = g.sign("customer-42", 1048577, 7, &facts, 1796000000);
         assert_eq!(g.kid(), field("kid"));

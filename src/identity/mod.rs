@@ -23,7 +23,7 @@ use std::sync::Arc;
 use hyper::Request;
 use hyper::header;
 
-use crate::domain::{BuyResult, GoodsId};
+use crate::domain::{BuyResult, GoodsId, UserId};
 use crate::error::AppError;
 use crate::plumbing::config::{AuthMode, Settings};
 use crate::plumbing::metrics::Metrics;
@@ -63,30 +63,37 @@ impl Identity {
         db: &sqlx::MySqlPool,
         metrics: &Arc<Metrics>,
         sub: &str,
+        user: UserId,
         goods: GoodsId,
         result: BuyResult,
     ) -> Result<Option<Granted>, AppError> {
         Ok(self
-            .granter(db, metrics, sub, goods)
+            .granter(db, metrics, sub, user, goods)
             .await?
             .map(|g| g.grant(result)))
     }
 
-    /// What signs `sub`'s grants in `goods` without any more I/O (for the push stream, which
-    /// hands results on as they come), if grants are on and the sale exists.
+    /// What signs `sub`'s (flashgate's `user`'s) grants in `goods` without any more I/O (for
+    /// the push stream, which hands results on as they come), if grants are on and the sale
+    /// exists. In a draw sale it carries the shopper's claim as it stands now (a stream opened
+    /// before the claim was given carries none: the page opens its stream again when told).
     pub async fn granter(
         &self,
         db: &sqlx::MySqlPool,
         metrics: &Arc<Metrics>,
         sub: &str,
+        user: UserId,
         goods: GoodsId,
     ) -> Result<Option<Granter>, AppError> {
         let Some(grants) = &self.grants else {
             return Ok(None);
         };
-        let Some(facts) = self.facts.get(db, goods).await? else {
+        let Some(mut facts) = self.facts.get(db, goods).await? else {
             return Ok(None);
         };
+        if facts.draw_sale {
+            facts.draw = crate::draws::record::claim_of(db, goods, user).await?;
+        }
         Ok(Some(Granter {
             grants: grants.clone(),
             metrics: metrics.clone(),

@@ -138,6 +138,64 @@ pub struct LiveState {
     pub mysql_stock: i64,
     /// The waiting room, if the sale has one.
     pub room: Option<RoomState>,
+    /// The draw, if it is a draw sale.
+    pub draw: Option<DrawState>,
+}
+
+/// A draw sale's draw now (docs/draws.md).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrawState {
+    /// `scheduled`, `registering`, `drawing`, `claiming`, `over` (`GET /api/draws/{goodsId}`).
+    pub phase: &'static str,
+    pub entries: i64,
+    /// SHA-256 of the seed, public from the sale's making.
+    pub commitment: String,
+    /// Once drawn.
+    pub seed: Option<String>,
+    /// Claims held now (winners, and entries moved up, not bought yet).
+    pub claiming: i64,
+    /// Claims used: bought in time.
+    pub claimed: i64,
+    /// Claims that passed unused.
+    pub lapsed: i64,
+    /// Claims given in all (the waitlist's place in the draw's order): above the units, the
+    /// waitlist moved.
+    pub given: i64,
+}
+
+/// The draw of the sale in `row`, if it is a draw sale.
+async fn draw_state(
+    stores: &Stores,
+    row: &SaleRow,
+    now_ms: i64,
+) -> Result<Option<DrawState>, AppError> {
+    if row.register_until.is_none() {
+        return Ok(None);
+    }
+    let Some(d) = crate::draws::record::row(&stores.db, row.goods()).await? else {
+        return Ok(None);
+    };
+    let k = stores.keys.sale(row.goods());
+    let (entries, claiming, claimed, lapsed, given): (i64, i64, i64, i64, Option<i64>) =
+        redis::pipe()
+            .hlen(k.draw_entries())
+            .zcard(k.draw_claims())
+            .scard(k.draw_claimed())
+            .scard(k.draw_lapsed())
+            .hget(k.draw(), "next")
+            .query_async(&mut stores.redis.clone())
+            .await?;
+    Ok(Some(DrawState {
+        phase: d.phase(now_ms),
+        entries,
+        commitment: d.commitment.clone(),
+        seed: d.drawn().then(|| hex::encode(&d.seed)),
+        claiming,
+        claimed,
+        lapsed,
+        given: given.unwrap_or(0),
+    }))
 }
 
 /// A sale's waiting room now.
@@ -207,6 +265,7 @@ pub async fn view_of(stores: &Stores, row: &SaleRow) -> Result<SaleView, AppErro
         orders: order_counts(&stores.db, row.goods()).await?,
         mysql_stock: i64::from(row.stock),
         room: room_state(stores, row, chrono::Utc::now().timestamp_millis()).await?,
+        draw: draw_state(stores, row, chrono::Utc::now().timestamp_millis()).await?,
         shards,
     };
     Ok(SaleView {

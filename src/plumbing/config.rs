@@ -97,6 +97,10 @@ pub struct Settings {
     /// Entries one address (an IPv6 /64) brings to a draw before its challenges double in
     /// work, and again for every as many more (0: never raised).
     pub draw_pow_per_address: u64,
+    /// `on`: joining a waiting room takes a proof of work too (a challenge of
+    /// `GET /api/seckill/room/challenge`, sized and raised per address as a draw entry's).
+    #[serde(deserialize_with = "switch")]
+    pub room_pow: bool,
     /// Entries a worker takes from a stream in one read (and writes in one transaction).
     pub batch_size: usize,
     /// A pending entry idle this long (ms) is claimed by another worker.
@@ -280,8 +284,9 @@ impl Default for Settings {
             gate_burst: 50_000,
             path_factor: 10,
             room_rate: 200.0,
-            draw_pow_max: 100_000,
+            draw_pow_max: 150_000,
             draw_pow_per_address: 5,
+            room_pow: false,
             batch_size: 1000,
             claim_idle_ms: 30_000,
             max_deliveries: 5,
@@ -746,6 +751,6 @@ mod tests {
         let names = Settings::field_names();
         assert!(names.contains(&"redis_url".to_string()));
         assert!(names.contains(&"lua_dir".to_string()));
-        assert_eq!(names.len(), 83);
+        assert_eq!(names.len(), 84);
     }
 }

@@ -407,6 +407,15 @@ impl SaleKeys {
     pub fn room_through(&self) -> String {
         self.key("room:through")
     }
+    /// hash: joins per address (a digest of the IPv4 address or the IPv6 /64) that paid a proof
+    /// of work (`FLASHGATE_ROOM_POW`), which sets the next challenge's difficulty there.
+    pub fn room_addresses(&self) -> String {
+        self.key("room:addr")
+    }
+    /// string, the challenge's remaining life: a proof of work spent by a join (`SET NX`).
+    pub fn room_spent(&self, challenge: &str) -> String {
+        self.key(&format!("room:spent:{challenge}"))
+    }
     /// The `KEYS` of `lua/room.lua`, in the script's order: meta, line, seq, stock, soldout,
     /// through. The one place they are put together.
     pub fn room(&self) -> [String; 6] {

@@ -400,6 +400,91 @@ async fn an_unpaid_close_moves_the_waitlist() {
     );
 }
 
+/// The order's result, polled (> 0 once written), with the envelope (its grant).
+async fn written(app: &TestApp, token: &str, goods: GoodsId) -> (i64, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, r) = app
+            .get(&format!("/api/seckill/result?goodsId={goods}"), token)
+            .await;
+        assert_eq!(s, 200, "{r}");
+        let order = r["data"].as_i64().unwrap();
+        if order > 0 {
+            return (order, r);
+        }
+        assert!(order == 0, "the buy failed: {r}");
+        assert!(tokio::time::Instant::now() < deadline, "no order written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `data` of `kind` events built for `order` (as the relay and the outbox build them).
+async fn event_data(app: &TestApp, kind: flashgate::events::EventType, order: i64) -> Value {
+    let events =
+        flashgate::events::EventSettings::from_settings(&flashgate::plumbing::config::Settings {
+            webhook_url: "http://127.0.0.1:9/never-sent".into(),
+            webhook_secret: crate::events::SECRET.into(),
+            ..test_settings()
+        })
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    let built = flashgate::events::outbox::from_orders(&mut tx, &events, kind, &[order], None)
+        .await
+        .unwrap();
+    assert_eq!(built.len(), 1);
+    built[0].data.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draw_order_carries_its_entry_in_the_grant_and_the_events_a_first_come_one_does_not() {
+    let mut settings = app_settings();
+    settings.grant_key = crate::seams::GRANT_KEY.into();
+    let app = spawn_with(settings, true).await;
+    let users = app.users(3).await;
+    // 1 unit, 2 entries, 2 s to claim: the winner lets it pass, the second moves up and buys
+    let goods = drawn_sale(&app, 1, &users[..2], 2).await;
+    let mut by_place = Vec::new();
+    for u in &users[..2] {
+        let v = view(&app, goods, &u.token).await;
+        by_place.push((v["you"]["place"].as_i64().unwrap(), u, v));
+    }
+    by_place.sort_by_key(|(p, _, _)| *p);
+    let (_, second, seen) = &by_place[1];
+    view_until(&app, goods, &second.token, Duration::from_secs(15), |v| {
+        v["you"]["state"] == "claiming"
+    })
+    .await;
+    let until = view(&app, goods, &second.token).await["you"]["claimUntil"].clone();
+    let path = app.path_for(&second.token, goods).await;
+    assert_eq!(app.buy(&second.token, &path, goods).await.0, 202);
+    let (order, envelope) = written(&app, &second.token, goods).await;
+    let expected = json!({
+        "digest": seen["you"]["digest"], "place": 2, "claimUntil": until,
+    });
+    let grants = app.state.identity.grants.as_ref().unwrap();
+    let claims = grants
+        .verify(envelope["grant"].as_str().expect("a grant"))
+        .unwrap();
+    assert_eq!(serde_json::to_value(&claims.draw).unwrap(), expected);
+    for kind in [
+        flashgate::events::EventType::Created,
+        flashgate::events::EventType::Paid,
+    ] {
+        assert_eq!(event_data(&app, kind, order).await["draw"], expected);
+    }
+
+    // a first-come sale's order carries none
+    let first_come = app.sale(5).await;
+    let buyer = &users[2];
+    let path = app.path_for(&buyer.token, first_come).await;
+    assert_eq!(app.buy(&buyer.token, &path, first_come).await.0, 202);
+    let (order, envelope) = written(&app, &buyer.token, first_come).await;
+    let claims = grants.verify(envelope["grant"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.draw, None);
+    let data = event_data(&app, flashgate::events::EventType::Created, order).await;
+    assert!(data.get("draw").is_none(), "{data}");
+}
+
 #[tokio::test]
 async fn a_draw_sale_with_bad_settings_or_an_entry_to_a_first_come_sale_is_refused() {
     let app = spawn_with(app_settings(), false).await;

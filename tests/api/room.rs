@@ -374,3 +374,94 @@ async fn changing_a_scheduled_sales_stock_keeps_its_rooms_tickets() {
         "{v}"
     );
 }
+
+/// With `FLASHGATE_ROOM_POW=on` a ticket costs a proof of work (the draw's ALTCHA form): a join
+/// with none, a forged one, one for another sale, or one used before is refused with its code
+/// and makes no ticket; a solved one makes the ticket; a second join of a ticket holder pays
+/// nothing (it keeps the first ticket); work rises for an address that brought many joins, and
+/// a challenge fetched before that is refused as too easy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_proof_of_work_refuses_a_missing_forged_elsewhere_or_replayed_proof() {
+    use flashgate::draws::proof::{self, Challenge};
+    let settings = flashgate::plumbing::config::Settings {
+        room_pow: true,
+        draw_pow_max: 500,
+        draw_pow_per_address: 2,
+        ..crate::helpers::test_settings()
+    };
+    let app = crate::helpers::spawn_with(settings, false).await;
+    let goods = room_sale(&app, 10, 1, 100.0, 600).await;
+    let other = room_sale(&app, 10, 1, 100.0, 600).await;
+    let users = app.users(5).await;
+    let challenge = |goods: GoodsId| {
+        let app = &app;
+        async move {
+            let (s, r) = app
+                .get(&format!("/api/seckill/room/challenge?goodsId={goods}"), "")
+                .await;
+            assert_eq!(s, 200, "{r}");
+            serde_json::from_value::<Challenge>(r["data"].clone()).unwrap()
+        }
+    };
+    let join = |token: String, proof: Option<String>| {
+        let app = &app;
+        async move {
+            let mut body = json!({ "goodsId": goods.get() });
+            if let Some(p) = proof {
+                body["proof"] = json!(p);
+            }
+            app.post("/api/seckill/room", &token, &body).await
+        }
+    };
+    let line = |app: &TestApp| {
+        let key = app.state.keys.sale(goods).room_line();
+        let mut con = app.redis();
+        async move { con.zcard::<_, i64>(key).await.unwrap() }
+    };
+    let code = |r: &Value| r["code"].as_i64().unwrap();
+    let u = &users[0].token;
+
+    let (s, r) = join(u.clone(), None).await;
+    assert_eq!((s, code(&r)), (400, 500543), "no proof: {r}");
+    let mut c = challenge(goods).await;
+    c.signature = "00".repeat(32);
+    let (s, r) = join(u.clone(), proof::solve(&c)).await;
+    assert_eq!((s, code(&r)), (400, 500544), "forged: {r}");
+    let (s, r) = join(u.clone(), proof::solve(&challenge(other).await)).await;
+    assert_eq!((s, code(&r)), (400, 500546), "another sale's: {r}");
+    assert_eq!(line(&app).await, 0, "a refused join made a ticket");
+
+    let good = proof::solve(&challenge(goods).await).unwrap();
+    let (s, r) = join(u.clone(), Some(good.clone())).await;
+    assert_eq!(
+        (s, r["data"]["state"].as_str()),
+        (200, Some("in_room")),
+        "{r}"
+    );
+    // the holder joins again without a proof: the same ticket, nothing paid
+    let (s, r) = join(u.clone(), None).await;
+    assert_eq!(
+        (s, r["data"]["state"].as_str()),
+        (200, Some("in_room")),
+        "{r}"
+    );
+    // the same proof for another shopper: a replay
+    let (s, r) = join(users[1].token.clone(), Some(good)).await;
+    assert_eq!((s, code(&r)), (409, 500547), "replayed: {r}");
+    assert_eq!(line(&app).await, 1);
+
+    // two joins from this address: the work doubles; a challenge fetched before is too easy
+    let early = challenge(goods).await;
+    assert_eq!(early.maxnumber, 500);
+    let p = proof::solve(&challenge(goods).await);
+    assert_eq!(join(users[2].token.clone(), p).await.0, 200);
+    let raised = challenge(goods).await;
+    assert_eq!(raised.maxnumber, 1000);
+    let (s, r) = join(users[3].token.clone(), proof::solve(&early)).await;
+    assert_eq!((s, code(&r)), (400, 500551), "too easy: {r}");
+    assert_eq!(
+        join(users[3].token.clone(), proof::solve(&raised)).await.0,
+        200
+    );
+    assert_eq!(line(&app).await, 3);
+}

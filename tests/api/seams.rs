@@ -20,7 +20,7 @@ use flashgate::domain::GoodsId;
 use flashgate::identity::grant::{GrantClaims, SaleFacts};
 use flashgate::plumbing::config::{AuthMode, Settings};
 
-const GRANT_KEY: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+pub(crate) const GRANT_KEY: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
 
 fn code(v: &Value) -> i64 {
     v["code"].as_i64().unwrap_or(0)
@@ -176,6 +176,8 @@ async fn redeem_refuses_a_well_signed_grant_for_no_order_anothers_or_a_closed_on
     let facts = SaleFacts {
         price_minor: 100,
         product: None,
+        draw_sale: false,
+        draw: None,
     };
     let now = chrono::Utc::now().timestamp();
     let me = users[0].id.get().to_string();

@@ -3,7 +3,9 @@
 // before the draw); at the start a latecomer queues behind everyone who was there, sees their
 // position move up (never back) by push (the page's event stream: no polling request while it
 // is up), is let through, and buys; on an edge that refuses streams (its cap at 0) a page polls
-// instead. Screenshots: room-*.png in target/test-output/browser/.
+// instead; on an edge whose room takes a proof of work (FLASHGATE_ROOM_POW=on) the page solves
+// the challenge by itself in its worker and joins. Screenshots: room-*.png in
+// target/test-output/browser/.
 //
 // Needs what shopper.test.mjs needs (FLASHGATE_BIN, the local services, CHROMIUM).
 import { test, before, after } from "node:test";
@@ -20,7 +22,7 @@ const db = `fg_room_${id}`;
 const EARLY = 30; // shoppers in the room before the start, besides the browser's
 const RATE = 4; // tickets let through per second
 
-let server, browser, base, goods, tokens, startsAt, refusing, refusingBase;
+let server, browser, base, goods, tokens, startsAt, refusing, refusingBase, proving, provingBase;
 
 
 let port;
@@ -42,7 +44,7 @@ before(async () => {
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   fg("migrate");
-  fg("users", "--count", String(EARLY + 6), "--out", path.join(shots, "room-tokens.csv"));
+  fg("users", "--count", String(EARLY + 7), "--out", path.join(shots, "room-tokens.csv"));
   tokens = readFileSync(path.join(shots, "room-tokens.csv"), "utf8").trim().split("\n").slice(1)
     .map((l) => l.split(",")[1]);
   const sale = JSON.parse(fg("sale", "create", "--starts-in", "12", "--lasts", "3600", "--json", JSON.stringify({
@@ -57,11 +59,17 @@ before(async () => {
   refusingBase = `http://127.0.0.1:${port2}`;
   refusing = await startServer({ ...env(), FLASHGATE_LISTEN: `127.0.0.1:${port2}`,
     FLASHGATE_ADMIN_LISTEN: "off", FLASHGATE_PUSH_MAX_CONNECTIONS: "0" }, `${refusingBase}/healthz`);
+  // and a third whose room takes a proof of work
+  const port3 = await freePort();
+  provingBase = `http://127.0.0.1:${port3}`;
+  proving = await startServer({ ...env(), FLASHGATE_LISTEN: `127.0.0.1:${port3}`,
+    FLASHGATE_ADMIN_LISTEN: "off", FLASHGATE_ROOM_POW: "on" }, `${provingBase}/healthz`);
   browser = await launchBrowser();
 });
 
 after(async () => {
   refusing?.kill("SIGKILL");
+  proving?.kill("SIGKILL");
   await cleanUp({ browser, server, db, ns });
 });
 
@@ -81,7 +89,7 @@ test("in the room before the start, then a latecomer moves up, is let through an
   assert.match(await early.page.textContent("#room-state"), /You are in the waiting room/);
   assert.equal(await early.page.isVisible("#buy"), false, "no buy button before the turn");
   await shot(early.page, "in-room-before-the-start");
-  await Promise.all(tokens.slice(2).map((t) => fetch(`${base}/api/seckill/room`, {
+  await Promise.all(tokens.slice(2, EARLY + 6).map((t) => fetch(`${base}/api/seckill/room`, {
     method: "POST",
     headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
     body: JSON.stringify({ goodsId: goods }),
@@ -184,5 +192,24 @@ test("a Chinese shopper's waiting room: before the start, in line, let through",
     assert.deepEqual(await englishOnScreen(page, false), [], `English words in the room (${state})`);
     await zh(page, name);
   }
+  await ctx.close();
+});
+
+test("a room that takes a proof of work: the page solves it in its worker and joins", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 420, height: 900 } });
+  const token = tokens[EARLY + 6];
+  await ctx.addCookies([{ name: "token", value: token, url: provingBase }]);
+  const page = await ctx.newPage();
+  const joins = [];
+  page.on("request", (r) => {
+    if (r.url().endsWith("/api/seckill/room") && r.method() === "POST") joins.push(JSON.parse(r.postData()));
+  });
+  await page.goto(`${provingBase}/goods.html?id=${goods}`);
+  await page.waitForFunction(() => ["in_room", "waiting", "through"].includes(document.querySelector("#room-state").dataset.state), null, { timeout: 30000 });
+  assert.equal(joins[0].proof, undefined, "the first join is sent without a proof");
+  assert.ok(joins.some((j) => typeof j.proof === "string" && j.proof.length > 0), "no join carried a proof");
+  const r = await (await fetch(`${provingBase}/api/seckill/room?goodsId=${goods}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.notEqual(r.data.state, "no_ticket", "the proven join made no ticket");
+  await shot(page, "proof-of-work-joined");
   await ctx.close();
 });
