@@ -246,7 +246,7 @@ fn room_pow(state: &AppState) -> crate::admission::room::Pow<'_> {
 
 /// `GET /api/seckill/room/challenge?goodsId=`: a proof-of-work challenge for joining the sale's
 /// room (ALTCHA form, bound to the sale and the asking address, valid 10 minutes).
-pub async fn room_challenge(req: Request<Incoming>, state: &AppState) -> Result<Resp, AppError> {
+pub async fn room_challenge<B>(req: Request<B>, state: &AppState) -> Result<Resp, AppError> {
     let goods = respond::required(&req, "goodsId", GoodsId::parse)?;
     if !state.shape(goods).await?.room {
         return Err(AppError::NotFound);
