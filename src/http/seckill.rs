@@ -218,6 +218,10 @@ pub async fn room_join(req: Request<Incoming>, state: &AppState) -> Result<Resp,
         goods_id: goods,
         proof,
     } = respond::json_body(req).await?;
+    // a proof too long to be one is refused whether or not the room asks for one
+    if proof.len() > crate::draws::proof::MAX_PROOF {
+        return Err(AppError::Draw(crate::error::DrawFault::ProofMalformed));
+    }
     let user = respond::user_of(&credential?, state).await?;
     let shape = state.shape(goods).await?;
     if state.settings.room_pow {

@@ -465,3 +465,22 @@ async fn a_room_with_proof_of_work_refuses_a_missing_forged_elsewhere_or_replaye
     );
     assert_eq!(line(&app).await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_a_proof_too_long_to_be_one_is_refused_with_the_room_asking_none() {
+    // FLASHGATE_ROOM_POW off and a sale without a room: a proof past 2,048 characters is still
+    // bad input (the spec bounds it), not a join answered "no room"
+    let app = spawn_app().await;
+    let user = &app.users(1).await[0];
+    let goods = app.sale(3).await;
+    let body = json!({ "goodsId": goods.get(), "proof": "0".repeat(2049) });
+    let (s, r) = app.post("/api/seckill/room", &user.token, &body).await;
+    assert_eq!((s, r["code"].as_i64()), (400, Some(500543)), "{r}");
+    let fine = json!({ "goodsId": goods.get(), "proof": "0".repeat(2048) });
+    let (s, r) = app.post("/api/seckill/room", &user.token, &fine).await;
+    assert_eq!(
+        (s, r["data"]["state"].as_str()),
+        (200, Some("no_room")),
+        "{r}"
+    );
+}
