@@ -1,4 +1,4 @@
--- contract: keys draw entries log addresses spent | args now user user_hex address spent_ms | codes OK DUPLICATE NOT_STARTED ENDED NO_SALE REPLAYED
+-- contract: keys draw entries log addresses spent | args now user user_hex address spent_ms work base per_address | codes OK DUPLICATE NOT_STARTED ENDED NO_SALE REPLAYED TOO_EASY
 --[[
   draw_enter.lua: one shopper's entry into a draw sale (src/draws/), atomically.
 
@@ -12,8 +12,13 @@
        (nothing counted again, the proof not spent)
     3. registration is open by Redis TIME (or ARGV[1] in tests):
        from_ms <= now < until_ms, and the draw has not closed it       else NOT_STARTED (ms) / ENDED
-    4. the proof's challenge was not used before (SET NX with the
-       challenge's remaining life)                                     else REPLAYED
+    4. the proof's challenge was not used before                       else REPLAYED
+    4b. the proof carries the work its address owes now: base doubled
+       for every per_address entries the address brought (at most
+       2^10 times; per_address 0: base), counted here, in the call that
+       counts the entry, so proofs sent together cannot all be priced
+       at the count before any of them                                 else TOO_EASY (detail: the work owed)
+       then the challenge is marked spent (with its remaining life)
     5. recorded: entry number = HLEN + 1 in entries, the user id
        appended to the log (16 hex digits), the address counted       -> OK, entry number
 
@@ -30,12 +35,15 @@
     3 the user id as 16 hex digits (what the log holds)
     4 the address digest the proof was issued for
     5 how long the spent mark lives, ms (the challenge's remaining life)
+    6 the work the proof was issued with (its signed maxnumber)
+    7 the base work (FLASHGATE_DRAW_POW_MAX), 8 entries per doubling (FLASHGATE_DRAW_POW_PER_ADDRESS)
 
   Returns {code, detail}: OK / DUPLICATE with the entry number; NOT_STARTED with ms until
-  registration opens; ENDED, NO_SALE, REPLAYED with 0.
+  registration opens; ENDED, NO_SALE, REPLAYED with 0; TOO_EASY with the work owed.
 ]]
 
 local REPLAYED = 40 -- draw_enter.lua: this proof was used for an entry already
+local TOO_EASY = 41 -- draw_enter.lua: this proof carries less work than its address owes now
 
 local d = redis.call('HMGET', KEYS[1], 'from_ms', 'until_ms', 'state')
 if not d[1] then
@@ -60,9 +68,18 @@ end
 if now >= till or d[3] ~= 'open' then
   return {ENDED, 0}
 end
-if not redis.call('SET', KEYS[5], '1', 'PX', math.max(1, tonumber(ARGV[5])), 'NX') then
+if redis.call('EXISTS', KEYS[5]) == 1 then
   return {REPLAYED, 0}
 end
+local per = tonumber(ARGV[8])
+if per > 0 then
+  local brought = tonumber(redis.call('HGET', KEYS[4], ARGV[4]) or '0')
+  local owed = tonumber(ARGV[7]) * 2 ^ math.min(math.floor(brought / per), 10)
+  if tonumber(ARGV[6]) < owed then
+    return {TOO_EASY, owed}
+  end
+end
+redis.call('SET', KEYS[5], '1', 'PX', math.max(1, tonumber(ARGV[5])))
 local n = redis.call('HLEN', KEYS[2]) + 1
 redis.call('HSET', KEYS[2], uid, n)
 redis.call('APPEND', KEYS[3], ARGV[3])

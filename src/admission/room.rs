@@ -189,6 +189,13 @@ impl Room {
 
 /// The label of the key room challenges are signed with (`PathSeal::derived`).
 const POW_LABEL: &str = "flashgate-room-pow";
+static SPEND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../../lua/codes.lua"),
+        include_str!("../../lua/pow_spend.lua")
+    ))
+});
 
 /// What the room's proof of work needs: the stores, the settings (its size) and the shared key.
 pub struct Pow<'a> {
@@ -256,25 +263,28 @@ impl Pow<'_> {
                 proof::Fault::Elsewhere => DrawFault::ProofElsewhere,
             })
         })?;
+        // lua/pow_spend.lua spends the proof and counts the address in one call: proofs sent
+        // together were all priced at the count before any of them (an outside attack took 57
+        // tickets at the base work when the count was read, then written, apart)
         let k = self.keys.sale(goods);
-        let con = &mut self.redis.clone();
-        let spent: bool = redis::cmd("SET")
-            .arg(k.room_spent(&challenge))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
+        let (code, _owed): (i64, f64) = SPEND
+            .key(k.room_spent(&challenge))
+            .key(k.room_addresses())
+            .arg(&address)
             .arg((expires - now).max(1))
-            .query_async::<Option<String>>(con)
-            .await?
-            .is_none();
-        if spent {
-            return Err(AppError::Draw(DrawFault::ProofReplayed));
+            .arg(work)
+            .arg(self.settings.draw_pow_max.max(1))
+            .arg(self.settings.draw_pow_per_address)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match code {
+            0 => Ok(()),
+            40 => Err(AppError::Draw(DrawFault::ProofReplayed)),
+            41 => Err(AppError::Draw(DrawFault::ProofTooEasy)),
+            other => Err(AppError::Internal(anyhow::anyhow!(
+                "pow_spend.lua answered {other}"
+            ))),
         }
-        if work < self.work_for(goods, &address).await? {
-            return Err(AppError::Draw(DrawFault::ProofTooEasy));
-        }
-        let _: i64 = con.hincr(k.room_addresses(), &address, 1).await?;
-        Ok(())
     }
 }
 

@@ -43,6 +43,7 @@ mod code {
     pub const DUPLICATE: i64 = 5;
     pub const NO_SALE: i64 = 7;
     pub const REPLAYED: i64 = 40;
+    pub const TOO_EASY: i64 = 41;
 }
 
 /// A claim window ends for the edge at its time, for the waitlist this much later: a buy in
@@ -211,7 +212,19 @@ pub struct Entered {
     pub again: bool,
 }
 
-/// Records `user`'s entry (the proof checked by the caller; `challenge` spends it).
+/// What an entry's proof must carry: the work it was issued with, and the rule of what an address
+/// owes (`proof::difficulty`'s base and entries per doubling), checked by `lua/draw_enter.lua`
+/// against the address's count in the call that records the entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Work {
+    pub given: u64,
+    pub base: u64,
+    pub per_address: u64,
+}
+
+/// Records `user`'s entry (the proof's hash and signature checked by the caller; `challenge`
+/// spends it, `work` is held to what the address owes).
+#[allow(clippy::too_many_arguments)]
 pub async fn enter(
     con: &mut RedisConn,
     keys: &Keys,
@@ -220,6 +233,7 @@ pub async fn enter(
     address: &str,
     challenge: &str,
     spent_ms: i64,
+    work: Work,
 ) -> Result<Entered, AppError> {
     let k = keys.sale(goods);
     let (code, detail): (i64, i64) = ENTER
@@ -229,6 +243,9 @@ pub async fn enter(
         .arg(format!("{:016x}", user.get()))
         .arg(address)
         .arg(spent_ms.max(1))
+        .arg(work.given)
+        .arg(work.base)
+        .arg(work.per_address)
         .invoke_async(con)
         .await?;
     match code {
@@ -244,6 +261,7 @@ pub async fn enter(
         code::ENDED => Err(AppError::Draw(DrawFault::Closed)),
         code::NO_SALE => Err(AppError::Draw(DrawFault::NotADraw)),
         code::REPLAYED => Err(AppError::Draw(DrawFault::ProofReplayed)),
+        code::TOO_EASY => Err(AppError::Draw(DrawFault::ProofTooEasy)),
         other => Err(AppError::Internal(anyhow::anyhow!(
             "draw_enter.lua answered {other}"
         ))),

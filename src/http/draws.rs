@@ -111,8 +111,10 @@ pub async fn enter(
         })?;
     // a challenge fetched before the address brought its many entries carries the work of then:
     // it must carry the work the address owes now (challenges fetched ahead are no way around).
-    // A proof spent already is told as a replay first (the entry's own call still decides that,
-    // atomically: this read only picks the clearer refusal)
+    // This read refuses early, with no write; lua/draw_enter.lua decides, counting the address
+    // in the same call that records the entry, so proofs sent together are not all priced at
+    // the count before any of them (an outside attack entered 60 at once at the base work).
+    // A proof spent already is told as a replay first.
     if work < work_for(state, goods, &address).await? {
         let spent: bool = redis::AsyncCommands::exists(
             &mut state.redis.clone(),
@@ -132,6 +134,11 @@ pub async fn enter(
         &address,
         &challenge,
         expires - now,
+        record::Work {
+            given: work,
+            base: state.settings.draw_pow_max.max(1),
+            per_address: state.settings.draw_pow_per_address,
+        },
     )
     .await?;
     Ok(respond::ok(EntryView {

@@ -87,6 +87,19 @@ pub async fn buy(req: Request<Incoming>, state: &AppState, hidden: &str) -> Resu
     }
     let epoch = state.local.epoch(goods);
     let shape = state.shape(goods).await?;
+    // a draw sale: a buy needs a claim still held, not only the path it gave (a claim used and
+    // its unit given back by a close is no longer held, while its path may still live: an
+    // outside attack bought again with it, taking the unit the waitlist had moved on). One
+    // ZSCORE, for draw sales only; the waitlist's grace covers a buy in flight at the deadline
+    if shape.draw {
+        let until =
+            crate::draws::record::claim_until(&mut state.redis.clone(), &state.keys, goods, user)
+                .await?;
+        let now = crate::plumbing::clock::now_ms();
+        if until.is_none_or(|u| u + crate::draws::record::GRACE_MS <= now) {
+            return Err(AppError::Draw(crate::error::DrawFault::NoClaim));
+        }
+    }
     let shards = shape.shards;
     let home = Shard::home(goods, user, shards);
 

@@ -398,6 +398,12 @@ async fn an_unpaid_close_moves_the_waitlist() {
         view(&app, goods, &winner.token).await["you"]["state"],
         "claimed"
     );
+    // the winner's claim is used: the path it gave does not buy again once the unit came back
+    // (an outside attack bought a second time with it, taking the unit the waitlist moved on)
+    let (s, r) = app.buy(&winner.token, &path, goods).await;
+    assert_eq!((s, r["code"].as_i64()), (403, Some(500550)), "{r}");
+    let moved_up = app.path_for(&other.token, goods).await;
+    assert_eq!(app.buy(&other.token, &moved_up, goods).await.0, 202);
 }
 
 /// The order's result, polled (> 0 once written), with the envelope (its grant).
@@ -628,6 +634,11 @@ async fn what_an_entry_costs_redis() {
                 "addr",
                 &format!("c{u}"),
                 600_000,
+                flashgate::draws::record::Work {
+                    given: 1,
+                    base: 1,
+                    per_address: 0,
+                },
             )
             .await
             .unwrap()
@@ -687,4 +698,40 @@ async fn a_drawn_sale_is_never_reset() {
     assert_eq!((s, r["code"].as_i64()), (409, Some(500757)), "{r}");
     let v = view(&app, goods, &users[0].token).await;
     assert_eq!(v["entries"], 4, "{v}");
+}
+
+/// Attack on the draws (outside test, the second): proofs fetched at the base work and sent
+/// together were all priced at the address's count before any of them (60 of 60 entered), as
+/// the edge read the count and the script wrote it apart. The count is now read and written in
+/// the call that records the entry: of proofs at the base work sent at once, only as many enter
+/// as the address may bring at that work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_sent_together_are_each_priced_at_the_count_the_ones_before_left() {
+    const N: usize = 12;
+    let mut settings = app_settings();
+    settings.draw_pow_per_address = 2;
+    let app = spawn_with(settings, false).await;
+    let goods = create(&app, &draw_body(3, 1_500, 60_000, 600)).await;
+    let users = app.users(N).await;
+    let mut proofs = Vec::new();
+    for _ in 0..N {
+        proofs.push(proof::solve(&challenge(&app, goods).await).expect("solvable"));
+    }
+    wait_until(now_ms() + 1_600).await;
+    let answers = futures_util::future::join_all(
+        users
+            .iter()
+            .zip(&proofs)
+            .map(|(u, p)| enter(&app, goods, &u.token, p)),
+    )
+    .await;
+    let entered = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(
+        entered, 2,
+        "two at the base work, then it doubles: {answers:?}"
+    );
+    for (s, r) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!((*s, r["code"].as_i64()), (400, Some(500551)), "{r}");
+    }
+    assert_eq!(view(&app, goods, &users[0].token).await["entries"], 2);
 }

@@ -389,7 +389,7 @@ async fn an_edge_refuses_a_release_whose_contract_differs_and_keeps_the_last_goo
     let good = release(&app, &good_tuned(), "good", None).await;
     on_every_edge(&[&app.state, &state2], good, None).await;
     let other = tuned("admit.lua", |t| {
-        t.replacen("buys user...", "buys stats user...", 1)
+        t.replacen("campaign user...", "campaign stats user...", 1)
     });
     let v = good + 1;
     let mut con = app.redis();

@@ -484,3 +484,50 @@ async fn a_join_with_a_proof_too_long_to_be_one_is_refused_with_the_room_asking_
         "{r}"
     );
 }
+
+/// Attack on the room's proof of work (outside test): proofs fetched at the base work and sent
+/// together were all priced at the address's count before any of them (57 tickets of 60), as
+/// the count was read, then written, apart. lua/pow_spend.lua reads and writes it in one call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_proofs_sent_together_are_each_priced_at_the_count_the_ones_before_left() {
+    use flashgate::draws::proof::{self, Challenge};
+    const N: usize = 12;
+    let settings = flashgate::plumbing::config::Settings {
+        room_pow: true,
+        draw_pow_max: 300,
+        draw_pow_per_address: 2,
+        ..crate::helpers::test_settings()
+    };
+    let app = crate::helpers::spawn_with(settings, false).await;
+    let goods = room_sale(&app, 10, 1, 100.0, 600).await;
+    let users = app.users(N).await;
+    let mut proofs = Vec::new();
+    for _ in 0..N {
+        let (s, r) = app
+            .get(&format!("/api/seckill/room/challenge?goodsId={goods}"), "")
+            .await;
+        assert_eq!(s, 200, "{r}");
+        let c: Challenge = serde_json::from_value(r["data"].clone()).unwrap();
+        proofs.push(proof::solve(&c).expect("solvable"));
+    }
+    let answers = futures_util::future::join_all(users.iter().zip(&proofs).map(|(u, p)| {
+        let body = json!({ "goodsId": goods.get(), "proof": p });
+        let app = &app;
+        async move { app.post("/api/seckill/room", &u.token, &body).await }
+    }))
+    .await;
+    let joined = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(
+        joined, 2,
+        "two at the base work, then it doubles: {answers:?}"
+    );
+    for (s, r) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!((*s, r["code"].as_i64()), (400, Some(500551)), "{r}");
+    }
+    let mut con = app.redis();
+    let line: i64 = con
+        .zcard(app.state.keys.sale(goods).room_line())
+        .await
+        .unwrap();
+    assert_eq!(line, 2);
+}
