@@ -105,9 +105,9 @@ for start in range(0, n, 1000):
 PY
 until_ms=$(sql "SELECT UNIX_TIMESTAMP(register_until) * 1000 FROM sale_draw WHERE goods_id = $big" | cut -d. -f1)
 while [ "$(date +%s%3N)" -lt "$until_ms" ]; do sleep 0.1; done
-r0=$(cpu "$redis_pid")
+d0=$(cpu "$redis_pid")
 drawn=$("$bin" draw run "$big" 2>/dev/null | tail -n 1)
-r1=$(cpu "$redis_pid")
+d1=$(cpu "$redis_pid")
 
 echo
 echo "| draws | figure |"
@@ -116,4 +116,4 @@ echo "| registration: entries through the edge | $entered recorded in ${secs}s: 
 echo "| registration: edge CPU per request | $(us_per "$e0" "$e1" "$requests") us |"
 echo "| registration: Redis CPU per request | $(us_per "$r0" "$r1" "$requests") us |"
 echo "| the draw at $MILLION entries (flashgate draw run, $(basename "$(dirname "$bin")") build) | $(echo "$drawn" | python3 -c 'import json, sys; d = json.load(sys.stdin); print("%s ms wall, of which ordering %s ms; %s entries" % (d["tookMs"], d["orderMs"], d["entries"]))') |"
-echo "| the draw: Redis CPU | $(awk -v a="$r0" -v b="$r1" -v t="$tck" 'BEGIN {printf "%.0f", (b - a) / t * 1000}') ms |"
+echo "| the draw: Redis CPU | $(awk -v a="$d0" -v b="$d1" -v t="$tck" 'BEGIN {printf "%.0f", (b - a) / t * 1000}') ms |"
