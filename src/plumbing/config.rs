@@ -284,7 +284,7 @@ impl Default for Settings {
             gate_burst: 50_000,
             path_factor: 10,
             room_rate: 200.0,
-            draw_pow_max: 150_000,
+            draw_pow_max: 300_000,
             draw_pow_per_address: 5,
             room_pow: false,
             batch_size: 1000,
