@@ -598,29 +598,88 @@ async fn property_random_buys_retries_and_give_backs_keep_limits_and_conserve_un
     }
 }
 
+/// A sale's rules in its meta, as a load writes them (the window open, buckets that never run
+/// dry), and its stock: what the property tests drive `lua/admit.lua` against.
+async fn write_rules(
+    con: &mut flashgate::plumbing::redis_conn::RedisConn,
+    k: &flashgate::plumbing::keys::SaleKeys,
+    stock: i64,
+    per_buy: i64,
+    per_account: i64,
+    campaign_limit: Option<i64>,
+) {
+    let mut meta = vec![
+        ("start_ms", "0".to_string()),
+        ("end_ms", "99999999999999".to_string()),
+        ("user_rate", "1000".to_string()),
+        ("user_burst", "1000".to_string()),
+        ("gate_rate", "1000000".to_string()),
+        ("gate_burst", "1000000".to_string()),
+        ("per_buy", per_buy.to_string()),
+        ("per_account", per_account.to_string()),
+    ];
+    if let Some(limit) = campaign_limit {
+        meta.push(("campaign_per_account", limit.to_string()));
+    }
+    let _: () = redis::pipe()
+        .hset_multiple(k.meta(), &meta)
+        .set(k.stock(), stock)
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
+/// An Idempotency-Key's digest, or none ("") one time in five.
+fn random_key(rng: &mut impl Rng) -> String {
+    match rng.random_range(0..5) {
+        0 => String::new(),
+        n => format!("{n:032x}"),
+    }
+}
+
+/// One buy of `uid` (given the path "P.x" first) for `q` units with `key` ("": none), decided
+/// by the shipped `lua/admit.lua` alone.
+async fn admit_one(
+    con: &mut flashgate::plumbing::redis_conn::RedisConn,
+    scripts: &flashgate::admission::scripts::Scripts,
+    k: &flashgate::plumbing::keys::SaleKeys,
+    uid: UserId,
+    q: i64,
+    key: &str,
+) -> flashgate::admission::scripts::Admission {
+    let _: () = con.set_ex(k.user(uid), "P.x", 60).await.unwrap();
+    let keys = k.admit([uid]);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (u, qs) = (uid.get().to_string(), q.to_string());
+    let args = ["", &u, "P.x", "r", "", &qs, key];
+    let reply = scripts.get().admit.invoke(con, &keys, &args).await.unwrap();
+    flashgate::admission::scripts::Admission::from_batch_reply(reply, 1)
+        .unwrap()
+        .remove(0)
+}
+
+/// One of `live`'s buys at random, taken in sorted order so a seed replays; none if it is empty.
+fn pick<K: Ord + Clone, V>(rng: &mut impl Rng, live: &HashMap<K, V>) -> Option<K> {
+    let mut all: Vec<&K> = live.keys().collect();
+    all.sort();
+    (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone())
+}
+
+/// Why a buy's units come back, at random: failed, dead-lettered or closed (as order `order`).
+fn random_why(rng: &mut impl Rng, order: i64) -> GiveBack {
+    match rng.random_range(0..3) {
+        0 => GiveBack::Failed,
+        1 => GiveBack::DeadLettered,
+        _ => GiveBack::Closed { order },
+    }
+}
+
 async fn run_property(seed: u64, rng: &mut impl Rng, initial: i64, per_buy: i64, per_account: i64) {
     let (mut con, keys) = crate::helpers::script_redis("p").await;
     let scripts = flashgate::admission::scripts::Scripts::load(None).unwrap();
     let goods = GoodsId::new(1).unwrap();
     let k = keys.sale(goods);
-    let _: () = redis::pipe()
-        .hset_multiple(
-            k.meta(),
-            &[
-                ("start_ms", "0".to_string()),
-                ("end_ms", "99999999999999".to_string()),
-                ("user_rate", "1000".to_string()),
-                ("user_burst", "1000".to_string()),
-                ("gate_rate", "1000000".to_string()),
-                ("gate_burst", "1000000".to_string()),
-                ("per_buy", per_buy.to_string()),
-                ("per_account", per_account.to_string()),
-            ],
-        )
-        .set(k.stock(), initial)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    write_rules(&mut con, &k, initial, per_buy, per_account, None).await;
     let ctx = format!("seed {seed}: stock {initial}, perBuy {per_buy}, perAccount {per_account}");
     // what the test knows is admitted and not given back: (user, key) -> quantity
     let mut live: HashMap<(i64, String), i64> = HashMap::new();
@@ -630,25 +689,9 @@ async fn run_property(seed: u64, rng: &mut impl Rng, initial: i64, per_buy: i64,
         let user = rng.random_range(1..=4i64);
         let uid = UserId::new(user).unwrap();
         if rng.random_bool(0.7) {
-            let _: () = con.set_ex(k.user(uid), "P.x", 60).await.unwrap();
             let q = rng.random_range(1..=per_buy + 1);
-            let key = match rng.random_range(0..5) {
-                0 => String::new(),
-                n => format!("{n:032x}"),
-            };
-            let keys_ = k.admit([uid]);
-            let keys_: Vec<&str> = keys_.iter().map(String::as_str).collect();
-            let (u, qs) = (user.to_string(), q.to_string());
-            let args = ["", &u, "P.x", "r", "", &qs, &key];
-            let reply = scripts
-                .get()
-                .admit
-                .invoke(&mut con, &keys_, &args)
-                .await
-                .unwrap();
-            let outcome = flashgate::admission::scripts::Admission::from_batch_reply(reply, 1)
-                .unwrap()
-                .remove(0);
+            let key = random_key(rng);
+            let outcome = admit_one(&mut con, &scripts, &k, uid, q, &key).await;
             use flashgate::admission::scripts::Admission::*;
             let held: i64 = live
                 .iter()
@@ -690,18 +733,10 @@ async fn run_property(seed: u64, rng: &mut impl Rng, initial: i64, per_buy: i64,
             if matches!(outcome, Queued { .. }) {
                 live.insert((user, key), q);
             }
-        } else if let Some(buy) = {
-            let mut all: Vec<_> = live.keys().cloned().collect();
-            all.sort();
-            (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone())
-        } {
+        } else if let Some(buy) = pick(rng, &live) {
             let q = live[&buy];
             order += 1;
-            let why = match rng.random_range(0..3) {
-                0 => GiveBack::Failed,
-                1 => GiveBack::DeadLettered,
-                _ => GiveBack::Closed { order },
-            };
+            let why = random_why(rng, order);
             let units = Units {
                 quantity: q as u32,
                 key: &buy.1,
@@ -1406,25 +1441,8 @@ async fn run_campaign_property(
     for (goods, stock) in sales.iter().zip(stocks) {
         keys.learn(*goods, Some(&campaign));
         let k = keys.sale(*goods);
-        let _: () = redis::pipe()
-            .hset_multiple(
-                k.meta(),
-                &[
-                    ("start_ms", "0".to_string()),
-                    ("end_ms", "99999999999999".to_string()),
-                    ("user_rate", "1000".to_string()),
-                    ("user_burst", "1000".to_string()),
-                    ("gate_rate", "1000000".to_string()),
-                    ("gate_burst", "1000000".to_string()),
-                    ("per_buy", per_buy.to_string()),
-                    ("per_account", per_account.to_string()),
-                    ("campaign_per_account", campaign_limit.to_string()),
-                ],
-            )
-            .set(k.stock(), *stock)
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        let limit = Some(campaign_limit);
+        write_rules(&mut con, &k, *stock, per_buy, per_account, limit).await;
     }
     let ctx = format!(
         "seed {seed}: stocks {stocks:?}, perBuy {per_buy}, perAccount {per_account}, \
@@ -1440,25 +1458,9 @@ async fn run_campaign_property(
         if rng.random_bool(0.7) {
             let s = rng.random_range(0..sales.len());
             let k = keys.sale(sales[s]);
-            let _: () = con.set_ex(k.user(uid), "P.x", 60).await.unwrap();
             let q = rng.random_range(1..=per_buy + 1);
-            let key = match rng.random_range(0..5) {
-                0 => String::new(),
-                n => format!("{n:032x}"),
-            };
-            let keys_ = k.admit([uid]);
-            let keys_: Vec<&str> = keys_.iter().map(String::as_str).collect();
-            let (u, qs) = (user.to_string(), q.to_string());
-            let args = ["", &u, "P.x", "r", "", &qs, &key];
-            let reply = scripts
-                .get()
-                .admit
-                .invoke(&mut con, &keys_, &args)
-                .await
-                .unwrap();
-            let outcome = flashgate::admission::scripts::Admission::from_batch_reply(reply, 1)
-                .unwrap()
-                .remove(0);
+            let key = random_key(rng);
+            let outcome = admit_one(&mut con, &scripts, &k, uid, q, &key).await;
             use flashgate::admission::scripts::Admission::*;
             let held: i64 = live
                 .iter()
@@ -1506,18 +1508,10 @@ async fn run_campaign_property(
             if matches!(outcome, Queued { .. }) {
                 live.insert((s, user, key), q);
             }
-        } else if let Some(buy) = {
-            let mut all: Vec<_> = live.keys().cloned().collect();
-            all.sort();
-            (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone())
-        } {
+        } else if let Some(buy) = pick(rng, &live) {
             let q = live[&buy];
             order += 1;
-            let why = match rng.random_range(0..3) {
-                0 => GiveBack::Failed,
-                1 => GiveBack::DeadLettered,
-                _ => GiveBack::Closed { order },
-            };
+            let why = random_why(rng, order);
             let units = Units {
                 quantity: q as u32,
                 key: &buy.2,
