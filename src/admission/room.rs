@@ -190,11 +190,7 @@ impl Room {
 /// The label of the key room challenges are signed with (`PathSeal::derived`).
 const POW_LABEL: &str = "flashgate-room-pow";
 static SPEND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{}\n{}",
-        include_str!("../../lua/codes.lua"),
-        include_str!("../../lua/pow_spend.lua")
-    ))
+    crate::draws::record::with_codes(include_str!("../../lua/pow_spend.lua"))
 });
 
 /// What the room's proof of work needs: the stores, the settings (its size) and the shared key.

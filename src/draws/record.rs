@@ -22,18 +22,16 @@ use crate::plumbing::keys::Keys;
 use crate::plumbing::redis_conn::RedisConn;
 
 const CODES: &str = include_str!("../../lua/codes.lua");
-static ENTER: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{CODES}\n{}",
-        include_str!("../../lua/draw_enter.lua")
-    ))
-});
-static MOVE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{CODES}\n{}",
-        include_str!("../../lua/draw_move.lua")
-    ))
-});
+static ENTER: LazyLock<redis::Script> =
+    LazyLock::new(|| with_codes(include_str!("../../lua/draw_enter.lua")));
+static MOVE: LazyLock<redis::Script> =
+    LazyLock::new(|| with_codes(include_str!("../../lua/draw_move.lua")));
+
+/// A script loaded on its own, outside the released set (the draw scripts here, the room's
+/// `lua/pow_spend.lua`): `lua/codes.lua` in front of its text, as the released scripts have it.
+pub fn with_codes(text: &str) -> redis::Script {
+    redis::Script::new(&format!("{CODES}\n{text}"))
+}
 
 /// lua/codes.lua's codes the draw scripts answer with, and draw_enter.lua's own.
 mod code {
